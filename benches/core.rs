@@ -1,0 +1,88 @@
+//! Core benchmarks: decode + store insert, and re-filtering a million stored events.
+//! `cargo bench --bench core`; figures are quoted in the README.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use candybar::core::demo::{Demo, DemoConfig};
+use candybar::core::event::RawMessage;
+use candybar::core::filter::{Filter, FilteredView};
+use candybar::core::registry::Registry;
+use candybar::core::store::{EventStore, StoreConfig};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+const T0: i64 = 1_767_225_600_000_000;
+
+fn demo_messages(n: usize) -> Vec<RawMessage> {
+    let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
+    (0..n)
+        .map(|i| demo.next_message(T0 + i as i64 * 20))
+        .collect()
+}
+
+fn decode_insert(c: &mut Criterion) {
+    let msgs = demo_messages(100_000);
+    let mean = msgs.iter().map(|m| m.body.len()).sum::<usize>() / msgs.len();
+    let mut g = c.benchmark_group(format!("ingest (mean body {mean} B)"));
+    g.throughput(Throughput::Elements(msgs.len() as u64));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function("decode only", |b| {
+        b.iter(|| {
+            for m in &msgs {
+                black_box(candybar::core::decode::decode(m));
+            }
+        });
+    });
+    g.bench_function("decode + store insert", |b| {
+        b.iter_batched_ref(
+            || EventStore::new(StoreConfig::default()),
+            |store| {
+                for m in &msgs {
+                    store.insert(m);
+                }
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    g.finish();
+}
+
+fn refilter(c: &mut Criterion) {
+    let msgs = demo_messages(200_000);
+    let mut store = EventStore::new(StoreConfig::default());
+    for round in 0..5 {
+        for m in &msgs {
+            let mut m = m.clone();
+            m.received_us += round * 4_000_000;
+            store.insert(&m);
+        }
+    }
+    eprintln!(
+        "store: {} events, {} MB",
+        store.len(),
+        store.memory_bytes() >> 20
+    );
+    let mut g = c.benchmark_group(format!("re-filter {} stored events", store.len()));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(8));
+    for expr in [
+        "agent.*.completed",
+        "domain:llm errors",
+        "timeout",
+        "\"flaky consumer\"",
+    ] {
+        let mut view = FilteredView::new(Filter::new(expr).expect("valid"));
+        g.bench_function(expr, |b| {
+            b.iter(|| {
+                view.set_filter(Filter::new(expr).expect("valid"));
+                view.update(&store, T0, u64::MAX);
+                black_box(view.len())
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode_insert, refilter);
+criterion_main!(benches);

@@ -1,0 +1,194 @@
+//! Running aggregates over everything ingested since start (not only what the ring still
+//! holds): totals, per-second rates per domain, latency and size distributions. The charts read
+//! these; they cost a few array updates per event.
+
+use hdrhistogram::Histogram;
+use rustc_hash::FxHashMap;
+
+use super::event::Status;
+use super::intern::Sym;
+use super::time::{MICROS_PER_SEC, Micros};
+
+/// How many seconds of per-second rates are kept.
+pub const RATE_WINDOW_SECS: usize = 3600;
+
+/// Per-second counts for the last [`RATE_WINDOW_SECS`] seconds.
+#[derive(Clone)]
+pub struct RateSeries {
+    counts: Box<[u32]>,
+    /// The second (since the epoch) of the newest bucket written.
+    newest_sec: i64,
+}
+
+impl Default for RateSeries {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; RATE_WINDOW_SECS].into_boxed_slice(),
+            newest_sec: i64::MIN,
+        }
+    }
+}
+
+impl RateSeries {
+    fn add(&mut self, sec: i64) {
+        if self.newest_sec == i64::MIN {
+            self.newest_sec = sec;
+        }
+        if sec > self.newest_sec {
+            let gap = (sec - self.newest_sec).min(RATE_WINDOW_SECS as i64);
+            for s in 1..=gap {
+                let idx = (self.newest_sec + s).rem_euclid(RATE_WINDOW_SECS as i64) as usize;
+                self.counts[idx] = 0;
+            }
+            self.newest_sec = sec;
+        } else if self.newest_sec - sec >= RATE_WINDOW_SECS as i64 {
+            return; // older than the window
+        }
+        let idx = sec.rem_euclid(RATE_WINDOW_SECS as i64) as usize;
+        self.counts[idx] = self.counts[idx].saturating_add(1);
+    }
+
+    /// Count in the second `sec` (0 outside the window).
+    pub fn at(&self, sec: i64) -> u32 {
+        if self.newest_sec == i64::MIN
+            || sec > self.newest_sec
+            || self.newest_sec - sec >= RATE_WINDOW_SECS as i64
+        {
+            return 0;
+        }
+        self.counts[sec.rem_euclid(RATE_WINDOW_SECS as i64) as usize]
+    }
+
+    /// Counts for the `n` seconds ending at `end_sec` (inclusive), oldest first.
+    pub fn window(&self, end_sec: i64, n: usize) -> Vec<u32> {
+        (0..n as i64)
+            .rev()
+            .map(|back| self.at(end_sec - back))
+            .collect()
+    }
+
+    /// Mean rate over the `n` whole seconds before `now_sec`.
+    pub fn mean_per_sec(&self, now_sec: i64, n: usize) -> f64 {
+        let n = n.clamp(1, RATE_WINDOW_SECS);
+        let sum: u64 = (1..=n as i64)
+            .map(|back| u64::from(self.at(now_sec - back)))
+            .sum();
+        sum as f64 / n as f64
+    }
+}
+
+pub struct Aggregates {
+    pub total: u64,
+    pub errors: u64,
+    pub bytes: u64,
+    pub by_status: [u64; 4],
+    /// All events, per second of receive time.
+    pub rate: RateSeries,
+    pub error_rate: RateSeries,
+    pub rate_by_domain: FxHashMap<Sym, RateSeries>,
+    /// Receive time minus publish time, in microseconds (events that carry a publish time).
+    pub latency_us: Histogram<u64>,
+    pub size_bytes: Histogram<u64>,
+    pub first_received_us: Option<Micros>,
+    pub last_received_us: Option<Micros>,
+}
+
+impl Default for Aggregates {
+    fn default() -> Self {
+        Self {
+            total: 0,
+            errors: 0,
+            bytes: 0,
+            by_status: [0; 4],
+            rate: RateSeries::default(),
+            error_rate: RateSeries::default(),
+            rate_by_domain: FxHashMap::default(),
+            // 1 µs .. 1 day, 2 significant digits; sizes 1 B .. 4 GiB.
+            latency_us: Histogram::new_with_bounds(1, 86_400 * MICROS_PER_SEC as u64, 2)
+                .expect("valid bounds"),
+            size_bytes: Histogram::new_with_bounds(1, u64::from(u32::MAX), 2)
+                .expect("valid bounds"),
+            first_received_us: None,
+            last_received_us: None,
+        }
+    }
+}
+
+impl Aggregates {
+    pub fn record(
+        &mut self,
+        received_us: Micros,
+        published_us: Option<Micros>,
+        domain: Sym,
+        status: Status,
+        size_bytes: u64,
+    ) {
+        self.total += 1;
+        self.bytes += size_bytes;
+        self.by_status[status as usize] += 1;
+        let sec = received_us.div_euclid(MICROS_PER_SEC);
+        self.rate.add(sec);
+        if status == Status::Error {
+            self.errors += 1;
+            self.error_rate.add(sec);
+        }
+        self.rate_by_domain.entry(domain).or_default().add(sec);
+        if let Some(p) = published_us {
+            // Clock skew can make this negative; those are counted as 1 µs.
+            let lat = (received_us - p).max(1) as u64;
+            self.latency_us.saturating_record(lat);
+        }
+        self.size_bytes.saturating_record(size_bytes.max(1));
+        self.first_received_us.get_or_insert(received_us);
+        self.last_received_us = Some(received_us);
+    }
+
+    /// Share of events classified as errors since start.
+    pub fn error_share(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.total as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_per_second_and_window() {
+        let mut a = Aggregates::default();
+        let base = 1_767_225_600 * MICROS_PER_SEC;
+        for i in 0..10 {
+            a.record(base + i * 100_000, None, Sym(5), Status::Other, 300); // 10 in second 0
+        }
+        for i in 0..3 {
+            a.record(
+                base + MICROS_PER_SEC * 2 + i,
+                Some(base),
+                Sym(6),
+                Status::Error,
+                10,
+            );
+        }
+        let s0 = base / MICROS_PER_SEC;
+        assert_eq!(a.rate.window(s0 + 2, 3), vec![10, 0, 3]);
+        assert_eq!(a.rate_by_domain[&Sym(6)].at(s0 + 2), 3);
+        assert_eq!(a.error_rate.at(s0 + 2), 3);
+        assert_eq!(a.total, 13);
+        assert!((a.error_share() - 3.0 / 13.0).abs() < 1e-9);
+        assert!((a.rate.mean_per_sec(s0 + 3, 3) - 13.0 / 3.0).abs() < 1e-9);
+        assert_eq!(a.latency_us.len(), 3);
+        // The window rolls: an hour later the old seconds read zero.
+        a.record(
+            base + 3600 * MICROS_PER_SEC + 5 * MICROS_PER_SEC,
+            None,
+            Sym(5),
+            Status::Other,
+            1,
+        );
+        assert_eq!(a.rate.at(s0), 0);
+    }
+}

@@ -1,0 +1,13 @@
+//! candybar: a live view of an event-driven agent platform, and a way to talk to it.
+//!
+//! # Layout
+//! - [`core`]: event model, the one envelope decoder, the event store, the filter language,
+//!   aggregates — no UI, no async runtime, no sockets.
+//! - [`sources`]: where events come from (RabbitMQ, NDJSON replay, the demo simulator), each
+//!   feeding a bounded channel.
+//! - [`config`]: configuration from file, environment and flags; secret masking.
+//! - [`cli`]: the `candybar` command line (`tail`, `publish`, `bench`, …).
+//!
+//! Data flows one way: sources → channel → [`core::store::EventStore`] → views.
+
+pub mod core;
