@@ -3,11 +3,14 @@
 //! # Layout
 //! - [`core`]: event model, the one envelope decoder, the event store, the filter language,
 //!   aggregates — no UI, no async runtime, no sockets.
-//! - [`sources`]: where events come from (RabbitMQ, NDJSON replay, the demo simulator), each
+//! - [`sources`]: where events come from (`RabbitMQ`, NDJSON replay, the demo simulator), each
 //!   feeding a bounded channel.
 //! - [`config`]: configuration from file, environment and flags; secret masking.
 //! - [`cli`]: the `candybar` command line (`tail`, `publish`, `bench`, …).
 //!
 //! Data flows one way: sources → channel → [`core::store::EventStore`] → views.
 
+pub mod cli;
+pub mod config;
 pub mod core;
+pub mod sources;

@@ -49,6 +49,7 @@ impl RateSeries {
     }
 
     /// Count in the second `sec` (0 outside the window).
+    #[must_use]
     pub fn at(&self, sec: i64) -> u32 {
         if self.newest_sec == i64::MIN
             || sec > self.newest_sec
@@ -60,6 +61,7 @@ impl RateSeries {
     }
 
     /// Counts for the `n` seconds ending at `end_sec` (inclusive), oldest first.
+    #[must_use]
     pub fn window(&self, end_sec: i64, n: usize) -> Vec<u32> {
         (0..n as i64)
             .rev()
@@ -68,6 +70,7 @@ impl RateSeries {
     }
 
     /// Mean rate over the `n` whole seconds before `now_sec`.
+    #[must_use]
     pub fn mean_per_sec(&self, now_sec: i64, n: usize) -> f64 {
         let n = n.clamp(1, RATE_WINDOW_SECS);
         let sum: u64 = (1..=n as i64)
@@ -144,6 +147,7 @@ impl Aggregates {
     }
 
     /// Share of events classified as errors since start.
+    #[must_use]
     pub fn error_share(&self) -> f64 {
         if self.total == 0 {
             0.0

@@ -31,6 +31,7 @@ pub struct Header<'a> {
 }
 
 impl Header<'_> {
+    #[must_use]
     pub fn into_owned(self) -> Header<'static> {
         fn own(c: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
             c.map(|c| Cow::Owned(c.into_owned()))
@@ -69,11 +70,13 @@ pub struct Decoded<'a> {
 }
 
 /// Decodes a message: the body's header, then the AMQP properties and routing key as fallbacks.
-pub fn decode<'a>(msg: &'a RawMessage) -> Decoded<'a> {
+#[must_use]
+pub fn decode(msg: &RawMessage) -> Decoded<'_> {
     decode_parts(&msg.body, &msg.routing_key, msg.props.as_deref())
 }
 
 /// [`decode`] for a body whose header was read before the body was cut.
+#[must_use]
 pub fn decode_parts<'a>(
     body: &'a [u8],
     routing_key: &'a str,
@@ -83,6 +86,7 @@ pub fn decode_parts<'a>(
 }
 
 /// Applies the fallbacks to a header read earlier.
+#[must_use]
 pub fn complete<'a>(
     header: Header<'a>,
     routing_key: &'a str,
@@ -123,10 +127,10 @@ pub fn complete<'a>(
             .and_then(|s| s.checked_mul(MICROS_PER_SEC))
     });
     let mut header = header;
-    if header.correlation_ids.is_empty() {
-        if let Some(c) = props.and_then(|p| p.correlation_id.as_deref()) {
-            header.correlation_ids.push(Cow::Borrowed(c));
-        }
+    if header.correlation_ids.is_empty()
+        && let Some(c) = props.and_then(|p| p.correlation_id.as_deref())
+    {
+        header.correlation_ids.push(Cow::Borrowed(c));
     }
     Decoded {
         header,
@@ -140,6 +144,7 @@ pub fn complete<'a>(
 }
 
 /// Reads the header fields of a body. Never fails: a body that is not an envelope is classified.
+#[must_use]
 pub fn read_header(body: &[u8]) -> Header<'_> {
     if body.is_empty() {
         return Header {
@@ -148,10 +153,8 @@ pub fn read_header(body: &[u8]) -> Header<'_> {
         };
     }
     let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    if object {
-        if let Ok(env) = serde_json::from_slice::<Envelope<'_>>(body) {
-            return env.into_header();
-        }
+    if object && let Ok(env) = serde_json::from_slice::<Envelope<'_>>(body) {
+        return env.into_header();
     }
     // Valid JSON of another shape (an array, a string, duplicate keys, …), or not JSON at all.
     let body_kind = if serde_json::from_slice::<IgnoredAny>(body).is_ok() {
@@ -167,8 +170,40 @@ pub fn read_header(body: &[u8]) -> Header<'_> {
     }
 }
 
+/// How deeply a JSON text nests (brackets outside strings); stops counting at `limit`.
+/// Cheap enough for output paths: one pass, no allocation.
+#[must_use]
+pub fn nesting_depth(body: &[u8], limit: usize) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in body {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+                if max >= limit {
+                    return max;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Why a body cannot be shown as a JSON tree, in words (re-parses; not for the hot path).
 /// Nesting deeper than 128 levels is refused here even though it is valid JSON.
+#[must_use]
 pub fn json_error(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<serde_json::Value>(body)
         .err()
@@ -409,7 +444,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for StrList<'a> {
                 Ok(Vec::new())
             }
         }
-        d.deserialize_any(V).map(|v| StrList(v))
+        d.deserialize_any(V).map(StrList)
     }
 }
 
@@ -717,6 +752,9 @@ mod tests {
         // Building a tree of it is refused with a reason (the detail pane shows it raw).
         assert!(json_error(deep.as_bytes()).unwrap().contains("recursion"));
         assert_eq!(json_error(b"{}"), None);
+        assert_eq!(nesting_depth(deep.as_bytes(), usize::MAX), 10_000);
+        assert_eq!(nesting_depth(br#"{"a":"[[[[","b":[{}]}"#, 100), 3);
+        assert_eq!(nesting_depth(br#"{"a":"\"[[","b":1}"#, 100), 1);
     }
 
     #[test]

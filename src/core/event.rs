@@ -28,6 +28,7 @@ pub struct AmqpProps {
 }
 
 impl AmqpProps {
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
@@ -54,6 +55,7 @@ pub enum BodyKind {
     /// A Bloodbank v1 envelope (`event_id`, `event_type`, `payload`, …).
     BloodbankV1,
     /// A CloudEvents-style envelope (`id`, `type`, `data`, … — Bloodbank v3).
+    #[serde(rename = "cloudevents")]
     CloudEvents,
     /// JSON, but neither envelope.
     OtherJson,
@@ -67,6 +69,7 @@ pub enum BodyKind {
 }
 
 impl BodyKind {
+    #[must_use]
     pub fn is_json(self) -> bool {
         matches!(
             self,
@@ -74,6 +77,7 @@ impl BodyKind {
         )
     }
 
+    #[must_use]
     pub fn label(self) -> &'static str {
         match self {
             Self::BloodbankV1 => "bloodbank-v1",
@@ -103,6 +107,7 @@ pub enum Status {
 impl Status {
     pub const ALL: [Self; 4] = [Self::Error, Self::Completed, Self::Started, Self::Other];
 
+    #[must_use]
     pub fn label(self) -> &'static str {
         match self {
             Self::Error => "error",
@@ -112,6 +117,7 @@ impl Status {
         }
     }
 
+    #[must_use]
     pub fn from_label(s: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
@@ -126,6 +132,7 @@ impl Status {
 
     /// Classifies an event type by its segments: any error word wins, then the last segment that
     /// names a completion or a start.
+    #[must_use]
     pub fn of_type(event_type: &str) -> Self {
         let mut status = Self::Other;
         for segment in event_type.split(['.', '_', '-', ':', '/']) {
@@ -143,7 +150,7 @@ impl Status {
                 }
                 "completed" | "complete" | "ready" | "done" | "succeeded" | "success"
                 | "finished" | "processed" | "response" | "ended" | "recorded" | "received" => {
-                    status = Self::Completed
+                    status = Self::Completed;
                 }
                 "started" | "start" | "prompt" | "requested" | "request" | "invoked"
                 | "spawned" | "created" | "trigger" | "upload" | "sent" => status = Self::Started,
@@ -157,6 +164,7 @@ impl Status {
 /// The domain of an event type: the first segment after a versioned platform prefix
 /// (`bloodbank.v1.repo.decision.recorded` → `repo`), else the first segment
 /// (`agent.thread.prompt` → `agent`).
+#[must_use]
 pub fn domain_of_type(event_type: &str) -> &str {
     let mut segments = event_type.split('.');
     let first = segments.next().unwrap_or_default();
@@ -171,6 +179,7 @@ pub fn domain_of_type(event_type: &str) -> &str {
 
 /// The type without its versioned platform prefix (`bloodbank.v1.repo.decision.recorded` →
 /// `repo.decision.recorded`); the type itself when it has none.
+#[must_use]
 pub fn short_type(event_type: &str) -> &str {
     let mut parts = event_type.splitn(3, '.');
     match (parts.next(), parts.next(), parts.next()) {
@@ -218,6 +227,7 @@ pub struct Event {
 
 impl Event {
     /// Receive time minus publish time, when the event carries one.
+    #[must_use]
     pub fn latency_us(&self) -> Option<Micros> {
         self.published_us.map(|p| self.received_us - p)
     }
@@ -300,6 +310,7 @@ impl RawMessage {
     }
 
     /// Size of the body as sent, before any cut.
+    #[must_use]
     pub fn size_bytes(&self) -> u64 {
         self.precut
             .as_ref()

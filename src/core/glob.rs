@@ -5,13 +5,14 @@
 /// How strictly a pattern is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GlobMode {
-    /// RabbitMQ's topic exchange rules, exactly.
+    /// `RabbitMQ`'s topic exchange rules, exactly.
     Amqp,
     /// Also `*` inside a word, and ASCII case-insensitive.
     Lenient,
 }
 
 /// Whether `key` matches the topic `pattern`.
+#[must_use]
 pub fn topic_matches(pattern: &str, key: &str, mode: GlobMode) -> bool {
     let pat: Vec<&str> = pattern.split('.').collect();
     let words: Vec<&str> = key.split('.').collect();
@@ -56,6 +57,7 @@ fn word_matches(pattern: &str, word: &str, mode: GlobMode) -> bool {
 
 /// Case-insensitive match of `text` against `pattern`, where `*` matches any run of characters
 /// (including dots). Iterative with one backtrack point: linear time.
+#[must_use]
 pub fn wildcard_matches(pattern: &str, text: &str) -> bool {
     let p = pattern.as_bytes();
     let t = text.as_bytes();

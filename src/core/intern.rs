@@ -14,10 +14,12 @@ impl Sym {
     /// Stands for any new value once the interner is full (see [`Interner::with_budget`]).
     pub const OVERFLOW: Self = Self(1);
 
+    #[must_use]
     pub fn is_none(self) -> bool {
         self == Self::NONE
     }
 
+    #[must_use]
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -43,6 +45,7 @@ impl Default for Interner {
 }
 
 impl Interner {
+    #[must_use]
     pub fn with_budget(budget_bytes: usize) -> Self {
         Self {
             map: FxHashMap::default(),
@@ -77,6 +80,7 @@ impl Interner {
     }
 
     /// The symbol of `s` if it was interned.
+    #[must_use]
     pub fn lookup(&self, s: &str) -> Option<Sym> {
         if s.is_empty() {
             Some(Sym::NONE)
@@ -85,23 +89,28 @@ impl Interner {
         }
     }
 
+    #[must_use]
     pub fn resolve(&self, sym: Sym) -> &str {
         self.strings.get(sym.index()).map_or("", |s| s)
     }
 
+    #[must_use]
     pub fn resolve_opt(&self, sym: Sym) -> Option<&str> {
         (!sym.is_none()).then(|| self.resolve(sym))
     }
 
     /// Number of symbols, including the two reserved ones.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.strings.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.strings.len() <= 2
     }
 
+    #[must_use]
     pub fn memory_bytes(&self) -> usize {
         self.bytes + self.strings.capacity() * 16 + self.map.capacity() * 24
     }

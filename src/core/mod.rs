@@ -5,6 +5,7 @@ pub mod aggregates;
 pub mod decode;
 pub mod demo;
 pub mod event;
+pub mod export;
 pub mod filter;
 pub mod glob;
 pub mod intern;

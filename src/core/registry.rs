@@ -55,11 +55,13 @@ pub struct Service {
 }
 
 impl Service {
+    #[must_use]
     pub fn is_producer(&self) -> bool {
         !self.produces.is_empty() || self.kind.as_deref() == Some("event-producer")
     }
 
     /// Whether this service's bindings receive events with routing key `key`.
+    #[must_use]
     pub fn consumes_key(&self, key: &str) -> bool {
         self.routing_keys
             .iter()
@@ -67,6 +69,7 @@ impl Service {
             || self.consumes.iter().any(|c| c == key)
     }
 
+    #[must_use]
     pub fn is_active(&self) -> bool {
         self.status
             .as_deref()
@@ -90,17 +93,19 @@ impl Registry {
             .map_err(|e| {
                 let loc = e.location();
                 RegistryError {
-                    line: loc.as_ref().map(|l| l.line()),
-                    column: loc.as_ref().map(|l| l.column()),
+                    line: loc.as_ref().map(serde_yaml_ng::Location::line),
+                    column: loc.as_ref().map(serde_yaml_ng::Location::column),
                     message: e.to_string(),
                 }
             })
     }
 
+    #[must_use]
     pub fn example() -> Self {
         Self::from_yaml(EXAMPLE_YAML).unwrap_or_default()
     }
 
+    #[must_use]
     pub fn exchange_name(&self) -> Option<&str> {
         self.exchange.as_ref().and_then(|e| e.name.as_deref())
     }

@@ -62,19 +62,23 @@ pub struct EventMeta {
 }
 
 impl EventMeta {
+    #[must_use]
     pub fn published(&self) -> Option<Micros> {
         (self.published_us != NO_TIME).then_some(self.published_us)
     }
 
+    #[must_use]
     pub fn truncated(&self) -> bool {
         self.flags & flags::TRUNCATED != 0
     }
 
     /// Whether `hash` is this event's id, correlation or causation.
+    #[must_use]
     pub fn related_to(&self, hash: u32) -> bool {
         hash != 0 && (self.corr_hash == hash || self.cause_hash == hash || self.id_hash == hash)
     }
 
+    #[must_use]
     pub fn routing_key_sym(&self) -> Sym {
         if self.routing_key.is_none() {
             self.kind
@@ -86,6 +90,7 @@ impl EventMeta {
 
 /// The hash the store keeps for ids; [`EventMeta::id_hash`] and friends. 32 bits: a `corr:`
 /// lookup over a million events has about one chance in four thousand of one false match.
+#[must_use]
 pub fn id_hash(s: &str) -> u32 {
     if s.is_empty() {
         0
@@ -248,15 +253,18 @@ pub struct BlockView<'a> {
 }
 
 impl<'a> BlockView<'a> {
+    #[must_use]
     pub fn first_seq(&self) -> u64 {
         self.block.first_seq
     }
 
+    #[must_use]
     pub fn metas(&self) -> &'a [EventMeta] {
         &self.block.metas
     }
 
     /// Whether the block is full (no more events will join it).
+    #[must_use]
     pub fn is_full(&self) -> bool {
         !matches!(self.block.data, Data::Open(_))
     }
@@ -291,7 +299,38 @@ impl<'a> BlockView<'a> {
         }
     }
 
+    /// Copies the bytes of events `events` into `buf` (decompressing a sealed block whole) and
+    /// returns the block offset of `buf[0]`: `buf[x - base]` is the block's byte `x`.
+    pub fn data_into(&self, events: Range<usize>, buf: &mut Vec<u8>) -> usize {
+        match &self.block.data {
+            Data::Sealed(_) => {
+                let mut owned = std::mem::take(buf);
+                let len = self.data(&mut owned).len();
+                owned.truncate(len);
+                *buf = owned;
+                0
+            }
+            Data::Open(_) | Data::Sealing(_) => {
+                let lo = if events.start == 0 {
+                    0
+                } else {
+                    self.block.spans[events.start - 1].end as usize
+                };
+                let hi = events
+                    .end
+                    .checked_sub(1)
+                    .map_or(lo, |last| self.block.spans[last].end as usize);
+                let mut scratch = Vec::new();
+                let data = self.data(&mut scratch);
+                buf.clear();
+                buf.extend_from_slice(data.get(lo..hi).unwrap_or_default());
+                lo
+            }
+        }
+    }
+
     /// Range of event `i`'s body in [`Self::data`].
+    #[must_use]
     pub fn body_range(&self, i: usize) -> Range<usize> {
         let start = if i == 0 {
             0
@@ -361,6 +400,7 @@ impl Default for EventStore {
 }
 
 impl EventStore {
+    #[must_use]
     pub fn new(config: StoreConfig) -> Self {
         let interner = Interner::with_budget((config.budget_bytes / 8).max(1 << 20));
         Self {
@@ -377,6 +417,7 @@ impl EventStore {
         }
     }
 
+    #[must_use]
     pub fn config(&self) -> &StoreConfig {
         &self.config
     }
@@ -439,7 +480,7 @@ impl EventStore {
         let props = msg
             .props
             .as_deref()
-            .filter(|p| worth_keeping(p, d.id.as_deref()));
+            .filter(|p| worth_keeping(p, d.header.id.as_deref()));
         self.push(meta, body, props);
         self.next_seq - 1
     }
@@ -555,30 +596,36 @@ impl EventStore {
         }
     }
 
+    #[must_use]
     pub fn gaps(&self) -> &VecDeque<Gap> {
         &self.gaps
     }
 
     /// Sequence number of the oldest event held.
+    #[must_use]
     pub fn first_seq(&self) -> u64 {
         self.blocks.front().map_or(self.next_seq, |b| b.first_seq)
     }
 
     /// Sequence number the next event will get.
+    #[must_use]
     pub fn end_seq(&self) -> u64 {
         self.next_seq
     }
 
     /// Events held now.
+    #[must_use]
     pub fn len(&self) -> usize {
         (self.next_seq - self.first_seq()) as usize
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Events dropped from the front so far.
+    #[must_use]
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
@@ -593,18 +640,22 @@ impl EventStore {
     }
 
     /// Fill relative to the event limit, 0..=1.
+    #[must_use]
     pub fn fill(&self) -> f64 {
         (self.len() as f64 / self.config.max_events.max(1) as f64).min(1.0)
     }
 
+    #[must_use]
     pub fn interner(&self) -> &Interner {
         &self.interner
     }
 
+    #[must_use]
     pub fn aggregates(&self) -> &Aggregates {
         &self.aggregates
     }
 
+    #[must_use]
     pub fn counts(&self) -> &Counts {
         &self.counts
     }
@@ -622,6 +673,7 @@ impl EventStore {
         (i < block.metas.len()).then_some((block, i))
     }
 
+    #[must_use]
     pub fn meta(&self, seq: u64) -> Option<&EventMeta> {
         self.locate(seq).map(|(b, i)| &b.metas[i])
     }
@@ -637,6 +689,7 @@ impl EventStore {
     }
 
     /// The whole event, decoded again from its body (for the detail pane, `tail`, export).
+    #[must_use]
     pub fn get(&self, seq: u64) -> Option<Event> {
         let (block, i) = self.locate(seq)?;
         let view = BlockView { block };
@@ -719,6 +772,7 @@ impl EventStore {
 
     /// Sequence numbers of events whose id, correlation or causation is `id`, oldest first.
     /// A scan of the compact metadata (no per-id map: memory is the budget that matters here).
+    #[must_use]
     pub fn related(&self, id: &str) -> Vec<u64> {
         let h = id_hash(id);
         if h == 0 {
@@ -854,7 +908,8 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                rng_body.push_str(&format!("{:x}", x & 0xffff_ffff));
+                std::fmt::Write::write_fmt(&mut rng_body, format_args!("{:x}", x & 0xffff_ffff))
+                    .unwrap();
             }
             let m = RawMessage {
                 received_us: i as i64,
@@ -933,6 +988,18 @@ mod tests {
     #[test]
     fn props_survive_storage() {
         let mut store = EventStore::default();
+        // A message id the body does not carry is kept (it is the event's only id).
+        let only_id = AmqpProps {
+            message_id: Some("m-7".into()),
+            ..AmqpProps::default()
+        };
+        let seq = store.insert(&RawMessage {
+            routing_key: "bin".into(),
+            body: vec![0xff],
+            props: Some(Box::new(only_id)),
+            ..RawMessage::default()
+        });
+        assert_eq!(store.get(seq).unwrap().id.as_deref(), Some("m-7"));
         let props = AmqpProps {
             message_id: Some("mid".into()),
             headers: vec![("traceparent".into(), "00-abc".into())],

@@ -8,6 +8,7 @@ pub type Micros = i64;
 pub const MICROS_PER_SEC: i64 = 1_000_000;
 
 /// The current wall-clock time.
+#[must_use]
 pub fn now_us() -> Micros {
     Utc::now().timestamp_micros()
 }
@@ -15,6 +16,7 @@ pub fn now_us() -> Micros {
 /// Parses the timestamps found in the wild:
 /// RFC 3339 (`2026-01-27T10:00:00Z`, `...+00:00`, any fraction), Python's `isoformat()` without
 /// an offset (taken as UTC), and a space instead of `T`. Returns `None` for anything else.
+#[must_use]
 pub fn parse_rfc3339_us(s: &str) -> Option<Micros> {
     let b = s.as_bytes();
     if b.len() < 19 {
@@ -81,6 +83,7 @@ pub fn parse_rfc3339_us(s: &str) -> Option<Micros> {
 
 /// Interprets a number found in a time field: seconds, milliseconds or microseconds since the
 /// epoch, told apart by magnitude (years 1973..=5138 for each unit).
+#[must_use]
 pub fn from_epoch_number(value: f64) -> Option<Micros> {
     if !value.is_finite() || value <= 0.0 {
         return None;
@@ -98,6 +101,7 @@ pub fn from_epoch_number(value: f64) -> Option<Micros> {
 }
 
 /// RFC 3339 with microseconds and `Z`, as written in exports and `tail` output.
+#[must_use]
 pub fn format_rfc3339(us: Micros) -> String {
     DateTime::<Utc>::from_timestamp_micros(us).map_or_else(
         || us.to_string(),
@@ -106,6 +110,7 @@ pub fn format_rfc3339(us: Micros) -> String {
 }
 
 /// `HH:MM:SS.mmm` in UTC, for compact tables.
+#[must_use]
 pub fn format_clock(us: Micros) -> String {
     DateTime::<Utc>::from_timestamp_micros(us)
         .map_or_else(|| us.to_string(), |t| t.format("%H:%M:%S%.3f").to_string())

@@ -20,7 +20,7 @@ use super::intern::{Interner, Sym};
 use super::store::{BlockView, EventMeta, EventStore, id_hash};
 use super::time::Micros;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Node {
     True,
     And(Vec<Node>),
@@ -36,7 +36,7 @@ enum Node {
     Text(usize),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum SymTest {
     Type(String),
     RoutingKey(String),
@@ -75,10 +75,10 @@ impl SymTest {
 }
 
 /// A cache of a symbol test's answer per symbol: 0 unknown, 1 no, 2 yes.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct SymCache(Vec<u8>);
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct TextTerm {
     needle: Vec<u8>,
     /// Smart case: an upper-case letter in the needle makes it case-sensitive.
@@ -86,7 +86,7 @@ struct TextTerm {
 }
 
 /// A compiled filter expression.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Filter {
     text: String,
     root: Node,
@@ -179,31 +179,33 @@ impl Filter {
     }
 
     /// The expression as the user typed it (trimmed).
+    #[must_use]
     pub fn text(&self) -> &str {
         &self.text
     }
 
     /// Whether this filter matches everything.
+    #[must_use]
     pub fn is_all(&self) -> bool {
         matches!(self.root, Node::True)
     }
 
     /// Whether matching needs the bodies (free-text terms).
+    #[must_use]
     pub fn needs_bodies(&self) -> bool {
         !self.texts.is_empty()
     }
 
     /// Whether the answer depends on the current time (`last:`).
+    #[must_use]
     pub fn is_time_relative(&self) -> bool {
         self.has_time
     }
 
     /// Tests events `range` of a block; `on_match` gets each matching sequence number.
-    /// `data` is the block's decompressed bytes when [`Self::needs_bodies`] (else unused).
     fn scan_block(
         &mut self,
         view: &BlockView<'_>,
-        data: &[u8],
         range: std::ops::Range<usize>,
         interner: &Interner,
         now_us: Micros,
@@ -212,7 +214,7 @@ impl Filter {
     ) {
         let metas = view.metas();
         if !self.texts.is_empty() {
-            self.find_texts(view, data, range.clone(), scratch);
+            self.find_texts(view, range.clone(), scratch);
         }
         let first = view.first_seq();
         for i in range {
@@ -230,11 +232,11 @@ impl Filter {
     }
 
     /// For each text term, which events of `range` contain it: one SIMD substring search over the
-    /// block's bytes, hits mapped to events by their byte ranges.
+    /// block's bytes, hits mapped to events by their byte ranges. Lower-case needles search a
+    /// lower-cased copy made in place in the decompression buffer.
     fn find_texts(
         &self,
         view: &BlockView<'_>,
-        data: &[u8],
         range: std::ops::Range<usize>,
         scratch: &mut Scratch,
     ) {
@@ -245,21 +247,32 @@ impl Filter {
         }
         let lo = view.body_range(range.start).start;
         let hi = view.body_range(range.end - 1).end;
-        let raw = data.get(lo..hi).unwrap_or_default();
-        let need_lower = self.texts.iter().any(|t| !t.case_sensitive);
-        if need_lower {
-            scratch.lower.clear();
-            scratch.lower.extend_from_slice(raw);
-            scratch.lower.make_ascii_lowercase();
+        // `buf[x - base]` is the block's byte `x`.
+        let base = view.data_into(range.clone(), &mut scratch.data);
+        if scratch.data.get(lo - base..hi - base).is_none() {
+            return;
         }
-        for (t, hits) in self.texts.iter().zip(scratch.hits.iter_mut()) {
+        let any_sensitive = self.texts.iter().any(|t| t.case_sensitive);
+        let any_insensitive = self.texts.iter().any(|t| !t.case_sensitive);
+        let Scratch {
+            data,
+            lower: lower_buf,
+            hits: all_hits,
+        } = scratch;
+        if any_insensitive && !any_sensitive {
+            // Only lower-case needles: lower-case the (already copied) bytes in place.
+            data[lo - base..hi - base].make_ascii_lowercase();
+        } else if any_insensitive {
+            lower_buf.clear();
+            lower_buf.extend_from_slice(&data[lo - base..hi - base]);
+            lower_buf.make_ascii_lowercase();
+        }
+        let raw: &[u8] = &data[lo - base..hi - base];
+        let lower: &[u8] = if any_sensitive { lower_buf } else { raw };
+        for (t, hits) in self.texts.iter().zip(all_hits.iter_mut()) {
             hits.clear();
             hits.resize(n, false);
-            let hay: &[u8] = if t.case_sensitive {
-                raw
-            } else {
-                &scratch.lower
-            };
+            let hay: &[u8] = if t.case_sensitive { raw } else { lower };
             let finder = memmem::Finder::new(&t.needle);
             let mut pos = 0;
             let mut ev = range.start;
@@ -276,7 +289,7 @@ impl Filter {
                 if at >= body.start && at + t.needle.len() <= body.end {
                     hits[ev] = true;
                     // Skip the rest of this event.
-                    let next = props_end(view, ev);
+                    let next = props_end(view, ev).min(hi);
                     pos = next - lo;
                     ev += 1;
                 } else {
@@ -318,10 +331,10 @@ fn eval(node: &Node, ctx: &Ctx<'_>, syms: &mut [(SymTest, SymCache)]) -> bool {
                 return false;
             };
             let sym = test.sym_of(ctx.meta);
-            if let Some(&c) = cache.0.get(sym.index()) {
-                if c != 0 {
-                    return c == 2;
-                }
+            if let Some(&c) = cache.0.get(sym.index())
+                && c != 0
+            {
+                return c == 2;
             }
             let yes = !sym.is_none() && test.test(ctx.interner.resolve(sym));
             if cache.0.len() <= sym.index() {
@@ -341,6 +354,11 @@ fn eval(node: &Node, ctx: &Ctx<'_>, syms: &mut [(SymTest, SymCache)]) -> bool {
             .copied()
             .unwrap_or(false),
     }
+}
+
+/// Threads for a parallel re-scan: the machine's cores, at most 8.
+fn scan_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 #[derive(Default)]
@@ -377,6 +395,7 @@ impl Default for FilteredView {
 }
 
 impl FilteredView {
+    #[must_use]
     pub fn new(filter: Filter) -> Self {
         Self {
             filter,
@@ -387,6 +406,7 @@ impl FilteredView {
         }
     }
 
+    #[must_use]
     pub fn filter(&self) -> &Filter {
         &self.filter
     }
@@ -398,24 +418,29 @@ impl FilteredView {
         self.next_seq = 0;
     }
 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.matches.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.matches.is_empty()
     }
 
     /// The `i`-th match, oldest first.
+    #[must_use]
     pub fn get(&self, i: usize) -> Option<u64> {
         self.matches.get(i).copied()
     }
 
+    #[must_use]
     pub fn matches(&self) -> &VecDeque<u64> {
         &self.matches
     }
 
     /// First sequence number not yet tested.
+    #[must_use]
     pub fn scanned_to(&self) -> u64 {
         self.next_seq
     }
@@ -461,33 +486,71 @@ impl FilteredView {
                 remaining: store.end_seq() - self.next_seq,
             };
         }
-        let Self {
-            filter,
-            matches,
-            scratch,
-            ..
-        } = self;
         let interner = store.interner();
-        for view in store.blocks_from(start) {
-            let bfirst = view.first_seq();
-            if bfirst >= end {
-                break;
+        let views: Vec<BlockView<'_>> = store
+            .blocks_from(start)
+            .take_while(|v| v.first_seq() < end)
+            .collect();
+        let slice = |v: &BlockView<'_>| {
+            let lo = start.saturating_sub(v.first_seq()) as usize;
+            let hi = ((end - v.first_seq()) as usize).min(v.metas().len());
+            lo..hi.max(lo)
+        };
+        let workers = if self.filter.needs_bodies() && views.len() >= 8 {
+            scan_threads()
+        } else {
+            1
+        };
+        if workers <= 1 {
+            let Self {
+                filter,
+                matches,
+                scratch,
+                ..
+            } = self;
+            for view in &views {
+                filter.scan_block(view, slice(view), interner, now_us, scratch, |seq| {
+                    matches.push_back(seq);
+                });
             }
-            let lo = start.saturating_sub(bfirst) as usize;
-            let hi = ((end - bfirst) as usize).min(view.metas().len());
-            if lo >= hi {
-                continue;
-            }
-            let mut data_buf = std::mem::take(&mut scratch.data);
-            let data: &[u8] = if filter.needs_bodies() {
-                view.data(&mut data_buf)
-            } else {
-                &[]
-            };
-            filter.scan_block(&view, data, lo..hi, interner, now_us, scratch, |seq| {
-                matches.push_back(seq)
+        } else {
+            // Free text over many blocks: decompression and search dominate, so split the blocks
+            // into contiguous runs, one per core, and append the runs' matches in order.
+            let per = views.len().div_ceil(workers);
+            let results: Vec<Vec<u64>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = views
+                    .chunks(per)
+                    .map(|run| {
+                        let mut filter = self.filter.clone();
+                        std::thread::Builder::new()
+                            .name("filter-scan".into())
+                            .spawn_scoped(scope, move || {
+                                let mut scratch = Scratch::default();
+                                let mut out = Vec::new();
+                                for view in run {
+                                    filter.scan_block(
+                                        view,
+                                        slice(view),
+                                        interner,
+                                        now_us,
+                                        &mut scratch,
+                                        |seq| {
+                                            out.push(seq);
+                                        },
+                                    );
+                                }
+                                out
+                            })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.ok().and_then(|h| h.join().ok()).unwrap_or_default())
+                    .collect()
             });
-            scratch.data = data_buf;
+            for run in results {
+                self.matches.extend(run);
+            }
         }
         self.next_seq = end;
         ScanProgress {
@@ -645,6 +708,44 @@ mod tests {
         view.set_filter(Filter::new("text:\"llm.error\"").unwrap());
         view.update(&store, 0, u64::MAX);
         assert_eq!(view.len(), expected.len());
+    }
+
+    #[test]
+    fn parallel_text_rescan_matches_a_plain_count() {
+        // 20 blocks: the re-scan is split across threads; results must be complete and ordered.
+        let mut store = EventStore::default();
+        for i in 0..20_000u64 {
+            let text = match (i % 13, i % 17) {
+                (0, 0) => "Needle and needle",
+                (0, _) => "a needle here",
+                (_, 0) => "a NEEDLE here",
+                _ => "hay",
+            };
+            store.insert(&ev("a.b", "x", text, "c"));
+        }
+        store.flush();
+        let expect = |f: &dyn Fn(u64) -> bool| (0..20_000u64).filter(|&i| f(i)).collect::<Vec<_>>();
+        assert_eq!(
+            run(&store, "needle"),
+            expect(&|i| i % 13 == 0 || i % 17 == 0)
+        );
+        assert_eq!(
+            run(&store, "NEEDLE"),
+            expect(&|i| i % 17 == 0 && i % 13 != 0)
+        );
+        assert_eq!(
+            run(&store, "Needle"),
+            expect(&|i| i % 13 == 0 && i % 17 == 0)
+        );
+        // Mixed: one case-sensitive and one case-insensitive term.
+        assert_eq!(
+            run(&store, "NEEDLE OR \"and needle\""),
+            expect(&|i| i % 17 == 0)
+        );
+        assert_eq!(
+            run(&store, "-needle"),
+            expect(&|i| i % 13 != 0 && i % 17 != 0)
+        );
     }
 
     #[test]

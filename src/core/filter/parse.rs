@@ -430,6 +430,7 @@ fn term(text: &str, quoted: bool, leading_quote: bool, col: usize) -> Result<Ter
 }
 
 /// `15m`, `30s`, `2h`, `1d`, `500ms`.
+#[must_use]
 pub fn parse_duration(s: &str) -> Option<Micros> {
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.')?;
     let (num, unit) = s.split_at(split);

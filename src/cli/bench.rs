@@ -1,0 +1,351 @@
+//! `candybar bench …`: measurements that print JSON, for the README's figures.
+//!
+//! - `store`: fill the store with a million demo events; ingest rate, memory (RSS from
+//!   /proc/self/status), re-filter times.
+//! - `ingest`: drain a pre-filled queue on the real broker with a bare lapin consumer and with
+//!   candybar's AMQP source + store + filter, alternately, in the same run.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use futures_util::StreamExt as _;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+    QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use serde_json::json;
+
+use super::SourceArgs;
+use crate::core::demo::{Demo, DemoConfig};
+use crate::core::event::RawMessage;
+use crate::core::filter::{Filter, FilteredView};
+use crate::core::registry::Registry;
+use crate::core::store::{EventStore, StoreConfig};
+use crate::core::time::now_us;
+use crate::sources::SourceMsg;
+use crate::sources::amqp::{self, AmqpConfig, Publisher, QueueMode};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Store: ingest rate, memory and re-filter times for N demo events.
+    Store(StoreArgs),
+    /// AMQP end-to-end against a real broker, next to a bare lapin consumer.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    /// Events to store
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Smaller payloads (~300-byte events, the size the performance goals are stated for)
+    #[arg(long)]
+    compact: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Messages per round
+    #[arg(long, default_value_t = 200_000)]
+    count: usize,
+    /// Rounds of each consumer (alternating)
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    let report = match cmd {
+        BenchCommand::Store(a) => bench_store(&a),
+        BenchCommand::Ingest(a) => bench_ingest(&a, source).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo_pool(n: usize, compact: bool) -> Vec<RawMessage> {
+    let cfg = DemoConfig {
+        compact,
+        ..DemoConfig::default()
+    };
+    let mut demo = Demo::new(cfg, &Registry::example());
+    let t0 = now_us();
+    (0..n)
+        .map(|i| demo.next_message(t0 + i as i64 * 20))
+        .collect()
+}
+
+/// Resident set size and its peak, in MiB, from /proc/self/status.
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU seconds (user + system) of this process, from /proc/self/stat (100 ticks per second).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn bench_store(a: &StoreArgs) -> serde_json::Value {
+    // Events are generated in batches into a reused buffer, so the process holds little besides
+    // the store and the RSS reads true; only decode + insert is timed.
+    let cfg = DemoConfig {
+        compact: a.compact,
+        ..DemoConfig::default()
+    };
+    let mut demo = Demo::new(cfg, &Registry::example());
+    let t0 = now_us();
+    let mut batch: Vec<RawMessage> = Vec::with_capacity(8192);
+    let mut fill = |batch: &mut Vec<RawMessage>, from: usize, n: usize| {
+        batch.clear();
+        batch.extend((from..from + n).map(|i| demo.next_message(t0 + i as i64 * 20)));
+    };
+
+    fill(&mut batch, 0, 8192);
+    let mean_body = batch.iter().map(|m| m.body.len()).sum::<usize>() as f64 / batch.len() as f64;
+    let t = Instant::now();
+    let mut n = 0usize;
+    for _ in 0..10 {
+        for m in &batch {
+            n += crate::core::decode::decode(m).kind.len();
+        }
+    }
+    let decode_per_sec = (batch.len() * 10) as f64 / t.elapsed().as_secs_f64();
+    std::hint::black_box(n);
+
+    let (rss_before, _) = rss_mib();
+    let mut store = EventStore::new(StoreConfig::default());
+    let mut insert_time = Duration::ZERO;
+    let cpu0 = cpu_secs();
+    let wall = Instant::now();
+    let mut done = 0;
+    while done < a.events {
+        let n = (a.events - done).min(8192);
+        fill(&mut batch, done, n);
+        let t = Instant::now();
+        for m in &batch {
+            store.insert(m);
+        }
+        insert_time += t.elapsed();
+        done += n;
+    }
+    store.flush();
+    let wall_secs = wall.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
+    drop(batch);
+    let (rss_after, rss_peak) = rss_mib();
+
+    let mut refilter = serde_json::Map::new();
+    for expr in [
+        "agent.*.completed",
+        "domain:llm errors",
+        "timeout",
+        "\"flaky consumer\"",
+        "Timeout",
+        "corr:no-such-id",
+    ] {
+        let mut view = FilteredView::new(Filter::new(expr).unwrap_or_default());
+        let t = Instant::now();
+        view.update(&store, now_us(), u64::MAX);
+        refilter.insert(
+            expr.to_owned(),
+            json!({ "ms": ms(t.elapsed()), "matches": view.len() }),
+        );
+    }
+    let related_ms = {
+        let t = Instant::now();
+        std::hint::black_box(store.related("no-such-id"));
+        ms(t.elapsed())
+    };
+    json!({
+        "bench": "store",
+        "events": store.len(),
+        "mean_body_bytes": mean_body.round(),
+        "decode_only_per_sec": decode_per_sec.round(),
+        "decode_insert_per_sec": (a.events as f64 / insert_time.as_secs_f64()).round(),
+        "note": "decode + insert on the ingest thread; full blocks are LZ4-compressed on a background thread",
+        "wall_secs_incl_generation": (wall_secs * 100.0).round() / 100.0,
+        "cpu_secs_all_threads_incl_generation": cpu,
+        "store_memory_mib": (store.memory_bytes() as f64 / 1_048_576.0).round(),
+        "rss_mib_before": rss_before.round(),
+        "rss_mib_with_store": rss_after.round(),
+        "rss_mib_peak": rss_peak.round(),
+        "refilter": refilter,
+        "related_scan_ms": related_ms,
+        "threads": std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+const BENCH_EXCHANGE: &str = "candybar.bench";
+const BENCH_QUEUE: &str = "candybar.bench.queue";
+
+async fn bench_ingest(a: &IngestArgs, source: &SourceArgs) -> anyhow::Result<serde_json::Value> {
+    let settings = source.settings()?;
+    let Some(url) = source.amqp_url(&settings) else {
+        anyhow::bail!("bench ingest needs a broker: --amqp URL (or CANDYBAR_AMQP_URL)");
+    };
+    let pool = demo_pool(a.count, true);
+    let mean_body = pool.iter().map(|m| m.body.len()).sum::<usize>() as f64 / pool.len() as f64;
+    let mut publisher = Publisher::new(&url, BENCH_EXCHANGE);
+    let mut bare = Vec::new();
+    let mut candy = Vec::new();
+    for round in 0..a.rounds * 2 {
+        fill_queue(&mut publisher, &url, &pool).await?;
+        if round % 2 == 0 {
+            bare.push(drain_bare(&url, a.count).await?);
+        } else {
+            candy.push(drain_candybar(&url, a.count).await?);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (b, c) = (median(&mut bare.clone()), median(&mut candy.clone()));
+    Ok(json!({
+        "bench": "ingest",
+        "broker": crate::config::mask_url(&url),
+        "messages_per_round": a.count,
+        "mean_body_bytes": mean_body.round(),
+        "mode": "durable queue, prefetch 1000, multiple-ack every 100 (both consumers)",
+        "bare_lapin_per_sec": bare.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        "candybar_per_sec": candy.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        "bare_lapin_median_per_sec": b.round(),
+        "candybar_median_per_sec": c.round(),
+        "ratio": ((c / b.max(1.0)) * 1000.0).round() / 1000.0,
+    }))
+}
+
+async fn fill_queue(
+    publisher: &mut Publisher,
+    url: &str,
+    pool: &[RawMessage],
+) -> anyhow::Result<()> {
+    let ch = publisher.ensure().await?.clone();
+    let q = ch
+        .queue_declare(
+            BENCH_QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    ch.queue_bind(
+        q.name().clone(),
+        BENCH_EXCHANGE.into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_purge(BENCH_QUEUE.into(), QueuePurgeOptions::default())
+        .await?;
+    for chunk in pool.chunks(2000) {
+        publisher.publish_window(chunk).await.map_err(|e| {
+            anyhow::anyhow!(
+                "filling the bench queue at {}: {e}",
+                crate::config::mask_url(url)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A bare lapin consumer: the baseline. Returns messages per second.
+async fn drain_bare(url: &str, count: usize) -> anyhow::Result<f64> {
+    let url = amqp::normalize_url(url)?;
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(1000, BasicQosOptions::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            BENCH_QUEUE.into(),
+            "bare".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut n = 0usize;
+    let mut bytes = 0usize;
+    let mut start = None;
+    while let Some(d) = consumer.next().await {
+        let d = d?;
+        start.get_or_insert_with(Instant::now);
+        bytes += d.data.len();
+        n += 1;
+        if n.is_multiple_of(100) || n == count {
+            ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true })
+                .await?;
+        }
+        if n == count {
+            break;
+        }
+    }
+    std::hint::black_box(bytes);
+    let secs = start.map_or(1.0, |s| s.elapsed().as_secs_f64());
+    let _ = conn.close(200, "bench done".into()).await;
+    Ok(count as f64 / secs)
+}
+
+/// candybar's AMQP source → store → filtered view, as the window and `tail` run them.
+async fn drain_candybar(url: &str, count: usize) -> anyhow::Result<f64> {
+    let cfg = AmqpConfig {
+        url: url.to_owned(),
+        exchange: BENCH_EXCHANGE.into(),
+        binding_keys: vec!["#".into()],
+        queue: QueueMode::Durable(BENCH_QUEUE.into()),
+        prefetch: 1000,
+        body_cap_bytes: 1 << 20,
+    };
+    let mut handle = amqp::spawn(cfg);
+    let mut store = EventStore::new(StoreConfig::default());
+    let mut view = FilteredView::new(Filter::new("errors").unwrap_or_default());
+    let mut start = None;
+    let mut n = 0usize;
+    let deadline = Instant::now() + Duration::from_mins(2);
+    while n < count {
+        let Ok(Some(msg)) = tokio::time::timeout_at(deadline.into(), handle.rx.recv()).await else {
+            anyhow::bail!("candybar's consumer stopped after {n} of {count} messages");
+        };
+        match msg {
+            SourceMsg::Event(m) => {
+                start.get_or_insert_with(Instant::now);
+                store.insert(&m);
+                n += 1;
+                if n.is_multiple_of(1024) {
+                    view.update(&store, now_us(), u64::MAX);
+                }
+            }
+            SourceMsg::State(crate::sources::SourceState::Retrying {
+                reason,
+                permanent: true,
+                ..
+            }) => anyhow::bail!(reason),
+            _ => {}
+        }
+    }
+    view.update(&store, now_us(), u64::MAX);
+    let secs = start.map_or(1.0, |s| s.elapsed().as_secs_f64());
+    // Let the last acks go out before the source is dropped.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(count as f64 / secs)
+}

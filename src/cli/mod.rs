@@ -1,0 +1,300 @@
+//! The `candybar` command line. Every capability has a headless face here, for scripts, tests
+//! and benchmarks.
+
+mod bench;
+mod publish;
+mod tail;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{FileConfig, default_path, mask_url};
+use crate::core::demo::DemoConfig;
+use crate::core::registry::Registry;
+use crate::sources::amqp::{AmqpConfig, DEFAULT_DURABLE_QUEUE, QueueMode};
+use crate::sources::demo::DemoSourceConfig;
+use crate::sources::replay::{Pace, ReplayConfig};
+use crate::sources::{SourceHandle, amqp, demo, replay};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "candybar",
+    version,
+    about = "A live view of an event-driven agent platform (RabbitMQ), and a way to talk to it.",
+    long_about = "A live view of an event-driven agent platform (RabbitMQ), and a way to talk to it.\n\n\
+        Configuration comes from ~/.config/candybar/config.toml (or $CANDYBAR_CONFIG), then \
+        CANDYBAR_* environment variables (CANDYBAR_AMQP_URL, CANDYBAR_EXCHANGE, \
+        CANDYBAR_BINDING_KEYS, CANDYBAR_DURABLE_QUEUE, CANDYBAR_REGISTRY, CANDYBAR_MAX_EVENTS), \
+        then flags. With no broker configured, candybar shows its built-in demo feed."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print matching events as they arrive.
+    Tail(tail::TailArgs),
+    /// Send demo events or an NDJSON file to a broker, with publisher confirms.
+    Publish(publish::PublishArgs),
+    /// Measure candybar (prints JSON).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Where events come from. Shared by the window and `tail`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SourceArgs {
+    /// `RabbitMQ` URL, e.g. <amqp://user:password@host:5672/%2f> [env: `CANDYBAR_AMQP_URL`]
+    #[arg(long, value_name = "URL", global = true)]
+    amqp: Option<String>,
+    /// Topic exchange to watch (default: the registry's exchange.name, else "events")
+    #[arg(long, value_name = "NAME", global = true)]
+    exchange: Option<String>,
+    /// Binding key; repeat for several (default "#": everything)
+    #[arg(long = "binding-key", value_name = "PATTERN", global = true)]
+    binding_keys: Vec<String>,
+    /// Consume through a named durable queue with acks (gap-free, at-least-once) instead of a
+    /// private one
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = DEFAULT_DURABLE_QUEUE, global = true)]
+    durable_queue: Option<String>,
+    /// Use the built-in demo feed even if a broker is configured
+    #[arg(long, global = true, conflicts_with_all = ["amqp", "replay"])]
+    demo: bool,
+    /// Demo feed rate, events per second
+    #[arg(long, value_name = "N", global = true)]
+    demo_rate: Option<f64>,
+    /// Demo feed seed (the same seed gives the same events)
+    #[arg(long, value_name = "N", global = true)]
+    seed: Option<u64>,
+    /// Replay an NDJSON file (candybar's export format, or one event body per line)
+    #[arg(long, value_name = "FILE", global = true, conflicts_with = "amqp")]
+    replay: Option<PathBuf>,
+    /// Replay speed factor (1 = original pace)
+    #[arg(long, value_name = "X", global = true, default_value_t = 1.0)]
+    replay_speed: f64,
+    /// Replay as fast as possible
+    #[arg(long, global = true)]
+    replay_fast: bool,
+    /// The platform's registry.yaml [env: `CANDYBAR_REGISTRY`]
+    #[arg(long, value_name = "FILE", global = true)]
+    registry: Option<PathBuf>,
+    /// Config file (default ~/.config/candybar/config.toml) [env: `CANDYBAR_CONFIG`]
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, Default)]
+pub enum Format {
+    /// One line per event for people.
+    #[default]
+    Text,
+    /// candybar's NDJSON (decoded fields and the exact body).
+    Ndjson,
+}
+
+/// The resolved choice of source.
+pub enum SourceChoice {
+    Amqp(AmqpConfig),
+    Demo {
+        cfg: DemoSourceConfig,
+        registry: Registry,
+        reason: &'static str,
+    },
+    Replay(ReplayConfig),
+}
+
+impl SourceChoice {
+    #[must_use]
+    pub fn spawn(self) -> SourceHandle {
+        match self {
+            Self::Amqp(cfg) => amqp::spawn(cfg),
+            Self::Demo { cfg, registry, .. } => demo::spawn(cfg, registry),
+            Self::Replay(cfg) => replay::spawn(cfg),
+        }
+    }
+}
+
+/// Settings merged from the file, the environment and the flags.
+pub struct Settings {
+    pub file: FileConfig,
+    pub registry: Registry,
+}
+
+impl SourceArgs {
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let path = self.config.clone().or_else(default_path);
+        let mut file = match &path {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        file.apply_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        let registry_path = self.registry.clone().or_else(|| file.registry.clone());
+        let registry = match registry_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("cannot read registry {}", p.display()))?;
+                Registry::from_yaml(&text).with_context(|| format!("registry {}", p.display()))?
+            }
+            None => Registry::example(),
+        };
+        Ok(Settings { file, registry })
+    }
+
+    #[must_use]
+    pub fn exchange(&self, s: &Settings) -> String {
+        self.exchange
+            .clone()
+            .or_else(|| s.file.amqp.exchange.clone())
+            .or_else(|| s.registry.exchange_name().map(str::to_owned))
+            .unwrap_or_else(|| "events".into())
+    }
+
+    #[must_use]
+    pub fn amqp_url(&self, s: &Settings) -> Option<String> {
+        self.amqp.clone().or_else(|| s.file.amqp.url.clone())
+    }
+
+    #[must_use]
+    pub fn choose(&self, s: &Settings, body_cap_bytes: usize) -> SourceChoice {
+        if let Some(path) = &self.replay {
+            let pace = if self.replay_fast {
+                Pace::AsFastAsPossible
+            } else {
+                Pace::Speed(self.replay_speed)
+            };
+            return SourceChoice::Replay(ReplayConfig {
+                path: path.clone(),
+                pace,
+                body_cap_bytes,
+            });
+        }
+        let url = self.amqp_url(s);
+        if let (Some(url), false) = (url, self.demo) {
+            let keys = if self.binding_keys.is_empty() {
+                s.file
+                    .amqp
+                    .binding_keys
+                    .clone()
+                    .unwrap_or_else(|| vec!["#".into()])
+            } else {
+                self.binding_keys.clone()
+            };
+            let queue = match self
+                .durable_queue
+                .clone()
+                .or_else(|| s.file.amqp.durable_queue.clone())
+            {
+                Some(name) => QueueMode::Durable(name),
+                None => QueueMode::Private,
+            };
+            return SourceChoice::Amqp(AmqpConfig {
+                url,
+                exchange: self.exchange(s),
+                binding_keys: keys,
+                queue,
+                prefetch: s.file.amqp.prefetch.unwrap_or(1000),
+                body_cap_bytes,
+            });
+        }
+        let demo = DemoConfig {
+            seed: self.seed.or(s.file.demo.seed).unwrap_or(1),
+            agents: s.file.demo.agents.unwrap_or(24),
+            ..DemoConfig::default()
+        };
+        let rate = self.demo_rate.or(s.file.demo.rate).unwrap_or(40.0);
+        let reason = if self.demo {
+            "requested with --demo"
+        } else {
+            "no broker configured (use --amqp URL or CANDYBAR_AMQP_URL)"
+        };
+        SourceChoice::Demo {
+            cfg: DemoSourceConfig {
+                demo,
+                rate_per_sec: rate,
+                limit: None,
+            },
+            registry: s.registry.clone(),
+            reason,
+        }
+    }
+}
+
+/// Entry point of the binary.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("candybar-io")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("candybar: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Some(Command::Tail(args)) => tail::run(args, &cli.source).await,
+            Some(Command::Publish(args)) => publish::run(args, &cli.source).await,
+            Some(Command::Bench(cmd)) => bench::run(cmd, &cli.source).await,
+            None => window_placeholder(&cli.source),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!(
+                "candybar: {}",
+                crate::config::mask_secrets_in(&format!("{e:#}"))
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Until the window lands, bare `candybar` says what it would show and how to see it now.
+fn window_placeholder(args: &SourceArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.settings()?;
+    let what = match args.choose(&settings, 1 << 20) {
+        SourceChoice::Amqp(cfg) => format!(
+            "RabbitMQ at {} (exchange {})",
+            mask_url(&cfg.url),
+            cfg.exchange
+        ),
+        SourceChoice::Demo { reason, .. } => format!("the built-in demo feed ({reason})"),
+        SourceChoice::Replay(cfg) => format!("a replay of {}", cfg.path.display()),
+    };
+    println!(
+        "candybar {}: the window is not built yet; it would show {what}.",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("Watch the same events in the terminal now with:  candybar tail");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=off,amq_protocol=off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// `expr` with a caret under `column` (1-based characters), for filter errors.
+#[must_use]
+pub fn caret(expr: &str, column: usize) -> String {
+    format!("  {expr}\n  {}^", " ".repeat(column.saturating_sub(1)))
+}

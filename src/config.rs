@@ -1,0 +1,224 @@
+//! Configuration: a TOML file in the platform's config dir (`~/.config/candybar/config.toml` on
+//! Linux), overridden by `CANDYBAR_*` environment variables, overridden by flags. Passwords in
+//! URLs are masked wherever they are shown or logged.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The config file's contents. Every key is optional.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub amqp: AmqpSection,
+    pub store: StoreSection,
+    pub demo: DemoSection,
+    /// Path of the platform's `registry.yaml`.
+    pub registry: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSection {
+    /// `amqp://user:password@host:5672/vhost`. Leave it out to start on the demo feed.
+    pub url: Option<String>,
+    pub exchange: Option<String>,
+    pub binding_keys: Option<Vec<String>>,
+    /// A durable queue name for gap-free viewing; without it a private queue is used.
+    pub durable_queue: Option<String>,
+    pub prefetch: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    pub max_events: Option<usize>,
+    pub budget_mb: Option<usize>,
+    pub body_cap_kb: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoSection {
+    pub rate: Option<f64>,
+    pub seed: Option<u64>,
+    pub agents: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// Where the config file is looked for: `$CANDYBAR_CONFIG`, else the platform config dir.
+#[must_use]
+pub fn default_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CANDYBAR_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("", "", "candybar").map(|d| d.config_dir().join("config.toml"))
+}
+
+impl FileConfig {
+    /// Reads `path`; a missing file is an empty config, a broken one an error that says where.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        // toml's messages quote the offending line; mask any URL password in them.
+        toml::from_str(text).map_err(|e| mask_secrets_in(&e.to_string()))
+    }
+
+    /// Applies `CANDYBAR_*` environment variables over the file's values.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("CANDYBAR_AMQP_URL") {
+            self.amqp.url = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_EXCHANGE") {
+            self.amqp.exchange = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_BINDING_KEYS") {
+            self.amqp.binding_keys = Some(
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            );
+        }
+        if let Some(v) = get("CANDYBAR_DURABLE_QUEUE") {
+            self.amqp.durable_queue = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_REGISTRY") {
+            self.registry = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CANDYBAR_MAX_EVENTS").and_then(|v| v.parse().ok()) {
+            self.store.max_events = Some(v);
+        }
+    }
+}
+
+/// `amqp://user:secret@host/` → `amqp://user:****@host/`. Anything unparsable is shown with
+/// everything between `://` and `@` masked.
+#[must_use]
+pub fn mask_url(url: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(url) {
+        if u.password().is_some() {
+            // set_password only fails for URLs that cannot have one, which this one does.
+            let _ = u.set_password(Some("****"));
+        }
+        for (k, _) in u.query_pairs().collect::<Vec<_>>() {
+            if k.eq_ignore_ascii_case("token") || k.eq_ignore_ascii_case("password") {
+                u.set_query(Some("****"));
+                break;
+            }
+        }
+        return u.to_string();
+    }
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}****{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Masks every `scheme://user:pass@` in free text (error messages that quote a config line).
+#[must_use]
+pub fn mask_secrets_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority_end = tail[..end].find('/').unwrap_or(end);
+        match tail[..authority_end].rfind('@') {
+            Some(at) => match tail[..at].find(':') {
+                Some(colon) => {
+                    out.push_str(&tail[..=colon]);
+                    out.push_str("****");
+                    out.push_str(&tail[at..end]);
+                }
+                None => out.push_str(&tail[..end]),
+            },
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords() {
+        assert_eq!(
+            mask_url("amqp://guest:hunter2@rabbit:5672/%2f"),
+            "amqp://guest:****@rabbit:5672/%2f"
+        );
+        assert_eq!(mask_url("amqp://rabbit:5672"), "amqp://rabbit:5672");
+        assert_eq!(mask_url("wss://h/asr?token=abc"), "wss://h/asr?****");
+        assert!(!mask_url("not a url://u:pw@x").contains("pw"));
+        let t = mask_secrets_in(
+            "expected string, found `amqp://bob:s3cret@h:1/v` at line 2 and http://x/y",
+        );
+        assert!(!t.contains("s3cret"), "{t}");
+        assert!(t.contains("amqp://bob:****@h:1/v"), "{t}");
+        assert!(t.contains("http://x/y"));
+    }
+
+    #[test]
+    fn file_then_env() {
+        let mut c = FileConfig::parse("[amqp]\nurl = \"amqp://a:b@h/\"\nexchange = \"bloodbank.events.v1\"\n[store]\nmax_events = 5000\n").unwrap();
+        assert_eq!(c.amqp.exchange.as_deref(), Some("bloodbank.events.v1"));
+        c.apply_env(|k| match k {
+            "CANDYBAR_EXCHANGE" => Some("events".into()),
+            "CANDYBAR_BINDING_KEYS" => Some("agent.#, llm.*".into()),
+            _ => None,
+        });
+        assert_eq!(c.amqp.exchange.as_deref(), Some("events"));
+        assert_eq!(
+            c.amqp.binding_keys,
+            Some(vec!["agent.#".into(), "llm.*".into()])
+        );
+        assert_eq!(c.store.max_events, Some(5000));
+    }
+
+    #[test]
+    fn broken_config_says_where_and_hides_secrets() {
+        let e = FileConfig::parse("[amqp]\nurl = amqp://u:topsecret@h\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(!e.contains("topsecret"), "{e}");
+        let e = FileConfig::parse("[amqp]\nurll = \"x\"\n").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_empty() {
+        let c = FileConfig::load(Path::new("/nonexistent/candybar.toml")).unwrap();
+        assert_eq!(c, FileConfig::default());
+    }
+}

@@ -1,0 +1,675 @@
+//! `RabbitMQ`: consume a topic exchange through a private queue (exclusive, auto-delete, named by
+//! candybar) or a named durable queue with batched acks, reconnecting by itself. Each
+//! disconnection becomes a [`SourceMsg::Gap`]. Also the publisher used by `candybar publish`.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
+use tokio::sync::mpsc;
+
+use super::{SourceHandle, SourceMsg, SourceState};
+use crate::config::mask_url;
+use crate::core::event::{AmqpProps, RawMessage};
+use crate::core::time::now_us;
+
+/// The durable queue name used when the user asks for gap-free viewing without naming one.
+pub const DEFAULT_DURABLE_QUEUE: &str = "candybar_visualization_queue";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueMode {
+    /// Exclusive, auto-delete, named by candybar: two viewers never take each other's messages;
+    /// what is published while disconnected is not seen (and recorded as a gap).
+    Private,
+    /// A durable queue with manual acks: nothing is lost across reconnects and broker restarts
+    /// (persistent messages); several viewers on one name share the messages.
+    Durable(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct AmqpConfig {
+    pub url: String,
+    pub exchange: String,
+    pub binding_keys: Vec<String>,
+    pub queue: QueueMode,
+    /// Unacknowledged deliveries the broker may send ahead.
+    pub prefetch: u16,
+    pub body_cap_bytes: usize,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            exchange: "events".into(),
+            binding_keys: vec!["#".into()],
+            queue: QueueMode::Private,
+            prefetch: 1000,
+            body_cap_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Why talking to the broker failed, in words a user can act on. Never contains a password.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AmqpError {
+    #[error("invalid broker URL {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error(
+        "cannot reach the broker at {url}: {reason} (is RabbitMQ running and listening there?)"
+    )]
+    Unreachable { url: String, reason: String },
+    #[error("the broker refused the login for {url}: check the user name and password")]
+    AccessRefused { url: String },
+    #[error("the broker does not allow virtual host of {url}: {reason}")]
+    Vhost { url: String, reason: String },
+    #[error(
+        "exchange '{exchange}' does not exist on the broker (check --exchange or the registry's exchange.name)"
+    )]
+    ExchangeMissing { exchange: String },
+    #[error("exchange '{exchange}' exists with other settings: {reason}")]
+    ExchangeMismatch { exchange: String, reason: String },
+    #[error("connection lost: {reason}")]
+    Lost { reason: String },
+    #[error("{reason}")]
+    Other { reason: String },
+}
+
+impl AmqpError {
+    /// Errors that retrying will not fix until the user changes something.
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::BadUrl { .. }
+                | Self::AccessRefused { .. }
+                | Self::Vhost { .. }
+                | Self::ExchangeMissing { .. }
+                | Self::ExchangeMismatch { .. }
+        )
+    }
+
+    fn from_lapin(err: &lapin::Error, url: &str, exchange: &str) -> Self {
+        let url = mask_url(url);
+        match err.kind() {
+            ErrorKind::ProtocolError(e) => {
+                let reason = e.get_message().to_string();
+                match e.kind() {
+                    AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => {
+                        Self::AccessRefused { url }
+                    }
+                    AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) if reason.contains("exchange") => {
+                        Self::ExchangeMissing {
+                            exchange: exchange.to_owned(),
+                        }
+                    }
+                    AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+                        if reason.contains("exchange") =>
+                    {
+                        Self::ExchangeMismatch {
+                            exchange: exchange.to_owned(),
+                            reason,
+                        }
+                    }
+                    AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Self::Vhost { url, reason },
+                    AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED) => Self::Lost { reason },
+                    _ => Self::Other { reason },
+                }
+            }
+            ErrorKind::IOError(io) => {
+                let reason = io.to_string();
+                if reason.contains("Invalid AMQP")
+                    || reason.contains("invalid") && reason.contains("uri")
+                {
+                    Self::BadUrl { url, reason }
+                } else if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::BrokenPipe
+                ) {
+                    Self::Lost { reason }
+                } else {
+                    Self::Unreachable { url, reason }
+                }
+            }
+            ErrorKind::InvalidChannelState(..)
+            | ErrorKind::InvalidConnectionState(..)
+            | ErrorKind::MissingHeartbeatError => Self::Lost {
+                reason: err.to_string(),
+            },
+            _ => Self::Other {
+                reason: err.to_string(),
+            },
+        }
+    }
+}
+
+/// Checks a broker URL before connecting, and normalizes `amqp://host/` (which would mean the
+/// empty virtual host) to the default `/`.
+pub fn normalize_url(url: &str) -> Result<String, AmqpError> {
+    let parsed = url::Url::parse(url).map_err(|e| AmqpError::BadUrl {
+        url: mask_url(url),
+        reason: e.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "amqp" | "amqps") {
+        return Err(AmqpError::BadUrl {
+            url: mask_url(url),
+            reason: format!("scheme must be amqp or amqps, not '{}'", parsed.scheme()),
+        });
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(AmqpError::BadUrl {
+            url: mask_url(url),
+            reason: "no host".into(),
+        });
+    }
+    if parsed.path() == "/" {
+        let mut fixed = parsed.clone();
+        fixed.set_path("/%2f");
+        return Ok(fixed.to_string());
+    }
+    Ok(url.to_owned())
+}
+
+fn short(s: &str) -> Result<ShortString, AmqpError> {
+    ShortString::try_new(s).map_err(|_| AmqpError::Other {
+        reason: format!(
+            "name longer than 255 bytes: {}…",
+            &s[..s.floor_char_boundary(40)]
+        ),
+    })
+}
+
+async fn connect(url: &str, exchange: &str, name: &str) -> Result<Connection, AmqpError> {
+    let url = normalize_url(url)?;
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(&url, props)
+        .await
+        .map_err(|e| AmqpError::from_lapin(&e, &url, exchange))
+}
+
+/// Backoff between reconnects: 100 ms doubling to 500 ms (`RabbitMQ` is usually back within a
+/// second); 5 s when the error needs the user to change something.
+fn backoff(attempt: u32, permanent: bool) -> Duration {
+    if permanent {
+        return Duration::from_secs(5);
+    }
+    Duration::from_millis((100u64 << attempt.min(3)).min(500))
+}
+
+#[must_use]
+pub fn spawn(cfg: AmqpConfig) -> SourceHandle {
+    let describe = describe(&cfg);
+    SourceHandle::spawn(describe, move |tx| run(cfg, tx))
+}
+
+fn describe(cfg: &AmqpConfig) -> String {
+    let queue = match &cfg.queue {
+        QueueMode::Private => "private queue".to_owned(),
+        QueueMode::Durable(name) => format!("durable queue {name}"),
+    };
+    format!(
+        "{} exchange {} keys {} ({queue})",
+        mask_url(&cfg.url),
+        cfg.exchange,
+        cfg.binding_keys.join(",")
+    )
+}
+
+enum Ended {
+    ReceiverGone,
+}
+
+async fn run(cfg: AmqpConfig, tx: mpsc::Sender<SourceMsg>) {
+    let queue_name = match &cfg.queue {
+        QueueMode::Private => format!(
+            "candybar.{}.{}.{:08x}",
+            host_name(),
+            std::process::id(),
+            (now_us() as u32) ^ 0x9e37_79b9
+        ),
+        QueueMode::Durable(name) => name.clone(),
+    };
+    let mut attempt = 0u32;
+    // Set from the first failure after having been connected until consuming resumes.
+    let mut gap: Option<(i64, String)> = None;
+    loop {
+        if tx
+            .send(SourceMsg::State(SourceState::Connecting { attempt }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        match consume(&cfg, &queue_name, &tx, &mut gap, &mut attempt).await {
+            Ok(Ended::ReceiverGone) => return,
+            Err((err, was_connected)) => {
+                if was_connected && gap.is_none() {
+                    gap = Some((now_us(), err.to_string()));
+                }
+                let permanent = err.is_permanent();
+                let retry_in = backoff(attempt, permanent);
+                tracing::debug!("amqp: {err}; retrying in {} ms", retry_in.as_millis());
+                let state = SourceState::Retrying {
+                    reason: err.to_string(),
+                    retry_in,
+                    permanent,
+                };
+                if tx.send(SourceMsg::State(state)).await.is_err() {
+                    return;
+                }
+                attempt = attempt.saturating_add(1);
+                tokio::time::sleep(retry_in).await;
+            }
+        }
+    }
+}
+
+/// One connection's life. Returns the error that ended it and whether it had been consuming.
+#[allow(clippy::too_many_lines)] // set-up then the delivery loop, read top to bottom
+async fn consume(
+    cfg: &AmqpConfig,
+    queue_name: &str,
+    tx: &mpsc::Sender<SourceMsg>,
+    gap: &mut Option<(i64, String)>,
+    attempt: &mut u32,
+) -> Result<Ended, (AmqpError, bool)> {
+    let fail = |e: lapin::Error| (AmqpError::from_lapin(&e, &cfg.url, &cfg.exchange), false);
+    let conn = connect(&cfg.url, &cfg.exchange, "candybar viewer")
+        .await
+        .map_err(|e| (e, false))?;
+    let ch = conn.create_channel().await.map_err(fail)?;
+    let exchange = short(&cfg.exchange).map_err(|e| (e, false))?;
+    if !cfg.exchange.is_empty() {
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        ch.exchange_declare(
+            exchange.clone(),
+            ExchangeKind::Topic,
+            passive,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(fail)?;
+    }
+    let durable = matches!(cfg.queue, QueueMode::Durable(_));
+    let qopts = if durable {
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        }
+    } else {
+        QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        }
+    };
+    let queue = short(queue_name).map_err(|e| (e, false))?;
+    ch.queue_declare(queue.clone(), qopts, FieldTable::default())
+        .await
+        .map_err(fail)?;
+    for key in &cfg.binding_keys {
+        let key = short(key).map_err(|e| (e, false))?;
+        ch.queue_bind(
+            queue.clone(),
+            exchange.clone(),
+            key,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(fail)?;
+    }
+    ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(fail)?;
+    let copts = BasicConsumeOptions {
+        no_ack: !durable,
+        ..BasicConsumeOptions::default()
+    };
+    let mut consumer = ch
+        .basic_consume(queue, "".into(), copts, FieldTable::default())
+        .await
+        .map_err(fail)?;
+
+    *attempt = 0;
+    let detail = describe(cfg);
+    if tx
+        .send(SourceMsg::State(SourceState::Connected { detail }))
+        .await
+        .is_err()
+    {
+        return Ok(Ended::ReceiverGone);
+    }
+    if let Some((start_us, reason)) = gap.take()
+        && tx
+            .send(SourceMsg::Gap {
+                start_us,
+                end_us: now_us(),
+                reason,
+            })
+            .await
+            .is_err()
+    {
+        return Ok(Ended::ReceiverGone);
+    }
+    let lost = |e: lapin::Error| (AmqpError::from_lapin(&e, &cfg.url, &cfg.exchange), true);
+    // Batched acks (durable mode): every 100 deliveries, or when the stream goes quiet.
+    let ack_every = u64::from(cfg.prefetch / 4).clamp(1, 100);
+    let mut unacked = 0u64;
+    let mut last_tag = 0u64;
+    loop {
+        let next = if unacked > 0 {
+            if let Ok(n) = tokio::time::timeout(Duration::from_millis(50), consumer.next()).await {
+                n
+            } else {
+                ack(&ch, last_tag).await.map_err(lost)?;
+                unacked = 0;
+                continue;
+            }
+        } else {
+            consumer.next().await
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(lost(e)),
+            None => {
+                return Err((
+                    AmqpError::Lost {
+                        reason: "the broker ended the consumer".into(),
+                    },
+                    true,
+                ));
+            }
+        };
+        let tag = delivery.delivery_tag;
+        let mut msg = RawMessage {
+            received_us: now_us(),
+            routing_key: delivery.routing_key.as_str().to_owned(),
+            props: props_of(&delivery.properties),
+            body: delivery.data,
+            precut: None,
+        };
+        msg.cap_body(cfg.body_cap_bytes);
+        if tx.send(SourceMsg::Event(msg)).await.is_err() {
+            return Ok(Ended::ReceiverGone);
+        }
+        if durable {
+            last_tag = tag;
+            unacked += 1;
+            if unacked >= ack_every {
+                ack(&ch, last_tag).await.map_err(lost)?;
+                unacked = 0;
+            }
+        }
+    }
+}
+
+async fn ack(ch: &Channel, tag: u64) -> Result<(), lapin::Error> {
+    ch.basic_ack(tag, BasicAckOptions { multiple: true }).await
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
+/// The AMQP properties worth keeping, as text.
+#[must_use]
+pub fn props_of(p: &BasicProperties) -> Option<Box<AmqpProps>> {
+    let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
+    let props = AmqpProps {
+        message_id: s(p.message_id()),
+        timestamp_secs: *p.timestamp(),
+        app_id: s(p.app_id()),
+        correlation_id: s(p.correlation_id()),
+        kind: s(p.kind()),
+        content_type: s(p.content_type()),
+        headers: p
+            .headers()
+            .as_ref()
+            .map(|h| {
+                h.into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), value_text(v)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    (!props.is_empty()).then(|| Box::new(props))
+}
+
+fn value_text(v: &AMQPValue) -> String {
+    match v {
+        AMQPValue::LongString(s) => s.to_string(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::ShortShortInt(i) => i.to_string(),
+        AMQPValue::ShortShortUInt(i) => i.to_string(),
+        AMQPValue::ShortInt(i) => i.to_string(),
+        AMQPValue::ShortUInt(i) => i.to_string(),
+        AMQPValue::LongInt(i) => i.to_string(),
+        AMQPValue::LongUInt(i) => i.to_string(),
+        AMQPValue::LongLongInt(i) => i.to_string(),
+        AMQPValue::Timestamp(t) => t.to_string(),
+        AMQPValue::Float(f) => f.to_string(),
+        AMQPValue::Double(f) => f.to_string(),
+        AMQPValue::Void => String::new(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Publishes with publisher confirms: every message is either confirmed by the broker or
+/// reported; on a lost connection the unconfirmed window is sent again (at-least-once).
+pub struct Publisher {
+    url: String,
+    exchange: String,
+    channel: Option<Channel>,
+    /// Kept so the channel stays open.
+    connection: Option<Connection>,
+    pub declared_exchange: bool,
+}
+
+impl Publisher {
+    #[must_use]
+    pub fn new(url: &str, exchange: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            exchange: exchange.to_owned(),
+            channel: None,
+            connection: None,
+            declared_exchange: false,
+        }
+    }
+
+    /// Connects (if needed), makes sure the exchange exists (declaring a durable topic exchange
+    /// when it does not), and turns on confirms.
+    pub async fn ensure(&mut self) -> Result<&Channel, AmqpError> {
+        if self
+            .channel
+            .as_ref()
+            .is_some_and(|c| c.status().connected())
+        {
+            return self.channel.as_ref().ok_or_else(|| AmqpError::Other {
+                reason: "no channel".into(),
+            });
+        }
+        let fail = |e: lapin::Error, url: &str, ex: &str| AmqpError::from_lapin(&e, url, ex);
+        let conn = connect(&self.url, &self.exchange, "candybar publisher").await?;
+        let exchange = short(&self.exchange)?;
+        if !self.exchange.is_empty() {
+            let probe = conn
+                .create_channel()
+                .await
+                .map_err(|e| fail(e, &self.url, &self.exchange))?;
+            let passive = ExchangeDeclareOptions {
+                passive: true,
+                ..ExchangeDeclareOptions::default()
+            };
+            match probe
+                .exchange_declare(
+                    exchange.clone(),
+                    ExchangeKind::Topic,
+                    passive,
+                    FieldTable::default(),
+                )
+                .await
+            {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        AmqpError::from_lapin(&e, &self.url, &self.exchange),
+                        AmqpError::ExchangeMissing { .. }
+                    ) =>
+                {
+                    // The probe channel is closed by the 404; declare on a fresh one.
+                    let ch = conn
+                        .create_channel()
+                        .await
+                        .map_err(|e| fail(e, &self.url, &self.exchange))?;
+                    let opts = ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    };
+                    ch.exchange_declare(
+                        exchange.clone(),
+                        ExchangeKind::Topic,
+                        opts,
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(|e| fail(e, &self.url, &self.exchange))?;
+                    self.declared_exchange = true;
+                }
+                Err(e) => return Err(fail(e, &self.url, &self.exchange)),
+            }
+        }
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| fail(e, &self.url, &self.exchange))?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| fail(e, &self.url, &self.exchange))?;
+        self.connection = Some(conn);
+        self.channel = Some(ch);
+        self.channel.as_ref().ok_or_else(|| AmqpError::Other {
+            reason: "no channel".into(),
+        })
+    }
+
+    /// Publishes a window of messages and waits until the broker confirms all of them. Returns
+    /// how many the broker refused (nack); an `Err` means the window must be sent again.
+    pub async fn publish_window(&mut self, msgs: &[RawMessage]) -> Result<usize, AmqpError> {
+        let url = self.url.clone();
+        let exchange_name = self.exchange.clone();
+        let ch = self.ensure().await?.clone();
+        let exchange = short(&exchange_name)?;
+        let mut pending = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let props = publish_props(m);
+            let confirm = ch
+                .basic_publish(
+                    exchange.clone(),
+                    short(&m.routing_key)?,
+                    BasicPublishOptions::default(),
+                    &m.body,
+                    props,
+                )
+                .await
+                .map_err(|e| AmqpError::from_lapin(&e, &url, &exchange_name));
+            match confirm {
+                Ok(c) => pending.push(c),
+                Err(e) => {
+                    self.channel = None;
+                    return Err(e);
+                }
+            }
+        }
+        let mut nacked = 0;
+        for c in pending {
+            match c.await {
+                Ok(conf) if conf.is_nack() => nacked += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    self.channel = None;
+                    return Err(AmqpError::from_lapin(&e, &url, &exchange_name));
+                }
+            }
+        }
+        Ok(nacked)
+    }
+}
+
+/// Persistent delivery, the message id and timestamp from the envelope, JSON content type.
+fn publish_props(m: &RawMessage) -> BasicProperties {
+    let mut props = BasicProperties::default().with_delivery_mode(2);
+    let header = crate::core::decode::read_header(&m.body);
+    if let Some(id) = header
+        .id
+        .as_deref()
+        .and_then(|id| ShortString::try_new(id).ok())
+    {
+        props = props.with_message_id(id);
+    }
+    if header.body_kind.is_json() {
+        props = props.with_content_type("application/json".into());
+    }
+    let secs = header.published_us.unwrap_or(m.received_us) / 1_000_000;
+    props = props.with_timestamp(secs.max(0) as u64);
+    if let Some(p) = m.props.as_deref()
+        && let Some(app) = p
+            .app_id
+            .as_deref()
+            .and_then(|a| ShortString::try_new(a).ok())
+    {
+        props = props.with_app_id(app);
+    }
+    props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_normalized() {
+        assert_eq!(
+            normalize_url("amqp://u:p@host:5672/").unwrap(),
+            "amqp://u:p@host:5672/%2f"
+        );
+        assert_eq!(
+            normalize_url("amqp://host:5672/%2f").unwrap(),
+            "amqp://host:5672/%2f"
+        );
+        assert_eq!(normalize_url("amqps://host/vh").unwrap(), "amqps://host/vh");
+        let e = normalize_url("http://u:secret@host").unwrap_err();
+        assert!(e.to_string().contains("scheme must be amqp"), "{e}");
+        assert!(!e.to_string().contains("secret"));
+        assert!(e.is_permanent());
+        let e = normalize_url("not a url").unwrap_err();
+        assert!(matches!(e, AmqpError::BadUrl { .. }));
+    }
+
+    #[test]
+    fn backoff_is_short_then_capped() {
+        assert_eq!(backoff(0, false), Duration::from_millis(100));
+        assert_eq!(backoff(1, false), Duration::from_millis(200));
+        assert_eq!(backoff(2, false), Duration::from_millis(400));
+        assert_eq!(backoff(9, false), Duration::from_millis(500));
+        assert_eq!(backoff(0, true), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,316 @@
+//! Test support: real `RabbitMQ` brokers started by the project's own script (`.ci/rabbitmq`), and
+//! the real `candybar` binary as a child process.
+
+// Each test binary uses a different part; a failed setup panics with its message.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::items_after_statements,
+    clippy::match_wild_err_arm
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A private `RabbitMQ` node in a temp dir, killed when dropped.
+pub struct Broker {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+fn script(args: &[&str]) -> std::process::Output {
+    Command::new(repo().join(".ci/rabbitmq"))
+        .args(args)
+        .output()
+        .expect("run .ci/rabbitmq")
+}
+
+impl Broker {
+    /// Starts a broker; `None` (with a loud note) when `RabbitMQ` is not installed and this is not
+    /// CI. Under `CI=true` a missing `RabbitMQ` fails the test with what to install.
+    pub fn start() -> Option<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("candybar-rmq")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let broker = Self { port, dir };
+        match broker.boot() {
+            Ok(()) => Some(broker),
+            Err(3) => {
+                let msg = "RabbitMQ is not installed: run `sudo apt-get install rabbitmq-server` (or .ci/install-deps)";
+                assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{msg}");
+                eprintln!("NOTE: test needs a real broker and none is installed; {msg}");
+                None
+            }
+            Err(code) => panic!("the broker did not start (exit {code})"),
+        }
+    }
+
+    fn boot(&self) -> Result<(), i32> {
+        let out = script(&[
+            "start",
+            self.dir.path().to_str().expect("utf-8 path"),
+            &self.port.to_string(),
+        ]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            Err(out.status.code().unwrap_or(1))
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&self) {
+        script(&["kill", self.dir.path().to_str().expect("utf-8 path")]);
+    }
+
+    /// Starts again on the same port with the same data.
+    pub fn restart(&self) {
+        self.boot().expect("broker restart");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The broker for tests that do not kill it: `CANDYBAR_TEST_AMQP_URL` (set by .ci/run), else one
+/// started for this test binary.
+pub fn shared_broker_url() -> Option<String> {
+    if let Ok(url) = std::env::var("CANDYBAR_TEST_AMQP_URL")
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    static BROKER: std::sync::OnceLock<Option<Broker>> = std::sync::OnceLock::new();
+    BROKER.get_or_init(Broker::start).as_ref().map(Broker::url)
+}
+
+fn free_port() -> u16 {
+    // Ask the OS for a free port; the broker binds it a moment later.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let p = l.local_addr().expect("addr").port();
+    // Keep clear of the AMQP dist port range clash (port + 20000 must be valid).
+    if p > 45_000 { 20_000 + p % 20_000 } else { p }
+}
+
+/// The real binary as a child; its stdout and stderr lines arrive on channels.
+pub struct Candybar {
+    pub child: Child,
+    pub stdout: Receiver<String>,
+    pub stderr_lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Candybar {
+    pub fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_candybar"))
+            .args(args)
+            .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
+            .env_remove("CANDYBAR_AMQP_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn candybar");
+        let (tx, stdout) = sync_channel(1 << 20);
+        let out = child.stdout.take().expect("stdout");
+        std::thread::Builder::new()
+            .name("test-stdout".into())
+            .spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("thread");
+        let stderr_lines = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().expect("stderr");
+        let sink = stderr_lines.clone();
+        std::thread::Builder::new()
+            .name("test-stderr".into())
+            .spawn(move || {
+                for line in BufReader::new(err).lines() {
+                    let Ok(line) = line else { break };
+                    sink.lock().push(line);
+                }
+            })
+            .expect("thread");
+        Self {
+            child,
+            stdout,
+            stderr_lines,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr_lines.lock().join("\n")
+    }
+
+    /// Waits until stderr has a line containing `needle` `times` times.
+    pub fn wait_stderr(&self, needle: &str, times: usize, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self
+                .stderr_lines
+                .lock()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count()
+                >= times
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no '{needle}' (x{times}) on candybar's stderr within {timeout:?}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// Collects `n` stdout lines.
+    pub fn lines(&self, n: usize, timeout: Duration) -> Vec<String> {
+        let end = Instant::now() + timeout;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(l) => out.push(l),
+                Err(_) => panic!(
+                    "got {} of {n} lines within {timeout:?}; stderr:\n{}",
+                    out.len(),
+                    self.stderr()
+                ),
+            }
+        }
+        out
+    }
+
+    /// Waits for exit; kills after `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> (Option<i32>, String) {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                std::thread::sleep(Duration::from_millis(50)); // let the reader threads finish
+                return (status.code(), self.stderr());
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!(
+                    "candybar did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Candybar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion and returns (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_candybar"))
+        .args(args)
+        .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
+        .env_remove("CANDYBAR_AMQP_URL")
+        .output()
+        .expect("run candybar");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}.{}.{}", std::process::id(), n % 1_000_000_007)
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Publishes with plain lapin and publisher confirms (independent of candybar's publisher).
+pub fn lapin_publish(url: &str, exchange: &str, msgs: &[(String, Vec<u8>, Option<String>)]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let mut confirms = Vec::new();
+        for (rk, body, message_id) in msgs {
+            let mut props = BasicProperties::default().with_delivery_mode(2);
+            if let Some(id) = message_id {
+                props = props.with_message_id(ShortString::from(id.as_str()));
+            }
+            let c = ch
+                .basic_publish(
+                    exchange.into(),
+                    ShortString::try_new(rk.as_str()).unwrap(),
+                    BasicPublishOptions::default(),
+                    body,
+                    props,
+                )
+                .await
+                .unwrap();
+            confirms.push(c);
+        }
+        for c in confirms {
+            assert!(c.await.unwrap().is_ack());
+        }
+        conn.close(200, "done".into()).await.unwrap();
+    });
+}
+
+pub fn declare_exchange(url: &str, exchange: &str) {
+    lapin_publish(url, exchange, &[]);
+}
