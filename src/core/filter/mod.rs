@@ -356,6 +356,55 @@ fn eval(node: &Node, ctx: &Ctx<'_>, syms: &mut [(SymTest, SymCache)]) -> bool {
     }
 }
 
+/// Free text over many blocks: decompression and search dominate, so the blocks are split into
+/// contiguous runs, one per thread; the runs' matches come back in order.
+fn scan_parallel(
+    filter: &Filter,
+    views: &[BlockView<'_>],
+    seqs: std::ops::Range<u64>,
+    interner: &Interner,
+    now_us: Micros,
+    workers: usize,
+) -> Vec<Vec<u64>> {
+    let slice = |v: &BlockView<'_>| {
+        let lo = seqs.start.saturating_sub(v.first_seq()) as usize;
+        let hi = ((seqs.end - v.first_seq()) as usize).min(v.metas().len());
+        lo..hi.max(lo)
+    };
+    let per = views.len().div_ceil(workers.max(1)).max(1);
+    let scan_run = |filter: &mut Filter, run: &[BlockView<'_>]| {
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        for view in run {
+            filter.scan_block(view, slice(view), interner, now_us, &mut scratch, |seq| {
+                out.push(seq)
+            });
+        }
+        out
+    };
+    let results: Vec<Option<Vec<u64>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = views
+            .chunks(per)
+            .map(|run| {
+                let mut filter = filter.clone();
+                std::thread::Builder::new()
+                    .name("filter-scan".into())
+                    .spawn_scoped(scope, move || scan_run(&mut filter, run))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.ok().and_then(|h| h.join().ok()))
+            .collect()
+    });
+    // A run whose thread could not start is scanned here: never a silently missing match.
+    results
+        .into_iter()
+        .zip(views.chunks(per))
+        .map(|(r, run)| r.unwrap_or_else(|| scan_run(&mut filter.clone(), run)))
+        .collect()
+}
+
 /// Threads for a parallel re-scan: the machine's cores, at most 8.
 fn scan_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
@@ -514,40 +563,8 @@ impl FilteredView {
                 });
             }
         } else {
-            // Free text over many blocks: decompression and search dominate, so split the blocks
-            // into contiguous runs, one per core, and append the runs' matches in order.
-            let per = views.len().div_ceil(workers);
-            let results: Vec<Vec<u64>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = views
-                    .chunks(per)
-                    .map(|run| {
-                        let mut filter = self.filter.clone();
-                        std::thread::Builder::new()
-                            .name("filter-scan".into())
-                            .spawn_scoped(scope, move || {
-                                let mut scratch = Scratch::default();
-                                let mut out = Vec::new();
-                                for view in run {
-                                    filter.scan_block(
-                                        view,
-                                        slice(view),
-                                        interner,
-                                        now_us,
-                                        &mut scratch,
-                                        |seq| {
-                                            out.push(seq);
-                                        },
-                                    );
-                                }
-                                out
-                            })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.ok().and_then(|h| h.join().ok()).unwrap_or_default())
-                    .collect()
-            });
+            let results =
+                scan_parallel(&self.filter, &views, start..end, interner, now_us, workers);
             for run in results {
                 self.matches.extend(run);
             }
