@@ -377,7 +377,7 @@ fn scan_parallel(
         let mut out = Vec::new();
         for view in run {
             filter.scan_block(view, slice(view), interner, now_us, &mut scratch, |seq| {
-                out.push(seq)
+                out.push(seq);
             });
         }
         out
