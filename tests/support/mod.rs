@@ -61,11 +61,11 @@ impl Broker {
     }
 
     fn boot(&self) -> Result<(), i32> {
-        let out = script(&[
-            "start",
-            self.dir.path().to_str().expect("utf-8 path"),
-            &self.port.to_string(),
-        ]);
+        // With our pid as owner, the broker dies with this test binary even when it is a
+        // static that is never dropped.
+        let owner = std::process::id().to_string();
+        let dir = self.dir.path().to_str().expect("utf-8 path");
+        let out = script(&["start", dir, &self.port.to_string(), &owner]);
         if out.status.success() {
             Ok(())
         } else {
