@@ -60,7 +60,11 @@ pub fn write_ndjson(event: &Event, out: &mut Vec<u8>) {
     // would make the line unreadable: keep those as text.
     let readable = super::decode::nesting_depth(&event.body, MAX_NESTING + 1) <= MAX_NESTING;
     let raw = if event.body_kind.is_json() && !event.truncated && readable {
-        body_str.and_then(|s| serde_json::from_str::<&RawValue>(s).ok())
+        // Only when the JSON value is the body byte for byte (RawValue drops surrounding
+        // whitespace, which an export must keep).
+        body_str
+            .and_then(|s| serde_json::from_str::<&RawValue>(s).ok())
+            .filter(|r| r.get().len() == event.body.len())
     } else {
         None
     };
@@ -168,6 +172,8 @@ mod tests {
         let bodies: Vec<Vec<u8>> = vec![
             br#"{"event_id":"e1","event_type":"agent.thread.prompt","payload":{"a":[1,2,{"b":"\u00e9"}]}}"#.to_vec(),
             b"plain text, not json".to_vec(),
+            b" 4  ".to_vec(),
+            b"{\"a\": 1}\n".to_vec(),
             vec![0xff, 0x00, 0xfe],
             Vec::new(),
         ];
@@ -185,12 +191,12 @@ mod tests {
             });
         }
         let mut out = Vec::new();
-        store.for_each_event(0..4, |e| write_ndjson(&e, &mut out));
+        store.for_each_event(0..bodies.len() as u64, |e| write_ndjson(&e, &mut out));
         let lines: Vec<&[u8]> = out
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .collect();
-        assert_eq!(lines.len(), 4);
+        assert_eq!(lines.len(), bodies.len());
         for (i, line) in lines.iter().enumerate() {
             let v: serde_json::Value = serde_json::from_slice(line).unwrap();
             assert_eq!(v["routing_key"], format!("rk.{i}"));
