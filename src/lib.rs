@@ -5,11 +5,13 @@
 //!   aggregates — no UI, no async runtime, no sockets.
 //! - [`sources`]: where events come from (`RabbitMQ`, NDJSON replay, the demo simulator), each
 //!   feeding a bounded channel.
+//! - [`asr`]: speech to text: the Whisper engine, model lookup, audio input, word error rate.
 //! - [`config`]: configuration from file, environment and flags; secret masking.
 //! - [`cli`]: the `candybar` command line (`tail`, `publish`, `bench`, …).
 //!
 //! Data flows one way: sources → channel → [`core::store::EventStore`] → views.
 
+pub mod asr;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -1,6 +1,7 @@
 //! The `candybar` command line. Every capability has a headless face here, for scripts, tests
 //! and benchmarks.
 
+mod asr;
 mod bench;
 mod publish;
 mod tail;
@@ -46,6 +47,9 @@ enum Command {
     /// Measure candybar (prints JSON).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Speech to text with the built-in Whisper engine.
+    #[command(subcommand)]
+    Asr(asr::AsrCommand),
 }
 
 /// Where events come from. Shared by the window and `tail`.
@@ -248,6 +252,7 @@ pub fn main() -> ExitCode {
             Some(Command::Tail(args)) => tail::run(args, &cli.source).await,
             Some(Command::Publish(args)) => publish::run(args, &cli.source).await,
             Some(Command::Bench(cmd)) => bench::run(cmd, &cli.source).await,
+            Some(Command::Asr(cmd)) => tokio::task::block_in_place(|| asr::run(cmd)),
             None => window_placeholder(&cli.source),
         }
     });

@@ -173,11 +173,21 @@ fn write_text(e: &Event, out: &mut Vec<u8>) {
     };
     let _ = writeln!(
         out,
-        "{} {icon} {:<42} {:<16} {:<14} {:>6} B{cut}",
+        "{} {icon} {:<42} {:<18} {:<14} {:>6} B{cut}",
         format_clock(e.received_us),
-        e.kind,
-        e.source.as_deref().unwrap_or("-"),
-        e.agent.as_deref().unwrap_or("-"),
+        fit(&e.kind, 42),
+        fit(e.source.as_deref().unwrap_or("-"), 18),
+        fit(e.agent.as_deref().unwrap_or("-"), 14),
         e.size_bytes,
     );
+}
+
+/// `s` cut to `width` characters, keeping the end (the distinctive part of URIs and ids).
+fn fit(s: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    let n = s.chars().count();
+    if n <= width {
+        return s.into();
+    }
+    let tail: String = s.chars().skip(n - (width - 1)).collect();
+    format!("…{tail}").into()
 }

@@ -1,0 +1,130 @@
+//! `candybar asr …`: speech to text with the built-in Whisper engine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::Format;
+use crate::asr::audio::read_wav;
+use crate::asr::engine::{Engine, list_models, model_dir, resolve_model};
+use crate::asr::wer;
+
+#[derive(Subcommand, Debug)]
+pub enum AsrCommand {
+    /// Transcribe 16 kHz mono WAV files and print the text.
+    Transcribe(TranscribeArgs),
+    /// List the ggml models in the model directory (`$CANDYBAR_MODEL_DIR` or
+    /// `~/.local/share/candybar/models`).
+    Models,
+}
+
+#[derive(Args, Debug)]
+pub struct TranscribeArgs {
+    /// WAV files (16 kHz, mono, 16-bit)
+    #[arg(required = true, value_name = "WAV")]
+    files: Vec<PathBuf>,
+    /// A ggml model file, or a name in the model directory (tiny.en, base.en, …)
+    #[arg(
+        long,
+        short,
+        value_name = "PATH|NAME",
+        default_value = "tiny.en",
+        env = "CANDYBAR_MODEL"
+    )]
+    model: String,
+    /// Decoding threads (default: the machine's cores, at most 4)
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// text: one line per file; ndjson: text, confidence, segments and timings per file
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Report the word error rate against FILE.txt beside each WAV (the reference transcript)
+    #[arg(long)]
+    score: bool,
+}
+
+pub fn run(cmd: AsrCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AsrCommand::Models => {
+            let dir = model_dir().map_or_else(
+                || "(no model directory)".to_owned(),
+                |d| d.display().to_string(),
+            );
+            let models = list_models();
+            if models.is_empty() {
+                println!("no models in {dir}");
+            }
+            for m in models {
+                let size = std::fs::metadata(&m).map_or(0, |md| md.len());
+                println!("{}  {:.1} MB", m.display(), size as f64 / 1e6);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AsrCommand::Transcribe(args) => transcribe(&args),
+    }
+}
+
+fn transcribe(args: &TranscribeArgs) -> anyhow::Result<ExitCode> {
+    let path = resolve_model(&args.model)?;
+    let engine = Engine::load(&path)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
+    let mut worker = engine.worker(threads)?;
+    let (mut errors, mut ref_words) = (0usize, 0usize);
+    let mut failed = false;
+    for file in &args.files {
+        let samples = match read_wav(file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("candybar: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let t = worker.transcribe(&samples)?;
+        let score = if args.score {
+            let reference = std::fs::read_to_string(file.with_extension("txt")).map_err(|e| {
+                anyhow::anyhow!(
+                    "--score needs {}: {e}",
+                    file.with_extension("txt").display()
+                )
+            })?;
+            let (e, n) = wer::errors(&reference, &t.text);
+            errors += e;
+            ref_words += n;
+            Some(e as f64 / n.max(1) as f64)
+        } else {
+            None
+        };
+        match args.format {
+            Format::Text => println!("{}", t.text),
+            Format::Ndjson => {
+                let line = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "model": engine.name(),
+                    "text": t.text,
+                    "confidence": t.confidence,
+                    "segments": t.segments,
+                    "audio_ms": t.audio_ms,
+                    "decode_ms": t.decode_ms,
+                    "real_time_factor": t.decode_ms as f64 / t.audio_ms.max(1) as f64,
+                    "wer": score,
+                });
+                println!("{line}");
+            }
+        }
+    }
+    if args.score && ref_words > 0 {
+        eprintln!(
+            "candybar: word error rate {:.1} % ({errors} errors in {ref_words} words)",
+            100.0 * errors as f64 / ref_words as f64
+        );
+    }
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,135 @@
+//! `candybar asr transcribe` with the real Whisper model on committed espeak-ng fixtures.
+
+mod support;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use support::{path_str, repo, run};
+
+/// The model: `CANDYBAR_TEST_MODEL` (set by .ci/run from ../shared/models), else the shared copy
+/// beside the repository. Under CI a missing model fails the test.
+fn model() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("CANDYBAR_TEST_MODEL").map(PathBuf::from),
+        Some(repo().join("../shared/models/ggml-tiny.en.bin")),
+    ];
+    if let Some(p) = candidates.into_iter().flatten().find(|p| p.is_file()) {
+        return Some(p);
+    }
+    let msg =
+        "no Whisper model: set CANDYBAR_TEST_MODEL to a ggml model file (e.g. ggml-tiny.en.bin)";
+    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
+    eprintln!("NOTE: skipping: {msg}");
+    None
+}
+
+fn fixtures() -> Vec<String> {
+    let dir = repo().join("tests/fixtures/speech");
+    let mut v: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixtures dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+        .map(|p| path_str(&p).to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn transcribes_the_fixtures_within_the_word_error_budget() {
+    let Some(model) = model() else { return };
+    let files = fixtures();
+    assert!(files.len() >= 5);
+    let mut args = vec![
+        "asr",
+        "transcribe",
+        "--model",
+        path_str(&model),
+        "--format",
+        "ndjson",
+        "--score",
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let (code, out, err) = run(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let results: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), files.len());
+    for r in &results {
+        let c = r["confidence"].as_f64().unwrap();
+        assert!(c > 0.0 && c <= 1.0, "confidence {c}");
+        assert!(
+            r["real_time_factor"].as_f64().unwrap() < 1.0,
+            "slower than real time: {r}"
+        );
+        assert!(!r["segments"].as_array().unwrap().is_empty());
+        assert_eq!(r["model"], "ggml-tiny.en");
+    }
+    // Corpus word error rate, as printed: "word error rate X % (E errors in N words)".
+    let line = err
+        .lines()
+        .find(|l| l.contains("word error rate"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let (e, n): (usize, usize) = {
+        let nums: Vec<usize> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        (nums[nums.len() - 2], nums[nums.len() - 1])
+    };
+    let wer = e as f64 / n as f64;
+    assert!(
+        wer <= 0.20,
+        "word error rate {:.1} % over the fixtures: {line}\n{out}",
+        wer * 100.0
+    );
+    assert!(out.contains("schedule a meeting"), "{out}");
+}
+
+#[test]
+fn bad_audio_and_missing_models_are_explained() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wav");
+    std::fs::write(&junk, b"RIFF not really").unwrap();
+    let (code, _, err) = run(&[
+        "asr",
+        "transcribe",
+        "--model",
+        path_str(&model),
+        path_str(&junk),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("cannot read") && err.contains("junk.wav"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(&[
+        "asr",
+        "transcribe",
+        "--model",
+        "no-such-model",
+        &fixtures()[0],
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no model 'no-such-model'") && err.contains("ggml-no-such-model.bin"),
+        "{err}"
+    );
+
+    // A file that is not a model at all.
+    let (code, _, err) = run(&[
+        "asr",
+        "transcribe",
+        "--model",
+        path_str(&junk),
+        &fixtures()[0],
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot load model"), "{err}");
+}
