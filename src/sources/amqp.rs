@@ -335,7 +335,9 @@ async fn consume(
         .await
         .map_err(fail)?;
     let copts = BasicConsumeOptions {
-        no_ack: !durable,
+        // Manual acks in both modes: the broker's prefetch window then bounds what sits in memory
+        // when the viewer is slower than the bus (a no-ack consumer gets everything pushed at it).
+        no_ack: false,
         ..BasicConsumeOptions::default()
     };
     let mut consumer = ch
@@ -365,7 +367,7 @@ async fn consume(
         return Ok(Ended::ReceiverGone);
     }
     let lost = |e: lapin::Error| (AmqpError::from_lapin(&e, &cfg.url, &cfg.exchange), true);
-    // Batched acks (durable mode): every 100 deliveries, or when the stream goes quiet.
+    // Batched acks: every 100 deliveries (a quarter of the prefetch), or when the stream goes quiet.
     let ack_every = u64::from(cfg.prefetch / 4).clamp(1, 100);
     let mut unacked = 0u64;
     let mut last_tag = 0u64;
@@ -405,13 +407,11 @@ async fn consume(
         if tx.send(SourceMsg::Event(msg)).await.is_err() {
             return Ok(Ended::ReceiverGone);
         }
-        if durable {
-            last_tag = tag;
-            unacked += 1;
-            if unacked >= ack_every {
-                ack(&ch, last_tag).await.map_err(lost)?;
-                unacked = 0;
-            }
+        last_tag = tag;
+        unacked += 1;
+        if unacked >= ack_every {
+            ack(&ch, last_tag).await.map_err(lost)?;
+            unacked = 0;
         }
     }
 }
