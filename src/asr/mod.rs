@@ -3,4 +3,6 @@
 
 pub mod audio;
 pub mod engine;
+pub mod protocol;
+pub mod streaming;
 pub mod wer;
