@@ -4,5 +4,6 @@
 pub mod audio;
 pub mod engine;
 pub mod protocol;
+pub mod server;
 pub mod streaming;
 pub mod wer;

@@ -14,6 +14,8 @@ use crate::asr::wer;
 pub enum AsrCommand {
     /// Transcribe 16 kHz mono WAV files and print the text.
     Transcribe(TranscribeArgs),
+    /// Serve speech to text over WebSocket (`ws://HOST:PORT/asr`) with health and metrics.
+    Serve(ServeArgs),
     /// List the ggml models in the model directory (`$CANDYBAR_MODEL_DIR` or
     /// `~/.local/share/candybar/models`).
     Models,
@@ -44,8 +46,77 @@ pub struct TranscribeArgs {
     score: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A ggml model file, or a name in the model directory
+    #[arg(
+        long,
+        short,
+        value_name = "PATH|NAME",
+        default_value = "tiny.en",
+        env = "CANDYBAR_MODEL"
+    )]
+    model: String,
+    /// Address to listen on (only this machine by default)
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0: any free port; the chosen one is printed)
+    #[arg(long, default_value_t = 8888)]
+    port: u16,
+    /// Decoding threads per worker (default: the machine's cores, at most 4)
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Decoding workers (each ~190 MB for tiny.en); threads × workers should not pass the cores
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    workers: usize,
+    /// Clients at once
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_clients: usize,
+    /// Require this token (`Authorization: Bearer`, or `?token=`) [env: `CANDYBAR_ASR_TOKEN`]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        hide_env_values = true,
+        env = "CANDYBAR_ASR_TOKEN"
+    )]
+    token: Option<String>,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    use crate::asr::server::{ServerConfig, serve};
+    let model = resolve_model(&args.model)?;
+    let defaults = ServerConfig::default();
+    let cfg = ServerConfig {
+        model: model.clone(),
+        threads: args.threads.unwrap_or(defaults.threads),
+        workers: args.workers.max(1),
+        max_clients: args.max_clients.max(1),
+        token: args.token.filter(|t| !t.is_empty()),
+        ..defaults
+    };
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "candybar: listening on http://{addr} (ws://{addr}/asr){}; loading {}",
+        if cfg.token.is_some() {
+            ", token required"
+        } else {
+            ""
+        },
+        model.display()
+    );
+    serve(listener, cfg, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(cmd: AsrCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        AsrCommand::Serve(_) => anyhow::bail!("serve runs on the async runtime"),
         AsrCommand::Models => {
             let dir = model_dir().map_or_else(
                 || "(no model directory)".to_owned(),

@@ -252,6 +252,7 @@ pub fn main() -> ExitCode {
             Some(Command::Tail(args)) => tail::run(args, &cli.source).await,
             Some(Command::Publish(args)) => publish::run(args, &cli.source).await,
             Some(Command::Bench(cmd)) => bench::run(cmd, &cli.source).await,
+            Some(Command::Asr(asr::AsrCommand::Serve(args))) => asr::serve(args).await,
             Some(Command::Asr(cmd)) => tokio::task::block_in_place(|| asr::run(cmd)),
             None => window_placeholder(&cli.source),
         }

@@ -1,0 +1,309 @@
+//! `candybar asr serve` over real WebSocket connections with the real Whisper model.
+
+// Helpers outside `#[test]` functions: a failed step panics with its message.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use support::{Candybar, path_str, repo};
+use tokio_tungstenite::tungstenite::Message;
+
+fn model() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("CANDYBAR_TEST_MODEL").map(PathBuf::from),
+        Some(repo().join("../shared/models/ggml-tiny.en.bin")),
+    ];
+    if let Some(p) = candidates.into_iter().flatten().find(|p| p.is_file()) {
+        return Some(p);
+    }
+    let msg =
+        "no Whisper model: set CANDYBAR_TEST_MODEL to a ggml model file (e.g. ggml-tiny.en.bin)";
+    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
+    eprintln!("NOTE: skipping: {msg}");
+    None
+}
+
+/// Starts the server on a free port and waits until /health says the model is loaded.
+fn server(extra: &[&str]) -> Option<(Candybar, String)> {
+    let model = model()?;
+    let mut args = vec!["asr", "serve", "--model", path_str(&model), "--port", "0"];
+    args.extend_from_slice(extra);
+    let s = Candybar::spawn(&args);
+    s.wait_stderr("listening on http://", 1, Duration::from_secs(20));
+    let line = s.stderr();
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let end = Instant::now() + Duration::from_secs(30);
+    while http_get(&addr, "/health").0 != 200 {
+        assert!(Instant::now() < end, "model never loaded: {}", s.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((s, addr))
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (code, body)
+}
+
+fn fixture(n: usize) -> (Vec<u8>, String) {
+    let dir = repo().join("tests/fixtures/speech");
+    let wav = std::fs::read(dir.join(format!("utt{n:02}.wav"))).unwrap();
+    let text = std::fs::read_to_string(dir.join(format!("utt{n:02}.txt"))).unwrap();
+    // The fixtures are canonical 44-byte-header WAVs.
+    (wav[44..].to_vec(), text)
+}
+
+struct Session {
+    messages: Vec<Value>,
+    /// Messages that arrived before the client sent end-of-speech.
+    before_eos: usize,
+}
+
+/// Streams `pcm` in 100 ms frames at `speed` × real time, then eos; collects until `done`.
+async fn stream(addr: &str, pcm: &[u8], speed: f64) -> Session {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr"))
+        .await
+        .expect("connect");
+    let (mut tx, mut rx) = ws.split();
+    let ready: Value = match rx.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected ready, got {other:?}"),
+    };
+    assert_eq!(ready["type"], "ready");
+    tx.send(Message::Text(
+        r#"{"type":"config","sample_rate":16000,"language":"en"}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let collector = tokio::spawn(async move {
+        let mut msgs = Vec::new();
+        while let Some(Ok(m)) = rx.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                let done = v["type"] == "done";
+                msgs.push((Instant::now(), v));
+                if done {
+                    break;
+                }
+            }
+        }
+        msgs
+    });
+    for chunk in pcm.chunks(3200) {
+        tx.send(Message::Binary(chunk.to_vec().into()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs_f64(0.1 / speed)).await;
+    }
+    let eos_at = Instant::now();
+    tx.send(Message::Text(r#"{"type":"eos"}"#.into()))
+        .await
+        .unwrap();
+    let msgs = tokio::time::timeout(Duration::from_mins(1), collector)
+        .await
+        .expect("done within 60 s")
+        .unwrap();
+    let before_eos = msgs.iter().filter(|(t, _)| *t < eos_at).count();
+    Session {
+        messages: msgs.into_iter().map(|(_, v)| v).collect(),
+        before_eos,
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_clip_streamed_in_real_time_gets_partials_then_its_final_then_done() {
+    let Some((_server, addr)) = server(&[]) else {
+        return;
+    };
+    let (pcm, reference) = fixture(1);
+    let s = rt().block_on(stream(&addr, &pcm, 1.0));
+    let kinds: Vec<&str> = s
+        .messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        s.before_eos >= 1 && kinds[..s.before_eos].iter().all(|k| *k == "partial"),
+        "partials while speaking: {kinds:?}"
+    );
+    assert_eq!(kinds[kinds.len() - 2..], ["final", "done"], "{kinds:?}");
+    let fin = &s.messages[s.messages.len() - 2];
+    assert_eq!(fin["is_final"], true);
+    assert_eq!(fin["segment"], 0);
+    assert!(fin["timestamp"].as_str().unwrap().ends_with('Z'));
+    let wer = candybar::asr::wer::wer(&reference, fin["text"].as_str().unwrap());
+    assert!(wer <= 0.2, "{wer} for {fin}");
+}
+
+#[test]
+fn four_clients_at_once_each_get_their_own_text() {
+    let Some((_server, addr)) = server(&[]) else {
+        return;
+    };
+    let sessions = rt().block_on(async {
+        let tasks: Vec<_> = (1..=4)
+            .map(|n| {
+                let addr = addr.clone();
+                tokio::spawn(async move {
+                    let (pcm, reference) = fixture(n);
+                    (stream(&addr, &pcm, 4.0).await, reference)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let (mut errors, mut words) = (0, 0);
+    for (s, reference) in &sessions {
+        let fin = s
+            .messages
+            .iter()
+            .find(|m| m["type"] == "final")
+            .expect("a final");
+        let (e, n) = candybar::asr::wer::errors(reference, fin["text"].as_str().unwrap());
+        assert!(
+            e * 2 < n,
+            "clip got someone else's text? {reference} → {fin}"
+        );
+        errors += e;
+        words += n;
+    }
+    assert!(errors as f64 / words as f64 <= 0.2, "{errors}/{words}");
+    let (code, body) = http_get(&addr, "/status");
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert!(status["utterances"].as_u64().unwrap() >= 4, "{status}");
+    assert!(
+        status["final_latency_ms"]["p95"].as_f64().unwrap() > 0.0,
+        "{status}"
+    );
+    assert!(status["real_time_factor"].as_f64().unwrap() > 0.0);
+    let (code, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("candybar_asr_utterances_total 4")
+            || metrics.contains("candybar_asr_utterances_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("candybar_asr_up 1"));
+    let (code, models) = http_get(&addr, "/models");
+    assert_eq!(code, 200);
+    assert!(models.contains("ggml-tiny.en"), "{models}");
+}
+
+#[test]
+fn bad_frames_are_answered_and_the_server_stays_up() {
+    let Some((server, addr)) = server(&["--max-clients", "2"]) else {
+        return;
+    };
+    rt().block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr"))
+            .await
+            .unwrap();
+        let _ready = ws.next().await;
+        // Odd byte count, then text garbage: errors, connection kept.
+        ws.send(Message::Binary(vec![1, 2, 3].into()))
+            .await
+            .unwrap();
+        let m = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        assert!(m.contains("not whole 16-bit samples"), "{m}");
+        ws.send(Message::Text("garbage \u{1F600}".into()))
+            .await
+            .unwrap();
+        let m = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        assert!(m.contains("unreadable text frame"), "{m}");
+        // Limits: a third client while two are connected is told to come back later.
+        let (mut second, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr"))
+            .await
+            .unwrap();
+        let _ = second.next().await;
+        let (mut third, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr"))
+            .await
+            .unwrap();
+        let m = third.next().await.unwrap().unwrap().into_text().unwrap();
+        assert!(m.contains("too many clients"), "{m}");
+        drop(second);
+        // A 10 MB frame is refused with a reason and the connection closed.
+        ws.send(Message::Binary(vec![0u8; 10 << 20].into()))
+            .await
+            .ok();
+        let mut saw_error = false;
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                saw_error |= t.contains("over the limit");
+            }
+        }
+        assert!(saw_error);
+        // A client that vanishes mid-utterance does not hurt the next one.
+        let (mut gone, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr"))
+            .await
+            .unwrap();
+        let _ = gone.next().await;
+        gone.send(Message::Binary(vec![0u8; 32_000].into()))
+            .await
+            .unwrap();
+        drop(gone);
+        let (pcm, reference) = fixture(3);
+        let s = stream(&addr, &pcm, 8.0).await;
+        let fin = s.messages.iter().find(|m| m["type"] == "final").unwrap();
+        assert!(
+            candybar::asr::wer::wer(&reference, fin["text"].as_str().unwrap()) <= 0.5,
+            "{fin}"
+        );
+    });
+    assert_eq!(http_get(&addr, "/health").0, 200, "{}", server.stderr());
+}
+
+#[test]
+fn a_token_is_required_when_set() {
+    let Some((_server, addr)) = server(&["--token", "s3cret-token"]) else {
+        return;
+    };
+    rt().block_on(async {
+        let err = tokio_tungstenite::connect_async(format!("ws://{addr}/asr"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+        let (mut ok, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/asr?token=s3cret-token"))
+                .await
+                .unwrap();
+        let ready = ok.next().await.unwrap().unwrap().into_text().unwrap();
+        assert!(ready.contains("ready"));
+    });
+}
