@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use support::{Candybar, path_str, repo};
+use support::{Candybar, model_lock, path_str, repo};
 use tokio_tungstenite::tungstenite::Message;
 
 fn model() -> Option<PathBuf> {
@@ -144,6 +144,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_clip_streamed_in_real_time_gets_partials_then_its_final_then_done() {
+    let _one_at_a_time = model_lock();
     let Some((_server, addr)) = server(&[]) else {
         return;
     };
@@ -169,6 +170,7 @@ fn a_clip_streamed_in_real_time_gets_partials_then_its_final_then_done() {
 
 #[test]
 fn four_clients_at_once_each_get_their_own_text() {
+    let _one_at_a_time = model_lock();
     let Some((_server, addr)) = server(&[]) else {
         return;
     };
@@ -228,6 +230,7 @@ fn four_clients_at_once_each_get_their_own_text() {
 
 #[test]
 fn bad_frames_are_answered_and_the_server_stays_up() {
+    let _one_at_a_time = model_lock();
     let Some((server, addr)) = server(&["--max-clients", "2"]) else {
         return;
     };
@@ -291,6 +294,7 @@ fn bad_frames_are_answered_and_the_server_stays_up() {
 
 #[test]
 fn a_token_is_required_when_set() {
+    let _one_at_a_time = model_lock();
     let Some((_server, addr)) = server(&["--token", "s3cret-token"]) else {
         return;
     };

@@ -33,6 +33,30 @@ pub enum BenchCommand {
     Store(StoreArgs),
     /// AMQP end-to-end against a real broker, next to a bare lapin consumer.
     Ingest(IngestArgs),
+    /// The ASR server: speech end → final latency and real-time factor over WAV clips.
+    Asr(AsrBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AsrBenchArgs {
+    /// 16 kHz mono WAV clips (default: the repository's speech fixtures)
+    #[arg(value_name = "WAV")]
+    clips: Vec<std::path::PathBuf>,
+    /// A ggml model file, or a name in the model directory
+    #[arg(
+        long,
+        short,
+        value_name = "PATH|NAME",
+        default_value = "tiny.en",
+        env = "CANDYBAR_MODEL"
+    )]
+    model: String,
+    /// Times each clip is streamed
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Streaming pace (1 = real time, as a microphone sends)
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +83,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
     let report = match cmd {
         BenchCommand::Store(a) => bench_store(&a),
         BenchCommand::Ingest(a) => bench_ingest(&a, source).await?,
+        BenchCommand::Asr(a) => bench_asr(&a).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
@@ -348,4 +373,129 @@ async fn drain_candybar(url: &str, count: usize) -> anyhow::Result<f64> {
     // Let the last acks go out before the source is dropped.
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(count as f64 / secs)
+}
+
+/// Streams each clip to an in-process `asr serve` over a real WebSocket at `speed` × real time
+/// and measures end of speech (eos sent) → final received.
+#[allow(clippy::too_many_lines)] // set-up, the streaming loop, the report: one measurement
+async fn bench_asr(a: &AsrBenchArgs) -> anyhow::Result<serde_json::Value> {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let clips: Vec<std::path::PathBuf> = if a.clips.is_empty() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speech");
+        let mut v: Vec<_> = std::fs::read_dir(&dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+            .collect();
+        v.sort();
+        v
+    } else {
+        a.clips.clone()
+    };
+    let model = crate::asr::engine::resolve_model(&a.model)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let cfg = crate::asr::server::ServerConfig {
+        model: model.clone(),
+        ..crate::asr::server::ServerConfig::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::asr::server::serve(listener, cfg, async {
+        let _ = stop_rx.await;
+    }));
+    // Wait for the model.
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr")).await
+            && let Some(Ok(Message::Text(t))) = ws.next().await
+            && t.contains("\"ready\"")
+        {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the model did not load");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut latencies_ms = Vec::new();
+    let (mut errors, mut words, mut audio_s) = (0usize, 0usize, 0.0f64);
+    for _ in 0..a.rounds.max(1) {
+        for clip in &clips {
+            let samples = crate::asr::audio::read_wav(clip)?;
+            audio_s += samples.len() as f64 / 16_000.0;
+            let pcm: Vec<u8> = samples
+                .iter()
+                .flat_map(|s| ((s * 32_768.0).clamp(-32_768.0, 32_767.0) as i16).to_le_bytes())
+                .collect();
+            let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr")).await?;
+            let _ready = ws.next().await;
+            let (mut tx, mut rx) = ws.split();
+            let reader = tokio::spawn(async move {
+                while let Some(Ok(m)) = rx.next().await {
+                    if let Message::Text(t) = m
+                        && t.contains("\"final\"")
+                    {
+                        return Some((Instant::now(), t.to_string()));
+                    }
+                }
+                None
+            });
+            let started = Instant::now();
+            for (i, chunk) in pcm.chunks(3200).enumerate() {
+                tx.send(Message::Binary(chunk.to_vec().into())).await?;
+                let due = Duration::from_secs_f64((i + 1) as f64 * 0.1 / a.speed.max(0.01));
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            let eos = Instant::now();
+            tx.send(Message::Text(r#"{"type":"eos"}"#.into())).await?;
+            let Ok(Ok(Some((at, text)))) =
+                tokio::time::timeout(Duration::from_mins(1), reader).await
+            else {
+                anyhow::bail!("no final for {}", clip.display());
+            };
+            latencies_ms.push(at.duration_since(eos).as_secs_f64() * 1000.0);
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            if let Ok(reference) = std::fs::read_to_string(clip.with_extension("txt")) {
+                let (e, n) =
+                    crate::asr::wer::errors(&reference, v["text"].as_str().unwrap_or_default());
+                errors += e;
+                words += n;
+            }
+        }
+    }
+    let status: serde_json::Value = {
+        // The server's own view of the run.
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        tokio::io::AsyncWriteExt::write_all(
+            &mut s,
+            format!("GET /status HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut body = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut s, &mut body).await?;
+        serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap_or("{}")).unwrap_or_default()
+    };
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    latencies_ms.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        latencies_ms
+            .get(((latencies_ms.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok(json!({
+        "bench": "asr",
+        "model": model.display().to_string(),
+        "clips": clips.len(),
+        "utterances": latencies_ms.len(),
+        "audio_secs": (audio_s * 10.0).round() / 10.0,
+        "speed": a.speed,
+        "speech_end_to_final_ms": { "p50": (q(0.5) * 10.0).round() / 10.0, "p95": (q(0.95) * 10.0).round() / 10.0, "max": (q(1.0) * 10.0).round() / 10.0 },
+        "word_error_rate": if words == 0 { serde_json::Value::Null } else { json!(((errors as f64 / words as f64) * 1000.0).round() / 1000.0) },
+        "real_time_factor": status["real_time_factor"],
+        "threads": crate::asr::server::ServerConfig::default().threads,
+    }))
 }

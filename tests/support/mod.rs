@@ -314,3 +314,10 @@ pub fn lapin_publish(url: &str, exchange: &str, msgs: &[(String, Vec<u8>, Option
 pub fn declare_exchange(url: &str, exchange: &str) {
     lapin_publish(url, exchange, &[]);
 }
+
+/// Held by tests that run the Whisper model: whisper.cpp's threads busy-wait, so two decodes
+/// at once on a small machine slow each other down many times over (see shared/models/README).
+pub fn model_lock() -> parking_lot::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+}
