@@ -286,6 +286,11 @@ fn broker_errors_are_clear_and_hide_the_password() {
         "{err}"
     );
 
+    // Without --exchange (and no config or registry), the default exchange is `events`.
+    let (code, _, err) = run(&["tail", "--amqp", &url, "-n", "1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("exchange 'events' does not exist"), "{err}");
+
     let (code, _, err) = run(&["tail", "--amqp", "rabbit://nope", "-n", "1"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("invalid broker URL"), "{err}");

@@ -311,3 +311,65 @@ fn a_token_is_required_when_set() {
         assert!(ready.contains("ready"));
     });
 }
+
+#[test]
+fn finals_go_on_the_bus_and_a_dead_broker_does_not_block_them() {
+    let _one_at_a_time = model_lock();
+    let Some(broker) = support::shared_broker_url() else {
+        return;
+    };
+    let exchange = support::unique("t.asr.bus");
+    support::declare_exchange(&broker, &exchange);
+    let Some((_server, addr)) = server(&["--amqp", &broker, "--exchange", &exchange]) else {
+        return;
+    };
+    let tail = Candybar::spawn(&[
+        "tail",
+        "--amqp",
+        &broker,
+        "--exchange",
+        &exchange,
+        "-n",
+        "1",
+        "--format",
+        "ndjson",
+    ]);
+    tail.wait_stderr("connected", 1, Duration::from_secs(20));
+    let (pcm, _) = fixture(2);
+    let s = rt().block_on(stream(&addr, &pcm, 8.0));
+    let fin = s
+        .messages
+        .iter()
+        .find(|m| m["type"] == "final")
+        .expect("a final");
+    let event: Value = serde_json::from_str(&tail.lines(1, Duration::from_secs(20))[0]).unwrap();
+    assert_eq!(event["type"], "talkytonny.transcription.completed");
+    assert_eq!(event["source"], "candybar");
+    assert_eq!(event["body"]["payload"]["text"], fin["text"]);
+    assert_eq!(event["body"]["payload"]["model"], "ggml-tiny.en");
+    assert!(
+        event["body"]["payload"]["duration_seconds"]
+            .as_f64()
+            .unwrap()
+            > 1.0
+    );
+
+    // Nothing listens on port 1: transcription goes on, the transcript waits for the broker.
+    let Some((dead, addr)) = server(&[
+        "--amqp",
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+        "--exchange",
+        &exchange,
+    ]) else {
+        return;
+    };
+    let (pcm, reference) = fixture(3);
+    let s = rt().block_on(stream(&addr, &pcm, 8.0));
+    let fin = s
+        .messages
+        .iter()
+        .find(|m| m["type"] == "final")
+        .expect("a final despite the dead broker");
+    assert!(candybar::asr::wer::wer(&reference, fin["text"].as_str().unwrap()) <= 0.5);
+    drop(dead);
+}

@@ -48,7 +48,22 @@ pub struct ServerConfig {
     pub partial_every_ms: u32,
     /// Required as `Authorization: Bearer …` or `?token=…` when set.
     pub token: Option<String>,
+    /// Publish each final transcript to this broker.
+    pub bus: Option<BusConfig>,
 }
+
+/// Where final transcripts go on the event bus.
+#[derive(Clone, Debug)]
+pub struct BusConfig {
+    pub url: String,
+    pub exchange: String,
+    /// Default `talkytonny.transcription.completed`.
+    pub routing_key: String,
+}
+
+/// Transcripts waiting for the broker; beyond this many (a long outage) the oldest are dropped
+/// and counted, and transcription goes on.
+const BUS_QUEUE: usize = 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -63,6 +78,7 @@ impl Default for ServerConfig {
             idle_timeout_secs: 60,
             partial_every_ms: 1000,
             token: None,
+            bus: None,
         }
     }
 }
@@ -84,6 +100,9 @@ struct AppState {
     final_latency_us: Mutex<Histogram<u64>>,
     audio_ms_total: AtomicU64,
     decode_ms_total: AtomicU64,
+    bus: Option<tokio::sync::mpsc::Sender<crate::core::event::RawMessage>>,
+    bus_dropped: AtomicU64,
+    bus_published: Arc<AtomicU64>,
 }
 
 type Shared = Arc<AppState>;
@@ -94,6 +113,8 @@ pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let bus_published = Arc::new(AtomicU64::new(0));
+    let bus = cfg.bus.clone().map(|b| spawn_bus(b, bus_published.clone()));
     let state: Shared = Arc::new(AppState {
         cfg: cfg.clone(),
         loaded: OnceLock::new(),
@@ -104,6 +125,9 @@ pub async fn serve(
         final_latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 2)?),
         audio_ms_total: AtomicU64::new(0),
         decode_ms_total: AtomicU64::new(0),
+        bus,
+        bus_dropped: AtomicU64::new(0),
+        bus_published,
     });
     let loader = state.clone();
     tokio::task::spawn_blocking(move || {
@@ -128,6 +152,67 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await?;
     Ok(())
+}
+
+/// The publisher task: takes transcripts from a bounded queue and publishes them with confirms,
+/// retrying each until the broker takes it. Transcription never waits for it.
+fn spawn_bus(
+    cfg: BusConfig,
+    published_count: Arc<AtomicU64>,
+) -> tokio::sync::mpsc::Sender<crate::core::event::RawMessage> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::core::event::RawMessage>(BUS_QUEUE);
+    tokio::spawn(async move {
+        let mut publisher = crate::sources::amqp::Publisher::new(&cfg.url, &cfg.exchange);
+        while let Some(msg) = rx.recv().await {
+            let batch = [msg];
+            let mut warned = false;
+            loop {
+                match publisher.publish_window(&batch).await {
+                    Ok(_) => {
+                        published_count.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!("transcript not yet on the bus: {e}; retrying");
+                            warned = true;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// `talkytonny.transcription.completed` as a Bloodbank v1 envelope, payload
+/// `{text, duration_seconds, model, timestamp}`.
+fn transcript_event(
+    routing_key: &str,
+    text: &str,
+    duration_ms: u64,
+    model: &str,
+) -> crate::core::event::RawMessage {
+    let now = now_us();
+    let time = format_rfc3339(now);
+    let id = format!("{:016x}-{:08x}", now, std::process::id());
+    let body = json!({
+        "event_id": id,
+        "event_type": routing_key,
+        "timestamp": time,
+        "version": "1.0.0",
+        "source": { "host": crate::sources::amqp::host_name(), "type": "manual", "app": "candybar" },
+        "correlation_ids": [],
+        "payload": { "text": text, "duration_seconds": duration_ms as f64 / 1000.0, "model": model, "timestamp": time },
+    });
+    crate::core::event::RawMessage {
+        received_us: now,
+        routing_key: routing_key.to_owned(),
+        props: None,
+        body: body.to_string().into_bytes(),
+        precut: None,
+    }
 }
 
 fn load(cfg: &ServerConfig) -> Result<Loaded, AsrError> {
@@ -172,6 +257,23 @@ async fn decode(state: &Shared, samples: Vec<f32>) -> Result<Transcript, String>
         .decode_ms_total
         .fetch_add(t.decode_ms, Ordering::Relaxed);
     Ok(t)
+}
+
+fn publish_transcript(state: &AppState, text: &str, duration_ms: u64) {
+    let (Some(bus), Some(cfg)) = (&state.bus, &state.cfg.bus) else {
+        return;
+    };
+    if text.is_empty() {
+        return;
+    }
+    let model = loaded(state).map_or("", |l| l.name.as_str());
+    if bus
+        .try_send(transcript_event(&cfg.routing_key, text, duration_ms, model))
+        .is_err()
+    {
+        state.bus_dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("the bus queue is full (broker down?): a transcript was not published");
+    }
 }
 
 async fn health(State(state): State<Shared>) -> Response {
@@ -228,6 +330,7 @@ async fn status(State(state): State<Shared>) -> Json<serde_json::Value> {
         "clients": state.clients.load(Ordering::Relaxed),
         "utterances": state.utterances.load(Ordering::Relaxed),
         "rejected_connections": state.rejected.load(Ordering::Relaxed),
+        "bus": { "published": state.bus_published.load(Ordering::Relaxed), "dropped": state.bus_dropped.load(Ordering::Relaxed) },
         "final_latency_ms": { "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99) },
         "real_time_factor": rtf(&state),
     }))
@@ -475,15 +578,18 @@ async fn connection(mut socket: WebSocket, state: Shared) {
             if !audio.is_empty() {
                 let audio_ms = audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
                 let msg = match decode(&state, audio).await {
-                    Ok(t) => ServerMsg::Final(TranscriptMsg {
-                        text: t.text,
-                        is_final: true,
-                        timestamp: format_rfc3339(now_us()),
-                        confidence: t.confidence,
-                        start_ms: started_ms,
-                        end_ms: started_ms + audio_ms,
-                        segment,
-                    }),
+                    Ok(t) => {
+                        publish_transcript(&state, &t.text, audio_ms);
+                        ServerMsg::Final(TranscriptMsg {
+                            text: t.text,
+                            is_final: true,
+                            timestamp: format_rfc3339(now_us()),
+                            confidence: t.confidence,
+                            start_ms: started_ms,
+                            end_ms: started_ms + audio_ms,
+                            segment,
+                        })
+                    }
                     Err(e) => ServerMsg::Error {
                         message: format!("transcription failed: {e}"),
                     },

@@ -72,6 +72,13 @@ pub struct ServeArgs {
     /// Clients at once
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_clients: usize,
+    /// Routing key of the transcript events published with --amqp
+    #[arg(
+        long,
+        value_name = "KEY",
+        default_value = "talkytonny.transcription.completed"
+    )]
+    routing_key: String,
     /// Require this token (`Authorization: Bearer`, or `?token=`) [env: `CANDYBAR_ASR_TOKEN`]
     #[arg(
         long,
@@ -82,8 +89,20 @@ pub struct ServeArgs {
     token: Option<String>,
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    use crate::asr::server::{ServerConfig, serve};
+pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Result<ExitCode> {
+    use crate::asr::server::{BusConfig, ServerConfig, serve};
+    // Transcripts go on the bus only when --amqp is given here (not from config or environment).
+    let bus = match &source.amqp {
+        Some(url) => {
+            let settings = source.settings()?;
+            Some(BusConfig {
+                url: url.clone(),
+                exchange: source.exchange(&settings),
+                routing_key: args.routing_key.clone(),
+            })
+        }
+        None => None,
+    };
     let model = resolve_model(&args.model)?;
     let defaults = ServerConfig::default();
     let cfg = ServerConfig {
@@ -92,6 +111,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers.max(1),
         max_clients: args.max_clients.max(1),
         token: args.token.filter(|t| !t.is_empty()),
+        bus: bus.clone(),
         ..defaults
     };
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))

@@ -128,7 +128,10 @@ impl SourceChoice {
 /// Settings merged from the file, the environment and the flags.
 pub struct Settings {
     pub file: FileConfig,
+    /// The loaded registry, else the bundled example (which the demo feed simulates).
     pub registry: Registry,
+    /// Whether `registry` came from the user (only then does its exchange name count).
+    pub registry_loaded: bool,
 }
 
 impl SourceArgs {
@@ -140,6 +143,7 @@ impl SourceArgs {
         };
         file.apply_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
         let registry_path = self.registry.clone().or_else(|| file.registry.clone());
+        let registry_loaded = registry_path.is_some();
         let registry = match registry_path {
             Some(p) => {
                 let text = std::fs::read_to_string(&p)
@@ -148,19 +152,27 @@ impl SourceArgs {
             }
             None => Registry::example(),
         };
-        Ok(Settings { file, registry })
+        Ok(Settings {
+            file,
+            registry,
+            registry_loaded,
+        })
     }
 
     #[must_use]
+    /// `--exchange`, else the config's, else a loaded registry's `exchange.name`, else `events`.
     pub fn exchange(&self, s: &Settings) -> String {
         self.exchange
             .clone()
             .or_else(|| s.file.amqp.exchange.clone())
-            .or_else(|| s.registry.exchange_name().map(str::to_owned))
+            .or_else(|| {
+                s.registry_loaded
+                    .then(|| s.registry.exchange_name().map(str::to_owned))
+                    .flatten()
+            })
             .unwrap_or_else(|| "events".into())
     }
 
-    #[must_use]
     pub fn amqp_url(&self, s: &Settings) -> Option<String> {
         self.amqp.clone().or_else(|| s.file.amqp.url.clone())
     }
@@ -252,7 +264,7 @@ pub fn main() -> ExitCode {
             Some(Command::Tail(args)) => tail::run(args, &cli.source).await,
             Some(Command::Publish(args)) => publish::run(args, &cli.source).await,
             Some(Command::Bench(cmd)) => bench::run(cmd, &cli.source).await,
-            Some(Command::Asr(asr::AsrCommand::Serve(args))) => asr::serve(args).await,
+            Some(Command::Asr(asr::AsrCommand::Serve(args))) => asr::serve(args, &cli.source).await,
             Some(Command::Asr(cmd)) => tokio::task::block_in_place(|| asr::run(cmd)),
             None => window_placeholder(&cli.source),
         }

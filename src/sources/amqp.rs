@@ -420,7 +420,8 @@ async fn ack(ch: &Channel, tag: u64) -> Result<(), lapin::Error> {
     ch.basic_ack(tag, BasicAckOptions { multiple: true }).await
 }
 
-fn host_name() -> String {
+/// This machine's name (for queue names and event sources).
+pub fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
