@@ -373,3 +373,56 @@ fn finals_go_on_the_bus_and_a_dead_broker_does_not_block_them() {
     assert!(candybar::asr::wer::wer(&reference, fin["text"].as_str().unwrap()) <= 0.5);
     drop(dead);
 }
+
+#[test]
+fn a_pause_ends_the_utterance_and_silence_is_not_decoded() {
+    let _one_at_a_time = model_lock();
+    let Some((_server, addr)) = server(&["--pause-ms", "600"]) else {
+        return;
+    };
+    rt().block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr"))
+            .await
+            .unwrap();
+        let _ready = ws.next().await;
+        // Speech, then 1.2 s of silence, and no eos: the final comes by itself.
+        let (pcm, reference) = fixture(4);
+        let mut audio = pcm.clone();
+        audio.extend(std::iter::repeat_n(0u8, 2 * 19_200));
+        for chunk in audio.chunks(3200) {
+            ws.send(Message::Binary(chunk.to_vec().into()))
+                .await
+                .unwrap();
+        }
+        let fin = loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .expect("a final without eos")
+                .unwrap()
+                .unwrap();
+            let v: Value = serde_json::from_str(&m.into_text().unwrap()).unwrap();
+            if v["type"] == "final" {
+                break v;
+            }
+            assert_ne!(v["type"], "done", "done only answers an eos");
+        };
+        assert!(
+            candybar::asr::wer::wer(&reference, fin["text"].as_str().unwrap()) <= 0.5,
+            "{fin}"
+        );
+        // Silence only, then eos: nothing to transcribe, just done.
+        ws.send(Message::Binary(vec![0u8; 64_000].into()))
+            .await
+            .unwrap();
+        ws.send(Message::Text(r#"{"type":"eos"}"#.into()))
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&m.into_text().unwrap()).unwrap();
+        assert_eq!(v["type"], "done", "silence is not decoded: {v}");
+    });
+}

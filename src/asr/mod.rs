@@ -6,4 +6,5 @@ pub mod engine;
 pub mod protocol;
 pub mod server;
 pub mod streaming;
+pub mod vad;
 pub mod wer;

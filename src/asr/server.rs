@@ -28,6 +28,20 @@ use super::audio::{SAMPLE_RATE_HZ, s16le_to_f32};
 use super::engine::{AsrError, Engine, Transcript, Worker, list_models};
 use super::protocol::{ClientText, PROTOCOL_VERSION, ServerMsg, TranscriptMsg, parse_client_text};
 use super::streaming::LocalAgreement;
+use super::vad::{DEFAULT_THRESHOLD_RMS, SpeechTracker};
+
+/// Silence kept before the first speech of an utterance (300 ms).
+const LEAD_IN: usize = SAMPLE_RATE_HZ as usize * 3 / 10;
+
+/// How a frame left the utterance.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    No,
+    /// The client said so (`eos` or an empty frame): answer with the final and `done`.
+    Eos,
+    /// A pause after speech, or the length limit: the final only.
+    Auto,
+}
 use crate::core::time::{format_rfc3339, now_us};
 
 #[derive(Clone, Debug)]
@@ -46,6 +60,10 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u32,
     /// Re-decode for partial text after this much new audio.
     pub partial_every_ms: u32,
+    /// Silence after speech that ends an utterance by itself (0: only the client's eos does).
+    pub pause_ms: u32,
+    /// Frames quieter than this RMS are silence.
+    pub vad_threshold_rms: f32,
     /// Required as `Authorization: Bearer …` or `?token=…` when set.
     pub token: Option<String>,
     /// Publish each final transcript to this broker.
@@ -77,6 +95,8 @@ impl Default for ServerConfig {
             max_utterance_secs: 30,
             idle_timeout_secs: 60,
             partial_every_ms: 1000,
+            pause_ms: 800,
+            vad_threshold_rms: DEFAULT_THRESHOLD_RMS,
             token: None,
             bus: None,
         }
@@ -500,6 +520,7 @@ async fn connection(mut socket: WebSocket, state: Shared) {
     let mut samples: Vec<f32> = Vec::new();
     let mut since_partial = 0usize;
     let mut agreement = LocalAgreement::default();
+    let mut tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
     let mut segment = 0u32;
     let mut started_ms = 0u64; // utterance start within the connection's audio
     let idle = Duration::from_secs(u64::from(cfg.idle_timeout_secs.max(1)));
@@ -517,8 +538,8 @@ async fn connection(mut socket: WebSocket, state: Shared) {
             Ok(None | Some(Err(_))) => return, // the client went away
             Ok(Some(Ok(m))) => m,
         };
-        let end_of_utterance = match msg {
-            Message::Binary(bytes) if bytes.is_empty() => true,
+        let end = match msg {
+            Message::Binary(bytes) if bytes.is_empty() => End::Eos,
             Message::Binary(bytes) => {
                 if bytes.len() > cfg.max_frame_bytes {
                     close(
@@ -545,10 +566,21 @@ async fn connection(mut socket: WebSocket, state: Shared) {
                 let before = samples.len();
                 s16le_to_f32(&bytes, &mut samples);
                 since_partial += samples.len() - before;
-                samples.len() >= max_samples
+                tracker.push(&samples[before..]);
+                if !tracker.heard_speech() && samples.len() > LEAD_IN {
+                    // Skip silence before speech, keeping a short lead-in.
+                    let cut = samples.len() - LEAD_IN;
+                    samples.drain(..cut);
+                    started_ms += cut as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+                }
+                if samples.len() >= max_samples || tracker.utterance_ended() {
+                    End::Auto
+                } else {
+                    End::No
+                }
             }
             Message::Text(text) => match parse_client_text(&text) {
-                Ok(ClientText::Eos) => true,
+                Ok(ClientText::Eos) => End::Eos,
                 Ok(ClientText::Config { sample_rate, .. }) => {
                     if let Some(rate) = sample_rate.filter(|&r| r != SAMPLE_RATE_HZ) {
                         let m = format!(
@@ -558,24 +590,29 @@ async fn connection(mut socket: WebSocket, state: Shared) {
                             return;
                         }
                     }
-                    false
+                    End::No
                 }
                 Err(m) => {
                     if !send(&mut socket, &ServerMsg::Error { message: m }).await {
                         return;
                     }
-                    false
+                    End::No
                 }
             },
             Message::Close(_) => return,
-            Message::Ping(_) | Message::Pong(_) => false,
+            Message::Ping(_) | Message::Pong(_) => End::No,
         };
-        if end_of_utterance {
+        if end != End::No {
             let speech_end = Instant::now();
             let audio = std::mem::take(&mut samples);
             since_partial = 0;
             agreement = LocalAgreement::default();
-            if !audio.is_empty() {
+            let heard = tracker.heard_speech();
+            tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
+            if !heard {
+                // Silence only: nothing to decode (Whisper would invent words).
+                started_ms += audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+            } else if !audio.is_empty() {
                 let audio_ms = audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
                 let msg = match decode(&state, audio).await {
                     Ok(t) => {
@@ -606,12 +643,17 @@ async fn connection(mut socket: WebSocket, state: Shared) {
                     return;
                 }
             }
-            if !send(&mut socket, &ServerMsg::Done).await {
+            // `done` answers the client's end of speech; a pause that ended the utterance by itself
+            // only brings the final.
+            if end == End::Eos && !send(&mut socket, &ServerMsg::Done).await {
                 return;
             }
             continue;
         }
-        if since_partial >= partial_every && samples.len() >= SAMPLE_RATE_HZ as usize {
+        if since_partial >= partial_every
+            && tracker.heard_speech()
+            && samples.len() >= SAMPLE_RATE_HZ as usize
+        {
             since_partial = 0;
             if let Ok(t) = decode(&state, samples.clone()).await {
                 agreement.push(&t.text);

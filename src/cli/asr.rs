@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Clients at once
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_clients: usize,
+    /// Silence after speech that ends an utterance by itself, in ms (0: only the client's eos)
+    #[arg(long, value_name = "MS", default_value_t = 800)]
+    pause_ms: u32,
     /// Routing key of the transcript events published with --amqp
     #[arg(
         long,
@@ -112,6 +115,7 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         max_clients: args.max_clients.max(1),
         token: args.token.filter(|t| !t.is_empty()),
         bus: bus.clone(),
+        pause_ms: args.pause_ms,
         ..defaults
     };
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
