@@ -2,27 +2,8 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use serde_json::Value;
-use support::{model_lock, path_str, repo, run};
-
-/// The model: `CANDYBAR_TEST_MODEL` (set by .ci/run from ../shared/models), else the shared copy
-/// beside the repository. Under CI a missing model fails the test.
-fn model() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("CANDYBAR_TEST_MODEL").map(PathBuf::from),
-        Some(repo().join("../shared/models/ggml-tiny.en.bin")),
-    ];
-    if let Some(p) = candidates.into_iter().flatten().find(|p| p.is_file()) {
-        return Some(p);
-    }
-    let msg =
-        "no Whisper model: set CANDYBAR_TEST_MODEL to a ggml model file (e.g. ggml-tiny.en.bin)";
-    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
-    eprintln!("NOTE: skipping: {msg}");
-    None
-}
+use support::{model_lock, path_str, repo, run, test_model};
 
 fn fixtures() -> Vec<String> {
     let dir = repo().join("tests/fixtures/speech");
@@ -39,7 +20,7 @@ fn fixtures() -> Vec<String> {
 
 #[test]
 fn transcribes_the_fixtures_within_the_word_error_budget() {
-    let Some(model) = model() else { return };
+    let Some(model) = test_model() else { return };
     let _one_at_a_time = model_lock();
     let files = fixtures();
     assert!(files.len() >= 5);
@@ -93,7 +74,7 @@ fn transcribes_the_fixtures_within_the_word_error_budget() {
 
 #[test]
 fn bad_audio_and_missing_models_are_explained() {
-    let Some(model) = model() else { return };
+    let Some(model) = test_model() else { return };
     let _one_at_a_time = model_lock();
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.wav");

@@ -6,32 +6,16 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use support::{Candybar, model_lock, path_str, repo};
+use support::{Candybar, model_lock, path_str, repo, test_model};
 use tokio_tungstenite::tungstenite::Message;
-
-fn model() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("CANDYBAR_TEST_MODEL").map(PathBuf::from),
-        Some(repo().join("../shared/models/ggml-tiny.en.bin")),
-    ];
-    if let Some(p) = candidates.into_iter().flatten().find(|p| p.is_file()) {
-        return Some(p);
-    }
-    let msg =
-        "no Whisper model: set CANDYBAR_TEST_MODEL to a ggml model file (e.g. ggml-tiny.en.bin)";
-    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
-    eprintln!("NOTE: skipping: {msg}");
-    None
-}
 
 /// Starts the server on a free port and waits until /health says the model is loaded.
 fn server(extra: &[&str]) -> Option<(Candybar, String)> {
-    let model = model()?;
+    let model = test_model()?;
     let mut args = vec!["asr", "serve", "--model", path_str(&model), "--port", "0"];
     args.extend_from_slice(extra);
     let s = Candybar::spawn(&args);

@@ -10,6 +10,20 @@ use crate::asr::audio::read_wav;
 use crate::asr::engine::{Engine, list_models, model_dir, resolve_model};
 use crate::asr::wer;
 
+/// `--model`, shared by every command that loads a Whisper model.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArg {
+    /// A ggml model file, or a name in the model directory (tiny.en, base.en, …)
+    #[arg(
+        long = "model",
+        short = 'm',
+        value_name = "PATH|NAME",
+        default_value = "tiny.en",
+        env = "CANDYBAR_MODEL"
+    )]
+    pub name: String,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AsrCommand {
     /// Transcribe 16 kHz mono WAV files and print the text.
@@ -26,15 +40,8 @@ pub struct TranscribeArgs {
     /// WAV files (16 kHz, mono, 16-bit)
     #[arg(required = true, value_name = "WAV")]
     files: Vec<PathBuf>,
-    /// A ggml model file, or a name in the model directory (tiny.en, base.en, …)
-    #[arg(
-        long,
-        short,
-        value_name = "PATH|NAME",
-        default_value = "tiny.en",
-        env = "CANDYBAR_MODEL"
-    )]
-    model: String,
+    #[command(flatten)]
+    model: ModelArg,
     /// Decoding threads (default: the machine's cores, at most 4)
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -48,15 +55,8 @@ pub struct TranscribeArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// A ggml model file, or a name in the model directory
-    #[arg(
-        long,
-        short,
-        value_name = "PATH|NAME",
-        default_value = "tiny.en",
-        env = "CANDYBAR_MODEL"
-    )]
-    model: String,
+    #[command(flatten)]
+    model: ModelArg,
     /// Address to listen on (only this machine by default)
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -106,7 +106,7 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         }
         None => None,
     };
-    let model = resolve_model(&args.model)?;
+    let model = resolve_model(&args.model.name)?;
     let defaults = ServerConfig::default();
     let cfg = ServerConfig {
         model: model.clone(),
@@ -161,7 +161,7 @@ pub fn run(cmd: AsrCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn transcribe(args: &TranscribeArgs) -> anyhow::Result<ExitCode> {
-    let path = resolve_model(&args.model)?;
+    let path = resolve_model(&args.model.name)?;
     let engine = Engine::load(&path)?;
     let threads = args
         .threads

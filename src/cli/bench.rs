@@ -42,15 +42,8 @@ pub struct AsrBenchArgs {
     /// 16 kHz mono WAV clips (default: the repository's speech fixtures)
     #[arg(value_name = "WAV")]
     clips: Vec<std::path::PathBuf>,
-    /// A ggml model file, or a name in the model directory
-    #[arg(
-        long,
-        short,
-        value_name = "PATH|NAME",
-        default_value = "tiny.en",
-        env = "CANDYBAR_MODEL"
-    )]
-    model: String,
+    #[command(flatten)]
+    model: super::asr::ModelArg,
     /// Times each clip is streamed
     #[arg(long, default_value_t = 2)]
     rounds: usize,
@@ -394,7 +387,7 @@ async fn bench_asr(a: &AsrBenchArgs) -> anyhow::Result<serde_json::Value> {
     } else {
         a.clips.clone()
     };
-    let model = crate::asr::engine::resolve_model(&a.model)?;
+    let model = crate::asr::engine::resolve_model(&a.model.name)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let cfg = crate::asr::server::ServerConfig {

@@ -321,3 +321,20 @@ pub fn model_lock() -> parking_lot::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock()
 }
+
+/// The Whisper model for tests: `CANDYBAR_TEST_MODEL` (set by .ci/run from ../shared/models),
+/// else the shared copy beside the repository. Under `CI=true` a missing model fails the test.
+pub fn test_model() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("CANDYBAR_TEST_MODEL").map(PathBuf::from),
+        Some(repo().join("../shared/models/ggml-tiny.en.bin")),
+    ];
+    if let Some(p) = candidates.into_iter().flatten().find(|p| p.is_file()) {
+        return Some(p);
+    }
+    let msg =
+        "no Whisper model: set CANDYBAR_TEST_MODEL to a ggml model file (e.g. ggml-tiny.en.bin)";
+    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
+    eprintln!("NOTE: skipping: {msg}");
+    None
+}
