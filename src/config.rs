@@ -37,6 +37,21 @@ pub struct StoreSection {
     pub body_cap_kb: Option<usize>,
 }
 
+impl StoreSection {
+    /// The store's limits: the file's, else the defaults (a million events in 224 MiB).
+    #[must_use]
+    pub fn store_config(&self) -> crate::core::store::StoreConfig {
+        let d = crate::core::store::StoreConfig::default();
+        crate::core::store::StoreConfig {
+            max_events: self.max_events.unwrap_or(d.max_events).max(1024),
+            budget_bytes: self.budget_mb.map_or(d.budget_bytes, |mb| mb.max(16) << 20),
+            body_cap_bytes: self
+                .body_cap_kb
+                .map_or(d.body_cap_bytes, |kb| kb.max(1) << 10),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DemoSection {

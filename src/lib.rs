@@ -6,6 +6,8 @@
 //! - [`sources`]: where events come from (`RabbitMQ`, NDJSON replay, the demo simulator), each
 //!   feeding a bounded channel.
 //! - [`asr`]: speech to text: the Whisper engine, model lookup, audio input, word error rate.
+//! - [`live`]: one source feeding one store — the model the window reads.
+//! - [`ui`]: the window (eframe/egui on wgpu): the Stream view, the detail pane, export.
 //! - [`config`]: configuration from file, environment and flags; secret masking.
 //! - [`cli`]: the `candybar` command line (`tail`, `publish`, `bench`, …).
 //!
@@ -15,4 +17,6 @@ pub mod asr;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod live;
 pub mod sources;
+pub mod ui;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{FileConfig, default_path, mask_url};
+use crate::config::{FileConfig, default_path};
 use crate::core::demo::DemoConfig;
 use crate::core::registry::Registry;
 use crate::sources::amqp::{AmqpConfig, DEFAULT_DURABLE_QUEUE, QueueMode};
@@ -36,6 +36,8 @@ pub struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     source: SourceArgs,
+    #[command(flatten)]
+    window: crate::ui::WindowArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,16 +261,24 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
-        match cli.command {
-            Some(Command::Tail(args)) => tail::run(args, &cli.source).await,
-            Some(Command::Publish(args)) => publish::run(args, &cli.source).await,
-            Some(Command::Bench(cmd)) => bench::run(cmd, &cli.source).await,
-            Some(Command::Asr(asr::AsrCommand::Serve(args))) => asr::serve(args, &cli.source).await,
-            Some(Command::Asr(cmd)) => tokio::task::block_in_place(|| asr::run(cmd)),
-            None => window_placeholder(&cli.source),
-        }
-    });
+    let result = if cli.command.is_none() {
+        // The window runs on this (main) thread; sources run on the runtime's threads.
+        let _guard = rt.enter();
+        crate::ui::run(&cli.window, &cli.source)
+    } else {
+        rt.block_on(async {
+            match cli.command {
+                Some(Command::Tail(args)) => tail::run(args, &cli.source).await,
+                Some(Command::Publish(args)) => publish::run(args, &cli.source).await,
+                Some(Command::Bench(cmd)) => bench::run(cmd, &cli.source).await,
+                Some(Command::Asr(asr::AsrCommand::Serve(args))) => {
+                    asr::serve(args, &cli.source).await
+                }
+                Some(Command::Asr(cmd)) => tokio::task::block_in_place(|| asr::run(cmd)),
+                None => Ok(ExitCode::SUCCESS),
+            }
+        })
+    };
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -279,26 +289,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Until the window lands, bare `candybar` says what it would show and how to see it now.
-fn window_placeholder(args: &SourceArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.settings()?;
-    let what = match args.choose(&settings, 1 << 20) {
-        SourceChoice::Amqp(cfg) => format!(
-            "RabbitMQ at {} (exchange {})",
-            mask_url(&cfg.url),
-            cfg.exchange
-        ),
-        SourceChoice::Demo { reason, .. } => format!("the built-in demo feed ({reason})"),
-        SourceChoice::Replay(cfg) => format!("a replay of {}", cfg.path.display()),
-    };
-    println!(
-        "candybar {}: the window is not built yet; it would show {what}.",
-        env!("CARGO_PKG_VERSION")
-    );
-    println!("Watch the same events in the terminal now with:  candybar tail");
-    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging() {

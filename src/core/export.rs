@@ -97,6 +97,135 @@ pub fn write_ndjson(event: &Event, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// The formats the window exports a set of events in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// candybar's NDJSON: replayable with `--replay`.
+    Ndjson,
+    /// One JSON array of the same records.
+    Json,
+    /// A spreadsheet-friendly table of the decoded fields; the body as text (base64 if binary).
+    Csv,
+}
+
+impl ExportFormat {
+    pub const ALL: [Self; 3] = [Self::Ndjson, Self::Json, Self::Csv];
+
+    #[must_use]
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Ndjson => "ndjson",
+            Self::Json => "json",
+            Self::Csv => "csv",
+        }
+    }
+
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ndjson => "NDJSON (replayable)",
+            Self::Json => "JSON array",
+            Self::Csv => "CSV",
+        }
+    }
+}
+
+const CSV_COLUMNS: [&str; 15] = [
+    "seq",
+    "received_at",
+    "published_at",
+    "type",
+    "routing_key",
+    "domain",
+    "status",
+    "id",
+    "source",
+    "agent",
+    "session",
+    "correlation_ids",
+    "causation_id",
+    "size",
+    "body",
+];
+
+/// Writes events in one [`ExportFormat`], a chunk at a time: `begin`, `event` for each, `end`.
+pub struct ExportEncoder {
+    format: ExportFormat,
+    written: u64,
+}
+
+impl ExportEncoder {
+    #[must_use]
+    pub fn new(format: ExportFormat) -> Self {
+        Self { format, written: 0 }
+    }
+
+    pub fn begin(&mut self, out: &mut Vec<u8>) {
+        match self.format {
+            ExportFormat::Ndjson => {}
+            ExportFormat::Json => out.extend_from_slice(b"["),
+            ExportFormat::Csv => csv_record(out, CSV_COLUMNS.iter().map(|c| c.as_bytes())),
+        }
+    }
+
+    pub fn event(&mut self, event: &Event, out: &mut Vec<u8>) {
+        match self.format {
+            ExportFormat::Ndjson => write_ndjson(event, out),
+            ExportFormat::Json => {
+                out.extend_from_slice(if self.written == 0 { b"\n" } else { b",\n" });
+                write_ndjson(event, out);
+                out.pop(); // the newline
+            }
+            ExportFormat::Csv => {
+                let clean = |o: Option<&str>| o.unwrap_or_default().as_bytes().to_vec();
+                let body = match std::str::from_utf8(&event.body) {
+                    Ok(s) => s.as_bytes().to_vec(),
+                    Err(_) => base64::engine::general_purpose::STANDARD
+                        .encode(&event.body)
+                        .into_bytes(),
+                };
+                let fields: [Vec<u8>; 15] = [
+                    event.seq.to_string().into_bytes(),
+                    format_rfc3339(event.received_us).into_bytes(),
+                    event
+                        .published_us
+                        .map(format_rfc3339)
+                        .unwrap_or_default()
+                        .into_bytes(),
+                    event.kind.as_bytes().to_vec(),
+                    event.routing_key.as_bytes().to_vec(),
+                    event.domain.as_bytes().to_vec(),
+                    event.status.label().as_bytes().to_vec(),
+                    clean(event.id.as_deref()),
+                    clean(event.source.as_deref()),
+                    clean(event.agent.as_deref()),
+                    clean(event.session.as_deref()),
+                    event.correlation_ids.join(" ").into_bytes(),
+                    clean(event.causation_id.as_deref()),
+                    event.size_bytes.to_string().into_bytes(),
+                    body,
+                ];
+                csv_record(out, fields.iter().map(Vec::as_slice));
+            }
+        }
+        self.written += 1;
+    }
+
+    pub fn end(&mut self, out: &mut Vec<u8>) {
+        if self.format == ExportFormat::Json {
+            out.extend_from_slice(if self.written == 0 { b"]\n" } else { b"\n]\n" });
+        }
+    }
+}
+
+/// One CSV record (RFC 4180 quoting) appended to `out`.
+fn csv_record<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = &'a [u8]>) {
+    let mut w = csv::WriterBuilder::new().from_writer(&mut *out);
+    // Writing to a Vec cannot fail.
+    let _ = w.write_record(fields);
+    let _ = w.flush();
+}
+
 #[derive(Deserialize)]
 struct In<'a> {
     received_at: Option<String>,
@@ -165,6 +294,56 @@ pub fn read_ndjson_line(line: &[u8], now_us: Micros) -> Result<RawMessage, LineE
 mod tests {
     use super::*;
     use crate::core::store::EventStore;
+
+    fn export_all(store: &EventStore, n: u64, format: ExportFormat) -> Vec<u8> {
+        let mut enc = ExportEncoder::new(format);
+        let mut out = Vec::new();
+        enc.begin(&mut out);
+        store.for_each_event(0..n, |e| enc.event(&e, &mut out));
+        enc.end(&mut out);
+        out
+    }
+
+    #[test]
+    fn json_and_csv_exports_hold_every_event() {
+        let mut store = EventStore::default();
+        let bodies: [&[u8]; 3] = [
+            br#"{"event_type":"agent.thread.prompt","payload":{"text":"a, \"quoted\"\nline"}}"#,
+            b"plain, text",
+            &[0xff, 0x00],
+        ];
+        for (i, b) in bodies.iter().enumerate() {
+            store.insert(&RawMessage {
+                received_us: 1_767_225_600_000_000 + i as i64,
+                routing_key: format!("rk.{i}"),
+                body: b.to_vec(),
+                ..RawMessage::default()
+            });
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&export_all(&store, 3, ExportFormat::Json)).unwrap();
+        let items = json.as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0]["type"], "agent.thread.prompt");
+        assert_eq!(items[1]["body_text"], "plain, text");
+        let empty: serde_json::Value =
+            serde_json::from_slice(&export_all(&store, 0, ExportFormat::Json)).unwrap();
+        assert_eq!(empty, serde_json::json!([]));
+
+        let csv_bytes = export_all(&store, 3, ExportFormat::Csv);
+        let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
+        assert_eq!(reader.headers().unwrap().len(), CSV_COLUMNS.len());
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(&rows[0][3], "agent.thread.prompt");
+        assert!(
+            rows[0][14].contains("a, \\\"quoted\\\"\\nline"),
+            "{}",
+            &rows[0][14]
+        );
+        assert_eq!(&rows[1][14], "plain, text");
+        assert_eq!(&rows[2][14], "/wA=", "binary bodies are base64");
+    }
 
     #[test]
     fn round_trips_json_text_and_binary_bodies() {

@@ -12,9 +12,8 @@ use lapin::options::{
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
-use tokio::sync::mpsc;
 
-use super::{SourceHandle, SourceMsg, SourceState};
+use super::{SourceHandle, SourceMsg, SourceState, SourceTx};
 use crate::config::mask_url;
 use crate::core::event::{AmqpProps, RawMessage};
 use crate::core::time::now_us;
@@ -228,7 +227,7 @@ enum Ended {
     ReceiverGone,
 }
 
-async fn run(cfg: AmqpConfig, tx: mpsc::Sender<SourceMsg>) {
+async fn run(cfg: AmqpConfig, tx: SourceTx) {
     let queue_name = match &cfg.queue {
         QueueMode::Private => format!(
             "candybar.{}.{}.{:08x}",
@@ -278,7 +277,7 @@ async fn run(cfg: AmqpConfig, tx: mpsc::Sender<SourceMsg>) {
 async fn consume(
     cfg: &AmqpConfig,
     queue_name: &str,
-    tx: &mpsc::Sender<SourceMsg>,
+    tx: &SourceTx,
     gap: &mut Option<(i64, String)>,
     attempt: &mut u32,
 ) -> Result<Ended, (AmqpError, bool)> {

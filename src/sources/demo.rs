@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
-use super::{SourceHandle, SourceMsg, SourceState};
+use super::{SourceHandle, SourceMsg, SourceState, SourceTx};
 use crate::core::demo::{Demo, DemoConfig};
 use crate::core::registry::Registry;
 use crate::core::time::now_us;
@@ -37,12 +35,7 @@ pub fn spawn(cfg: DemoSourceConfig, registry: Registry) -> SourceHandle {
     SourceHandle::spawn(describe.clone(), move |tx| run(cfg, registry, describe, tx))
 }
 
-async fn run(
-    cfg: DemoSourceConfig,
-    registry: Registry,
-    describe: String,
-    tx: mpsc::Sender<SourceMsg>,
-) {
+async fn run(cfg: DemoSourceConfig, registry: Registry, describe: String, tx: SourceTx) {
     let mut demo = Demo::new(cfg.demo.clone(), &registry);
     if tx
         .send(SourceMsg::State(SourceState::Connected {

@@ -6,8 +6,11 @@ pub mod amqp;
 pub mod demo;
 pub mod replay;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -52,22 +55,79 @@ pub enum SourceState {
     Finished,
 }
 
+/// Wakes whoever drains the channel (the window asks for a frame) when a message arrives while
+/// it is idle. At most one wake is outstanding: the consumer re-arms it each time it drains, so a
+/// flood of events costs one wake per frame, not one per event.
+#[derive(Default)]
+struct WakeSlot {
+    armed: AtomicBool,
+    wake: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl WakeSlot {
+    fn wake(&self) {
+        if self.armed.swap(false, Ordering::AcqRel)
+            && let Some(wake) = &*self.wake.lock()
+        {
+            wake();
+        }
+    }
+}
+
+/// The sending half a source task gets: a bounded channel that also wakes the consumer.
+#[derive(Clone)]
+pub struct SourceTx {
+    tx: mpsc::Sender<SourceMsg>,
+    wake: Arc<WakeSlot>,
+}
+
+impl SourceTx {
+    /// Waits for room, sends, and wakes the consumer. Fails when the consumer is gone.
+    pub async fn send(&self, msg: SourceMsg) -> Result<(), mpsc::error::SendError<SourceMsg>> {
+        self.tx.send(msg).await?;
+        self.wake.wake();
+        Ok(())
+    }
+}
+
 /// A running source: its channel and its task (aborted on drop).
 pub struct SourceHandle {
     pub rx: mpsc::Receiver<SourceMsg>,
     /// Human-readable description (secrets masked).
     pub describe: String,
+    wake: Arc<WakeSlot>,
     task: JoinHandle<()>,
 }
 
 impl SourceHandle {
-    pub fn spawn<F>(describe: String, run: impl FnOnce(mpsc::Sender<SourceMsg>) -> F) -> Self
+    /// Starts `run` on the current tokio runtime.
+    pub fn spawn<F>(describe: String, run: impl FnOnce(SourceTx) -> F) -> Self
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let task = tokio::spawn(run(tx));
-        Self { rx, describe, task }
+        let wake = Arc::new(WakeSlot::default());
+        let task = tokio::spawn(run(SourceTx {
+            tx,
+            wake: wake.clone(),
+        }));
+        Self {
+            rx,
+            describe,
+            wake,
+            task,
+        }
+    }
+
+    /// Calls `wake` (from a runtime thread) when a message arrives after [`Self::rearm`].
+    pub fn set_waker(&self, wake: impl Fn() + Send + Sync + 'static) {
+        *self.wake.wake.lock() = Some(Box::new(wake));
+        self.rearm();
+    }
+
+    /// The consumer is about to go idle: wake it on the next message.
+    pub fn rearm(&self) {
+        self.wake.armed.store(true, Ordering::Release);
     }
 }
 

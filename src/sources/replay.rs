@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
 
-use super::{SourceHandle, SourceMsg, SourceState};
+use super::{SourceHandle, SourceMsg, SourceState, SourceTx};
 use crate::core::export::{LineError, read_ndjson_line};
 use crate::core::time::{Micros, now_us};
 
@@ -32,7 +31,7 @@ pub fn spawn(cfg: ReplayConfig) -> SourceHandle {
     SourceHandle::spawn(describe, move |tx| run(cfg, tx))
 }
 
-async fn run(cfg: ReplayConfig, tx: mpsc::Sender<SourceMsg>) {
+async fn run(cfg: ReplayConfig, tx: SourceTx) {
     let file = match tokio::fs::File::open(&cfg.path).await {
         Ok(f) => f,
         Err(err) => {

@@ -124,8 +124,14 @@ pub struct Candybar {
 
 impl Candybar {
     pub fn spawn(args: &[&str]) -> Self {
+        Self::spawn_env(args, &[])
+    }
+
+    /// Like [`Self::spawn`], with extra environment variables.
+    pub fn spawn_env(args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_candybar"))
             .args(args)
+            .envs(envs.iter().copied())
             .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
             .env_remove("CANDYBAR_AMQP_URL")
             .stdout(Stdio::piped())
@@ -229,6 +235,68 @@ impl Candybar {
 }
 
 impl Drop for Candybar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private X server (Xvfb) for tests of the real window, killed when dropped.
+pub struct Xvfb {
+    child: Child,
+    pub display: String,
+}
+
+impl Xvfb {
+    /// Starts Xvfb on a free display; `None` (with a loud note) when it is not installed and this
+    /// is not CI. Under `CI=true` a missing Xvfb fails the test with what to install.
+    pub fn start() -> Option<Self> {
+        if Command::new("Xvfb").arg("-help").output().is_err() {
+            let msg =
+                "Xvfb is not installed: run `sudo apt-get install xvfb` (or .ci/install-deps)";
+            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{msg}");
+            eprintln!("NOTE: test needs a real X server and none is installed; {msg}");
+            return None;
+        }
+        let base = 200 + std::process::id() % 500;
+        for n in base..base + 100 {
+            if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                continue;
+            }
+            let child = Command::new("Xvfb")
+                .args([
+                    &format!(":{n}"),
+                    "-screen",
+                    "0",
+                    "1280x800x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn Xvfb");
+            let mut x = Self {
+                child,
+                display: format!(":{n}"),
+            };
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if Path::new(&socket).exists() {
+                    return Some(x);
+                }
+                if x.child.try_wait().ok().flatten().is_some() {
+                    break; // lost a race for this display; try the next
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("Xvfb did not start on any display");
+    }
+}
+
+impl Drop for Xvfb {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1,0 +1,890 @@
+//! The app shell: ingest each frame within a budget, lay out the panels, apply the views'
+//! commands in one place.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+use egui::{Align, Key, KeyboardShortcut, Layout, Modifiers, RichText};
+use serde::{Deserialize, Serialize};
+
+use super::Command;
+use super::connection::{ConnectRequest, ConnectionForm, state_text};
+use super::detail::DetailState;
+use super::export::{ExportJob, ExportStatus};
+use super::frame_stats::FrameStats;
+use super::stats::{CardFigures, cards_ui};
+use super::stream::{StreamViewState, format_bytes, format_count};
+use super::theme::{Theme, ThemeChoice};
+use super::time_fmt::TimeZoneChoice;
+use crate::config::mask_url;
+use crate::core::demo::{Demo, DemoConfig};
+use crate::core::export::{ExportEncoder, ExportFormat};
+use crate::core::filter::Filter;
+use crate::core::registry::Registry;
+use crate::core::store::EventStore;
+use crate::core::time::{Micros, now_us};
+use crate::live::Live;
+use crate::sources::amqp::{AmqpConfig, QueueMode};
+use crate::sources::demo::DemoSourceConfig;
+use crate::sources::replay::{Pace, ReplayConfig};
+use crate::sources::{SourceState, amqp, demo, replay};
+
+/// Time per frame for moving arrived events into the store.
+const DRAIN_BUDGET: Duration = Duration::from_millis(4);
+/// Time per frame for a re-scan after the filter changed.
+const SCAN_BUDGET: Duration = Duration::from_millis(6);
+/// Time per frame for encoding an export.
+const EXPORT_BUDGET: Duration = Duration::from_millis(4);
+const STORAGE_KEY: &str = "candybar";
+
+/// Where "now" comes from: the system clock, or a fixed instant (tests and snapshots).
+#[derive(Clone, Copy, Debug)]
+pub enum Clock {
+    System,
+    Fixed(Micros),
+}
+
+impl Clock {
+    #[must_use]
+    pub fn now_us(self) -> Micros {
+        match self {
+            Self::System => now_us(),
+            Self::Fixed(t) => t,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub screenshot: Option<PathBuf>,
+    pub exit_after_secs: Option<f64>,
+    pub stats_out: Option<PathBuf>,
+}
+
+pub struct AppInit {
+    pub live: Live,
+    /// Overrides the persisted theme.
+    pub theme: Option<ThemeChoice>,
+    pub tz: Option<TimeZoneChoice>,
+    pub clock: Clock,
+    pub options: RunOptions,
+    /// Connection fields for the current source (else the persisted ones).
+    pub form: Option<ConnectionForm>,
+    pub started: Instant,
+    pub prefetch: u16,
+    /// What the demo feed simulates.
+    pub registry: Registry,
+}
+
+impl AppInit {
+    /// An app over `live` with defaults: system clock, no options.
+    #[must_use]
+    pub fn new(live: Live) -> Self {
+        Self {
+            live,
+            theme: None,
+            tz: None,
+            clock: Clock::System,
+            options: RunOptions::default(),
+            form: None,
+            started: Instant::now(),
+            prefetch: 1000,
+            registry: Registry::example(),
+        }
+    }
+}
+
+/// What survives a restart (eframe storage). No secrets: the form skips its password.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct Persisted {
+    theme: ThemeChoice,
+    tz: TimeZoneChoice,
+    filter: String,
+    detail_open: bool,
+    form: Option<ConnectionForm>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ToastLevel {
+    Info,
+    Error,
+}
+
+struct Toast {
+    text: String,
+    level: ToastLevel,
+    until: Instant,
+}
+
+/// Why a file dialog was opened.
+#[derive(Clone, Copy, Debug)]
+enum SavePurpose {
+    Filtered(ExportFormat),
+    Event(u64),
+}
+
+struct DialogResult {
+    purpose: SavePurpose,
+    path: Option<PathBuf>,
+    /// A dialog that returns at once without a path most likely could not open at all.
+    elapsed: Duration,
+}
+
+pub struct CandybarApp {
+    pub live: Live,
+    pub stream: StreamViewState,
+    pub detail: DetailState,
+    pub detail_open: bool,
+    /// The filter field's text (may not parse; the view keeps the last good filter).
+    pub filter_text: String,
+    pub filter_error: Option<(usize, String)>,
+    pub theme: Theme,
+    pub tz: TimeZoneChoice,
+    pub clock: Clock,
+    pub form: ConnectionForm,
+    pub export: Option<ExportJob>,
+    pub stats: FrameStats,
+    options: RunOptions,
+    commands: Vec<Command>,
+    toasts: Vec<Toast>,
+    dialogs: (SyncSender<DialogResult>, Receiver<DialogResult>),
+    frame_start: Instant,
+    screenshot_requested: bool,
+    focus_filter: bool,
+    exit_slot: Option<Arc<parking_lot::Mutex<ExitCode>>>,
+    prefetch: u16,
+    registry: Registry,
+    received_total: u64,
+    ctx: egui::Context,
+}
+
+impl CandybarApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, init: AppInit) -> Self {
+        let persisted: Persisted = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, STORAGE_KEY))
+            .unwrap_or_default();
+        let theme = Theme::new(init.theme.unwrap_or(persisted.theme));
+        cc.egui_ctx.set_visuals(theme.visuals());
+        let ctx = cc.egui_ctx.clone();
+        let waker = ctx.clone();
+        init.live.set_waker(move || waker.request_repaint());
+        let mut form = init.form.or(persisted.form).unwrap_or_default();
+        form.open = false;
+        let mut app = Self {
+            live: init.live,
+            stream: StreamViewState::default(),
+            detail: DetailState::default(),
+            detail_open: persisted.detail_open,
+            filter_text: String::new(),
+            filter_error: None,
+            theme,
+            tz: init.tz.unwrap_or(persisted.tz),
+            clock: init.clock,
+            form,
+            export: None,
+            stats: FrameStats::new(init.started),
+            options: init.options,
+            commands: Vec::new(),
+            toasts: Vec::new(),
+            dialogs: sync_channel(4),
+            frame_start: Instant::now(),
+            screenshot_requested: false,
+            focus_filter: false,
+            exit_slot: None,
+            prefetch: init.prefetch,
+            registry: init.registry,
+            received_total: 0,
+            ctx,
+        };
+        if !persisted.filter.is_empty() {
+            app.apply_filter_text(persisted.filter);
+        }
+        app
+    }
+
+    pub(super) fn set_exit_slot(&mut self, slot: Arc<parking_lot::Mutex<ExitCode>>) {
+        self.exit_slot = Some(slot);
+    }
+
+    /// Sets the filter field; a text that parses replaces the running filter.
+    pub fn apply_filter_text(&mut self, text: String) {
+        match Filter::new(&text) {
+            Ok(f) => {
+                self.filter_error = None;
+                if f.text() != self.stream.view.filter().text() {
+                    self.stream.set_filter(f, &self.live.store);
+                }
+            }
+            Err(e) => self.filter_error = Some((e.column, e.message.clone())),
+        }
+        self.filter_text = text;
+    }
+
+    /// Starts exporting the events the filter shows to `path`.
+    pub fn start_export(&mut self, path: &Path, format: ExportFormat) {
+        let seqs: Vec<u64> = self.stream.view.matches().iter().copied().collect();
+        match ExportJob::start(path, format, seqs) {
+            Ok(job) => self.export = Some(job),
+            Err(e) => self.toast(ToastLevel::Error, e),
+        }
+    }
+
+    /// Writes one event to `path` as NDJSON.
+    pub fn export_event(&mut self, seq: u64, path: &Path) -> Result<(), String> {
+        let event = self
+            .live
+            .store
+            .get(seq)
+            .ok_or_else(|| "this event has been evicted from memory".to_owned())?;
+        let mut out = Vec::new();
+        let mut enc = ExportEncoder::new(ExportFormat::Ndjson);
+        enc.event(&event, &mut out);
+        std::fs::write(path, out).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    fn toast(&mut self, level: ToastLevel, text: impl Into<String>) {
+        let secs = if level == ToastLevel::Error { 8 } else { 3 };
+        self.toasts.push(Toast {
+            text: text.into(),
+            level,
+            until: Instant::now() + Duration::from_secs(secs),
+        });
+        self.ctx.request_repaint_after(Duration::from_secs(secs));
+    }
+
+    fn save_dialog(&self, purpose: SavePurpose) {
+        let (name, format) = match purpose {
+            SavePurpose::Filtered(f) => (format!("candybar-events.{}", f.extension()), f),
+            SavePurpose::Event(seq) => {
+                (format!("candybar-event-{seq}.ndjson"), ExportFormat::Ndjson)
+            }
+        };
+        let tx = self.dialogs.0.clone();
+        let ctx = self.ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("file-dialog".into())
+            .spawn(move || {
+                let start = Instant::now();
+                let path = rfd::FileDialog::new()
+                    .set_file_name(name)
+                    .add_filter(format.label(), &[format.extension()])
+                    .save_file();
+                let _ = tx.send(DialogResult {
+                    purpose,
+                    path,
+                    elapsed: start.elapsed(),
+                });
+                ctx.request_repaint();
+            });
+        if spawned.is_err() {
+            tracing::warn!("cannot start a file dialog thread");
+        }
+    }
+
+    fn connect(&mut self, req: ConnectRequest) {
+        let body_cap_bytes = self.live.store.config().body_cap_bytes;
+        let (handle, demo_reason) = match req {
+            ConnectRequest::Demo { rate_per_sec } => (
+                demo::spawn(
+                    DemoSourceConfig {
+                        demo: DemoConfig::default(),
+                        rate_per_sec,
+                        limit: None,
+                    },
+                    self.registry.clone(),
+                ),
+                Some("chosen in the Connection dialog".to_owned()),
+            ),
+            ConnectRequest::Amqp {
+                url,
+                exchange,
+                binding_keys,
+                durable_queue,
+            } => (
+                amqp::spawn(AmqpConfig {
+                    url,
+                    exchange,
+                    binding_keys,
+                    queue: durable_queue.map_or(QueueMode::Private, QueueMode::Durable),
+                    prefetch: self.prefetch,
+                    body_cap_bytes,
+                }),
+                None,
+            ),
+            ConnectRequest::Replay { path, speed } => (
+                replay::spawn(ReplayConfig {
+                    path,
+                    pace: Pace::Speed(speed),
+                    body_cap_bytes,
+                }),
+                None,
+            ),
+        };
+        self.live.connect(handle, demo_reason);
+        let waker = self.ctx.clone();
+        self.live.set_waker(move || waker.request_repaint());
+    }
+
+    fn apply_commands(&mut self, ctx: &egui::Context) {
+        for cmd in std::mem::take(&mut self.commands) {
+            match cmd {
+                Command::SetFilter(text) => self.apply_filter_text(text),
+                Command::Select(seq) => {
+                    self.stream.select(seq);
+                    self.detail_open = true;
+                }
+                Command::OpenDetail(open) => self.detail_open = open,
+                Command::ToggleDetail => self.detail_open = !self.detail_open,
+                Command::Escape => {
+                    if self.detail_open {
+                        self.detail_open = false;
+                    } else if self.stream.selected.is_some() {
+                        self.stream.selected = None;
+                    } else if !self.filter_text.is_empty() {
+                        self.apply_filter_text(String::new());
+                    }
+                }
+                Command::Copy(text) => {
+                    ctx.copy_text(text);
+                    self.toast(ToastLevel::Info, "Copied to the clipboard");
+                }
+                Command::ExportFiltered(format) => self.save_dialog(SavePurpose::Filtered(format)),
+                Command::ExportEvent(seq) => self.save_dialog(SavePurpose::Event(seq)),
+                Command::Connect(req) => self.connect(req),
+                Command::OpenConnectionDialog => self.form.open = true,
+                Command::SetTheme(choice) => {
+                    self.theme = Theme::new(choice);
+                    ctx.set_visuals(self.theme.visuals());
+                }
+            }
+        }
+    }
+
+    fn poll_dialogs(&mut self) {
+        while let Ok(r) = self.dialogs.1.try_recv() {
+            let Some(path) = r.path else {
+                if r.elapsed < Duration::from_millis(300) {
+                    self.toast(
+                        ToastLevel::Error,
+                        "No file dialog could open: install xdg-desktop-portal (or zenity)",
+                    );
+                }
+                continue;
+            };
+            match r.purpose {
+                SavePurpose::Filtered(format) => self.start_export(&path, format),
+                SavePurpose::Event(seq) => match self.export_event(seq, &path) {
+                    Ok(()) => self.toast(ToastLevel::Info, format!("Saved {}", path.display())),
+                    Err(e) => self.toast(ToastLevel::Error, e),
+                },
+            }
+        }
+    }
+
+    fn step_export(&mut self) {
+        let Some(job) = &mut self.export else { return };
+        match job.step(&self.live.store, EXPORT_BUDGET) {
+            ExportStatus::Running => self.ctx.request_repaint(),
+            ExportStatus::Done {
+                path,
+                written,
+                skipped,
+                bytes,
+            } => {
+                self.export = None;
+                let mut text = format!(
+                    "Exported {} events ({}) to {}",
+                    format_count(written),
+                    format_bytes(bytes),
+                    path.display()
+                );
+                if skipped > 0 {
+                    let _ = write!(
+                        text,
+                        "; {} were evicted from memory before they could be written",
+                        format_count(skipped)
+                    );
+                }
+                self.toast(ToastLevel::Info, text);
+            }
+            ExportStatus::Failed { error, .. } => {
+                self.export = None;
+                self.toast(ToastLevel::Error, error);
+            }
+        }
+    }
+
+    fn top_bar_ui(&mut self, ui: &mut egui::Ui) {
+        let theme = self.theme;
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("🍬 candybar").strong().color(theme.accent()));
+            ui.separator();
+            let (color, state) = state_text(&self.live.state, theme);
+            let source_label = if self.live.is_demo() {
+                RichText::new(" DEMO ")
+                    .strong()
+                    .color(egui::Color32::BLACK)
+                    .background_color(theme.warn())
+            } else {
+                RichText::new(short_source(&self.live.describe)).strong()
+            };
+            let r = ui
+                .add(egui::Button::new(source_label).frame(false))
+                .on_hover_text(format!(
+                    "{}\n{state}{}\nclick to change the source",
+                    mask_url(&self.live.describe),
+                    self.live
+                        .demo_reason
+                        .as_deref()
+                        .map(|r| format!("\nshowing the demo feed: {r}"))
+                        .unwrap_or_default()
+                ));
+            if r.clicked() {
+                self.commands.push(Command::OpenConnectionDialog);
+            }
+            super::theme::dot(ui, color).on_hover_text(&state);
+            if ui.button("Connection…").clicked() {
+                self.commands.push(Command::OpenConnectionDialog);
+            }
+            ui.separator();
+            ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                let (icon, next) = match theme.choice {
+                    ThemeChoice::Dark => ("☀", ThemeChoice::Light),
+                    ThemeChoice::Light => ("🌙", ThemeChoice::Dark),
+                };
+                if ui.button(icon).on_hover_text("switch theme").clicked() {
+                    self.commands.push(Command::SetTheme(next));
+                }
+                ui.menu_button("Export", |ui| {
+                    let n = self.stream.view.len();
+                    ui.label(
+                        RichText::new(format!("the {} events shown", format_count(n as u64)))
+                            .weak(),
+                    );
+                    for f in ExportFormat::ALL {
+                        if ui.button(f.label()).clicked() {
+                            self.commands.push(Command::ExportFiltered(f));
+                            ui.close();
+                        }
+                    }
+                });
+                self.filter_ui(ui);
+            });
+        });
+    }
+
+    fn filter_ui(&mut self, ui: &mut egui::Ui) {
+        let theme = self.theme;
+        let shown = self.stream.view.len() as u64;
+        let stored = self.live.store.len() as u64;
+        let count = if self.stream.scan_remaining > 0 && self.stream.scan_total > 0 {
+            let done = 1.0 - self.stream.scan_remaining as f64 / self.stream.scan_total as f64;
+            format!("scanning {:.0} %…", done * 100.0)
+        } else if self.stream.view.filter().is_all() {
+            format!("{} events", format_count(stored))
+        } else {
+            format!("{} of {}", format_count(shown), format_count(stored))
+        };
+        ui.label(RichText::new(count).monospace())
+            .on_hover_text("events shown / events in memory");
+        ui.menu_button("?", |ui| {
+            ui.set_max_width(460.0);
+            ui.label(RichText::new("Filter language").strong());
+            for (ex, what) in FILTER_HELP {
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(*ex).monospace().color(theme.accent()));
+                    ui.label(*what);
+                });
+            }
+        });
+        let mut text = self.filter_text.clone();
+        let edit = egui::TextEdit::singleline(&mut text)
+            .id(egui::Id::new("filter"))
+            .desired_width(ui.available_width().max(120.0))
+            .hint_text(
+                "filter: agent.*.completed   domain:llm   errors   \"timeout\" last:15m   (Ctrl+F)",
+            )
+            .font(egui::TextStyle::Monospace);
+        let edit = if self.filter_error.is_some() {
+            edit.text_color(theme.bad())
+        } else {
+            edit
+        };
+        let output = edit.show(ui);
+        let response =
+            output
+                .response
+                .response
+                .clone()
+                .on_hover_text(self.filter_error.as_ref().map_or_else(
+                    || "filter the stream (Esc clears)".to_owned(),
+                    |(c, m)| format!("column {c}: {m}"),
+                ));
+        if self.focus_filter {
+            response.request_focus();
+            self.focus_filter = false;
+        }
+        if response.has_focus() && ui.input(|i| i.key_pressed(Key::Escape)) {
+            text.clear();
+        }
+        if text != self.filter_text {
+            self.commands.push(Command::SetFilter(text));
+        }
+        // Point at the column of a parse error.
+        if let Some((col, _)) = &self.filter_error {
+            let cursor = egui::text::CCursor::new(col.saturating_sub(1));
+            let x = output.galley_pos.x + output.galley.pos_from_cursor(cursor).min.x;
+            let y = output.response.rect.bottom();
+            let p = egui::pos2(x, y);
+            ui.painter().add(egui::Shape::convex_polygon(
+                vec![p + egui::vec2(-4.0, 5.0), p + egui::vec2(4.0, 5.0), p],
+                theme.bad(),
+                egui::Stroke::NONE,
+            ));
+        }
+    }
+
+    fn status_bar_ui(&mut self, ui: &mut egui::Ui) {
+        let theme = self.theme;
+        ui.horizontal(|ui| {
+            let (color, mut state) = state_text(&self.live.state, theme);
+            if let Some(left) = self.live.retry_in() {
+                state = format!("{state} — retrying in {:.1} s", left.as_secs_f64());
+            }
+            if self.live.ended && !matches!(self.live.state, SourceState::Finished) {
+                state = format!("{state} — the source stopped");
+            }
+            super::theme::dot(ui, color);
+            let bus = if self.live.is_demo() { "demo feed" } else { "bus" };
+            ui.label(format!("{bus}: {state}")).on_hover_text(mask_url(&self.live.describe));
+            ui.separator();
+            ui.label(format!("{:.0} events/s", self.live.rate_per_sec()));
+            ui.separator();
+            let store = &self.live.store;
+            let fill = store.fill() as f32;
+            ui.add(
+                egui::ProgressBar::new(fill)
+                    .desired_width(80.0)
+                    .desired_height(10.0)
+                    .fill(if fill > 0.95 { theme.warn() } else { theme.accent() }),
+            )
+            .on_hover_text("store fill: the oldest events are dropped when it is full");
+            ui.label(format!(
+                "{} stored · {} of {}",
+                format_count(store.len() as u64),
+                format_bytes(store.memory_bytes() as u64),
+                format_bytes(store.config().budget_bytes as u64),
+            ));
+            if let Some(job) = &self.export {
+                ui.separator();
+                ui.add(
+                    egui::ProgressBar::new(job.progress())
+                        .desired_width(120.0)
+                        .text(format!(
+                            "export {} / {}",
+                            format_count(job.done_count() as u64),
+                            format_count(job.total() as u64)
+                        )),
+                );
+                if ui.small_button("cancel").clicked() {
+                    let path = job.path.clone();
+                    self.export = None;
+                    let _ = std::fs::remove_file(&path);
+                    self.toast(ToastLevel::Info, "Export cancelled");
+                }
+            }
+            ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                let (mean, max) = self.stats.recent_ui_ms();
+                ui.label(
+                    RichText::new(format!("{:.0} fps · {mean:.1} ms/frame (max {max:.1})", self.stats.fps()))
+                        .monospace()
+                        .color(theme.weak_text()),
+                )
+                .on_hover_text("frames per second (the window only draws when something changes) and the app's CPU time per frame");
+            });
+        });
+    }
+
+    fn toasts_ui(&mut self, ctx: &egui::Context) {
+        let now = Instant::now();
+        self.toasts.retain(|t| t.until > now);
+        if self.toasts.is_empty() {
+            return;
+        }
+        let theme = self.theme;
+        egui::Area::new(egui::Id::new("toasts"))
+            .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-12.0, -36.0))
+            .order(egui::Order::Foreground)
+            .show(ctx, |ui| {
+                for t in &self.toasts {
+                    let color = match t.level {
+                        ToastLevel::Info => theme.good(),
+                        ToastLevel::Error => theme.bad(),
+                    };
+                    egui::Frame::popup(ui.style()).show(ui, |ui| {
+                        ui.set_max_width(420.0);
+                        ui.label(RichText::new(&t.text).color(color));
+                    });
+                }
+            });
+    }
+
+    /// The screenshot and exit-after options.
+    fn run_options(&mut self, ctx: &egui::Context) {
+        let Some(after) = self.options.exit_after_secs else {
+            return;
+        };
+        let elapsed = self.stats_started_secs();
+        if elapsed < after {
+            ctx.request_repaint_after(Duration::from_secs_f64(
+                (after - elapsed).clamp(0.0, 3600.0),
+            ));
+            return;
+        }
+        if let Some(path) = self.options.screenshot.clone() {
+            let shot = ctx.input(|i| {
+                i.raw.events.iter().find_map(|e| match e {
+                    egui::Event::Screenshot { image, .. } => Some(image.clone()),
+                    _ => None,
+                })
+            });
+            if let Some(image) = shot {
+                if let Err(e) = save_png(&path, &image) {
+                    eprintln!("candybar: {e}");
+                    self.set_exit(ExitCode::FAILURE);
+                }
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            } else if !self.screenshot_requested {
+                self.screenshot_requested = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(egui::UserData::default()));
+                ctx.request_repaint();
+            } else {
+                ctx.request_repaint_after(Duration::from_millis(50));
+            }
+        } else {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+
+    fn stats_started_secs(&self) -> f64 {
+        self.stats.started().elapsed().as_secs_f64()
+    }
+
+    fn set_exit(&self, code: ExitCode) {
+        if let Some(slot) = &self.exit_slot {
+            *slot.lock() = code;
+        }
+    }
+
+    fn write_stats(&self) {
+        let Some(path) = &self.options.stats_out else {
+            return;
+        };
+        let report = self
+            .stats
+            .report(self.live.store.len() as u64, self.received_total);
+        let result = serde_json::to_vec_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|j| std::fs::write(path, j).map_err(|e| e.to_string()));
+        if let Err(e) = result {
+            eprintln!("candybar: cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// Everything a frame does, drawing into `ui` (the whole window).
+    pub fn frame_ui(&mut self, ui: &mut egui::Ui, prev_frame_cpu_secs: Option<f32>) {
+        let ctx = ui.ctx().clone();
+        let theme = self.theme;
+        if ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::F)))
+        {
+            self.focus_filter = true;
+        }
+        egui::Panel::top("top-bar")
+            .frame(
+                egui::Frame::side_top_panel(ui.style()).inner_margin(egui::Margin::symmetric(8, 6)),
+            )
+            .show(ui, |ui| self.top_bar_ui(ui));
+        egui::Panel::bottom("status-bar").show(ui, |ui| self.status_bar_ui(ui));
+        egui::Panel::left("nav")
+            .resizable(false)
+            .exact_size(92.0)
+            .show(ui, |ui| {
+                ui.add_space(6.0);
+                // Flow, Charts, Constellation, Health and Dictation join here as they land.
+                let _ = ui.add_sized([80.0, 28.0], egui::Button::selectable(true, "☰ Stream"));
+            });
+        if self.detail_open
+            && let Some(seq) = self.stream.selected
+        {
+            if !self.detail.load(&self.live.store, seq) {
+                // Evicted: keep the pane with its message.
+            }
+            egui::Panel::right("detail")
+                .resizable(true)
+                .default_size(440.0)
+                .min_size(280.0)
+                .show(ui, |ui| {
+                    self.detail
+                        .ui(ui, &self.live.store, theme, self.tz, &mut self.commands);
+                });
+        }
+        egui::CentralPanel::default().show(ui, |ui| {
+            let figures = CardFigures::read(&self.live.store, self.clock.now_us());
+            cards_ui(ui, &figures, theme, &mut self.commands);
+            ui.add_space(4.0);
+            ui.horizontal(|ui| {
+                let mut follow = self.stream.follow;
+                if ui
+                    .toggle_value(&mut follow, "⬇ Follow")
+                    .on_hover_text("keep the newest event in view (scrolling up stops it)")
+                    .changed()
+                {
+                    self.stream.set_follow(follow);
+                }
+                if let Some((col, msg)) = &self.filter_error {
+                    ui.label(
+                        RichText::new(format!("✖ filter, column {col}: {msg}")).color(theme.bad()),
+                    );
+                }
+            });
+            if self.live.store.is_empty() {
+                ui.add_space(40.0);
+                ui.vertical_centered(|ui| {
+                    let (_, state) = state_text(&self.live.state, theme);
+                    ui.label(RichText::new("Waiting for events…").heading());
+                    ui.label(format!("{} — {state}", mask_url(&self.live.describe)));
+                    if ui.button("Change the source…").clicked() {
+                        self.commands.push(Command::OpenConnectionDialog);
+                    }
+                });
+            } else {
+                let newest =
+                    self.stream
+                        .table_ui(ui, &self.live.store, theme, self.tz, &mut self.commands);
+                if let Some(seq) = newest
+                    && self.stream.newest_shown.is_none_or(|n| seq > n)
+                {
+                    if self.stream.newest_shown.is_some()
+                        && let Some(meta) = self.live.store.meta(seq)
+                    {
+                        self.stats.record_shown_latency(now_us() - meta.received_us);
+                    }
+                    self.stream.newest_shown = Some(seq);
+                }
+            }
+        });
+        self.form.window_ui(
+            &ctx,
+            &self.live.state,
+            &self.live.describe,
+            theme,
+            &mut self.commands,
+        );
+        self.toasts_ui(&ctx);
+        self.stream.handle_keys(&ctx, &mut self.commands);
+        self.apply_commands(&ctx);
+        self.run_options(&ctx);
+        // Things that change with time alone ask for their own next frame; nothing else does.
+        if self.live.retry_in().is_some() || self.stream.view.filter().is_time_relative() {
+            ctx.request_repaint_after(Duration::from_millis(250));
+        } else if self.live.rate_per_sec() > 0.0 {
+            ctx.request_repaint_after(Duration::from_secs(1));
+        }
+        let ui_secs = self.frame_start.elapsed().as_secs_f32();
+        self.stats
+            .record(self.frame_start, ui_secs, prev_frame_cpu_secs);
+    }
+
+    /// Ingest: what `logic` does every frame, and while the window is hidden.
+    pub fn ingest(&mut self, ctx: &egui::Context) {
+        self.frame_start = Instant::now();
+        let report = self.live.drain(DRAIN_BUDGET);
+        self.received_total += report.events as u64;
+        if report.more {
+            ctx.request_repaint();
+        }
+        if self
+            .stream
+            .update(&self.live.store, self.clock.now_us(), SCAN_BUDGET)
+        {
+            ctx.request_repaint();
+        }
+        self.step_export();
+        self.poll_dialogs();
+    }
+}
+
+impl eframe::App for CandybarApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.ingest(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        self.frame_ui(ui, frame.info().cpu_usage);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        let persisted = Persisted {
+            theme: self.theme.choice,
+            tz: self.tz,
+            filter: self.filter_text.clone(),
+            detail_open: self.detail_open,
+            form: Some(self.form.clone()),
+        };
+        eframe::set_value(storage, STORAGE_KEY, &persisted);
+    }
+
+    fn on_exit(&mut self) {
+        self.write_stats();
+    }
+}
+
+const FILTER_HELP: &[(&str, &str)] = &[
+    ("agent.*.completed", "type glob: * one word, # any words"),
+    ("theboard.#", "everything under a prefix"),
+    (
+        "domain:llm",
+        "by domain (also source:, agent:, session:, corr:)",
+    ),
+    (
+        "errors",
+        "error and failed events (also status:completed …)",
+    ),
+    ("last:15m", "received in the last 15 minutes (s, m, h, d)"),
+    ("\"timeout\"", "text anywhere in the payload"),
+    ("a AND b, a OR b, NOT a, ( )", "combine; a space means AND"),
+];
+
+/// The source description for the top bar: masked and short.
+fn short_source(describe: &str) -> String {
+    let masked = mask_url(describe);
+    masked.chars().take(48).collect()
+}
+
+fn save_png(path: &Path, image: &egui::ColorImage) -> Result<(), String> {
+    let [w, h] = image.size;
+    let mut rgba = Vec::with_capacity(w * h * 4);
+    for p in &image.pixels {
+        rgba.extend_from_slice(&p.to_array());
+    }
+    image::save_buffer(path, &rgba, w as u32, h as u32, image::ColorType::Rgba8)
+        .map_err(|e| format!("cannot save the screenshot to {}: {e}", path.display()))
+}
+
+/// Fills `store` with `n` demo events, received over the last `n / 1000` seconds (benchmarks and
+/// `--preload`).
+pub fn preload_demo(store: &mut EventStore, n: u64, registry: &Registry) {
+    let mut demo = Demo::new(DemoConfig::default(), registry);
+    let end = now_us();
+    let start = end - (n as i64) * 1000;
+    for i in 0..n {
+        store.insert(&demo.next_message(start + i as i64 * 1000));
+    }
+    store.flush();
+}

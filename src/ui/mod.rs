@@ -1,0 +1,168 @@
+//! The window (eframe on wgpu). Views only read the live model and issue [`Command`]s, which the
+//! app applies in one place at the end of the frame.
+//!
+//! - [`app`]: the shell (top bar, navigation, status bar), ingest each frame, commands.
+//! - [`stream`]: the event table. [`detail`]: one event. [`stats`]: the cards above the table.
+//! - [`connection`]: the Connection dialog. [`export`]: writing events to a file off the UI thread.
+//! - [`theme`], [`time_fmt`], [`frame_stats`]: colours, times, the window's own measurements.
+
+pub mod app;
+pub mod connection;
+pub mod detail;
+pub mod export;
+pub mod frame_stats;
+pub mod stats;
+pub mod stream;
+pub mod theme;
+pub mod time_fmt;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::cli::{SourceArgs, SourceChoice};
+use crate::core::export::ExportFormat;
+use crate::live::Live;
+pub use app::{AppInit, CandybarApp, Clock, RunOptions};
+pub use connection::ConnectRequest;
+pub use theme::ThemeChoice;
+
+/// What a view asks the app to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    SetFilter(String),
+    Select(u64),
+    OpenDetail(bool),
+    ToggleDetail,
+    /// Esc outside a text field: close the detail pane, else clear the selection.
+    Escape,
+    Copy(String),
+    ExportFiltered(ExportFormat),
+    ExportEvent(u64),
+    Connect(ConnectRequest),
+    OpenConnectionDialog,
+    SetTheme(ThemeChoice),
+}
+
+/// Flags of the window (bare `candybar`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct WindowArgs {
+    /// Colour theme (default: the last one chosen, else dark)
+    #[arg(long, value_enum)]
+    pub theme: Option<ThemeChoice>,
+    /// Save a PNG of the window, then exit (after --exit-after seconds, default 3)
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
+    /// Close the window after this many seconds
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+    /// Write the window's frame statistics as JSON on exit (for `candybar bench window`)
+    #[arg(long, value_name = "PATH")]
+    pub stats_out: Option<PathBuf>,
+    /// Fill the store with this many demo events before the first frame (benchmarks)
+    #[arg(long, value_name = "N")]
+    pub preload: Option<u64>,
+    /// Show times in UTC instead of local time
+    #[arg(long)]
+    pub utc: bool,
+}
+
+/// Opens the window on the source the flags and config choose. Call with a tokio runtime
+/// entered (sources run on it); blocks until the window closes.
+pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let settings = source.settings()?;
+    let mut live = Live::new(settings.file.store.store_config());
+    if let Some(n) = args.preload {
+        app::preload_demo(&mut live.store, n, &settings.registry);
+    }
+    let choice = source.choose(&settings, live.store.config().body_cap_bytes);
+    let mut form = connection::ConnectionForm {
+        exchange: source.exchange(&settings),
+        ..connection::ConnectionForm::default()
+    };
+    if let Some(url) = source.amqp_url(&settings) {
+        form.set_url(&url);
+    }
+    let (handle, demo_reason) = match choice {
+        SourceChoice::Demo {
+            cfg,
+            registry,
+            reason,
+        } => {
+            form.kind = connection::SourceKind::Demo;
+            form.demo_rate = cfg.rate_per_sec;
+            (
+                crate::sources::demo::spawn(cfg, registry),
+                Some(reason.to_owned()),
+            )
+        }
+        SourceChoice::Amqp(cfg) => {
+            form.kind = connection::SourceKind::Amqp;
+            form.binding_keys = cfg.binding_keys.join(" ");
+            if let crate::sources::amqp::QueueMode::Durable(q) = &cfg.queue {
+                form.durable = true;
+                form.queue.clone_from(q);
+            }
+            (crate::sources::amqp::spawn(cfg), None)
+        }
+        SourceChoice::Replay(cfg) => {
+            form.kind = connection::SourceKind::Replay;
+            form.replay_path = cfg.path.display().to_string();
+            (crate::sources::replay::spawn(cfg), None)
+        }
+    };
+    live.connect(handle, demo_reason);
+    let init = AppInit {
+        live,
+        theme: args.theme,
+        tz: args.utc.then_some(time_fmt::TimeZoneChoice::Utc),
+        clock: Clock::System,
+        options: RunOptions {
+            screenshot: args.screenshot.clone(),
+            exit_after_secs: args
+                .exit_after
+                .or_else(|| args.screenshot.as_ref().map(|_| 3.0))
+                .filter(|s| s.is_finite() && *s >= 0.0),
+            stats_out: args.stats_out.clone(),
+        },
+        form: Some(form),
+        started,
+        prefetch: settings.file.amqp.prefetch.unwrap_or(1000),
+        registry: settings.registry.clone(),
+    };
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("candybar")
+            .with_app_id("candybar")
+            .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([640.0, 400.0]),
+        persist_window: true,
+        ..eframe::NativeOptions::default()
+    };
+    let exit = std::sync::Arc::new(parking_lot::Mutex::new(ExitCode::SUCCESS));
+    let exit_in_app = exit.clone();
+    eframe::run_native(
+        "candybar",
+        native,
+        Box::new(move |cc| {
+            let mut app = CandybarApp::new(cc, init);
+            app.set_exit_slot(exit_in_app);
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}{}", display_hint()))?;
+    let code = *exit.lock();
+    Ok(code)
+}
+
+/// What to try when no window can be opened.
+fn display_hint() -> &'static str {
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        " (no display: set DISPLAY, or run under Xvfb; `candybar tail` works without one)"
+    } else {
+        " (is a Vulkan or OpenGL driver installed? on Debian/Ubuntu: mesa-vulkan-drivers libegl1)"
+    }
+}

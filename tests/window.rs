@@ -1,0 +1,238 @@
+//! The window, driven like a user would (`egui_kittest`): rows from a seeded demo feed, typing a
+//! filter, a parse error at its column, opening an event, copying it, exporting the filtered set,
+//! and pictures of the main window in both themes.
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable as _;
+use egui_kittest::{Harness, SnapshotOptions};
+
+use candybar::core::demo::{Demo, DemoConfig};
+use candybar::core::export::ExportFormat;
+use candybar::core::registry::Registry;
+use candybar::core::store::StoreConfig;
+use candybar::live::Live;
+use candybar::sources::SourceState;
+use candybar::ui::{AppInit, CandybarApp, Clock, ThemeChoice};
+
+/// 2026-01-01 12:00:00 UTC.
+const T0_US: i64 = 1_767_268_800_000_000;
+const EVENTS: i64 = 600;
+
+/// An app over 600 seeded demo events received 10 ms apart, with a fixed clock.
+fn app(theme: ThemeChoice) -> Harness<'static, CandybarApp> {
+    let mut live = Live::new(StoreConfig::default());
+    let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
+    for i in 0..EVENTS {
+        live.store.insert(&demo.next_message(T0_US + i * 10_000));
+    }
+    live.describe = "demo feed (seeded)".into();
+    live.demo_reason = Some("test".into());
+    live.state = SourceState::Connected {
+        detail: "demo".into(),
+    };
+    let mut init = AppInit::new(live);
+    init.theme = Some(theme);
+    init.tz = Some(candybar::ui::time_fmt::TimeZoneChoice::Utc);
+    init.clock = Clock::Fixed(T0_US + EVENTS * 10_000);
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| CandybarApp::new(cc, init));
+    harness.run_steps(3);
+    harness
+}
+
+fn filter_field<'h>(harness: &'h Harness<'_, CandybarApp>) -> egui_kittest::Node<'h> {
+    harness.get_by_role(Role::TextInput)
+}
+
+fn type_filter(harness: &mut Harness<'_, CandybarApp>, text: &str) {
+    filter_field(harness).click();
+    harness.run_steps(2);
+    filter_field(harness).type_text(text);
+    harness.run_steps(4);
+}
+
+#[test]
+fn the_stream_shows_rows_from_the_demo_feed() {
+    let harness = app(ThemeChoice::Dark);
+    let app = harness.state();
+    assert_eq!(app.stream.view.len(), EVENTS as usize);
+    // The newest rows are in view (follow), and their types are on screen.
+    let newest = app.live.store.get(EVENTS as u64 - 1).unwrap();
+    assert!(
+        !harness
+            .get_all_by_label(&newest.kind)
+            .collect::<Vec<_>>()
+            .is_empty(),
+        "the newest event's type {} is not on screen",
+        newest.kind
+    );
+    harness.get_by_label("600 events");
+    harness.get_by_role_and_label(Role::Button, "Total events");
+    harness.get_by_label(" DEMO ");
+}
+
+#[test]
+fn typing_a_filter_narrows_the_rows_and_shows_the_count() {
+    let mut harness = app(ThemeChoice::Dark);
+    type_filter(&mut harness, "domain:llm");
+    let app = harness.state();
+    let shown = app.stream.view.len();
+    assert!(
+        shown > 0 && shown < EVENTS as usize,
+        "{shown} rows for domain:llm"
+    );
+    for i in 0..shown {
+        let seq = app.stream.view.get(i).unwrap();
+        assert_eq!(app.live.store.get(seq).unwrap().domain, "llm");
+    }
+    harness.get_by_label(&format!("{shown} of 600"));
+    // Rows of other domains are gone from the screen.
+    assert!(harness.query_by_label("tool.mutation.write").is_none());
+}
+
+#[test]
+fn a_filter_parse_error_points_at_its_column() {
+    let mut harness = app(ThemeChoice::Dark);
+    type_filter(&mut harness, "domain:llm AND (errors");
+    let app = harness.state();
+    let (col, message) = app
+        .filter_error
+        .clone()
+        .expect("an unclosed parenthesis is an error");
+    assert_eq!(col, 23, "the error is at the end, where ')' is missing");
+    assert!(
+        message.contains("column 16"),
+        "and names the '(': {message}"
+    );
+    harness.get_by_label_contains(&format!("✖ filter, column {col}"));
+    // The last good filter (none) keeps running: every event is still shown.
+    assert_eq!(app.stream.view.len(), EVENTS as usize);
+}
+
+#[test]
+fn clicking_a_row_opens_the_detail_and_copy_puts_the_event_on_the_clipboard() {
+    let mut harness = app(ThemeChoice::Dark);
+    type_filter(&mut harness, "llm.response");
+    let first = harness.get_all_by_label("llm.response").next().unwrap();
+    first.click();
+    harness.run_steps(3);
+    let app = harness.state();
+    assert!(app.detail_open, "a click opens the detail pane");
+    let seq = app.stream.selected.expect("a click selects the row");
+    let event = app.live.store.get(seq).unwrap();
+    assert_eq!(event.kind, "llm.response");
+    harness.get_by_label("Metadata");
+    harness.get_by_label("routing key");
+
+    harness.get_by_label("📋 Copy event").click();
+    harness.step();
+    let copied: Vec<String> = harness
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            egui::OutputCommand::CopyText(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copied.len(), 1, "one copy: {copied:?}");
+    let json: serde_json::Value = serde_json::from_str(&copied[0]).unwrap();
+    assert_eq!(json["type"], "llm.response");
+    assert_eq!(json["seq"], seq);
+
+    // Esc closes the pane (focus is not in a text field after the click).
+    harness.key_press(egui::Key::Escape);
+    harness.run_steps(2);
+    assert!(!harness.state().detail_open);
+}
+
+#[test]
+fn clicking_the_error_card_filters_to_errors() {
+    let mut harness = app(ThemeChoice::Dark);
+    harness
+        .get_by_role_and_label(Role::Button, "Error rate")
+        .click();
+    harness.run_steps(3);
+    let app = harness.state();
+    assert_eq!(app.filter_text, "errors");
+    assert!(app.stream.view.len() < EVENTS as usize);
+}
+
+#[test]
+fn export_writes_the_filtered_events() {
+    let mut harness = app(ThemeChoice::Dark);
+    type_filter(&mut harness, "domain:agent");
+    let shown = harness.state().stream.view.len();
+    let dir = tempfile::tempdir().unwrap();
+    for format in ExportFormat::ALL {
+        let path = dir.path().join(format!("out.{}", format.extension()));
+        harness.state_mut().start_export(&path, format);
+        for _ in 0..200 {
+            if harness.state().export.is_none() {
+                break;
+            }
+            harness.step();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(
+            harness.state().export.is_none(),
+            "{format:?} export did not finish"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let domains: Vec<String> = match format {
+            ExportFormat::Ndjson => text
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["domain"].to_string()
+                })
+                .collect(),
+            ExportFormat::Json => serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["domain"].to_string())
+                .collect(),
+            ExportFormat::Csv => csv::Reader::from_reader(text.as_bytes())
+                .records()
+                .map(|r| format!("\"{}\"", &r.unwrap()[5]))
+                .collect(),
+        };
+        assert_eq!(domains.len(), shown, "{format:?}");
+        assert!(domains.iter().all(|d| d == "\"agent\""), "{format:?}");
+    }
+    // A file that cannot be written is reported, not a panic.
+    harness.state_mut().start_export(
+        std::path::Path::new("/nonexistent/x.csv"),
+        ExportFormat::Csv,
+    );
+    harness.run_steps(2);
+    harness.get_by_label_contains("the folder does not exist");
+}
+
+fn snapshot(harness: &mut Harness<'_, CandybarApp>, name: &str) {
+    // The frame-rate figures depend on the machine: mask them.
+    let fps = harness.get_by_label_contains("ms/frame").rect();
+    harness.mask(fps);
+    harness.snapshot_options(
+        name,
+        &SnapshotOptions::new().threshold(1.0).max_failed_pixels(200),
+    );
+}
+
+#[test]
+fn snapshot_dark_with_detail() {
+    let mut harness = app(ThemeChoice::Dark);
+    let first = harness.get_all_by_label("llm.response").next().unwrap();
+    first.click();
+    harness.run_steps(4);
+    snapshot(&mut harness, "main_dark_detail");
+}
+
+#[test]
+fn snapshot_light() {
+    let mut harness = app(ThemeChoice::Light);
+    snapshot(&mut harness, "main_light");
+}
