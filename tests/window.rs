@@ -236,3 +236,44 @@ fn snapshot_light() {
     let mut harness = app(ThemeChoice::Light);
     snapshot(&mut harness, "main_light");
 }
+
+#[test]
+fn a_disconnection_shows_as_a_separator_row() {
+    let mut harness = app(ThemeChoice::Dark);
+    let at = T0_US + EVENTS * 10_000;
+    harness
+        .state_mut()
+        .live
+        .store
+        .record_gap(at, at + 4_000_000, "connection reset by the broker");
+    let mut demo = Demo::new(
+        DemoConfig {
+            seed: 9,
+            ..DemoConfig::default()
+        },
+        &Registry::example(),
+    );
+    for i in 0..5 {
+        let m = demo.next_message(at + 4_000_000 + i * 10_000);
+        harness.state_mut().live.store.insert(&m);
+    }
+    harness.run_steps(4);
+    harness.get_by_label_contains("disconnected for 4.0 s");
+    harness.get_by_label_contains("connection reset by the broker");
+}
+
+#[test]
+fn the_connection_dialog_explains_a_bad_url() {
+    let mut harness = app(ThemeChoice::Dark);
+    harness.get_by_label("Connection…").click();
+    harness.run_steps(3);
+    harness.get_by_label("RabbitMQ").click();
+    harness.run_steps(2);
+    harness.state_mut().form.url = "http://rabbit:5672".into();
+    harness.run_steps(1);
+    harness.get_by_label("Connect").click();
+    harness.run_steps(3);
+    harness.get_by_label_contains("must start with amqp://");
+    // The running source was not replaced by a broken one.
+    assert_eq!(harness.state().live.describe, "demo feed (seeded)");
+}

@@ -35,6 +35,9 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// The ASR server: speech end → final latency and real-time factor over WAV clips.
     Asr(AsrBenchArgs),
+    /// The window (needs a display; use Xvfb headless): first frame, CPU per frame with a million
+    /// events and 20,000 events/s, event → visible row, idle CPU.
+    Window(super::bench_window::WindowBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -77,6 +80,9 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Store(a) => bench_store(&a),
         BenchCommand::Ingest(a) => bench_ingest(&a, source).await?,
         BenchCommand::Asr(a) => bench_asr(&a).await?,
+        BenchCommand::Window(a) => {
+            tokio::task::block_in_place(|| super::bench_window::bench_window(&a))?
+        }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 
 mod asr;
 mod bench;
+mod bench_window;
 mod publish;
 mod tail;
 

@@ -49,14 +49,20 @@ async fn run(cfg: DemoSourceConfig, registry: Registry, describe: String, tx: So
     let tick = Duration::from_millis(10);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let per_tick = cfg.rate_per_sec.max(0.0) * tick.as_secs_f64();
-    let mut owed = 0.0;
+    let rate = cfg.rate_per_sec.max(0.0);
+    // Pace by the clock, not by ticks: a late tick (a busy machine) sends what is owed, so the
+    // rate holds. A backlog is capped at a second's worth so a stall does not turn into a flood.
+    let start = tokio::time::Instant::now();
+    let mut scheduled = 0u64; // events the clock has asked for so far (less skipped backlog)
     let mut sent = 0u64;
     loop {
         interval.tick().await;
-        owed += per_tick;
-        while owed >= 1.0 {
-            owed -= 1.0;
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        if due.saturating_sub(scheduled) > rate as u64 + 1 {
+            scheduled = due - rate as u64;
+        }
+        while scheduled < due {
+            scheduled += 1;
             if cfg.limit.is_some_and(|l| sent >= l) {
                 let _ = tx.send(SourceMsg::State(SourceState::Finished)).await;
                 return;

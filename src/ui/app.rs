@@ -699,6 +699,7 @@ impl CandybarApp {
 
     /// Everything a frame does, drawing into `ui` (the whole window).
     pub fn frame_ui(&mut self, ui: &mut egui::Ui, prev_frame_cpu_secs: Option<f32>) {
+        let ui_start = Instant::now();
         let ctx = ui.ctx().clone();
         let theme = self.theme;
         if ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::F)))
@@ -796,7 +797,7 @@ impl CandybarApp {
         } else if self.live.rate_per_sec() > 0.0 {
             ctx.request_repaint_after(Duration::from_secs(1));
         }
-        let ui_secs = self.frame_start.elapsed().as_secs_f32();
+        let ui_secs = ui_start.elapsed().as_secs_f32();
         self.stats
             .record(self.frame_start, ui_secs, prev_frame_cpu_secs);
     }
@@ -817,6 +818,8 @@ impl CandybarApp {
         }
         self.step_export();
         self.poll_dialogs();
+        self.stats
+            .record_ingest(self.frame_start.elapsed().as_secs_f32());
     }
 }
 

@@ -19,6 +19,13 @@ pub struct FrameStats {
     recent_ui_secs: VecDeque<f32>,
     /// Whole-run histograms in microseconds.
     ui_us: Histogram<u64>,
+    /// Moving arrived events into the store (before the ui pass).
+    ingest_us: Histogram<u64>,
+    /// eframe's frame CPU less our ingest: ui + tessellation + handing the frame to the GPU.
+    render_us: Histogram<u64>,
+    /// Ingest seconds of the previous and the current frame (eframe reports a frame's CPU time
+    /// one frame late).
+    ingest_secs: [f32; 2],
     /// eframe's figure: ui + tessellation + handing the frame to the GPU (minus vsync waits).
     frame_cpu_us: Histogram<u64>,
     /// New event received → first frame that shows it.
@@ -33,8 +40,14 @@ pub struct StatsReport {
     pub frames: u64,
     pub wall_secs: f64,
     pub first_frame_ms: Option<f64>,
+    /// The ui pass alone (layout of every panel and view), without ingest.
     pub ui_ms: Percentiles,
+    /// Draining the sources into the store, per frame.
+    pub ingest_ms: Percentiles,
+    /// eframe's figure: ingest + ui + tessellation + handing the frame to the GPU.
     pub frame_cpu_ms: Percentiles,
+    /// The same less ingest, frame by frame: ui + tessellation + handing the frame to the GPU.
+    pub render_cpu_ms: Percentiles,
     pub shown_latency_ms: Percentiles,
     /// Process CPU time over the run (user + system), from /proc.
     pub process_cpu_secs: Option<f64>,
@@ -77,6 +90,9 @@ impl FrameStats {
             recent_starts: VecDeque::with_capacity(RECENT_FRAMES),
             recent_ui_secs: VecDeque::with_capacity(RECENT_FRAMES),
             ui_us: histogram(),
+            ingest_us: histogram(),
+            render_us: histogram(),
+            ingest_secs: [0.0; 2],
             frame_cpu_us: histogram(),
             shown_latency_us: histogram(),
             first_frame_ms: None,
@@ -107,7 +123,14 @@ impl FrameStats {
         let _ = self.ui_us.record((f64::from(ui_secs) * 1e6) as u64);
         if let Some(s) = prev_frame_cpu_secs.filter(|s| s.is_finite() && *s >= 0.0) {
             let _ = self.frame_cpu_us.record((f64::from(s) * 1e6) as u64);
+            let render = (f64::from(s) - f64::from(self.ingest_secs[0])).max(0.0);
+            let _ = self.render_us.record((render * 1e6) as u64);
         }
+    }
+
+    pub fn record_ingest(&mut self, secs: f32) {
+        let _ = self.ingest_us.record((f64::from(secs) * 1e6) as u64);
+        self.ingest_secs = [self.ingest_secs[1], secs];
     }
 
     pub fn record_shown_latency(&mut self, latency_us: i64) {
@@ -155,6 +178,8 @@ impl FrameStats {
             wall_secs: self.started.elapsed().as_secs_f64(),
             first_frame_ms: self.first_frame_ms,
             ui_ms: Percentiles::of(&self.ui_us),
+            ingest_ms: Percentiles::of(&self.ingest_us),
+            render_cpu_ms: Percentiles::of(&self.render_us),
             frame_cpu_ms: Percentiles::of(&self.frame_cpu_us),
             shown_latency_ms: Percentiles::of(&self.shown_latency_us),
             process_cpu_secs: process_cpu_secs(),

@@ -1,0 +1,180 @@
+//! `candybar bench window`: the real window (this binary, release build) on the current display —
+//! under Xvfb on a headless machine — in three runs:
+//!
+//! 1. cold start: launch → first frame (from the app's own clock);
+//! 2. loaded: a million stored events and the demo feed at 20,000 events/s; the app's CPU per frame
+//!    (its own ui time, and eframe's figure that adds tessellation and handing the frame to the
+//!    GPU) and event received → row on screen;
+//! 3. idle: no events; process CPU over a quiet period, read from /proc from outside.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::{Value, json};
+
+#[derive(Args, Debug)]
+pub struct WindowBenchArgs {
+    /// Seconds the loaded run lasts
+    #[arg(long, default_value_t = 20.0)]
+    secs: f64,
+    /// Events stored before the loaded run starts
+    #[arg(long, default_value_t = 1_000_000)]
+    preload: u64,
+    /// Demo feed rate in the loaded run, events/s
+    #[arg(long, default_value_t = 20_000.0)]
+    rate: f64,
+    /// Seconds of the idle measurement (after a 3 s settle)
+    #[arg(long, default_value_t = 10.0)]
+    idle_secs: f64,
+}
+
+/// User + system CPU seconds of process `pid` (Linux /proc).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+}
+
+fn spawn(args: &[String], dir: &Path) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("cannot find candybar's own executable")?;
+    Command::new(exe)
+        .args(args)
+        .env("XDG_DATA_HOME", dir) // a fresh window state, not the user's
+        .env("CANDYBAR_CONFIG", dir.join("none.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start the window")
+}
+
+fn wait(mut child: Child, limit: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "the window exited with {status}");
+            return Ok(());
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            anyhow::bail!("the window did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read_stats(path: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("no stats at {}", path.display()))?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+fn s(v: &impl ToString) -> String {
+    v.to_string()
+}
+
+pub fn bench_window(a: &WindowBenchArgs) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some(),
+        "no display: run under Xvfb, e.g. `Xvfb :99 & DISPLAY=:99 candybar bench window`"
+    );
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    let stats = dir.join("stats.json");
+    let stats_arg = s(&stats.display());
+
+    // 1. Cold start.
+    let child = spawn(
+        &[
+            s(&"--demo"),
+            s(&"--exit-after"),
+            s(&2),
+            s(&"--stats-out"),
+            stats_arg.clone(),
+        ],
+        dir,
+    )?;
+    wait(child, Duration::from_mins(1))?;
+    let cold = read_stats(&stats)?;
+
+    // 2. Loaded.
+    let child = spawn(
+        &[
+            s(&"--demo"),
+            s(&"--demo-rate"),
+            s(&a.rate),
+            s(&"--preload"),
+            s(&a.preload),
+            s(&"--exit-after"),
+            s(&a.secs),
+            s(&"--stats-out"),
+            stats_arg.clone(),
+        ],
+        dir,
+    )?;
+    let pid = child.id();
+    // Process CPU over the second half of the run (the preload and start-up are over by then).
+    std::thread::sleep(Duration::from_secs_f64(a.secs / 2.0));
+    let (c0, t0) = (cpu_secs(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs_f64(a.secs / 2.0 - 1.0));
+    let loaded_cpu = cpu_secs(pid)
+        .zip(c0)
+        .map(|(c1, c0)| (c1 - c0) / t0.elapsed().as_secs_f64());
+    wait(child, Duration::from_secs_f64(a.secs + 120.0))?;
+    let loaded = read_stats(&stats)?;
+
+    // 3. Idle.
+    let settle = 3.0;
+    let child = spawn(
+        &[
+            s(&"--demo"),
+            s(&"--demo-rate"),
+            s(&0),
+            s(&"--exit-after"),
+            s(&(settle + a.idle_secs + 1.0)),
+            s(&"--stats-out"),
+            stats_arg,
+        ],
+        dir,
+    )?;
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs_f64(settle));
+    let (c0, t0) = (cpu_secs(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs_f64(a.idle_secs));
+    let idle_cpu = cpu_secs(pid)
+        .zip(c0)
+        .map(|(c1, c0)| (c1 - c0) / t0.elapsed().as_secs_f64());
+    wait(child, Duration::from_secs_f64(a.idle_secs + 60.0))?;
+    let idle = read_stats(&stats)?;
+
+    Ok(json!({
+        "bench": "window",
+        "cpus": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        "first_frame_ms": cold["first_frame_ms"],
+        "loaded": {
+            "preload_events": a.preload,
+            "rate_per_sec": a.rate,
+            "secs": a.secs,
+            "frames": loaded["frames"],
+            "events_received": loaded["events_received"],
+            // From the first frame (after the preload) to exit.
+            "received_per_sec": loaded["events_received"].as_f64().zip(loaded["wall_secs"].as_f64()).zip(loaded["first_frame_ms"].as_f64())
+                .map(|((n, wall), first_ms)| (n / (wall - first_ms / 1e3)).round()),
+            "first_frame_after_preload_ms": loaded["first_frame_ms"],
+            "events_stored": loaded["events_stored"],
+            "ui_ms": loaded["ui_ms"],
+            "ingest_ms": loaded["ingest_ms"],
+            "frame_cpu_ms": loaded["frame_cpu_ms"],
+            "render_cpu_ms": loaded["render_cpu_ms"],
+            "shown_latency_ms": loaded["shown_latency_ms"],
+            "process_cpu_share": loaded_cpu,
+        },
+        "idle": {
+            "secs": a.idle_secs,
+            "frames": idle["frames"],
+            "process_cpu_share": idle_cpu,
+        },
+    }))
+}
