@@ -116,3 +116,48 @@ fn bad_audio_and_missing_models_are_explained() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cannot load model"), "{err}");
 }
+
+/// The engine's decode options: word times line up with the words, and a decode can be stopped.
+#[test]
+fn word_times_and_stopping_a_decode() {
+    use candybar::asr::engine::{DecodeOptions, Engine};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    let Some(model) = test_model() else { return };
+    let _one_at_a_time = model_lock();
+    let engine = Engine::load(&model).unwrap();
+    let mut worker = engine.worker(2).unwrap();
+    let clip = &fixtures()[0];
+    let samples = candybar::asr::audio::read_wav(std::path::Path::new(clip)).unwrap();
+    let audio_ms = samples.len() as u64 * 1000 / 16_000;
+
+    let opts = DecodeOptions {
+        word_times: true,
+        abort: Some(Arc::new(AtomicBool::new(false))),
+        ..DecodeOptions::default()
+    };
+    let t = worker.transcribe_with(&samples, &opts).unwrap();
+    assert!(!t.text.is_empty());
+    assert_eq!(
+        t.words.len(),
+        candybar::asr::wer::words(&t.text).len(),
+        "{t:?}"
+    );
+    for pair in t.words.windows(2) {
+        assert!(pair[0].start_ms <= pair[1].start_ms, "{:?}", t.words);
+    }
+    let last = t.words.last().unwrap();
+    assert!(
+        last.end_ms <= audio_ms + 100 && last.end_ms > audio_ms / 2,
+        "{last:?} of {audio_ms} ms"
+    );
+
+    // A raised flag stops the decode: an error, not text, and the worker stays usable.
+    let stop = DecodeOptions {
+        abort: Some(Arc::new(AtomicBool::new(true))),
+        ..DecodeOptions::default()
+    };
+    assert!(worker.transcribe_with(&samples, &stop).is_err());
+    assert_eq!(worker.transcribe(&samples).unwrap().text, t.text);
+}

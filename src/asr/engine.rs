@@ -141,12 +141,34 @@ pub struct Segment {
     pub end_ms: u64,
 }
 
+/// A word of the transcript and where it sits in the audio (from token timestamps: ±100 ms).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Word {
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+/// How to run one decode.
+#[derive(Clone, Debug, Default)]
+pub struct DecodeOptions {
+    /// Text said just before this audio (the committed words): context for spelling and case.
+    pub prompt: Option<String>,
+    /// Set to stop the decode early (its result is then an error).
+    pub abort: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Compute word times ([`Transcript::words`]).
+    pub word_times: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Transcript {
     pub text: String,
     /// Mean token probability of the text tokens, 0..1.
     pub confidence: f32,
     pub segments: Vec<Segment>,
+    /// The words of `text` with their times; empty when the tokens could not be split into the
+    /// same words as the text.
+    pub words: Vec<Word>,
     pub audio_ms: u64,
     pub decode_ms: u64,
 }
@@ -159,6 +181,15 @@ pub struct Worker {
 impl Worker {
     /// Transcribes 16 kHz mono samples in -1..1 (English, greedy, deterministic).
     pub fn transcribe(&mut self, samples: &[f32]) -> Result<Transcript, AsrError> {
+        self.transcribe_with(samples, &DecodeOptions::default())
+    }
+
+    #[allow(clippy::too_many_lines)] // one decode, its settings, then reading its result
+    pub fn transcribe_with(
+        &mut self,
+        samples: &[f32],
+        opts: &DecodeOptions,
+    ) -> Result<Transcript, AsrError> {
         let started = Instant::now();
         let audio_ms = samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
         // whisper.cpp refuses less than a second; pad short clips with silence.
@@ -182,12 +213,30 @@ impl Worker {
         params.set_print_special(false);
         params.set_print_timestamps(false);
         params.set_audio_ctx(audio_ctx_for(pcm.len()));
+        params.set_token_timestamps(opts.word_times);
+        if let Some(prompt) = opts.prompt.as_deref().filter(|p| !p.is_empty()) {
+            params.set_initial_prompt(prompt);
+        }
+        if let Some(flag) = &opts.abort {
+            // SAFETY: the user data is the flag's address; `opts` keeps the flag alive until
+            // `full` below returns, and `abort_requested` only reads it atomically.
+            #[allow(unsafe_code)]
+            unsafe {
+                params.set_abort_callback(Some(abort_requested));
+                params.set_abort_callback_user_data(
+                    std::sync::Arc::as_ptr(flag)
+                        .cast_mut()
+                        .cast::<std::ffi::c_void>(),
+                );
+            }
+        }
         self.state
             .full(params, pcm)
             .map_err(|e| AsrError::Decode(e.to_string()))?;
 
         let mut text = String::new();
         let mut segments = Vec::new();
+        let mut words: Vec<Word> = Vec::new();
         let (mut prob_sum, mut prob_n) = (0.0f32, 0u32);
         for seg in self.state.as_iter() {
             let seg_text = seg
@@ -205,6 +254,31 @@ impl Worker {
                 if is_text {
                     prob_sum += tok.token_probability();
                     prob_n += 1;
+                    let piece = tok
+                        .to_str_lossy()
+                        .map(std::borrow::Cow::into_owned)
+                        .unwrap_or_default();
+                    let data = tok.token_data();
+                    let (t0, t1) = (
+                        u64::try_from(data.t0).unwrap_or(0) * 10,
+                        u64::try_from(data.t1).unwrap_or(0) * 10,
+                    );
+                    // A token that begins with a space begins a word.
+                    match words.last_mut() {
+                        Some(w) if !piece.starts_with(' ') => {
+                            w.text.push_str(&piece);
+                            w.end_ms = w.end_ms.max(t1);
+                        }
+                        _ => {
+                            if !piece.trim().is_empty() {
+                                words.push(Word {
+                                    text: piece.trim_start().to_owned(),
+                                    start_ms: t0,
+                                    end_ms: t1,
+                                });
+                            }
+                        }
+                    }
                 }
             }
             if seg_text.is_empty() {
@@ -225,14 +299,33 @@ impl Worker {
         } else {
             (prob_sum / prob_n as f32).clamp(0.0, 1.0)
         };
+        // Words as the commit policy counts them (punctuation-only tokens are not words).
+        words.retain(|w| !super::wer::words(&w.text).is_empty());
+        if !opts.word_times || words.len() != super::wer::words(&text).len() {
+            words.clear();
+        }
         Ok(Transcript {
             text,
             confidence,
             segments,
+            words,
             audio_ms,
             decode_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// whisper.cpp asks this between steps of a decode whether to stop. whisper-rs 0.16's safe
+/// wrapper for it is unsound (it casts its boxed closure to the wrong type and aborts decodes at
+/// random), hence this one `unsafe` function: `data` is an `AtomicBool` (see `transcribe_with`).
+#[allow(unsafe_code)]
+unsafe extern "C" fn abort_requested(data: *mut std::ffi::c_void) -> bool {
+    if data.is_null() {
+        return false;
+    }
+    // SAFETY: `data` points at the `AtomicBool` of `DecodeOptions::abort`, alive for the decode.
+    let flag = unsafe { &*data.cast::<std::sync::atomic::AtomicBool>() };
+    flag.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Encoder context for `samples` of audio: 50 frames a second plus a margin, at most the full

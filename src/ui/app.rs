@@ -20,7 +20,7 @@ use super::stats::{CardFigures, cards_ui};
 use super::stream::{StreamViewState, format_bytes, format_count};
 use super::theme::{Theme, ThemeChoice};
 use super::time_fmt::TimeZoneChoice;
-use crate::config::mask_url;
+use crate::config::mask_secrets_in;
 use crate::core::demo::{Demo, DemoConfig};
 use crate::core::export::{ExportEncoder, ExportFormat};
 use crate::core::filter::Filter;
@@ -438,7 +438,7 @@ impl CandybarApp {
                 .add(egui::Button::new(source_label).frame(false))
                 .on_hover_text(format!(
                     "{}\n{state}{}\nclick to change the source",
-                    mask_url(&self.live.describe),
+                    mask_secrets_in(&self.live.describe),
                     self.live
                         .demo_reason
                         .as_deref()
@@ -562,7 +562,7 @@ impl CandybarApp {
             }
             super::theme::dot(ui, color);
             let bus = if self.live.is_demo() { "demo feed" } else { "bus" };
-            ui.label(format!("{bus}: {state}")).on_hover_text(mask_url(&self.live.describe));
+            ui.label(format!("{bus}: {state}")).on_hover_text(mask_secrets_in(&self.live.describe));
             ui.separator();
             ui.label(format!("{:.0} events/s", self.live.rate_per_sec()));
             ui.separator();
@@ -697,6 +697,57 @@ impl CandybarApp {
         }
     }
 
+    /// Stats cards, the follow toggle and the stream (or what to do while it is empty).
+    fn central_ui(&mut self, ui: &mut egui::Ui) {
+        let theme = self.theme;
+        let figures = CardFigures::read(&self.live.store, self.clock.now_us());
+        cards_ui(ui, &figures, theme, &mut self.commands);
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            let mut follow = self.stream.follow;
+            if ui
+                .toggle_value(&mut follow, "⬇ Follow")
+                .on_hover_text("keep the newest event in view (scrolling up stops it)")
+                .changed()
+            {
+                self.stream.set_follow(follow);
+            }
+            if let Some((col, msg)) = &self.filter_error {
+                ui.label(
+                    RichText::new(format!("✖ filter, column {col}: {msg}")).color(theme.bad()),
+                );
+            }
+        });
+        if self.live.store.is_empty() {
+            ui.add_space(40.0);
+            ui.vertical_centered(|ui| {
+                let (_, state) = state_text(&self.live.state, theme);
+                ui.label(RichText::new("Waiting for events…").heading());
+                ui.label(format!(
+                    "{} — {state}",
+                    mask_secrets_in(&self.live.describe)
+                ));
+                if ui.button("Change the source…").clicked() {
+                    self.commands.push(Command::OpenConnectionDialog);
+                }
+            });
+        } else {
+            let newest =
+                self.stream
+                    .table_ui(ui, &self.live.store, theme, self.tz, &mut self.commands);
+            if let Some(seq) = newest
+                && self.stream.newest_shown.is_none_or(|n| seq > n)
+            {
+                if self.stream.newest_shown.is_some()
+                    && let Some(meta) = self.live.store.meta(seq)
+                {
+                    self.stats.record_shown_latency(now_us() - meta.received_us);
+                }
+                self.stream.newest_shown = Some(seq);
+            }
+        }
+    }
+
     /// Everything a frame does, drawing into `ui` (the whole window).
     pub fn frame_ui(&mut self, ui: &mut egui::Ui, prev_frame_cpu_secs: Option<f32>) {
         let ui_start = Instant::now();
@@ -735,51 +786,7 @@ impl CandybarApp {
                         .ui(ui, &self.live.store, theme, self.tz, &mut self.commands);
                 });
         }
-        egui::CentralPanel::default().show(ui, |ui| {
-            let figures = CardFigures::read(&self.live.store, self.clock.now_us());
-            cards_ui(ui, &figures, theme, &mut self.commands);
-            ui.add_space(4.0);
-            ui.horizontal(|ui| {
-                let mut follow = self.stream.follow;
-                if ui
-                    .toggle_value(&mut follow, "⬇ Follow")
-                    .on_hover_text("keep the newest event in view (scrolling up stops it)")
-                    .changed()
-                {
-                    self.stream.set_follow(follow);
-                }
-                if let Some((col, msg)) = &self.filter_error {
-                    ui.label(
-                        RichText::new(format!("✖ filter, column {col}: {msg}")).color(theme.bad()),
-                    );
-                }
-            });
-            if self.live.store.is_empty() {
-                ui.add_space(40.0);
-                ui.vertical_centered(|ui| {
-                    let (_, state) = state_text(&self.live.state, theme);
-                    ui.label(RichText::new("Waiting for events…").heading());
-                    ui.label(format!("{} — {state}", mask_url(&self.live.describe)));
-                    if ui.button("Change the source…").clicked() {
-                        self.commands.push(Command::OpenConnectionDialog);
-                    }
-                });
-            } else {
-                let newest =
-                    self.stream
-                        .table_ui(ui, &self.live.store, theme, self.tz, &mut self.commands);
-                if let Some(seq) = newest
-                    && self.stream.newest_shown.is_none_or(|n| seq > n)
-                {
-                    if self.stream.newest_shown.is_some()
-                        && let Some(meta) = self.live.store.meta(seq)
-                    {
-                        self.stats.record_shown_latency(now_us() - meta.received_us);
-                    }
-                    self.stream.newest_shown = Some(seq);
-                }
-            }
-        });
+        egui::CentralPanel::default().show(ui, |ui| self.central_ui(ui));
         self.form.window_ui(
             &ctx,
             &self.live.state,
@@ -864,10 +871,19 @@ const FILTER_HELP: &[(&str, &str)] = &[
     ("a AND b, a OR b, NOT a, ( )", "combine; a space means AND"),
 ];
 
-/// The source description for the top bar: masked and short.
+/// The source description for the top bar: "`RabbitMQ` host:port · exchange X", or the first
+/// 48 characters of other descriptions.
 fn short_source(describe: &str) -> String {
-    let masked = mask_url(describe);
-    masked.chars().take(48).collect()
+    let (first, rest) = describe.split_once(' ').unwrap_or((describe, ""));
+    if let Ok(u) = url::Url::parse(first)
+        && u.scheme().starts_with("amqp")
+    {
+        let host = u.host_str().unwrap_or("?");
+        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let exchange = rest.split(" keys ").next().unwrap_or(rest);
+        return format!("RabbitMQ {host}{port} · {exchange}");
+    }
+    mask_secrets_in(describe).chars().take(48).collect()
 }
 
 fn save_png(path: &Path, image: &egui::ColorImage) -> Result<(), String> {
@@ -890,4 +906,23 @@ pub fn preload_demo(store: &mut EventStore, n: u64, registry: &Registry) {
         store.insert(&demo.next_message(start + i as i64 * 1000));
     }
     store.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_bar_names_the_broker_not_its_password() {
+        assert_eq!(
+            short_source(
+                "amqp://guest:****@127.0.0.1:5672/%2f exchange events keys # (private queue)"
+            ),
+            "RabbitMQ 127.0.0.1:5672 · exchange events"
+        );
+        assert_eq!(
+            short_source("demo feed (40 events/s, seed 1)"),
+            "demo feed (40 events/s, seed 1)"
+        );
+    }
 }

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Command;
 use super::theme::Theme;
-use crate::config::mask_url;
 use crate::sources::SourceState;
 use crate::sources::amqp::DEFAULT_DURABLE_QUEUE;
 
@@ -264,7 +263,7 @@ impl ConnectionForm {
                 ui.horizontal(|ui| {
                     let (color, text) = state_text(state, theme);
                     super::theme::dot(ui, color);
-                    ui.label(RichText::new(mask_url(describe)).weak());
+                    ui.label(RichText::new(crate::config::mask_secrets_in(describe)).weak());
                     ui.label(text);
                 });
                 ui.horizontal(|ui| {
