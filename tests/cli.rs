@@ -196,3 +196,33 @@ fn help_is_there_for_every_command() {
         assert!(out.contains("Usage"), "{args:?}: {out}");
     }
 }
+
+#[test]
+fn registry_check_describes_a_registry_and_points_at_broken_yaml() {
+    let example = support::repo().join("assets/registry.example.yaml");
+    let (code, out, err) = support::run(&["registry", "check", support::path_str(&example)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("exchange: bloodbank.events.v1"), "{out}");
+    assert!(
+        out.contains("layers (") && out.contains("subscriptions ("),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("valid"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "services:\n  a: [unclosed\n").unwrap();
+    let (code, _, err) = support::run(&["registry", "check", support::path_str(&broken)]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("broken.yaml:2:"), "line and column: {err}");
+
+    let dangling = dir.path().join("dangling.yaml");
+    std::fs::write(
+        &dangling,
+        "services:\n  a: {name: A}\ntopology:\n  ingest: [a, ghost]\n",
+    )
+    .unwrap();
+    let (code, out, _) = support::run(&["registry", "check", support::path_str(&dangling)]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("unknown service \"ghost\""), "{out}");
+}

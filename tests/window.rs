@@ -277,3 +277,51 @@ fn the_connection_dialog_explains_a_bad_url() {
     // The running source was not replaced by a broken one.
     assert_eq!(harness.state().live.describe, "demo feed (seeded)");
 }
+
+#[test]
+fn keys_move_the_selection_and_scrolling_up_stops_following() {
+    let mut harness = app(ThemeChoice::Dark);
+    assert!(harness.state().stream.follow);
+    harness.key_press(egui::Key::ArrowUp);
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().stream.selected,
+        Some(EVENTS as u64 - 1),
+        "the newest row"
+    );
+    harness.key_press(egui::Key::ArrowUp);
+    harness.run_steps(2);
+    assert_eq!(harness.state().stream.selected, Some(EVENTS as u64 - 2));
+    assert!(!harness.state().stream.follow, "moving up leaves the end");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    assert!(harness.state().detail_open, "Enter opens the detail");
+    harness.key_press(egui::Key::End);
+    harness.run_steps(2);
+    assert_eq!(harness.state().stream.selected, Some(EVENTS as u64 - 1));
+    assert!(harness.state().stream.follow, "End follows again");
+
+    // The mouse wheel up over the table stops following.
+    let row = harness
+        .get_all_by_label("Time")
+        .next()
+        .unwrap()
+        .rect()
+        .center()
+        + egui::vec2(0.0, 200.0);
+    harness.hover_at(row);
+    harness.event(egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta: egui::vec2(0.0, 300.0),
+        modifiers: egui::Modifiers::NONE,
+        phase: egui::TouchPhase::Move,
+    });
+    harness.run_steps(6);
+    assert!(
+        !harness.state().stream.follow,
+        "scrolling up stops following"
+    );
+    harness.get_by_label("⬇ Follow").click();
+    harness.run_steps(4);
+    assert!(harness.state().stream.follow);
+}

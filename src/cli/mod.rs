@@ -5,6 +5,7 @@ mod asr;
 mod bench;
 mod bench_window;
 mod publish;
+mod registry;
 mod tail;
 
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ enum Command {
     /// Speech to text with the built-in Whisper engine.
     #[command(subcommand)]
     Asr(asr::AsrCommand),
+    /// The platform's registry.yaml: `check FILE` validates it and prints what candybar reads.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 /// Where events come from. Shared by the window and `tail`.
@@ -276,6 +280,7 @@ pub fn main() -> ExitCode {
                     asr::serve(args, &cli.source).await
                 }
                 Some(Command::Asr(cmd)) => tokio::task::block_in_place(|| asr::run(cmd)),
+                Some(Command::Registry(cmd)) => Ok(registry::run(&cmd)),
                 None => Ok(ExitCode::SUCCESS),
             }
         })

@@ -206,6 +206,9 @@ impl StreamViewState {
     ) -> Option<u64> {
         let rows = RowMap::new(&self.view, store.gaps());
         let total = rows.total();
+        // Read before the table consumes it: the wheel or a drag moves the view.
+        let (wheel_y, dragging) =
+            ui.input(|i| (i.smooth_scroll_delta.y, i.pointer.is_decidedly_dragging()));
         let interner = store.interner();
         // A click anywhere on a row selects it, so cell text is not selectable.
         ui.style_mut().interaction.selectable_labels = false;
@@ -327,10 +330,12 @@ impl StreamViewState {
         // Follow state from where the table is: scrolled to the end means following.
         let at_bottom = output.state.offset.y + output.inner_rect.height()
             >= output.content_size.y - ROW_HEIGHT * 0.5;
-        let user_scrolled =
-            ui.input(|i| i.smooth_scroll_delta.y != 0.0 || i.pointer.is_decidedly_dragging());
-        if user_scrolled && ui.rect_contains_pointer(output.inner_rect) {
-            self.follow = at_bottom;
+        if ui.rect_contains_pointer(output.inner_rect) {
+            if wheel_y > 0.0 {
+                self.follow = false; // up, away from the newest
+            } else if wheel_y < 0.0 || dragging {
+                self.follow = at_bottom;
+            }
         }
         newest_drawn
     }
