@@ -325,3 +325,26 @@ fn keys_move_the_selection_and_scrolling_up_stops_following() {
     harness.run_steps(4);
     assert!(harness.state().stream.follow);
 }
+
+#[test]
+fn charts_show_the_demo_domains_and_a_click_filters_the_stream() {
+    let mut harness = app(ThemeChoice::Dark);
+    harness.get_by_label("📈 Charts").click();
+    harness.run_steps(4);
+    harness.get_by_label("Events per second, by domain");
+    harness.get_by_label_contains("Latency (receive");
+    // The legend names the demo's domains.
+    for domain in ["agent", "llm", "tool"] {
+        assert!(
+            harness.query_all_by_label(domain).count() >= 1,
+            "no {domain} in the legend"
+        );
+    }
+    snapshot(&mut harness, "charts_dark");
+    harness.get_by_label("llm.response").click();
+    harness.run_steps(4);
+    let app = harness.state();
+    assert_eq!(app.filter_text, "llm.response");
+    assert_eq!(app.view, candybar::ui::View::Stream);
+    assert!(!app.stream.view.is_empty() && app.stream.view.len() < EVENTS as usize);
+}

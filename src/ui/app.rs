@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use egui::{Align, Key, KeyboardShortcut, Layout, Modifiers, RichText};
 use serde::{Deserialize, Serialize};
 
-use super::Command;
+use super::charts::ChartsViewState;
 use super::connection::{ConnectRequest, ConnectionForm, state_text};
 use super::detail::DetailState;
 use super::export::{ExportJob, ExportStatus};
@@ -20,6 +20,7 @@ use super::stats::{CardFigures, cards_ui};
 use super::stream::{StreamViewState, format_bytes, format_count};
 use super::theme::{Theme, ThemeChoice};
 use super::time_fmt::TimeZoneChoice;
+use super::{Command, View};
 use crate::config::mask_secrets_in;
 use crate::core::demo::{Demo, DemoConfig};
 use crate::core::export::{ExportEncoder, ExportFormat};
@@ -107,6 +108,7 @@ struct Persisted {
     filter: String,
     detail_open: bool,
     form: Option<ConnectionForm>,
+    view: View,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -137,7 +139,9 @@ struct DialogResult {
 
 pub struct CandybarApp {
     pub live: Live,
+    pub view: View,
     pub stream: StreamViewState,
+    pub charts: ChartsViewState,
     pub detail: DetailState,
     pub detail_open: bool,
     /// The filter field's text (may not parse; the view keeps the last good filter).
@@ -178,7 +182,9 @@ impl CandybarApp {
         form.open = false;
         let mut app = Self {
             live: init.live,
+            view: persisted.view,
             stream: StreamViewState::default(),
+            charts: ChartsViewState::default(),
             detail: DetailState::default(),
             detail_open: persisted.detail_open,
             filter_text: String::new(),
@@ -358,6 +364,7 @@ impl CandybarApp {
                 Command::ExportEvent(seq) => self.save_dialog(SavePurpose::Event(seq)),
                 Command::Connect(req) => self.connect(req),
                 Command::OpenConnectionDialog => self.form.open = true,
+                Command::SetView(view) => self.view = view,
                 Command::SetTheme(choice) => {
                     self.theme = Theme::new(choice);
                     ctx.set_visuals(self.theme.visuals());
@@ -703,6 +710,16 @@ impl CandybarApp {
         let figures = CardFigures::read(&self.live.store, self.clock.now_us());
         cards_ui(ui, &figures, theme, &mut self.commands);
         ui.add_space(4.0);
+        if self.view == View::Charts {
+            self.charts.ui(
+                ui,
+                &self.live.store,
+                self.clock.now_us(),
+                theme,
+                &mut self.commands,
+            );
+            return;
+        }
         ui.horizontal(|ui| {
             let mut follow = self.stream.follow;
             if ui
@@ -768,10 +785,21 @@ impl CandybarApp {
             .exact_size(92.0)
             .show(ui, |ui| {
                 ui.add_space(6.0);
-                // Flow, Charts, Constellation, Health and Dictation join here as they land.
-                let _ = ui.add_sized([80.0, 28.0], egui::Button::selectable(true, "☰ Stream"));
+                for view in View::ALL {
+                    let selected = self.view == view;
+                    if ui
+                        .add_sized(
+                            [80.0, 28.0],
+                            egui::Button::selectable(selected, view.label()),
+                        )
+                        .clicked()
+                    {
+                        self.commands.push(Command::SetView(view));
+                    }
+                }
             });
         if self.detail_open
+            && self.view == View::Stream
             && let Some(seq) = self.stream.selected
         {
             if !self.detail.load(&self.live.store, seq) {
@@ -799,7 +827,10 @@ impl CandybarApp {
         self.apply_commands(&ctx);
         self.run_options(&ctx);
         // Things that change with time alone ask for their own next frame; nothing else does.
-        if self.live.retry_in().is_some() || self.stream.view.filter().is_time_relative() {
+        if self.live.retry_in().is_some()
+            || self.stream.view.filter().is_time_relative()
+            || (self.view == View::Charts && self.live.rate_per_sec() > 0.0)
+        {
             ctx.request_repaint_after(Duration::from_millis(250));
         } else if self.live.rate_per_sec() > 0.0 {
             ctx.request_repaint_after(Duration::from_secs(1));
@@ -846,6 +877,7 @@ impl eframe::App for CandybarApp {
             filter: self.filter_text.clone(),
             detail_open: self.detail_open,
             form: Some(self.form.clone()),
+            view: self.view,
         };
         eframe::set_value(storage, STORAGE_KEY, &persisted);
     }

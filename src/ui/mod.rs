@@ -2,11 +2,13 @@
 //! app applies in one place at the end of the frame.
 //!
 //! - [`app`]: the shell (top bar, navigation, status bar), ingest each frame, commands.
-//! - [`stream`]: the event table. [`detail`]: one event. [`stats`]: the cards above the table.
+//! - [`stream`]: the event table. [`charts`]: rates, histograms, top lists.
+//! - [`detail`]: one event. [`stats`]: the cards above the table.
 //! - [`connection`]: the Connection dialog. [`export`]: writing events to a file off the UI thread.
 //! - [`theme`], [`time_fmt`], [`frame_stats`]: colours, times, the window's own measurements.
 
 pub mod app;
+pub mod charts;
 pub mod connection;
 pub mod detail;
 pub mod export;
@@ -29,6 +31,27 @@ pub use app::{AppInit, CandybarApp, Clock, RunOptions};
 pub use connection::ConnectRequest;
 pub use theme::ThemeChoice;
 
+/// The views of the central panel, in the order of the navigation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum View {
+    #[default]
+    Stream,
+    Charts,
+}
+
+impl View {
+    // Flow, Constellation, Health and Dictation join here as they land.
+    pub const ALL: [Self; 2] = [Self::Stream, Self::Charts];
+
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Stream => "☰ Stream",
+            Self::Charts => "📈 Charts",
+        }
+    }
+}
+
 /// What a view asks the app to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -44,6 +67,7 @@ pub enum Command {
     Connect(ConnectRequest),
     OpenConnectionDialog,
     SetTheme(ThemeChoice),
+    SetView(View),
 }
 
 /// Flags of the window (bare `candybar`).
