@@ -292,14 +292,7 @@ fn top_ui(
                     .on_hover_text("show these in the Stream")
                     .clicked()
                 {
-                    let value = if name
-                        .chars()
-                        .all(|c| c.is_alphanumeric() || "-_.:".contains(c))
-                    {
-                        name.to_owned()
-                    } else {
-                        format!("\"{}\"", name.replace('"', "\\\""))
-                    };
+                    let value = super::detail::quote(name);
                     commands.push(Command::SetFilter(format!("{filter_prefix}{value}")));
                     commands.push(Command::SetView(View::Stream));
                 }

@@ -203,7 +203,7 @@ impl DetailState {
 }
 
 /// `s` quoted for the filter language when it holds anything but word characters.
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     if s.chars().all(|c| c.is_alphanumeric() || "-_.:".contains(c)) {
         s.to_owned()
     } else {
