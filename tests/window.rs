@@ -348,3 +348,52 @@ fn charts_show_the_demo_domains_and_a_click_filters_the_stream() {
     assert_eq!(app.view, candybar::ui::View::Stream);
     assert!(!app.stream.view.is_empty() && app.stream.view.len() < EVENTS as usize);
 }
+
+#[test]
+fn a_changed_registry_reloads_and_a_broken_one_is_reported() {
+    use candybar::ui::app::RegistryStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.yaml");
+    std::fs::write(&path, "services:\n  a: {}\n").unwrap();
+    let mut live = Live::new(StoreConfig::default());
+    live.describe = "demo feed (seeded)".into();
+    let mut init = AppInit::new(live);
+    init.registry = candybar::core::registry::Registry::from_yaml("services:\n  a: {}\n").unwrap();
+    init.registry_path = Some(path.clone());
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| CandybarApp::new(cc, init));
+    harness.run_steps(2);
+    harness.get_by_label("registry: 1 services");
+
+    let wait_for = |harness: &mut Harness<'_, CandybarApp>,
+                    what: &dyn Fn(&RegistryStatus) -> bool| {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < end {
+            harness.step();
+            if what(&harness.state().registry_status) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!(
+            "registry status stayed {:?}",
+            harness.state().registry_status
+        );
+    };
+    std::fs::write(&path, "services:\n  a: {}\n  b: {}\n").unwrap();
+    wait_for(&mut harness, &|s| {
+        matches!(s, RegistryStatus::Loaded { services: 2, .. })
+    });
+    harness.run_steps(2);
+    harness.get_by_label("registry: 2 services");
+
+    std::fs::write(&path, "services:\n  a: [unclosed\n").unwrap();
+    wait_for(&mut harness, &|s| {
+        matches!(s, RegistryStatus::Problem { .. })
+    });
+    harness.run_steps(2);
+    harness.get_by_label("registry: ✖ not reloaded");
+    // The last good registry stays in use.
+    assert_eq!(harness.state().registry.services.len(), 2);
+}

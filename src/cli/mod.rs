@@ -180,6 +180,12 @@ impl SourceArgs {
             .unwrap_or_else(|| "events".into())
     }
 
+    /// The registry file the user named (flag, then config / `CANDYBAR_REGISTRY`).
+    #[must_use]
+    pub fn registry_path(&self, s: &Settings) -> Option<PathBuf> {
+        self.registry.clone().or_else(|| s.file.registry.clone())
+    }
+
     pub fn amqp_url(&self, s: &Settings) -> Option<String> {
         self.amqp.clone().or_else(|| s.file.amqp.url.clone())
     }

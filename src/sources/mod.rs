@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod demo;
+pub mod registry_watch;
 pub mod replay;
 
 use std::sync::Arc;

@@ -31,6 +31,7 @@ use crate::core::time::{Micros, now_us};
 use crate::live::Live;
 use crate::sources::amqp::{AmqpConfig, QueueMode};
 use crate::sources::demo::DemoSourceConfig;
+use crate::sources::registry_watch::{RegistryUpdate, RegistryWatch};
 use crate::sources::replay::{Pace, ReplayConfig};
 use crate::sources::{SourceState, amqp, demo, replay};
 
@@ -79,6 +80,8 @@ pub struct AppInit {
     pub prefetch: u16,
     /// What the demo feed simulates.
     pub registry: Registry,
+    /// The platform's registry.yaml, watched for changes.
+    pub registry_path: Option<PathBuf>,
 }
 
 impl AppInit {
@@ -95,6 +98,7 @@ impl AppInit {
             started: Instant::now(),
             prefetch: 1000,
             registry: Registry::example(),
+            registry_path: None,
         }
     }
 }
@@ -121,6 +125,22 @@ struct Toast {
     text: String,
     level: ToastLevel,
     until: Instant,
+}
+
+/// What the status bar says about the registry.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RegistryStatus {
+    /// None configured: the bundled example drives the demo feed.
+    Example,
+    Loaded {
+        path: PathBuf,
+        services: usize,
+    },
+    /// The file is broken or gone; the last good registry stays in use.
+    Problem {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// Why a file dialog was opened.
@@ -162,7 +182,11 @@ pub struct CandybarApp {
     focus_filter: bool,
     exit_slot: Option<Arc<parking_lot::Mutex<ExitCode>>>,
     prefetch: u16,
-    registry: Registry,
+    /// The last good registry (the bundled example when none is configured).
+    pub registry: Registry,
+    /// The watched file and the state of its last read.
+    pub registry_status: RegistryStatus,
+    registry_watch: Option<RegistryWatch>,
     received_total: u64,
     ctx: egui::Context,
 }
@@ -204,10 +228,28 @@ impl CandybarApp {
             focus_filter: false,
             exit_slot: None,
             prefetch: init.prefetch,
+            registry_status: match &init.registry_path {
+                Some(path) => RegistryStatus::Loaded {
+                    path: path.clone(),
+                    services: init.registry.services.len(),
+                },
+                None => RegistryStatus::Example,
+            },
             registry: init.registry,
+            registry_watch: None,
             received_total: 0,
             ctx,
         };
+        if let Some(path) = &init.registry_path {
+            let waker = app.ctx.clone();
+            match RegistryWatch::start(path, move || waker.request_repaint()) {
+                Ok(w) => app.registry_watch = Some(w),
+                Err(e) => app.toast(
+                    ToastLevel::Error,
+                    format!("the registry will not reload by itself: {e}"),
+                ),
+            }
+        }
         if !persisted.filter.is_empty() {
             app.apply_filter_text(persisted.filter);
         }
@@ -370,6 +412,39 @@ impl CandybarApp {
                     ctx.set_visuals(self.theme.visuals());
                 }
             }
+        }
+    }
+
+    /// Applies registry reloads: a good file replaces the registry, a broken one is reported
+    /// and the last good registry stays.
+    fn poll_registry(&mut self) {
+        let Some(watch) = &self.registry_watch else {
+            return;
+        };
+        let updates: Vec<RegistryUpdate> = watch.rx.try_iter().collect();
+        let path = match &self.registry_status {
+            RegistryStatus::Loaded { path, .. } | RegistryStatus::Problem { path, .. } => {
+                path.clone()
+            }
+            RegistryStatus::Example => return,
+        };
+        for update in updates {
+            self.registry_status = match update {
+                RegistryUpdate::Loaded(r) => {
+                    let services = r.services.len();
+                    self.registry = *r;
+                    RegistryStatus::Loaded {
+                        path: path.clone(),
+                        services,
+                    }
+                }
+                RegistryUpdate::Broken(message) | RegistryUpdate::Unreadable(message) => {
+                    RegistryStatus::Problem {
+                        path: path.clone(),
+                        message,
+                    }
+                }
+            };
         }
     }
 
@@ -573,6 +648,19 @@ impl CandybarApp {
             ui.separator();
             ui.label(format!("{:.0} events/s", self.live.rate_per_sec()));
             ui.separator();
+            match &self.registry_status {
+                RegistryStatus::Example => {}
+                RegistryStatus::Loaded { path, services } => {
+                    ui.label(format!("registry: {services} services"))
+                        .on_hover_text(format!("{} (reloads when it changes)", path.display()));
+                    ui.separator();
+                }
+                RegistryStatus::Problem { message, .. } => {
+                    ui.label(RichText::new("registry: ✖ not reloaded").color(theme.bad()))
+                        .on_hover_text(format!("{message}\nthe last good registry stays in use"));
+                    ui.separator();
+                }
+            }
             let store = &self.live.store;
             let fill = store.fill() as f32;
             ui.add(
@@ -856,6 +944,7 @@ impl CandybarApp {
         }
         self.step_export();
         self.poll_dialogs();
+        self.poll_registry();
         self.stats
             .record_ingest(self.frame_start.elapsed().as_secs_f32());
     }

@@ -156,6 +156,7 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
         started,
         prefetch: settings.file.amqp.prefetch.unwrap_or(1000),
         registry: settings.registry.clone(),
+        registry_path: source.registry_path(&settings),
     };
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
