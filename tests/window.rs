@@ -397,3 +397,25 @@ fn a_changed_registry_reloads_and_a_broken_one_is_reported() {
     // The last good registry stays in use.
     assert_eq!(harness.state().registry.services.len(), 2);
 }
+
+#[test]
+fn health_lists_the_registry_services_and_a_click_filters_the_stream() {
+    let mut harness = app(ThemeChoice::Dark);
+    harness.get_by_label("♥ Health").click();
+    harness.run_steps(4);
+    // The demo feed's services have been heard from: healthy; the planned one says so.
+    assert!(harness.query_all_by_label("hookd").count() >= 1);
+    snapshot(&mut harness, "health_dark");
+    assert!(harness.query_all_by_label("healthy").count() >= 3);
+    assert!(harness.query_all_by_label("planned").count() >= 1);
+    harness
+        .get_all_by_label("llm-gateway")
+        .next()
+        .unwrap()
+        .click();
+    harness.run_steps(4);
+    let app = harness.state();
+    assert_eq!(app.filter_text, "source:llm-gateway");
+    assert_eq!(app.view, candybar::ui::View::Stream);
+    assert!(!app.stream.view.is_empty());
+}

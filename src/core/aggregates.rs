@@ -12,6 +12,81 @@ use super::time::{MICROS_PER_SEC, Micros};
 /// How many seconds of per-second rates are kept.
 pub const RATE_WINDOW_SECS: usize = 3600;
 
+/// What the Health view needs to know about one source, kept since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    pub events: u64,
+    pub errors: u64,
+    pub last_received_us: Micros,
+    /// Events in the current and the previous whole minute (for a rate without a series).
+    minute: i64,
+    this_minute: u32,
+    last_minute: u32,
+}
+
+impl SourceStats {
+    fn add(&mut self, received_us: Micros, error: bool) {
+        self.events += 1;
+        self.errors += u64::from(error);
+        self.last_received_us = self.last_received_us.max(received_us);
+        let minute = received_us.div_euclid(60 * MICROS_PER_SEC);
+        if minute > self.minute {
+            self.last_minute = if minute == self.minute + 1 {
+                self.this_minute
+            } else {
+                0
+            };
+            self.this_minute = 0;
+            self.minute = minute;
+        }
+        if minute == self.minute {
+            self.this_minute = self.this_minute.saturating_add(1);
+        }
+    }
+
+    /// Adds another source's figures (a service that publishes under several source names).
+    pub fn merge(&mut self, o: &SourceStats) {
+        self.events += o.events;
+        self.errors += o.errors;
+        self.last_received_us = self.last_received_us.max(o.last_received_us);
+        if o.minute > self.minute {
+            self.last_minute = if o.minute == self.minute + 1 {
+                self.this_minute
+            } else {
+                0
+            };
+            self.this_minute = 0;
+            self.minute = o.minute;
+        }
+        if o.minute == self.minute {
+            self.this_minute = self.this_minute.saturating_add(o.this_minute);
+            self.last_minute = self.last_minute.saturating_add(o.last_minute);
+        } else if o.minute + 1 == self.minute {
+            self.last_minute = self.last_minute.saturating_add(o.this_minute);
+        }
+    }
+
+    /// Events per minute: the last whole minute, or the current one if it already has more.
+    #[must_use]
+    pub fn per_minute(&self, now_us: Micros) -> u32 {
+        let now_minute = now_us.div_euclid(60 * MICROS_PER_SEC);
+        match now_minute - self.minute {
+            0 => self.last_minute.max(self.this_minute),
+            1 => self.this_minute,
+            _ => 0,
+        }
+    }
+
+    #[must_use]
+    pub fn error_share(&self) -> f64 {
+        if self.events == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.events as f64
+        }
+    }
+}
+
 /// Per-second counts for the last [`RATE_WINDOW_SECS`] seconds.
 #[derive(Clone)]
 pub struct RateSeries {
@@ -92,6 +167,8 @@ pub struct Aggregates {
     /// Receive time minus publish time, in microseconds (events that carry a publish time).
     pub latency_us: Histogram<u64>,
     pub size_bytes: Histogram<u64>,
+    /// Per source (the envelope's `source.app` / producer): counts, errors, last seen.
+    pub by_source: FxHashMap<Sym, SourceStats>,
     pub first_received_us: Option<Micros>,
     pub last_received_us: Option<Micros>,
 }
@@ -111,6 +188,7 @@ impl Default for Aggregates {
                 .expect("valid bounds"),
             size_bytes: Histogram::new_with_bounds(1, u64::from(u32::MAX), 2)
                 .expect("valid bounds"),
+            by_source: FxHashMap::default(),
             first_received_us: None,
             last_received_us: None,
         }
@@ -118,14 +196,20 @@ impl Default for Aggregates {
 }
 
 impl Aggregates {
+    #[allow(clippy::too_many_arguments)] // one call site: the store's insert
     pub fn record(
         &mut self,
         received_us: Micros,
         published_us: Option<Micros>,
         domain: Sym,
+        source: Sym,
         status: Status,
         size_bytes: u64,
     ) {
+        self.by_source
+            .entry(source)
+            .or_default()
+            .add(received_us, status == Status::Error);
         self.total += 1;
         self.bytes += size_bytes;
         self.by_status[status as usize] += 1;
@@ -162,17 +246,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn source_stats_count_errors_and_recent_minutes() {
+        let mut st = SourceStats::default();
+        let t0 = 1_767_225_600 * MICROS_PER_SEC; // a whole minute
+        for i in 0..30 {
+            st.add(t0 + i * MICROS_PER_SEC, i % 10 == 0);
+        }
+        assert_eq!((st.events, st.errors), (30, 3));
+        assert_eq!(st.per_minute(t0 + 40 * MICROS_PER_SEC), 30);
+        st.add(t0 + 61 * MICROS_PER_SEC, false);
+        assert_eq!(
+            st.per_minute(t0 + 62 * MICROS_PER_SEC),
+            30,
+            "the last whole minute"
+        );
+        assert_eq!(
+            st.per_minute(t0 + 10 * 60 * MICROS_PER_SEC),
+            0,
+            "quiet since"
+        );
+        assert_eq!(st.last_received_us, t0 + 61 * MICROS_PER_SEC);
+        let mut sum = SourceStats::default();
+        sum.merge(&st);
+        sum.merge(&st);
+        assert_eq!((sum.events, sum.errors), (62, 6));
+        assert_eq!(sum.per_minute(t0 + 62 * MICROS_PER_SEC), 60);
+    }
+
+    #[test]
     fn rates_per_second_and_window() {
         let mut a = Aggregates::default();
         let base = 1_767_225_600 * MICROS_PER_SEC;
         for i in 0..10 {
-            a.record(base + i * 100_000, None, Sym(5), Status::Other, 300); // 10 in second 0
+            a.record(base + i * 100_000, None, Sym(5), Sym(7), Status::Other, 300); // 10 in second 0
         }
         for i in 0..3 {
             a.record(
                 base + MICROS_PER_SEC * 2 + i,
                 Some(base),
                 Sym(6),
+                Sym(8),
                 Status::Error,
                 10,
             );
@@ -190,9 +303,11 @@ mod tests {
             base + 3600 * MICROS_PER_SEC + 5 * MICROS_PER_SEC,
             None,
             Sym(5),
+            Sym(7),
             Status::Other,
             1,
         );
+        assert_eq!(a.by_source[&Sym(8)].errors, 3);
         assert_eq!(a.rate.at(s0), 0);
     }
 }

@@ -473,6 +473,7 @@ impl EventStore {
             meta.received_us,
             d.published_us,
             meta.domain,
+            meta.source,
             meta.status,
             size_bytes,
         );

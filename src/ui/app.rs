@@ -798,15 +798,29 @@ impl CandybarApp {
         let figures = CardFigures::read(&self.live.store, self.clock.now_us());
         cards_ui(ui, &figures, theme, &mut self.commands);
         ui.add_space(4.0);
-        if self.view == View::Charts {
-            self.charts.ui(
-                ui,
-                &self.live.store,
-                self.clock.now_us(),
-                theme,
-                &mut self.commands,
-            );
-            return;
+        match self.view {
+            View::Charts => {
+                self.charts.ui(
+                    ui,
+                    &self.live.store,
+                    self.clock.now_us(),
+                    theme,
+                    &mut self.commands,
+                );
+                return;
+            }
+            View::Health => {
+                super::health::health_ui(
+                    ui,
+                    &self.registry,
+                    &self.live.store,
+                    self.clock.now_us(),
+                    theme,
+                    &mut self.commands,
+                );
+                return;
+            }
+            View::Stream => {}
         }
         ui.horizontal(|ui| {
             let mut follow = self.stream.follow;
@@ -917,7 +931,7 @@ impl CandybarApp {
         // Things that change with time alone ask for their own next frame; nothing else does.
         if self.live.retry_in().is_some()
             || self.stream.view.filter().is_time_relative()
-            || (self.view == View::Charts && self.live.rate_per_sec() > 0.0)
+            || (self.view != View::Stream && self.live.rate_per_sec() > 0.0)
         {
             ctx.request_repaint_after(Duration::from_millis(250));
         } else if self.live.rate_per_sec() > 0.0 {

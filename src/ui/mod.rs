@@ -3,6 +3,7 @@
 //!
 //! - [`app`]: the shell (top bar, navigation, status bar), ingest each frame, commands.
 //! - [`stream`]: the event table. [`charts`]: rates, histograms, top lists.
+//!   [`health`]: the registry's services by the rules in its docs.
 //! - [`detail`]: one event. [`stats`]: the cards above the table.
 //! - [`connection`]: the Connection dialog. [`export`]: writing events to a file off the UI thread.
 //! - [`theme`], [`time_fmt`], [`frame_stats`]: colours, times, the window's own measurements.
@@ -13,6 +14,7 @@ pub mod connection;
 pub mod detail;
 pub mod export;
 pub mod frame_stats;
+pub mod health;
 pub mod stats;
 pub mod stream;
 pub mod theme;
@@ -37,17 +39,19 @@ pub enum View {
     #[default]
     Stream,
     Charts,
+    Health,
 }
 
 impl View {
-    // Flow, Constellation, Health and Dictation join here as they land.
-    pub const ALL: [Self; 2] = [Self::Stream, Self::Charts];
+    // Flow, Constellation and Dictation join here as they land.
+    pub const ALL: [Self; 3] = [Self::Stream, Self::Charts, Self::Health];
 
     #[must_use]
     pub fn label(self) -> &'static str {
         match self {
             Self::Stream => "☰ Stream",
             Self::Charts => "📈 Charts",
+            Self::Health => "♥ Health",
         }
     }
 }
