@@ -31,12 +31,8 @@ pub struct WindowBenchArgs {
     idle_secs: f64,
 }
 
-/// User + system CPU seconds of process `pid` (Linux /proc).
 fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+    crate::ui::frame_stats::cpu_secs_of(&pid.to_string())
 }
 
 fn spawn(args: &[String], dir: &Path) -> anyhow::Result<Child> {

@@ -11,6 +11,7 @@
 
 use egui::{Color32, RichText};
 use egui_extras::{Column, TableBuilder};
+use rustc_hash::FxHashMap;
 
 use super::stream::format_count;
 use super::theme::{ROW_HEIGHT, Theme};
@@ -82,23 +83,25 @@ struct Row {
     stats: SourceStats,
 }
 
-/// The events of a service are those whose source is its name or key, or starts with
-/// `name://` (agents of a service publish as `hermes://agent/…`).
-fn stats_for(name: &str, key: &str, store: &EventStore) -> Option<SourceStats> {
+/// Stats per service, in one pass over the sources. The events of a service are those whose
+/// source is its name or key, or starts with `name://` (agents of a service publish as
+/// `hermes://agent/…`).
+fn stats_by_service(registry: &Registry, store: &EventStore) -> FxHashMap<String, SourceStats> {
+    let mut owner: FxHashMap<&str, &str> = FxHashMap::default();
+    for (key, s) in &registry.services {
+        owner.insert(key, key);
+        owner.insert(s.name.as_deref().unwrap_or(key), key);
+    }
     let interner = store.interner();
-    let mut total: Option<SourceStats> = None;
+    let mut out: FxHashMap<String, SourceStats> = FxHashMap::default();
     for (sym, s) in &store.aggregates().by_source {
         let src = interner.resolve(*sym);
-        let ours = src == name
-            || src == key
-            || src
-                .strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with("://"));
-        if ours {
-            total.get_or_insert_with(SourceStats::default).merge(s);
+        let service = src.split_once("://").map_or(src, |(name, _)| name);
+        if let Some(key) = owner.get(src).or_else(|| owner.get(service)) {
+            out.entry((*key).to_owned()).or_default().merge(s);
         }
     }
-    total
+    out
 }
 
 fn rows(registry: &Registry, store: &EventStore, now_us: Micros) -> Vec<Row> {
@@ -111,12 +114,13 @@ fn rows(registry: &Registry, store: &EventStore, now_us: Micros) -> Vec<Row> {
                 (i, registry.topology[i].0.clone())
             })
     };
+    let stats_of = stats_by_service(registry, store);
     let mut out: Vec<(usize, Row)> = registry
         .services
         .iter()
         .map(|(key, s)| {
             let name = s.name.clone().unwrap_or_else(|| key.clone());
-            let stats = stats_for(&name, key, store);
+            let stats = stats_of.get(key).copied();
             let (order, layer) = layer_of(key);
             let row = Row {
                 key: key.clone(),
