@@ -15,6 +15,24 @@ pub struct FileConfig {
     pub demo: DemoSection,
     /// Path of the platform's `registry.yaml`.
     pub registry: Option<PathBuf>,
+    pub dictation: DictationSection,
+}
+
+/// `[dictation]`: where speech goes. Tokens are not kept here: they come from the keychain or
+/// the environment (`CANDYBAR_ASR_TOKEN`, `CANDYBAR_WEBHOOK_TOKEN`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DictationSection {
+    /// The ASR server's WebSocket endpoint (default `ws://127.0.0.1:8888/asr`).
+    pub server: Option<String>,
+    /// POST each transcript here (`{text, timestamp, source}`).
+    pub webhook_url: Option<String>,
+    /// Publish each transcript on the bus (the `[amqp]` broker).
+    pub bus: Option<bool>,
+    /// Routing key of the bus event (default `talkytonny.transcription.completed`).
+    pub routing_key: Option<String>,
+    /// The history database (default: `history.sqlite3` in the data dir).
+    pub history: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

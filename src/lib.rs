@@ -6,6 +6,8 @@
 //! - [`sources`]: where events come from (`RabbitMQ`, NDJSON replay, the demo simulator), each
 //!   feeding a bounded channel.
 //! - [`asr`]: speech to text: the Whisper engine, model lookup, audio input, word error rate.
+//! - [`voice`]: dictation: the ASR client (our `/asr` protocol and WhisperLiveKit's), the
+//!   transcript history (SQLite, full-text search) and its outbox, the outputs (webhook, bus).
 //! - [`live`]: one source feeding one store — the model the window reads.
 //! - [`ui`]: the window (eframe/egui on wgpu): the Stream view, the detail pane, export.
 //! - [`config`]: configuration from file, environment and flags; secret masking.
@@ -20,3 +22,4 @@ pub mod core;
 pub mod live;
 pub mod sources;
 pub mod ui;
+pub mod voice;

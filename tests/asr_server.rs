@@ -5,53 +5,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use support::{Candybar, model_lock, path_str, repo, test_model};
+use support::{Candybar, asr_server as server, http_get, model_lock, repo};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Starts the server on a free port and waits until /health says the model is loaded.
-fn server(extra: &[&str]) -> Option<(Candybar, String)> {
-    let model = test_model()?;
-    let mut args = vec!["asr", "serve", "--model", path_str(&model), "--port", "0"];
-    args.extend_from_slice(extra);
-    let s = Candybar::spawn(&args);
-    s.wait_stderr("listening on http://", 1, Duration::from_secs(20));
-    let line = s.stderr();
-    let addr = line
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
-    let end = Instant::now() + Duration::from_secs(30);
-    while http_get(&addr, "/health").0 != 200 {
-        assert!(Instant::now() < end, "model never loaded: {}", s.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some((s, addr))
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (code, body)
-}
 
 fn fixture(n: usize) -> (Vec<u8>, String) {
     let dir = repo().join("tests/fixtures/speech");

@@ -71,6 +71,39 @@ pub fn parse_client_text(text: &str) -> Result<ClientText, String> {
     })
 }
 
+/// Routing key of the bus event a transcript becomes (the platform's talkytonny app's).
+pub const TRANSCRIPT_ROUTING_KEY: &str = "talkytonny.transcription.completed";
+
+/// A transcript as a Bloodbank v1 envelope on the bus, payload
+/// `{text, duration_seconds, model, timestamp}`. Used by `asr serve --amqp` and by dictation.
+#[must_use]
+pub fn transcript_event(
+    routing_key: &str,
+    text: &str,
+    duration_ms: u64,
+    model: &str,
+    at_us: crate::core::time::Micros,
+) -> crate::core::event::RawMessage {
+    let time = crate::core::time::format_rfc3339(at_us);
+    let id = format!("{:016x}-{:08x}", at_us, std::process::id());
+    let body = serde_json::json!({
+        "event_id": id,
+        "event_type": routing_key,
+        "timestamp": time,
+        "version": "1.0.0",
+        "source": { "host": crate::sources::amqp::host_name(), "type": "manual", "app": "candybar" },
+        "correlation_ids": [],
+        "payload": { "text": text, "duration_seconds": duration_ms as f64 / 1000.0, "model": model, "timestamp": time },
+    });
+    crate::core::event::RawMessage {
+        received_us: at_us,
+        routing_key: routing_key.to_owned(),
+        props: None,
+        body: body.to_string().into_bytes(),
+        precut: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -206,35 +206,6 @@ fn spawn_bus(
     tx
 }
 
-/// `talkytonny.transcription.completed` as a Bloodbank v1 envelope, payload
-/// `{text, duration_seconds, model, timestamp}`.
-fn transcript_event(
-    routing_key: &str,
-    text: &str,
-    duration_ms: u64,
-    model: &str,
-) -> crate::core::event::RawMessage {
-    let now = now_us();
-    let time = format_rfc3339(now);
-    let id = format!("{:016x}-{:08x}", now, std::process::id());
-    let body = json!({
-        "event_id": id,
-        "event_type": routing_key,
-        "timestamp": time,
-        "version": "1.0.0",
-        "source": { "host": crate::sources::amqp::host_name(), "type": "manual", "app": "candybar" },
-        "correlation_ids": [],
-        "payload": { "text": text, "duration_seconds": duration_ms as f64 / 1000.0, "model": model, "timestamp": time },
-    });
-    crate::core::event::RawMessage {
-        received_us: now,
-        routing_key: routing_key.to_owned(),
-        props: None,
-        body: body.to_string().into_bytes(),
-        precut: None,
-    }
-}
-
 fn load(cfg: &ServerConfig) -> Result<Loaded, AsrError> {
     let engine = Engine::load(&cfg.model)?;
     let workers = (0..cfg.workers.max(1))
@@ -288,7 +259,13 @@ fn publish_transcript(state: &AppState, text: &str, duration_ms: u64) {
     }
     let model = loaded(state).map_or("", |l| l.name.as_str());
     if bus
-        .try_send(transcript_event(&cfg.routing_key, text, duration_ms, model))
+        .try_send(crate::asr::protocol::transcript_event(
+            &cfg.routing_key,
+            text,
+            duration_ms,
+            model,
+            now_us(),
+        ))
         .is_err()
     {
         state.bus_dropped.fetch_add(1, Ordering::Relaxed);

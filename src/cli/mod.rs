@@ -4,6 +4,7 @@
 mod asr;
 mod bench;
 mod bench_window;
+mod dictate;
 mod publish;
 mod registry;
 mod tail;
@@ -57,6 +58,11 @@ enum Command {
     /// The platform's registry.yaml: `check FILE` validates it and prints what candybar reads.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Stream speech to an ASR server, print the text, keep and deliver the transcript.
+    Dictate(dictate::DictateArgs),
+    /// Transcripts kept by dictation: list, search, show, delete, export; retry deliveries.
+    #[command(subcommand)]
+    History(dictate::HistoryCommand),
 }
 
 /// Where events come from. Shared by the window and `tail`.
@@ -287,6 +293,8 @@ pub fn main() -> ExitCode {
                 }
                 Some(Command::Asr(cmd)) => tokio::task::block_in_place(|| asr::run(cmd)),
                 Some(Command::Registry(cmd)) => Ok(registry::run(&cmd)),
+                Some(Command::Dictate(args)) => Box::pin(dictate::run(args, &cli.source)).await,
+                Some(Command::History(cmd)) => dictate::history(cmd, &cli.source).await,
                 None => Ok(ExitCode::SUCCESS),
             }
         })

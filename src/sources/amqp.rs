@@ -495,6 +495,10 @@ impl Publisher {
         }
     }
 
+    pub fn exchange(&self) -> &str {
+        &self.exchange
+    }
+
     /// Connects (if needed), makes sure the exchange exists (declaring a durable topic exchange
     /// when it does not), and turns on confirms.
     pub async fn ensure(&mut self) -> Result<&Channel, AmqpError> {

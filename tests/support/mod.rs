@@ -9,7 +9,7 @@
     clippy::match_wild_err_arm
 )]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -405,4 +405,112 @@ pub fn test_model() -> Option<PathBuf> {
     assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
     eprintln!("NOTE: skipping: {msg}");
     None
+}
+
+/// Starts `candybar asr serve` with the test model on a free port (or the `--port` in `extra`) and waits until /health says the model is loaded.
+pub fn asr_server(extra: &[&str]) -> Option<(Candybar, String)> {
+    let model = test_model()?;
+    let mut args = vec!["asr", "serve", "--model", path_str(&model)];
+    if !extra.contains(&"--port") {
+        args.extend(["--port", "0"]);
+    }
+    args.extend_from_slice(extra);
+    let s = Candybar::spawn(&args);
+    s.wait_stderr("listening on http://", 1, Duration::from_secs(20));
+    let line = s.stderr();
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let end = Instant::now() + Duration::from_secs(30);
+    while http_get(&addr, "/health").0 != 200 {
+        assert!(Instant::now() < end, "model never loaded: {}", s.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((s, addr))
+}
+
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (code, body)
+}
+
+/// Declares a queue (named, not exclusive, so it outlives this helper's connection) bound to
+/// `exchange` with `key`, declaring the exchange too.
+pub fn bind_queue(url: &str, exchange: &str, key: &str) -> String {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+    declare_exchange(url, exchange);
+    let queue = unique("candybar-test-q");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            queue.as_str().into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        conn.close(200, "done".into()).await.unwrap();
+    });
+    queue
+}
+
+/// Takes up to `n` message bodies from `queue`, waiting up to `timeout` for them.
+pub fn take_messages(url: &str, queue: &str, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+    use lapin::options::BasicGetOptions;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let end = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < end {
+            match ch
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+            {
+                Some(m) => out.push(m.delivery.data.clone()),
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        conn.close(200, "done".into()).await.unwrap();
+        out
+    })
 }

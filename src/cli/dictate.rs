@@ -1,0 +1,451 @@
+//! `candybar dictate`: stream speech to an ASR server the way the microphone path does, print
+//! the text as it comes, keep the final transcript in the history and deliver it.
+//! `candybar history`: list, search, show, delete, export transcripts; deliver the outbox.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use tokio::sync::mpsc;
+
+use super::SourceArgs;
+use crate::asr::protocol::TRANSCRIPT_ROUTING_KEY;
+use crate::config::mask_url;
+use crate::core::time::{format_rfc3339, now_us};
+use crate::voice::client::{self, ClientConfig, ClientEvent, ClientState};
+use crate::voice::history::{self, History, NewTranscript, Transcript};
+use crate::voice::outputs::{Bus, Deliverer, Outputs, Webhook};
+
+/// Where transcripts go; shared by `dictate` and `history deliver`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// POST each transcript here as `{text, timestamp, source}` [config: `dictation.webhook_url`]
+    #[arg(long, value_name = "URL", env = "CANDYBAR_WEBHOOK_URL")]
+    webhook: Option<String>,
+    /// Bearer token for the webhook
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CANDYBAR_WEBHOOK_TOKEN",
+        hide_env_values = true
+    )]
+    webhook_token: Option<String>,
+    /// Publish each transcript on the bus (the broker of --amqp / `CANDYBAR_AMQP_URL`)
+    #[arg(long)]
+    bus: bool,
+    /// Routing key of the bus event [default: talkytonny.transcription.completed]
+    #[arg(long, value_name = "KEY")]
+    routing_key: Option<String>,
+    /// The history database [default: history.sqlite3 in the data dir; env: `CANDYBAR_HISTORY`]
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    fn resolve(&self, source: &SourceArgs) -> anyhow::Result<(PathBuf, Outputs)> {
+        let s = source.settings()?;
+        let d = &s.file.dictation;
+        let webhook = self
+            .webhook
+            .clone()
+            .or_else(|| d.webhook_url.clone())
+            .map(|url| Webhook {
+                url,
+                token: self.webhook_token.clone(),
+            });
+        let bus = if self.bus || d.bus == Some(true) {
+            let url = source.amqp_url(&s).context(
+                "--bus needs a broker: give --amqp URL or set CANDYBAR_AMQP_URL or [amqp] url",
+            )?;
+            Some(Bus {
+                url,
+                exchange: source.exchange(&s),
+                routing_key: self
+                    .routing_key
+                    .clone()
+                    .or_else(|| d.routing_key.clone())
+                    .unwrap_or_else(|| TRANSCRIPT_ROUTING_KEY.to_owned()),
+            })
+        } else {
+            None
+        };
+        let path = self
+            .history
+            .clone()
+            .or_else(|| d.history.clone())
+            .unwrap_or_else(history::default_path);
+        Ok((path, Outputs { webhook, bus }))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DictateArgs {
+    /// Stream this WAV file (16 kHz mono 16-bit) as if it were spoken into the microphone
+    #[arg(long, value_name = "FILE", required = true)]
+    wav: PathBuf,
+    /// The ASR server's endpoint, ours or WhisperLiveKit's [default: `ws://127.0.0.1:8888/asr`]
+    #[arg(long, value_name = "URL", env = "CANDYBAR_ASR_SERVER")]
+    server: Option<String>,
+    /// The server's token (sent as Authorization: Bearer)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CANDYBAR_ASR_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Send the audio at the pace it was spoken (as a microphone does), not as fast as possible
+    #[arg(long)]
+    realtime: bool,
+    /// Keep trying to reach the server this long (audio is kept meanwhile)
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    reconnect_secs: u64,
+    /// Keep retrying failed deliveries this long before leaving them in the outbox
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    deliver_secs: u64,
+    /// Print JSON lines (states, text as it changes, the result) instead of text
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    outputs: OutputArgs,
+}
+
+/// Frames of 50 ms, like the microphone path's.
+const FRAME_SAMPLES: usize = 800;
+
+#[allow(clippy::too_many_lines)] // read, stream, keep, deliver, report: one command's story
+pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    let (history_path, outputs) = args.outputs.resolve(source)?;
+    let settings = source.settings()?;
+    let url = args
+        .server
+        .clone()
+        .or_else(|| settings.file.dictation.server.clone())
+        .unwrap_or_else(|| client::DEFAULT_SERVER.to_owned());
+    // Open the history first: a transcript with nowhere to be kept is an error before speaking.
+    let mut history = History::open(&history_path)?;
+    let samples = crate::asr::audio::read_wav(&args.wav)?;
+    let pcm: Vec<i16> = samples
+        .iter()
+        .map(|s| (s * 32_768.0).clamp(-32_768.0, 32_767.0) as i16)
+        .collect();
+    let cfg = ClientConfig {
+        url: url.clone(),
+        token: args.token.clone(),
+        reconnect_for: Duration::from_secs(args.reconnect_secs),
+        ..ClientConfig::default()
+    };
+    let (tx, rx) = mpsc::channel::<Vec<i16>>(256);
+    let realtime = args.realtime;
+    let feeder = tokio::spawn(async move {
+        let started = Instant::now();
+        for (i, frame) in pcm.chunks(FRAME_SAMPLES).enumerate() {
+            if tx.send(frame.to_vec()).await.is_err() {
+                return;
+            }
+            if realtime {
+                let due = Duration::from_millis((i as u64 + 1) * 50);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    });
+    let json = args.json;
+    let mut last_shown = String::new();
+    let started_us = now_us();
+    let result = client::dictate(&cfg, rx, |e| show(&e, json, &mut last_shown)).await;
+    feeder.abort();
+    let done = match result {
+        Ok(d) => d,
+        Err(failed) => {
+            if !failed.settled.is_empty() {
+                eprintln!(
+                    "candybar: text settled before the failure: {}",
+                    failed.settled
+                );
+            }
+            anyhow::bail!(failed.error);
+        }
+    };
+    if !json {
+        eprintln!();
+    }
+    let t = NewTranscript {
+        created_us: started_us,
+        duration_ms: done.audio_ms,
+        text: done.text.clone(),
+        server: mask_url(&url),
+        model: done.model.clone(),
+        protocol: done.protocol.as_str().to_owned(),
+        confidence: done.confidence,
+    };
+    let id = if done.text.trim().is_empty() {
+        None
+    } else {
+        Some(
+            history
+                .add(&t, &outputs.plan(&t))
+                .with_context(|| format!("the transcript was not kept: {}", done.text))?,
+        )
+    };
+    let mut deliverer = Deliverer::new(outputs);
+    let report = deliverer
+        .drain(&history, Duration::from_secs(args.deliver_secs))
+        .await?;
+    if json {
+        let v = serde_json::json!({
+            "type": "result",
+            "text": done.text,
+            "history_id": id,
+            "audio_ms": done.audio_ms,
+            "model": done.model,
+            "protocol": done.protocol,
+            "confidence": done.confidence,
+            "reconnects": done.reconnects,
+            "final_after_ms": done.final_after_ms,
+            "delivered": report.delivered,
+            "pending": report.pending,
+        });
+        println!("{v}");
+    } else {
+        println!("{}", done.text);
+    }
+    if report.pending > 0 {
+        eprintln!(
+            "candybar: {} deliveries wait in the outbox ({}); `candybar history deliver` retries them",
+            report.pending,
+            history.path().display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(e: &ClientEvent, json: bool, last: &mut String) {
+    if json {
+        let v = match e {
+            ClientEvent::State(s) => serde_json::json!({"type": "state", "state": state_words(s)}),
+            ClientEvent::Text { settled, tentative } => {
+                serde_json::json!({"type": "text", "settled": settled, "tentative": tentative})
+            }
+            ClientEvent::ServerError(m) => {
+                serde_json::json!({"type": "server_error", "message": m})
+            }
+        };
+        println!("{v}");
+        let _ = std::io::stdout().flush();
+        return;
+    }
+    match e {
+        ClientEvent::State(
+            s @ (ClientState::Reconnecting { .. } | ClientState::Streaming { .. }),
+        ) => {
+            eprintln!("\ncandybar: {}", state_words(s));
+        }
+        ClientEvent::State(_) => {}
+        ClientEvent::Text { settled, tentative } => {
+            let line = format!("{settled} {tentative}");
+            if line != *last {
+                eprint!("\r\x1b[2K… {}", line.trim());
+                *last = line;
+            }
+        }
+        ClientEvent::ServerError(m) => eprintln!("\ncandybar: server: {m}"),
+    }
+}
+
+/// A state in words, for the terminal and the status bar.
+#[must_use]
+pub fn state_words(s: &ClientState) -> String {
+    match s {
+        ClientState::Connecting => "connecting".into(),
+        ClientState::Streaming { protocol, model } => {
+            format!("streaming to a {} server ({model})", protocol.as_str())
+        }
+        ClientState::Reconnecting {
+            attempt,
+            reason,
+            buffered_ms,
+        } => format!(
+            "reconnecting (attempt {attempt}; {reason}); {:.1} s of audio kept",
+            *buffered_ms as f64 / 1000.0
+        ),
+        ClientState::Finishing => "waiting for the final text".into(),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HistoryCommand {
+    /// The newest transcripts
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
+    /// Full-text search (every word must match; the last one as a prefix)
+    Search {
+        query: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
+    /// One transcript with its deliveries
+    Show {
+        id: i64,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
+    /// Delete a transcript (and any delivery still waiting for it)
+    Delete {
+        id: i64,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
+    /// Every transcript, oldest first, as NDJSON or CSV
+    Export {
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Ndjson)]
+        format: HistoryFormat,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
+    /// Retry the deliveries waiting in the outbox now
+    Deliver {
+        /// Keep retrying (with backoff) this long
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        wait_secs: u64,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum HistoryFormat {
+    Ndjson,
+    Csv,
+}
+
+pub async fn history(cmd: HistoryCommand, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    let outputs_of = |o: &OutputArgs| o.resolve(source);
+    match cmd {
+        HistoryCommand::List {
+            limit,
+            json,
+            outputs,
+        } => {
+            let h = History::open(&outputs_of(&outputs)?.0)?;
+            print_list(&h.recent(limit)?, json);
+        }
+        HistoryCommand::Search {
+            query,
+            limit,
+            json,
+            outputs,
+        } => {
+            let h = History::open(&outputs_of(&outputs)?.0)?;
+            let found = h.search(&query.join(" "), limit)?;
+            if found.is_empty() && !json {
+                eprintln!(
+                    "candybar: nothing in the history matches {:?}",
+                    query.join(" ")
+                );
+                return Ok(ExitCode::from(1));
+            }
+            print_list(&found, json);
+        }
+        HistoryCommand::Show { id, outputs } => {
+            let h = History::open(&outputs_of(&outputs)?.0)?;
+            let t = h.get(id)?;
+            println!("{}", serde_json::to_string_pretty(&t)?);
+        }
+        HistoryCommand::Delete { id, outputs } => {
+            let h = History::open(&outputs_of(&outputs)?.0)?;
+            h.delete(id)?;
+            eprintln!("candybar: deleted transcript {id}");
+        }
+        HistoryCommand::Export { format, outputs } => {
+            let h = History::open(&outputs_of(&outputs)?.0)?;
+            let mut all = h.recent(usize::MAX >> 1)?;
+            all.reverse();
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match format {
+                HistoryFormat::Ndjson => {
+                    for t in &all {
+                        writeln!(out, "{}", serde_json::to_string(t)?)?;
+                    }
+                }
+                HistoryFormat::Csv => {
+                    let mut w = csv::Writer::from_writer(out);
+                    w.write_record([
+                        "id",
+                        "time",
+                        "duration_ms",
+                        "text",
+                        "server",
+                        "model",
+                        "confidence",
+                    ])?;
+                    for t in &all {
+                        w.write_record([
+                            t.id.to_string(),
+                            format_rfc3339(t.created_us),
+                            t.duration_ms.to_string(),
+                            t.text.clone(),
+                            t.server.clone(),
+                            t.model.clone(),
+                            t.confidence.map(|c| format!("{c:.3}")).unwrap_or_default(),
+                        ])?;
+                    }
+                    w.flush()?;
+                }
+            }
+        }
+        HistoryCommand::Deliver { wait_secs, outputs } => {
+            let (path, outs) = outputs_of(&outputs)?;
+            let h = History::open(&path)?;
+            h.retry_all_now()?;
+            let r = Deliverer::new(outs)
+                .drain(&h, Duration::from_secs(wait_secs))
+                .await?;
+            eprintln!(
+                "candybar: {} delivered, {} failed attempts, {} still waiting",
+                r.delivered, r.failed_attempts, r.pending
+            );
+            if r.pending > 0 {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_list(list: &[Transcript], json: bool) {
+    for t in list {
+        if json {
+            println!("{}", serde_json::to_string(t).unwrap_or_default());
+        } else {
+            let waiting = t.deliveries.iter().filter(|d| d.state == "pending").count();
+            let note = if waiting > 0 {
+                format!("  [{waiting} waiting]")
+            } else {
+                String::new()
+            };
+            println!(
+                "{:>5}  {}  {:>5.1} s  {}{note}",
+                t.id,
+                format_rfc3339(t.created_us),
+                t.duration_ms as f64 / 1000.0,
+                t.text
+            );
+        }
+    }
+}
