@@ -16,8 +16,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use parking_lot::Mutex;
 use serde_json::Value;
 use support::{
-    Broker, Candybar, asr_server, bind_queue, model_lock, path_str, repo, run, take_messages,
-    unique,
+    Broker, Candybar, asr_server, bind_queue, model_lock, path_str, repo, run, stand_in,
+    take_messages, unique,
 };
 use tokio_tungstenite::tungstenite::Message;
 
@@ -452,35 +452,6 @@ fn the_server_token_is_required_and_never_shown() {
             .contains("lazy")
     );
     assert!(!err.contains("sesame") && !lines.concat().contains("sesame"));
-}
-
-/// A stand-in WebSocket server on a runtime of its own; `peer` handles each connection.
-fn stand_in<F, Fut>(peer: F) -> (String, tokio::runtime::Runtime)
-where
-    F: Fn(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("ws://{}/asr", listener.local_addr().unwrap());
-    let peer = Arc::new(peer);
-    rt.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let peer = peer.clone();
-            tokio::spawn(async move {
-                if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
-                    peer(ws).await;
-                }
-            });
-        }
-    });
-    (url, rt)
 }
 
 #[test]

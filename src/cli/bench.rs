@@ -39,6 +39,19 @@ pub enum BenchCommand {
     /// The window (needs a display; use Xvfb headless): first frame, CPU per frame with a million
     /// events and 20,000 events/s, event → visible row, idle CPU.
     Window(super::bench_window::WindowBenchArgs),
+    /// Microphone capture: from the start call (what a hotkey does) to the first audio, over
+    /// several starts; and the cost of converting to 16 kHz.
+    Capture(CaptureBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureBenchArgs {
+    /// Starts to measure
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    /// The input device (default: the system's default input)
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -85,12 +98,70 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Store(a) => bench_store(&a),
         BenchCommand::Ingest(a) => bench_ingest(&a, source).await?,
         BenchCommand::Asr(a) => bench_asr(&a).await?,
+        BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Window(a) => {
             tokio::task::block_in_place(|| super::bench_window::bench_window(&a))?
         }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Start → first audio for `rounds` captures, and the 48 kHz → 16 kHz conversion's speed.
+fn bench_capture(a: &CaptureBenchArgs) -> anyhow::Result<serde_json::Value> {
+    use crate::voice::capture::Capture;
+    let mut start_ms = Vec::new();
+    let mut first_audio_ms = Vec::new();
+    let mut device = String::new();
+    for _ in 0..a.rounds.max(1) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let t = Instant::now();
+        let capture = Capture::start(a.device.as_deref(), tx)?;
+        start_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while capture.first_audio_after().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let first = capture
+            .first_audio_after()
+            .context("no audio from the microphone within 3 s")?;
+        first_audio_ms.push(first.as_secs_f64() * 1000.0);
+        device.clone_from(&capture.device);
+        let t_stop = Instant::now();
+        capture.stop();
+        tracing::debug!(
+            "first audio after {first:?}; stop took {:?}",
+            t_stop.elapsed()
+        );
+        let mut frames = 0usize;
+        while rx.try_recv().is_ok() {
+            frames += 1;
+        }
+        tracing::debug!("{frames} frames");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Conversion cost: one minute of 48 kHz audio in 20 ms callbacks.
+    let tone: Vec<f32> = (0..48_000 * 60)
+        .map(|i| (i as f32 * 0.0576).sin() * 0.3)
+        .collect();
+    let mut conv = crate::voice::resample::ToSpeechRate::new(48_000)?;
+    let mut out = Vec::with_capacity(16_000 * 61);
+    let t = Instant::now();
+    for chunk in tone.chunks(960) {
+        conv.push(chunk, &mut out);
+    }
+    let convert_secs = t.elapsed().as_secs_f64();
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    };
+    Ok(serde_json::json!({
+        "device": device,
+        "rounds": a.rounds.max(1),
+        "start_call_ms": {"p50": pct(&mut start_ms, 0.5), "p95": pct(&mut start_ms, 0.95), "max": pct(&mut start_ms, 1.0)},
+        "start_to_first_audio_ms": {"p50": pct(&mut first_audio_ms, 0.5), "p95": pct(&mut first_audio_ms, 0.95), "max": pct(&mut first_audio_ms, 1.0)},
+        "resample_48k_to_16k_realtime_factor": convert_secs / 60.0,
+    }))
 }
 
 fn demo_pool(n: usize, compact: bool) -> Vec<RawMessage> {

@@ -15,6 +15,7 @@ use super::SourceArgs;
 use crate::asr::protocol::TRANSCRIPT_ROUTING_KEY;
 use crate::config::mask_url;
 use crate::core::time::{format_rfc3339, now_us};
+use crate::voice::capture::{Capture, FRAME_SAMPLES};
 use crate::voice::client::{self, ClientConfig, ClientEvent, ClientState};
 use crate::voice::history::{self, History, NewTranscript, Transcript};
 use crate::voice::outputs::{Bus, Deliverer, Outputs, Webhook};
@@ -82,10 +83,28 @@ impl OutputArgs {
 }
 
 #[derive(Args, Debug)]
+#[allow(clippy::struct_excessive_bools)] // command-line switches
+#[command(group = clap::ArgGroup::new("input").required(true).args(["wav", "mic", "list_devices"]))]
 pub struct DictateArgs {
-    /// Stream this WAV file (16 kHz mono 16-bit) as if it were spoken into the microphone
-    #[arg(long, value_name = "FILE", required = true)]
-    wav: PathBuf,
+    /// Stream this WAV file (any rate, channels and format; converted to 16 kHz mono) as if it
+    /// were spoken into the microphone
+    #[arg(long, value_name = "FILE")]
+    wav: Option<PathBuf>,
+    /// Record from the microphone until Enter, Ctrl+C or --seconds
+    #[arg(long)]
+    mic: bool,
+    /// The input device (a name from --list-devices; default: the system's default input)
+    #[arg(long, value_name = "NAME", env = "CANDYBAR_INPUT_DEVICE")]
+    device: Option<String>,
+    /// Stop recording after this many seconds
+    #[arg(long, value_name = "SECS")]
+    seconds: Option<f64>,
+    /// List the input devices and exit
+    #[arg(long)]
+    list_devices: bool,
+    /// Also write the audio sent (16 kHz mono WAV) to this file
+    #[arg(long, value_name = "FILE")]
+    save_audio: Option<PathBuf>,
     /// The ASR server's endpoint, ours or WhisperLiveKit's [default: `ws://127.0.0.1:8888/asr`]
     #[arg(long, value_name = "URL", env = "CANDYBAR_ASR_SERVER")]
     server: Option<String>,
@@ -113,11 +132,88 @@ pub struct DictateArgs {
     outputs: OutputArgs,
 }
 
-/// Frames of 50 ms, like the microphone path's.
-const FRAME_SAMPLES: usize = 800;
+fn write_wav(path: &std::path::Path, samples: &[i16]) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: crate::asr::audio::SAMPLE_RATE_HZ,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    for &s in samples {
+        w.write_sample(s)?;
+    }
+    w.finalize()?;
+    Ok(())
+}
+
+/// Sends a file in 50 ms frames, like the microphone path; at the pace it was spoken if asked.
+async fn feed_file(pcm: Vec<i16>, tx: mpsc::Sender<Vec<i16>>, realtime: bool) {
+    let started = Instant::now();
+    for (i, frame) in pcm.chunks(FRAME_SAMPLES).enumerate() {
+        if tx.send(frame.to_vec()).await.is_err() {
+            return;
+        }
+        if realtime {
+            let due = Duration::from_millis((i as u64 + 1) * 50);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Records until Enter, Ctrl+C, `seconds` or the device going away, then stops the capture
+/// (which flushes the last audio and ends the utterance).
+async fn record_until_stopped(capture: Capture, seconds: Option<f64>) {
+    let limit = seconds
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(Duration::MAX, Duration::from_secs_f64);
+    // Enter stops; a closed stdin (scripts, services) does not.
+    let enter = async {
+        let read = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap_or(0)
+        })
+        .await;
+        if !matches!(read, Ok(n) if n > 0) {
+            std::future::pending::<()>().await;
+        }
+    };
+    let gone = async {
+        while capture.error().is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        () = tokio::time::sleep(limit) => {}
+        () = enter => {}
+        _ = tokio::signal::ctrl_c() => {}
+        () = gone => {}
+    }
+    if let Some(e) = capture.error() {
+        eprintln!("candybar: {e}");
+    }
+    let dropped = capture.dropped_frames();
+    if dropped > 0 {
+        eprintln!("candybar: {dropped} frames of audio were dropped (the system was too busy)");
+    }
+    let _ = tokio::task::spawn_blocking(move || capture.stop()).await;
+}
 
 #[allow(clippy::too_many_lines)] // read, stream, keep, deliver, report: one command's story
 pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    if args.list_devices {
+        for d in crate::voice::capture::input_devices()? {
+            let mark = if d.is_default { "*" } else { " " };
+            println!(
+                "{mark} {}  ({} Hz, {} ch, {})",
+                d.name, d.rate_hz, d.channels, d.format
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let (history_path, outputs) = args.outputs.resolve(source)?;
     let settings = source.settings()?;
     let url = args
@@ -127,38 +223,57 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         .unwrap_or_else(|| client::DEFAULT_SERVER.to_owned());
     // Open the history first: a transcript with nowhere to be kept is an error before speaking.
     let mut history = History::open(&history_path)?;
-    let samples = crate::asr::audio::read_wav(&args.wav)?;
-    let pcm: Vec<i16> = samples
-        .iter()
-        .map(|s| (s * 32_768.0).clamp(-32_768.0, 32_767.0) as i16)
-        .collect();
     let cfg = ClientConfig {
         url: url.clone(),
         token: args.token.clone(),
         reconnect_for: Duration::from_secs(args.reconnect_secs),
         ..ClientConfig::default()
     };
-    let (tx, rx) = mpsc::channel::<Vec<i16>>(256);
-    let realtime = args.realtime;
-    let feeder = tokio::spawn(async move {
-        let started = Instant::now();
-        for (i, frame) in pcm.chunks(FRAME_SAMPLES).enumerate() {
-            if tx.send(frame.to_vec()).await.is_err() {
-                return;
-            }
-            if realtime {
-                let due = Duration::from_millis((i as u64 + 1) * 50);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
+    // Room for minutes of audio: the client always drains it, even while reconnecting.
+    let (tx, rx) = mpsc::channel::<Vec<i16>>(4096);
+    let feeder = if let Some(wav) = &args.wav {
+        let pcm = crate::voice::resample::read_wav_16k(wav)?;
+        tokio::spawn(feed_file(pcm, tx, args.realtime))
+    } else {
+        let capture = Capture::start(args.device.as_deref(), tx)?;
+        if !args.json {
+            eprintln!(
+                "candybar: recording from {:?} ({} Hz); press Enter to stop",
+                capture.device, capture.rate_hz
+            );
         }
-    });
+        tokio::spawn(record_until_stopped(capture, args.seconds))
+    };
+    // With --save-audio, every frame also goes to a WAV file on its way to the client.
+    let (rx, saver) = match args.save_audio.clone() {
+        None => (rx, None),
+        Some(path) => {
+            let (tee_tx, tee_rx) = mpsc::channel::<Vec<i16>>(4096);
+            let mut rx = rx;
+            let saver = tokio::spawn(async move {
+                let mut all = Vec::new();
+                while let Some(f) = rx.recv().await {
+                    all.extend_from_slice(&f);
+                    if tee_tx.send(f).await.is_err() {
+                        break;
+                    }
+                }
+                drop(tee_tx);
+                tokio::task::spawn_blocking(move || write_wav(&path, &all)).await
+            });
+            (tee_rx, Some(saver))
+        }
+    };
     let json = args.json;
     let mut last_shown = String::new();
     let started_us = now_us();
     let result = client::dictate(&cfg, rx, |e| show(&e, json, &mut last_shown)).await;
     feeder.abort();
+    if let Some(saver) = saver
+        && let Ok(Ok(Err(e))) = saver.await
+    {
+        eprintln!("candybar: the audio was not saved: {e}");
+    }
     let done = match result {
         Ok(d) => d,
         Err(failed) => {

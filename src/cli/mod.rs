@@ -299,6 +299,8 @@ pub fn main() -> ExitCode {
             }
         })
     };
+    // Blocking helpers (a stdin reader, say) must not keep the process alive.
+    rt.shutdown_background();
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -6,6 +6,8 @@
 //!   deliveries that wait to be retried.
 //! - [`outputs`]: webhook and bus deliveries from the outbox.
 
+pub mod capture;
 pub mod client;
 pub mod history;
 pub mod outputs;
+pub mod resample;

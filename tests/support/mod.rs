@@ -514,3 +514,97 @@ pub fn take_messages(url: &str, queue: &str, n: usize, timeout: Duration) -> Vec
         out
     })
 }
+
+/// A private PulseAudio with a virtual microphone (`.ci/pulse`): what `play` plays is what the
+/// microphone hears. `None` (with a note) when PulseAudio is missing and this is not CI.
+pub struct Pulse {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pulse {
+    pub fn start() -> Option<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("candybar-pulse")
+            .tempdir()
+            .expect("temp dir");
+        let owner = std::process::id().to_string();
+        let out = Command::new(repo().join(".ci/pulse"))
+            .args(["start", path_str(dir.path()), &owner])
+            .output()
+            .expect("run .ci/pulse");
+        match out.status.code() {
+            Some(0) => Some(Self { dir }),
+            Some(3) => {
+                let msg = "PulseAudio is not installed: run `sudo apt-get install pulseaudio pulseaudio-utils` (or .ci/install-deps)";
+                assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{msg}");
+                eprintln!("NOTE: test needs PulseAudio and none is installed; {msg}");
+                None
+            }
+            _ => panic!(
+                "PulseAudio did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+
+    /// The environment a client needs to reach this server.
+    pub fn env(&self) -> (&'static str, String) {
+        (
+            "PULSE_SERVER",
+            format!("unix:{}/run/native", path_str(self.dir.path())),
+        )
+    }
+
+    /// Plays a file into the virtual microphone; returns when it has been played.
+    pub fn play(&self, wav: &Path) {
+        let (k, v) = self.env();
+        let ok = Command::new("paplay")
+            .arg(wav)
+            .env(k, v)
+            .status()
+            .expect("run paplay (pulseaudio-utils)");
+        assert!(ok.success(), "paplay failed");
+    }
+
+    /// Stops the sound server: every device goes away.
+    pub fn stop(&self) {
+        let _ = Command::new(repo().join(".ci/pulse"))
+            .args(["stop", path_str(self.dir.path())])
+            .status();
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A stand-in WebSocket server on a runtime of its own; `peer` handles each connection.
+pub fn stand_in<F, Fut>(peer: F) -> (String, tokio::runtime::Runtime)
+where
+    F: Fn(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("ws://{}/asr", listener.local_addr().unwrap());
+    let peer = Arc::new(peer);
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let peer = peer.clone();
+            tokio::spawn(async move {
+                if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                    peer(ws).await;
+                }
+            });
+        }
+    });
+    (url, rt)
+}

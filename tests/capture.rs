@@ -1,0 +1,156 @@
+//! The microphone path: the real binary capturing from a virtual microphone on a private
+//! PulseAudio (`.ci/pulse`), into which the speech fixtures are played with `paplay`.
+
+// Helpers outside `#[test]` functions: a failed step panics with its message.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::Value;
+use support::{Candybar, Pulse, asr_server, model_lock, path_str, repo, stand_in};
+use tokio_tungstenite::tungstenite::Message;
+
+fn wait_for_line(c: &Candybar, what: &str, timeout: Duration) -> Vec<String> {
+    let end = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(what)) {
+        let left = end.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no {what:?} within {timeout:?}: {seen:?}");
+        seen.extend(c.lines(1, left));
+    }
+    seen
+}
+
+#[test]
+fn lists_the_virtual_microphone_as_the_default_input() {
+    let Some(pulse) = Pulse::start() else { return };
+    let (key, value) = pulse.env();
+    let c = Candybar::spawn_env(&["dictate", "--list-devices"], &[(key, &value)]);
+    let lines = c.lines(1, Duration::from_secs(10));
+    assert!(lines[0].starts_with("* "), "{lines:?}");
+    assert!(lines[0].contains("48000 Hz, 1 ch"), "{lines:?}");
+}
+
+#[test]
+fn speech_into_the_microphone_becomes_text_in_the_history() {
+    let _model = model_lock();
+    let Some(pulse) = Pulse::start() else { return };
+    let Some((_server, addr)) = asr_server(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite3");
+    let (key, value) = pulse.env();
+    let client = Candybar::spawn_env(
+        &[
+            "dictate",
+            "--mic",
+            "--seconds",
+            "7",
+            "--json",
+            "--server",
+            &format!("ws://{addr}/asr"),
+            "--history",
+            path_str(&db),
+        ],
+        &[(key, &value)],
+    );
+    wait_for_line(&client, "streaming", Duration::from_secs(10));
+    let fixtures = repo().join("tests/fixtures/speech");
+    pulse.play(&fixtures.join("utt01.wav"));
+    let lines = wait_for_line(&client, "\"result\"", Duration::from_secs(30));
+    let (code, err) = client.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let text = r["text"].as_str().unwrap();
+    let script = std::fs::read_to_string(fixtures.join("utt01.txt")).unwrap();
+    let (e, n) = candybar::asr::wer::errors(&script, text);
+    assert!(
+        e as f64 / n as f64 <= 0.20,
+        "heard through the microphone: {text:?}, said: {script:?}"
+    );
+    // About seven seconds were recorded (a fresh sound server may start a moment late), none
+    // dropped.
+    let audio_ms = r["audio_ms"].as_u64().unwrap();
+    assert!((5_500..=7_500).contains(&audio_ms), "{audio_ms} ms");
+    assert!(!err.contains("dropped"), "{err}");
+    let history = candybar::voice::history::History::open(&db).unwrap();
+    assert_eq!(history.recent(5).unwrap()[0].text, text);
+}
+
+#[test]
+fn a_microphone_that_goes_away_ends_the_recording_with_a_clear_message() {
+    let Some(pulse) = Pulse::start() else { return };
+    // A stand-in server (no model needed): it counts the audio and answers eos with a final.
+    let (url, _rt) = stand_in(|mut ws| async move {
+        ws.send(Message::Text(
+            r#"{"type":"ready","model":"stand-in","sample_rate":16000,"protocol":1}"#.into(),
+        ))
+        .await
+        .unwrap();
+        let mut bytes = 0usize;
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Binary(b) => bytes += b.len(),
+                Message::Text(t) if t.contains("eos") => {
+                    let ms = bytes / 32;
+                    let fin = format!(
+                        r#"{{"type":"final","text":"heard {ms} ms","is_final":true,"timestamp":"t","confidence":1.0,"start_ms":0,"end_ms":{ms},"segment":0}}"#
+                    );
+                    ws.send(Message::Text(fin.into())).await.unwrap();
+                    ws.send(Message::Text(r#"{"type":"done"}"#.into()))
+                        .await
+                        .unwrap();
+                }
+                _ => {}
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite3");
+    let (key, value) = pulse.env();
+    let client = Candybar::spawn_env(
+        &[
+            "dictate",
+            "--mic",
+            "--json",
+            "--server",
+            &url,
+            "--history",
+            path_str(&db),
+        ],
+        &[(key, &value)],
+    );
+    wait_for_line(&client, "streaming", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    // The whole sound server goes away. (Unplugging one device is not enough to test this:
+    // PulseAudio moves the recording to the next input by itself.)
+    let unplugged = Instant::now();
+    pulse.stop();
+    let lines = wait_for_line(&client, "\"result\"", Duration::from_secs(10));
+    let ended_after = unplugged.elapsed();
+    let (code, err) = client.wait(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("microphone") && err.contains("what was heard so far is kept"),
+        "{err}"
+    );
+    assert!(ended_after < Duration::from_secs(5), "{ended_after:?}");
+    let r: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let heard: u64 = r["text"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A fresh sound server on a busy machine may start delivering a moment late.
+    assert!(
+        heard >= 500,
+        "the audio before the failure was sent: {heard} ms"
+    );
+}
