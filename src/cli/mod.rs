@@ -316,9 +316,10 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(
+            // cpal's PulseAudio client logs every closed stream as an error.
             // whisper.cpp's own messages: a stopped partial decode logs "failed to encode";
             // real failures reach the user through candybar's own errors.
-            "warn,lapin=off,amq_protocol=off,whisper_rs::whisper_logging_hook=off,whisper_rs::ggml_logging_hook=off",
+            "warn,lapin=off,amq_protocol=off,pulseaudio=off,whisper_rs::whisper_logging_hook=off,whisper_rs::ggml_logging_hook=off",
         ));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
