@@ -47,7 +47,14 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     fn resolve(&self, source: &SourceArgs) -> anyhow::Result<(PathBuf, Outputs)> {
-        let s = source.settings()?;
+        self.resolve_with(source, &source.settings()?)
+    }
+
+    fn resolve_with(
+        &self,
+        source: &SourceArgs,
+        s: &super::Settings,
+    ) -> anyhow::Result<(PathBuf, Outputs)> {
         let d = &s.file.dictation;
         let webhook = self
             .webhook
@@ -58,12 +65,12 @@ impl OutputArgs {
                 token: self.webhook_token.clone(),
             });
         let bus = if self.bus || d.bus == Some(true) {
-            let url = source.amqp_url(&s).context(
+            let url = source.amqp_url(s).context(
                 "--bus needs a broker: give --amqp URL or set CANDYBAR_AMQP_URL or [amqp] url",
             )?;
             Some(Bus {
                 url,
-                exchange: source.exchange(&s),
+                exchange: source.exchange(s),
                 routing_key: self
                     .routing_key
                     .clone()
@@ -214,8 +221,8 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let (history_path, outputs) = args.outputs.resolve(source)?;
     let settings = source.settings()?;
+    let (history_path, outputs) = args.outputs.resolve_with(source, &settings)?;
     let url = args
         .server
         .clone()

@@ -322,9 +322,7 @@ fn run(
             .default_input_config()
             .map_err(|e| open_err(e.to_string()))?;
         let rate = supported.sample_rate();
-        let mut config = supported.config();
-        // The default lets PulseAudio pick 2 s fragments on real hardware: ask for 20 ms.
-        config.buffer_size = cpal::BufferSize::Fixed(rate / 50);
+        let config = supported.config();
         let conv = ToSpeechRate::new(rate).map_err(|e| open_err(e.to_string()))?;
         let pipeline = Pipeline {
             channels: usize::from(config.channels.max(1)),
@@ -333,28 +331,31 @@ fn run(
             frame: Vec::with_capacity(FRAME_SAMPLES * 2),
             tx: Some(frames),
         };
-        let stream = build(
-            &device,
-            &config,
-            supported.sample_format(),
-            shared,
-            started,
-            to_queue,
-        )
-        .or_else(|first| {
-            // Some devices refuse a fixed buffer size; their default is the fallback.
-            config.buffer_size = cpal::BufferSize::Default;
-            build(
-                &device,
-                &config,
-                supported.sample_format(),
-                shared,
-                started,
-                to_queue,
-            )
-            .map_err(|_| first)
-        })
-        .map_err(open_err)?;
+        // 20 ms buffers: the default lets PulseAudio pick 2 s fragments on real hardware. Some
+        // devices refuse a fixed size; for them the default is the fallback, and the first
+        // refusal is the error shown.
+        let mut first_error = None;
+        let mut stream = None;
+        for buffer_size in [
+            cpal::BufferSize::Fixed(rate / 50),
+            cpal::BufferSize::Default,
+        ] {
+            let config = cpal::StreamConfig {
+                buffer_size,
+                ..config
+            };
+            let sample_format = supported.sample_format();
+            match build(&device, &config, sample_format, shared, started, to_queue) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let stream = stream.ok_or_else(|| open_err(first_error.unwrap_or_default()))?;
         Ok((name, rate, stream, pipeline))
     });
     let (name, rate, stream, mut pipeline) = match opened {
