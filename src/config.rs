@@ -33,6 +33,16 @@ pub struct DictationSection {
     pub routing_key: Option<String>,
     /// The history database (default: `history.sqlite3` in the data dir).
     pub history: Option<PathBuf>,
+    /// The input device's name (`candybar dictate --list-devices`); default: the system's.
+    pub device: Option<String>,
+    /// Put each transcript on the clipboard (default on).
+    pub clipboard: Option<bool>,
+    /// Type each transcript into the focused window (default off).
+    pub typing: Option<bool>,
+    /// The window's global hotkey (default `Ctrl+Alt+Space`).
+    pub hotkey: Option<String>,
+    /// `hold` (push-to-talk, default) or `toggle`.
+    pub hotkey_mode: Option<crate::voice::hotkey::HotkeyMode>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

@@ -7,10 +7,12 @@
 //!   feeding a bounded channel.
 //! - [`asr`]: speech to text: the Whisper engine, model lookup, audio input, word error rate.
 //! - [`voice`]: dictation: the ASR client (our `/asr` protocol and WhisperLiveKit's), the
-//!   transcript history (SQLite, full-text search) and its outbox, the outputs (webhook, bus).
+//!   transcript history (SQLite, full-text search) and its outbox, the outputs (webhook, bus,
+//!   clipboard, typing), the microphone, the global hotkey and the app's dictation worker.
 //! - [`live`]: one source feeding one store — the model the window reads.
 //! - [`ui`]: the window (eframe/egui on wgpu): the Stream view, the detail pane, export.
 //! - [`config`]: configuration from file, environment and flags; secret masking.
+//! - [`instance`]: one candybar per user; a local socket takes requests from a second launch.
 //! - [`cli`]: the `candybar` command line (`tail`, `publish`, `bench`, …).
 //!
 //! Data flows one way: sources → channel → [`core::store::EventStore`] → views.
@@ -19,6 +21,7 @@ pub mod asr;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod instance;
 pub mod live;
 pub mod sources;
 pub mod ui;

@@ -17,7 +17,9 @@ use crate::config::mask_url;
 use crate::core::time::{format_rfc3339, now_us};
 use crate::voice::capture::{Capture, FRAME_SAMPLES};
 use crate::voice::client::{self, ClientConfig, ClientEvent, ClientState};
+use crate::voice::dictation::DictationConfig;
 use crate::voice::history::{self, History, NewTranscript, Transcript};
+use crate::voice::hotkey::{DEFAULT_HOTKEY, HotkeyMode};
 use crate::voice::outputs::{Bus, Deliverer, Outputs, Webhook};
 
 /// Where transcripts go; shared by `dictate` and `history deliver`.
@@ -89,10 +91,71 @@ impl OutputArgs {
     }
 }
 
+/// The window's dictation, from the config file and the environment.
+pub struct AppDictation {
+    pub cfg: DictationConfig,
+    pub hotkey: String,
+    pub mode: HotkeyMode,
+}
+
+/// Reads the window's dictation settings: `[dictation]`, overridden by `CANDYBAR_ASR_SERVER`,
+/// `CANDYBAR_ASR_TOKEN`, `CANDYBAR_INPUT_DEVICE`, `CANDYBAR_WEBHOOK_URL`,
+/// `CANDYBAR_WEBHOOK_TOKEN`, `CANDYBAR_HOTKEY`.
+pub fn app_dictation(source: &SourceArgs, s: &super::Settings) -> anyhow::Result<AppDictation> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let d = &s.file.dictation;
+    let outputs = OutputArgs {
+        webhook: env("CANDYBAR_WEBHOOK_URL"),
+        webhook_token: env("CANDYBAR_WEBHOOK_TOKEN"),
+        ..OutputArgs::default()
+    };
+    // A bus output without a broker is a setting to fix, not a reason to keep the window shut.
+    let (history_path, outputs) = match outputs.resolve_with(source, s) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("dictation: {e:#}; the bus output is off");
+            let mut s = s.clone();
+            s.file.dictation.bus = Some(false);
+            outputs.resolve_with(source, &s)?
+        }
+    };
+    Ok(AppDictation {
+        cfg: DictationConfig {
+            server: env("CANDYBAR_ASR_SERVER")
+                .or_else(|| d.server.clone())
+                .unwrap_or_else(|| client::DEFAULT_SERVER.to_owned()),
+            token: env("CANDYBAR_ASR_TOKEN"),
+            device: env("CANDYBAR_INPUT_DEVICE").or_else(|| d.device.clone()),
+            history_path,
+            outputs,
+            clipboard: d.clipboard.unwrap_or(true),
+            typing: d.typing.unwrap_or(false),
+            ..DictationConfig::default()
+        },
+        hotkey: env("CANDYBAR_HOTKEY")
+            .or_else(|| d.hotkey.clone())
+            .unwrap_or_else(|| DEFAULT_HOTKEY.to_owned()),
+        mode: d.hotkey_mode.unwrap_or_default(),
+    })
+}
+
 #[derive(Args, Debug)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
-#[command(group = clap::ArgGroup::new("input").required(true).args(["wav", "mic", "list_devices"]))]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["wav", "mic", "list_devices", "toggle", "start", "stop", "status"]))]
 pub struct DictateArgs {
+    /// Start or stop the running candybar's recording (bind this to a desktop shortcut on
+    /// Wayland)
+    #[arg(long)]
+    toggle: bool,
+    /// Start the running candybar's recording
+    #[arg(long)]
+    start: bool,
+    /// Stop the running candybar's recording; its transcript is kept and delivered
+    #[arg(long)]
+    stop: bool,
+    /// Print the running candybar's dictation state
+    #[arg(long)]
+    status: bool,
     /// Stream this WAV file (any rate, channels and format; converted to 16 kHz mono) as if it
     /// were spoken into the microphone
     #[arg(long, value_name = "FILE")]
@@ -137,22 +200,6 @@ pub struct DictateArgs {
     json: bool,
     #[command(flatten)]
     outputs: OutputArgs,
-}
-
-fn write_wav(path: &std::path::Path, samples: &[i16]) -> anyhow::Result<()> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: crate::asr::audio::SAMPLE_RATE_HZ,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    for &s in samples {
-        w.write_sample(s)?;
-    }
-    w.finalize()?;
-    Ok(())
 }
 
 /// Sends a file in 50 ms frames, like the microphone path; at the pace it was spoken if asked.
@@ -211,6 +258,22 @@ async fn record_until_stopped(capture: Capture, seconds: Option<f64>) {
 
 #[allow(clippy::too_many_lines)] // read, stream, keep, deliver, report: one command's story
 pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    for (on, request) in [
+        (args.toggle, "toggle"),
+        (args.start, "start"),
+        (args.stop, "stop"),
+        (args.status, "status"),
+    ] {
+        if on {
+            let answer = crate::instance::send(&crate::instance::socket_path(), request)?;
+            println!("{answer}");
+            return Ok(if answer.starts_with("error") {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+    }
     if args.list_devices {
         for d in crate::voice::capture::input_devices()? {
             let mark = if d.is_default { "*" } else { " " };
@@ -266,7 +329,10 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
                     }
                 }
                 drop(tee_tx);
-                tokio::task::spawn_blocking(move || write_wav(&path, &all)).await
+                tokio::task::spawn_blocking(move || {
+                    crate::voice::resample::write_wav_16k(&path, &all)
+                })
+                .await
             });
             (tee_rx, Some(saver))
         }
@@ -349,7 +415,9 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
 fn show(e: &ClientEvent, json: bool, last: &mut String) {
     if json {
         let v = match e {
-            ClientEvent::State(s) => serde_json::json!({"type": "state", "state": state_words(s)}),
+            ClientEvent::State(s) => {
+                serde_json::json!({"type": "state", "state": client::state_words(s)})
+            }
             ClientEvent::Text { settled, tentative } => {
                 serde_json::json!({"type": "text", "settled": settled, "tentative": tentative})
             }
@@ -365,7 +433,7 @@ fn show(e: &ClientEvent, json: bool, last: &mut String) {
         ClientEvent::State(
             s @ (ClientState::Reconnecting { .. } | ClientState::Streaming { .. }),
         ) => {
-            eprintln!("\ncandybar: {}", state_words(s));
+            eprintln!("\ncandybar: {}", client::state_words(s));
         }
         ClientEvent::State(_) => {}
         ClientEvent::Text { settled, tentative } => {
@@ -376,26 +444,6 @@ fn show(e: &ClientEvent, json: bool, last: &mut String) {
             }
         }
         ClientEvent::ServerError(m) => eprintln!("\ncandybar: server: {m}"),
-    }
-}
-
-/// A state in words, for the terminal and the status bar.
-#[must_use]
-pub fn state_words(s: &ClientState) -> String {
-    match s {
-        ClientState::Connecting => "connecting".into(),
-        ClientState::Streaming { protocol, model } => {
-            format!("streaming to a {} server ({model})", protocol.as_str())
-        }
-        ClientState::Reconnecting {
-            attempt,
-            reason,
-            buffered_ms,
-        } => format!(
-            "reconnecting (attempt {attempt}; {reason}); {:.1} s of audio kept",
-            *buffered_ms as f64 / 1000.0
-        ),
-        ClientState::Finishing => "waiting for the final text".into(),
     }
 }
 

@@ -4,7 +4,7 @@
 mod asr;
 mod bench;
 mod bench_window;
-mod dictate;
+pub(crate) mod dictate;
 mod publish;
 mod registry;
 mod tail;
@@ -139,6 +139,7 @@ impl SourceChoice {
 }
 
 /// Settings merged from the file, the environment and the flags.
+#[derive(Clone)]
 pub struct Settings {
     pub file: FileConfig,
     /// The loaded registry, else the bundled example (which the demo feed simulates).

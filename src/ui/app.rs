@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::charts::ChartsViewState;
 use super::connection::{ConnectRequest, ConnectionForm, state_text};
 use super::detail::DetailState;
+use super::dictation::{DictationDraft, DictationViewState, HotkeyInfo};
 use super::export::{ExportJob, ExportStatus};
 use super::frame_stats::FrameStats;
 use super::stats::{CardFigures, cards_ui};
@@ -34,6 +35,9 @@ use crate::sources::demo::DemoSourceConfig;
 use crate::sources::registry_watch::{RegistryUpdate, RegistryWatch};
 use crate::sources::replay::{Pace, ReplayConfig};
 use crate::sources::{SourceState, amqp, demo, replay};
+use crate::voice::dictation::{Dictation, DictationConfig, Phase, Request};
+use crate::voice::hotkey::{Hotkey, HotkeyMode};
+use crate::voice::outputs::{Bus, Webhook};
 
 /// Time per frame for moving arrived events into the store.
 const DRAIN_BUDGET: Duration = Duration::from_millis(4);
@@ -82,6 +86,38 @@ pub struct AppInit {
     pub registry: Registry,
     /// The platform's registry.yaml, watched for changes.
     pub registry_path: Option<PathBuf>,
+    /// Dictation (off in tests that do not need it).
+    pub dictation: Option<DictationInit>,
+    /// Overrides the persisted view.
+    pub view: Option<View>,
+}
+
+/// What the app needs to run dictation.
+pub struct DictationInit {
+    /// From the config file and the environment; the view's saved settings apply on top.
+    pub cfg: DictationConfig,
+    pub hotkey: String,
+    pub mode: HotkeyMode,
+    /// Recordings stream on this runtime.
+    pub rt: tokio::runtime::Handle,
+    /// The local socket this instance answers on (`candybar dictate --toggle`).
+    pub instance: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+    /// Grab the global hotkey (not in UI tests).
+    pub global_hotkey: bool,
+    /// Where the bus output publishes when it is turned on (the configured broker).
+    pub bus_target: Option<Bus>,
+}
+
+/// The app's side of dictation.
+struct DictationParts {
+    handle: Dictation,
+    cfg: DictationConfig,
+    hotkey: Option<Hotkey>,
+    hotkey_info: HotkeyInfo,
+    global_hotkey: bool,
+    bus_target: Option<Bus>,
+    /// Removes the socket file when the app exits.
+    served: Option<crate::instance::Served>,
 }
 
 impl AppInit {
@@ -99,6 +135,8 @@ impl AppInit {
             prefetch: 1000,
             registry: Registry::example(),
             registry_path: None,
+            dictation: None,
+            view: None,
         }
     }
 }
@@ -113,6 +151,8 @@ struct Persisted {
     detail_open: bool,
     form: Option<ConnectionForm>,
     view: View,
+    /// Dictation settings changed in the view (they win over the config file).
+    dictation: Option<DictationDraft>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -157,6 +197,7 @@ struct DialogResult {
     elapsed: Duration,
 }
 
+#[allow(clippy::struct_excessive_bools)] // independent flags of the shell, not a state machine
 pub struct CandybarApp {
     pub live: Live,
     pub view: View,
@@ -189,6 +230,12 @@ pub struct CandybarApp {
     registry_watch: Option<RegistryWatch>,
     received_total: u64,
     ctx: egui::Context,
+    dictation: Option<DictationParts>,
+    pub dictation_view: DictationViewState,
+    /// Set by a second launch (through the local socket): bring the window to the front.
+    show_requested: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the view's settings were changed in this run (then they are saved).
+    dictation_edited: bool,
 }
 
 impl CandybarApp {
@@ -206,7 +253,7 @@ impl CandybarApp {
         form.open = false;
         let mut app = Self {
             live: init.live,
-            view: persisted.view,
+            view: init.view.unwrap_or(persisted.view),
             stream: StreamViewState::default(),
             charts: ChartsViewState::default(),
             detail: DetailState::default(),
@@ -239,7 +286,14 @@ impl CandybarApp {
             registry_watch: None,
             received_total: 0,
             ctx,
+            dictation: None,
+            dictation_view: DictationViewState::default(),
+            show_requested: Arc::default(),
+            dictation_edited: persisted.dictation.is_some(),
         };
+        if let Some(di) = init.dictation {
+            app.start_dictation(di, persisted.dictation);
+        }
         if let Some(path) = &init.registry_path {
             let waker = app.ctx.clone();
             match RegistryWatch::start(path, move || waker.request_repaint()) {
@@ -254,6 +308,135 @@ impl CandybarApp {
             app.apply_filter_text(persisted.filter);
         }
         app
+    }
+
+    fn start_dictation(&mut self, di: DictationInit, saved: Option<DictationDraft>) {
+        let mut draft = DictationDraft {
+            server: di.cfg.server.clone(),
+            device: di.cfg.device.clone().unwrap_or_default(),
+            hotkey: di.hotkey,
+            mode: di.mode,
+            clipboard: di.cfg.clipboard,
+            typing: di.cfg.typing,
+            webhook_url: di
+                .cfg
+                .outputs
+                .webhook
+                .as_ref()
+                .map(|w| w.url.clone())
+                .unwrap_or_default(),
+            bus: di.cfg.outputs.bus.is_some(),
+        };
+        if let Some(saved) = saved {
+            draft = saved;
+        }
+        let waker = self.ctx.clone();
+        let mut parts = DictationParts {
+            handle: Dictation::start(&di.cfg, di.rt, move || waker.request_repaint()),
+            cfg: di.cfg,
+            hotkey: None,
+            hotkey_info: HotkeyInfo::default(),
+            global_hotkey: di.global_hotkey,
+            bus_target: di.bus_target,
+            served: None,
+        };
+        if let Some((listener, path)) = di.instance {
+            let handle = parts.handle.clone();
+            let show = self.show_requested.clone();
+            let ctx = self.ctx.clone();
+            let served = crate::instance::serve(listener, path, move |req| match req {
+                "start" => handle.ask(Request::Start),
+                "stop" => handle.ask(Request::Stop),
+                "toggle" => handle.ask(Request::Toggle),
+                "status" => handle.with_status(|s| {
+                    let mut line = s.word().to_owned();
+                    if let Some(e) = &s.error {
+                        let _ = write!(line, "; last error: {e}");
+                    }
+                    line
+                }),
+                "show" => {
+                    show.store(true, std::sync::atomic::Ordering::Relaxed);
+                    ctx.request_repaint();
+                    "showing the window".into()
+                }
+                other => {
+                    format!("error: unknown request {other:?} (start, stop, toggle, status, show)")
+                }
+            });
+            match served {
+                Ok(s) => parts.served = Some(s),
+                Err(e) => tracing::warn!("cannot answer on the local socket: {e}"),
+            }
+        }
+        self.dictation = Some(parts);
+        self.apply_dictation(&draft);
+        self.dictation_view = DictationViewState::new(draft);
+    }
+
+    /// Applies the view's settings: the worker's config and the hotkey.
+    fn apply_dictation(&mut self, draft: &DictationDraft) {
+        let Some(parts) = &mut self.dictation else {
+            return;
+        };
+        let mut cfg = parts.cfg.clone();
+        cfg.server = if draft.server.trim().is_empty() {
+            crate::voice::client::DEFAULT_SERVER.to_owned()
+        } else {
+            draft.server.trim().to_owned()
+        };
+        cfg.device = Some(draft.device.clone()).filter(|d| !d.is_empty());
+        cfg.clipboard = draft.clipboard;
+        cfg.typing = draft.typing;
+        let token = cfg.outputs.webhook.as_ref().and_then(|w| w.token.clone());
+        cfg.outputs.webhook = Some(draft.webhook_url.trim())
+            .filter(|u| !u.is_empty())
+            .map(|url| Webhook {
+                url: url.to_owned(),
+                token,
+            });
+        let mut problem = None;
+        cfg.outputs.bus = if draft.bus {
+            if parts.bus_target.is_none() {
+                problem = Some(
+                    "the bus output needs a broker: start candybar with --amqp URL or set                      CANDYBAR_AMQP_URL",
+                );
+            }
+            parts.bus_target.clone()
+        } else {
+            None
+        };
+        parts.cfg = cfg.clone();
+        parts.handle.send(Request::Configure(Box::new(cfg)));
+        let same_key = parts
+            .hotkey
+            .as_ref()
+            .is_some_and(|h| h.combo == draft.hotkey && h.mode == draft.mode);
+        if parts.global_hotkey && !same_key {
+            parts.hotkey = None; // give the old keys back first
+            match Hotkey::register(&draft.hotkey, draft.mode, parts.handle.clone()) {
+                Ok(h) => {
+                    parts.hotkey = Some(h);
+                    parts.hotkey_info.error = None;
+                }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    parts.hotkey_info.error = Some(e);
+                }
+            }
+        } else if !parts.global_hotkey {
+            parts.hotkey_info.error = Some("the global hotkey is off in this window".into());
+        }
+        parts.hotkey_info.combo.clone_from(&draft.hotkey);
+        parts.hotkey_info.mode = draft.mode;
+        if let Some(p) = problem {
+            self.toast(ToastLevel::Error, p);
+        }
+    }
+
+    /// The dictation worker's status (recording, text, history), if dictation runs.
+    pub fn dictation_status(&self) -> Option<crate::voice::dictation::Status> {
+        self.dictation.as_ref().map(|d| d.handle.status())
     }
 
     pub(super) fn set_exit_slot(&mut self, slot: Arc<parking_lot::Mutex<ExitCode>>) {
@@ -407,6 +590,17 @@ impl CandybarApp {
                 Command::Connect(req) => self.connect(req),
                 Command::OpenConnectionDialog => self.form.open = true,
                 Command::SetView(view) => self.view = view,
+                Command::Dictation(r) => {
+                    if let Some(d) = &self.dictation {
+                        d.handle.send(r);
+                    } else {
+                        self.toast(ToastLevel::Error, "dictation is off in this window");
+                    }
+                }
+                Command::ApplyDictation(draft) => {
+                    self.dictation_edited = true;
+                    self.apply_dictation(&draft);
+                }
                 Command::SetTheme(choice) => {
                     self.theme = Theme::new(choice);
                     ctx.set_visuals(self.theme.visuals());
@@ -648,6 +842,7 @@ impl CandybarApp {
             ui.separator();
             ui.label(format!("{:.0} events/s", self.live.rate_per_sec()));
             ui.separator();
+            self.dictation_status_ui(ui);
             match &self.registry_status {
                 RegistryStatus::Example => {}
                 RegistryStatus::Loaded { path, services } => {
@@ -704,6 +899,50 @@ impl CandybarApp {
                 .on_hover_text("frames per second (the window only draws when something changes) and the app's CPU time per frame");
             });
         });
+    }
+
+    /// "🎤 recording 2.1 s" / "🎤 ASR reconnecting" / "🎤 Ctrl+Alt+Space"; click opens the view.
+    fn dictation_status_ui(&mut self, ui: &mut egui::Ui) {
+        let theme = self.theme;
+        let Some(d) = &self.dictation else { return };
+        let (text, color, hover) = d.handle.with_status(|s| {
+            let hover = s.error.clone().unwrap_or_else(|| s.connection.clone());
+            match s.phase {
+                Phase::Recording if s.reconnecting => {
+                    ("🎤 ASR reconnecting…".to_owned(), theme.warn(), hover)
+                }
+                Phase::Recording => (
+                    format!(
+                        "🎤 recording {:.1} s",
+                        s.recording_since.map_or(0.0, |t| t.elapsed().as_secs_f32())
+                    ),
+                    theme.bad(),
+                    hover,
+                ),
+                Phase::Finishing => ("🎤 finishing…".to_owned(), theme.warn(), hover),
+                Phase::Idle if s.error.is_some() => {
+                    ("🎤 ✖ dictation".to_owned(), theme.bad(), hover)
+                }
+                Phase::Idle => (
+                    format!("🎤 {}", d.hotkey_info.combo),
+                    theme.weak_text(),
+                    "press the hotkey to dictate".to_owned(),
+                ),
+            }
+        });
+        let pending = d.handle.with_status(|s| s.pending_deliveries);
+        if ui
+            .add(egui::Button::new(RichText::new(text).color(color)).frame(false))
+            .on_hover_text(hover)
+            .clicked()
+        {
+            self.commands.push(Command::SetView(View::Dictation));
+        }
+        if pending > 0 {
+            ui.label(RichText::new(format!("⏳ {pending}")).color(theme.warn()))
+                .on_hover_text("transcripts waiting to be delivered (webhook / bus)");
+        }
+        ui.separator();
     }
 
     fn toasts_ui(&mut self, ctx: &egui::Context) {
@@ -820,6 +1059,26 @@ impl CandybarApp {
                 );
                 return;
             }
+            View::Dictation => {
+                match &self.dictation {
+                    Some(d) => {
+                        let status = d.handle.status();
+                        let info = d.hotkey_info.clone();
+                        self.dictation_view.ui(
+                            ui,
+                            &status,
+                            &info,
+                            theme,
+                            self.tz,
+                            &mut self.commands,
+                        );
+                    }
+                    None => {
+                        ui.label("Dictation is off in this window.");
+                    }
+                }
+                return;
+            }
             View::Stream => {}
         }
         ui.horizontal(|ui| {
@@ -929,7 +1188,14 @@ impl CandybarApp {
         self.apply_commands(&ctx);
         self.run_options(&ctx);
         // Things that change with time alone ask for their own next frame; nothing else does.
-        if self.live.retry_in().is_some()
+        let recording = self
+            .dictation
+            .as_ref()
+            .is_some_and(|d| d.handle.with_status(|s| s.phase == Phase::Recording));
+        if recording {
+            // The level meter and the timer.
+            ctx.request_repaint_after(Duration::from_millis(50));
+        } else if self.live.retry_in().is_some()
             || self.stream.view.filter().is_time_relative()
             || (self.view != View::Stream && self.live.rate_per_sec() > 0.0)
         {
@@ -958,6 +1224,14 @@ impl CandybarApp {
         }
         self.step_export();
         self.poll_dialogs();
+        if self
+            .show_requested
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Visible(true));
+            ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+            ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+        }
         self.poll_registry();
         self.stats
             .record_ingest(self.frame_start.elapsed().as_secs_f32());
@@ -981,6 +1255,9 @@ impl eframe::App for CandybarApp {
             detail_open: self.detail_open,
             form: Some(self.form.clone()),
             view: self.view,
+            dictation: self
+                .dictation_edited
+                .then(|| self.dictation_view.applied.clone()),
         };
         eframe::set_value(storage, STORAGE_KEY, &persisted);
     }

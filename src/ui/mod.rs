@@ -4,6 +4,7 @@
 //! - [`app`]: the shell (top bar, navigation, status bar), ingest each frame, commands.
 //! - [`stream`]: the event table. [`charts`]: rates, histograms, top lists.
 //!   [`health`]: the registry's services by the rules in its docs.
+//! - [`dictation`]: record, live text, history search, dictation settings.
 //! - [`detail`]: one event. [`stats`]: the cards above the table.
 //! - [`connection`]: the Connection dialog. [`export`]: writing events to a file off the UI thread.
 //! - [`theme`], [`time_fmt`], [`frame_stats`]: colours, times, the window's own measurements.
@@ -12,6 +13,7 @@ pub mod app;
 pub mod charts;
 pub mod connection;
 pub mod detail;
+pub mod dictation;
 pub mod export;
 pub mod frame_stats;
 pub mod health;
@@ -29,22 +31,33 @@ use clap::Args;
 use crate::cli::{SourceArgs, SourceChoice};
 use crate::core::export::ExportFormat;
 use crate::live::Live;
-pub use app::{AppInit, CandybarApp, Clock, RunOptions};
+pub use app::{AppInit, CandybarApp, Clock, DictationInit, RunOptions};
 pub use connection::ConnectRequest;
 pub use theme::ThemeChoice;
 
 /// The views of the central panel, in the order of the navigation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 pub enum View {
     #[default]
     Stream,
     Charts,
     Health,
+    Dictation,
 }
 
 impl View {
-    // Flow, Constellation and Dictation join here as they land.
-    pub const ALL: [Self; 3] = [Self::Stream, Self::Charts, Self::Health];
+    // Flow and Constellation join here as they land.
+    pub const ALL: [Self; 4] = [Self::Stream, Self::Charts, Self::Health, Self::Dictation];
 
     #[must_use]
     pub fn label(self) -> &'static str {
@@ -52,6 +65,7 @@ impl View {
             Self::Stream => "☰ Stream",
             Self::Charts => "📈 Charts",
             Self::Health => "♥ Health",
+            Self::Dictation => "🎤 Dictation",
         }
     }
 }
@@ -72,6 +86,8 @@ pub enum Command {
     OpenConnectionDialog,
     SetTheme(ThemeChoice),
     SetView(View),
+    Dictation(crate::voice::dictation::Request),
+    ApplyDictation(dictation::DictationDraft),
 }
 
 /// Flags of the window (bare `candybar`).
@@ -95,13 +111,55 @@ pub struct WindowArgs {
     /// Show times in UTC instead of local time
     #[arg(long)]
     pub utc: bool,
+    /// Open on this view (default: the last one shown)
+    #[arg(long, value_enum)]
+    pub view: Option<View>,
 }
 
 /// Opens the window on the source the flags and config choose. Call with a tokio runtime
 /// entered (sources run on it); blocks until the window closes.
+#[allow(clippy::too_many_lines)] // the window's whole start-up, in the order it happens
 pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let settings = source.settings()?;
+    // One candybar per user: a second launch asks the first to show itself and exits.
+    let socket = crate::instance::socket_path();
+    let listener = match crate::instance::claim(&socket) {
+        Ok(Some(l)) => Some(l),
+        Ok(None) => {
+            let answer = crate::instance::send(&socket, "show")?;
+            eprintln!("candybar is already running ({answer}); its window was asked to show");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot listen on {} ({e}); `candybar dictate --toggle` will not reach this window",
+                socket.display()
+            );
+            None
+        }
+    };
+    let app_dictation = crate::cli::dictate::app_dictation(source, &settings)?;
+    let dictation = DictationInit {
+        cfg: app_dictation.cfg,
+        hotkey: app_dictation.hotkey,
+        mode: app_dictation.mode,
+        rt: tokio::runtime::Handle::current(),
+        instance: listener.map(|l| (l, socket)),
+        global_hotkey: true,
+        bus_target: source
+            .amqp_url(&settings)
+            .map(|url| crate::voice::outputs::Bus {
+                url,
+                exchange: source.exchange(&settings),
+                routing_key: settings
+                    .file
+                    .dictation
+                    .routing_key
+                    .clone()
+                    .unwrap_or_else(|| crate::asr::protocol::TRANSCRIPT_ROUTING_KEY.to_owned()),
+            }),
+    };
     let mut live = Live::new(settings.file.store.store_config());
     if let Some(n) = args.preload {
         app::preload_demo(&mut live.store, n, &settings.registry);
@@ -161,6 +219,8 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
         prefetch: settings.file.amqp.prefetch.unwrap_or(1000),
         registry: settings.registry.clone(),
         registry_path: source.registry_path(&settings),
+        dictation: Some(dictation),
+        view: args.view,
     };
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

@@ -19,6 +19,12 @@ impl TimeZoneChoice {
         self.format(us, "%H:%M:%S%.3f")
     }
 
+    /// "2026-11-22 14:03", for things people did (transcripts).
+    #[must_use]
+    pub fn minute(self, us: Micros) -> String {
+        self.format(us, "%Y-%m-%d %H:%M")
+    }
+
     /// "2026-11-22 14:03:07.125431 +01:00".
     #[must_use]
     pub fn full(self, us: Micros) -> String {

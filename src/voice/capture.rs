@@ -80,6 +80,17 @@ pub fn input_devices() -> Result<Vec<InputDevice>, CaptureError> {
     Ok(out)
 }
 
+/// Reads a capture's input level (for a meter) from any thread.
+#[derive(Clone)]
+pub struct LevelProbe(Arc<Shared>);
+
+impl LevelProbe {
+    /// The input level of the latest audio, 0..1 (RMS).
+    pub fn level(&self) -> f32 {
+        f32::from_bits(self.0.level_bits.load(Ordering::Relaxed))
+    }
+}
+
 /// A running capture. Dropping it stops it.
 pub struct Capture {
     stop: SyncSender<Msg>,
@@ -213,6 +224,11 @@ impl Capture {
             rate_hz,
             started,
         })
+    }
+
+    /// A handle that reads the input level after the capture has moved elsewhere.
+    pub fn level_probe(&self) -> LevelProbe {
+        LevelProbe(self.shared.clone())
     }
 
     /// The input level of the latest audio, 0..1 (RMS).

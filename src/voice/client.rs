@@ -146,6 +146,26 @@ pub struct Failed {
     pub settled: String,
 }
 
+/// A state in words, for the terminal and the status bar.
+#[must_use]
+pub fn state_words(s: &ClientState) -> String {
+    match s {
+        ClientState::Connecting => "connecting".into(),
+        ClientState::Streaming { protocol, model } => {
+            format!("streaming to a {} server ({model})", protocol.as_str())
+        }
+        ClientState::Reconnecting {
+            attempt,
+            reason,
+            buffered_ms,
+        } => format!(
+            "reconnecting (attempt {attempt}; {reason}); {:.1} s of audio kept",
+            *buffered_ms as f64 / 1000.0
+        ),
+        ClientState::Finishing => "waiting for the final text".into(),
+    }
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 

@@ -531,6 +531,50 @@ impl History {
     }
 
     /// Makes every pending delivery due now (the user asked to retry).
+    /// Queues deliveries for a kept transcript again (the view's "re-send").
+    pub fn queue(
+        &mut self,
+        transcript_id: i64,
+        deliveries: &[PlannedDelivery],
+        now_us: Micros,
+    ) -> Result<(), HistoryError> {
+        self.get(transcript_id)?;
+        let path = self.path.clone();
+        let sql = |source| HistoryError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for d in deliveries {
+            tx.execute(
+                "INSERT INTO deliveries (transcript_id, output, target, state, payload, updated_us)
+                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
+                params![
+                    transcript_id,
+                    d.output.as_str(),
+                    d.target,
+                    d.payload,
+                    now_us
+                ],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The error of the most recently failed attempt among the waiting deliveries.
+    pub fn last_error(&self) -> Result<Option<String>, HistoryError> {
+        self.conn
+            .query_row(
+                "SELECT last_error FROM deliveries WHERE state = 'pending' AND last_error IS NOT NULL
+                 ORDER BY updated_us DESC LIMIT 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     pub fn retry_all_now(&self) -> Result<u64, HistoryError> {
         self.conn
             .execute(
@@ -613,6 +657,31 @@ mod tests {
         assert_eq!(h.search("deploy", 10).unwrap().len(), 1);
         assert!(matches!(h.delete(a), Err(HistoryError::NotFound(_))));
         assert_eq!(h.get(b).unwrap().confidence, Some(0.9));
+    }
+
+    #[test]
+    fn resending_queues_deliveries_again_and_reports_the_last_error() {
+        let mut h = History::open_in_memory().unwrap();
+        let id = h.add(&t("Ship it.", 1), &[]).unwrap();
+        assert_eq!(h.pending_count().unwrap(), 0);
+        let hook = PlannedDelivery {
+            output: Output::Webhook,
+            target: "http://127.0.0.1:9/hook".into(),
+            payload: b"{}".to_vec(),
+        };
+        h.queue(id, std::slice::from_ref(&hook), 5).unwrap();
+        assert_eq!(h.pending_count().unwrap(), 1);
+        assert_eq!(h.last_error().unwrap(), None);
+        let item = h.due(10, 10).unwrap().remove(0);
+        h.failed(&item, "webhook: cannot connect", 10).unwrap();
+        assert_eq!(
+            h.last_error().unwrap().as_deref(),
+            Some("webhook: cannot connect")
+        );
+        assert!(matches!(
+            h.queue(id + 1, &[hook], 5),
+            Err(HistoryError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -5,9 +5,15 @@
 //! - [`history`]: every final transcript in SQLite (full-text search) and the outbox of
 //!   deliveries that wait to be retried.
 //! - [`outputs`]: webhook and bus deliveries from the outbox.
+//! - [`capture`]: the microphone (cpal) on its own thread; [`resample`]: any rate to 16 kHz mono.
+//! - [`dictation`]: the app's recordings: one worker that the hotkey, tray, socket and view ask.
+//! - [`desktop`]: clipboard and typing into the focused window. [`hotkey`]: the global hotkey.
 
 pub mod capture;
 pub mod client;
+pub mod desktop;
+pub mod dictation;
 pub mod history;
+pub mod hotkey;
 pub mod outputs;
 pub mod resample;

@@ -14,14 +14,14 @@ use super::history::{History, HistoryError, NewTranscript, OutboxItem, Output, P
 /// Give up one attempt after this long; the outbox tries again later.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Webhook {
     pub url: String,
     /// Sent as `Authorization: Bearer`. Never stored in the outbox, logged or shown.
     pub token: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Bus {
     /// The broker's URL (with its password; only ever shown masked).
     pub url: String,
@@ -30,7 +30,7 @@ pub struct Bus {
 }
 
 /// The retried outputs a transcript is sent to.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outputs {
     pub webhook: Option<Webhook>,
     pub bus: Option<Bus>,

@@ -173,6 +173,23 @@ pub fn read_wav_16k(path: &std::path::Path) -> Result<Vec<i16>, ResampleError> {
     Ok(out)
 }
 
+/// Writes 16 kHz mono s16le samples as a WAV file.
+pub fn write_wav_16k(path: &std::path::Path, samples: &[i16]) -> Result<(), ResampleError> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: crate::asr::audio::SAMPLE_RATE_HZ,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let shown = path.display();
+    let bad = |e: hound::Error| ResampleError::File(format!("cannot write {shown}: {e}"));
+    let mut w = hound::WavWriter::create(path, spec).map_err(bad)?;
+    for &s in samples {
+        w.write_sample(s).map_err(bad)?;
+    }
+    w.finalize().map_err(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

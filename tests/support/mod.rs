@@ -305,8 +305,14 @@ impl Drop for Xvfb {
 
 /// Runs the binary to completion and returns (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    run_env(args, &[])
+}
+
+/// Like [`run`], with extra environment variables.
+pub fn run_env(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_candybar"))
         .args(args)
+        .envs(envs.iter().copied())
         .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
         .env_remove("CANDYBAR_AMQP_URL")
         .output()

@@ -1,0 +1,149 @@
+//! One candybar per user: the running app listens on a local socket, and a second launch — or
+//! `candybar dictate --toggle|--start|--stop`, which is how Wayland desktops and scripts reach
+//! it — hands its request over and exits. One line in, one line out.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long either side waits for the other.
+const IO_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// `$CANDYBAR_SOCKET`, else `candybar.sock` in `$XDG_RUNTIME_DIR`, else in the temp dir with the
+/// user's name in it.
+#[must_use]
+pub fn socket_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("CANDYBAR_SOCKET") {
+        return PathBuf::from(p);
+    }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
+        return Path::new(&dir).join("candybar.sock");
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+    std::env::temp_dir().join(format!("candybar-{user}.sock"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("candybar is not running (nothing answers on {0}); start it with `candybar`")]
+    NotRunning(PathBuf),
+    #[error("cannot talk to the running candybar on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Sends one request line to the running instance and returns its answer.
+pub fn send(path: &Path, request: &str) -> Result<String, InstanceError> {
+    let io = |source| InstanceError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            InstanceError::NotRunning(path.to_owned())
+        }
+        _ => io(e),
+    })?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    writeln!(stream, "{}", request.trim()).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
+    Ok(answer.trim_end().to_owned())
+}
+
+/// Becomes the instance: `Ok(Some(listener))`, or `Ok(None)` when another one already answers
+/// on `path`. A socket file left by a crashed instance is replaced.
+pub fn claim(path: &Path) -> std::io::Result<Option<UnixListener>> {
+    if UnixStream::connect(path).is_ok() {
+        return Ok(None);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    // Only this user may ask for recordings.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(Some(listener))
+}
+
+/// Answers requests on `listener` from an `instance` thread: each line goes to `handle`, its
+/// answer goes back. The socket file is removed when the returned guard drops.
+pub fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    handle: impl Fn(&str) -> String + Send + 'static,
+) -> std::io::Result<Served> {
+    std::thread::Builder::new()
+        .name("instance".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+                let mut line = String::new();
+                let read = stream
+                    .try_clone()
+                    .map(|s| BufReader::new(std::io::Read::take(s, 4096)).read_line(&mut line));
+                let answer = match read {
+                    Ok(Ok(_)) => handle(line.trim()),
+                    _ => "error: no request".into(),
+                };
+                let _ = writeln!(stream, "{answer}");
+            }
+        })?;
+    Ok(Served { path })
+}
+
+/// Removes the socket file when the app exits.
+pub struct Served {
+    path: PathBuf,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_instance_hands_its_request_to_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        assert!(matches!(
+            send(&path, "toggle"),
+            Err(InstanceError::NotRunning(_))
+        ));
+        let listener = claim(&path).unwrap().expect("first instance");
+        let served = serve(listener, path.clone(), |req| format!("got {req}")).unwrap();
+        assert!(
+            claim(&path).unwrap().is_none(),
+            "second instance must defer"
+        );
+        assert_eq!(send(&path, "toggle").unwrap(), "got toggle");
+        assert_eq!(send(&path, "  status \n").unwrap(), "got status");
+        drop(served);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_stale_socket_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        drop(UnixListener::bind(&path).unwrap()); // a crashed instance's file
+        assert!(path.exists());
+        assert!(claim(&path).unwrap().is_some());
+    }
+}

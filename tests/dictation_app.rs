@@ -1,0 +1,234 @@
+//! Dictation in the running app, as a user drives it: the real window under Xvfb, a virtual
+//! microphone on a private PulseAudio, the real Whisper server. Recordings are started and
+//! stopped through the local socket (`candybar dictate --start/--stop`, what a Wayland shortcut
+//! runs) and with the global hotkey pressed by xdotool; the text is typed into another window
+//! (xev, which prints every key it receives) and kept in the history.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use support::{Candybar, Pulse, Xvfb, asr_server, model_lock, path_str, repo, run_env};
+
+fn wer_ok(script_file: &str, text: &str) {
+    let script =
+        std::fs::read_to_string(repo().join("tests/fixtures/speech").join(script_file)).unwrap();
+    let (e, n) = candybar::asr::wer::errors(&script, text);
+    assert!(
+        e as f64 / n as f64 <= 0.20,
+        "heard {text:?}, said {script:?}"
+    );
+}
+
+/// Waits until the history holds `n` transcripts; returns them newest first.
+fn wait_history(app: &Candybar, db: &std::path::Path, n: usize, timeout: Duration) -> Vec<String> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Ok(h) = candybar::voice::history::History::open(db) {
+            let rows: Vec<String> = h.recent(10).unwrap().into_iter().map(|t| t.text).collect();
+            if rows.len() >= n {
+                return rows;
+            }
+        }
+        assert!(
+            Instant::now() < end,
+            "the history never held {n} transcripts; the app said:\n{}",
+            app.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// xev's process, killed when dropped.
+struct Xev(std::process::Child);
+
+impl Drop for Xev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts xev on `display` and gives it the keyboard focus; returns what it was typed so far.
+fn typing_target(display: &str) -> (Xev, Arc<Mutex<String>>) {
+    let mut xev = Command::new("xev")
+        .args(["-name", "typing-target", "-event", "keyboard"])
+        .env("DISPLAY", display)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("xev (x11-utils) is needed: sudo apt-get install x11-utils");
+    let out = xev.stdout.take().unwrap();
+    let xev = Xev(xev);
+    let typed = Arc::new(Mutex::new(String::new()));
+    let sink = typed.clone();
+    let reader = std::thread::Builder::new()
+        .name("xev".into())
+        .spawn(move || {
+            // A key press is a "KeyPress event" block whose XLookupString line carries the text.
+            let mut in_press = false;
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("KeyPress") {
+                    in_press = true;
+                } else if line.starts_with("KeyRelease") {
+                    in_press = false;
+                } else if in_press
+                    && line.contains("XLookupString gives")
+                    && let Some(q) = line.find('"')
+                {
+                    let s = &line[q + 1..line.len().saturating_sub(1)];
+                    sink.lock().push_str(s);
+                }
+            }
+        });
+    reader.unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("xdotool")
+            .args(["search", "--name", "typing-target"])
+            .env("DISPLAY", display)
+            .output()
+            .expect("xdotool is needed: sudo apt-get install xdotool");
+        let ids = String::from_utf8_lossy(&out.stdout);
+        if let Some(id) = ids.lines().next() {
+            let ok = Command::new("xdotool")
+                .args(["windowfocus", "--sync", id])
+                .env("DISPLAY", display)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            return (xev, typed);
+        }
+        assert!(Instant::now() < end, "xev's window never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the focused window has received exactly `kept` as keystrokes.
+fn wait_typed(typed: &Mutex<String>, kept: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while typed.lock().trim() != kept {
+        assert!(
+            Instant::now() < end,
+            "typed into the focused window: {:?}, kept: {kept:?}",
+            typed.lock()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn xdotool(display: &str, args: &[&str]) {
+    let ok = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", display)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "xdotool {args:?}");
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one user's session, told in order
+fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
+    let _model = model_lock();
+    let Some(x) = Xvfb::start() else { return };
+    let Some(pulse) = Pulse::start() else { return };
+    let Some((_server, addr)) = asr_server(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite3");
+    let socket = dir.path().join("candybar.sock");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[dictation]\ntyping = true\nhotkey = \"Ctrl+Alt+Space\"\nhotkey_mode = \"hold\"\n",
+    )
+    .unwrap();
+    let (pk, pv) = pulse.env();
+    let server = format!("ws://{addr}/asr");
+    let env: Vec<(&str, &str)> = vec![
+        ("DISPLAY", x.display.as_str()),
+        (pk, pv.as_str()),
+        ("CANDYBAR_SOCKET", path_str(&socket)),
+        ("CANDYBAR_HISTORY", path_str(&db)),
+        ("CANDYBAR_ASR_SERVER", server.as_str()),
+        ("XDG_DATA_HOME", path_str(dir.path())),
+        ("RUST_LOG", "warn,candybar=info"),
+    ];
+    let app = Candybar::spawn_env(
+        &[
+            "--demo",
+            "--config",
+            path_str(&config),
+            "--exit-after",
+            "120",
+        ],
+        &env,
+    );
+    let ask = |what: &str| {
+        let (code, out, err) = run_env(&["dictate", what], &env);
+        (code, format!("{}{err}", out.trim()))
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while ask("--status").1 != "idle" {
+        assert!(
+            Instant::now() < end,
+            "the app never answered on its socket: {}\n{}",
+            ask("--status").1,
+            app.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A second launch hands over to the first and exits.
+    let (code, _, err) = run_env(&["--demo"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("already running"), "{err}");
+
+    // 1. Through the socket. Typing goes to the focused window: xev.
+    let (xev, typed) = typing_target(&x.display);
+    let (code, answer) = ask("--start");
+    assert_eq!(code, Some(0), "{answer}");
+    assert!(answer.starts_with("recording"), "{answer}");
+    let end = Instant::now() + Duration::from_secs(5);
+    while ask("--status").1 != "recording" {
+        assert!(Instant::now() < end, "no audio from the microphone");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pulse.play(&repo().join("tests/fixtures/speech/utt01.wav"));
+    let (code, answer) = ask("--stop");
+    assert_eq!(code, Some(0), "{answer}");
+    let rows = wait_history(&app, &db, 1, Duration::from_secs(30));
+    wer_ok("utt01.txt", &rows[0]);
+    wait_typed(&typed, &rows[0]);
+
+    // 2. Hold the hotkey while speaking.
+    typed.lock().clear();
+    xdotool(&x.display, &["keydown", "ctrl+alt+space"]);
+    let end = Instant::now() + Duration::from_secs(5);
+    while ask("--status").1 != "recording" {
+        assert!(Instant::now() < end, "the hotkey did not start a recording");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pulse.play(&repo().join("tests/fixtures/speech/utt02.wav"));
+    xdotool(&x.display, &["keyup", "space", "alt", "ctrl"]);
+    let rows = wait_history(&app, &db, 2, Duration::from_secs(30));
+    wer_ok("utt02.txt", &rows[0]);
+    wait_typed(&typed, &rows[0]);
+    assert_eq!(ask("--status").1, "idle");
+    drop(xev);
+
+    // Stopping when nothing records is not an error; a gone app is.
+    assert_eq!(ask("--stop").1, "not recording");
+    drop(app);
+    let (code, answer) = ask("--status");
+    assert_eq!(code, Some(2), "{answer}");
+    assert!(answer.contains("not running"), "{answer}");
+}

@@ -1,0 +1,141 @@
+//! The Dictation view, driven like a user would (`egui_kittest`): the kept transcripts are listed,
+//! searching narrows them as you type, delete removes one, and a picture of the view.
+//! The history is a real SQLite file; the dictation worker is the app's own.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable as _;
+use egui_kittest::{Harness, SnapshotOptions};
+
+use candybar::core::store::StoreConfig;
+use candybar::live::Live;
+use candybar::ui::{AppInit, CandybarApp, Clock, DictationInit, ThemeChoice, View};
+use candybar::voice::dictation::DictationConfig;
+use candybar::voice::history::{History, NewTranscript};
+use candybar::voice::hotkey::HotkeyMode;
+
+/// 2026-01-01 12:00:00 UTC.
+const T0_US: i64 = 1_767_268_800_000_000;
+
+const SAID: [&str; 3] = [
+    "Deploy the billing service tonight.",
+    "Remind me to call Anna about the invoices.",
+    "The deployment finished and all services are healthy.",
+];
+
+fn app(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Harness<'static, CandybarApp> {
+    let db = dir.join("history.sqlite3");
+    let mut h = History::open(&db).unwrap();
+    for (i, text) in SAID.iter().enumerate() {
+        h.add(
+            &NewTranscript {
+                created_us: T0_US + i as i64 * 60_000_000,
+                duration_ms: 2400,
+                text: (*text).into(),
+                server: "ws://127.0.0.1:8888/asr".into(),
+                model: "ggml-tiny.en.bin".into(),
+                protocol: "candybar".into(),
+                confidence: Some(0.9),
+            },
+            &[],
+        )
+        .unwrap();
+    }
+    let mut init = AppInit::new(Live::new(StoreConfig::default()));
+    init.theme = Some(ThemeChoice::Dark);
+    init.tz = Some(candybar::ui::time_fmt::TimeZoneChoice::Utc);
+    init.clock = Clock::Fixed(T0_US + 600_000_000);
+    init.view = Some(View::Dictation);
+    init.dictation = Some(DictationInit {
+        cfg: DictationConfig {
+            history_path: db,
+            ..DictationConfig::default()
+        },
+        hotkey: "Ctrl+Alt+Space".into(),
+        mode: HotkeyMode::Hold,
+        rt: rt.handle().clone(),
+        instance: None,
+        global_hotkey: false,
+        bus_target: None,
+    });
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| CandybarApp::new(cc, init));
+    wait_until(&mut harness, "the history is listed", |a| {
+        a.dictation_status().unwrap().history.len() == SAID.len()
+    });
+    harness
+}
+
+/// Runs frames until `cond` holds (the worker answers on its own thread).
+fn wait_until(
+    harness: &mut Harness<'_, CandybarApp>,
+    what: &str,
+    cond: impl Fn(&CandybarApp) -> bool,
+) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        harness.run_steps(2);
+        if cond(harness.state()) {
+            harness.run_steps(2);
+            return;
+        }
+        assert!(Instant::now() < end, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kept_transcripts_are_listed_searched_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut harness = app(dir.path(), &rt);
+    for text in SAID {
+        harness.get_by_label(text);
+    }
+    harness.get_by_label("3 kept");
+    // The hotkey is off in this window, and the view says so.
+    harness.get_by_label("hotkey unavailable (see settings)");
+
+    // Typing a word's beginning narrows the list.
+    harness
+        .get_by_role_and_label(Role::TextInput, "Search")
+        .click();
+    harness.run_steps(2);
+    harness
+        .get_by_role_and_label(Role::TextInput, "Search")
+        .type_text("deplo");
+    wait_until(&mut harness, "the search narrowed the list", |a| {
+        a.dictation_status().unwrap().history.len() == 2
+    });
+    harness.get_by_label("2 of 3 match");
+    assert!(harness.query_by_label(SAID[1]).is_none());
+
+    // Delete the newest match: gone from the view and from the file.
+    let newest = harness.state().dictation_status().unwrap().history[0].id;
+    harness.get_all_by_label("🗑").next().unwrap().click();
+    wait_until(&mut harness, "the transcript was deleted", |a| {
+        a.dictation_status().unwrap().history.len() == 1
+    });
+    let h = History::open(&dir.path().join("history.sqlite3")).unwrap();
+    assert_eq!(h.count().unwrap(), 2);
+    assert!(h.get(newest).is_err());
+}
+
+#[test]
+fn snapshot_dictation_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut harness = app(dir.path(), &rt);
+    harness.run_steps(3);
+    // The frame-rate figures depend on the machine: mask them.
+    let fps = harness.get_by_label_contains("ms/frame").rect();
+    harness.mask(fps);
+    harness.snapshot_options(
+        "dictation_dark",
+        &SnapshotOptions::new().threshold(1.0).max_failed_pixels(200),
+    );
+}
