@@ -40,6 +40,8 @@ fn spawn(args: &[String], dir: &Path) -> anyhow::Result<Child> {
     Command::new(exe)
         .args(args)
         .env("XDG_DATA_HOME", dir) // a fresh window state, not the user's
+        .env("CANDYBAR_SOCKET", dir.join("candybar.sock")) // not handed to a running candybar
+        .env("CANDYBAR_HISTORY", dir.join("history.sqlite3"))
         .env("CANDYBAR_CONFIG", dir.join("none.toml"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

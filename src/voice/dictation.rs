@@ -206,11 +206,9 @@ impl Dictation {
             next_id: 0,
             latest_id: 0,
             finishing: 0,
-            outbox: outbox.clone(),
+            outbox,
         };
         spawn_named("dictation", move || worker.run(&rx));
-        let (st, w, path) = (status.clone(), waker, cfg.history_path.clone());
-        spawn_named("outbox", move || run_outbox(&path, &outbox, &st, &w));
         let d = Self { tx, status };
         d.send(Request::Search(String::new()));
         d
@@ -280,7 +278,16 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, rx: &Receiver<Msg>) {
+        // The outbox opens its own connection once this one has brought the schema up to date:
+        // two connections migrating a new file at once would collide.
         self.open_history();
+        let (st, w, path, outbox) = (
+            self.status.clone(),
+            self.waker.clone(),
+            self.cfg.history_path.clone(),
+            self.outbox.clone(),
+        );
+        spawn_named("outbox", move || run_outbox(&path, &outbox, &st, &w));
         loop {
             match rx.recv_timeout(TICK) {
                 Ok(Msg::Request(r, ack)) => {
@@ -614,6 +621,7 @@ impl Worker {
             None => None,
         };
         let mut outputs = Vec::new();
+        let put = Instant::now();
         if self.cfg.typing {
             outputs.push((Output::Typed, self.desktop.type_or_copy(&text)));
         }
@@ -628,6 +636,12 @@ impl Worker {
                 }
             }
         }
+        tracing::info!(
+            "transcript kept: final text {} ms after the end of speech, {} chars put out in {} ms",
+            done.final_after_ms,
+            text.chars().count(),
+            put.elapsed().as_millis()
+        );
         self.outbox.wake.notify_one();
         let error = outputs
             .iter()

@@ -660,6 +660,16 @@ mod tests {
     }
 
     #[test]
+    fn a_second_connection_to_the_same_file_opens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.sqlite3");
+        let mut a = History::open(&path).unwrap();
+        let b = History::open(&path).unwrap();
+        a.add(&t("One.", 1), &[]).unwrap();
+        assert_eq!(b.count().unwrap(), 1);
+    }
+
+    #[test]
     fn resending_queues_deliveries_again_and_reports_the_last_error() {
         let mut h = History::open_in_memory().unwrap();
         let id = h.add(&t("Ship it.", 1), &[]).unwrap();

@@ -129,8 +129,11 @@ impl Candybar {
 
     /// Like [`Self::spawn`], with extra environment variables.
     pub fn spawn_env(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        // A window of its own: never handed over to a candybar already running for this user.
+        let socket = std::env::temp_dir().join(format!("{}.sock", unique("candybar-test")));
         let mut child = Command::new(env!("CARGO_BIN_EXE_candybar"))
             .args(args)
+            .env("CANDYBAR_SOCKET", socket)
             .envs(envs.iter().copied())
             .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
             .env_remove("CANDYBAR_AMQP_URL")
