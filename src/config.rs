@@ -16,6 +16,20 @@ pub struct FileConfig {
     /// Path of the platform's `registry.yaml`.
     pub registry: Option<PathBuf>,
     pub dictation: DictationSection,
+    pub local_asr: LocalAsrSection,
+}
+
+/// `[local_asr]`: the built-in ASR server the window can run as a child process.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalAsrSection {
+    /// A ggml model file or a name in the model dir (default `tiny.en`).
+    pub model: Option<String>,
+    /// Port on 127.0.0.1 (default 8888, the dictation client's default server).
+    pub port: Option<u16>,
+    pub threads: Option<usize>,
+    /// Start it with the window (default off).
+    pub auto_start: Option<bool>,
 }
 
 /// `[dictation]`: where speech goes. Tokens are not kept here: they come from the keychain or

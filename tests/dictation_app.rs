@@ -232,3 +232,99 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     assert_eq!(code, Some(2), "{answer}");
     assert!(answer.contains("not running"), "{answer}");
 }
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The pid in "running on 127.0.0.1:P (pid N)".
+fn running_pid(answer: &str) -> Option<u32> {
+    answer
+        .strip_prefix("running on ")?
+        .split("(pid ")
+        .nth(1)?
+        .trim_end_matches(')')
+        .parse()
+        .ok()
+}
+
+#[test]
+fn the_app_runs_the_built_in_server_and_starts_it_again_when_it_dies() {
+    let _model = model_lock();
+    let Some(model) = support::test_model() else {
+        return;
+    };
+    let Some(x) = Xvfb::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[local_asr]\nmodel = {:?}\nport = {port}\nauto_start = true\n",
+            path_str(&model)
+        ),
+    )
+    .unwrap();
+    let socket = dir.path().join("candybar.sock");
+    let db = dir.path().join("h.sqlite3");
+    let env: Vec<(&str, &str)> = vec![
+        ("DISPLAY", x.display.as_str()),
+        ("CANDYBAR_SOCKET", path_str(&socket)),
+        ("CANDYBAR_HISTORY", path_str(&db)),
+        ("XDG_DATA_HOME", path_str(dir.path())),
+    ];
+    let app = Candybar::spawn_env(
+        &["--demo", "--no-tray", "--config", path_str(&config)],
+        &env,
+    );
+    let server_status = || {
+        run_env(&["dictate", "--server-status"], &env)
+            .1
+            .trim()
+            .to_owned()
+    };
+    let wait_running = |not: Option<u32>| {
+        let end = Instant::now() + Duration::from_secs(40);
+        loop {
+            let answer = server_status();
+            if let Some(pid) = running_pid(&answer)
+                && Some(pid) != not
+            {
+                return pid;
+            }
+            assert!(
+                Instant::now() < end,
+                "the built-in server is not running: {answer:?}\n{}",
+                app.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let first = wait_running(None);
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(support::http_get(&addr, "/health").0, 200);
+
+    // It dies: the app notices, says so, and starts it again.
+    let killed = Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let second = wait_running(Some(first));
+    assert_eq!(support::http_get(&addr, "/health").0, 200);
+    assert_ne!(first, second);
+
+    // The app goes away (even killed): the server follows it.
+    drop(app);
+    let end = Instant::now() + Duration::from_secs(10);
+    while support::http_get(&addr, "/health").0 != 0 {
+        assert!(Instant::now() < end, "the server outlived the app");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -16,6 +16,7 @@ use candybar::ui::{AppInit, CandybarApp, Clock, DictationInit, ThemeChoice, View
 use candybar::voice::dictation::DictationConfig;
 use candybar::voice::history::{History, NewTranscript};
 use candybar::voice::hotkey::HotkeyMode;
+use candybar::voice::local_server::LocalServerConfig;
 
 /// 2026-01-01 12:00:00 UTC.
 const T0_US: i64 = 1_767_268_800_000_000;
@@ -60,6 +61,8 @@ fn app(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Harness<'static, 
         instance: None,
         global_hotkey: false,
         bus_target: None,
+        local_server: LocalServerConfig::default(),
+        local_auto_start: false,
     });
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])

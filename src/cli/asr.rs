@@ -90,6 +90,9 @@ pub struct ServeArgs {
         env = "CANDYBAR_ASR_TOKEN"
     )]
     token: Option<String>,
+    /// Exit when the process that started this one exits (the window runs the server this way)
+    #[arg(long, hide = true)]
+    exit_with_parent: bool,
 }
 
 pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Result<ExitCode> {
@@ -131,8 +134,23 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         },
         model.display()
     );
+    let parent = std::os::unix::process::parent_id();
+    let exit_with_parent = args.exit_with_parent;
+    let orphaned = async move {
+        if !exit_with_parent {
+            return std::future::pending().await;
+        }
+        // A parent that dies hands its children to init (or a subreaper): the parent id changes.
+        while std::os::unix::process::parent_id() == parent {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        eprintln!("candybar: the window that started this server has exited; stopping");
+    };
     serve(listener, cfg, async {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = orphaned => {}
+        }
     })
     .await?;
     Ok(ExitCode::SUCCESS)

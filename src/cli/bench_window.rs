@@ -5,7 +5,8 @@
 //! 2. loaded: a million stored events and the demo feed at 20,000 events/s; the app's CPU per frame
 //!    (its own ui time, and eframe's figure that adds tessellation and handing the frame to the
 //!    GPU) and event received → row on screen;
-//! 3. idle: no events; process CPU over a quiet period, read from /proc from outside.
+//! 3. idle: no events; process CPU over a quiet period, read from /proc from outside, and memory;
+//! 4. in the tray: the same with the window hidden (`--minimized`).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -49,6 +50,21 @@ fn spawn(args: &[String], dir: &Path) -> anyhow::Result<Child> {
         .context("cannot start the window")
 }
 
+/// Resident memory from /proc: all of it, and the part that is the process's own (anonymous:
+/// heap, stacks) rather than mapped files (the binary, shared libraries, the GPU driver).
+fn memory_mb(pid: u32) -> Value {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kb| (kb / 1024.0 * 10.0).round() / 10.0)
+    };
+    json!({"rss": kb("VmRSS:"), "anonymous": kb("RssAnon:"), "files": kb("RssFile:")})
+}
+
 fn wait(mut child: Child, limit: Duration) -> anyhow::Result<()> {
     let end = Instant::now() + limit;
     loop {
@@ -73,6 +89,7 @@ fn s(v: &impl ToString) -> String {
     v.to_string()
 }
 
+#[allow(clippy::too_many_lines)] // four runs and one report, in order
 pub fn bench_window(a: &WindowBenchArgs) -> anyhow::Result<Value> {
     anyhow::ensure!(
         std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some(),
@@ -123,29 +140,32 @@ pub fn bench_window(a: &WindowBenchArgs) -> anyhow::Result<Value> {
     wait(child, Duration::from_secs_f64(a.secs + 120.0))?;
     let loaded = read_stats(&stats)?;
 
-    // 3. Idle.
-    let settle = 3.0;
-    let child = spawn(
-        &[
+    // 3. Idle, the window shown; 4. in the tray, the window hidden. No events, no recording.
+    let quiet = |extra: &[String]| -> anyhow::Result<(Option<f64>, Value)> {
+        let settle = 3.0;
+        let mut args = vec![
             s(&"--demo"),
             s(&"--demo-rate"),
             s(&0),
             s(&"--exit-after"),
             s(&(settle + a.idle_secs + 1.0)),
-            s(&"--stats-out"),
-            stats_arg,
-        ],
-        dir,
-    )?;
-    let pid = child.id();
-    std::thread::sleep(Duration::from_secs_f64(settle));
-    let (c0, t0) = (cpu_secs(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs_f64(a.idle_secs));
-    let idle_cpu = cpu_secs(pid)
-        .zip(c0)
-        .map(|(c1, c0)| (c1 - c0) / t0.elapsed().as_secs_f64());
-    wait(child, Duration::from_secs_f64(a.idle_secs + 60.0))?;
+        ];
+        args.extend_from_slice(extra);
+        let child = spawn(&args, dir)?;
+        let pid = child.id();
+        std::thread::sleep(Duration::from_secs_f64(settle));
+        let (c0, t0) = (cpu_secs(pid), Instant::now());
+        std::thread::sleep(Duration::from_secs_f64(a.idle_secs));
+        let cpu = cpu_secs(pid)
+            .zip(c0)
+            .map(|(c1, c0)| (c1 - c0) / t0.elapsed().as_secs_f64());
+        let memory = memory_mb(pid);
+        wait(child, Duration::from_secs_f64(a.idle_secs + 60.0))?;
+        Ok((cpu, memory))
+    };
+    let (idle_cpu, idle_memory) = quiet(&[s(&"--stats-out"), stats_arg])?;
     let idle = read_stats(&stats)?;
+    let (tray_cpu, tray_memory) = quiet(&[s(&"--minimized")])?;
 
     Ok(json!({
         "bench": "window",
@@ -173,6 +193,12 @@ pub fn bench_window(a: &WindowBenchArgs) -> anyhow::Result<Value> {
             "secs": a.idle_secs,
             "frames": idle["frames"],
             "process_cpu_share": idle_cpu,
+            "memory_mb": idle_memory,
+        },
+        "tray": {
+            "secs": a.idle_secs,
+            "process_cpu_share": tray_cpu,
+            "memory_mb": tray_memory,
         },
     }))
 }

@@ -20,6 +20,7 @@ use crate::voice::client::{self, ClientConfig, ClientEvent, ClientState};
 use crate::voice::dictation::DictationConfig;
 use crate::voice::history::{self, History, NewTranscript, Transcript};
 use crate::voice::hotkey::{DEFAULT_HOTKEY, HotkeyMode};
+use crate::voice::local_server::LocalServerConfig;
 use crate::voice::outputs::{Bus, Deliverer, Outputs, Webhook};
 
 /// Where transcripts go; shared by `dictate` and `history deliver`.
@@ -96,6 +97,8 @@ pub struct AppDictation {
     pub cfg: DictationConfig,
     pub hotkey: String,
     pub mode: HotkeyMode,
+    pub local_server: LocalServerConfig,
+    pub local_auto_start: bool,
 }
 
 /// Reads the window's dictation settings: `[dictation]`, overridden by `CANDYBAR_ASR_SERVER`,
@@ -136,12 +139,24 @@ pub fn app_dictation(source: &SourceArgs, s: &super::Settings) -> anyhow::Result
             .or_else(|| d.hotkey.clone())
             .unwrap_or_else(|| DEFAULT_HOTKEY.to_owned()),
         mode: d.hotkey_mode.unwrap_or_default(),
+        local_server: LocalServerConfig {
+            model: env("CANDYBAR_MODEL")
+                .or_else(|| s.file.local_asr.model.clone())
+                .unwrap_or_else(|| LocalServerConfig::default().model),
+            port: s
+                .file
+                .local_asr
+                .port
+                .unwrap_or(LocalServerConfig::default().port),
+            threads: s.file.local_asr.threads,
+        },
+        local_auto_start: s.file.local_asr.auto_start.unwrap_or(false),
     })
 }
 
 #[derive(Args, Debug)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
-#[command(group = clap::ArgGroup::new("input").required(true).args(["wav", "mic", "list_devices", "toggle", "start", "stop", "status"]))]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["wav", "mic", "list_devices", "toggle", "start", "stop", "status", "server_status"]))]
 pub struct DictateArgs {
     /// Start or stop the running candybar's recording (bind this to a desktop shortcut on
     /// Wayland)
@@ -156,6 +171,9 @@ pub struct DictateArgs {
     /// Print the running candybar's dictation state
     #[arg(long)]
     status: bool,
+    /// Print the state of the running candybar's built-in ASR server
+    #[arg(long)]
+    server_status: bool,
     /// Stream this WAV file (any rate, channels and format; converted to 16 kHz mono) as if it
     /// were spoken into the microphone
     #[arg(long, value_name = "FILE")]
@@ -263,6 +281,7 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         (args.start, "start"),
         (args.stop, "stop"),
         (args.status, "status"),
+        (args.server_status, "server-status"),
     ] {
         if on {
             let answer = crate::instance::send(&crate::instance::socket_path(), request)?;

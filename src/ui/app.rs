@@ -37,10 +37,13 @@ use crate::sources::replay::{Pace, ReplayConfig};
 use crate::sources::{SourceState, amqp, demo, replay};
 use crate::voice::dictation::{Dictation, DictationConfig, Phase, Request};
 use crate::voice::hotkey::{Hotkey, HotkeyMode};
+use crate::voice::local_server::{LocalServer, LocalServerConfig};
 use crate::voice::outputs::{Bus, Webhook};
 
 /// Time per frame for moving arrived events into the store.
 const DRAIN_BUDGET: Duration = Duration::from_millis(4);
+/// Time per run for moving events into the store while the window is hidden.
+const HIDDEN_DRAIN_BUDGET: Duration = Duration::from_millis(40);
 /// Time per frame for a re-scan after the filter changed.
 const SCAN_BUDGET: Duration = Duration::from_millis(6);
 /// Time per frame for encoding an export.
@@ -90,6 +93,10 @@ pub struct AppInit {
     pub dictation: Option<DictationInit>,
     /// Overrides the persisted view.
     pub view: Option<View>,
+    /// Put an icon in the tray; closing the window then hides it instead of quitting.
+    pub tray: bool,
+    /// Start hidden in the tray.
+    pub start_hidden: bool,
 }
 
 /// What the app needs to run dictation.
@@ -106,6 +113,9 @@ pub struct DictationInit {
     pub global_hotkey: bool,
     /// Where the bus output publishes when it is turned on (the configured broker).
     pub bus_target: Option<Bus>,
+    /// The built-in ASR server the app can run as a child process.
+    pub local_server: LocalServerConfig,
+    pub local_auto_start: bool,
 }
 
 /// The app's side of dictation.
@@ -116,6 +126,8 @@ struct DictationParts {
     hotkey_info: HotkeyInfo,
     global_hotkey: bool,
     bus_target: Option<Bus>,
+    local: LocalServer,
+    local_cfg: LocalServerConfig,
     /// Removes the socket file when the app exits.
     served: Option<crate::instance::Served>,
 }
@@ -137,6 +149,8 @@ impl AppInit {
             registry_path: None,
             dictation: None,
             view: None,
+            tray: false,
+            start_hidden: false,
         }
     }
 }
@@ -236,6 +250,15 @@ pub struct CandybarApp {
     show_requested: Arc<std::sync::atomic::AtomicBool>,
     /// Whether the view's settings were changed in this run (then they are saved).
     dictation_edited: bool,
+    tray: Option<super::tray::Tray>,
+    /// The window is shown (not hidden in the tray).
+    pub window_visible: bool,
+    /// Events wait at the source (the broker, the demo) instead of entering the store.
+    pub paused: bool,
+    /// Quit was asked for: a close request is no longer turned into hiding.
+    quitting: bool,
+    /// The built-in server's port, for the socket's answers.
+    local_port: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl CandybarApp {
@@ -290,9 +313,28 @@ impl CandybarApp {
             dictation_view: DictationViewState::default(),
             show_requested: Arc::default(),
             dictation_edited: persisted.dictation.is_some(),
+            tray: None,
+            window_visible: true,
+            paused: false,
+            quitting: false,
+            local_port: Arc::default(),
         };
         if let Some(di) = init.dictation {
             app.start_dictation(di, persisted.dictation);
+        }
+        if init.tray {
+            let waker = app.ctx.clone();
+            let dictation = app.dictation.as_ref().map(|d| d.handle.clone());
+            let local = app.dictation.as_ref().map(|d| d.local.clone());
+            match super::tray::Tray::start(dictation, local, move || waker.request_repaint()) {
+                Ok(t) => app.tray = Some(t),
+                Err(e) => tracing::warn!("{e}; closing the window will quit"),
+            }
+        }
+        if init.start_hidden && app.tray.is_some() {
+            app.window_visible = false;
+            app.ctx
+                .send_viewport_cmd(egui::ViewportCommand::Visible(false));
         }
         if let Some(path) = &init.registry_path {
             let waker = app.ctx.clone();
@@ -326,10 +368,14 @@ impl CandybarApp {
                 .map(|w| w.url.clone())
                 .unwrap_or_default(),
             bus: di.cfg.outputs.bus.is_some(),
+            local_model: di.local_server.model.clone(),
+            local_port: di.local_server.port.to_string(),
+            local_auto_start: di.local_auto_start,
         };
         if let Some(saved) = saved {
             draft = saved;
         }
+        let local_waker = self.ctx.clone();
         let waker = self.ctx.clone();
         let mut parts = DictationParts {
             handle: Dictation::start(&di.cfg, di.rt, move || waker.request_repaint()),
@@ -338,10 +384,14 @@ impl CandybarApp {
             hotkey_info: HotkeyInfo::default(),
             global_hotkey: di.global_hotkey,
             bus_target: di.bus_target,
+            local: LocalServer::new(move || local_waker.request_repaint()),
+            local_cfg: di.local_server,
             served: None,
         };
         if let Some((listener, path)) = di.instance {
             let handle = parts.handle.clone();
+            let local = parts.local.clone();
+            let local_port = self.local_port.clone();
             let show = self.show_requested.clone();
             let ctx = self.ctx.clone();
             let served = crate::instance::serve(listener, path, move |req| match req {
@@ -355,13 +405,18 @@ impl CandybarApp {
                     }
                     line
                 }),
+                "server-status" => local
+                    .state()
+                    .words(local_port.load(std::sync::atomic::Ordering::Relaxed)),
                 "show" => {
                     show.store(true, std::sync::atomic::Ordering::Relaxed);
                     ctx.request_repaint();
                     "showing the window".into()
                 }
                 other => {
-                    format!("error: unknown request {other:?} (start, stop, toggle, status, show)")
+                    format!(
+                        "error: unknown request {other:?} (start, stop, toggle, status, server-status, show)"
+                    )
                 }
             });
             match served {
@@ -371,7 +426,20 @@ impl CandybarApp {
         }
         self.dictation = Some(parts);
         self.apply_dictation(&draft);
+        if draft.local_auto_start {
+            self.local_server(true);
+        }
         self.dictation_view = DictationViewState::new(draft);
+    }
+
+    /// Starts or stops the built-in ASR server with the current settings.
+    fn local_server(&mut self, start: bool) {
+        let Some(parts) = &self.dictation else { return };
+        if start {
+            parts.local.start(parts.local_cfg.clone());
+        } else {
+            parts.local.stop();
+        }
     }
 
     /// Applies the view's settings: the worker's config and the hotkey.
@@ -379,6 +447,21 @@ impl CandybarApp {
         let Some(parts) = &mut self.dictation else {
             return;
         };
+        parts.local_cfg.model = Some(draft.local_model.trim())
+            .filter(|m| !m.is_empty())
+            .map_or_else(|| LocalServerConfig::default().model, str::to_owned);
+        let mut bad_port = None;
+        match draft.local_port.trim().parse::<u16>() {
+            Ok(p) if p > 0 => parts.local_cfg.port = p,
+            _ => {
+                bad_port = Some(format!(
+                    "{:?} is not a port; the built-in server keeps {}",
+                    draft.local_port, parts.local_cfg.port
+                ));
+            }
+        }
+        self.local_port
+            .store(parts.local_cfg.port, std::sync::atomic::Ordering::Relaxed);
         let mut cfg = parts.cfg.clone();
         cfg.server = if draft.server.trim().is_empty() {
             crate::voice::client::DEFAULT_SERVER.to_owned()
@@ -431,6 +514,58 @@ impl CandybarApp {
         parts.hotkey_info.mode = draft.mode;
         if let Some(p) = problem {
             self.toast(ToastLevel::Error, p);
+        }
+        if let Some(p) = bad_port {
+            self.toast(ToastLevel::Error, p);
+        }
+    }
+
+    /// Tray clicks, closing to the tray, and what the tray shows.
+    fn tray_logic(&mut self, ctx: &egui::Context) {
+        let Some(tray) = &self.tray else { return };
+        let actions: Vec<super::tray::TrayAction> = tray.actions.try_iter().collect();
+        for a in actions {
+            self.apply_tray_action(ctx, a);
+        }
+        if ctx.input(|i| i.viewport().close_requested()) && !self.quitting {
+            // Closing the window keeps candybar (and dictation) running in the tray.
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.apply_tray_action(ctx, super::tray::TrayAction::HideWindow);
+        }
+        let (_, state) = state_text(&self.live.state, self.theme);
+        let bus = if self.live.is_demo() {
+            "Demo feed"
+        } else {
+            "Bus"
+        };
+        if let Some(tray) = &self.tray {
+            tray.set_state(super::tray::TrayState {
+                window_visible: self.window_visible,
+                paused: self.paused,
+                bus: format!("{bus}: {state}"),
+            });
+        }
+    }
+
+    pub fn apply_tray_action(&mut self, ctx: &egui::Context, a: super::tray::TrayAction) {
+        use super::tray::TrayAction;
+        match a {
+            TrayAction::ShowWindow => {
+                self.window_visible = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Visible(true));
+                ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+                ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+            }
+            TrayAction::HideWindow => {
+                self.window_visible = false;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Visible(false));
+            }
+            TrayAction::SetPaused(p) => self.paused = p,
+            TrayAction::LocalServer(start) => self.local_server(start),
+            TrayAction::Quit => {
+                self.quitting = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
         }
     }
 
@@ -597,6 +732,7 @@ impl CandybarApp {
                         self.toast(ToastLevel::Error, "dictation is off in this window");
                     }
                 }
+                Command::LocalServer(start) => self.local_server(start),
                 Command::ApplyDictation(draft) => {
                     self.dictation_edited = true;
                     self.apply_dictation(&draft);
@@ -841,6 +977,17 @@ impl CandybarApp {
             ui.label(format!("{bus}: {state}")).on_hover_text(mask_secrets_in(&self.live.describe));
             ui.separator();
             ui.label(format!("{:.0} events/s", self.live.rate_per_sec()));
+            let (icon, hover) = if self.paused {
+                ("▶", "resume: the events that waited at the source come in")
+            } else {
+                ("⏸", "pause: new events wait at the source (the broker keeps them)")
+            };
+            if self.paused {
+                ui.label(RichText::new("paused").color(theme.warn()));
+            }
+            if ui.small_button(icon).on_hover_text(hover).clicked() {
+                self.paused = !self.paused;
+            }
             ui.separator();
             self.dictation_status_ui(ui);
             match &self.registry_status {
@@ -993,6 +1140,7 @@ impl CandybarApp {
                     eprintln!("candybar: {e}");
                     self.set_exit(ExitCode::FAILURE);
                 }
+                self.quitting = true;
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             } else if !self.screenshot_requested {
                 self.screenshot_requested = true;
@@ -1002,6 +1150,7 @@ impl CandybarApp {
                 ctx.request_repaint_after(Duration::from_millis(50));
             }
         } else {
+            self.quitting = true;
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
     }
@@ -1064,10 +1213,12 @@ impl CandybarApp {
                     Some(d) => {
                         let status = d.handle.status();
                         let info = d.hotkey_info.clone();
+                        let server = (d.local.status(), d.local_cfg.port);
                         self.dictation_view.ui(
                             ui,
                             &status,
                             &info,
+                            &server,
                             theme,
                             self.tz,
                             &mut self.commands,
@@ -1131,6 +1282,12 @@ impl CandybarApp {
         let ui_start = Instant::now();
         let ctx = ui.ctx().clone();
         let theme = self.theme;
+        if !self.window_visible {
+            // Hidden in the tray: nothing to lay out or draw; only what runs on a timer.
+            self.apply_commands(&ctx);
+            self.run_options(&ctx);
+            return;
+        }
         if ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::F)))
         {
             self.focus_filter = true;
@@ -1211,7 +1368,16 @@ impl CandybarApp {
     /// Ingest: what `logic` does every frame, and while the window is hidden.
     pub fn ingest(&mut self, ctx: &egui::Context) {
         self.frame_start = Instant::now();
-        let report = self.live.drain(DRAIN_BUDGET);
+        self.tray_logic(ctx);
+        let report = if self.paused {
+            crate::live::DrainReport::default()
+        } else if self.window_visible {
+            self.live.drain(DRAIN_BUDGET)
+        } else {
+            // Hidden in the tray, eframe runs us only every 100 ms and nothing is drawn: take
+            // a bigger bite so ingest keeps up.
+            self.live.drain(HIDDEN_DRAIN_BUDGET)
+        };
         self.received_total += report.events as u64;
         if report.more {
             ctx.request_repaint();
@@ -1228,9 +1394,7 @@ impl CandybarApp {
             .show_requested
             .swap(false, std::sync::atomic::Ordering::Relaxed)
         {
-            ctx.send_viewport_cmd(egui::ViewportCommand::Visible(true));
-            ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(false));
-            ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+            self.apply_tray_action(ctx, super::tray::TrayAction::ShowWindow);
         }
         self.poll_registry();
         self.stats

@@ -15,10 +15,12 @@ use crate::voice::capture::InputDevice;
 use crate::voice::dictation::{Phase, Request, Status};
 use crate::voice::history::Output;
 use crate::voice::hotkey::HotkeyMode;
+use crate::voice::local_server::{ServerState, ServerStatus};
 
 /// The settings the view edits; applied together with "Apply".
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
+#[allow(clippy::struct_excessive_bools)] // independent on/off settings, as the form shows them
 pub struct DictationDraft {
     pub server: String,
     /// Empty: the system's default input.
@@ -30,6 +32,11 @@ pub struct DictationDraft {
     /// Empty: no webhook.
     pub webhook_url: String,
     pub bus: bool,
+    /// The built-in server's model (a ggml file or a name) and port.
+    pub local_model: String,
+    pub local_port: String,
+    /// Start the built-in server with the window.
+    pub local_auto_start: bool,
 }
 
 /// The hotkey as registered, for the view and the status bar.
@@ -68,6 +75,7 @@ impl DictationViewState {
         ui: &mut egui::Ui,
         status: &Status,
         hotkey: &HotkeyInfo,
+        server: &(ServerStatus, u16),
         theme: Theme,
         tz: TimeZoneChoice,
         commands: &mut Vec<Command>,
@@ -79,6 +87,8 @@ impl DictationViewState {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     self.settings_ui(ui, hotkey, theme, commands);
+                    ui.separator();
+                    self.local_server_ui(ui, server, theme, commands);
                 });
             });
         recorder_ui(ui, status, hotkey, theme, commands);
@@ -148,6 +158,64 @@ impl DictationViewState {
                     transcript_ui(ui, t, theme, tz, commands);
                 }
             });
+    }
+
+    /// The built-in ASR server: its state, start/stop, model and port, and its log's tail.
+    fn local_server_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        (status, port): &(ServerStatus, u16),
+        theme: Theme,
+        commands: &mut Vec<Command>,
+    ) {
+        ui.heading("Built-in ASR server");
+        let (color, running) = match &status.state {
+            ServerState::Running { .. } => (theme.good(), true),
+            ServerState::Starting | ServerState::Restarting { .. } => (theme.warn(), true),
+            ServerState::Failed(_) => (theme.bad(), false),
+            ServerState::Stopped => (theme.weak_text(), false),
+        };
+        ui.label(RichText::new(status.state.words(*port)).color(color));
+        if status.restarts > 0 {
+            ui.label(
+                RichText::new(format!("restarted {} times after dying", status.restarts))
+                    .small()
+                    .color(theme.warn()),
+            );
+        }
+        let label = if running {
+            "Stop the built-in server"
+        } else {
+            "Start the built-in server"
+        };
+        if ui.button(label).clicked() {
+            commands.push(Command::LocalServer(!running));
+        }
+        let d = &mut self.draft;
+        ui.horizontal(|ui| {
+            ui.label("model");
+            ui.add(egui::TextEdit::singleline(&mut d.local_model).desired_width(140.0));
+            ui.label("port");
+            ui.add(egui::TextEdit::singleline(&mut d.local_port).desired_width(50.0));
+        });
+        ui.checkbox(&mut d.local_auto_start, "start it with candybar");
+        ui.label(
+            RichText::new(format!(
+                "Dictation uses it when the server above is ws://127.0.0.1:{port}/asr."
+            ))
+            .small()
+            .color(theme.weak_text()),
+        );
+        if !status.log.is_empty() {
+            egui::CollapsingHeader::new("Its log")
+                .id_salt("local-server-log")
+                .show(ui, |ui| {
+                    let start = status.log.len().saturating_sub(30);
+                    for line in status.log.iter().skip(start) {
+                        ui.label(RichText::new(line).monospace().small());
+                    }
+                });
+        }
     }
 
     fn settings_ui(

@@ -7,6 +7,7 @@
 //! - [`dictation`]: record, live text, history search, dictation settings.
 //! - [`detail`]: one event. [`stats`]: the cards above the table.
 //! - [`connection`]: the Connection dialog. [`export`]: writing events to a file off the UI thread.
+//! - [`tray`]: the tray icon and its menu, on a GTK thread of its own.
 //! - [`theme`], [`time_fmt`], [`frame_stats`]: colours, times, the window's own measurements.
 
 pub mod app;
@@ -21,6 +22,7 @@ pub mod stats;
 pub mod stream;
 pub mod theme;
 pub mod time_fmt;
+pub mod tray;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +90,8 @@ pub enum Command {
     SetView(View),
     Dictation(crate::voice::dictation::Request),
     ApplyDictation(dictation::DictationDraft),
+    /// Start (true) or stop the built-in ASR server.
+    LocalServer(bool),
 }
 
 /// Flags of the window (bare `candybar`).
@@ -114,6 +118,12 @@ pub struct WindowArgs {
     /// Open on this view (default: the last one shown)
     #[arg(long, value_enum)]
     pub view: Option<View>,
+    /// No tray icon (closing the window then quits)
+    #[arg(long)]
+    pub no_tray: bool,
+    /// Start in the tray, the window hidden (the tray's "Show window" opens it)
+    #[arg(long)]
+    pub minimized: bool,
 }
 
 /// Opens the window on the source the flags and config choose. Call with a tokio runtime
@@ -144,6 +154,8 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
         cfg: app_dictation.cfg,
         hotkey: app_dictation.hotkey,
         mode: app_dictation.mode,
+        local_server: app_dictation.local_server,
+        local_auto_start: app_dictation.local_auto_start,
         rt: tokio::runtime::Handle::current(),
         instance: listener.map(|l| (l, socket)),
         global_hotkey: true,
@@ -221,6 +233,8 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
         registry_path: source.registry_path(&settings),
         dictation: Some(dictation),
         view: args.view,
+        tray: !args.no_tray,
+        start_hidden: args.minimized,
     };
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

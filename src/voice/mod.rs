@@ -8,6 +8,7 @@
 //! - [`capture`]: the microphone (cpal) on its own thread; [`resample`]: any rate to 16 kHz mono.
 //! - [`dictation`]: the app's recordings: one worker that the hotkey, tray, socket and view ask.
 //! - [`desktop`]: clipboard and typing into the focused window. [`hotkey`]: the global hotkey.
+//! - [`local_server`]: `candybar asr serve` as a child process the app starts, watches, restarts.
 
 pub mod capture;
 pub mod client;
@@ -15,5 +16,6 @@ pub mod desktop;
 pub mod dictation;
 pub mod history;
 pub mod hotkey;
+pub mod local_server;
 pub mod outputs;
 pub mod resample;

@@ -1,0 +1,321 @@
+//! The tray icon (tray-icon, GTK backend): an icon that shows idle / recording / connecting /
+//! error, and a menu — show or hide the window, start or stop dictation, the bus and ASR states,
+//! pause the stream, quit. GTK objects are not `Send`, so everything lives on a `tray` thread
+//! that runs GTK's main loop; menu clicks reach the app as [`TrayAction`]s (dictation requests go
+//! straight to the dictation worker), and a timer on that thread redraws the icon and the menu
+//! from the states the app publishes.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::voice::dictation::{Dictation, Phase, Request};
+use crate::voice::local_server::{LocalServer, ServerState};
+
+/// What a menu click asks of the app (the UI thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrayAction {
+    ShowWindow,
+    HideWindow,
+    /// Pause or resume taking events from the source.
+    SetPaused(bool),
+    /// Start (true) or stop the built-in ASR server.
+    LocalServer(bool),
+    Quit,
+}
+
+/// What the icon and the menu show; the app updates it every frame it runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrayState {
+    pub window_visible: bool,
+    pub paused: bool,
+    /// The bus connection in words ("bus: connected").
+    pub bus: String,
+}
+
+/// The icon's look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IconState {
+    Idle,
+    Recording,
+    /// Recording, but the ASR server is being reached (again), or the final text is awaited.
+    Connecting,
+    Error,
+}
+
+impl IconState {
+    fn of(s: &crate::voice::dictation::Status) -> Self {
+        match s.phase {
+            Phase::Recording if s.reconnecting || !s.listening => Self::Connecting,
+            Phase::Recording => Self::Recording,
+            Phase::Finishing => Self::Connecting,
+            Phase::Idle if s.error.is_some() => Self::Error,
+            Phase::Idle => Self::Idle,
+        }
+    }
+
+    fn tooltip(self) -> &'static str {
+        match self {
+            Self::Idle => "candybar",
+            Self::Recording => "candybar — recording",
+            Self::Connecting => "candybar — reaching the ASR server",
+            Self::Error => "candybar — dictation needs attention",
+        }
+    }
+
+    /// A 32×32 candy: a disc in the state's colour with a light rim; recording adds a white dot.
+    #[must_use]
+    pub fn rgba(self) -> Vec<u8> {
+        const N: usize = 32;
+        let fill: [u8; 3] = match self {
+            Self::Idle => [0xe0, 0x5a, 0xa8],
+            Self::Recording => [0xe5, 0x39, 0x35],
+            Self::Connecting => [0xf2, 0xa5, 0x1c],
+            Self::Error => [0x75, 0x75, 0x75],
+        };
+        let mut out = vec![0u8; N * N * 4];
+        let c = (N as f32 - 1.0) / 2.0;
+        for y in 0..N {
+            for x in 0..N {
+                let d = ((x as f32 - c).powi(2) + (y as f32 - c).powi(2)).sqrt();
+                let i = (y * N + x) * 4;
+                // Anti-aliased edge over one pixel.
+                let alpha = (c + 0.5 - d).clamp(0.0, 1.0);
+                let rim = d > c - 2.0;
+                let dot = self == Self::Recording && d < 5.0;
+                let rgb = if rim || dot { [0xff; 3] } else { fill };
+                out[i..i + 3].copy_from_slice(&rgb);
+                out[i + 3] = (alpha * 255.0) as u8;
+            }
+        }
+        out
+    }
+}
+
+/// The running tray; its thread ends with the process.
+pub struct Tray {
+    pub actions: Receiver<TrayAction>,
+    state: Arc<Mutex<TrayState>>,
+}
+
+impl Tray {
+    /// Starts the tray thread. Fails (in words) when GTK cannot start, e.g. without a display;
+    /// with no tray host on the desktop the icon is simply not shown.
+    pub fn start(
+        dictation: Option<Dictation>,
+        local: Option<LocalServer>,
+        waker: impl Fn() + Send + Sync + 'static,
+    ) -> Result<Self, String> {
+        let (tx, actions) = sync_channel::<TrayAction>(32);
+        let state = Arc::new(Mutex::new(TrayState {
+            window_visible: true,
+            ..TrayState::default()
+        }));
+        let (ready_tx, ready_rx) = sync_channel::<Result<(), String>>(1);
+        let thread_state = state.clone();
+        std::thread::Builder::new()
+            .name("tray".into())
+            .spawn(move || {
+                let waker: Waker = Arc::new(waker);
+                run(dictation, local, &tx, &waker, thread_state, &ready_tx);
+            })
+            .map_err(|e| format!("cannot start the tray thread: {e}"))?;
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(Self { actions, state }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the tray did not start within 10 s".into()),
+        }
+    }
+
+    /// Publishes what the menu shows (cheap when nothing changed).
+    pub fn set_state(&self, s: TrayState) {
+        let mut cur = self.state.lock();
+        if *cur != s {
+            *cur = s;
+        }
+    }
+}
+
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
+#[allow(clippy::too_many_lines)] // GTK's objects must be made, wired and redrawn in one scope
+fn run(
+    dictation: Option<Dictation>,
+    local: Option<LocalServer>,
+    tx: &SyncSender<TrayAction>,
+    waker: &Waker,
+    state: Arc<Mutex<TrayState>>,
+    ready: &SyncSender<Result<(), String>>,
+) {
+    use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
+    if let Err(e) = gtk::init() {
+        let _ = ready.send(Err(format!("no tray: GTK cannot start ({e})")));
+        return;
+    }
+    let show = MenuItem::new("Hide window", true, None);
+    let record = MenuItem::new("Start dictation", dictation.is_some(), None);
+    let asr = MenuItem::new("Dictation: idle", false, None);
+    let bus = MenuItem::new("Bus: …", false, None);
+    let pause = CheckMenuItem::new("Pause stream", true, false, None);
+    let server = MenuItem::new("Start the built-in ASR server", local.is_some(), None);
+    let quit = MenuItem::new("Quit candybar", true, None);
+    let menu = Menu::new();
+    let built = menu.append_items(&[
+        &show,
+        &record,
+        &PredefinedMenuItem::separator(),
+        &asr,
+        &bus,
+        &pause,
+        &server,
+        &PredefinedMenuItem::separator(),
+        &quit,
+    ]);
+    if let Err(e) = built {
+        let _ = ready.send(Err(format!("no tray menu: {e}")));
+        return;
+    }
+    let icon = |s: IconState| tray_icon::Icon::from_rgba(s.rgba(), 32, 32).ok();
+    let mut builder = tray_icon::TrayIconBuilder::new()
+        .with_menu(Box::new(menu))
+        .with_tooltip(IconState::Idle.tooltip())
+        .with_title("candybar");
+    if let Some(i) = icon(IconState::Idle) {
+        builder = builder.with_icon(i);
+    }
+    let tray = match builder.build() {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = ready.send(Err(format!("no tray icon: {e}")));
+            return;
+        }
+    };
+    // Menu clicks arrive on this thread.
+    {
+        let ids = (
+            show.id().clone(),
+            record.id().clone(),
+            pause.id().clone(),
+            quit.id().clone(),
+            server.id().clone(),
+        );
+        let (tx, waker, dictation, state, local) = (
+            tx.clone(),
+            waker.clone(),
+            dictation.clone(),
+            state.clone(),
+            local.clone(),
+        );
+        MenuEvent::set_event_handler(Some(move |e: MenuEvent| {
+            let action = if e.id == ids.0 {
+                Some(if state.lock().window_visible {
+                    TrayAction::HideWindow
+                } else {
+                    TrayAction::ShowWindow
+                })
+            } else if e.id == ids.1 {
+                if let Some(d) = &dictation {
+                    d.send(Request::Toggle);
+                }
+                None
+            } else if e.id == ids.2 {
+                Some(TrayAction::SetPaused(!state.lock().paused))
+            } else if e.id == ids.3 {
+                Some(TrayAction::Quit)
+            } else if e.id == ids.4 {
+                let running = local.as_ref().is_some_and(|l| {
+                    !matches!(l.state(), ServerState::Stopped | ServerState::Failed(_))
+                });
+                Some(TrayAction::LocalServer(!running))
+            } else {
+                None
+            };
+            if let Some(a) = action {
+                let _ = tx.try_send(a);
+            }
+            waker();
+        }));
+    }
+    let _ = ready.send(Ok(()));
+    // Redraw the icon and the menu when something they show changed.
+    let mut shown: Option<(IconState, String, TrayState, String)> = None;
+    gtk::glib::timeout_add_local(Duration::from_millis(200), move || {
+        let (icon_state, words) =
+            dictation
+                .as_ref()
+                .map_or((IconState::Idle, "Dictation: off".to_owned()), |d| {
+                    d.with_status(|s| {
+                        let words = match s.word() {
+                            "idle" if s.error.is_some() => "Dictation: ✖ see the window".to_owned(),
+                            w => format!("Dictation: {w}"),
+                        };
+                        (IconState::of(s), words)
+                    })
+                });
+        let app = state.lock().clone();
+        let server_text = match local.as_ref().map(LocalServer::state) {
+            None | Some(ServerState::Stopped) => "Start the built-in ASR server".to_owned(),
+            Some(ServerState::Failed(_)) => "Start the built-in ASR server (it failed)".to_owned(),
+            Some(ServerState::Running { .. }) => {
+                "Stop the built-in ASR server (running)".to_owned()
+            }
+            Some(_) => "Stop the built-in ASR server (starting)".to_owned(),
+        };
+        let now = (icon_state, words, app, server_text);
+        if shown.as_ref() != Some(&now) {
+            let (icon_state, words, app, server_text) = &now;
+            server.set_text(server_text);
+            if shown.as_ref().is_none_or(|s| s.0 != *icon_state) {
+                let _ = tray.set_icon(icon(*icon_state));
+                let _ = tray.set_tooltip(Some(icon_state.tooltip()));
+            }
+            asr.set_text(words);
+            record.set_text(
+                if *icon_state == IconState::Idle || *icon_state == IconState::Error {
+                    "Start dictation"
+                } else {
+                    "Stop dictation"
+                },
+            );
+            bus.set_text(&app.bus);
+            show.set_text(if app.window_visible {
+                "Hide window"
+            } else {
+                "Show window"
+            });
+            pause.set_checked(app.paused);
+            shown = Some(now);
+        }
+        gtk::glib::ControlFlow::Continue
+    });
+    gtk::main();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_state_has_its_own_icon() {
+        let icons: Vec<Vec<u8>> = [
+            IconState::Idle,
+            IconState::Recording,
+            IconState::Connecting,
+            IconState::Error,
+        ]
+        .iter()
+        .map(|s| s.rgba())
+        .collect();
+        for (i, a) in icons.iter().enumerate() {
+            assert_eq!(a.len(), 32 * 32 * 4);
+            // Corners are transparent, the centre is opaque.
+            assert_eq!(a[3], 0);
+            assert_eq!(a[(16 * 32 + 16) * 4 + 3], 255);
+            for b in &icons[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+}
