@@ -11,6 +11,7 @@
 //!   clipboard, typing), the microphone, the global hotkey and the app's dictation worker.
 //! - [`live`]: one source feeding one store — the model the window reads.
 //! - [`ui`]: the window (eframe/egui on wgpu): the Stream view, the detail pane, export.
+//! - [`secrets`]: tokens from the environment, the OS keychain, or a user-only file.
 //! - [`config`]: configuration from file, environment and flags; secret masking.
 //! - [`instance`]: one candybar per user; a local socket takes requests from a second launch.
 //! - [`cli`]: the `candybar` command line (`tail`, `publish`, `bench`, …).
@@ -23,6 +24,7 @@ pub mod config;
 pub mod core;
 pub mod instance;
 pub mod live;
+pub mod secrets;
 pub mod sources;
 pub mod ui;
 pub mod voice;

@@ -452,6 +452,55 @@ fn the_server_token_is_required_and_never_shown() {
             .contains("lazy")
     );
     assert!(!err.contains("sesame") && !lines.concat().contains("sesame"));
+
+    // Kept with `candybar secret set` (no keychain on this machine: a user-only file), the token
+    // is used without being given again, and never shown.
+    let secrets = dir.path().join("secrets.toml");
+    let env = [("CANDYBAR_SECRETS", path_str(&secrets))];
+    let mut set = std::process::Command::new(env!("CARGO_BIN_EXE_candybar"))
+        .args(["secret", "set", "asr-token"])
+        .envs(env)
+        .env_remove("CANDYBAR_ASR_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        writeln!(set.stdin.take().unwrap(), "sesame-42").unwrap();
+    }
+    let out = set.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("sesame"), "{said}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&secrets).unwrap().permissions(),
+    ) & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the secrets file must be readable by the user alone"
+    );
+    let (_, status, _) = support::run_env(&["secret", "status"], &env);
+    assert!(
+        status.contains("asr-token: ") && !status.contains("sesame"),
+        "{status}"
+    );
+    let (code, out, err) = support::run_env(
+        &[
+            "dictate",
+            "--json",
+            "--wav",
+            &wav,
+            "--server",
+            &server,
+            "--history",
+            path_str(&db),
+        ],
+        &env,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.to_lowercase().contains("lazy"), "{out}");
+    assert!(!err.contains("sesame") && !out.contains("sesame"));
 }
 
 #[test]

@@ -49,8 +49,13 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// The history and outputs, with the webhook's token from the keychain when no flag or
+    /// environment variable gave one (the command line may wait for the keychain; the window
+    /// asks it from the dictation worker instead).
     fn resolve(&self, source: &SourceArgs) -> anyhow::Result<(PathBuf, Outputs)> {
-        self.resolve_with(source, &source.settings()?)
+        let (path, mut outputs) = self.resolve_with(source, &source.settings()?)?;
+        fill_webhook_token(&mut outputs);
+        Ok((path, outputs))
     }
 
     fn resolve_with(
@@ -92,6 +97,16 @@ impl OutputArgs {
     }
 }
 
+fn fill_webhook_token(outputs: &mut Outputs) {
+    if let Some(w) = &mut outputs.webhook
+        && w.token.is_none()
+    {
+        w.token = crate::secrets::get("webhook-token")
+            .ok()
+            .and_then(|(v, _)| v);
+    }
+}
+
 /// The window's dictation, from the config file and the environment.
 pub struct AppDictation {
     pub cfg: DictationConfig,
@@ -127,6 +142,7 @@ pub fn app_dictation(source: &SourceArgs, s: &super::Settings) -> anyhow::Result
             server: env("CANDYBAR_ASR_SERVER")
                 .or_else(|| d.server.clone())
                 .unwrap_or_else(|| client::DEFAULT_SERVER.to_owned()),
+            // The keychain is asked by the dictation worker, off the UI thread.
             token: env("CANDYBAR_ASR_TOKEN"),
             device: env("CANDYBAR_INPUT_DEVICE").or_else(|| d.device.clone()),
             history_path,
@@ -304,7 +320,8 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     let settings = source.settings()?;
-    let (history_path, outputs) = args.outputs.resolve_with(source, &settings)?;
+    let (history_path, mut outputs) = args.outputs.resolve_with(source, &settings)?;
+    fill_webhook_token(&mut outputs);
     let url = args
         .server
         .clone()
@@ -314,7 +331,10 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
     let mut history = History::open(&history_path)?;
     let cfg = ClientConfig {
         url: url.clone(),
-        token: args.token.clone(),
+        token: args
+            .token
+            .clone()
+            .or_else(|| crate::secrets::get("asr-token").ok()?.0),
         reconnect_for: Duration::from_secs(args.reconnect_secs),
         ..ClientConfig::default()
     };

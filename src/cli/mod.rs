@@ -7,6 +7,7 @@ mod bench_window;
 pub(crate) mod dictate;
 mod publish;
 mod registry;
+mod secret;
 mod tail;
 
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ enum Command {
     /// Transcripts kept by dictation: list, search, show, delete, export; retry deliveries.
     #[command(subcommand)]
     History(dictate::HistoryCommand),
+    /// Tokens kept in the system keychain: set (from stdin), delete, status.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
 }
 
 /// Where events come from. Shared by the window and `tail`.
@@ -296,6 +300,7 @@ pub fn main() -> ExitCode {
                 Some(Command::Registry(cmd)) => Ok(registry::run(&cmd)),
                 Some(Command::Dictate(args)) => Box::pin(dictate::run(args, &cli.source)).await,
                 Some(Command::History(cmd)) => dictate::history(cmd, &cli.source).await,
+                Some(Command::Secret(cmd)) => tokio::task::block_in_place(|| secret::run(&cmd)),
                 None => Ok(ExitCode::SUCCESS),
             }
         })

@@ -46,10 +46,16 @@ async fn run(cfg: DemoSourceConfig, registry: Registry, describe: String, tx: So
     {
         return;
     }
-    let tick = Duration::from_millis(10);
+    let rate = cfg.rate_per_sec.max(0.0);
+    if rate <= 0.0 {
+        // A silent feed: nothing to pace, so no timer waking the process.
+        tx.closed().await;
+        return;
+    }
+    // One tick per event at low rates (no idle wake-ups), every 10 ms at high ones.
+    let tick = Duration::from_secs_f64((1.0 / rate).clamp(0.01, 1.0));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let rate = cfg.rate_per_sec.max(0.0);
     // Pace by the clock, not by ticks: a late tick (a busy machine) sends what is owed, so the
     // rate holds. A backlog is capped at a second's worth so a stall does not turn into a flood.
     let start = tokio::time::Instant::now();

@@ -83,6 +83,11 @@ pub struct SourceTx {
 }
 
 impl SourceTx {
+    /// Resolves when the consumer is gone (the source should stop).
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
     /// Waits for room, sends, and wakes the consumer. Fails when the consumer is gone.
     pub async fn send(&self, msg: SourceMsg) -> Result<(), mpsc::error::SendError<SourceMsg>> {
         self.tx.send(msg).await?;

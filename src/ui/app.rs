@@ -259,7 +259,13 @@ pub struct CandybarApp {
     quitting: bool,
     /// The built-in server's port, for the socket's answers.
     local_port: Arc<std::sync::atomic::AtomicU16>,
+    secret_results: SecretResults,
 }
+
+type SecretResults = (
+    SyncSender<(&'static str, Result<crate::secrets::Place, String>)>,
+    Receiver<(&'static str, Result<crate::secrets::Place, String>)>,
+);
 
 impl CandybarApp {
     pub fn new(cc: &eframe::CreationContext<'_>, init: AppInit) -> Self {
@@ -318,6 +324,7 @@ impl CandybarApp {
             paused: false,
             quitting: false,
             local_port: Arc::default(),
+            secret_results: sync_channel(4),
         };
         if let Some(di) = init.dictation {
             app.start_dictation(di, persisted.dictation);
@@ -430,6 +437,45 @@ impl CandybarApp {
             self.local_server(true);
         }
         self.dictation_view = DictationViewState::new(draft);
+    }
+
+    /// Keeps a token on a thread of its own (a keychain may take seconds) and tells the worker.
+    fn save_secret(&mut self, name: &'static str, value: String) {
+        let tx = self.secret_results.0.clone();
+        let dictation = self.dictation.as_ref().map(|d| d.handle.clone());
+        let ctx = self.ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("save-secret".into())
+            .spawn(move || {
+                let result = crate::secrets::set(name, &value);
+                if let Some(d) = dictation {
+                    d.send(Request::ReloadSecrets);
+                }
+                let _ = tx.send((name, result.map_err(|e| e.to_string())));
+                ctx.request_repaint();
+            });
+        if spawned.is_err() {
+            self.toast(ToastLevel::Error, "cannot save the token now");
+        }
+    }
+
+    fn poll_secrets(&mut self) {
+        while let Ok((name, result)) = self.secret_results.1.try_recv() {
+            match result {
+                Ok(crate::secrets::Place::File(path)) => self.toast(
+                    ToastLevel::Error,
+                    format!(
+                        "No system keychain answered: the {name} is kept in {}, readable only by you",
+                        path.display()
+                    ),
+                ),
+                Ok(place) => self.toast(
+                    ToastLevel::Info,
+                    format!("The {name} is kept in {}", place.words()),
+                ),
+                Err(e) => self.toast(ToastLevel::Error, format!("The {name} was not kept: {e}")),
+            }
+        }
     }
 
     /// Starts or stops the built-in ASR server with the current settings.
@@ -733,6 +779,7 @@ impl CandybarApp {
                     }
                 }
                 Command::LocalServer(start) => self.local_server(start),
+                Command::SaveSecret(name, value) => self.save_secret(name, value),
                 Command::ApplyDictation(draft) => {
                     self.dictation_edited = true;
                     self.apply_dictation(&draft);
@@ -1390,6 +1437,7 @@ impl CandybarApp {
         }
         self.step_export();
         self.poll_dialogs();
+        self.poll_secrets();
         if self
             .show_requested
             .swap(false, std::sync::atomic::Ordering::Relaxed)

@@ -58,6 +58,9 @@ pub struct DictationViewState {
     pub applied: DictationDraft,
     devices: DeviceList,
     devices_asked: bool,
+    /// Tokens being typed; taken (and cleared) by "Save".
+    asr_token: String,
+    webhook_token: String,
 }
 
 impl DictationViewState {
@@ -160,6 +163,37 @@ impl DictationViewState {
             });
     }
 
+    /// Fields to give the tokens to the keychain (they are cleared once saved).
+    fn tokens_ui(&mut self, ui: &mut egui::Ui, theme: Theme, commands: &mut Vec<Command>) {
+        ui.label("Tokens (kept in the system keychain, never shown)");
+        for (name, field) in [
+            ("asr-token", &mut self.asr_token),
+            ("webhook-token", &mut self.webhook_token),
+        ] {
+            ui.horizontal(|ui| {
+                ui.add(
+                    egui::TextEdit::singleline(field)
+                        .password(true)
+                        .hint_text(name)
+                        .desired_width(170.0),
+                );
+                if ui
+                    .add_enabled(!field.is_empty(), egui::Button::new("Save"))
+                    .clicked()
+                {
+                    commands.push(Command::SaveSecret(name, std::mem::take(field)));
+                }
+            });
+        }
+        ui.label(
+            RichText::new(
+                "or `candybar secret set NAME`; CANDYBAR_ASR_TOKEN and CANDYBAR_WEBHOOK_TOKEN win",
+            )
+            .small()
+            .color(theme.weak_text()),
+        );
+    }
+
     /// The built-in ASR server: its state, start/stop, model and port, and its log's tail.
     fn local_server_ui(
         &mut self,
@@ -189,6 +223,11 @@ impl DictationViewState {
             "Start the built-in server"
         };
         if ui.button(label).clicked() {
+            // Start with the model and port as they are typed below.
+            if !running && self.draft != self.applied {
+                self.applied = self.draft.clone();
+                commands.push(Command::ApplyDictation(self.draft.clone()));
+            }
             commands.push(Command::LocalServer(!running));
         }
         let d = &mut self.draft;
@@ -305,13 +344,8 @@ impl DictationViewState {
                 self.draft = self.applied.clone();
             }
         });
-        ui.label(
-            RichText::new(
-                "Tokens come from CANDYBAR_ASR_TOKEN and CANDYBAR_WEBHOOK_TOKEN; they are never shown.",
-            )
-            .small()
-            .color(theme.weak_text()),
-        );
+        ui.add_space(6.0);
+        self.tokens_ui(ui, theme, commands);
     }
 }
 

@@ -92,6 +92,8 @@ pub enum Command {
     ApplyDictation(dictation::DictationDraft),
     /// Start (true) or stop the built-in ASR server.
     LocalServer(bool),
+    /// Keep a token in the keychain: its name and value.
+    SaveSecret(&'static str, String),
 }
 
 /// Flags of the window (bare `candybar`).

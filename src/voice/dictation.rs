@@ -77,6 +77,8 @@ pub enum Request {
     Resend(i64),
     /// Retry every waiting delivery now.
     RetryOutbox,
+    /// A token was saved: read the keychain again.
+    ReloadSecrets,
 }
 
 /// Where dictation is.
@@ -207,6 +209,8 @@ impl Dictation {
             latest_id: 0,
             finishing: 0,
             outbox,
+            secrets: None,
+            explicit: (None, None),
         };
         spawn_named("dictation", move || worker.run(&rx));
         let d = Self { tx, status };
@@ -274,6 +278,10 @@ struct Worker {
     /// Recordings stopped and waiting for their final text.
     finishing: usize,
     outbox: Arc<OutboxShared>,
+    /// The ASR and webhook tokens from the keychain, looked up once.
+    secrets: Option<(Option<String>, Option<String>)>,
+    /// The tokens the app's config gave (the environment): they win over the keychain.
+    explicit: (Option<String>, Option<String>),
 }
 
 impl Worker {
@@ -281,6 +289,10 @@ impl Worker {
         // The outbox opens its own connection once this one has brought the schema up to date:
         // two connections migrating a new file at once would collide.
         self.open_history();
+        // Tokens not given in the environment come from the keychain (off the UI thread: a
+        // keychain can take seconds to answer).
+        let cfg = self.with_secrets(self.cfg.clone());
+        self.set_config(cfg);
         let (st, w, path, outbox) = (
             self.status.clone(),
             self.waker.clone(),
@@ -362,18 +374,8 @@ impl Worker {
                 }
             }
             Request::Configure(cfg) => {
-                let outputs_changed = cfg.outputs != self.cfg.outputs;
-                let history_changed = cfg.history_path != self.cfg.history_path;
-                self.cfg = *cfg;
-                if outputs_changed {
-                    let mut o = self.outbox.outputs.lock();
-                    *o = (o.0 + 1, self.cfg.outputs.clone());
-                    self.outbox.wake.notify_one();
-                }
-                if history_changed {
-                    self.open_history();
-                    self.refresh_history();
-                }
+                let cfg = self.with_secrets(*cfg);
+                self.set_config(cfg);
                 "configured".into()
             }
             Request::Search(q) => {
@@ -420,6 +422,17 @@ impl Worker {
                 self.outbox.wake.notify_one();
                 answer
             }
+            Request::ReloadSecrets => {
+                self.secrets = None;
+                let mut cfg = self.cfg.clone();
+                cfg.token.clone_from(&self.explicit.0);
+                if let Some(w) = &mut cfg.outputs.webhook {
+                    w.token.clone_from(&self.explicit.1);
+                }
+                let cfg = self.with_secrets(cfg);
+                self.set_config(cfg);
+                "reloaded".into()
+            }
             Request::RetryOutbox => {
                 if let Some(h) = &self.history
                     && let Err(e) = h.retry_all_now()
@@ -429,6 +442,45 @@ impl Worker {
                 self.outbox.wake.notify_one();
                 "retrying".into()
             }
+        }
+    }
+
+    /// Fills in the tokens the config lacks from the keychain (or the secrets file).
+    fn with_secrets(&mut self, mut cfg: DictationConfig) -> DictationConfig {
+        self.explicit = (
+            cfg.token.clone(),
+            cfg.outputs.webhook.as_ref().and_then(|w| w.token.clone()),
+        );
+        let (asr, hook) = self
+            .secrets
+            .get_or_insert_with(|| {
+                let get = |n| crate::secrets::get(n).ok().and_then(|(v, _)| v);
+                (get("asr-token"), get("webhook-token"))
+            })
+            .clone();
+        if cfg.token.is_none() {
+            cfg.token = asr;
+        }
+        if let Some(w) = &mut cfg.outputs.webhook
+            && w.token.is_none()
+        {
+            w.token = hook;
+        }
+        cfg
+    }
+
+    fn set_config(&mut self, cfg: DictationConfig) {
+        let outputs_changed = cfg.outputs != self.cfg.outputs;
+        let history_changed = cfg.history_path != self.cfg.history_path;
+        self.cfg = cfg;
+        if outputs_changed {
+            let mut o = self.outbox.outputs.lock();
+            *o = (o.0 + 1, self.cfg.outputs.clone());
+            self.outbox.wake.notify_one();
+        }
+        if history_changed {
+            self.open_history();
+            self.refresh_history();
         }
     }
 

@@ -1,0 +1,216 @@
+//! Secrets (the ASR server's token, the webhook's token): from the environment, else the OS
+//! keychain (keyring: Secret Service on Linux, Keychain on macOS, Credential Manager on Windows),
+//! else — only where no keychain exists, and with a warning when it is written — a file readable
+//! by the user alone. Values are never printed or logged; only where each one lives.
+//!
+//! A keychain can be slow to answer (D-Bus activation of a missing service waits ~25 s), so
+//! every keychain call runs on a thread of its own with a time limit.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
+
+/// The keychain's service name for candybar's entries.
+const SERVICE: &str = "candybar";
+/// How long a keychain may take to answer.
+const KEYCHAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The secrets candybar knows, with the environment variable that overrides each.
+pub const KNOWN: [(&str, &str); 2] = [
+    ("asr-token", "CANDYBAR_ASR_TOKEN"),
+    ("webhook-token", "CANDYBAR_WEBHOOK_TOKEN"),
+];
+
+/// Where a secret was found or put.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    Environment(String),
+    Keychain,
+    File(PathBuf),
+    Nowhere,
+}
+
+impl Place {
+    pub fn words(&self) -> String {
+        match self {
+            Self::Environment(var) => format!("environment (${var})"),
+            Self::Keychain => "the system keychain".into(),
+            Self::File(p) => format!("{} (no keychain here)", p.display()),
+            Self::Nowhere => "not set".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("unknown secret {0:?}: candybar keeps asr-token and webhook-token")]
+    Unknown(String),
+    #[error("cannot write {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the keychain refused: {0}")]
+    Keychain(String),
+}
+
+/// `$CANDYBAR_SECRETS`, else `secrets.toml` in the config dir (`~/.config/candybar/`).
+#[must_use]
+pub fn file_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("CANDYBAR_SECRETS") {
+        return PathBuf::from(p);
+    }
+    directories::ProjectDirs::from("", "", "candybar").map_or_else(
+        || PathBuf::from("candybar-secrets.toml"),
+        |d| d.config_dir().join("secrets.toml"),
+    )
+}
+
+fn env_var(name: &str) -> Result<&'static str, SecretError> {
+    KNOWN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| SecretError::Unknown(name.to_owned()))
+}
+
+/// Runs `f` on the keychain with a time limit; `None` when there is no keychain or it is mute.
+fn keychain<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
+) -> Option<keyring::Result<T>> {
+    let (tx, rx) = sync_channel(1);
+    let name = name.to_owned();
+    std::thread::Builder::new()
+        .name("keychain".into())
+        .spawn(move || {
+            let r = keyring::Entry::new(SERVICE, &name).and_then(|e| f(&e));
+            let _ = tx.send(r);
+        })
+        .ok()?;
+    match rx.recv_timeout(KEYCHAIN_TIMEOUT) {
+        Ok(Err(keyring::Error::NoDefaultStore | keyring::Error::NoStorageAccess(_))) | Err(_) => {
+            None
+        }
+        Ok(Err(keyring::Error::PlatformFailure(e))) => {
+            tracing::debug!("keychain: {e}");
+            None
+        }
+        Ok(r) => Some(r),
+    }
+}
+
+fn read_file(path: &Path) -> toml::Table {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.parse::<toml::Table>().ok())
+        .unwrap_or_default()
+}
+
+/// The secret and where it came from.
+pub fn get(name: &str) -> Result<(Option<String>, Place), SecretError> {
+    let var = env_var(name)?;
+    if let Ok(v) = std::env::var(var)
+        && !v.is_empty()
+    {
+        return Ok((Some(v), Place::Environment(var.to_owned())));
+    }
+    if let Some(Ok(v)) = keychain(name, keyring::Entry::get_password) {
+        return Ok((Some(v), Place::Keychain));
+    }
+    let path = file_path();
+    if let Some(v) = read_file(&path).get(name).and_then(|v| v.as_str()) {
+        return Ok((Some(v.to_owned()), Place::File(path)));
+    }
+    Ok((None, Place::Nowhere))
+}
+
+/// Keeps a secret: in the keychain, else in the user-only file.
+pub fn set(name: &str, value: &str) -> Result<Place, SecretError> {
+    env_var(name)?;
+    let v = value.to_owned();
+    match keychain(name, move |e| e.set_password(&v)) {
+        Some(Ok(())) => {
+            // A copy left in the file from before would shadow nothing but still leak.
+            remove_from_file(name, &file_path())?;
+            Ok(Place::Keychain)
+        }
+        Some(Err(e)) => Err(SecretError::Keychain(e.to_string())),
+        None => {
+            let path = file_path();
+            let mut table = read_file(&path);
+            table.insert(name.to_owned(), toml::Value::String(value.to_owned()));
+            write_private(&path, &table.to_string())?;
+            Ok(Place::File(path))
+        }
+    }
+}
+
+/// Forgets a secret wherever candybar keeps it.
+pub fn delete(name: &str) -> Result<(), SecretError> {
+    env_var(name)?;
+    let _ = keychain(name, keyring::Entry::delete_credential);
+    remove_from_file(name, &file_path())
+}
+
+fn remove_from_file(name: &str, path: &Path) -> Result<(), SecretError> {
+    let mut table = read_file(path);
+    if table.remove(name).is_some() {
+        write_private(path, &table.to_string())?;
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path`, readable and writable by the user alone.
+fn write_private(path: &Path, text: &str) -> Result<(), SecretError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let err = |source| SecretError::File {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("toml.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_is_private_and_keeps_other_secrets() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.toml");
+        let mut t = toml::Table::new();
+        t.insert("asr-token".into(), "a".into());
+        t.insert("webhook-token".into(), "w".into());
+        write_private(&path, &t.to_string()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        remove_from_file("asr-token", &path).unwrap();
+        let left = read_file(&path);
+        assert!(left.get("asr-token").is_none());
+        assert_eq!(
+            left.get("webhook-token").and_then(|v| v.as_str()),
+            Some("w")
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_refused() {
+        assert!(matches!(get("password"), Err(SecretError::Unknown(_))));
+    }
+}
