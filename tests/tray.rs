@@ -11,10 +11,16 @@ use std::time::{Duration, Instant};
 
 use support::{Xvfb, path_str};
 
-/// Where the menu's items are, from its top edge (GTK's default theme, measured).
-const ITEM_Y: [i32; 6] = [16, 41, 67, 92, 117, 143];
-const SHOW_HIDE: usize = 0;
-const QUIT: usize = 5;
+/// The middle of the menu's first item below its top edge, and of its last item (Quit) above its
+/// bottom edge (GTK's default theme, measured).
+const FIRST_ITEM_Y: i32 = 16;
+const LAST_ITEM_Y: i32 = 16;
+
+#[derive(Clone, Copy)]
+enum Item {
+    ShowHide,
+    Quit,
+}
 
 struct Proc(std::process::Child);
 
@@ -62,7 +68,7 @@ fn mapped(display: &str, id: &str) -> bool {
 }
 
 /// Right-clicks the tray icon and clicks the menu's item `n`.
-fn menu_click(display: &str, icon: (i32, i32, i32, i32), main: &str, n: usize) {
+fn menu_click(display: &str, icon: (i32, i32, i32, i32), main: &str, item: Item) {
     let (ix, iy, iw, ih) = icon;
     // With no window manager the main window may cover the panel: bring the panel up.
     for id in x(display, &["xdotool", "search", "--class", "trayer"]).lines() {
@@ -95,7 +101,11 @@ fn menu_click(display: &str, icon: (i32, i32, i32, i32), main: &str, n: usize) {
             "xdotool",
             "mousemove",
             &(menu.0 + 50).to_string(),
-            &(menu.1 + ITEM_Y[n]).to_string(),
+            &match item {
+                Item::ShowHide => menu.1 + FIRST_ITEM_Y,
+                Item::Quit => menu.1 + menu.3 - LAST_ITEM_Y,
+            }
+            .to_string(),
             "click",
             "1",
         ],
@@ -166,19 +176,19 @@ fn the_tray_menu_hides_and_shows_the_window_and_quits() {
         .map(str::to_owned)
     });
 
-    menu_click(display, icon, &main, SHOW_HIDE);
+    menu_click(display, icon, &main, Item::ShowHide);
     wait_for("the window to hide", || {
         (!mapped(display, &main)).then_some(())
     });
     // Events keep coming while hidden: 8 s at 3000/s is three times what the source's channel
     // holds, so a window that stopped ingesting would fall far short below.
     std::thread::sleep(Duration::from_secs(8));
-    menu_click(display, icon, &main, SHOW_HIDE);
+    menu_click(display, icon, &main, Item::ShowHide);
     wait_for("the window to show again", || {
         mapped(display, &main).then_some(())
     });
 
-    menu_click(display, icon, &main, QUIT);
+    menu_click(display, icon, &main, Item::Quit);
     let exit = wait_for("candybar to quit", || app.0.try_wait().unwrap());
     let ran_secs = started.elapsed().as_secs_f64();
     assert!(exit.success(), "{exit:?}");

@@ -128,6 +128,8 @@ struct DictationParts {
     bus_target: Option<Bus>,
     local: LocalServer,
     local_cfg: LocalServerConfig,
+    /// A hotkey to grab at the next frame.
+    pending_hotkey: Option<(String, HotkeyMode)>,
     /// Removes the socket file when the app exits.
     served: Option<crate::instance::Served>,
 }
@@ -393,6 +395,7 @@ impl CandybarApp {
             bus_target: di.bus_target,
             local: LocalServer::new(move || local_waker.request_repaint()),
             local_cfg: di.local_server,
+            pending_hotkey: None,
             served: None,
         };
         if let Some((listener, path)) = di.instance {
@@ -542,17 +545,8 @@ impl CandybarApp {
             .as_ref()
             .is_some_and(|h| h.combo == draft.hotkey && h.mode == draft.mode);
         if parts.global_hotkey && !same_key {
-            parts.hotkey = None; // give the old keys back first
-            match Hotkey::register(&draft.hotkey, draft.mode, parts.handle.clone()) {
-                Ok(h) => {
-                    parts.hotkey = Some(h);
-                    parts.hotkey_info.error = None;
-                }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    parts.hotkey_info.error = Some(e);
-                }
-            }
+            // Grabbed after the first frame (a round trip to the X server's thread), not here.
+            parts.pending_hotkey = Some((draft.hotkey.clone(), draft.mode));
         } else if !parts.global_hotkey {
             parts.hotkey_info.error = Some("the global hotkey is off in this window".into());
         }
@@ -568,6 +562,13 @@ impl CandybarApp {
 
     /// Tray clicks, closing to the tray, and what the tray shows.
     fn tray_logic(&mut self, ctx: &egui::Context) {
+        if let Some(e) = self.tray.as_ref().and_then(super::tray::Tray::failure) {
+            tracing::warn!("{e}; closing the window will quit");
+            self.tray = None;
+            if !self.window_visible {
+                self.apply_tray_action(ctx, super::tray::TrayAction::ShowWindow);
+            }
+        }
         let Some(tray) = &self.tray else { return };
         let actions: Vec<super::tray::TrayAction> = tray.actions.try_iter().collect();
         for a in actions {
@@ -611,6 +612,27 @@ impl CandybarApp {
             TrayAction::Quit => {
                 self.quitting = true;
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+        }
+    }
+
+    /// Grabs the hotkey the settings ask for.
+    fn grab_pending_hotkey(&mut self) {
+        let Some(parts) = &mut self.dictation else {
+            return;
+        };
+        let Some((combo, mode)) = parts.pending_hotkey.take() else {
+            return;
+        };
+        parts.hotkey = None; // give the old keys back first
+        match Hotkey::register(&combo, mode, parts.handle.clone()) {
+            Ok(h) => {
+                parts.hotkey = Some(h);
+                parts.hotkey_info.error = None;
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                parts.hotkey_info.error = Some(e);
             }
         }
     }
@@ -1410,12 +1432,23 @@ impl CandybarApp {
         let ui_secs = ui_start.elapsed().as_secs_f32();
         self.stats
             .record(self.frame_start, ui_secs, prev_frame_cpu_secs);
+        if self
+            .dictation
+            .as_ref()
+            .is_some_and(|d| d.pending_hotkey.is_some())
+        {
+            // After this frame is on its way: the next one grabs the hotkey.
+            ctx.request_repaint();
+        }
     }
 
     /// Ingest: what `logic` does every frame, and while the window is hidden.
     pub fn ingest(&mut self, ctx: &egui::Context) {
         self.frame_start = Instant::now();
         self.tray_logic(ctx);
+        if self.stats.frames > 0 || !self.window_visible {
+            self.grab_pending_hotkey();
+        }
         let report = if self.paused {
             crate::live::DrainReport::default()
         } else if self.window_visible {

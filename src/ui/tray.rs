@@ -98,6 +98,7 @@ impl IconState {
 pub struct Tray {
     pub actions: Receiver<TrayAction>,
     state: Arc<Mutex<TrayState>>,
+    ready: Receiver<Result<(), String>>,
 }
 
 impl Tray {
@@ -120,12 +121,23 @@ impl Tray {
             .spawn(move || {
                 let waker: Waker = Arc::new(waker);
                 run(dictation, local, &tx, &waker, thread_state, &ready_tx);
+                // Only a failure returns (GTK's main loop runs for the app's life): tell the app.
+                waker();
             })
             .map_err(|e| format!("cannot start the tray thread: {e}"))?;
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => Ok(Self { actions, state }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err("the tray did not start within 10 s".into()),
+        // GTK starts on its own time: the window's first frame does not wait for it.
+        Ok(Self {
+            actions,
+            state,
+            ready: ready_rx,
+        })
+    }
+
+    /// Why the tray could not start, once it has said so.
+    pub fn failure(&self) -> Option<String> {
+        match self.ready.try_recv() {
+            Ok(Err(e)) => Some(e),
+            _ => None,
         }
     }
 
