@@ -1,4 +1,4 @@
-//! Secrets (the ASR server's token, the webhook's token): from the environment, else the OS
+//! Secrets (the ASR server's token, the webhook's token, the broker's password): from the environment, else the OS
 //! keychain (keyring: Secret Service on Linux, Keychain on macOS, Credential Manager on Windows),
 //! else — only where no keychain exists, and with a warning when it is written — a file readable
 //! by the user alone. Values are never printed or logged; only where each one lives.
@@ -16,10 +16,16 @@ const SERVICE: &str = "candybar";
 const KEYCHAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The secrets candybar knows, with the environment variable that overrides each.
-pub const KNOWN: [(&str, &str); 2] = [
+pub const KNOWN: [(&str, &str); 3] = [
     ("asr-token", "CANDYBAR_ASR_TOKEN"),
     ("webhook-token", "CANDYBAR_WEBHOOK_TOKEN"),
+    ("amqp-password", "CANDYBAR_AMQP_PASSWORD"),
 ];
+
+/// What the keychain and the file said, per name, so a slow keychain is asked once per run.
+type Found = (Option<String>, Place);
+static STORED: std::sync::LazyLock<parking_lot::Mutex<std::collections::HashMap<String, Found>>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Where a secret was found or put.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +49,7 @@ impl Place {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("unknown secret {0:?}: candybar keeps asr-token and webhook-token")]
+    #[error("unknown secret {0:?}: candybar keeps asr-token, webhook-token and amqp-password")]
     Unknown(String),
     #[error("cannot write {path}: {source}")]
     File {
@@ -115,19 +121,41 @@ pub fn get(name: &str) -> Result<(Option<String>, Place), SecretError> {
     {
         return Ok((Some(v), Place::Environment(var.to_owned())));
     }
-    if let Some(Ok(v)) = keychain(name, keyring::Entry::get_password) {
-        return Ok((Some(v), Place::Keychain));
+    if let Some(found) = STORED.lock().get(name) {
+        return Ok(found.clone());
     }
-    let path = file_path();
-    if let Some(v) = read_file(&path).get(name).and_then(|v| v.as_str()) {
-        return Ok((Some(v.to_owned()), Place::File(path)));
+    let found = if let Some(Ok(v)) = keychain(name, keyring::Entry::get_password) {
+        (Some(v), Place::Keychain)
+    } else {
+        let path = file_path();
+        match read_file(&path).get(name).and_then(|v| v.as_str()) {
+            Some(v) => (Some(v.to_owned()), Place::File(path)),
+            None => (None, Place::Nowhere),
+        }
+    };
+    STORED.lock().insert(name.to_owned(), found.clone());
+    Ok(found)
+}
+
+/// `url` with the stored broker password when it names a user but carries no password.
+#[must_use]
+pub fn with_amqp_password(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    if u.username().is_empty() || u.password().is_some() {
+        return url.to_owned();
     }
-    Ok((None, Place::Nowhere))
+    match get("amqp-password") {
+        Ok((Some(p), _)) if u.set_password(Some(&p)).is_ok() => u.to_string(),
+        _ => url.to_owned(),
+    }
 }
 
 /// Keeps a secret: in the keychain, else in the user-only file.
 pub fn set(name: &str, value: &str) -> Result<Place, SecretError> {
     env_var(name)?;
+    STORED.lock().remove(name);
     let v = value.to_owned();
     match keychain(name, move |e| e.set_password(&v)) {
         Some(Ok(())) => {
@@ -149,6 +177,7 @@ pub fn set(name: &str, value: &str) -> Result<Place, SecretError> {
 /// Forgets a secret wherever candybar keeps it.
 pub fn delete(name: &str) -> Result<(), SecretError> {
     env_var(name)?;
+    STORED.lock().remove(name);
     let _ = keychain(name, keyring::Entry::delete_credential);
     remove_from_file(name, &file_path())
 }
@@ -206,6 +235,16 @@ mod tests {
         assert_eq!(
             left.get("webhook-token").and_then(|v| v.as_str()),
             Some("w")
+        );
+    }
+
+    #[test]
+    fn a_url_with_its_own_password_is_left_alone() {
+        let url = "amqp://alice:own@127.0.0.1:5672/%2f";
+        assert_eq!(with_amqp_password(url), url);
+        assert_eq!(
+            with_amqp_password("amqp://127.0.0.1:5672"),
+            "amqp://127.0.0.1:5672"
         );
     }
 

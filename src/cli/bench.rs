@@ -39,6 +39,9 @@ pub enum BenchCommand {
     /// The window (needs a display; use Xvfb headless): first frame, CPU per frame with a million
     /// events and 20,000 events/s, event → visible row, idle CPU.
     Window(super::bench_window::WindowBenchArgs),
+    /// Speech end → text typed into the focused window, with the built-in server, the real
+    /// window and a virtual microphone (needs X, `paplay` into the default input, xev, xdotool).
+    Dictation(super::bench_dictation::DictationBenchArgs),
     /// Microphone capture: from the start call (what a hotkey does) to the first audio, over
     /// several starts; and the cost of converting to 16 kHz.
     Capture(CaptureBenchArgs),
@@ -101,6 +104,9 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Window(a) => {
             tokio::task::block_in_place(|| super::bench_window::bench_window(&a))?
+        }
+        BenchCommand::Dictation(a) => {
+            tokio::task::block_in_place(|| super::bench_dictation::bench_dictation(&a))?
         }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -3,6 +3,7 @@
 
 mod asr;
 mod bench;
+mod bench_dictation;
 mod bench_window;
 pub(crate) mod dictate;
 mod publish;
@@ -197,8 +198,11 @@ impl SourceArgs {
         self.registry.clone().or_else(|| s.file.registry.clone())
     }
 
+    /// The broker's URL; a user without a password gets the one kept with
+    /// `candybar secret set amqp-password`.
     pub fn amqp_url(&self, s: &Settings) -> Option<String> {
-        self.amqp.clone().or_else(|| s.file.amqp.url.clone())
+        let url = self.amqp.clone().or_else(|| s.file.amqp.url.clone())?;
+        Some(crate::secrets::with_amqp_password(&url))
     }
 
     #[must_use]

@@ -297,7 +297,7 @@ impl Keeper {
 }
 
 /// The HTTP status of `GET /health` on this machine's `port`, if anything answers.
-fn health(port: u16) -> Option<u16> {
+pub fn health(port: u16) -> Option<u16> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;

@@ -1,0 +1,245 @@
+//! `candybar bench dictation`: speech end → text in the focused window, end to end, with the
+//! real parts: the built-in ASR server (`asr serve`, a child), the real window (this binary,
+//! typing on), a virtual microphone that `paplay` speaks into (`.ci/pulse`, or any sound server
+//! whose default input hears its default output), and xev as the focused window, which prints
+//! every key it receives. For each clip: start recording (the local socket, as a Wayland
+//! shortcut does), play the clip, stop at its end — that instant is "speech end" — and take the
+//! time of the last typed character.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::instance;
+
+#[derive(Args, Debug)]
+pub struct DictationBenchArgs {
+    /// The Whisper model for the built-in server
+    #[arg(long, value_name = "PATH|NAME", env = "CANDYBAR_TEST_MODEL")]
+    model: String,
+    /// Clips to speak (16 kHz WAV); default: the speech fixtures of the repository
+    #[arg(long = "wav", value_name = "FILE")]
+    wavs: Vec<PathBuf>,
+    /// Times each clip is spoken
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+}
+
+/// Kills the child when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What xev printed as typed text, and when the last character came.
+type Typed = Arc<Mutex<(String, Option<Instant>)>>;
+
+fn spawn_xev() -> anyhow::Result<(Reaped, Typed)> {
+    let mut xev = Command::new("xev")
+        .args(["-name", "candybar-bench-target", "-event", "keyboard"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("xev is needed (Debian: x11-utils)")?;
+    let out = xev.stdout.take().context("xev's output")?;
+    let typed: Typed = Arc::default();
+    let sink = typed.clone();
+    std::thread::Builder::new()
+        .name("xev-reader".into())
+        .spawn(move || {
+            let mut in_press = false;
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("KeyPress") {
+                    in_press = true;
+                } else if line.starts_with("KeyRelease") {
+                    in_press = false;
+                } else if in_press
+                    && line.contains("XLookupString gives")
+                    && let Some(q) = line.find('"')
+                {
+                    let text = line.get(q + 1..line.len().saturating_sub(1)).unwrap_or("");
+                    let mut t = sink.lock();
+                    t.0.push_str(text);
+                    t.1 = Some(Instant::now());
+                }
+            }
+        })?;
+    let xev = Reaped(xev);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("xdotool")
+            .args(["search", "--name", "candybar-bench-target"])
+            .output()
+            .context("xdotool is needed")?;
+        if let Some(id) = String::from_utf8_lossy(&out.stdout).lines().next() {
+            Command::new("xdotool")
+                .args(["windowfocus", "--sync", id])
+                .status()?;
+            return Ok((xev, typed));
+        }
+        anyhow::ensure!(Instant::now() < end, "xev's window never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let end = Instant::now() + limit;
+    while !ok() {
+        anyhow::ensure!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[allow(clippy::too_many_lines)] // set up four processes, speak, measure, report
+pub fn bench_dictation(a: &DictationBenchArgs) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        std::env::var_os("DISPLAY").is_some(),
+        "needs an X display (typing goes through XTest): run under Xvfb"
+    );
+    let wavs: Vec<PathBuf> = if a.wavs.is_empty() {
+        (1..=5)
+            .map(|i| PathBuf::from(format!("tests/fixtures/speech/utt0{i}.wav")))
+            .collect()
+    } else {
+        a.wavs.clone()
+    };
+    for w in &wavs {
+        anyhow::ensure!(w.is_file(), "no clip at {} (give --wav FILE)", w.display());
+    }
+    let exe = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+
+    // The built-in server on a free port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let _server = Reaped(
+        Command::new(&exe)
+            .args([
+                "asr",
+                "serve",
+                "--model",
+                &a.model,
+                "--port",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_for(
+        "the ASR server's model to load",
+        Duration::from_mins(1),
+        || crate::voice::local_server::health(port) == Some(200),
+    )?;
+
+    // The window, typing into the focused window.
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[dictation]\ntyping = true\n")?;
+    let socket = dir.join("candybar.sock");
+    let _window = Reaped(
+        Command::new(&exe)
+            .args(["--demo", "--demo-rate", "0", "--no-tray", "--config"])
+            .arg(&config)
+            .env("CANDYBAR_SOCKET", &socket)
+            .env("CANDYBAR_HISTORY", dir.join("history.sqlite3"))
+            .env("CANDYBAR_ASR_SERVER", format!("ws://127.0.0.1:{port}/asr"))
+            .env("XDG_DATA_HOME", dir)
+            .env("RUST_LOG", "warn,candybar::voice::dictation=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("window.log"))?)
+            .spawn()?,
+    );
+    let ask = |r: &str| instance::send(&socket, r).unwrap_or_default();
+    wait_for("the window", Duration::from_secs(30), || {
+        ask("status") == "idle"
+    })?;
+    let (_xev, typed) = spawn_xev()?;
+
+    let mut latencies_ms = Vec::new();
+    let mut clips = Vec::new();
+    for round in 0..a.rounds {
+        for wav in &wavs {
+            *typed.lock() = (String::new(), None);
+            ask("start");
+            wait_for("the microphone", Duration::from_secs(5), || {
+                ask("status") == "recording"
+            })?;
+            let ok = Command::new("paplay")
+                .arg(wav)
+                .status()
+                .context("paplay is needed (pulseaudio-utils)")?;
+            anyhow::ensure!(ok.success(), "paplay failed");
+            let speech_end = Instant::now();
+            ask("stop");
+            // Done when idle again and nothing more has been typed for a moment.
+            wait_for("the text", Duration::from_secs(30), || {
+                ask("status") == "idle"
+                    && typed
+                        .lock()
+                        .1
+                        .is_some_and(|t| t.elapsed() > Duration::from_millis(300))
+            })?;
+            let (text, last) = typed.lock().clone();
+            let ms = last.map_or(f64::NAN, |t| {
+                t.saturating_duration_since(speech_end).as_secs_f64() * 1e3
+            });
+            latencies_ms.push(ms);
+            clips.push(json!({
+                "round": round,
+                "clip": wav.display().to_string(),
+                "speech_end_to_typed_ms": (ms * 10.0).round() / 10.0,
+                "typed_chars": text.chars().count(),
+            }));
+        }
+    }
+    let mut sorted = latencies_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    // The window's own account of each transcript: end of speech → final text, and the time
+    // spent typing it.
+    let log = std::fs::read_to_string(dir.join("window.log")).unwrap_or_default();
+    let number_after = |line: &str, key: &str| -> Option<f64> {
+        line.split(key).nth(1)?.split_whitespace().next()?.parse().ok()
+    };
+    let mut finals: Vec<f64> = Vec::new();
+    let mut typing: Vec<f64> = Vec::new();
+    for line in log.lines().filter(|l| l.contains("transcript kept:")) {
+        finals.extend(number_after(line, "final text "));
+        typing.extend(number_after(line, "put out in "));
+    }
+    finals.sort_by(f64::total_cmp);
+    typing.sort_by(f64::total_cmp);
+    Ok(json!({
+        "bench": "dictation",
+        "what": "end of the clip (recording stopped) → last character typed into the focused window",
+        "model": a.model,
+        "clips": clips,
+        "final_text_after_speech_ms": {"p50": percentile(&finals, 0.5), "p95": percentile(&finals, 0.95)},
+        "typing_ms": {"p50": percentile(&typing, 0.5), "p95": percentile(&typing, 0.95)},
+        "p50_ms": percentile(&sorted, 0.5),
+        "p95_ms": percentile(&sorted, 0.95),
+        "max_ms": sorted.last(),
+    }))
+}
