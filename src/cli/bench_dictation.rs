@@ -221,7 +221,12 @@ pub fn bench_dictation(a: &DictationBenchArgs) -> anyhow::Result<Value> {
     // spent typing it.
     let log = std::fs::read_to_string(dir.join("window.log")).unwrap_or_default();
     let number_after = |line: &str, key: &str| -> Option<f64> {
-        line.split(key).nth(1)?.split_whitespace().next()?.parse().ok()
+        line.split(key)
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     };
     let mut finals: Vec<f64> = Vec::new();
     let mut typing: Vec<f64> = Vec::new();
