@@ -16,7 +16,7 @@ use support::{Xvfb, path_str};
 const FIRST_ITEM_Y: i32 = 16;
 const LAST_ITEM_Y: i32 = 16;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Item {
     ShowHide,
     Quit,
@@ -70,22 +70,7 @@ fn mapped(display: &str, id: &str) -> bool {
 /// Right-clicks the tray icon and clicks the menu's item `n`.
 fn menu_click(display: &str, icon: (i32, i32, i32, i32), main: &str, item: Item) {
     let (ix, iy, iw, ih) = icon;
-    // With no window manager the main window may cover the panel: bring the panel up.
-    for id in x(display, &["xdotool", "search", "--class", "trayer"]).lines() {
-        x(display, &["xdotool", "windowraise", id]);
-    }
-    x(
-        display,
-        &[
-            "xdotool",
-            "mousemove",
-            &(ix + iw / 2).to_string(),
-            &(iy + ih / 2).to_string(),
-            "click",
-            "3",
-        ],
-    );
-    let menu = wait_for("the tray menu", || {
+    let find_menu = || {
         x(
             display,
             &["xdotool", "search", "--onlyvisible", "--class", "Candybar"],
@@ -94,6 +79,39 @@ fn menu_click(display: &str, icon: (i32, i32, i32, i32), main: &str, item: Item)
         .filter(|id| *id != main)
         .map(|id| geometry(display, id))
         .find(|g| g.2 > 100 && g.3 > 100 && g.3 < 400)
+    };
+    // A click that lands while GTK is still busy (starting, or closing the last menu) is lost:
+    // click again until the menu shows.
+    let mut clicked_at: Option<Instant> = None;
+    let end = Instant::now() + Duration::from_secs(20);
+    let menu = wait_for("the tray menu", || {
+        if let Some(m) = find_menu() {
+            return Some(m);
+        }
+        assert!(
+            Instant::now() < end,
+            "no tray menu for {item:?}; windows:\n{}",
+            x(display, &["xwininfo", "-root", "-tree"])
+        );
+        if clicked_at.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+            // With no window manager the main window may cover the panel: bring the panel up.
+            for id in x(display, &["xdotool", "search", "--class", "trayer"]).lines() {
+                x(display, &["xdotool", "windowraise", id]);
+            }
+            x(
+                display,
+                &[
+                    "xdotool",
+                    "mousemove",
+                    &(ix + iw / 2).to_string(),
+                    &(iy + ih / 2).to_string(),
+                    "click",
+                    "3",
+                ],
+            );
+            clicked_at = Some(Instant::now());
+        }
+        None
     });
     x(
         display,
@@ -116,23 +134,36 @@ fn menu_click(display: &str, icon: (i32, i32, i32, i32), main: &str, item: Item)
 fn the_tray_menu_hides_and_shows_the_window_and_quits() {
     let Some(xvfb) = Xvfb::start() else { return };
     let display = xvfb.display.as_str();
-    let _trayer = Proc(
-        Command::new("trayer")
-            .args([
-                "--edge",
-                "top",
-                "--align",
-                "right",
-                "--widthtype",
-                "request",
-            ])
-            .args(["--height", "32", "--transparent", "false"])
-            .env("DISPLAY", display)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("trayer is needed: sudo apt-get install trayer (or .ci/install-deps)"),
-    );
+    // The tray host. Started right after the X server it sometimes exits at once: start it
+    // until its panel is there.
+    let mut trayer = None;
+    wait_for("trayer's panel", || {
+        let running = trayer
+            .as_mut()
+            .is_some_and(|p: &mut Proc| p.0.try_wait().ok().flatten().is_none());
+        if !running {
+            trayer = Some(Proc(
+                Command::new("trayer")
+                    .args([
+                        "--edge",
+                        "top",
+                        "--align",
+                        "right",
+                        "--widthtype",
+                        "request",
+                    ])
+                    .args(["--height", "32", "--transparent", "false"])
+                    .env("DISPLAY", display)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("trayer is needed: sudo apt-get install trayer (or .ci/install-deps)"),
+            ));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let panel = x(display, &["xdotool", "search", "--class", "trayer"]);
+        (!panel.trim().is_empty()).then_some(())
+    });
     let dir = tempfile::tempdir().unwrap();
     let stats = dir.path().join("stats.json");
     let started = Instant::now();
@@ -162,9 +193,10 @@ fn the_tray_menu_hides_and_shows_the_window_and_quits() {
             display,
             &["xdotool", "search", "--classname", "tray-icon tray app"],
         );
+        // Embedded in the panel it is panel-high; alone (no host yet) it is a 16×16 window.
         ids.lines()
             .map(|id| geometry(display, id))
-            .find(|g| g.2 > 8 && g.2 < 100)
+            .find(|g| g.3 > 20 && g.2 < 100)
     });
     let main = wait_for("the main window", || {
         x(
