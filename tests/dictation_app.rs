@@ -222,7 +222,12 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     let rows = wait_history(&app, &db, 2, Duration::from_secs(30));
     wer_ok("utt02.txt", &rows[0]);
     wait_typed(&typed, &rows[0]);
-    assert_eq!(ask("--status").1, "idle");
+    // Idle once the worker has kept the transcript (typing comes just before that ends).
+    let end = Instant::now() + Duration::from_secs(5);
+    while ask("--status").1 != "idle" {
+        assert!(Instant::now() < end, "dictation never went back to idle");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(xev);
 
     // Stopping when nothing records is not an error; a gone app is.
@@ -327,4 +332,60 @@ fn the_app_runs_the_built_in_server_and_starts_it_again_when_it_dies() {
         assert!(Instant::now() < end, "the server outlived the app");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_server_that_refuses_the_token_ends_the_recording_and_dictation_stays_usable() {
+    let _model = model_lock();
+    let Some(x) = Xvfb::start() else { return };
+    let Some(pulse) = Pulse::start() else { return };
+    let Some((_server, addr)) = asr_server(&["--token", "not-yours"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("candybar.sock");
+    let db = dir.path().join("h.sqlite3");
+    let secrets = dir.path().join("secrets.toml");
+    let (pk, pv) = pulse.env();
+    let server = format!("ws://{addr}/asr");
+    let env: Vec<(&str, &str)> = vec![
+        ("DISPLAY", x.display.as_str()),
+        (pk, pv.as_str()),
+        ("CANDYBAR_SOCKET", path_str(&socket)),
+        ("CANDYBAR_HISTORY", path_str(&db)),
+        ("CANDYBAR_SECRETS", path_str(&secrets)),
+        ("CANDYBAR_ASR_SERVER", server.as_str()),
+        ("XDG_DATA_HOME", path_str(dir.path())),
+    ];
+    let app = Candybar::spawn_env(&["--demo", "--no-tray"], &env);
+    let status = || run_env(&["dictate", "--status"], &env).1.trim().to_owned();
+    let wait_status = |pred: &dyn Fn(&str) -> bool, what: &str| {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = status();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "never {what}: {s:?}\n{}",
+                app.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_status(&|s| s == "idle", "answering");
+    // The refusal ends the recording by itself (the microphone is closed), with the reason.
+    run_env(&["dictate", "--start"], &env);
+    let s = wait_status(
+        &|s| s.starts_with("idle; last error"),
+        "idle with the reason",
+    );
+    assert!(s.contains("refused the token"), "{s}");
+    // The user's Stop after that finds nothing recording, and nothing is left "finishing".
+    let (code, answer, _) = run_env(&["dictate", "--stop"], &env);
+    assert_eq!(code, Some(0));
+    assert_eq!(answer.trim(), "not recording");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(status().starts_with("idle"), "{}", status());
 }

@@ -252,18 +252,18 @@ fn run(
     }
     let _ = ready.send(Ok(()));
     // Redraw the icon and the menu when something they show changed.
-    let mut shown: Option<(IconState, String, TrayState, String)> = None;
+    let mut shown: Option<(IconState, String, TrayState, String, bool)> = None;
     gtk::glib::timeout_add_local(Duration::from_millis(200), move || {
-        let (icon_state, words) =
+        let (icon_state, words, recording) =
             dictation
                 .as_ref()
-                .map_or((IconState::Idle, "Dictation: off".to_owned()), |d| {
+                .map_or((IconState::Idle, "Dictation: off".to_owned(), false), |d| {
                     d.with_status(|s| {
                         let words = match s.word() {
                             "idle" if s.error.is_some() => "Dictation: ✖ see the window".to_owned(),
                             w => format!("Dictation: {w}"),
                         };
-                        (IconState::of(s), words)
+                        (IconState::of(s), words, s.phase == Phase::Recording)
                     })
                 });
         let app = state.lock().clone();
@@ -275,22 +275,22 @@ fn run(
             }
             Some(_) => "Stop the built-in ASR server (starting)".to_owned(),
         };
-        let now = (icon_state, words, app, server_text);
+        let now = (icon_state, words, app, server_text, recording);
         if shown.as_ref() != Some(&now) {
-            let (icon_state, words, app, server_text) = &now;
+            let (icon_state, words, app, server_text, recording) = &now;
             server.set_text(server_text);
             if shown.as_ref().is_none_or(|s| s.0 != *icon_state) {
                 let _ = tray.set_icon(icon(*icon_state));
                 let _ = tray.set_tooltip(Some(icon_state.tooltip()));
             }
             asr.set_text(words);
-            record.set_text(
-                if *icon_state == IconState::Idle || *icon_state == IconState::Error {
-                    "Start dictation"
-                } else {
-                    "Stop dictation"
-                },
-            );
+            // Only a running microphone can be stopped: while the last text is finishing, a
+            // click starts the next recording.
+            record.set_text(if *recording {
+                "Stop dictation"
+            } else {
+                "Start dictation"
+            });
             bus.set_text(&app.bus);
             show.set_text(if app.window_visible {
                 "Hide window"

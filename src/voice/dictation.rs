@@ -207,6 +207,7 @@ impl Dictation {
             current: None,
             next_id: 0,
             latest_id: 0,
+            latest: Arc::default(),
             finishing: 0,
             outbox,
             secrets: None,
@@ -275,6 +276,8 @@ struct Worker {
     next_id: u64,
     /// The recording whose text the status shows.
     latest_id: u64,
+    /// The same, for the client callbacks on the runtime.
+    latest: Arc<std::sync::atomic::AtomicU64>,
     /// Recordings stopped and waiting for their final text.
     finishing: usize,
     outbox: Arc<OutboxShared>,
@@ -560,9 +563,15 @@ impl Worker {
             ..ClientConfig::default()
         };
         let (status, waker, back) = (self.status.clone(), self.waker.clone(), self.tx.clone());
+        let latest = self.latest.clone();
+        latest.store(id, std::sync::atomic::Ordering::Relaxed);
         let started_us = now_us();
         self.rt.spawn(async move {
             let on_event = |e: ClientEvent| {
+                // A recording still finishing must not write over the next one's live text.
+                if latest.load(std::sync::atomic::Ordering::Relaxed) != id {
+                    return;
+                }
                 let mut s = status.lock();
                 match e {
                     ClientEvent::State(st) => {
@@ -625,7 +634,15 @@ impl Worker {
     }
 
     fn finished(&mut self, id: u64, started_us: i64, result: Result<Dictated, Failed>) {
-        self.finishing = self.finishing.saturating_sub(1);
+        if self.current.as_ref().is_some_and(|r| r.id == id) {
+            // The client gave up while the microphone was still open (a refused token, say):
+            // close it; this recording was never counted as finishing.
+            if let Some(rec) = self.current.take() {
+                rec.capture.stop();
+            }
+        } else {
+            self.finishing = self.finishing.saturating_sub(1);
+        }
         let shown = id == self.latest_id;
         match result {
             Ok(done) => self.keep(started_us, &done, shown),
