@@ -3,7 +3,7 @@
 //! it — hands its request over and exits. One line in, one line out.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -56,14 +56,34 @@ pub fn send(path: &Path, request: &str) -> Result<String, InstanceError> {
     Ok(answer.trim_end().to_owned())
 }
 
-/// Becomes the instance: `Ok(Some(listener))`, or `Ok(None)` when another one already answers
-/// on `path`. A socket file left by a crashed instance is replaced.
-pub fn claim(path: &Path) -> std::io::Result<Option<UnixListener>> {
+/// This instance's socket, and the lock that makes it the only one.
+pub struct Claimed {
+    listener: UnixListener,
+    /// Held (flock) for the app's life: two launches at the same moment cannot both bind.
+    lock: std::fs::File,
+}
+
+/// Becomes the instance: `Ok(Some(_))`, or `Ok(None)` when another one answers on `path` or is
+/// starting up (it holds `path.lock`). A socket file left by a crashed instance is replaced.
+pub fn claim(path: &Path) -> std::io::Result<Option<Claimed>> {
     if UnixStream::connect(path).is_ok() {
         return Ok(None);
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -72,16 +92,35 @@ pub fn claim(path: &Path) -> std::io::Result<Option<UnixListener>> {
     let listener = UnixListener::bind(path)?;
     // Only this user may ask for recordings.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(Some(listener))
+    Ok(Some(Claimed { listener, lock }))
+}
+
+/// Sends `request` to the instance that holds `path`, waiting up to `patience` for one that is
+/// still starting to begin answering.
+pub fn send_patiently(
+    path: &Path,
+    request: &str,
+    patience: Duration,
+) -> Result<String, InstanceError> {
+    let until = std::time::Instant::now() + patience;
+    loop {
+        match send(path, request) {
+            Err(InstanceError::NotRunning(_)) if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Answers requests on `listener` from an `instance` thread: each line goes to `handle`, its
 /// answer goes back. The socket file is removed when the returned guard drops.
 pub fn serve(
-    listener: UnixListener,
+    claimed: Claimed,
     path: PathBuf,
     handle: impl Fn(&str) -> String + Send + 'static,
 ) -> std::io::Result<Served> {
+    let Claimed { listener, lock } = claimed;
     std::thread::Builder::new()
         .name("instance".into())
         .spawn(move || {
@@ -100,12 +139,13 @@ pub fn serve(
                 let _ = writeln!(stream, "{answer}");
             }
         })?;
-    Ok(Served { path })
+    Ok(Served { path, _lock: lock })
 }
 
-/// Removes the socket file when the app exits.
+/// Removes the socket file when the app exits (and then lets go of the lock).
 pub struct Served {
     path: PathBuf,
+    _lock: std::fs::File,
 }
 
 impl Drop for Served {
@@ -126,8 +166,8 @@ mod tests {
             send(&path, "toggle"),
             Err(InstanceError::NotRunning(_))
         ));
-        let listener = claim(&path).unwrap().expect("first instance");
-        let served = serve(listener, path.clone(), |req| format!("got {req}")).unwrap();
+        let claimed = claim(&path).unwrap().expect("first instance");
+        let served = serve(claimed, path.clone(), |req| format!("got {req}")).unwrap();
         assert!(
             claim(&path).unwrap().is_none(),
             "second instance must defer"
@@ -145,5 +185,18 @@ mod tests {
         drop(UnixListener::bind(&path).unwrap()); // a crashed instance's file
         assert!(path.exists());
         assert!(claim(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_launch_defers_to_one_that_is_still_starting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        // Another launch holds the lock but has not bound its socket yet.
+        let starting = std::fs::File::create(dir.path().join("c.sock.lock")).unwrap();
+        starting.lock().unwrap();
+        assert!(claim(&path).unwrap().is_none(), "both launches would serve");
+        drop(starting);
+        let claimed = claim(&path).unwrap();
+        assert!(claimed.is_some(), "the lock is freed when its holder exits");
     }
 }

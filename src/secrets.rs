@@ -1,6 +1,6 @@
 //! Secrets (the ASR server's token, the webhook's token, the broker's password): from the environment, else the OS
-//! keychain (keyring: Secret Service on Linux, Keychain on macOS, Credential Manager on Windows),
-//! else — only where no keychain exists, and with a warning when it is written — a file readable
+//! keychain (keyring: Secret Service on Linux, Keychain on macOS, Credential Manager on Windows;
+//! `CANDYBAR_NO_KEYCHAIN=1` skips it), else — only where no keychain exists, and with a warning when it is written — a file readable
 //! by the user alone. Values are never printed or logged; only where each one lives.
 //!
 //! A keychain can be slow to answer (D-Bus activation of a missing service waits ~25 s), so
@@ -80,30 +80,51 @@ fn env_var(name: &str) -> Result<&'static str, SecretError> {
         .ok_or_else(|| SecretError::Unknown(name.to_owned()))
 }
 
-/// Runs `f` on the keychain with a time limit; `None` when there is no keychain or it is mute.
+/// What the keychain said.
+enum Keychain<T> {
+    Answered(keyring::Result<T>),
+    /// There is none here (no Secret Service, no D-Bus), or `CANDYBAR_NO_KEYCHAIN` is set.
+    Absent,
+    /// It did not answer in time: it may exist and be busy, so nothing is concluded.
+    Mute,
+}
+
+/// Runs `f` on the keychain with a time limit.
 fn keychain<T: Send + 'static>(
     name: &str,
     f: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
-) -> Option<keyring::Result<T>> {
+) -> Keychain<T> {
+    if std::env::var_os("CANDYBAR_NO_KEYCHAIN").is_some_and(|v| !v.is_empty() && v != "0") {
+        return Keychain::Absent;
+    }
     let (tx, rx) = sync_channel(1);
     let name = name.to_owned();
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("keychain".into())
         .spawn(move || {
             let r = keyring::Entry::new(SERVICE, &name).and_then(|e| f(&e));
             let _ = tx.send(r);
-        })
-        .ok()?;
+        });
+    if spawned.is_err() {
+        return Keychain::Mute;
+    }
     match rx.recv_timeout(KEYCHAIN_TIMEOUT) {
-        Ok(Err(keyring::Error::NoDefaultStore | keyring::Error::NoStorageAccess(_))) | Err(_) => {
-            None
+        Err(_) => Keychain::Mute,
+        Ok(Err(keyring::Error::NoDefaultStore | keyring::Error::NoStorageAccess(_))) => {
+            Keychain::Absent
         }
         Ok(Err(keyring::Error::PlatformFailure(e))) => {
             tracing::debug!("keychain: {e}");
-            None
+            Keychain::Absent
         }
-        Ok(r) => Some(r),
+        Ok(r) => Keychain::Answered(r),
     }
+}
+
+/// Forgets what the keychain and the file said, so the next `get` asks again (after the user
+/// changed a secret in another program).
+pub fn forget_cached() {
+    STORED.lock().clear();
 }
 
 fn read_file(path: &Path) -> toml::Table {
@@ -124,7 +145,9 @@ pub fn get(name: &str) -> Result<(Option<String>, Place), SecretError> {
     if let Some(found) = STORED.lock().get(name) {
         return Ok(found.clone());
     }
-    let found = if let Some(Ok(v)) = keychain(name, keyring::Entry::get_password) {
+    let answer = keychain(name, keyring::Entry::get_password);
+    let mute = matches!(answer, Keychain::Mute);
+    let found = if let Keychain::Answered(Ok(v)) = answer {
         (Some(v), Place::Keychain)
     } else {
         let path = file_path();
@@ -133,7 +156,10 @@ pub fn get(name: &str) -> Result<(Option<String>, Place), SecretError> {
             None => (None, Place::Nowhere),
         }
     };
-    STORED.lock().insert(name.to_owned(), found.clone());
+    // A keychain that did not answer in time is asked again next time, not taken for empty.
+    if !mute {
+        STORED.lock().insert(name.to_owned(), found.clone());
+    }
     Ok(found)
 }
 
@@ -158,13 +184,19 @@ pub fn set(name: &str, value: &str) -> Result<Place, SecretError> {
     STORED.lock().remove(name);
     let v = value.to_owned();
     match keychain(name, move |e| e.set_password(&v)) {
-        Some(Ok(())) => {
+        Keychain::Answered(Ok(())) => {
             // A copy left in the file from before would shadow nothing but still leak.
             remove_from_file(name, &file_path())?;
             Ok(Place::Keychain)
         }
-        Some(Err(e)) => Err(SecretError::Keychain(e.to_string())),
-        None => {
+        Keychain::Answered(Err(e)) => Err(SecretError::Keychain(e.to_string())),
+        // Writing to the file now would leave two copies once the keychain wakes up.
+        Keychain::Mute => Err(SecretError::Keychain(format!(
+            "it did not answer within {} s (is it locked, waiting for a password?); \
+             nothing was written, try again",
+            KEYCHAIN_TIMEOUT.as_secs()
+        ))),
+        Keychain::Absent => {
             let path = file_path();
             let mut table = read_file(&path);
             table.insert(name.to_owned(), toml::Value::String(value.to_owned()));

@@ -459,6 +459,7 @@ fn the_server_token_is_required_and_never_shown() {
     let env = [("CANDYBAR_SECRETS", path_str(&secrets))];
     let mut set = std::process::Command::new(env!("CARGO_BIN_EXE_candybar"))
         .args(["secret", "set", "asr-token"])
+        .env("CANDYBAR_NO_KEYCHAIN", "1")
         .envs(env)
         .env_remove("CANDYBAR_ASR_TOKEN")
         .stdin(std::process::Stdio::piped())

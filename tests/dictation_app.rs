@@ -217,10 +217,13 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
         assert!(Instant::now() < end, "the hotkey did not start a recording");
         std::thread::sleep(Duration::from_millis(20));
     }
-    pulse.play(&repo().join("tests/fixtures/speech/utt02.wav"));
+    // (utt01 again: the words tiny.en hears at the very start of a recording vary from run to run
+    // with the virtual microphone — "send the weekly" came out as "and that we can" — and this
+    // step is about the hotkey.)
+    pulse.play(&repo().join("tests/fixtures/speech/utt01.wav"));
     xdotool(&x.display, &["keyup", "space", "alt", "ctrl"]);
     let rows = wait_history(&app, &db, 2, Duration::from_secs(30));
-    wer_ok("utt02.txt", &rows[0]);
+    wer_ok("utt01.txt", &rows[0]);
     wait_typed(&typed, &rows[0]);
     // Idle once the worker has kept the transcript (typing comes just before that ends).
     let end = Instant::now() + Duration::from_secs(5);
@@ -230,8 +233,46 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     }
     drop(xev);
 
-    // Stopping when nothing records is not an error; a gone app is.
+    // Stopping when nothing records is not an error.
     assert_eq!(ask("--stop").1, "not recording");
+
+    // 3. Quitting (Ctrl+Q) in the middle of a recording keeps what was said.
+    let (code, answer) = ask("--start");
+    assert_eq!(code, Some(0), "{answer}");
+    let end = Instant::now() + Duration::from_secs(5);
+    while ask("--status").1 != "recording" {
+        assert!(Instant::now() < end, "no audio from the microphone");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pulse.play(&repo().join("tests/fixtures/speech/utt03.wav"));
+    let window = String::from_utf8_lossy(
+        &std::process::Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--name", "^candybar$"])
+            .env("DISPLAY", &x.display)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .next()
+    .expect("the candybar window")
+    .to_owned();
+    xdotool(&x.display, &["windowfocus", "--sync", &window]);
+    xdotool(&x.display, &["key", "--window", &window, "ctrl+q"]);
+    let mut app = app;
+    let end = Instant::now() + Duration::from_secs(30);
+    while app.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < end,
+            "Ctrl+Q did not quit: {}",
+            app.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rows = wait_history(&app, &db, 3, Duration::from_secs(1));
+    // Its last words were spoken just before quitting (tiny.en may hear "remove the public west"
+    // for "review the pull request": the point is that the recording was kept to its end).
+    assert!(rows[0].to_lowercase().contains("lunch"), "{rows:?}");
     drop(app);
     let (code, answer) = ask("--status");
     assert_eq!(code, Some(2), "{answer}");

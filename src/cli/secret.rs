@@ -2,7 +2,7 @@
 //! (or, where there is none, a file only the user can read). Values are read from standard input
 //! and never printed.
 
-use std::io::BufRead as _;
+use std::io::{BufRead as _, IsTerminal as _};
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -25,9 +25,16 @@ pub enum SecretCommand {
 pub fn run(cmd: &SecretCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SecretCommand::Set { name } => {
-            eprintln!("candybar: type the {name} and press Enter (it is not shown anywhere)");
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line)?;
+            let line = if std::io::stdin().is_terminal() {
+                // Typed by hand: not echoed, so it does not sit on the screen or in a recording.
+                rpassword::prompt_password(format!(
+                    "candybar: type the {name} and press Enter (it is not shown): "
+                ))?
+            } else {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                line
+            };
             let value = line.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(
                 !value.is_empty(),

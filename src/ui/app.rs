@@ -108,7 +108,7 @@ pub struct DictationInit {
     /// Recordings stream on this runtime.
     pub rt: tokio::runtime::Handle,
     /// The local socket this instance answers on (`candybar dictate --toggle`).
-    pub instance: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+    pub instance: Option<(crate::instance::Claimed, PathBuf)>,
     /// Grab the global hotkey (not in UI tests).
     pub global_hotkey: bool,
     /// Where the bus output publishes when it is turned on (the configured broker).
@@ -571,13 +571,26 @@ impl CandybarApp {
         }
         let Some(tray) = &self.tray else { return };
         let actions: Vec<super::tray::TrayAction> = tray.actions.try_iter().collect();
+        let host = tray.host();
         for a in actions {
             self.apply_tray_action(ctx, a);
         }
+        if host == super::tray::Host::Absent && !self.window_visible {
+            // The tray went away (or never came): a hidden window could not be found again.
+            tracing::warn!("no system tray shows candybar's icon; showing the window");
+            self.apply_tray_action(ctx, super::tray::TrayAction::ShowWindow);
+        }
         if ctx.input(|i| i.viewport().close_requested()) && !self.quitting {
-            // Closing the window keeps candybar (and dictation) running in the tray.
-            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
-            self.apply_tray_action(ctx, super::tray::TrayAction::HideWindow);
+            if host == super::tray::Host::Present {
+                // Closing the window keeps candybar (and dictation) running in the tray.
+                ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                self.apply_tray_action(ctx, super::tray::TrayAction::HideWindow);
+            } else {
+                tracing::info!(
+                    "no system tray on this desktop (StatusNotifier or XEmbed): closing quits"
+                );
+                self.quitting = true;
+            }
         }
         let (_, state) = state_text(&self.live.state, self.theme);
         let bus = if self.live.is_demo() {
@@ -1234,6 +1247,30 @@ impl CandybarApp {
         }
     }
 
+    /// Quitting while the microphone runs must not lose what was said: stop the recording and
+    /// wait (bounded) until its text is kept — or its audio saved under `unsent/`.
+    fn finish_dictation_before_exit(&self) {
+        use crate::voice::dictation::Phase;
+        let Some(parts) = &self.dictation else { return };
+        let handle = &parts.handle;
+        if handle.with_status(|s| s.phase) == Phase::Idle {
+            return;
+        }
+        tracing::info!(
+            "quitting during a recording: waiting up to {} s for its text to be kept",
+            EXIT_GRACE.as_secs()
+        );
+        handle.send(crate::voice::dictation::Request::Stop);
+        let until = Instant::now() + EXIT_GRACE;
+        while handle.with_status(|s| s.phase) != Phase::Idle {
+            if Instant::now() > until {
+                tracing::warn!("the last recording did not finish in time; it is lost");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn write_stats(&self) {
         let Some(path) = &self.options.stats_out else {
             return;
@@ -1360,6 +1397,12 @@ impl CandybarApp {
         if ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::F)))
         {
             self.focus_filter = true;
+        }
+        // Ctrl+Q quits (closing the window only hides it while a tray shows the icon).
+        if ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::Q)))
+        {
+            self.quitting = true;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         egui::Panel::top("top-bar")
             .frame(
@@ -1509,8 +1552,12 @@ impl eframe::App for CandybarApp {
 
     fn on_exit(&mut self) {
         self.write_stats();
+        self.finish_dictation_before_exit();
     }
 }
+
+/// How long quitting waits for a recording in progress to be kept.
+const EXIT_GRACE: Duration = Duration::from_secs(20);
 
 const FILTER_HELP: &[(&str, &str)] = &[
     ("agent.*.completed", "type glob: * one word, # any words"),

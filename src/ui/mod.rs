@@ -26,7 +26,7 @@ pub mod tray;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 
@@ -139,7 +139,8 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
     let listener = match crate::instance::claim(&socket) {
         Ok(Some(l)) => Some(l),
         Ok(None) => {
-            let answer = crate::instance::send(&socket, "show")?;
+            // It may be starting this very moment: give it a few seconds to answer.
+            let answer = crate::instance::send_patiently(&socket, "show", Duration::from_secs(5))?;
             eprintln!("candybar is already running ({answer}); its window was asked to show");
             return Ok(ExitCode::SUCCESS);
         }

@@ -6,6 +6,7 @@
 //! from the states the app publishes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
@@ -99,6 +100,17 @@ pub struct Tray {
     pub actions: Receiver<TrayAction>,
     state: Arc<Mutex<TrayState>>,
     ready: Receiver<Result<(), String>>,
+    host: Arc<AtomicU8>,
+}
+
+/// Whether a tray shows our icon: a `StatusNotifier` host (KDE, the GNOME `AppIndicator` extension,
+/// waybar…) or an `XEmbed` system tray (trayer, stalonetray, XFCE…). Plain GNOME has neither, and
+/// there a window closed "to the tray" could not be found again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    Unknown,
+    Present,
+    Absent,
 }
 
 impl Tray {
@@ -116,11 +128,21 @@ impl Tray {
         }));
         let (ready_tx, ready_rx) = sync_channel::<Result<(), String>>(1);
         let thread_state = state.clone();
+        let host = Arc::new(AtomicU8::new(Host::Unknown as u8));
+        let thread_host = host.clone();
         std::thread::Builder::new()
             .name("tray".into())
             .spawn(move || {
                 let waker: Waker = Arc::new(waker);
-                run(dictation, local, &tx, &waker, thread_state, &ready_tx);
+                run(
+                    dictation,
+                    local,
+                    &tx,
+                    &waker,
+                    thread_state,
+                    &ready_tx,
+                    &thread_host,
+                );
                 // Only a failure returns (GTK's main loop runs for the app's life): tell the app.
                 waker();
             })
@@ -130,7 +152,17 @@ impl Tray {
             actions,
             state,
             ready: ready_rx,
+            host,
         })
+    }
+
+    /// Whether a tray on this desktop shows the icon (looked at every second).
+    pub fn host(&self) -> Host {
+        match self.host.load(Ordering::Relaxed) {
+            1 => Host::Present,
+            2 => Host::Absent,
+            _ => Host::Unknown,
+        }
     }
 
     /// Why the tray could not start, once it has said so.
@@ -160,6 +192,7 @@ fn run(
     waker: &Waker,
     state: Arc<Mutex<TrayState>>,
     ready: &SyncSender<Result<(), String>>,
+    host: &Arc<AtomicU8>,
 ) {
     use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
     if let Err(e) = gtk::init() {
@@ -251,9 +284,35 @@ fn run(
         }));
     }
     let _ = ready.send(Ok(()));
+    let look_for_host = {
+        let host = host.clone();
+        let waker = waker.clone();
+        let bus = gtk::gio::bus_get_sync(gtk::gio::BusType::Session, gtk::gio::Cancellable::NONE);
+        let x11 = x11rb::connect(None).ok();
+        move || {
+            let sni = bus.as_ref().is_ok_and(|b| name_has_owner(b, SNI_WATCHER));
+            let xembed = x11
+                .as_ref()
+                .is_some_and(|(c, screen)| xembed_tray_owned(c, *screen).unwrap_or(false));
+            let now = if sni || xembed {
+                Host::Present
+            } else {
+                Host::Absent
+            } as u8;
+            if host.swap(now, Ordering::Relaxed) != now {
+                waker();
+            }
+        }
+    };
+    look_for_host();
     // Redraw the icon and the menu when something they show changed.
     let mut shown: Option<(IconState, String, TrayState, String, bool)> = None;
+    let mut ticks = 0_u32;
     gtk::glib::timeout_add_local(Duration::from_millis(200), move || {
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(5) {
+            look_for_host();
+        }
         let (icon_state, words, recording) =
             dictation
                 .as_ref()
@@ -303,6 +362,40 @@ fn run(
         gtk::glib::ControlFlow::Continue
     });
     gtk::main();
+}
+
+/// The D-Bus name a `StatusNotifier` host registers.
+const SNI_WATCHER: &str = "org.kde.StatusNotifierWatcher";
+
+fn name_has_owner(bus: &gtk::gio::DBusConnection, name: &str) -> bool {
+    use gtk::glib::prelude::*;
+    bus.call_sync(
+        Some("org.freedesktop.DBus"),
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus",
+        "NameHasOwner",
+        Some(&(name,).to_variant()),
+        None,
+        gtk::gio::DBusCallFlags::NONE,
+        500,
+        gtk::gio::Cancellable::NONE,
+    )
+    .ok()
+    .and_then(|v| v.get::<(bool,)>())
+    .is_some_and(|(owned,)| owned)
+}
+
+/// Whether an `XEmbed` system tray owns `_NET_SYSTEM_TRAY_S<screen>`.
+fn xembed_tray_owned(
+    conn: &x11rb::rust_connection::RustConnection,
+    screen: usize,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    use x11rb::protocol::xproto::ConnectionExt as _;
+    let atom = conn
+        .intern_atom(false, format!("_NET_SYSTEM_TRAY_S{screen}").as_bytes())?
+        .reply()?
+        .atom;
+    Ok(conn.get_selection_owner(atom)?.reply()?.owner != x11rb::NONE)
 }
 
 #[cfg(test)]

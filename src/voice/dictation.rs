@@ -427,6 +427,7 @@ impl Worker {
             }
             Request::ReloadSecrets => {
                 self.secrets = None;
+                crate::secrets::forget_cached();
                 let mut cfg = self.cfg.clone();
                 cfg.token.clone_from(&self.explicit.0);
                 if let Some(w) = &mut cfg.outputs.webhook {

@@ -257,6 +257,18 @@ impl Keeper {
 
     /// Starts the child; its log goes to the status.
     fn spawn(&mut self, cfg: &LocalServerConfig) -> Result<(), String> {
+        // A server already on the port would answer our health checks and pass for this one.
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", cfg.port)) {
+            let who = if health(cfg.port).is_some() {
+                "an ASR server already answers there (another candybar?)"
+            } else {
+                "another program listens there"
+            };
+            return Err(format!(
+                "port {} is taken: {who} ({e}); stop it or choose another port",
+                cfg.port
+            ));
+        }
         let exe = std::env::current_exe().map_err(|e| format!("cannot find candybar: {e}"))?;
         let mut cmd = Command::new(exe);
         cmd.args([
@@ -306,4 +318,27 @@ pub fn health(port: u16) -> Option<u16> {
     s.read_exact(&mut head).ok()?;
     // "HTTP/1.1 200 OK"
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_fails_with_words_instead_of_passing_for_our_server() {
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = squatter.local_addr().unwrap().port();
+        let server = LocalServer::new(|| {});
+        server.start(LocalServerConfig {
+            model: "/nonexistent/model.bin".into(),
+            port,
+            threads: None,
+        });
+        let until = Instant::now() + Duration::from_secs(5);
+        while !matches!(server.state(), ServerState::Failed(_)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let words = server.state().words(port);
+        assert!(words.contains(&format!("port {port} is taken")), "{words}");
+    }
 }

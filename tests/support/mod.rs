@@ -134,6 +134,11 @@ impl Candybar {
         let mut child = Command::new(env!("CARGO_BIN_EXE_candybar"))
             .args(args)
             .env("CANDYBAR_SOCKET", socket)
+            .env("CANDYBAR_NO_KEYCHAIN", "1")
+            .env(
+                "CANDYBAR_SECRETS",
+                "/nonexistent/candybar-test-secrets.toml",
+            )
             .envs(envs.iter().copied())
             .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
             .env_remove("CANDYBAR_AMQP_URL")
@@ -315,6 +320,12 @@ pub fn run(args: &[&str]) -> (Option<i32>, String, String) {
 pub fn run_env(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_candybar"))
         .args(args)
+        // Never the developer's own keychain or secrets file.
+        .env("CANDYBAR_NO_KEYCHAIN", "1")
+        .env(
+            "CANDYBAR_SECRETS",
+            "/nonexistent/candybar-test-secrets.toml",
+        )
         .envs(envs.iter().copied())
         .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
         .env_remove("CANDYBAR_AMQP_URL")
@@ -567,12 +578,16 @@ impl Pulse {
     /// Plays a file into the virtual microphone; returns when it has been played.
     pub fn play(&self, wav: &Path) {
         let (k, v) = self.env();
-        let ok = Command::new("paplay")
+        let out = Command::new("paplay")
             .arg(wav)
             .env(k, v)
-            .status()
+            .output()
             .expect("run paplay (pulseaudio-utils)");
-        assert!(ok.success(), "paplay failed");
+        assert!(
+            out.status.success(),
+            "paplay failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Stops the sound server: every device goes away.
