@@ -19,6 +19,7 @@
 //! Data flows one way: sources → channel → [`core::store::EventStore`] → views.
 
 pub mod asr;
+pub mod autostart;
 pub mod cli;
 pub mod config;
 pub mod core;

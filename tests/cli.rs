@@ -226,3 +226,34 @@ fn registry_check_describes_a_registry_and_points_at_broken_yaml() {
     assert_eq!(code, Some(1));
     assert!(out.contains("unknown service \"ghost\""), "{out}");
 }
+
+#[test]
+fn autostart_puts_a_valid_entry_that_starts_in_the_tray_and_takes_it_away() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config");
+    let env = [
+        ("HOME", path_str(dir.path())),
+        ("XDG_CONFIG_HOME", path_str(&config)),
+    ];
+    let (code, out, err) = support::run_env(&["autostart", "on"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("autostart on"), "{out}");
+    let entry = config.join("autostart/candybar.desktop");
+    let text = std::fs::read_to_string(&entry).expect("the autostart entry");
+    let exec = format!("Exec={} --minimized", env!("CARGO_BIN_EXE_candybar"));
+    assert!(text.lines().any(|l| l == exec), "{text}");
+    let valid = std::process::Command::new("desktop-file-validate")
+        .arg(&entry)
+        .output()
+        .expect("desktop-file-validate (desktop-file-utils; .ci/install-deps)");
+    assert!(
+        valid.status.success() && valid.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&valid.stdout)
+    );
+    let (_, out, _) = support::run_env(&["autostart", "status"], &env);
+    assert!(out.starts_with("autostart on"), "{out}");
+    let (code, out, _) = support::run_env(&["autostart", "off"], &env);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("autostart off") && !entry.exists(), "{out}");
+}

@@ -68,6 +68,33 @@ enum Command {
     /// Tokens kept in the system keychain: set (from stdin), delete, status.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Start candybar in the tray when you log in: on, off, or status.
+    Autostart {
+        #[arg(value_enum)]
+        state: AutostartState,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum AutostartState {
+    On,
+    Off,
+    Status,
+}
+
+fn autostart(state: AutostartState) -> anyhow::Result<ExitCode> {
+    let path = match state {
+        AutostartState::On => crate::autostart::set(true)?,
+        AutostartState::Off => crate::autostart::set(false)?,
+        AutostartState::Status => crate::autostart::entry_path()?,
+    };
+    let words = if crate::autostart::is_enabled() {
+        "on: candybar starts in the tray when you log in"
+    } else {
+        "off: candybar does not start by itself"
+    };
+    println!("autostart {words} ({})", path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Where events come from. Shared by the window and `tail`.
@@ -305,6 +332,7 @@ pub fn main() -> ExitCode {
                 Some(Command::Dictate(args)) => Box::pin(dictate::run(args, &cli.source)).await,
                 Some(Command::History(cmd)) => dictate::history(cmd, &cli.source).await,
                 Some(Command::Secret(cmd)) => tokio::task::block_in_place(|| secret::run(&cmd)),
+                Some(Command::Autostart { state }) => autostart(state),
                 None => Ok(ExitCode::SUCCESS),
             }
         })

@@ -801,6 +801,17 @@ impl CandybarApp {
                     ctx.copy_text(text);
                     self.toast(ToastLevel::Info, "Copied to the clipboard");
                 }
+                Command::Autostart(on) => match crate::autostart::set(on) {
+                    Ok(path) if on => self.toast(
+                        ToastLevel::Info,
+                        format!(
+                            "candybar will start in the tray when you log in ({})",
+                            path.display()
+                        ),
+                    ),
+                    Ok(_) => self.toast(ToastLevel::Info, "candybar will not start at login"),
+                    Err(e) => self.toast(ToastLevel::Error, format!("autostart: {e}")),
+                },
                 Command::ExportFiltered(format) => self.save_dialog(SavePurpose::Filtered(format)),
                 Command::ExportEvent(seq) => self.save_dialog(SavePurpose::Event(seq)),
                 Command::Connect(req) => self.connect(req),

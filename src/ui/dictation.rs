@@ -61,6 +61,8 @@ pub struct DictationViewState {
     /// Tokens being typed; taken (and cleared) by "Save".
     asr_token: String,
     webhook_token: String,
+    /// Whether candybar starts at login (read from the autostart entry when first shown).
+    autostart: Option<bool>,
 }
 
 impl DictationViewState {
@@ -346,6 +348,16 @@ impl DictationViewState {
         });
         ui.add_space(6.0);
         self.tokens_ui(ui, theme, commands);
+        ui.add_space(6.0);
+        let on = self
+            .autostart
+            .get_or_insert_with(crate::autostart::is_enabled);
+        if ui
+            .checkbox(on, "start candybar in the tray when I log in")
+            .changed()
+        {
+            commands.push(Command::Autostart(*on));
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod dictation;
 pub mod export;
 pub mod frame_stats;
 pub mod health;
+pub mod runtime_libs;
 pub mod stats;
 pub mod stream;
 pub mod theme;
@@ -82,6 +83,8 @@ pub enum Command {
     /// Esc outside a text field: close the detail pane, else clear the selection.
     Escape,
     Copy(String),
+    /// Start (or stop starting) candybar in the tray at login.
+    Autostart(bool),
     ExportFiltered(ExportFormat),
     ExportEvent(u64),
     Connect(ConnectRequest),
@@ -239,10 +242,20 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
         tray: !args.no_tray,
         start_hidden: args.minimized,
     };
+    let x11 =
+        std::env::var_os("DISPLAY").is_some() && std::env::var_os("WAYLAND_DISPLAY").is_none();
+    if x11 && let Some(words) = runtime_libs::XKBCOMMON_X11.missing() {
+        anyhow::bail!("cannot open the window: {words}");
+    }
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("candybar")
+        .with_app_id("candybar");
+    match eframe::icon_data::from_png_bytes(WINDOW_ICON) {
+        Ok(icon) => viewport = viewport.with_icon(icon),
+        Err(e) => tracing::debug!("window icon: {e}"),
+    }
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("candybar")
-            .with_app_id("candybar")
+        viewport: viewport
             .with_inner_size([1280.0, 800.0])
             .with_min_inner_size([640.0, 400.0]),
         persist_window: true,
@@ -265,6 +278,9 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// What to try when no window can be opened.
+/// The window's icon (the desktop entry's comes from the icon theme).
+const WINDOW_ICON: &[u8] = include_bytes!("../../assets/icons/candybar-64.png");
+
 fn display_hint() -> &'static str {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         " (no display: set DISPLAY, or run under Xvfb; `candybar tail` works without one)"

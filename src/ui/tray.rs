@@ -165,10 +165,13 @@ impl Tray {
         }
     }
 
-    /// Why the tray could not start, once it has said so.
+    /// Why the tray could not start (or stopped), once it has said so.
     pub fn failure(&self) -> Option<String> {
         match self.ready.try_recv() {
             Ok(Err(e)) => Some(e),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Some("the tray stopped (its thread ended)".into())
+            }
             _ => None,
         }
     }
@@ -195,6 +198,11 @@ fn run(
     host: &Arc<AtomicU8>,
 ) {
     use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
+    // tray-icon panics when it cannot open AppIndicator: look first, and say what to install.
+    if let Some(words) = super::runtime_libs::APPINDICATOR.missing() {
+        let _ = ready.send(Err(format!("no tray: {words}")));
+        return;
+    }
     if let Err(e) = gtk::init() {
         let _ = ready.send(Err(format!("no tray: GTK cannot start ({e})")));
         return;

@@ -1,0 +1,121 @@
+//! Starting candybar in the tray at login: an XDG autostart entry
+//! (`~/.config/autostart/candybar.desktop`) that runs `candybar --minimized`. Inside an `AppImage`
+//! the entry runs the `AppImage` file (`$APPIMAGE`), not the binary in its temporary mount.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AutostartError {
+    #[error("no config directory for this user (is $HOME set?)")]
+    NoConfigDir,
+    #[error("cannot find candybar's own executable: {0}")]
+    NoExe(std::io::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot remove {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `$XDG_CONFIG_HOME/autostart/candybar.desktop`.
+pub fn entry_path() -> Result<PathBuf, AutostartError> {
+    directories::BaseDirs::new()
+        .map(|d| d.config_dir().join("autostart").join("candybar.desktop"))
+        .ok_or(AutostartError::NoConfigDir)
+}
+
+/// Whether candybar starts at login (an entry exists and is not switched off with `Hidden`).
+#[must_use]
+pub fn is_enabled() -> bool {
+    entry_path().is_ok_and(|p| enabled_at(&p))
+}
+
+fn enabled_at(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        !text
+            .lines()
+            .any(|l| l.trim().eq_ignore_ascii_case("Hidden=true"))
+    })
+}
+
+/// Turns starting at login on or off; returns the entry's path.
+pub fn set(enabled: bool) -> Result<PathBuf, AutostartError> {
+    let path = entry_path()?;
+    if enabled {
+        let exe = match std::env::var_os("APPIMAGE") {
+            Some(appimage) => PathBuf::from(appimage),
+            None => std::env::current_exe().map_err(AutostartError::NoExe)?,
+        };
+        write_entry(&path, &exe)?;
+    } else {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(AutostartError::Remove { path, source: e });
+            }
+            _ => {}
+        }
+    }
+    Ok(path)
+}
+
+fn write_entry(path: &Path, exe: &Path) -> Result<(), AutostartError> {
+    let err = |source| AutostartError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    std::fs::write(path, entry_text(exe)).map_err(err)
+}
+
+/// The entry's text; the program path quoted as the desktop entry spec asks.
+fn entry_text(exe: &Path) -> String {
+    let exe = exe.to_string_lossy();
+    let quoted = if exe.contains([' ', '"', '\'', '\\', '$', '`']) {
+        let escaped = exe
+            .replace('\\', "\\\\\\\\")
+            .replace('"', "\\\\\"")
+            .replace('$', "\\\\$")
+            .replace('`', "\\\\`");
+        format!("\"{escaped}\"")
+    } else {
+        exe.into_owned()
+    };
+    format!(
+        "[Desktop Entry]\n\
+         Type=Application\n\
+         Name=candybar\n\
+         Comment=Event stream and dictation, in the tray\n\
+         Exec={quoted} --minimized\n\
+         Icon=candybar\n\
+         Terminal=false\n\
+         X-GNOME-Autostart-enabled=true\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_entry_starts_candybar_in_the_tray_and_can_be_switched_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("autostart/candybar.desktop");
+        assert!(!enabled_at(&path));
+        write_entry(&path, Path::new("/opt/candy bar/candybar")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("Exec=\"/opt/candy bar/candybar\" --minimized"),
+            "{text}"
+        );
+        assert!(enabled_at(&path));
+        std::fs::write(&path, format!("{text}Hidden=true\n")).unwrap();
+        assert!(!enabled_at(&path), "Hidden=true switches an entry off");
+    }
+}
