@@ -398,6 +398,16 @@ fn a_changed_registry_reloads_and_a_broken_one_is_reported() {
     assert_eq!(harness.state().registry.services.len(), 2);
 }
 
+/// Clicks the first widget labelled `service`: the Stream must show that service's events.
+fn clicking_shows_its_events_in_the_stream(harness: &mut Harness<'_, CandybarApp>, service: &str) {
+    harness.get_all_by_label(service).next().unwrap().click();
+    harness.run_steps(4);
+    let app = harness.state();
+    assert_eq!(app.filter_text, format!("source:{service}"));
+    assert_eq!(app.view, candybar::ui::View::Stream);
+    assert!(!app.stream.view.is_empty());
+}
+
 #[test]
 fn health_lists_the_registry_services_and_a_click_filters_the_stream() {
     let mut harness = app(ThemeChoice::Dark);
@@ -408,14 +418,43 @@ fn health_lists_the_registry_services_and_a_click_filters_the_stream() {
     snapshot(&mut harness, "health_dark");
     assert!(harness.query_all_by_label("healthy").count() >= 3);
     assert!(harness.query_all_by_label("planned").count() >= 1);
-    harness
-        .get_all_by_label("llm-gateway")
-        .next()
-        .unwrap()
-        .click();
+    clicking_shows_its_events_in_the_stream(&mut harness, "llm-gateway");
+}
+
+#[test]
+fn flow_shows_the_registry_services_live_edges_and_a_click_filters_the_stream() {
+    let mut harness = app(ThemeChoice::Dark);
+    harness.get_by_label("🔀 Flow").click();
     harness.run_steps(4);
-    let app = harness.state();
-    assert_eq!(app.filter_text, "source:llm-gateway");
-    assert_eq!(app.view, candybar::ui::View::Stream);
-    assert!(!app.stream.view.is_empty());
+    // The example registry's layers and services.
+    for label in [
+        "external sources",
+        "collectors",
+        "hookd",
+        "llm-cost-calculator",
+        "event-store-manager",
+    ] {
+        assert!(
+            harness.query_all_by_label(label).count() >= 1,
+            "no {label} in the Flow view"
+        );
+    }
+    // The demo feed's llm.response events make the gateway → cost calculator edge live.
+    let edge = {
+        use egui_kittest::kittest::NodeT as _;
+        harness
+            .get_by_label_contains("llm-gateway → llm-cost-calculator, ")
+            .accesskit_node()
+            .label()
+            .unwrap_or_default()
+    };
+    let rate: f64 = edge
+        .rsplit(", ")
+        .next()
+        .and_then(|r| r.strip_suffix(" events/s"))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {edge:?}"));
+    assert!(rate > 0.0, "{edge}");
+    snapshot(&mut harness, "flow_dark");
+    clicking_shows_its_events_in_the_stream(&mut harness, "llm-gateway");
 }

@@ -155,6 +155,73 @@ impl RateSeries {
     }
 }
 
+/// Seconds of recent per-second counts a [`FlowStats`] keeps (its live rate's window).
+pub const FLOW_RECENT_SECS: usize = 16;
+
+/// One source publishing one event type: what the Flow view draws on an edge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub events: u64,
+    pub errors: u64,
+    pub last_received_us: Micros,
+    counts: [u32; FLOW_RECENT_SECS],
+    error_counts: [u32; FLOW_RECENT_SECS],
+    newest_sec: i64,
+}
+
+impl FlowStats {
+    fn add(&mut self, received_us: Micros, error: bool) {
+        self.events += 1;
+        self.errors += u64::from(error);
+        self.last_received_us = self.last_received_us.max(received_us);
+        let sec = received_us.div_euclid(MICROS_PER_SEC);
+        if self.events == 1 {
+            self.newest_sec = sec;
+        }
+        if sec > self.newest_sec {
+            let gap = (sec - self.newest_sec).min(FLOW_RECENT_SECS as i64);
+            for s in 1..=gap {
+                let i = (self.newest_sec + s).rem_euclid(FLOW_RECENT_SECS as i64) as usize;
+                self.counts[i] = 0;
+                self.error_counts[i] = 0;
+            }
+            self.newest_sec = sec;
+        } else if self.newest_sec - sec >= FLOW_RECENT_SECS as i64 {
+            return;
+        }
+        let i = sec.rem_euclid(FLOW_RECENT_SECS as i64) as usize;
+        self.counts[i] = self.counts[i].saturating_add(1);
+        self.error_counts[i] = self.error_counts[i].saturating_add(u32::from(error));
+    }
+
+    /// Events per second and the error share over the `n` whole seconds before `now_us`
+    /// (`n` ≤ [`FLOW_RECENT_SECS`] − 1).
+    #[must_use]
+    pub fn recent(&self, now_us: Micros, n: usize) -> (f64, f64) {
+        let n = n.clamp(1, FLOW_RECENT_SECS - 1) as i64;
+        let now_sec = now_us.div_euclid(MICROS_PER_SEC);
+        let (mut events, mut errors) = (0_u64, 0_u64);
+        for back in 1..=n {
+            let sec = now_sec - back;
+            if self.events == 0
+                || sec > self.newest_sec
+                || self.newest_sec - sec >= FLOW_RECENT_SECS as i64
+            {
+                continue;
+            }
+            let i = sec.rem_euclid(FLOW_RECENT_SECS as i64) as usize;
+            events += u64::from(self.counts[i]);
+            errors += u64::from(self.error_counts[i]);
+        }
+        let share = if events == 0 {
+            0.0
+        } else {
+            errors as f64 / events as f64
+        };
+        (events as f64 / n as f64, share)
+    }
+}
+
 pub struct Aggregates {
     pub total: u64,
     pub errors: u64,
@@ -169,6 +236,8 @@ pub struct Aggregates {
     pub size_bytes: Histogram<u64>,
     /// Per source (the envelope's `source.app` / producer): counts, errors, last seen.
     pub by_source: FxHashMap<Sym, SourceStats>,
+    /// Per (source, event type): who was seen publishing what, and how fast lately.
+    pub by_flow: FxHashMap<(Sym, Sym), FlowStats>,
     pub first_received_us: Option<Micros>,
     pub last_received_us: Option<Micros>,
 }
@@ -189,6 +258,7 @@ impl Default for Aggregates {
             size_bytes: Histogram::new_with_bounds(1, u64::from(u32::MAX), 2)
                 .expect("valid bounds"),
             by_source: FxHashMap::default(),
+            by_flow: FxHashMap::default(),
             first_received_us: None,
             last_received_us: None,
         }
@@ -203,13 +273,19 @@ impl Aggregates {
         published_us: Option<Micros>,
         domain: Sym,
         source: Sym,
+        kind: Sym,
         status: Status,
         size_bytes: u64,
     ) {
+        let error = status == Status::Error;
         self.by_source
             .entry(source)
             .or_default()
-            .add(received_us, status == Status::Error);
+            .add(received_us, error);
+        self.by_flow
+            .entry((source, kind))
+            .or_default()
+            .add(received_us, error);
         self.total += 1;
         self.bytes += size_bytes;
         self.by_status[status as usize] += 1;
@@ -278,7 +354,15 @@ mod tests {
         let mut a = Aggregates::default();
         let base = 1_767_225_600 * MICROS_PER_SEC;
         for i in 0..10 {
-            a.record(base + i * 100_000, None, Sym(5), Sym(7), Status::Other, 300); // 10 in second 0
+            a.record(
+                base + i * 100_000,
+                None,
+                Sym(5),
+                Sym(7),
+                Sym(9),
+                Status::Other,
+                300,
+            ); // 10 in second 0
         }
         for i in 0..3 {
             a.record(
@@ -286,6 +370,7 @@ mod tests {
                 Some(base),
                 Sym(6),
                 Sym(8),
+                Sym(9),
                 Status::Error,
                 10,
             );
@@ -304,6 +389,7 @@ mod tests {
             None,
             Sym(5),
             Sym(7),
+            Sym(9),
             Status::Other,
             1,
         );

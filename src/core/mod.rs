@@ -7,6 +7,7 @@ pub mod demo;
 pub mod event;
 pub mod export;
 pub mod filter;
+pub mod flow;
 pub mod glob;
 pub mod intern;
 pub mod registry;

@@ -77,6 +77,34 @@ impl Service {
     }
 }
 
+/// Which service an event's source belongs to: the source is the service's key or name, or
+/// starts with `name://` (a service's agents publish as `hermes://agent/…`).
+pub struct SourceOwners<'a> {
+    owner: rustc_hash::FxHashMap<&'a str, &'a str>,
+}
+
+impl<'a> SourceOwners<'a> {
+    #[must_use]
+    pub fn new(registry: &'a Registry) -> Self {
+        let mut owner = rustc_hash::FxHashMap::default();
+        for (key, s) in &registry.services {
+            owner.insert(key.as_str(), key.as_str());
+            owner.insert(s.name.as_deref().unwrap_or(key), key.as_str());
+        }
+        Self { owner }
+    }
+
+    /// The key of the service that publishes as `source`.
+    #[must_use]
+    pub fn owner(&self, source: &str) -> Option<&'a str> {
+        let scheme = source.split_once("://").map_or(source, |(name, _)| name);
+        self.owner
+            .get(source)
+            .or_else(|| self.owner.get(scheme))
+            .copied()
+    }
+}
+
 /// A registry that could not be read, with where.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", match (.line, .column) { (Some(l), Some(c)) => format!("line {l}, column {c}: {message}"), _ => message.clone() })]

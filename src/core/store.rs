@@ -474,6 +474,7 @@ impl EventStore {
             d.published_us,
             meta.domain,
             meta.source,
+            meta.kind,
             meta.status,
             size_bytes,
         );

@@ -97,6 +97,9 @@ pub struct AppInit {
     pub tray: bool,
     /// Start hidden in the tray.
     pub start_hidden: bool,
+    /// Whether candybar starts at login (the real window reads the autostart entry; tests
+    /// leave it off so nothing depends on the machine).
+    pub autostart: bool,
 }
 
 /// What the app needs to run dictation.
@@ -153,6 +156,7 @@ impl AppInit {
             view: None,
             tray: false,
             start_hidden: false,
+            autostart: false,
         }
     }
 }
@@ -219,6 +223,7 @@ pub struct CandybarApp {
     pub view: View,
     pub stream: StreamViewState,
     pub charts: ChartsViewState,
+    pub flow: super::flow::FlowViewState,
     pub detail: DetailState,
     pub detail_open: bool,
     /// The filter field's text (may not parse; the view keeps the last good filter).
@@ -287,6 +292,7 @@ impl CandybarApp {
             view: init.view.unwrap_or(persisted.view),
             stream: StreamViewState::default(),
             charts: ChartsViewState::default(),
+            flow: super::flow::FlowViewState::new(),
             detail: DetailState::default(),
             detail_open: persisted.detail_open,
             filter_text: String::new(),
@@ -340,6 +346,7 @@ impl CandybarApp {
                 Err(e) => tracing::warn!("{e}; closing the window will quit"),
             }
         }
+        app.dictation_view.autostart = init.autostart;
         if init.start_hidden && app.tray.is_some() {
             app.window_visible = false;
             app.ctx
@@ -439,7 +446,9 @@ impl CandybarApp {
         if draft.local_auto_start {
             self.local_server(true);
         }
+        let autostart = self.dictation_view.autostart;
         self.dictation_view = DictationViewState::new(draft);
+        self.dictation_view.autostart = autostart;
     }
 
     /// Keeps a token on a thread of its own (a keychain may take seconds) and tells the worker.
@@ -1298,6 +1307,7 @@ impl CandybarApp {
     }
 
     /// Stats cards, the follow toggle and the stream (or what to do while it is empty).
+    #[allow(clippy::too_many_lines)] // one arm per view
     fn central_ui(&mut self, ui: &mut egui::Ui) {
         let theme = self.theme;
         let figures = CardFigures::read(&self.live.store, self.clock.now_us());
@@ -1307,6 +1317,17 @@ impl CandybarApp {
             View::Charts => {
                 self.charts.ui(
                     ui,
+                    &self.live.store,
+                    self.clock.now_us(),
+                    theme,
+                    &mut self.commands,
+                );
+                return;
+            }
+            View::Flow => {
+                self.flow.ui(
+                    ui,
+                    &self.registry,
                     &self.live.store,
                     self.clock.now_us(),
                     theme,

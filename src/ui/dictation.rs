@@ -61,8 +61,8 @@ pub struct DictationViewState {
     /// Tokens being typed; taken (and cleared) by "Save".
     asr_token: String,
     webhook_token: String,
-    /// Whether candybar starts at login (read from the autostart entry when first shown).
-    autostart: Option<bool>,
+    /// Whether candybar starts at login (the autostart entry, as read at start).
+    pub autostart: bool,
 }
 
 impl DictationViewState {
@@ -349,14 +349,14 @@ impl DictationViewState {
         ui.add_space(6.0);
         self.tokens_ui(ui, theme, commands);
         ui.add_space(6.0);
-        let on = self
-            .autostart
-            .get_or_insert_with(crate::autostart::is_enabled);
         if ui
-            .checkbox(on, "start candybar in the tray when I log in")
+            .checkbox(
+                &mut self.autostart,
+                "start candybar in the tray when I log in",
+            )
             .changed()
         {
-            commands.push(Command::Autostart(*on));
+            commands.push(Command::Autostart(self.autostart));
         }
     }
 }

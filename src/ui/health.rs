@@ -87,18 +87,12 @@ struct Row {
 /// source is its name or key, or starts with `name://` (agents of a service publish as
 /// `hermes://agent/…`).
 fn stats_by_service(registry: &Registry, store: &EventStore) -> FxHashMap<String, SourceStats> {
-    let mut owner: FxHashMap<&str, &str> = FxHashMap::default();
-    for (key, s) in &registry.services {
-        owner.insert(key, key);
-        owner.insert(s.name.as_deref().unwrap_or(key), key);
-    }
+    let owners = crate::core::registry::SourceOwners::new(registry);
     let interner = store.interner();
     let mut out: FxHashMap<String, SourceStats> = FxHashMap::default();
     for (sym, s) in &store.aggregates().by_source {
-        let src = interner.resolve(*sym);
-        let service = src.split_once("://").map_or(src, |(name, _)| name);
-        if let Some(key) = owner.get(src).or_else(|| owner.get(service)) {
-            out.entry((*key).to_owned()).or_default().merge(s);
+        if let Some(key) = owners.owner(interner.resolve(*sym)) {
+            out.entry(key.to_owned()).or_default().merge(s);
         }
     }
     out

@@ -16,6 +16,7 @@ pub mod connection;
 pub mod detail;
 pub mod dictation;
 pub mod export;
+pub mod flow;
 pub mod frame_stats;
 pub mod health;
 pub mod runtime_libs;
@@ -53,19 +54,27 @@ pub use theme::ThemeChoice;
 pub enum View {
     #[default]
     Stream,
+    Flow,
     Charts,
     Health,
     Dictation,
 }
 
 impl View {
-    // Flow and Constellation join here as they land.
-    pub const ALL: [Self; 4] = [Self::Stream, Self::Charts, Self::Health, Self::Dictation];
+    // The Constellation joins here when it lands.
+    pub const ALL: [Self; 5] = [
+        Self::Stream,
+        Self::Flow,
+        Self::Charts,
+        Self::Health,
+        Self::Dictation,
+    ];
 
     #[must_use]
     pub fn label(self) -> &'static str {
         match self {
             Self::Stream => "☰ Stream",
+            Self::Flow => "🔀 Flow",
             Self::Charts => "📈 Charts",
             Self::Health => "♥ Health",
             Self::Dictation => "🎤 Dictation",
@@ -241,6 +250,7 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
         view: args.view,
         tray: !args.no_tray,
         start_hidden: args.minimized,
+        autostart: crate::autostart::is_enabled(),
     };
     let x11 =
         std::env::var_os("DISPLAY").is_some() && std::env::var_os("WAYLAND_DISPLAY").is_none();

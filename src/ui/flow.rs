@@ -1,0 +1,543 @@
+//! The Flow view: the platform's services in their topology layers, left to right, and the
+//! events flowing between them. Declared edges (the registry says so) are solid, edges only
+//! seen in traffic are dashed; particles run along an edge as fast and as densely as its live
+//! rate, red in proportion to its errors. Hover shows rates; a click filters the Stream.
+//!
+//! The layout is the registry's own (columns = layers), so it is settled from the first frame
+//! and the view only repaints while something flows. `egui_graphs` was the plan (DESIGN.md), but
+//! it repaints every frame and lays out in O(n²); a layered picture needs neither.
+
+use egui::{Color32, Pos2, Rect, RichText, Sense, Shape, Stroke, Vec2};
+
+use crate::core::flow::{FlowEdge, FlowGraph, FlowNode};
+use crate::core::registry::Registry;
+use crate::core::store::EventStore;
+use crate::core::time::Micros;
+
+use super::theme::Theme;
+use super::{Command, View};
+
+/// How often the graph is rebuilt from the aggregates (its rates move by the second).
+const REBUILD_EVERY_US: Micros = 250_000;
+/// Points sampled along each edge's curve (drawing, particles and hover use them).
+const CURVE_POINTS: usize = 24;
+
+#[derive(Default)]
+pub struct FlowViewState {
+    graph: FlowGraph,
+    built_at_us: Option<Micros>,
+    /// The registry the graph was built from (rebuilt at once when it changes).
+    built_for: Option<Registry>,
+    search: String,
+    hidden: Vec<String>,
+    show_planned: bool,
+    /// Seconds of animation: particles move with it.
+    clock: f64,
+}
+
+impl FlowViewState {
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            show_planned: true,
+            ..Self::default()
+        }
+    }
+
+    /// The graph as last built (tests and benches read it).
+    #[must_use]
+    pub fn graph(&self) -> &FlowGraph {
+        &self.graph
+    }
+
+    fn refresh(&mut self, registry: &Registry, store: &EventStore, now_us: Micros) {
+        let stale = self
+            .built_at_us
+            .is_none_or(|t| now_us - t >= REBUILD_EVERY_US || now_us < t);
+        if stale || self.built_for.as_ref() != Some(registry) {
+            self.graph = FlowGraph::build(registry, store.aggregates(), store.interner(), now_us);
+            self.built_at_us = Some(now_us);
+            self.built_for = Some(registry.clone());
+        }
+    }
+
+    #[allow(clippy::too_many_lines)] // one picture: layers, edges, particles, nodes, in paint order
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        registry: &Registry,
+        store: &EventStore,
+        now_us: Micros,
+        theme: Theme,
+        commands: &mut Vec<Command>,
+    ) {
+        self.refresh(registry, store, now_us);
+        self.toolbar_ui(ui, theme);
+        let visible: Vec<bool> = self
+            .graph
+            .nodes
+            .iter()
+            .map(|n| !self.hidden.contains(&n.key) && (self.show_planned || n.active))
+            .collect();
+        let (rect, _) = ui.allocate_exact_size(ui.available_size(), Sense::hover());
+        let positions = layout(&self.graph, &visible, rect);
+        let painter = ui.painter_at(rect);
+        let search = self.search.trim().to_lowercase();
+        let matches = |n: &FlowNode| {
+            search.is_empty()
+                || n.label.to_lowercase().contains(&search)
+                || n.key.to_lowercase().contains(&search)
+        };
+
+        // Layer names above their columns.
+        for (i, name) in self.graph.layers.iter().enumerate() {
+            if let Some(x) = column_x(&self.graph, &visible, rect, i) {
+                let text = name.replace('_', " ");
+                let at = painter.text(
+                    Pos2::new(x, rect.top() + 4.0),
+                    egui::Align2::CENTER_TOP,
+                    &text,
+                    egui::FontId::proportional(12.0),
+                    theme.weak_text(),
+                );
+                ui.interact(at, ui.id().with(("flow-layer", i)), Sense::hover())
+                    .widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::WidgetType::Label, true, &text)
+                    });
+            }
+        }
+
+        // Edges first (under the nodes), with their particles.
+        let dt = ui.input(|i| i.stable_dt).min(0.1);
+        self.clock += f64::from(dt);
+        let mut moving = false;
+        let mut hovered_edge: Option<(usize, Pos2)> = None;
+        // Over a node, the node answers, not the edges under it.
+        let hover_at = ui
+            .input(|i| i.pointer.hover_pos())
+            .filter(|p| rect.contains(*p) && !positions.iter().flatten().any(|r| r.contains(*p)));
+        for (ei, e) in self.graph.edges.iter().enumerate() {
+            let (Some(a), Some(b)) = (positions[e.from], positions[e.to]) else {
+                continue;
+            };
+            let points = curve(a.right_center(), b.left_center());
+            let lit = matches(&self.graph.nodes[e.from]) || matches(&self.graph.nodes[e.to]);
+            let rate = e.rate();
+            let base = edge_color(e, theme);
+            let color = if lit { base } else { base.gamma_multiply(0.25) };
+            let width = 1.0 + (rate + 1.0).log10().min(3.0) as f32;
+            if e.declared() {
+                painter.add(Shape::line(points.clone(), Stroke::new(width, color)));
+            } else {
+                painter.extend(Shape::dashed_line(
+                    &points,
+                    Stroke::new(width, color),
+                    6.0,
+                    4.0,
+                ));
+            }
+            if rate > 0.0 {
+                moving = true;
+                particles(&painter, &points, e, self.clock, theme, lit);
+            }
+            if let Some(p) = hover_at
+                && near(&points, p, 5.0)
+            {
+                hovered_edge = Some((ei, p));
+            }
+            // For screen readers and tests: every edge is a labelled, clickable spot.
+            let mid = points[CURVE_POINTS / 2];
+            let id = ui.id().with(("flow-edge", ei));
+            let r = ui.interact(
+                Rect::from_center_size(mid, Vec2::splat(10.0)),
+                id,
+                Sense::click(),
+            );
+            let label = edge_label(&self.graph, e);
+            r.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, &label));
+            if r.clicked() {
+                commands.push(Command::SetFilter(edge_filter(&self.graph, e)));
+                commands.push(Command::SetView(View::Stream));
+            }
+        }
+        if let Some((ei, p)) = hovered_edge {
+            let e = &self.graph.edges[ei];
+            egui::Tooltip::always_open(
+                ui.ctx().clone(),
+                ui.layer_id(),
+                ui.id().with("flow-edge-tip"),
+                egui::PopupAnchor::Position(p + Vec2::new(12.0, 12.0)),
+            )
+            .show(|ui| edge_tooltip(ui, &self.graph, e, theme));
+            if ui.input(|i| i.pointer.primary_clicked()) {
+                commands.push(Command::SetFilter(edge_filter(&self.graph, e)));
+                commands.push(Command::SetView(View::Stream));
+            }
+        }
+
+        // Nodes.
+        for (i, n) in self.graph.nodes.iter().enumerate() {
+            let Some(r) = positions[i] else { continue };
+            let lit = matches(n);
+            let id = ui.id().with(("flow-node", &n.key));
+            let resp = ui.interact(r, id, Sense::click());
+            resp.widget_info(|| {
+                egui::WidgetInfo::labeled(egui::WidgetType::Button, true, &n.label)
+            });
+            draw_node(&painter, r, n, theme, lit, resp.hovered());
+            let resp = resp.on_hover_ui(|ui| node_tooltip(ui, n, theme));
+            if resp.clicked() {
+                commands.push(Command::SetFilter(node_filter(registry, n)));
+                commands.push(Command::SetView(View::Stream));
+            }
+            resp.context_menu(|ui| {
+                if ui.button("Hide").clicked() {
+                    self.hidden.push(n.key.clone());
+                    ui.close();
+                }
+            });
+        }
+        if self.graph.nodes.is_empty() {
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                "No registry services and no traffic yet: load a registry.yaml (--registry) or wait for events",
+                egui::FontId::proportional(14.0),
+                theme.weak_text(),
+            );
+        }
+        // Idle when nothing flows: repaint only for particles (and the next rebuild of rates).
+        if moving {
+            ui.ctx().request_repaint();
+        } else {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(500));
+        }
+    }
+
+    fn toolbar_ui(&mut self, ui: &mut egui::Ui, theme: Theme) {
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut self.search)
+                    .hint_text("find a service")
+                    .desired_width(180.0),
+            );
+            ui.checkbox(&mut self.show_planned, "planned services");
+            if !self.hidden.is_empty()
+                && ui
+                    .button(format!("show {} hidden", self.hidden.len()))
+                    .clicked()
+            {
+                self.hidden.clear();
+            }
+            ui.separator();
+            let weak = theme.weak_text();
+            ui.label(
+                RichText::new(
+                    "boxes produce, pills consume · solid: declared in the registry, dashed: seen \
+                     in traffic only · dots: events (red: errors) · right-click a service to hide it",
+                )
+                .color(weak)
+                .small(),
+            );
+        });
+    }
+}
+
+/// Each visible node's rectangle: columns by layer, nodes spread down their column.
+fn layout(graph: &FlowGraph, visible: &[bool], rect: Rect) -> Vec<Option<Rect>> {
+    let mut out = vec![None; graph.nodes.len()];
+    let top = rect.top() + 24.0;
+    let height = (rect.bottom() - top - 8.0).max(40.0);
+    for layer in 0..graph.layers.len() {
+        let Some(x) = column_x(graph, visible, rect, layer) else {
+            continue;
+        };
+        let members: Vec<usize> = (0..graph.nodes.len())
+            .filter(|&i| visible[i] && graph.nodes[i].layer == layer)
+            .collect();
+        let slot = height / members.len().max(1) as f32;
+        let h = (slot * 0.6).clamp(10.0, 34.0);
+        let w = (column_width(graph, visible, rect) * 0.7).clamp(60.0, 190.0);
+        for (k, &i) in members.iter().enumerate() {
+            let y = top + slot * (k as f32 + 0.5);
+            out[i] = Some(Rect::from_center_size(Pos2::new(x, y), Vec2::new(w, h)));
+        }
+    }
+    out
+}
+
+fn shown_layers(graph: &FlowGraph, visible: &[bool]) -> Vec<usize> {
+    (0..graph.layers.len())
+        .filter(|&l| {
+            graph
+                .nodes
+                .iter()
+                .zip(visible)
+                .any(|(n, &v)| v && n.layer == l)
+        })
+        .collect()
+}
+
+fn column_width(graph: &FlowGraph, visible: &[bool], rect: Rect) -> f32 {
+    rect.width() / shown_layers(graph, visible).len().max(1) as f32
+}
+
+fn column_x(graph: &FlowGraph, visible: &[bool], rect: Rect, layer: usize) -> Option<f32> {
+    let shown = shown_layers(graph, visible);
+    let k = shown.iter().position(|&l| l == layer)?;
+    let w = rect.width() / shown.len().max(1) as f32;
+    Some(rect.left() + w * (k as f32 + 0.5))
+}
+
+/// A cubic curve from `a` to `b` leaving and arriving horizontally.
+fn curve(from: Pos2, to: Pos2) -> Vec<Pos2> {
+    let dx = ((to.x - from.x).abs() * 0.5).max(40.0);
+    let (c1, c2) = (from + Vec2::new(dx, 0.0), to - Vec2::new(dx, 0.0));
+    (0..CURVE_POINTS)
+        .map(|i| {
+            let t = i as f32 / (CURVE_POINTS - 1) as f32;
+            let rest = 1.0 - t;
+            let p = from.to_vec2() * (rest * rest * rest)
+                + c1.to_vec2() * (3.0 * rest * rest * t)
+                + c2.to_vec2() * (3.0 * rest * t * t)
+                + to.to_vec2() * (t * t * t);
+            p.to_pos2()
+        })
+        .collect()
+}
+
+fn point_at(points: &[Pos2], t: f32) -> Pos2 {
+    let f = t.clamp(0.0, 1.0) * (points.len() - 1) as f32;
+    let i = (f.floor() as usize).min(points.len() - 2);
+    points[i].lerp(points[i + 1], f - i as f32)
+}
+
+fn near(points: &[Pos2], p: Pos2, dist: f32) -> bool {
+    points.windows(2).any(|w| {
+        let (a, b) = (w[0], w[1]);
+        let ab = b - a;
+        let t = ((p - a).dot(ab) / ab.length_sq().max(1e-3)).clamp(0.0, 1.0);
+        (a + ab * t).distance(p) <= dist
+    })
+}
+
+fn edge_color(e: &FlowEdge, theme: Theme) -> Color32 {
+    if e.rate() > 0.0 {
+        theme.accent().gamma_multiply(0.7)
+    } else {
+        theme.weak_text().gamma_multiply(0.6)
+    }
+}
+
+/// Particles along an edge: more and faster with the rate (log scale), red by error share.
+fn particles(
+    painter: &egui::Painter,
+    points: &[Pos2],
+    e: &FlowEdge,
+    clock: f64,
+    theme: Theme,
+    lit: bool,
+) {
+    let rate = e.rate();
+    let count = (1.0 + rate.log2().max(0.0)).min(12.0) as usize;
+    let speed = 0.25 + 0.1 * rate.log10().clamp(0.0, 3.0);
+    let errors = e.error_share();
+    for k in 0..count {
+        let t = (clock * speed + k as f64 / count as f64).fract() as f32;
+        // Deterministic per particle: every n-th is an error one, n from the error share.
+        let error = errors > 0.0
+            && (k as f64 + 0.5) / count as f64 <= errors.max(1.0 / count as f64)
+            && errors >= 0.5 / count as f64;
+        let color = if error { theme.bad() } else { theme.good() };
+        let color = if lit {
+            color
+        } else {
+            color.gamma_multiply(0.3)
+        };
+        painter.circle_filled(point_at(points, t), 2.5, color);
+    }
+}
+
+fn draw_node(
+    painter: &egui::Painter,
+    r: Rect,
+    n: &FlowNode,
+    theme: Theme,
+    lit: bool,
+    hovered: bool,
+) {
+    let fill = if n.unknown {
+        theme.warn().gamma_multiply(0.35)
+    } else if n.active {
+        theme.accent().gamma_multiply(0.35)
+    } else {
+        Color32::TRANSPARENT
+    };
+    let border = if n.unknown {
+        theme.warn()
+    } else if n.active {
+        theme.accent()
+    } else {
+        theme.weak_text()
+    };
+    let (fill, border) = if lit {
+        (fill, border)
+    } else {
+        (fill.gamma_multiply(0.3), border.gamma_multiply(0.3))
+    };
+    let stroke = Stroke::new(if hovered { 2.5 } else { 1.2 }, border);
+    // Producers are boxes, consumers pills; a service that does both is a box with round ends
+    // on the right.
+    let radius = if n.producer && !n.consumer {
+        egui::CornerRadius::same(3)
+    } else if n.consumer && !n.producer {
+        egui::CornerRadius::same((r.height() / 2.0) as u8)
+    } else {
+        let round = (r.height() / 2.0) as u8;
+        egui::CornerRadius {
+            nw: 3,
+            sw: 3,
+            ne: round,
+            se: round,
+        }
+    };
+    painter.rect(r, radius, fill, stroke, egui::StrokeKind::Inside);
+    if !n.active && !n.unknown {
+        // Planned: dashed look over the outline.
+        painter.extend(Shape::dashed_line(
+            &[r.left_bottom(), r.right_bottom()],
+            Stroke::new(1.0, border),
+            3.0,
+            3.0,
+        ));
+    }
+    let text_color = if lit {
+        theme.visuals().strong_text_color()
+    } else {
+        theme.weak_text()
+    };
+    let font = egui::FontId::proportional((r.height() * 0.45).clamp(9.0, 13.0));
+    let galley = painter.layout(n.label.clone(), font, text_color, r.width() - 6.0);
+    painter.galley(r.center() - galley.size() / 2.0, galley, text_color);
+}
+
+fn node_tooltip(ui: &mut egui::Ui, n: &FlowNode, theme: Theme) {
+    ui.strong(&n.label);
+    let kind = match (n.producer, n.consumer, n.unknown) {
+        (_, _, true) => "unknown producer: seen on the bus, not in the registry",
+        (true, true, _) => "consumes and produces",
+        (true, false, _) => "producer",
+        (false, true, _) => "consumer",
+        _ => "service",
+    };
+    ui.label(kind);
+    if !n.active && !n.unknown {
+        ui.label(RichText::new("planned").color(theme.weak_text()));
+    }
+    if n.producer {
+        ui.label(format!(
+            "publishing {}/s lately, {:.1} % errors",
+            rate_text(n.rate),
+            n.error_share * 100.0
+        ));
+    }
+    if !n.unrouted.is_empty() {
+        ui.label(
+            RichText::new(format!("no consumer binds: {}", n.unrouted.join(", ")))
+                .color(theme.warn()),
+        );
+    }
+    ui.label(
+        RichText::new("click: show its events in the Stream")
+            .color(theme.weak_text())
+            .small(),
+    );
+}
+
+fn edge_tooltip(ui: &mut egui::Ui, g: &FlowGraph, e: &FlowEdge, theme: Theme) {
+    ui.strong(format!(
+        "{} → {}",
+        g.nodes[e.from].label, g.nodes[e.to].label
+    ));
+    for t in e.types.iter().take(12) {
+        let how = if t.declared {
+            ""
+        } else {
+            "  (seen, not declared)"
+        };
+        let text = format!(
+            "{}  {}/s  {:.0} % errors{how}",
+            t.event_type,
+            rate_text(t.rate),
+            t.error_share * 100.0
+        );
+        let color = if t.error_share > 0.0 {
+            theme.warn()
+        } else {
+            theme.visuals().text_color()
+        };
+        ui.label(RichText::new(text).color(color).monospace());
+    }
+    if e.types.len() > 12 {
+        ui.label(format!("… and {} more types", e.types.len() - 12));
+    }
+}
+
+fn rate_text(rate: f64) -> String {
+    if rate >= 10.0 {
+        format!("{rate:.0}")
+    } else {
+        format!("{rate:.1}")
+    }
+}
+
+/// "hookd → agent-thread-collector, 12.4 events/s" (what screen readers and tests read).
+fn edge_label(g: &FlowGraph, e: &FlowEdge) -> String {
+    format!(
+        "{} → {}, {} events/s",
+        g.nodes[e.from].label,
+        g.nodes[e.to].label,
+        rate_text(e.rate())
+    )
+}
+
+/// A producer's events; a consumer's bindings; both for a service that does both.
+fn node_filter(registry: &Registry, n: &FlowNode) -> String {
+    let source = format!("source:{}", super::detail::quote(&n.label));
+    let bindings: Vec<String> = registry
+        .services
+        .get(&n.key)
+        .map(|s| s.routing_keys.iter().chain(&s.consumes).cloned().collect())
+        .unwrap_or_default();
+    match (n.producer || n.unknown, bindings.is_empty()) {
+        (true, _) | (false, true) => source,
+        (false, false) => bindings.join(" OR "),
+    }
+}
+
+/// What flows along an edge: its producer's events of its types.
+fn edge_filter(g: &FlowGraph, e: &FlowEdge) -> String {
+    let source = format!("source:{}", super::detail::quote(&g.nodes[e.from].label));
+    let types: Vec<&str> = e.types.iter().map(|t| t.event_type.as_str()).collect();
+    if types.len() == 1 {
+        format!("{source} {}", types[0])
+    } else {
+        format!("{source} ({})", types.join(" OR "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curves_start_and_end_at_their_nodes_and_hover_finds_them() {
+        let (a, b) = (Pos2::new(0.0, 0.0), Pos2::new(200.0, 100.0));
+        let pts = curve(a, b);
+        assert_eq!(pts.len(), CURVE_POINTS);
+        assert!(pts[0].distance(a) < 1e-3 && pts[CURVE_POINTS - 1].distance(b) < 1e-3);
+        assert!(near(&pts, point_at(&pts, 0.37), 0.5));
+        assert!(!near(&pts, Pos2::new(200.0, 0.0), 5.0));
+    }
+}
