@@ -400,7 +400,11 @@ fn a_changed_registry_reloads_and_a_broken_one_is_reported() {
 
 /// Clicks the first widget labelled `service`: the Stream must show that service's events.
 fn clicking_shows_its_events_in_the_stream(harness: &mut Harness<'_, CandybarApp>, service: &str) {
-    harness.get_all_by_label(service).next().unwrap().click();
+    harness
+        .get_all_by_label(service)
+        .next()
+        .expect("a widget with that label")
+        .click();
     harness.run_steps(4);
     let app = harness.state();
     assert_eq!(app.filter_text, format!("source:{service}"));
