@@ -17,6 +17,17 @@ pub struct FileConfig {
     pub registry: Option<PathBuf>,
     pub dictation: DictationSection,
     pub local_asr: LocalAsrSection,
+    pub health: HealthSection,
+}
+
+/// `[health]`: polling the registry services' `endpoints.health` (off unless `poll_secs` is set).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSection {
+    /// Seconds between polls; absent or 0: no polling.
+    pub poll_secs: Option<f64>,
+    /// How long one endpoint may take to answer (default 3000 ms).
+    pub timeout_ms: Option<u64>,
 }
 
 /// `[local_asr]`: the built-in ASR server the window can run as a child process.

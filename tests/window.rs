@@ -462,3 +462,65 @@ fn flow_shows_the_registry_services_live_edges_and_a_click_filters_the_stream() 
     snapshot(&mut harness, "flow_dark");
     clicking_shows_its_events_in_the_stream(&mut harness, "llm-gateway");
 }
+
+/// A health endpoint that answers with whatever status `status` holds (a stand-in: the test
+/// needs to make a service fail on demand).
+fn health_endpoint(status: std::sync::Arc<std::sync::atomic::AtomicU16>) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let serve = move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let code = status.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {code} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+            );
+        }
+    };
+    std::thread::Builder::new()
+        .name("health-endpoint".into())
+        .spawn(serve)
+        .expect("thread");
+    format!("http://{addr}/health")
+}
+
+#[test]
+fn health_turns_red_when_a_polled_endpoint_fails_and_green_when_it_recovers() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let status = std::sync::Arc::new(AtomicU16::new(500));
+    let url = health_endpoint(status.clone());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let registry = Registry::from_yaml(&format!(
+        "services:\n  probe-me:\n    type: event-consumer\n    endpoints: {{ health: \"{url}\" }}\n"
+    ))
+    .unwrap();
+    let mut init = AppInit::new(Live::new(StoreConfig::default()));
+    init.registry = registry;
+    init.view = Some(candybar::ui::View::Health);
+    init.health_poll = Some((
+        rt.handle().clone(),
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(1),
+    ));
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| CandybarApp::new(cc, init));
+    let wait_for = |harness: &mut Harness<'_, CandybarApp>, text: &str| {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while harness.query_by_label_contains(text).is_none() {
+            assert!(std::time::Instant::now() < end, "never showed {text:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            harness.run_steps(1);
+        }
+    };
+    wait_for(&mut harness, "✖ 500");
+    assert!(harness.query_all_by_label("failing").count() >= 1);
+    status.store(200, Ordering::Relaxed);
+    wait_for(&mut harness, "200 · ");
+    assert!(harness.query_all_by_label("healthy").count() >= 1);
+    assert_eq!(harness.query_all_by_label("failing").count(), 0);
+}

@@ -39,6 +39,9 @@ pub enum BenchCommand {
     /// The window (needs a display; use Xvfb headless): first frame, CPU per frame with a million
     /// events and 20,000 events/s, event → visible row, idle CPU.
     Window(super::bench_window::WindowBenchArgs),
+    /// The Flow view with 200 services and 1,000 edges at 20,000 events/s: CPU per frame
+    /// (ui + tessellation, in-process, no display needed) next to an empty panel.
+    Flow(super::bench_flow::FlowBenchArgs),
     /// Speech end → text typed into the focused window, with the built-in server, the real
     /// window and a virtual microphone (needs X, `paplay` into the default input, xev, xdotool).
     Dictation(super::bench_dictation::DictationBenchArgs),
@@ -105,6 +108,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Window(a) => {
             tokio::task::block_in_place(|| super::bench_window::bench_window(&a))?
         }
+        BenchCommand::Flow(a) => tokio::task::block_in_place(|| super::bench_flow::bench_flow(&a))?,
         BenchCommand::Dictation(a) => {
             tokio::task::block_in_place(|| super::bench_dictation::bench_dictation(&a))?
         }

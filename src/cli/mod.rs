@@ -4,6 +4,7 @@
 mod asr;
 mod bench;
 mod bench_dictation;
+mod bench_flow;
 mod bench_window;
 pub(crate) mod dictate;
 mod publish;

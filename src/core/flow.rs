@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use super::aggregates::Aggregates;
+use super::glob::{GlobMode, topic_matches};
 use super::intern::Interner;
 use super::registry::{Registry, SourceOwners};
 use super::time::Micros;
@@ -89,6 +90,64 @@ pub struct FlowGraph {
     pub edges: Vec<FlowEdge>,
 }
 
+/// Who receives an event type by the registry: bindings (`routing_keys`, AMQP `*`/`#`),
+/// `consumes` and `event_subscriptions`. Literal keys are looked up, only wildcard bindings are
+/// matched, and answers are kept: the graph is rebuilt four times a second, the registry rarely
+/// changes. Make a new one when it does.
+#[derive(Default)]
+pub struct Routes {
+    /// Event type → service keys, from literal bindings, `consumes` and subscriptions.
+    exact: FxHashMap<String, Vec<String>>,
+    /// (pattern, service key) for bindings with `*` or `#`.
+    patterns: Vec<(String, String)>,
+    memo: FxHashMap<String, Vec<String>>,
+}
+
+impl Routes {
+    #[must_use]
+    pub fn new(registry: &Registry) -> Self {
+        let mut routes = Self::default();
+        let mut add = |t: &str, key: &str| {
+            let keys = routes.exact.entry(t.to_owned()).or_default();
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_owned());
+            }
+        };
+        for (key, s) in &registry.services {
+            for p in &s.routing_keys {
+                if p.contains(['*', '#']) {
+                    routes.patterns.push((p.clone(), key.clone()));
+                } else {
+                    add(p, key);
+                }
+            }
+            for c in &s.consumes {
+                add(c, key);
+            }
+        }
+        for (t, keys) in &registry.event_subscriptions {
+            for k in keys {
+                add(t, k);
+            }
+        }
+        routes
+    }
+
+    /// The keys of the services that receive `event_type`.
+    pub fn consumers(&mut self, event_type: &str) -> &[String] {
+        if !self.memo.contains_key(event_type) {
+            let mut keys = self.exact.get(event_type).cloned().unwrap_or_default();
+            for (p, key) in &self.patterns {
+                if !keys.contains(key) && topic_matches(p, event_type, GlobMode::Amqp) {
+                    keys.push(key.clone());
+                }
+            }
+            self.memo.insert(event_type.to_owned(), keys);
+        }
+        self.memo.get(event_type).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// The layer unknown producers sit in (leftmost), and services no layer names (rightmost).
 pub const UNKNOWN_LAYER: &str = "unknown producers";
 pub const UNLAYERED: &str = "not in a layer";
@@ -99,6 +158,7 @@ impl FlowGraph {
     #[allow(clippy::too_many_lines)] // traffic, layers, nodes, declared and seen edges, in order
     pub fn build(
         registry: &Registry,
+        routes: &mut Routes,
         aggregates: &Aggregates,
         interner: &Interner,
         now_us: Micros,
@@ -206,27 +266,12 @@ impl FlowGraph {
             });
         }
 
-        // Who receives a type: bindings, `consumes`, and `event_subscriptions`.
-        let consumers_of = |event_type: &str| -> Vec<usize> {
-            let mut out: Vec<usize> = registry
-                .services
+        let mut consumers_of = |event_type: &str| -> Vec<usize> {
+            routes
+                .consumers(event_type)
                 .iter()
-                .filter(|(_, s)| s.consumes_key(event_type))
-                .filter_map(|(k, _)| index.get(k).copied())
-                .collect();
-            for k in registry
-                .event_subscriptions
-                .get(event_type)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(&i) = index.get(k)
-                    && !out.contains(&i)
-                {
-                    out.push(i);
-                }
-            }
-            out
+                .filter_map(|k| index.get(k).copied())
+                .collect()
         };
 
         let mut edges: BTreeMap<(usize, usize), Vec<EdgeType>> = BTreeMap::new();
@@ -343,7 +388,13 @@ mod tests {
     #[test]
     fn declared_edges_follow_bindings_and_subscriptions_in_layer_order() {
         let r = Registry::example();
-        let g = FlowGraph::build(&r, &Aggregates::default(), &Interner::default(), 0);
+        let g = FlowGraph::build(
+            &r,
+            &mut Routes::new(&r),
+            &Aggregates::default(),
+            &Interner::default(),
+            0,
+        );
         assert_eq!(g.layers[0], "external_sources");
         let hookd = &g.nodes[g.node("hookd-producer").unwrap()];
         assert_eq!(hookd.layer, 0);
@@ -372,7 +423,8 @@ mod tests {
             events.push(("mystery-bot", "llm.error", true));
         }
         let (agg, interner) = seen(&events, now);
-        let g = FlowGraph::build(&Registry::example(), &agg, &interner, now);
+        let r = Registry::example();
+        let g = FlowGraph::build(&r, &mut Routes::new(&r), &agg, &interner, now);
 
         let e = g.edge("llm-gateway", "llm-cost-calculator").unwrap();
         let resp = e

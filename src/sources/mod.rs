@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod demo;
+pub mod health_poll;
 pub mod registry_watch;
 pub mod replay;
 

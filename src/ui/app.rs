@@ -89,6 +89,9 @@ pub struct AppInit {
     pub registry: Registry,
     /// The platform's registry.yaml, watched for changes.
     pub registry_path: Option<PathBuf>,
+    /// Poll the services' health endpoints: the runtime to poll on, the interval, the time
+    /// limit per request (`[health]` in the config; off by default).
+    pub health_poll: Option<(tokio::runtime::Handle, Duration, Duration)>,
     /// Dictation (off in tests that do not need it).
     pub dictation: Option<DictationInit>,
     /// Overrides the persisted view.
@@ -152,6 +155,7 @@ impl AppInit {
             prefetch: 1000,
             registry: Registry::example(),
             registry_path: None,
+            health_poll: None,
             dictation: None,
             view: None,
             tray: false,
@@ -249,6 +253,8 @@ pub struct CandybarApp {
     /// The watched file and the state of its last read.
     pub registry_status: RegistryStatus,
     registry_watch: Option<RegistryWatch>,
+    /// Polls `endpoints.health` when the config asks for it.
+    health_poller: Option<crate::sources::health_poll::HealthPoller>,
     received_total: u64,
     ctx: egui::Context,
     dictation: Option<DictationParts>,
@@ -321,6 +327,7 @@ impl CandybarApp {
             },
             registry: init.registry,
             registry_watch: None,
+            health_poller: None,
             received_total: 0,
             ctx,
             dictation: None,
@@ -351,6 +358,9 @@ impl CandybarApp {
             app.window_visible = false;
             app.ctx
                 .send_viewport_cmd(egui::ViewportCommand::Visible(false));
+        }
+        if let Some((rt, interval, timeout)) = &init.health_poll {
+            app.start_health_poller(rt, *interval, *timeout);
         }
         if let Some(path) = &init.registry_path {
             let waker = app.ctx.clone();
@@ -847,6 +857,23 @@ impl CandybarApp {
         }
     }
 
+    /// Polls the registry services' health endpoints from now on.
+    fn start_health_poller(
+        &mut self,
+        rt: &tokio::runtime::Handle,
+        interval: Duration,
+        timeout: Duration,
+    ) {
+        let waker = self.ctx.clone();
+        self.health_poller = Some(crate::sources::health_poll::HealthPoller::start(
+            rt,
+            crate::sources::health_poll::targets(&self.registry),
+            interval,
+            timeout,
+            move || waker.request_repaint(),
+        ));
+    }
+
     /// Applies registry reloads: a good file replaces the registry, a broken one is reported
     /// and the last good registry stays.
     fn poll_registry(&mut self) {
@@ -865,6 +892,9 @@ impl CandybarApp {
                 RegistryUpdate::Loaded(r) => {
                     let services = r.services.len();
                     self.registry = *r;
+                    if let Some(p) = &self.health_poller {
+                        p.set_targets(crate::sources::health_poll::targets(&self.registry));
+                    }
                     RegistryStatus::Loaded {
                         path: path.clone(),
                         services,
@@ -1336,10 +1366,16 @@ impl CandybarApp {
                 return;
             }
             View::Health => {
+                let probes = self
+                    .health_poller
+                    .as_ref()
+                    .map(crate::sources::health_poll::HealthPoller::results)
+                    .unwrap_or_default();
                 super::health::health_ui(
                     ui,
                     &self.registry,
                     &self.live.store,
+                    &probes,
                     self.clock.now_us(),
                     theme,
                     &mut self.commands,

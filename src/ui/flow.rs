@@ -9,7 +9,7 @@
 
 use egui::{Color32, Pos2, Rect, RichText, Sense, Shape, Stroke, Vec2};
 
-use crate::core::flow::{FlowEdge, FlowGraph, FlowNode};
+use crate::core::flow::{FlowEdge, FlowGraph, FlowNode, Routes};
 use crate::core::registry::Registry;
 use crate::core::store::EventStore;
 use crate::core::time::Micros;
@@ -28,6 +28,8 @@ pub struct FlowViewState {
     built_at_us: Option<Micros>,
     /// The registry the graph was built from (rebuilt at once when it changes).
     built_for: Option<Registry>,
+    /// Who receives which type, for `built_for`.
+    routes: Routes,
     search: String,
     hidden: Vec<String>,
     show_planned: bool,
@@ -54,8 +56,17 @@ impl FlowViewState {
         let stale = self
             .built_at_us
             .is_none_or(|t| now_us - t >= REBUILD_EVERY_US || now_us < t);
+        if self.built_for.as_ref() != Some(registry) {
+            self.routes = Routes::new(registry);
+        }
         if stale || self.built_for.as_ref() != Some(registry) {
-            self.graph = FlowGraph::build(registry, store.aggregates(), store.interner(), now_us);
+            self.graph = FlowGraph::build(
+                registry,
+                &mut self.routes,
+                store.aggregates(),
+                store.interner(),
+                now_us,
+            );
             self.built_at_us = Some(now_us);
             self.built_for = Some(registry.clone());
         }

@@ -1,10 +1,11 @@
 //! The Health view: every service of the registry at a glance — its state by the rules below,
-//! when it was last heard from on the bus, its rate and error share. A click filters the Stream
-//! to its events. (Polling the services' `endpoints.health` comes later.)
+//! its health endpoint's last answer (when polling is on), when it was last heard from on the
+//! bus, its rate and error share. A click filters the Stream to its events.
 //!
 //! Rules, in order:
 //! - planned in the registry → grey "planned";
-//! - never seen on the bus → grey "no events yet";
+//! - its health endpoint is polled and did not answer 2xx in time → red;
+//! - never seen on the bus: endpoint answered 2xx → green, else grey "no events yet";
 //! - error share ≥ 20 % or silent for 30 min → red;
 //! - error share ≥ 5 % or silent for 5 min → amber;
 //! - otherwise green.
@@ -20,6 +21,7 @@ use crate::core::aggregates::SourceStats;
 use crate::core::registry::Registry;
 use crate::core::store::EventStore;
 use crate::core::time::{MICROS_PER_SEC, Micros};
+use crate::sources::health_poll::{Probe, Probes};
 
 const AMBER_SILENCE_US: Micros = 5 * 60 * MICROS_PER_SEC;
 const RED_SILENCE_US: Micros = 30 * 60 * MICROS_PER_SEC;
@@ -35,12 +37,24 @@ pub enum Health {
 
 impl Health {
     #[must_use]
-    pub fn of(planned: bool, stats: Option<&SourceStats>, now_us: Micros) -> Self {
+    pub fn of(
+        planned: bool,
+        probe: Option<&Probe>,
+        stats: Option<&SourceStats>,
+        now_us: Micros,
+    ) -> Self {
         if planned {
             return Self::Planned;
         }
+        if probe.is_some_and(|p| !p.ok()) {
+            return Self::Bad;
+        }
         let Some(s) = stats.filter(|s| s.events > 0) else {
-            return Self::Unseen;
+            return if probe.is_some() {
+                Self::Good
+            } else {
+                Self::Unseen
+            };
         };
         let silent = now_us - s.last_received_us;
         let errors = s.error_share();
@@ -81,6 +95,9 @@ struct Row {
     layer: String,
     health: Health,
     stats: SourceStats,
+    probe: Option<Probe>,
+    /// Whether the registry gives it a health endpoint.
+    endpoint: bool,
 }
 
 /// Stats per service, in one pass over the sources. The events of a service are those whose
@@ -98,7 +115,7 @@ fn stats_by_service(registry: &Registry, store: &EventStore) -> FxHashMap<String
     out
 }
 
-fn rows(registry: &Registry, store: &EventStore, now_us: Micros) -> Vec<Row> {
+fn rows(registry: &Registry, store: &EventStore, probes: &Probes, now_us: Micros) -> Vec<Row> {
     let layer_of = |key: &str| {
         registry
             .topology
@@ -116,9 +133,12 @@ fn rows(registry: &Registry, store: &EventStore, now_us: Micros) -> Vec<Row> {
             let name = s.name.clone().unwrap_or_else(|| key.clone());
             let stats = stats_of.get(key).copied();
             let (order, layer) = layer_of(key);
+            let probe = probes.get(key).cloned();
             let row = Row {
                 key: key.clone(),
-                health: Health::of(!s.is_active(), stats.as_ref(), now_us),
+                health: Health::of(!s.is_active(), probe.as_ref(), stats.as_ref(), now_us),
+                probe,
+                endpoint: s.endpoints.contains_key("health"),
                 kind: s.kind.clone().unwrap_or_default(),
                 layer,
                 stats: stats.unwrap_or_default(),
@@ -140,15 +160,36 @@ fn ago(now_us: Micros, then_us: Micros) -> String {
     }
 }
 
+/// The health endpoint's last answer, or why there is none.
+fn endpoint_cell(ui: &mut egui::Ui, r: &Row, theme: Theme) {
+    match &r.probe {
+        Some(p) => {
+            let color = if p.ok() { theme.good() } else { theme.bad() };
+            let text = match (&p.error, p.status) {
+                (Some(e), Some(_)) => format!("✖ {} ({e})", p.words()),
+                (Some(_), None) => format!("✖ {}", p.words()),
+                _ => p.words(),
+            };
+            ui.label(RichText::new(text).color(color));
+        }
+        None if r.endpoint => {
+            ui.label(RichText::new("not polled").color(theme.weak_text()))
+                .on_hover_text("turn polling on with [health] poll_secs in the config");
+        }
+        None => {}
+    }
+}
+
 pub fn health_ui(
     ui: &mut egui::Ui,
     registry: &Registry,
     store: &EventStore,
+    probes: &Probes,
     now_us: Micros,
     theme: Theme,
     commands: &mut Vec<Command>,
 ) {
-    let rows = rows(registry, store, now_us);
+    let rows = rows(registry, store, probes, now_us);
     let count = |h: Health| rows.iter().filter(|r| r.health == h).count();
     ui.horizontal(|ui| {
         for h in [
@@ -172,6 +213,7 @@ pub fn health_ui(
         .column(Column::initial(200.0).clip(true))
         .column(Column::initial(120.0).clip(true))
         .column(Column::initial(140.0).clip(true))
+        .column(Column::initial(130.0).clip(true))
         .column(Column::initial(100.0))
         .column(Column::initial(90.0))
         .column(Column::initial(80.0))
@@ -182,6 +224,7 @@ pub fn health_ui(
                 "Service",
                 "Type",
                 "Layer",
+                "Endpoint",
                 "Last seen",
                 "Events/min",
                 "Errors",
@@ -210,6 +253,7 @@ pub fn health_ui(
                 row.col(|ui| {
                     ui.label(&r.layer);
                 });
+                row.col(|ui| endpoint_cell(ui, r, theme));
                 row.col(|ui| {
                     if r.stats.events > 0 {
                         ui.label(ago(now_us, r.stats.last_received_us));
@@ -252,28 +296,49 @@ mod tests {
             s
         };
         // (merge and per-minute figures are tested beside SourceStats)
-        assert_eq!(Health::of(true, None, now), Health::Planned);
-        assert_eq!(Health::of(false, None, now), Health::Unseen);
+        assert_eq!(Health::of(true, None, None, now), Health::Planned);
+        assert_eq!(Health::of(false, None, None, now), Health::Unseen);
         assert_eq!(
-            Health::of(false, Some(&seen(100, 1, 10)), now),
+            Health::of(false, None, Some(&seen(100, 1, 10)), now),
             Health::Good
         );
         assert_eq!(
-            Health::of(false, Some(&seen(100, 6, 10)), now),
+            Health::of(false, None, Some(&seen(100, 6, 10)), now),
             Health::Warn
         );
         assert_eq!(
-            Health::of(false, Some(&seen(100, 1, 6 * 60)), now),
+            Health::of(false, None, Some(&seen(100, 1, 6 * 60)), now),
             Health::Warn
         );
         assert_eq!(
-            Health::of(false, Some(&seen(100, 25, 10)), now),
+            Health::of(false, None, Some(&seen(100, 25, 10)), now),
             Health::Bad
         );
         assert_eq!(
-            Health::of(false, Some(&seen(100, 0, 31 * 60)), now),
+            Health::of(false, None, Some(&seen(100, 0, 31 * 60)), now),
             Health::Bad
         );
         assert_eq!(ago(now, now - 90 * MICROS_PER_SEC), "1 min ago");
+        // A polled endpoint: a failing one is red whatever the bus says; a good one makes a
+        // silent consumer green.
+        let probe = |status: u16| Probe {
+            status: Some(status),
+            error: (status >= 300).then(|| format!("answered {status}")),
+            latency_ms: 3,
+            at_us: now,
+        };
+        let busy = seen(100, 0, 10);
+        assert_eq!(
+            Health::of(false, Some(&probe(500)), Some(&busy), now),
+            Health::Bad
+        );
+        assert_eq!(
+            Health::of(false, Some(&probe(200)), None, now),
+            Health::Good
+        );
+        assert_eq!(
+            Health::of(true, Some(&probe(500)), None, now),
+            Health::Planned
+        );
     }
 }

@@ -246,6 +246,18 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
         prefetch: settings.file.amqp.prefetch.unwrap_or(1000),
         registry: settings.registry.clone(),
         registry_path: source.registry_path(&settings),
+        health_poll: settings
+            .file
+            .health
+            .poll_secs
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|secs| {
+                (
+                    tokio::runtime::Handle::current(),
+                    Duration::from_secs_f64(secs.max(1.0)),
+                    Duration::from_millis(settings.file.health.timeout_ms.unwrap_or(3000).max(100)),
+                )
+            }),
         dictation: Some(dictation),
         view: args.view,
         tray: !args.no_tray,
