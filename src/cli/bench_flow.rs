@@ -161,7 +161,7 @@ pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
     let mut edges = 0;
     let mut live_edges = 0;
     let (ui_ms, tess_ms, ingest_ms) = frames(a, producers, |ui, store, now| {
-        view.ui(ui, &registry, store, now, theme, &mut commands);
+        view.ui(ui, (&registry, 0), store, now, theme, &mut commands);
         edges = view.graph().edges.len();
         live_edges = view.graph().edges.iter().filter(|e| e.rate() > 0.0).count();
     });

@@ -40,7 +40,8 @@ pub struct FlowNode {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EdgeType {
-    pub event_type: String,
+    /// Shared among the edges that carry it.
+    pub event_type: std::sync::Arc<str>,
     pub declared: bool,
     pub rate: f64,
     pub error_share: f64,
@@ -287,6 +288,7 @@ impl FlowGraph {
                 let (events, rate, share) = seen
                     .remove(&(key.clone(), t.clone()))
                     .unwrap_or((0, 0.0, 0.0));
+                let name: std::sync::Arc<str> = t.as_str().into();
                 graph.nodes[from].rate += rate;
                 graph.nodes[from].error_share += rate * share;
                 for to in consumers_of(t) {
@@ -294,7 +296,7 @@ impl FlowGraph {
                         from,
                         to,
                         EdgeType {
-                            event_type: t.clone(),
+                            event_type: name.clone(),
                             declared: true,
                             rate,
                             error_share: share,
@@ -315,12 +317,13 @@ impl FlowGraph {
             if to_list.iter().all(|&to| to == from) {
                 graph.nodes[from].unrouted.push(t.clone());
             }
+            let name: std::sync::Arc<str> = t.as_str().into();
             for to in to_list {
                 add(
                     from,
                     to,
                     EdgeType {
-                        event_type: t.clone(),
+                        event_type: name.clone(),
                         declared: false,
                         rate,
                         error_share: share,
@@ -402,7 +405,7 @@ mod tests {
         // agent.thread.# and agent.tool.* bind hookd's agent types to the collector…
         let e = g.edge("hookd-producer", "agent-thread-collector").unwrap();
         assert!(e.declared());
-        let types: Vec<&str> = e.types.iter().map(|t| t.event_type.as_str()).collect();
+        let types: Vec<&str> = e.types.iter().map(|t| &*t.event_type).collect();
         assert!(types.contains(&"agent.thread.prompt") && types.contains(&"agent.tool.invoked"));
         assert!(!types.contains(&"tool.mutation.write"), "{types:?}");
         // …"*.*.failed" takes echobox's failures to the notifier; "#" takes all to the store.
@@ -430,7 +433,7 @@ mod tests {
         let resp = e
             .types
             .iter()
-            .find(|t| t.event_type == "llm.response")
+            .find(|t| &*t.event_type == "llm.response")
             .unwrap();
         assert!(resp.declared && resp.rate > 0.0, "{resp:?}");
         assert!((resp.error_share - 0.2).abs() < 1e-9, "{resp:?}");
@@ -439,7 +442,7 @@ mod tests {
         assert!(
             d.types
                 .iter()
-                .any(|t| t.event_type == "tool.mutation.delete" && !t.declared)
+                .any(|t| &*t.event_type == "tool.mutation.delete" && !t.declared)
         );
 
         assert_eq!(g.layers[0], UNKNOWN_LAYER);

@@ -255,6 +255,8 @@ pub struct CandybarApp {
     registry_watch: Option<RegistryWatch>,
     /// Polls `endpoints.health` when the config asks for it.
     health_poller: Option<crate::sources::health_poll::HealthPoller>,
+    /// Bumped on every registry reload (views cache what they derive from it).
+    registry_version: u64,
     received_total: u64,
     ctx: egui::Context,
     dictation: Option<DictationParts>,
@@ -328,6 +330,7 @@ impl CandybarApp {
             registry: init.registry,
             registry_watch: None,
             health_poller: None,
+            registry_version: 0,
             received_total: 0,
             ctx,
             dictation: None,
@@ -892,6 +895,7 @@ impl CandybarApp {
                 RegistryUpdate::Loaded(r) => {
                     let services = r.services.len();
                     self.registry = *r;
+                    self.registry_version += 1;
                     if let Some(p) = &self.health_poller {
                         p.set_targets(crate::sources::health_poll::targets(&self.registry));
                     }
@@ -1357,7 +1361,7 @@ impl CandybarApp {
             View::Flow => {
                 self.flow.ui(
                     ui,
-                    &self.registry,
+                    (&self.registry, self.registry_version),
                     &self.live.store,
                     self.clock.now_us(),
                     theme,

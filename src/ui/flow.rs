@@ -17,19 +17,27 @@ use crate::core::time::Micros;
 use super::theme::Theme;
 use super::{Command, View};
 
-/// How often the graph is rebuilt from the aggregates (its rates move by the second).
-const REBUILD_EVERY_US: Micros = 250_000;
+/// How often the graph is rebuilt from the aggregates (its rates are 5 s averages).
+const REBUILD_EVERY_US: Micros = 500_000;
 /// Points sampled along each edge's curve (drawing, particles and hover use them).
-const CURVE_POINTS: usize = 24;
+const CURVE_POINTS: usize = 14;
+/// Particles drawn per frame at most, over all edges (each edge gets at least one).
+const PARTICLE_BUDGET: usize = 1500;
 
 #[derive(Default)]
 pub struct FlowViewState {
     graph: FlowGraph,
     built_at_us: Option<Micros>,
-    /// The registry the graph was built from (rebuilt at once when it changes).
-    built_for: Option<Registry>,
+    /// The registry version the graph was built from (rebuilt at once when it changes).
+    built_for: Option<u64>,
     /// Who receives which type, for `built_for`.
     routes: Routes,
+    /// Bumped on every rebuild.
+    generation: u64,
+    /// The edges' look at `look_generation` (part of the edge cache's key).
+    look: Vec<(usize, usize, u8, bool, bool)>,
+    look_generation: u64,
+    edges: Option<EdgeCache>,
     search: String,
     hidden: Vec<String>,
     show_planned: bool,
@@ -52,14 +60,15 @@ impl FlowViewState {
         &self.graph
     }
 
-    fn refresh(&mut self, registry: &Registry, store: &EventStore, now_us: Micros) {
+    fn refresh(&mut self, registry: &Registry, version: u64, store: &EventStore, now_us: Micros) {
         let stale = self
             .built_at_us
             .is_none_or(|t| now_us - t >= REBUILD_EVERY_US || now_us < t);
-        if self.built_for.as_ref() != Some(registry) {
+        let changed = self.built_for != Some(version);
+        if changed {
             self.routes = Routes::new(registry);
         }
-        if stale || self.built_for.as_ref() != Some(registry) {
+        if stale || changed {
             self.graph = FlowGraph::build(
                 registry,
                 &mut self.routes,
@@ -68,7 +77,8 @@ impl FlowViewState {
                 now_us,
             );
             self.built_at_us = Some(now_us);
-            self.built_for = Some(registry.clone());
+            self.built_for = Some(version);
+            self.generation += 1;
         }
     }
 
@@ -76,13 +86,13 @@ impl FlowViewState {
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
-        registry: &Registry,
+        (registry, registry_version): (&Registry, u64),
         store: &EventStore,
         now_us: Micros,
         theme: Theme,
         commands: &mut Vec<Command>,
     ) {
-        self.refresh(registry, store, now_us);
+        self.refresh(registry, registry_version, store, now_us);
         self.toolbar_ui(ui, theme);
         let visible: Vec<bool> = self
             .graph
@@ -127,32 +137,50 @@ impl FlowViewState {
         let hover_at = ui
             .input(|i| i.pointer.hover_pos())
             .filter(|p| rect.contains(*p) && !positions.iter().flatten().any(|r| r.contains(*p)));
+        let live = self.graph.edges.iter().filter(|e| e.rate() > 0.0).count();
+        let per_edge = (PARTICLE_BUDGET / live.max(1)).clamp(1, 12);
+        // The curves and their mesh change only with the graph, the layout or the search;
+        // particles move every frame and go into a mesh of their own.
+        if self.look_generation != self.generation {
+            self.look = CacheKey::look(&self.graph);
+            self.look_generation = self.generation;
+        }
+        let key = CacheKey {
+            rect,
+            visible: visible.clone(),
+            search: search.clone(),
+            look: self.look.clone(),
+        };
+        if self.edges.as_ref().is_none_or(|c| c.key != key) {
+            self.edges = Some(EdgeCache::build(
+                &self.graph,
+                &positions,
+                key,
+                theme,
+                &matches,
+            ));
+        }
+        let Some(cache) = &self.edges else { return };
+        painter.add(Shape::mesh(cache.lines.clone()));
+        let mut dots = egui::Mesh::default();
         for (ei, e) in self.graph.edges.iter().enumerate() {
-            let (Some(a), Some(b)) = (positions[e.from], positions[e.to]) else {
+            let Some(points) = &cache.curves[ei] else {
                 continue;
             };
-            let points = curve(a.right_center(), b.left_center());
-            let lit = matches(&self.graph.nodes[e.from]) || matches(&self.graph.nodes[e.to]);
-            let rate = e.rate();
-            let base = edge_color(e, theme);
-            let color = if lit { base } else { base.gamma_multiply(0.25) };
-            let width = 1.0 + (rate + 1.0).log10().min(3.0) as f32;
-            if e.declared() {
-                painter.add(Shape::line(points.clone(), Stroke::new(width, color)));
-            } else {
-                painter.extend(Shape::dashed_line(
-                    &points,
-                    Stroke::new(width, color),
-                    6.0,
-                    4.0,
-                ));
-            }
-            if rate > 0.0 {
+            if e.rate() > 0.0 {
                 moving = true;
-                particles(&painter, &points, e, self.clock, theme, lit);
+                particles(
+                    &mut dots,
+                    points,
+                    e,
+                    per_edge,
+                    self.clock,
+                    theme,
+                    cache.lit[ei],
+                );
             }
             if let Some(p) = hover_at
-                && near(&points, p, 5.0)
+                && near(points, p, 5.0)
             {
                 hovered_edge = Some((ei, p));
             }
@@ -164,13 +192,19 @@ impl FlowViewState {
                 id,
                 Sense::click(),
             );
-            let label = edge_label(&self.graph, e);
-            r.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, &label));
+            r.widget_info(|| {
+                egui::WidgetInfo::labeled(
+                    egui::WidgetType::Button,
+                    true,
+                    edge_label(&self.graph, e),
+                )
+            });
             if r.clicked() {
                 commands.push(Command::SetFilter(edge_filter(&self.graph, e)));
                 commands.push(Command::SetView(View::Stream));
             }
         }
+        painter.add(Shape::mesh(dots));
         if let Some((ei, p)) = hovered_edge {
             let e = &self.graph.edges[ei];
             egui::Tooltip::always_open(
@@ -255,6 +289,77 @@ impl FlowViewState {
     }
 }
 
+/// What the edges' picture depends on. The graph enters through its look — which edges, how
+/// wide, which colour — so a rebuild that changes only the rates' decimals keeps the mesh.
+#[derive(Clone, PartialEq)]
+struct CacheKey {
+    rect: Rect,
+    visible: Vec<bool>,
+    search: String,
+    look: Vec<(usize, usize, u8, bool, bool)>,
+}
+
+impl CacheKey {
+    fn look(graph: &FlowGraph) -> Vec<(usize, usize, u8, bool, bool)> {
+        graph
+            .edges
+            .iter()
+            .map(|e| {
+                let rate = e.rate();
+                (e.from, e.to, width_step(rate), rate > 0.0, e.declared())
+            })
+            .collect()
+    }
+}
+
+/// An edge's width in half-pixel steps above 1 px: log10 of its rate, capped at 3 (1000/s).
+fn width_step(rate: f64) -> u8 {
+    ((rate + 1.0).log10().min(3.0) * 2.0).round() as u8
+}
+
+/// The edges' curves (for particles and hover), whether each is lit by the search, and all of
+/// them as one mesh.
+struct EdgeCache {
+    key: CacheKey,
+    curves: Vec<Option<Vec<Pos2>>>,
+    lit: Vec<bool>,
+    lines: std::sync::Arc<egui::Mesh>,
+}
+
+impl EdgeCache {
+    fn build(
+        graph: &FlowGraph,
+        positions: &[Option<Rect>],
+        key: CacheKey,
+        theme: Theme,
+        matches: &dyn Fn(&FlowNode) -> bool,
+    ) -> Self {
+        let mut lines = egui::Mesh::default();
+        let mut curves = Vec::with_capacity(graph.edges.len());
+        let mut lit = Vec::with_capacity(graph.edges.len());
+        for e in &graph.edges {
+            let on = matches(&graph.nodes[e.from]) || matches(&graph.nodes[e.to]);
+            lit.push(on);
+            let (Some(a), Some(b)) = (positions[e.from], positions[e.to]) else {
+                curves.push(None);
+                continue;
+            };
+            let points = curve(a.right_center(), b.left_center());
+            let base = edge_color(e, theme);
+            let color = if on { base } else { base.gamma_multiply(0.25) };
+            let width = 1.0 + f32::from(width_step(e.rate())) / 2.0;
+            add_polyline(&mut lines, &points, width, color, !e.declared());
+            curves.push(Some(points));
+        }
+        Self {
+            key,
+            curves,
+            lit,
+            lines: std::sync::Arc::new(lines),
+        }
+    }
+}
+
 /// Each visible node's rectangle: columns by layer, nodes spread down their column.
 fn layout(graph: &FlowGraph, visible: &[bool], rect: Rect) -> Vec<Option<Rect>> {
     let mut out = vec![None; graph.nodes.len()];
@@ -318,6 +423,30 @@ fn curve(from: Pos2, to: Pos2) -> Vec<Pos2> {
         .collect()
 }
 
+/// A polyline `width` wide as a strip of quads (no feathering); `dashed` leaves every other
+/// segment out. (Sharing the vertices between segments measured slower to tessellate.)
+fn add_polyline(mesh: &mut egui::Mesh, points: &[Pos2], width: f32, color: Color32, dashed: bool) {
+    let half = width / 2.0;
+    let normal = |i: usize| {
+        let before = points[i.saturating_sub(1)];
+        let after = points[(i + 1).min(points.len() - 1)];
+        (after - before).normalized().rot90() * half
+    };
+    for i in 0..points.len().saturating_sub(1) {
+        if dashed && i % 2 == 1 {
+            continue;
+        }
+        let (a, b) = (points[i], points[i + 1]);
+        let (na, nb) = (normal(i), normal(i + 1));
+        let base = mesh.vertices.len() as u32;
+        for p in [a + na, a - na, b + nb, b - nb] {
+            mesh.colored_vertex(p, color);
+        }
+        mesh.add_triangle(base, base + 1, base + 2);
+        mesh.add_triangle(base + 1, base + 3, base + 2);
+    }
+}
+
 fn point_at(points: &[Pos2], t: f32) -> Pos2 {
     let f = t.clamp(0.0, 1.0) * (points.len() - 1) as f32;
     let i = (f.floor() as usize).min(points.len() - 2);
@@ -341,32 +470,39 @@ fn edge_color(e: &FlowEdge, theme: Theme) -> Color32 {
     }
 }
 
-/// Particles along an edge: more and faster with the rate (log scale), red by error share.
+/// Particles along an edge: more (up to `max`) and faster with the rate (log scale), red by
+/// error share; added to `dots` as small squares.
 fn particles(
-    painter: &egui::Painter,
+    dots: &mut egui::Mesh,
     points: &[Pos2],
     e: &FlowEdge,
+    max: usize,
     clock: f64,
     theme: Theme,
     lit: bool,
 ) {
     let rate = e.rate();
-    let count = (1.0 + rate.log2().max(0.0)).min(12.0) as usize;
+    let count = ((1.0 + rate.log2().max(0.0)) as usize).clamp(1, max);
     let speed = 0.25 + 0.1 * rate.log10().clamp(0.0, 3.0);
     let errors = e.error_share();
+    // The first `red` of them are error particles (at least one when there are errors).
+    let red = if errors > 0.0 {
+        ((errors * count as f64).round() as usize).max(1)
+    } else {
+        0
+    };
     for k in 0..count {
         let t = (clock * speed + k as f64 / count as f64).fract() as f32;
-        // Deterministic per particle: every n-th is an error one, n from the error share.
-        let error = errors > 0.0
-            && (k as f64 + 0.5) / count as f64 <= errors.max(1.0 / count as f64)
-            && errors >= 0.5 / count as f64;
-        let color = if error { theme.bad() } else { theme.good() };
+        let color = if k < red { theme.bad() } else { theme.good() };
         let color = if lit {
             color
         } else {
             color.gamma_multiply(0.3)
         };
-        painter.circle_filled(point_at(points, t), 2.5, color);
+        dots.add_colored_rect(
+            Rect::from_center_size(point_at(points, t), Vec2::splat(4.0)),
+            color,
+        );
     }
 }
 
@@ -530,7 +666,7 @@ fn node_filter(registry: &Registry, n: &FlowNode) -> String {
 /// What flows along an edge: its producer's events of its types.
 fn edge_filter(g: &FlowGraph, e: &FlowEdge) -> String {
     let source = format!("source:{}", super::detail::quote(&g.nodes[e.from].label));
-    let types: Vec<&str> = e.types.iter().map(|t| t.event_type.as_str()).collect();
+    let types: Vec<&str> = e.types.iter().map(|t| &*t.event_type).collect();
     if types.len() == 1 {
         format!("{source} {}", types[0])
     } else {
