@@ -42,6 +42,13 @@ pub enum BenchCommand {
     /// The Flow view with 200 services and 1,000 edges at 20,000 events/s: CPU per frame
     /// (ui + tessellation, in-process, no display needed) next to an empty panel.
     Flow(super::bench_flow::FlowBenchArgs),
+    /// A registry.yaml changed on disk → the new registry loaded, through the file watcher
+    /// (plain writes and saves by rename), with a 200-service registry.
+    Registry {
+        /// Saves to time
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Speech end → text typed into the focused window, with the built-in server, the real
     /// window and a virtual microphone (needs X, `paplay` into the default input, xev, xdotool).
     Dictation(super::bench_dictation::DictationBenchArgs),
@@ -109,6 +116,9 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
             tokio::task::block_in_place(|| super::bench_window::bench_window(&a))?
         }
         BenchCommand::Flow(a) => tokio::task::block_in_place(|| super::bench_flow::bench_flow(&a))?,
+        BenchCommand::Registry { rounds } => {
+            tokio::task::block_in_place(|| super::bench_flow::bench_registry(rounds))?
+        }
         BenchCommand::Dictation(a) => {
             tokio::task::block_in_place(|| super::bench_dictation::bench_dictation(&a))?
         }

@@ -220,6 +220,56 @@ pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
     }))
 }
 
+/// `candybar bench registry`: a registry file changed on disk → the new registry in hand, end to
+/// end through the file watcher (notify), the settle delay and parsing — for a plain write and
+/// for an editor's save by rename — with the 200-service registry of `bench flow`.
+pub fn bench_registry(rounds: usize) -> anyhow::Result<Value> {
+    use crate::sources::registry_watch::{RegistryUpdate, RegistryWatch};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("registry.yaml");
+    let text = registry_yaml(200, 10);
+    std::fs::write(&path, &text)?;
+    let watch = RegistryWatch::start(&path, || {}).map_err(|e| anyhow::anyhow!(e))?;
+    let mut write_ms = Vec::new();
+    let mut rename_ms = Vec::new();
+    for round in 0..rounds.max(1) {
+        // Each version differs (a comment), so every save is a real change.
+        let version = format!("{text}# version {round}\n");
+        let by_rename = round % 2 == 1;
+        let start = Instant::now();
+        if by_rename {
+            let tmp = dir.path().join("registry.yaml.swp");
+            std::fs::write(&tmp, &version)?;
+            std::fs::rename(&tmp, &path)?;
+        } else {
+            std::fs::write(&path, &version)?;
+        }
+        let update = watch
+            .rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .map_err(|_| anyhow::anyhow!("no reload within 5 s (round {round})"))?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        anyhow::ensure!(
+            matches!(&update, RegistryUpdate::Loaded(r) if r.services.len() == 200),
+            "round {round}: not the new registry"
+        );
+        if by_rename {
+            rename_ms.push(ms);
+        } else {
+            write_ms.push(ms);
+        }
+        // Let the watcher's settle window pass, and drain any second notice of the same save.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        while watch.rx.try_recv().is_ok() {}
+    }
+    Ok(json!({
+        "bench": "registry",
+        "services": 200,
+        "reload_after_write_ms": percentiles(write_ms),
+        "reload_after_rename_ms": percentiles(rename_ms),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
