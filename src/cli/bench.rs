@@ -42,6 +42,9 @@ pub enum BenchCommand {
     /// The Flow view with 200 services and 1,000 edges at 20,000 events/s: CPU per frame
     /// (ui + tessellation, in-process, no display needed) next to an empty panel.
     Flow(super::bench_flow::FlowBenchArgs),
+    /// The Charts view's 24 h window over a day of per-second counts in 12 domains: CPU per
+    /// frame (ui + tessellation, in-process), with and without the once-a-second rebuild.
+    Charts(super::bench_charts::ChartsBenchArgs),
     /// A registry.yaml changed on disk → the new registry loaded, through the file watcher
     /// (plain writes and saves by rename), with a 200-service registry.
     Registry {
@@ -116,6 +119,9 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
             tokio::task::block_in_place(|| super::bench_window::bench_window(&a))?
         }
         BenchCommand::Flow(a) => tokio::task::block_in_place(|| super::bench_flow::bench_flow(&a))?,
+        BenchCommand::Charts(a) => {
+            tokio::task::block_in_place(|| super::bench_charts::bench_charts(&a))
+        }
         BenchCommand::Registry { rounds } => {
             tokio::task::block_in_place(|| super::bench_flow::bench_registry(rounds))?
         }

@@ -78,13 +78,40 @@ fn registry_yaml(services: usize, bindings: usize) -> String {
     y
 }
 
-fn percentiles(mut v: Vec<f64>) -> Value {
+pub(super) fn percentiles(mut v: Vec<f64>) -> Value {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| {
         let i = ((v.len() as f64 - 1.0) * q).round() as usize;
         (v.get(i).copied().unwrap_or(0.0) * 1000.0).round() / 1000.0
     };
     json!({"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": at(1.0)})
+}
+
+/// One frame of `draw` in a 1280 × 800 central panel, the `f`-th at 60 fps: the time of egui's
+/// ui pass and of tessellating its shapes.
+pub(super) fn measure_frame(
+    ctx: &egui::Context,
+    f: usize,
+    mut draw: impl FnMut(&mut egui::Ui),
+) -> (std::time::Duration, std::time::Duration) {
+    let raw = egui::RawInput {
+        screen_rect: Some(egui::Rect::from_min_size(
+            egui::Pos2::ZERO,
+            egui::vec2(1280.0, 800.0),
+        )),
+        time: Some(f as f64 / 60.0),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let out = ctx.run_ui(raw, |ui| {
+        egui::CentralPanel::default().show(ui, &mut draw);
+    });
+    let ui = t.elapsed();
+    let t = Instant::now();
+    let prims = ctx.tessellate(out.shapes, out.pixels_per_point);
+    let tess = t.elapsed();
+    std::hint::black_box(prims);
+    (ui, tess)
 }
 
 /// Runs `frames` frames of `draw` over a store fed at `rate`; returns (ui ms, tessellate ms).
@@ -120,23 +147,7 @@ fn frames(
             n += 1;
         }
         let ingest = t.elapsed();
-        let raw = egui::RawInput {
-            screen_rect: Some(egui::Rect::from_min_size(
-                egui::Pos2::ZERO,
-                egui::vec2(1280.0, 800.0),
-            )),
-            time: Some(f as f64 / 60.0),
-            ..Default::default()
-        };
-        let t = Instant::now();
-        let out = ctx.run_ui(raw, |ui| {
-            egui::CentralPanel::default().show(ui, |ui| draw(ui, &store, now));
-        });
-        let ui = t.elapsed();
-        let t = Instant::now();
-        let prims = ctx.tessellate(out.shapes, out.pixels_per_point);
-        let tess = t.elapsed();
-        std::hint::black_box(prims);
+        let (ui, tess) = measure_frame(&ctx, f, |ui| draw(ui, &store, now));
         if f >= 60 {
             // The first second warms caches (fonts, the first graph build).
             ingest_ms.push(ingest.as_secs_f64() * 1e3);
@@ -171,7 +182,7 @@ pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
         ui.label("empty");
     });
     let base: Vec<f64> = base_ui.iter().zip(&base_tess).map(|(u, t)| u + t).collect();
-    // The graph rebuild alone (four times a second in the view).
+    // The graph rebuild alone (when the registry changes or a new pair is seen).
     let store = {
         let mut s = EventStore::new(StoreConfig::default());
         let t0 = 1_767_225_600 * MICROS_PER_SEC;
@@ -203,6 +214,24 @@ pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
         build_ms.push(t.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box(g);
     }
+    // What the view does twice a second when no new (source, type) pair appeared.
+    let mut graph = crate::core::flow::FlowGraph::build(
+        &registry,
+        &mut routes,
+        store.aggregates(),
+        store.interner(),
+        1_767_225_600 * MICROS_PER_SEC + 6 * MICROS_PER_SEC,
+    );
+    let mut refresh_ms = Vec::new();
+    for i in 0..50 {
+        let t = Instant::now();
+        graph.refresh_rates(
+            store.aggregates(),
+            1_767_225_600 * MICROS_PER_SEC + 6 * MICROS_PER_SEC + i,
+        );
+        refresh_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    std::hint::black_box(&graph);
     Ok(json!({
         "bench": "flow",
         "cpus": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
@@ -217,6 +246,7 @@ pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
         "baseline_empty_panel_ms": percentiles(base),
         "ingest_per_frame_ms": percentiles(ingest_ms),
         "graph_rebuild_ms": percentiles(build_ms),
+        "graph_rates_refresh_ms": percentiles(refresh_ms),
     }))
 }
 

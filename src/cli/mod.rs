@@ -3,6 +3,7 @@
 
 mod asr;
 mod bench;
+mod bench_charts;
 mod bench_dictation;
 mod bench_flow;
 mod bench_window;

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use super::aggregates::Aggregates;
 use super::glob::{GlobMode, topic_matches};
-use super::intern::Interner;
+use super::intern::{Interner, Sym};
 use super::registry::{Registry, SourceOwners};
 use super::time::Micros;
 
@@ -47,6 +47,40 @@ pub struct EdgeType {
     pub error_share: f64,
     /// Events of this type from this producer since start.
     pub events: u64,
+    /// Index into the graph's feeds: the traffic this type's figures come from.
+    feed: usize,
+}
+
+/// One producer publishing one type — the `(source, type)` pairs of the aggregates behind it
+/// (a service may publish under several source names). Edges carrying the type, and the
+/// producer's node, take their figures from it.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Feed {
+    node: usize,
+    keys: Vec<(Sym, Sym)>,
+}
+
+impl Feed {
+    /// (events since start, events/s lately, error share lately) over the feed's pairs.
+    fn stats(&self, aggregates: &Aggregates, now_us: Micros) -> (u64, f64, f64) {
+        let (mut events, mut rate, mut share) = (0_u64, 0.0_f64, 0.0_f64);
+        for key in &self.keys {
+            let Some(stats) = aggregates.by_flow.get(key) else {
+                continue;
+            };
+            let (r, sh) = stats.recent(now_us, RATE_SECS);
+            // Several sources of one service: rates add, error shares weigh by rate.
+            let total = rate + r;
+            share = if total > 0.0 {
+                (share * rate + sh * r) / total
+            } else {
+                0.0
+            };
+            events += stats.events;
+            rate = total;
+        }
+        (events, rate, share)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -89,11 +123,15 @@ pub struct FlowGraph {
     pub layers: Vec<String>,
     pub nodes: Vec<FlowNode>,
     pub edges: Vec<FlowEdge>,
+    feeds: Vec<Feed>,
+    /// How many `(source, type)` pairs the aggregates held when this was built: a new pair may
+    /// add an edge or a node, anything else only changes rates ([`FlowGraph::refresh_rates`]).
+    flows_seen: usize,
 }
 
 /// Who receives an event type by the registry: bindings (`routing_keys`, AMQP `*`/`#`),
 /// `consumes` and `event_subscriptions`. Literal keys are looked up, only wildcard bindings are
-/// matched, and answers are kept: the graph is rebuilt four times a second, the registry rarely
+/// matched, and answers are kept: a new traffic pair rebuilds the graph, the registry rarely
 /// changes. Make a new one when it does.
 #[derive(Default)]
 pub struct Routes {
@@ -165,10 +203,10 @@ impl FlowGraph {
         now_us: Micros,
     ) -> Self {
         let owners = SourceOwners::new(registry);
-        // (producer node key, type) → (events, recent rate, error share), from traffic.
-        let mut seen: BTreeMap<(String, String), (u64, f64, f64)> = BTreeMap::new();
+        // (producer node key, type) → the aggregates' pairs behind it, from traffic.
+        let mut seen: BTreeMap<(String, String), Vec<(Sym, Sym)>> = BTreeMap::new();
         let mut unknown_sources = std::collections::BTreeSet::<String>::new();
-        for (&(source, kind), stats) in &aggregates.by_flow {
+        for &(source, kind) in aggregates.by_flow.keys() {
             let Some(src) = interner.resolve_opt(source) else {
                 continue;
             };
@@ -179,19 +217,9 @@ impl FlowGraph {
                 },
                 str::to_owned,
             );
-            let (rate, share) = stats.recent(now_us, RATE_SECS);
-            let e = seen
-                .entry((owner, interner.resolve(kind).to_owned()))
-                .or_insert((0, 0.0, 0.0));
-            // Several sources of one service: rates add, error shares weigh by rate.
-            let total = e.1 + rate;
-            e.2 = if total > 0.0 {
-                (e.2 * e.1 + share * rate) / total
-            } else {
-                0.0
-            };
-            e.0 += stats.events;
-            e.1 = total;
+            seen.entry((owner, interner.resolve(kind).to_owned()))
+                .or_default()
+                .push((source, kind));
         }
 
         // Layers: unknown producers first (only if any), the registry's in file order, then
@@ -276,6 +304,7 @@ impl FlowGraph {
         };
 
         let mut edges: BTreeMap<(usize, usize), Vec<EdgeType>> = BTreeMap::new();
+        let mut feeds: Vec<Feed> = Vec::new();
         let mut add = |from: usize, to: usize, t: EdgeType| {
             if from != to {
                 edges.entry((from, to)).or_default().push(t);
@@ -285,12 +314,10 @@ impl FlowGraph {
         for (key, s) in &registry.services {
             let from = index[key];
             for t in &s.produces {
-                let (events, rate, share) = seen
-                    .remove(&(key.clone(), t.clone()))
-                    .unwrap_or((0, 0.0, 0.0));
+                let keys = seen.remove(&(key.clone(), t.clone())).unwrap_or_default();
+                let feed = feeds.len();
+                feeds.push(Feed { node: from, keys });
                 let name: std::sync::Arc<str> = t.as_str().into();
-                graph.nodes[from].rate += rate;
-                graph.nodes[from].error_share += rate * share;
                 for to in consumers_of(t) {
                     add(
                         from,
@@ -298,21 +325,22 @@ impl FlowGraph {
                         EdgeType {
                             event_type: name.clone(),
                             declared: true,
-                            rate,
-                            error_share: share,
-                            events,
+                            rate: 0.0,
+                            error_share: 0.0,
+                            events: 0,
+                            feed,
                         },
                     );
                 }
             }
         }
         // Discovered: what traffic shows beyond the declarations.
-        for ((owner, t), (events, rate, share)) in seen {
+        for ((owner, t), keys) in seen {
             let Some(&from) = index.get(&owner) else {
                 continue;
             };
-            graph.nodes[from].rate += rate;
-            graph.nodes[from].error_share += rate * share;
+            let feed = feeds.len();
+            feeds.push(Feed { node: from, keys });
             let to_list = consumers_of(&t);
             if to_list.iter().all(|&to| to == from) {
                 graph.nodes[from].unrouted.push(t.clone());
@@ -325,31 +353,66 @@ impl FlowGraph {
                     EdgeType {
                         event_type: name.clone(),
                         declared: false,
-                        rate,
-                        error_share: share,
-                        events,
+                        rate: 0.0,
+                        error_share: 0.0,
+                        events: 0,
+                        feed,
                     },
                 );
             }
         }
-        for n in &mut graph.nodes {
+        graph.edges = edges
+            .into_iter()
+            .map(|((from, to), types)| FlowEdge { from, to, types })
+            .collect();
+        graph.feeds = feeds;
+        graph.flows_seen = aggregates.by_flow.len();
+        graph.refresh_rates(aggregates, now_us);
+        graph
+    }
+
+    /// Whether traffic has shown a `(source, type)` pair the graph was not built with (which
+    /// may add an edge or a node): then rebuild, else [`FlowGraph::refresh_rates`] is enough.
+    #[must_use]
+    pub fn needs_rebuild(&self, aggregates: &Aggregates) -> bool {
+        aggregates.by_flow.len() != self.flows_seen
+    }
+
+    /// Updates every rate, error share and count from the aggregates as of `now_us`, keeping
+    /// nodes and edges as they are — a few thousand additions instead of a rebuild.
+    pub fn refresh_rates(&mut self, aggregates: &Aggregates, now_us: Micros) {
+        let stats: Vec<(u64, f64, f64)> = self
+            .feeds
+            .iter()
+            .map(|f| f.stats(aggregates, now_us))
+            .collect();
+        for n in &mut self.nodes {
+            n.rate = 0.0;
+            n.error_share = 0.0;
+        }
+        for (feed, &(_, rate, share)) in self.feeds.iter().zip(&stats) {
+            if let Some(n) = self.nodes.get_mut(feed.node) {
+                n.rate += rate;
+                n.error_share += rate * share;
+            }
+        }
+        for n in &mut self.nodes {
             if n.rate > 0.0 {
                 n.error_share /= n.rate;
             }
         }
-        graph.edges = edges
-            .into_iter()
-            .map(|((from, to), mut types)| {
-                types.sort_by(|a, b| {
-                    b.rate
-                        .total_cmp(&a.rate)
-                        .then(b.events.cmp(&a.events))
-                        .then(a.event_type.cmp(&b.event_type))
-                });
-                FlowEdge { from, to, types }
-            })
-            .collect();
-        graph
+        for edge in &mut self.edges {
+            for t in &mut edge.types {
+                let (events, rate, share) = stats.get(t.feed).copied().unwrap_or_default();
+                (t.events, t.rate, t.error_share) = (events, rate, share);
+            }
+            edge.types.sort_by(|a, b| {
+                b.rate
+                    .total_cmp(&a.rate)
+                    .then(b.events.cmp(&a.events))
+                    .then(a.event_type.cmp(&b.event_type))
+            });
+        }
     }
 
     #[must_use]
@@ -450,5 +513,68 @@ mod tests {
         assert!(bot.unknown && bot.layer == 0 && bot.rate > 0.0);
         let e = g.edge("mystery-bot", "incident-notifier").unwrap();
         assert!(!e.declared() && (e.error_share() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn refreshed_rates_match_a_rebuild_until_a_new_pair_is_seen() {
+        let now = 1_767_225_600 * MICROS_PER_SEC;
+        let r = Registry::example();
+        let mut interner = Interner::default();
+        let mut agg = Aggregates::default();
+        let domain = interner.intern("d");
+        let record = |interner: &mut Interner,
+                      agg: &mut Aggregates,
+                      source: &str,
+                      kind: &str,
+                      at: Micros,
+                      error: bool| {
+            let (s, k) = (interner.intern(source), interner.intern(kind));
+            let status = if error {
+                Status::Error
+            } else {
+                Status::Completed
+            };
+            agg.record(at, None, domain, s, k, status, 100);
+        };
+        for i in 0..40 {
+            record(
+                &mut interner,
+                &mut agg,
+                "llm-gateway",
+                "llm.response",
+                now - 3 * MICROS_PER_SEC + i,
+                false,
+            );
+        }
+        let mut routes = Routes::new(&r);
+        let mut g = FlowGraph::build(&r, &mut routes, &agg, &interner, now);
+        // Later: the same pair busier and failing.
+        let later = now + 2 * MICROS_PER_SEC;
+        for i in 0..200 {
+            record(
+                &mut interner,
+                &mut agg,
+                "llm-gateway",
+                "llm.response",
+                later - MICROS_PER_SEC + i,
+                i % 4 == 0,
+            );
+        }
+        assert!(!g.needs_rebuild(&agg), "no new pair: the figures only");
+        g.refresh_rates(&agg, later);
+        let fresh = FlowGraph::build(&r, &mut routes, &agg, &interner, later);
+        assert_eq!(g, fresh, "refreshing gives what rebuilding gives");
+        let e = g.edge("llm-gateway", "llm-cost-calculator").unwrap();
+        assert!(e.rate() > 40.0 && e.error_share() > 0.1, "{e:?}");
+        // A new (source, type) pair: now the structure may change.
+        record(
+            &mut interner,
+            &mut agg,
+            "mystery-bot",
+            "llm.error",
+            later,
+            true,
+        );
+        assert!(g.needs_rebuild(&agg));
     }
 }

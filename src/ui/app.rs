@@ -1643,6 +1643,10 @@ const FILTER_HELP: &[(&str, &str)] = &[
         "error and failed events (also status:completed …)",
     ),
     ("last:15m", "received in the last 15 minutes (s, m, h, d)"),
+    (
+        "time:2026-11-22T10:00:00Z..2026-11-22T10:05:00Z",
+        "received in that range (or drag across a chart)",
+    ),
     ("\"timeout\"", "text anywhere in the payload"),
     ("a AND b, a OR b, NOT a, ( )", "combine; a space means AND"),
 ];

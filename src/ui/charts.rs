@@ -3,53 +3,246 @@
 //! sources — each of which filters the Stream when clicked. Everything is read from the store's
 //! running aggregates; nothing here scans events.
 
-use egui::RichText;
-use egui_plot::{Bar, BarChart, FilledArea, Legend, Line, Plot, PlotPoints, VLine};
+use egui::{PointerButton, RichText};
+use egui_plot::{Bar, BarChart, FilledArea, Legend, Line, Plot, PlotPoints, Span, VLine};
 use hdrhistogram::Histogram;
 
 use super::stream::{format_bytes, format_count};
 use super::theme::Theme;
 use super::{Command, View};
-use crate::core::aggregates::RATE_WINDOW_SECS;
+use crate::core::aggregates::{Aggregates, Downsampled, RATE_WINDOW_SECS};
+use crate::core::filter::time_range_term;
 use crate::core::intern::Sym;
 use crate::core::store::EventStore;
 use crate::core::time::{MICROS_PER_SEC, Micros};
 
-/// Most points per series: long windows are averaged into this many buckets.
-const MAX_BUCKETS: usize = 240;
 /// Domains drawn on their own; the rest are summed as "other".
 const TOP_DOMAINS: usize = 8;
-const WINDOWS_SECS: [(u32, &str); 4] = [
+const WINDOWS_SECS: [(u32, &str); 6] = [
     (60, "1 min"),
     (300, "5 min"),
     (900, "15 min"),
     (3600, "1 h"),
+    (6 * 3600, "6 h"),
+    (24 * 3600, "24 h"),
 ];
+/// Fewest and most columns of the rates chart (it has one per pixel in between).
+const MIN_COLUMNS: usize = 60;
+const MAX_COLUMNS: usize = 4096;
 
 pub struct ChartsViewState {
     pub window_secs: u32,
+    /// The rates chart's columns, rebuilt when a second passes or the window or width changes.
+    rates: Option<Rates>,
+    /// A brush being dragged on the rates chart: where it started, in seconds since the epoch.
+    brush_from_sec: Option<f64>,
+    /// Where the rates chart was last drawn (tests drag across it).
+    rates_rect: Option<egui::Rect>,
 }
 
 impl Default for ChartsViewState {
     fn default() -> Self {
-        Self { window_secs: 300 }
+        Self {
+            window_secs: 300,
+            rates: None,
+            brush_from_sec: None,
+            rates_rect: None,
+        }
     }
 }
 
-/// Per-bucket rates (events/s) for one series over the window, oldest first.
-fn bucketed(at: impl Fn(i64) -> u32, now_sec: i64, window_secs: usize, buckets: usize) -> Vec<f64> {
-    let per = window_secs.div_ceil(buckets).max(1);
-    (0..buckets)
-        .map(|b| {
-            // Bucket b covers the seconds [start, start + per), ending at the last whole second.
-            let start = now_sec - (window_secs as i64) + (b * per) as i64;
-            let sum: u64 = (0..per as i64).map(|s| u64::from(at(start + s))).sum();
-            sum as f64 / per as f64
-        })
-        .collect()
+/// What the rates chart's columns are cut for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RatesKey {
+    window_secs: usize,
+    secs_per_column: usize,
+}
+
+/// The rates chart, downsampled to about one column per pixel: per column the mean of each
+/// domain (stacked, so the bands' areas are event counts), the busiest second of all traffic,
+/// and of errors. Columns are kept from second to second ([`Downsampled`]), so a new second
+/// reads a few columns, not the day. x is in seconds relative to the end of `end_sec`.
+struct Rates {
+    key: RatesKey,
+    /// The last whole second shown (the current, unfinished one is left out).
+    end_sec: i64,
+    total: Downsampled,
+    errors: Downsampled,
+    /// The top domains, bottom band first.
+    domains: Vec<(Sym, Downsampled)>,
+    xs: Vec<f64>,
+    /// (domain, lower edge, upper edge) per band; "other" last when there is one.
+    bands: Vec<(String, Vec<f64>, Vec<f64>)>,
+    peak: Vec<f64>,
+    error_line: Vec<f64>,
+}
+
+impl Rates {
+    fn new(key: RatesKey) -> Self {
+        Self {
+            key,
+            end_sec: i64::MIN,
+            total: Downsampled::new(key.secs_per_column),
+            errors: Downsampled::new(key.secs_per_column),
+            domains: Vec::new(),
+            xs: Vec::new(),
+            bands: Vec::new(),
+            peak: Vec::new(),
+            error_line: Vec::new(),
+        }
+    }
+
+    fn downsampled(&self) -> bool {
+        self.key.secs_per_column > 1
+    }
+
+    /// Brings the columns to `end_sec` and recomputes what is drawn from them.
+    fn update(&mut self, end_sec: i64, store: &EventStore) {
+        let agg: &Aggregates = store.aggregates();
+        let start_sec = end_sec - self.key.window_secs as i64 + 1;
+        self.end_sec = end_sec;
+        self.total.update(&agg.rate, start_sec, end_sec);
+        self.errors.update(&agg.error_rate, start_sec, end_sec);
+        // The busiest domains with a series of their own, in a stable order.
+        let mut top: Vec<(Sym, u64)> = store
+            .counts()
+            .by_domain
+            .iter()
+            .filter(|(s, _)| agg.rate_by_domain.contains_key(s))
+            .map(|(s, n)| (*s, *n))
+            .collect();
+        top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.0.cmp(&b.0.0)));
+        top.truncate(TOP_DOMAINS);
+        let mut kept = std::mem::take(&mut self.domains);
+        for (sym, _) in &top {
+            let mut d = match kept.iter().position(|(s, _)| s == sym) {
+                Some(i) => kept.swap_remove(i).1,
+                None => Downsampled::new(self.key.secs_per_column),
+            };
+            if let Some(series) = agg.rate_by_domain.get(sym) {
+                d.update(series, start_sec, end_sec);
+            }
+            self.domains.push((*sym, d));
+        }
+        // What is drawn.
+        let origin = (end_sec + 1) as f64;
+        self.xs.clear();
+        self.peak.clear();
+        let mut total = Vec::with_capacity(self.total.len());
+        for (at, c) in self.total.columns() {
+            self.xs.push(at as f64 + f64::from(c.secs) / 2.0 - origin);
+            self.peak.push(f64::from(c.max));
+            total.push(c.mean());
+        }
+        let downsampled = self.downsampled();
+        self.error_line.clear();
+        self.error_line.extend(self.errors.columns().map(|(_, c)| {
+            if downsampled {
+                f64::from(c.max)
+            } else {
+                c.mean()
+            }
+        }));
+        let interner = store.interner();
+        let n = self.xs.len();
+        let mut lower = vec![0.0; n];
+        self.bands.clear();
+        for (sym, d) in &self.domains {
+            let mut upper = lower.clone();
+            for (u, (_, c)) in upper.iter_mut().zip(d.columns()) {
+                *u += c.mean();
+            }
+            let name = interner.resolve(*sym);
+            let name = if name.is_empty() { "(none)" } else { name };
+            self.bands.push((name.to_owned(), lower, upper.clone()));
+            lower = upper;
+        }
+        if store.counts().by_domain.len() > self.domains.len() {
+            // Whatever the top domains do not account for.
+            let upper: Vec<f64> = lower.iter().zip(&total).map(|(l, t)| l.max(*t)).collect();
+            self.bands.push(("other".to_owned(), lower, upper));
+        }
+    }
+}
+
+impl Rates {
+    fn plot_ui(&self, plot: &mut egui_plot::PlotUi<'_>, theme: Theme) {
+        for (name, lo, hi) in &self.bands {
+            let color = if name == "other" {
+                theme.weak_text()
+            } else {
+                theme.domain_color(name)
+            };
+            plot.add(
+                FilledArea::new(name.as_str(), &self.xs, lo, hi)
+                    .fill_color(color.gamma_multiply(0.55)),
+            );
+        }
+        let line = |ys: &[f64]| -> PlotPoints<'static> {
+            self.xs.iter().zip(ys).map(|(x, y)| [*x, *y]).collect()
+        };
+        if self.downsampled() {
+            plot.line(
+                Line::new("busiest second", line(&self.peak))
+                    .color(theme.overlay_line())
+                    .width(1.0),
+            );
+        }
+        plot.line(
+            Line::new("errors/s", line(&self.error_line))
+                .color(theme.bad())
+                .width(2.0),
+        );
+    }
+}
+
+/// Brushing: a primary drag across the plot selects a time range, shown as a span while
+/// dragging. Returns the range (seconds since the epoch, either order) when the drag ends.
+/// `origin`: the absolute second at x = 0; the plot shows `[-window, 0]`.
+fn brush_ui(
+    plot: &mut egui_plot::PlotUi<'_>,
+    brush_from: &mut Option<f64>,
+    origin: f64,
+    window: f64,
+    theme: Theme,
+) -> Option<(f64, f64)> {
+    let response = plot.response().clone();
+    let to_x = |plot: &egui_plot::PlotUi<'_>, p: egui::Pos2| {
+        plot.plot_from_screen(p).x.clamp(-window, 0.0)
+    };
+    if response.drag_started_by(PointerButton::Primary) {
+        let press = plot.ctx().input(|i| i.pointer.press_origin());
+        *brush_from = press.map(|p| to_x(plot, p) + origin);
+    }
+    let pointer_x = plot
+        .ctx()
+        .input(|i| i.pointer.latest_pos())
+        .map(|p| to_x(plot, p));
+    let mut brushed = None;
+    if let (Some(from), Some(x)) = (*brush_from, pointer_x) {
+        let (a, b) = (from - origin, x);
+        plot.span(
+            Span::new("", a.min(b)..=a.max(b))
+                .fill(theme.accent().gamma_multiply(0.2))
+                .border_color(theme.accent()),
+        );
+        if response.drag_stopped() {
+            brushed = Some((from, x + origin));
+        }
+    }
+    if !response.dragged() {
+        *brush_from = None;
+    }
+    brushed
 }
 
 impl ChartsViewState {
+    /// The screen rectangle the rates chart took in the last frame.
+    #[must_use]
+    pub fn rates_rect(&self) -> Option<egui::Rect> {
+        self.rates_rect
+    }
+
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
@@ -64,18 +257,14 @@ impl ChartsViewState {
                 ui.selectable_value(&mut self.window_secs, secs, label);
             }
             ui.label(
-                RichText::new(format!(
-                    "(per-second counts are kept for the last {} min)",
-                    RATE_WINDOW_SECS / 60
-                ))
-                .weak(),
+                RichText::new("· drag across the chart to see that time in the Stream").weak(),
             );
         });
         egui::ScrollArea::vertical()
             .id_salt("charts-scroll")
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                self.rates_ui(ui, store, now_us, theme);
+                self.rates_ui(ui, store, now_us, theme, commands);
                 ui.columns(2, |cols| {
                     latency_ui(&mut cols[0], &store.aggregates().latency_us, theme);
                     size_ui(&mut cols[1], &store.aggregates().size_bytes, theme);
@@ -102,50 +291,36 @@ impl ChartsViewState {
             });
     }
 
-    fn rates_ui(&self, ui: &mut egui::Ui, store: &EventStore, now_us: Micros, theme: Theme) {
-        let agg = store.aggregates();
-        let now_sec = now_us.div_euclid(MICROS_PER_SEC);
-        let window = (self.window_secs as usize).min(RATE_WINDOW_SECS);
-        let buckets = window.min(MAX_BUCKETS);
-        let per = window.div_ceil(buckets).max(1) as f64;
-        let xs: Vec<f64> = (0..buckets)
-            .map(|b| -(window as f64) + b as f64 * per + per / 2.0)
-            .collect();
-        let interner = store.interner();
-        let mut domains: Vec<(Sym, u64)> = store
-            .counts()
-            .by_domain
-            .iter()
-            .map(|(s, n)| (*s, *n))
-            .collect();
-        domains.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.0.cmp(&b.0.0)));
-        let total = bucketed(|s| agg.rate.at(s), now_sec, window, buckets);
-        let mut lower = vec![0.0; buckets];
-        let mut bands = Vec::new();
-        for (sym, _) in domains.iter().take(TOP_DOMAINS) {
-            let Some(series) = agg.rate_by_domain.get(sym) else {
-                continue;
-            };
-            let v = bucketed(|s| series.at(s), now_sec, window, buckets);
-            let upper: Vec<f64> = lower.iter().zip(&v).map(|(l, x)| l + x).collect();
-            let name = interner.resolve(*sym);
-            let name = if name.is_empty() { "(none)" } else { name };
-            bands.push((
-                name.to_owned(),
-                theme.domain_color(name),
-                lower.clone(),
-                upper.clone(),
-            ));
-            lower = upper;
+    fn rates_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        store: &EventStore,
+        now_us: Micros,
+        theme: Theme,
+        commands: &mut Vec<Command>,
+    ) {
+        let window = (self.window_secs as usize).clamp(1, RATE_WINDOW_SECS);
+        let pixels = (ui.available_width() * ui.ctx().pixels_per_point()).round() as usize;
+        let columns = pixels.clamp(MIN_COLUMNS, MAX_COLUMNS);
+        let key = RatesKey {
+            window_secs: window,
+            secs_per_column: window.div_ceil(columns),
+        };
+        let end_sec = now_us.div_euclid(MICROS_PER_SEC) - 1;
+        let rates = match &mut self.rates {
+            Some(r) if r.key == key => r,
+            slot => slot.insert(Rates::new(key)),
+        };
+        if rates.end_sec != end_sec {
+            rates.update(end_sec, store);
         }
-        if domains.len() > TOP_DOMAINS {
-            // Whatever the top domains do not account for.
-            let upper: Vec<f64> = lower.iter().zip(&total).map(|(l, t)| l.max(*t)).collect();
-            bands.push(("other".to_owned(), theme.weak_text(), lower.clone(), upper));
-        }
-        let errors = bucketed(|s| agg.error_rate.at(s), now_sec, window, buckets);
+        let rates = &*rates;
+        let downsampled = rates.downsampled();
         ui.label(RichText::new("Events per second, by domain").strong());
-        Plot::new(("rates", window))
+        // Seconds since the epoch at x = 0.
+        let origin = (end_sec + 1) as f64;
+        let brush_from = &mut self.brush_from_sec;
+        let response = Plot::new(("rates", window))
             .height(220.0)
             .legend(Legend::default().position(egui_plot::Corner::LeftTop))
             .default_x_bounds(-(window as f64), 0.0)
@@ -153,17 +328,50 @@ impl ChartsViewState {
             .allow_scroll(false)
             .allow_drag(false)
             .allow_zoom(false)
+            .allow_boxed_zoom(false)
+            .allow_double_click_reset(false)
             .x_axis_formatter(|m, _| format_ago(m.value))
             .show(ui, |plot| {
-                for (name, color, lo, hi) in &bands {
-                    plot.add(
-                        FilledArea::new(name.as_str(), &xs, lo, hi)
-                            .fill_color(color.gamma_multiply(0.55)),
-                    );
-                }
-                let pts: PlotPoints<'_> = xs.iter().zip(&errors).map(|(x, y)| [*x, *y]).collect();
-                plot.line(Line::new("errors/s", pts).color(theme.bad()).width(2.0));
+                rates.plot_ui(plot, theme);
+                brush_ui(plot, brush_from, origin, window as f64, theme)
             });
+        let brushed = response.inner;
+        self.rates_rect = Some(response.response.rect);
+        if let Some((a, b)) = brushed {
+            self.brush_from_sec = None;
+            let (from, to) = (a.min(b), a.max(b));
+            // A click, not a drag: less than one column wide.
+            if to - from >= key.secs_per_column as f64 {
+                let from_us = (from.floor() as i64) * MICROS_PER_SEC;
+                let to_us = (to.ceil() as i64) * MICROS_PER_SEC;
+                commands.push(Command::SetFilter(time_range_term(from_us, to_us)));
+                commands.push(Command::SetView(View::Stream));
+            }
+        }
+        let other_note = if store.aggregates().rate_by_domain.len() < store.counts().by_domain.len()
+        {
+            " · domains past the first 32 seen are counted in \"other\""
+        } else {
+            ""
+        };
+        let resolution = if downsampled {
+            format!(
+                "{} per column: bands show the mean, the lines the busiest second{other_note}",
+                format_secs(key.secs_per_column as f64)
+            )
+        } else {
+            format!("one column per second{other_note}")
+        };
+        ui.label(RichText::new(resolution).weak().small());
+    }
+}
+
+/// "1 s", "86 s", "3.6 min".
+fn format_secs(secs: f64) -> String {
+    if secs < 100.0 {
+        format!("{secs:.0} s")
+    } else {
+        format!("{:.1} min", secs / 60.0)
     }
 }
 
@@ -174,6 +382,8 @@ fn format_ago(secs: f64) -> String {
         "now".to_owned()
     } else if s < 0.0 {
         String::new() // the future: no label
+    } else if s >= 2.0 * 3600.0 {
+        format!("-{:.0}h", s / 3600.0)
     } else if s >= 120.0 {
         format!("-{:.0}m", s / 60.0)
     } else {
@@ -307,16 +517,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_average_the_seconds_they_cover() {
-        // 10 events in every second: every bucket reads 10/s whatever its width.
-        let v = bucketed(|_| 10, 1000, 3600, 240);
-        assert_eq!(v.len(), 240);
-        assert!(v.iter().all(|&x| (x - 10.0).abs() < 1e-9));
-        // One burst of 60 in one second, 1-minute buckets: 1/s in its bucket.
-        let v = bucketed(|s| if s == 1000 - 30 { 60 } else { 0 }, 1000, 3600, 60);
-        assert_eq!(v.iter().filter(|&&x| x > 0.0).count(), 1);
-        assert!((v.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    fn axis_labels_read_as_time_ago() {
         assert_eq!(format_ago(-300.0), "-5m");
         assert_eq!(format_ago(-30.0), "-30s");
+        assert_eq!(format_ago(-6.0 * 3600.0), "-6h");
+        assert_eq!(format_ago(0.2), "now");
+        assert_eq!(format_secs(86.4), "86 s");
+        assert_eq!(format_secs(216.0), "3.6 min");
     }
 }

@@ -17,7 +17,8 @@ use crate::core::time::Micros;
 use super::theme::Theme;
 use super::{Command, View};
 
-/// How often the graph is rebuilt from the aggregates (its rates are 5 s averages).
+/// How often the graph's rates are read again from the aggregates (they are 5 s averages); the
+/// graph itself is rebuilt only when the registry changes or traffic shows a new pair.
 const REBUILD_EVERY_US: Micros = 500_000;
 /// Points sampled along each edge's curve (drawing, particles and hover use them).
 const CURVE_POINTS: usize = 14;
@@ -68,7 +69,7 @@ impl FlowViewState {
         if changed {
             self.routes = Routes::new(registry);
         }
-        if stale || changed {
+        if changed || (stale && self.graph.needs_rebuild(store.aggregates())) {
             self.graph = FlowGraph::build(
                 registry,
                 &mut self.routes,
@@ -76,6 +77,11 @@ impl FlowViewState {
                 store.interner(),
                 now_us,
             );
+        } else if stale {
+            // The same services and edges: only the figures move.
+            self.graph.refresh_rates(store.aggregates(), now_us);
+        }
+        if stale || changed {
             self.built_at_us = Some(now_us);
             self.built_for = Some(version);
             self.generation += 1;

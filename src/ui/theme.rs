@@ -127,6 +127,16 @@ impl Theme {
     }
 
     #[must_use]
+    /// Lines drawn over coloured areas (a chart's envelope): the text colour, a little muted.
+    pub fn overlay_line(self) -> Color32 {
+        if self.dark() {
+            Color32::from_gray(200)
+        } else {
+            Color32::from_gray(60)
+        }
+    }
+
+    #[must_use]
     pub fn weak_text(self) -> Color32 {
         if self.dark() {
             Color32::from_gray(140)

@@ -12,7 +12,9 @@ use std::collections::VecDeque;
 
 use memchr::memmem;
 
-pub use parse::{Expr, FIELDS, Field, MAX_DEPTH, ParseError, Term, parse, parse_duration};
+pub use parse::{
+    Expr, FIELDS, Field, MAX_DEPTH, ParseError, Term, parse, parse_duration, time_range_term,
+};
 
 use super::event::short_type;
 use super::glob::{GlobMode, topic_matches, wildcard_matches};
@@ -32,6 +34,7 @@ enum Node {
     Related(u32),
     Id(u32),
     Since(Micros),
+    Between(Micros, Micros),
     /// Index into `Filter::texts`.
     Text(usize),
 }
@@ -155,6 +158,9 @@ impl Filter {
                 Term::Last(d) => {
                     self.has_time = true;
                     Node::Since(*d)
+                }
+                Term::Between(from, to) => {
+                    Node::Between(from.unwrap_or(Micros::MIN), to.unwrap_or(Micros::MAX))
                 }
                 Term::Text(t) => {
                     let case_sensitive = t.chars().any(char::is_uppercase);
@@ -347,6 +353,7 @@ fn eval(node: &Node, ctx: &Ctx<'_>, syms: &mut [(SymTest, SymCache)]) -> bool {
         Node::Related(h) => ctx.meta.related_to(*h),
         Node::Id(h) => *h != 0 && ctx.meta.id_hash == *h,
         Node::Since(d) => ctx.meta.received_us >= ctx.now_us - d,
+        Node::Between(from, to) => (*from..*to).contains(&ctx.meta.received_us),
         Node::Text(i) => ctx
             .hits
             .get(*i)
@@ -778,6 +785,30 @@ mod tests {
         }
         assert_eq!(view.len(), store.len());
         assert_eq!(view.get(0), Some(store.first_seq()));
+    }
+
+    #[test]
+    fn a_time_range_keeps_what_was_received_in_it() {
+        let mut store = EventStore::default();
+        for t in 0..10 {
+            let mut m = ev("a.b", "x", "y", "c");
+            m.received_us = t * 60_000_000; // one a minute
+            store.insert(&m);
+        }
+        let term = time_range_term(2 * 60_000_000, 5 * 60_000_000);
+        let mut view = FilteredView::new(Filter::new(&term).unwrap());
+        view.update(&store, 0, u64::MAX);
+        assert_eq!(
+            view.matches().iter().copied().collect::<Vec<_>>(),
+            vec![2, 3, 4],
+            "{term}: from inclusive, to exclusive"
+        );
+        // Absolute: the answer does not move with the clock.
+        view.update(&store, 100 * 60_000_000, u64::MAX);
+        assert_eq!(view.len(), 3);
+        let mut view = FilteredView::new(Filter::new("time:1970-01-01T00:07:00Z..").unwrap());
+        view.update(&store, 0, u64::MAX);
+        assert_eq!(view.len(), 3);
     }
 
     #[test]

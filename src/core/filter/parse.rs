@@ -4,6 +4,7 @@
 //! agent.*.completed            type glob (any word with `.`, `*` or `#`)
 //! domain:repo  source:hookd  agent:claude*  agent_type:letta  session:s-1  rk:bloodbank.evt.#
 //! corr:<id>  id:<id>  status:error  errors  last:15m
+//! time:2026-11-22T10:00:00Z..2026-11-22T10:05:00Z   (either end may be left out)
 //! timeout  "disk full"  text:5xx  free text over bodies (smart case: case-insensitive unless
 //!                                 the text has an upper-case letter)
 //! a b = a AND b;  a OR b;  NOT a, !a, -a;  ( … )
@@ -12,7 +13,7 @@
 use std::fmt;
 
 use crate::core::event::Status;
-use crate::core::time::{MICROS_PER_SEC, Micros};
+use crate::core::time::{MICROS_PER_SEC, Micros, parse_rfc3339_us};
 
 /// A parsed filter expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +51,8 @@ pub enum Term {
     Id(String),
     /// Received within this many microseconds before now.
     Last(Micros),
+    /// Received in `[from, to)` (absolute times; an open end is unbounded).
+    Between(Option<Micros>, Option<Micros>),
     /// Free text over the body.
     Text(String),
 }
@@ -70,7 +73,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 pub const FIELDS: &str =
-    "type, rk, domain, source, agent, agent_type, session, corr, id, status, last, text";
+    "type, rk, domain, source, agent, agent_type, session, corr, id, status, last, time, text";
 
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
@@ -408,6 +411,13 @@ fn term(text: &str, quoted: bool, leading_quote: bool, col: usize) -> Result<Ter
                             "bad duration '{value}' (use a number and s, m, h or d, like 15m)"
                         ),
                     }),
+                "time" => parse_time_range(value).ok_or_else(|| ParseError {
+                    column: value_col,
+                    message: format!(
+                        "bad time range '{value}' (use time:2026-11-22T10:00:00Z..2026-11-22T10:05:00Z; \
+                         either end may be left out)"
+                    ),
+                }),
                 _ => Err(ParseError {
                     column: col,
                     message: format!(
@@ -427,6 +437,35 @@ fn term(text: &str, quoted: bool, leading_quote: bool, col: usize) -> Result<Ter
         return Ok(Term::Type(text.to_owned()));
     }
     Ok(Term::Text(text.to_owned()))
+}
+
+/// `FROM..TO` with RFC 3339 ends (either may be empty, not both) → [`Term::Between`].
+fn parse_time_range(value: &str) -> Option<Term> {
+    let (from, to) = value.split_once("..")?;
+    let end = |s: &str| -> Option<Option<Micros>> {
+        if s.is_empty() {
+            Some(None)
+        } else {
+            parse_rfc3339_us(s).map(Some)
+        }
+    };
+    let (from, to) = (end(from)?, end(to)?);
+    if from.is_none() && to.is_none() {
+        return None;
+    }
+    Some(Term::Between(from, to))
+}
+
+/// The `time:` term for `[from_us, to_us)`, in whole seconds of UTC (what a brushed chart sets).
+#[must_use]
+pub fn time_range_term(from_us: Micros, to_us: Micros) -> String {
+    let fmt = |us: Micros| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).map_or_else(
+            || us.to_string(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+    };
+    format!("time:{}..{}", fmt(from_us), fmt(to_us))
 }
 
 /// `15m`, `30s`, `2h`, `1d`, `500ms`.
@@ -476,6 +515,34 @@ mod tests {
             parse("last:15m").unwrap(),
             t(Term::Last(15 * 60 * MICROS_PER_SEC))
         );
+        assert_eq!(
+            parse("time:2026-11-22T10:00:00Z..2026-11-22T10:05:00Z").unwrap(),
+            t(Term::Between(
+                Some(1_795_341_600 * MICROS_PER_SEC),
+                Some(1_795_341_900 * MICROS_PER_SEC)
+            ))
+        );
+        assert_eq!(
+            parse("time:..2026-11-22T10:05:00+01:00").unwrap(),
+            t(Term::Between(None, Some(1_795_338_300 * MICROS_PER_SEC)))
+        );
+        assert_eq!(
+            parse(&time_range_term(
+                1_795_341_600 * MICROS_PER_SEC + 5,
+                1_795_341_900 * MICROS_PER_SEC
+            ))
+            .unwrap(),
+            t(Term::Between(
+                Some(1_795_341_600 * MICROS_PER_SEC),
+                Some(1_795_341_900 * MICROS_PER_SEC)
+            )),
+            "the chart's term reads back"
+        );
+        for bad in ["time:..", "time:yesterday..", "time:2026-11-22T10:00:00Z"] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.message.contains("bad time range"), "{bad}: {e}");
+            assert_eq!(e.column, 6, "{bad}");
+        }
         assert_eq!(parse("timeout").unwrap(), t(Term::Text("timeout".into())));
         assert_eq!(
             parse("\"disk full\"").unwrap(),
