@@ -45,6 +45,10 @@ pub enum BenchCommand {
     /// The Charts view's 24 h window over a day of per-second counts in 12 domains: CPU per
     /// frame (ui + tessellation, in-process), with and without the once-a-second rebuild.
     Charts(super::bench_charts::ChartsBenchArgs),
+    /// The agent constellation, 10,000 agents and 30,000 links, layout running: CPU per frame
+    /// (ui + tessellation + GPU buffer preparation) on a headless wgpu device, draw calls, the
+    /// layout's step, idling once settled.
+    Constellation(super::bench_constellation::ConstellationBenchArgs),
     /// A registry.yaml changed on disk → the new registry loaded, through the file watcher
     /// (plain writes and saves by rename), with a 200-service registry.
     Registry {
@@ -121,6 +125,9 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Flow(a) => tokio::task::block_in_place(|| super::bench_flow::bench_flow(&a))?,
         BenchCommand::Charts(a) => {
             tokio::task::block_in_place(|| super::bench_charts::bench_charts(&a))
+        }
+        BenchCommand::Constellation(a) => {
+            tokio::task::block_in_place(|| super::bench_constellation::bench_constellation(&a))?
         }
         BenchCommand::Registry { rounds } => {
             tokio::task::block_in_place(|| super::bench_flow::bench_registry(rounds))?

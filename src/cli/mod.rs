@@ -4,6 +4,7 @@
 mod asr;
 mod bench;
 mod bench_charts;
+mod bench_constellation;
 mod bench_dictation;
 mod bench_flow;
 mod bench_window;
@@ -121,6 +122,9 @@ pub struct SourceArgs {
     /// Demo feed rate, events per second
     #[arg(long, value_name = "N", global = true)]
     demo_rate: Option<f64>,
+    /// Agents in the demo feed (tens to thousands; default 24)
+    #[arg(long, value_name = "N", global = true)]
+    demo_agents: Option<usize>,
     /// Demo feed seed (the same seed gives the same events)
     #[arg(long, value_name = "N", global = true)]
     seed: Option<u64>,
@@ -278,7 +282,11 @@ impl SourceArgs {
         }
         let demo = DemoConfig {
             seed: self.seed.or(s.file.demo.seed).unwrap_or(1),
-            agents: s.file.demo.agents.unwrap_or(24),
+            agents: self
+                .demo_agents
+                .or(s.file.demo.agents)
+                .unwrap_or(24)
+                .clamp(1, 100_000),
             ..DemoConfig::default()
         };
         let rate = self.demo_rate.or(s.file.demo.rate).unwrap_or(40.0);

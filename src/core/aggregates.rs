@@ -51,7 +51,7 @@ pub struct SourceStats {
 }
 
 impl SourceStats {
-    fn add(&mut self, received_us: Micros, error: bool) {
+    pub(crate) fn add(&mut self, received_us: Micros, error: bool) {
         self.events += 1;
         self.errors += u64::from(error);
         self.last_received_us = self.last_received_us.max(received_us);

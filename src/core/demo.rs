@@ -44,7 +44,8 @@ impl Default for DemoConfig {
     }
 }
 
-const AGENT_TYPES: [&str; 6] = [
+/// The agent types the demo's agents have.
+pub const AGENT_TYPES: [&str; 6] = [
     "claude-code",
     "gemini-cli",
     "letta",
@@ -220,6 +221,26 @@ struct V3Actor<'a> {
     kind: &'static str,
     cli: &'a str,
     provider: &'static str,
+}
+
+/// Agents work in teams of this many: a chain is handed to a teammate now and then.
+const TEAM: usize = 8;
+
+/// Who takes the next step of a chain whose last event was `parent`: mostly the same agent, a
+/// quarter of the time a teammate (so teams form clusters in the constellation), rarely an agent
+/// of another team. Derived from the id, not the random generator, so the seeded feed's other
+/// choices stay as they were.
+fn handoff(agent: usize, parent: &str, agents: usize) -> usize {
+    let h = super::store::id_hash(parent) as usize;
+    if agents < 2 || !h.is_multiple_of(4) {
+        return agent;
+    }
+    if (h / 4).is_multiple_of(16) {
+        return (h / 64) % agents;
+    }
+    let team = agent / TEAM * TEAM;
+    let size = TEAM.min(agents - team);
+    team + (h / 4) % size
 }
 
 impl Demo {
@@ -467,10 +488,12 @@ impl Demo {
 
     fn continue_chain(&mut self, idx: usize, now_us: Micros, time: &str) -> RawMessage {
         let id = self.new_id();
+        let agents = self.agents.len();
         let (agent, parent, root, last_step, style) = {
             let c = &mut self.chains[idx];
             c.steps_left = c.steps_left.saturating_sub(1);
             let parent = std::mem::replace(&mut c.last_id, id.clone());
+            c.agent = handoff(c.agent, &parent, agents);
             (
                 c.agent,
                 parent,

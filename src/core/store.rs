@@ -14,6 +14,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use super::agents::AgentGraph;
 use super::aggregates::Aggregates;
 use super::decode::{self, Header};
 use super::event::{AmqpProps, BodyKind, Event, RawMessage, Status};
@@ -384,6 +385,7 @@ pub struct EventStore {
     blocks: VecDeque<Block>,
     interner: Interner,
     aggregates: Aggregates,
+    agents: AgentGraph,
     counts: Counts,
     gaps: VecDeque<Gap>,
     next_seq: u64,
@@ -408,6 +410,7 @@ impl EventStore {
             blocks: VecDeque::new(),
             interner,
             aggregates: Aggregates::default(),
+            agents: AgentGraph::default(),
             counts: Counts::default(),
             gaps: VecDeque::new(),
             next_seq: 0,
@@ -479,6 +482,7 @@ impl EventStore {
             size_bytes,
         );
         self.counts.add(&meta);
+        self.agents.record(&meta);
         let props = msg
             .props
             .as_deref()
@@ -650,6 +654,11 @@ impl EventStore {
     #[must_use]
     pub fn interner(&self) -> &Interner {
         &self.interner
+    }
+
+    #[must_use]
+    pub fn agents(&self) -> &AgentGraph {
+        &self.agents
     }
 
     #[must_use]

@@ -227,6 +227,9 @@ pub struct CandybarApp {
     pub view: View,
     pub stream: StreamViewState,
     pub charts: ChartsViewState,
+    pub constellation: super::constellation::ConstellationViewState,
+    /// The wgpu renderer's state, for the views that draw with their own shaders.
+    render_state: Option<eframe::egui_wgpu::RenderState>,
     pub flow: super::flow::FlowViewState,
     pub detail: DetailState,
     pub detail_open: bool,
@@ -300,6 +303,8 @@ impl CandybarApp {
             view: init.view.unwrap_or(persisted.view),
             stream: StreamViewState::default(),
             charts: ChartsViewState::default(),
+            constellation: super::constellation::ConstellationViewState::default(),
+            render_state: cc.wgpu_render_state.clone(),
             flow: super::flow::FlowViewState::new(),
             detail: DetailState::default(),
             detail_open: persisted.detail_open,
@@ -1352,6 +1357,17 @@ impl CandybarApp {
                 self.charts.ui(
                     ui,
                     &self.live.store,
+                    self.clock.now_us(),
+                    theme,
+                    &mut self.commands,
+                );
+                return;
+            }
+            View::Constellation => {
+                self.constellation.ui(
+                    ui,
+                    &self.live.store,
+                    self.render_state.as_ref(),
                     self.clock.now_us(),
                     theme,
                     &mut self.commands,

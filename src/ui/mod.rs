@@ -13,6 +13,7 @@
 pub mod app;
 pub mod charts;
 pub mod connection;
+pub mod constellation;
 pub mod detail;
 pub mod dictation;
 pub mod export;
@@ -57,16 +58,17 @@ pub enum View {
     Flow,
     Charts,
     Health,
+    Constellation,
     Dictation,
 }
 
 impl View {
-    // The Constellation joins here when it lands.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Stream,
         Self::Flow,
         Self::Charts,
         Self::Health,
+        Self::Constellation,
         Self::Dictation,
     ];
 
@@ -77,6 +79,7 @@ impl View {
             Self::Flow => "🔀 Flow",
             Self::Charts => "📈 Charts",
             Self::Health => "♥ Health",
+            Self::Constellation => "✨ Agents",
             Self::Dictation => "🎤 Dictation",
         }
     }
