@@ -75,12 +75,26 @@ fn the_constellation_draws_the_agents_on_the_gpu() {
 }
 
 #[test]
+fn without_a_wgpu_render_state_the_busiest_agents_are_drawn_with_shapes() {
+    let harness = app(false);
+    let app = harness.state();
+    assert!(!app.constellation.on_gpu(), "the software path");
+    assert!(app.constellation.settled());
+    harness.get_by_label_contains("software: the 60 busiest shown");
+    // Every agent has a place on screen, inside the view.
+    for i in 0..app.live.store.agents().agents.len() {
+        let at = app.constellation.screen_pos(i).unwrap();
+        assert!(
+            at.x > 90.0 && at.x < 1280.0 && at.y > 110.0 && at.y < 800.0,
+            "{i} at {at:?}"
+        );
+    }
+}
+
+#[test]
 fn hovering_a_star_names_its_agent_and_a_click_filters_the_stream() {
-    let mut harness = app(false);
-    assert!(
-        !harness.state().constellation.on_gpu(),
-        "no wgpu render state: the software path"
-    );
+    let mut harness = app(true);
+    assert!(harness.state().constellation.on_gpu());
     // The busiest agent.
     let (i, name) = {
         let app = harness.state();
