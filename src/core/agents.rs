@@ -251,18 +251,13 @@ impl AgentGraph {
         self.links.get(&(a.min(b), a.max(b)))
     }
 
-    /// The agents' partners, for the hover card: how many links each agent has.
+    /// How many agents `i` works with (the hover card).
     #[must_use]
-    pub fn degrees(&self) -> Vec<u32> {
-        let mut d = vec![0_u32; self.agents.len()];
-        for &(a, b) in self.links.keys() {
-            for i in [a, b] {
-                if let Some(x) = d.get_mut(i as usize) {
-                    *x += 1;
-                }
-            }
-        }
-        d
+    pub fn partners(&self, i: usize) -> usize {
+        self.links
+            .keys()
+            .filter(|&&(a, b)| a as usize == i || b as usize == i)
+            .count()
     }
 
     /// The links for a layout: (a, b, strength 0..1 growing with the faded weight), in a stable
@@ -351,6 +346,7 @@ mod tests {
         // Nothing links an agent to itself.
         g.record(&meta(10, 4, "c1", "e5", "e1", 100));
         assert_eq!(g.link_count(), 2);
+        assert_eq!((g.partners(a), g.partners(c)), (1, 1));
     }
 
     #[test]

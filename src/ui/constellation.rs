@@ -863,10 +863,7 @@ impl ConstellationViewState {
             .resolve_opt(a.kind)
             .unwrap_or("unknown type")
             .to_owned();
-        let partners = agents
-            .links()
-            .filter(|((x, y), _)| *x as usize == i || *y as usize == i)
-            .count();
+        let partners = agents.partners(i);
         let ago = (now_us - a.stats.last_received_us).max(0) / MICROS_PER_SEC;
         let text = format!(
             "{kind} · {} sessions\n{} events/min · {} events, {:.1} % errors\nlast event {ago} s ago · works with {partners}",
