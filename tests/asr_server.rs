@@ -369,3 +369,48 @@ fn a_pause_ends_the_utterance_and_silence_is_not_decoded() {
         assert_eq!(v["type"], "done", "silence is not decoded: {v}");
     });
 }
+
+#[test]
+fn a_final_after_a_pause_is_the_decode_begun_at_the_pause() {
+    let _one_at_a_time = model_lock();
+    let Some((_server, addr)) = server(&[]) else {
+        return;
+    };
+    let early_finals = || {
+        let (code, body) = http_get(&addr, "/status");
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["early_finals"].as_u64().unwrap()
+    };
+    rt().block_on(async {
+        // The clip ends in half a second of silence: the decode begun when it fell silent read
+        // all the speech, and the final is that decode's text.
+        let (pcm, reference) = fixture(1);
+        let s = stream(&addr, &pcm, 1.0).await;
+        let fin = s.messages.iter().find(|m| m["type"] == "final").unwrap();
+        let text = fin["text"].as_str().unwrap();
+        assert!(candybar::asr::wer::wer(&reference, text) <= 0.2, "{text}");
+        assert_eq!(early_finals(), 1, "the pause's decode was the final");
+
+        // The clip cut where the voice ends: the final is a decode made after eos, as good.
+        let (pcm, reference) = fixture(2);
+        let voiced = {
+            let samples: Vec<f32> = pcm
+                .chunks_exact(2)
+                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32_768.0)
+                .collect();
+            let mut vad = candybar::asr::vad::SpeechTracker::new(
+                candybar::asr::vad::DEFAULT_THRESHOLD_RMS,
+                0,
+            );
+            vad.push(&samples);
+            assert!(vad.trailing_silence() > 4_000, "the clip ends in silence");
+            2 * (samples.len() - vad.trailing_silence())
+        };
+        let s = stream(&addr, &pcm[..voiced], 1.0).await;
+        let fin = s.messages.iter().find(|m| m["type"] == "final").unwrap();
+        let text = fin["text"].as_str().unwrap();
+        assert!(candybar::asr::wer::wer(&reference, text) <= 0.2, "{text}");
+        assert_eq!(early_finals(), 1, "no pause before the end: a fresh decode");
+    });
+}

@@ -33,6 +33,10 @@ use super::vad::{DEFAULT_THRESHOLD_RMS, SpeechTracker};
 /// Silence kept before the first speech of an utterance (300 ms).
 const LEAD_IN: usize = SAMPLE_RATE_HZ as usize * 3 / 10;
 
+/// Silence kept after the last speech when the utterance is decoded (200 ms): enough for a word's
+/// quiet ending, and decoding more silence only costs time.
+const TAIL_KEEP: usize = SAMPLE_RATE_HZ as usize / 5;
+
 /// How a frame left the utterance.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -60,6 +64,10 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u32,
     /// Re-decode for partial text after this much new audio.
     pub partial_every_ms: u32,
+    /// Silence after speech that starts a decode at once (0: off). When only silence follows it,
+    /// that decode is the final text: the final is ready when the client's end of speech
+    /// arrives, or soon after, instead of a whole decode later.
+    pub early_decode_ms: u32,
     /// Silence after speech that ends an utterance by itself (0: only the client's eos does).
     pub pause_ms: u32,
     /// Frames quieter than this RMS are silence.
@@ -95,6 +103,7 @@ impl Default for ServerConfig {
             max_utterance_secs: 30,
             idle_timeout_secs: 60,
             partial_every_ms: 1000,
+            early_decode_ms: 200,
             pause_ms: 800,
             vad_threshold_rms: DEFAULT_THRESHOLD_RMS,
             token: None,
@@ -115,6 +124,8 @@ struct AppState {
     started: Instant,
     clients: AtomicUsize,
     utterances: AtomicU64,
+    /// Finals that a decode begun at the pause had already read (no decode after the end).
+    early_finals: AtomicU64,
     rejected: AtomicU64,
     /// Speech end → final sent, in microseconds.
     final_latency_us: Mutex<Histogram<u64>>,
@@ -141,6 +152,7 @@ pub async fn serve(
         started: Instant::now(),
         clients: AtomicUsize::new(0),
         utterances: AtomicU64::new(0),
+        early_finals: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
         final_latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 2)?),
         audio_ms_total: AtomicU64::new(0),
@@ -326,6 +338,7 @@ async fn status(State(state): State<Shared>) -> Json<serde_json::Value> {
         "uptime_secs": state.started.elapsed().as_secs(),
         "clients": state.clients.load(Ordering::Relaxed),
         "utterances": state.utterances.load(Ordering::Relaxed),
+        "early_finals": state.early_finals.load(Ordering::Relaxed),
         "rejected_connections": state.rejected.load(Ordering::Relaxed),
         "bus": { "published": state.bus_published.load(Ordering::Relaxed), "dropped": state.bus_dropped.load(Ordering::Relaxed) },
         "final_latency_ms": { "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99) },
@@ -359,6 +372,12 @@ async fn metrics(State(state): State<Shared>) -> String {
         "counter",
         "Finished utterances",
         state.utterances.load(Ordering::Relaxed).to_string(),
+    );
+    line(
+        "candybar_asr_early_finals_total",
+        "counter",
+        "Finals already decoded when the speech ended (a decode begun at the pause)",
+        state.early_finals.load(Ordering::Relaxed).to_string(),
     );
     line(
         "candybar_asr_rejected_total",
@@ -494,8 +513,11 @@ async fn connection(mut socket: WebSocket, state: Shared) {
     let cfg = &state.cfg;
     let max_samples = cfg.max_utterance_secs as usize * SAMPLE_RATE_HZ as usize;
     let partial_every = cfg.partial_every_ms as usize * SAMPLE_RATE_HZ as usize / 1000;
+    let early_after = cfg.early_decode_ms as usize * SAMPLE_RATE_HZ as usize / 1000;
     let mut samples: Vec<f32> = Vec::new();
     let mut since_partial = 0usize;
+    // The newest decode of this utterance and how many of its samples it read.
+    let mut latest: Option<(usize, Transcript)> = None;
     let mut agreement = LocalAgreement::default();
     let mut tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
     let mut segment = 0u32;
@@ -581,17 +603,28 @@ async fn connection(mut socket: WebSocket, state: Shared) {
         };
         if end != End::No {
             let speech_end = Instant::now();
-            let audio = std::mem::take(&mut samples);
+            let mut audio = std::mem::take(&mut samples);
             since_partial = 0;
             agreement = LocalAgreement::default();
             let heard = tracker.heard_speech();
+            // Where the last speech ended: everything after it is silence.
+            let spoken = audio.len().saturating_sub(tracker.trailing_silence());
             tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
+            let reuse = latest.take().filter(|(read, _)| *read >= spoken);
             if !heard {
                 // Silence only: nothing to decode (Whisper would invent words).
                 started_ms += audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
             } else if !audio.is_empty() {
                 let audio_ms = audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
-                let msg = match decode(&state, audio).await {
+                let result = if let Some((_, t)) = reuse {
+                    // A decode already read all the speech (only silence came after it).
+                    state.early_finals.fetch_add(1, Ordering::Relaxed);
+                    Ok(t)
+                } else {
+                    audio.truncate((spoken + TAIL_KEEP).max(SAMPLE_RATE_HZ as usize));
+                    decode(&state, audio).await
+                };
+                let msg = match result {
                     Ok(t) => {
                         publish_transcript(&state, &t.text, audio_ms);
                         ServerMsg::Final(TranscriptMsg {
@@ -627,11 +660,19 @@ async fn connection(mut socket: WebSocket, state: Shared) {
             }
             continue;
         }
-        if since_partial >= partial_every
-            && tracker.heard_speech()
-            && samples.len() >= SAMPLE_RATE_HZ as usize
+        // Decode again when there is speech no decode has read: every `partial_every` of new
+        // audio, and at once when a pause begins, so that if the speech has ended the final text
+        // is ready.
+        let spoken = samples.len().saturating_sub(tracker.trailing_silence());
+        let unread = latest.as_ref().is_none_or(|(read, _)| *read < spoken);
+        let pause_began = early_after > 0 && tracker.trailing_silence() >= early_after;
+        if tracker.heard_speech()
+            && unread
+            && (pause_began
+                || (since_partial >= partial_every && samples.len() >= SAMPLE_RATE_HZ as usize))
         {
             since_partial = 0;
+            let read = samples.len();
             if let Ok(t) = decode(&state, samples.clone()).await {
                 agreement.push(&t.text);
                 let msg = ServerMsg::Partial(TranscriptMsg {
@@ -643,6 +684,7 @@ async fn connection(mut socket: WebSocket, state: Shared) {
                     end_ms: started_ms + samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ),
                     segment,
                 });
+                latest = Some((read, t));
                 if !send(&mut socket, &msg).await {
                     return;
                 }

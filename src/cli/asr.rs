@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// Silence after speech that ends an utterance by itself, in ms (0: only the client's eos)
     #[arg(long, value_name = "MS", default_value_t = 800)]
     pause_ms: u32,
+    /// Silence after speech that starts decoding the final text at once, in ms (0: off); when
+    /// no more speech comes, the final is ready at the end of speech
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    early_decode_ms: u32,
     /// Routing key of the transcript events published with --amqp
     #[arg(
         long,
@@ -119,6 +123,7 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         token: args.token.filter(|t| !t.is_empty()),
         bus: bus.clone(),
         pause_ms: args.pause_ms,
+        early_decode_ms: args.early_decode_ms,
         ..defaults
     };
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))

@@ -484,12 +484,9 @@ async fn drain_candybar(url: &str, count: usize) -> anyhow::Result<f64> {
 }
 
 /// Streams each clip to an in-process `asr serve` over a real WebSocket at `speed` × real time
-/// and measures end of speech (eos sent) → final received.
-#[allow(clippy::too_many_lines)] // set-up, the streaming loop, the report: one measurement
+/// and measures end of speech (eos sent) → final received: once with the server as it ships, and
+/// once without its early decode at a pause (the baseline, in the same run).
 async fn bench_asr(a: &AsrBenchArgs) -> anyhow::Result<serde_json::Value> {
-    use futures_util::SinkExt as _;
-    use tokio_tungstenite::tungstenite::Message;
-
     let clips: Vec<std::path::PathBuf> = if a.clips.is_empty() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speech");
         let mut v: Vec<_> = std::fs::read_dir(&dir)?
@@ -503,12 +500,46 @@ async fn bench_asr(a: &AsrBenchArgs) -> anyhow::Result<serde_json::Value> {
         a.clips.clone()
     };
     let model = crate::asr::engine::resolve_model(&a.model.name)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let cfg = crate::asr::server::ServerConfig {
+    let shipped = crate::asr::server::ServerConfig {
         model: model.clone(),
         ..crate::asr::server::ServerConfig::default()
     };
+    let baseline = crate::asr::server::ServerConfig {
+        early_decode_ms: 0,
+        ..shipped.clone()
+    };
+    let mut runs = serde_json::Map::new();
+    for (name, cfg) in [("shipped", shipped), ("no_early_decode", baseline)] {
+        runs.insert(name.into(), stream_clips(a, &clips, cfg).await?);
+    }
+    let threads = crate::asr::server::ServerConfig::default().threads;
+    let comparison = tokio::task::block_in_place(|| compare_offline(a, &clips, &model, threads))?;
+    let mut out = json!({
+        "bench": "asr",
+        "model": model.display().to_string(),
+        "clips": clips.len(),
+        "speed": a.speed,
+        "threads": threads,
+        "offline": comparison,
+    });
+    for (k, v) in runs {
+        out[k] = v;
+    }
+    Ok(out)
+}
+
+/// One server with `cfg`; every clip streamed `a.rounds` times as recorded and cut at its last
+/// voiced 20 ms frame. Latencies run from the client's end of speech (eos sent) to the final.
+async fn stream_clips(
+    a: &AsrBenchArgs,
+    clips: &[std::path::PathBuf],
+    cfg: crate::asr::server::ServerConfig,
+) -> anyhow::Result<serde_json::Value> {
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let early_decode_ms = cfg.early_decode_ms;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::asr::server::serve(listener, cfg, async {
         let _ = stop_rx.await;
@@ -525,51 +556,40 @@ async fn bench_asr(a: &AsrBenchArgs) -> anyhow::Result<serde_json::Value> {
         anyhow::ensure!(Instant::now() < deadline, "the model did not load");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut latencies_ms = Vec::new();
+    // As recorded (each clip ends in ~0.5 s of silence before eos), and cut where the voice
+    // ends (eos right after the last word: the worst case).
+    let mut latencies_ms = [Vec::new(), Vec::new()];
     let (mut errors, mut words, mut audio_s) = (0usize, 0usize, 0.0f64);
     for _ in 0..a.rounds.max(1) {
-        for clip in &clips {
+        for clip in clips {
             let samples = crate::asr::audio::read_wav(clip)?;
-            audio_s += samples.len() as f64 / 16_000.0;
-            let pcm: Vec<u8> = samples
-                .iter()
-                .flat_map(|s| ((s * 32_768.0).clamp(-32_768.0, 32_767.0) as i16).to_le_bytes())
-                .collect();
-            let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr")).await?;
-            let _ready = ws.next().await;
-            let (mut tx, mut rx) = ws.split();
-            let reader = tokio::spawn(async move {
-                while let Some(Ok(m)) = rx.next().await {
-                    if let Message::Text(t) = m
-                        && t.contains("\"final\"")
-                    {
-                        return Some((Instant::now(), t.to_string()));
-                    }
-                }
-                None
-            });
-            let started = Instant::now();
-            for (i, chunk) in pcm.chunks(3200).enumerate() {
-                tx.send(Message::Binary(chunk.to_vec().into())).await?;
-                let due = Duration::from_secs_f64((i + 1) as f64 * 0.1 / a.speed.max(0.01));
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-            let eos = Instant::now();
-            tx.send(Message::Text(r#"{"type":"eos"}"#.into())).await?;
-            let Ok(Ok(Some((at, text)))) =
-                tokio::time::timeout(Duration::from_mins(1), reader).await
-            else {
-                anyhow::bail!("no final for {}", clip.display());
+            let voiced = {
+                let mut vad =
+                    crate::asr::vad::SpeechTracker::new(crate::asr::vad::DEFAULT_THRESHOLD_RMS, 0);
+                vad.push(&samples);
+                samples.len() - vad.trailing_silence()
             };
-            latencies_ms.push(at.duration_since(eos).as_secs_f64() * 1000.0);
-            let v: serde_json::Value = serde_json::from_str(&text)?;
-            if let Ok(reference) = std::fs::read_to_string(clip.with_extension("txt")) {
-                let (e, n) =
-                    crate::asr::wer::errors(&reference, v["text"].as_str().unwrap_or_default());
-                errors += e;
-                words += n;
+            let reference = std::fs::read_to_string(clip.with_extension("txt")).ok();
+            for (cut, latencies) in latencies_ms.iter_mut().enumerate() {
+                let audio = if cut == 1 {
+                    &samples[..voiced]
+                } else {
+                    &samples[..]
+                };
+                audio_s += audio.len() as f64 / 16_000.0;
+                let pcm: Vec<u8> = audio
+                    .iter()
+                    .flat_map(|s| ((s * 32_768.0).clamp(-32_768.0, 32_767.0) as i16).to_le_bytes())
+                    .collect();
+                let (ms, text) = stream_one(&addr.to_string(), &pcm, a.speed)
+                    .await
+                    .with_context(|| format!("streaming {}", clip.display()))?;
+                latencies.push(ms);
+                if let Some(reference) = &reference {
+                    let (e, n) = crate::asr::wer::errors(reference, &text);
+                    errors += e;
+                    words += n;
+                }
             }
         }
     }
@@ -587,28 +607,68 @@ async fn bench_asr(a: &AsrBenchArgs) -> anyhow::Result<serde_json::Value> {
     };
     let _ = stop_tx.send(());
     let _ = server.await;
-    let threads = crate::asr::server::ServerConfig::default().threads;
-    let comparison = tokio::task::block_in_place(|| compare_offline(a, &clips, &model, threads))?;
-    latencies_ms.sort_by(f64::total_cmp);
-    let q = |p: f64| {
-        latencies_ms
-            .get(((latencies_ms.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
+    let quantiles = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            let x = v
+                .get(((v.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(0.0);
+            (x * 10.0).round() / 10.0
+        };
+        json!({ "p50": q(0.5), "p95": q(0.95), "max": q(1.0) })
     };
+    let [recorded, cut] = latencies_ms;
     Ok(json!({
-        "bench": "asr",
-        "model": model.display().to_string(),
-        "clips": clips.len(),
-        "utterances": latencies_ms.len(),
+        "early_decode_ms": early_decode_ms,
+        "utterances": recorded.len() + cut.len(),
         "audio_secs": (audio_s * 10.0).round() / 10.0,
-        "speed": a.speed,
-        "speech_end_to_final_ms": { "p50": (q(0.5) * 10.0).round() / 10.0, "p95": (q(0.95) * 10.0).round() / 10.0, "max": (q(1.0) * 10.0).round() / 10.0 },
+        "speech_end_to_final_ms": quantiles(recorded),
+        "speech_end_to_final_ms_eos_at_last_word": quantiles(cut),
+        "finals_ready_at_end": status["early_finals"],
         "word_error_rate": if words == 0 { serde_json::Value::Null } else { json!(((errors as f64 / words as f64) * 1000.0).round() / 1000.0) },
         "real_time_factor": status["real_time_factor"],
-        "threads": threads,
-        "offline": comparison,
     }))
+}
+
+/// Streams `pcm` (16 kHz s16le) to `/asr` at `speed` × real time in 100 ms frames, then eos;
+/// returns eos → final in ms and the final text.
+async fn stream_one(addr: &str, pcm: &[u8], speed: f64) -> anyhow::Result<(f64, String)> {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr")).await?;
+    let _ready = ws.next().await;
+    let (mut tx, mut rx) = ws.split();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(m)) = rx.next().await {
+            if let Message::Text(t) = m
+                && t.contains("\"final\"")
+            {
+                return Some((Instant::now(), t.to_string()));
+            }
+        }
+        None
+    });
+    let started = Instant::now();
+    for (i, chunk) in pcm.chunks(3200).enumerate() {
+        tx.send(Message::Binary(chunk.to_vec().into())).await?;
+        let due = Duration::from_secs_f64((i + 1) as f64 * 0.1 / speed.max(0.01));
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let eos = Instant::now();
+    tx.send(Message::Text(r#"{"type":"eos"}"#.into())).await?;
+    let Ok(Ok(Some((at, text)))) = tokio::time::timeout(Duration::from_mins(1), reader).await
+    else {
+        anyhow::bail!("no final");
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    Ok((
+        at.duration_since(eos).as_secs_f64() * 1000.0,
+        v["text"].as_str().unwrap_or_default().to_owned(),
+    ))
 }
 
 /// Whole-clip transcription time, candybar's engine next to faster-whisper (when given), on the

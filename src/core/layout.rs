@@ -361,7 +361,9 @@ impl ForceLayout {
             if y == 0.0 {
                 y = self.jiggle(b as u64, a as u64) * 1e-6;
             }
-            let l = (x * x + y * y).sqrt();
+            // The floor keeps a spring between two (nearly) coincident ends finite: `x * x`
+            // can underflow to 0 even when `x` is not.
+            let l = (x * x + y * y).sqrt().max(1e-9);
             let f = (l - distance) / l * alpha * self.link_strength[k];
             let (x, y) = (x * f, y * f);
             let bias = self.link_bias[k];
