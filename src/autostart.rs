@@ -1,6 +1,8 @@
 //! Starting candybar in the tray at login: an XDG autostart entry
-//! (`~/.config/autostart/candybar.desktop`) that runs `candybar --minimized`. Inside an `AppImage`
-//! the entry runs the `AppImage` file (`$APPIMAGE`), not the binary in its temporary mount.
+//! (`~/.config/autostart/candybar.desktop`) that runs `candybar --minimized`; on macOS a launch
+//! agent (`~/Library/LaunchAgents/io.github.candybar.candybar.plist`) that does the same. Inside an
+//! `AppImage` the entry runs the `AppImage` file (`$APPIMAGE`), not the binary in its temporary
+//! mount.
 
 use std::path::{Path, PathBuf};
 
@@ -23,11 +25,27 @@ pub enum AutostartError {
 }
 
 /// `$XDG_CONFIG_HOME/autostart/candybar.desktop`.
+#[cfg(not(target_os = "macos"))]
 pub fn entry_path() -> Result<PathBuf, AutostartError> {
     directories::BaseDirs::new()
         .map(|d| d.config_dir().join("autostart").join("candybar.desktop"))
         .ok_or(AutostartError::NoConfigDir)
 }
+
+/// `~/Library/LaunchAgents/io.github.candybar.candybar.plist`.
+#[cfg(target_os = "macos")]
+pub fn entry_path() -> Result<PathBuf, AutostartError> {
+    directories::BaseDirs::new()
+        .map(|d| {
+            d.home_dir()
+                .join("Library/LaunchAgents")
+                .join(format!("{LAUNCH_AGENT}.plist"))
+        })
+        .ok_or(AutostartError::NoConfigDir)
+}
+
+/// The launch agent's label (the bundle identifier).
+const LAUNCH_AGENT: &str = "io.github.candybar.candybar";
 
 /// Whether candybar starts at login (an entry exists and is not switched off with `Hidden`).
 #[must_use]
@@ -71,11 +89,35 @@ fn write_entry(path: &Path, exe: &Path) -> Result<(), AutostartError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    std::fs::write(path, entry_text(exe)).map_err(err)
+    let text = if cfg!(target_os = "macos") {
+        launch_agent_text(exe)
+    } else {
+        desktop_entry_text(exe)
+    };
+    std::fs::write(path, text).map_err(err)
+}
+
+/// A launch agent that runs `exe --minimized` at login, once.
+fn launch_agent_text(exe: &Path) -> String {
+    let exe = exe
+        .to_string_lossy()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+         <plist version=\"1.0\">\n<dict>\n\
+         \t<key>Label</key>\n\t<string>{LAUNCH_AGENT}</string>\n\
+         \t<key>ProgramArguments</key>\n\t<array>\n\t\t<string>{exe}</string>\n\t\t<string>--minimized</string>\n\t</array>\n\
+         \t<key>RunAtLoad</key>\n\t<true/>\n\
+         \t<key>ProcessType</key>\n\t<string>Interactive</string>\n\
+         </dict>\n</plist>\n"
+    )
 }
 
 /// The entry's text; the program path quoted as the desktop entry spec asks.
-fn entry_text(exe: &Path) -> String {
+fn desktop_entry_text(exe: &Path) -> String {
     let exe = exe.to_string_lossy();
     let quoted = if exe.contains([' ', '"', '\'', '\\', '$', '`']) {
         let escaped = exe
@@ -117,5 +159,21 @@ mod tests {
         assert!(enabled_at(&path));
         std::fs::write(&path, format!("{text}Hidden=true\n")).unwrap();
         assert!(!enabled_at(&path), "Hidden=true switches an entry off");
+    }
+
+    #[test]
+    fn the_macos_launch_agent_runs_the_app_minimized() {
+        let text = launch_agent_text(Path::new(
+            "/Applications/Candy & Bar.app/Contents/MacOS/candybar",
+        ));
+        assert!(
+            text.contains("<string>io.github.candybar.candybar</string>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<string>/Applications/Candy &amp; Bar.app/Contents/MacOS/candybar</string>\n\t\t<string>--minimized</string>"),
+            "{text}"
+        );
+        assert!(text.contains("<key>RunAtLoad</key>\n\t<true/>"), "{text}");
     }
 }

@@ -20,6 +20,7 @@ pub mod export;
 pub mod flow;
 pub mod frame_stats;
 pub mod health;
+#[cfg(target_os = "linux")]
 pub mod runtime_libs;
 pub mod stats;
 pub mod stream;
@@ -267,10 +268,13 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
         start_hidden: args.minimized,
         autostart: crate::autostart::is_enabled(),
     };
-    let x11 =
-        std::env::var_os("DISPLAY").is_some() && std::env::var_os("WAYLAND_DISPLAY").is_none();
-    if x11 && let Some(words) = runtime_libs::XKBCOMMON_X11.missing() {
-        anyhow::bail!("cannot open the window: {words}");
+    #[cfg(target_os = "linux")]
+    {
+        let x11 =
+            std::env::var_os("DISPLAY").is_some() && std::env::var_os("WAYLAND_DISPLAY").is_none();
+        if x11 && let Some(words) = runtime_libs::XKBCOMMON_X11.missing() {
+            anyhow::bail!("cannot open the window: {words}");
+        }
     }
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("candybar")
@@ -302,12 +306,15 @@ pub fn run(args: &WindowArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// What to try when no window can be opened.
 /// The window's icon (the desktop entry's comes from the icon theme).
 const WINDOW_ICON: &[u8] = include_bytes!("../../assets/icons/candybar-64.png");
 
+/// What to try when no window can be opened.
 fn display_hint() -> &'static str {
-    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+    if cfg!(not(target_os = "linux")) {
+        ""
+    } else if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
         " (no display: set DISPLAY, or run under Xvfb; `candybar tail` works without one)"
     } else {
         " (is a Vulkan or OpenGL driver installed? on Debian/Ubuntu: mesa-vulkan-drivers libegl1)"

@@ -95,12 +95,16 @@ impl IconState {
     }
 }
 
-/// The running tray; its thread ends with the process.
+/// The running tray. On Linux it runs on a thread of its own (GTK's main loop), which ends with
+/// the process; elsewhere the icon must live on the main thread, and the window's frames keep
+/// it up to date.
 pub struct Tray {
     pub actions: Receiver<TrayAction>,
     state: Arc<Mutex<TrayState>>,
     ready: Receiver<Result<(), String>>,
     host: Arc<AtomicU8>,
+    #[cfg(not(target_os = "linux"))]
+    ui: std::cell::RefCell<(MenuUi, std::time::Instant)>,
 }
 
 /// Whether a tray shows our icon: a `StatusNotifier` host (KDE, the GNOME `AppIndicator` extension,
@@ -127,33 +131,50 @@ impl Tray {
             ..TrayState::default()
         }));
         let (ready_tx, ready_rx) = sync_channel::<Result<(), String>>(1);
-        let thread_state = state.clone();
-        let host = Arc::new(AtomicU8::new(Host::Unknown as u8));
-        let thread_host = host.clone();
-        std::thread::Builder::new()
-            .name("tray".into())
-            .spawn(move || {
-                let waker: Waker = Arc::new(waker);
-                run(
-                    dictation,
-                    local,
-                    &tx,
-                    &waker,
-                    thread_state,
-                    &ready_tx,
-                    &thread_host,
-                );
-                // Only a failure returns (GTK's main loop runs for the app's life): tell the app.
-                waker();
+        #[cfg(not(target_os = "linux"))]
+        {
+            // The menu bar (macOS) and the notification area (Windows) are always there.
+            let waker: Waker = Arc::new(waker);
+            let ui = MenuUi::build(dictation, local, &tx, &waker, state.clone())?;
+            let _ = ready_tx.send(Ok(()));
+            Ok(Self {
+                actions,
+                state,
+                ready: ready_rx,
+                host: Arc::new(AtomicU8::new(Host::Present as u8)),
+                ui: std::cell::RefCell::new((ui, std::time::Instant::now())),
             })
-            .map_err(|e| format!("cannot start the tray thread: {e}"))?;
-        // GTK starts on its own time: the window's first frame does not wait for it.
-        Ok(Self {
-            actions,
-            state,
-            ready: ready_rx,
-            host,
-        })
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let thread_state = state.clone();
+            let host = Arc::new(AtomicU8::new(Host::Unknown as u8));
+            let thread_host = host.clone();
+            std::thread::Builder::new()
+                .name("tray".into())
+                .spawn(move || {
+                    let waker: Waker = Arc::new(waker);
+                    run(
+                        dictation,
+                        local,
+                        &tx,
+                        &waker,
+                        thread_state,
+                        &ready_tx,
+                        &thread_host,
+                    );
+                    // Only a failure returns (GTK's main loop runs for the app's life): tell the app.
+                    waker();
+                })
+                .map_err(|e| format!("cannot start the tray thread: {e}"))?;
+            // GTK starts on its own time: the window's first frame does not wait for it.
+            Ok(Self {
+                actions,
+                state,
+                ready: ready_rx,
+                host,
+            })
+        }
     }
 
     /// Whether a tray on this desktop shows the icon (looked at every second).
@@ -178,16 +199,198 @@ impl Tray {
 
     /// Publishes what the menu shows (cheap when nothing changed).
     pub fn set_state(&self, s: TrayState) {
-        let mut cur = self.state.lock();
-        if *cur != s {
-            *cur = s;
+        {
+            let mut cur = self.state.lock();
+            if *cur != s {
+                *cur = s;
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        if let Ok(mut ui) = self.ui.try_borrow_mut()
+            && ui.1.elapsed() >= REFRESH
+        {
+            ui.1 = std::time::Instant::now();
+            ui.0.refresh();
         }
     }
 }
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
 
-#[allow(clippy::too_many_lines)] // GTK's objects must be made, wired and redrawn in one scope
+/// The icon and its menu, and what they show now. It lives on the thread that made it: GTK's
+/// (Linux) or the main thread (macOS, Windows).
+struct MenuUi {
+    tray: tray_icon::TrayIcon,
+    show: tray_icon::menu::MenuItem,
+    record: tray_icon::menu::MenuItem,
+    asr: tray_icon::menu::MenuItem,
+    bus: tray_icon::menu::MenuItem,
+    pause: tray_icon::menu::CheckMenuItem,
+    server: tray_icon::menu::MenuItem,
+    dictation: Option<Dictation>,
+    local: Option<LocalServer>,
+    state: Arc<Mutex<TrayState>>,
+    shown: Option<(IconState, String, TrayState, String, bool)>,
+}
+
+fn icon(s: IconState) -> Option<tray_icon::Icon> {
+    tray_icon::Icon::from_rgba(s.rgba(), 32, 32).ok()
+}
+
+impl MenuUi {
+    /// Makes the icon and the menu; menu clicks go to `tx` (and dictation requests straight to
+    /// the dictation worker), then `waker` wakes the window.
+    fn build(
+        dictation: Option<Dictation>,
+        local: Option<LocalServer>,
+        tx: &SyncSender<TrayAction>,
+        waker: &Waker,
+        state: Arc<Mutex<TrayState>>,
+    ) -> Result<Self, String> {
+        use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
+        let show = MenuItem::new("Hide window", true, None);
+        let record = MenuItem::new("Start dictation", dictation.is_some(), None);
+        let asr = MenuItem::new("Dictation: idle", false, None);
+        let bus = MenuItem::new("Bus: …", false, None);
+        let pause = CheckMenuItem::new("Pause stream", true, false, None);
+        let server = MenuItem::new("Start the built-in ASR server", local.is_some(), None);
+        let quit = MenuItem::new("Quit candybar", true, None);
+        let menu = Menu::new();
+        menu.append_items(&[
+            &show,
+            &record,
+            &PredefinedMenuItem::separator(),
+            &asr,
+            &bus,
+            &pause,
+            &server,
+            &PredefinedMenuItem::separator(),
+            &quit,
+        ])
+        .map_err(|e| format!("no tray menu: {e}"))?;
+        let mut builder = tray_icon::TrayIconBuilder::new()
+            .with_menu(Box::new(menu))
+            .with_tooltip(IconState::Idle.tooltip())
+            .with_title("candybar");
+        if let Some(i) = icon(IconState::Idle) {
+            builder = builder.with_icon(i);
+        }
+        let tray = builder.build().map_err(|e| format!("no tray icon: {e}"))?;
+        {
+            let ids = (
+                show.id().clone(),
+                record.id().clone(),
+                pause.id().clone(),
+                quit.id().clone(),
+                server.id().clone(),
+            );
+            let (tx, waker, dictation, state, local) = (
+                tx.clone(),
+                waker.clone(),
+                dictation.clone(),
+                state.clone(),
+                local.clone(),
+            );
+            MenuEvent::set_event_handler(Some(move |e: MenuEvent| {
+                let action = if e.id == ids.0 {
+                    Some(if state.lock().window_visible {
+                        TrayAction::HideWindow
+                    } else {
+                        TrayAction::ShowWindow
+                    })
+                } else if e.id == ids.1 {
+                    if let Some(d) = &dictation {
+                        d.send(Request::Toggle);
+                    }
+                    None
+                } else if e.id == ids.2 {
+                    Some(TrayAction::SetPaused(!state.lock().paused))
+                } else if e.id == ids.3 {
+                    Some(TrayAction::Quit)
+                } else if e.id == ids.4 {
+                    let running = local.as_ref().is_some_and(|l| {
+                        !matches!(l.state(), ServerState::Stopped | ServerState::Failed(_))
+                    });
+                    Some(TrayAction::LocalServer(!running))
+                } else {
+                    None
+                };
+                if let Some(a) = action {
+                    let _ = tx.try_send(a);
+                }
+                waker();
+            }));
+        }
+        Ok(Self {
+            tray,
+            show,
+            record,
+            asr,
+            bus,
+            pause,
+            server,
+            dictation,
+            local,
+            state,
+            shown: None,
+        })
+    }
+
+    /// Redraws the icon and the menu when something they show changed.
+    fn refresh(&mut self) {
+        let (icon_state, words, recording) = self.dictation.as_ref().map_or(
+            (IconState::Idle, "Dictation: off".to_owned(), false),
+            |d| {
+                d.with_status(|s| {
+                    let words = match s.word() {
+                        "idle" if s.error.is_some() => "Dictation: ✖ see the window".to_owned(),
+                        w => format!("Dictation: {w}"),
+                    };
+                    (IconState::of(s), words, s.phase == Phase::Recording)
+                })
+            },
+        );
+        let app = self.state.lock().clone();
+        let server_text = match self.local.as_ref().map(LocalServer::state) {
+            None | Some(ServerState::Stopped) => "Start the built-in ASR server".to_owned(),
+            Some(ServerState::Failed(_)) => "Start the built-in ASR server (it failed)".to_owned(),
+            Some(ServerState::Running { .. }) => {
+                "Stop the built-in ASR server (running)".to_owned()
+            }
+            Some(_) => "Stop the built-in ASR server (starting)".to_owned(),
+        };
+        let now = (icon_state, words, app, server_text, recording);
+        if self.shown.as_ref() == Some(&now) {
+            return;
+        }
+        let (icon_state, words, app, server_text, recording) = &now;
+        self.server.set_text(server_text);
+        if self.shown.as_ref().is_none_or(|s| s.0 != *icon_state) {
+            let _ = self.tray.set_icon(icon(*icon_state));
+            let _ = self.tray.set_tooltip(Some(icon_state.tooltip()));
+        }
+        self.asr.set_text(words);
+        // Only a running microphone can be stopped: while the last text is finishing, a click
+        // starts the next recording.
+        self.record.set_text(if *recording {
+            "Stop dictation"
+        } else {
+            "Start dictation"
+        });
+        self.bus.set_text(&app.bus);
+        self.show.set_text(if app.window_visible {
+            "Hide window"
+        } else {
+            "Show window"
+        });
+        self.pause.set_checked(app.paused);
+        self.shown = Some(now);
+    }
+}
+
+/// The tray thread's life on Linux: GTK's main loop, a timer that redraws the menu and looks
+/// for a tray host.
+#[cfg(target_os = "linux")]
 fn run(
     dictation: Option<Dictation>,
     local: Option<LocalServer>,
@@ -197,7 +400,6 @@ fn run(
     ready: &SyncSender<Result<(), String>>,
     host: &Arc<AtomicU8>,
 ) {
-    use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
     // tray-icon panics when it cannot open AppIndicator: look first, and say what to install.
     if let Some(words) = super::runtime_libs::APPINDICATOR.missing() {
         let _ = ready.send(Err(format!("no tray: {words}")));
@@ -207,90 +409,13 @@ fn run(
         let _ = ready.send(Err(format!("no tray: GTK cannot start ({e})")));
         return;
     }
-    let show = MenuItem::new("Hide window", true, None);
-    let record = MenuItem::new("Start dictation", dictation.is_some(), None);
-    let asr = MenuItem::new("Dictation: idle", false, None);
-    let bus = MenuItem::new("Bus: …", false, None);
-    let pause = CheckMenuItem::new("Pause stream", true, false, None);
-    let server = MenuItem::new("Start the built-in ASR server", local.is_some(), None);
-    let quit = MenuItem::new("Quit candybar", true, None);
-    let menu = Menu::new();
-    let built = menu.append_items(&[
-        &show,
-        &record,
-        &PredefinedMenuItem::separator(),
-        &asr,
-        &bus,
-        &pause,
-        &server,
-        &PredefinedMenuItem::separator(),
-        &quit,
-    ]);
-    if let Err(e) = built {
-        let _ = ready.send(Err(format!("no tray menu: {e}")));
-        return;
-    }
-    let icon = |s: IconState| tray_icon::Icon::from_rgba(s.rgba(), 32, 32).ok();
-    let mut builder = tray_icon::TrayIconBuilder::new()
-        .with_menu(Box::new(menu))
-        .with_tooltip(IconState::Idle.tooltip())
-        .with_title("candybar");
-    if let Some(i) = icon(IconState::Idle) {
-        builder = builder.with_icon(i);
-    }
-    let tray = match builder.build() {
-        Ok(t) => t,
+    let mut ui = match MenuUi::build(dictation, local, tx, waker, state) {
+        Ok(ui) => ui,
         Err(e) => {
-            let _ = ready.send(Err(format!("no tray icon: {e}")));
+            let _ = ready.send(Err(e));
             return;
         }
     };
-    // Menu clicks arrive on this thread.
-    {
-        let ids = (
-            show.id().clone(),
-            record.id().clone(),
-            pause.id().clone(),
-            quit.id().clone(),
-            server.id().clone(),
-        );
-        let (tx, waker, dictation, state, local) = (
-            tx.clone(),
-            waker.clone(),
-            dictation.clone(),
-            state.clone(),
-            local.clone(),
-        );
-        MenuEvent::set_event_handler(Some(move |e: MenuEvent| {
-            let action = if e.id == ids.0 {
-                Some(if state.lock().window_visible {
-                    TrayAction::HideWindow
-                } else {
-                    TrayAction::ShowWindow
-                })
-            } else if e.id == ids.1 {
-                if let Some(d) = &dictation {
-                    d.send(Request::Toggle);
-                }
-                None
-            } else if e.id == ids.2 {
-                Some(TrayAction::SetPaused(!state.lock().paused))
-            } else if e.id == ids.3 {
-                Some(TrayAction::Quit)
-            } else if e.id == ids.4 {
-                let running = local.as_ref().is_some_and(|l| {
-                    !matches!(l.state(), ServerState::Stopped | ServerState::Failed(_))
-                });
-                Some(TrayAction::LocalServer(!running))
-            } else {
-                None
-            };
-            if let Some(a) = action {
-                let _ = tx.try_send(a);
-            }
-            waker();
-        }));
-    }
     let _ = ready.send(Ok(()));
     let look_for_host = {
         let host = host.clone();
@@ -313,68 +438,26 @@ fn run(
         }
     };
     look_for_host();
-    // Redraw the icon and the menu when something they show changed.
-    let mut shown: Option<(IconState, String, TrayState, String, bool)> = None;
     let mut ticks = 0_u32;
-    gtk::glib::timeout_add_local(Duration::from_millis(200), move || {
+    gtk::glib::timeout_add_local(REFRESH, move || {
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(5) {
             look_for_host();
         }
-        let (icon_state, words, recording) =
-            dictation
-                .as_ref()
-                .map_or((IconState::Idle, "Dictation: off".to_owned(), false), |d| {
-                    d.with_status(|s| {
-                        let words = match s.word() {
-                            "idle" if s.error.is_some() => "Dictation: ✖ see the window".to_owned(),
-                            w => format!("Dictation: {w}"),
-                        };
-                        (IconState::of(s), words, s.phase == Phase::Recording)
-                    })
-                });
-        let app = state.lock().clone();
-        let server_text = match local.as_ref().map(LocalServer::state) {
-            None | Some(ServerState::Stopped) => "Start the built-in ASR server".to_owned(),
-            Some(ServerState::Failed(_)) => "Start the built-in ASR server (it failed)".to_owned(),
-            Some(ServerState::Running { .. }) => {
-                "Stop the built-in ASR server (running)".to_owned()
-            }
-            Some(_) => "Stop the built-in ASR server (starting)".to_owned(),
-        };
-        let now = (icon_state, words, app, server_text, recording);
-        if shown.as_ref() != Some(&now) {
-            let (icon_state, words, app, server_text, recording) = &now;
-            server.set_text(server_text);
-            if shown.as_ref().is_none_or(|s| s.0 != *icon_state) {
-                let _ = tray.set_icon(icon(*icon_state));
-                let _ = tray.set_tooltip(Some(icon_state.tooltip()));
-            }
-            asr.set_text(words);
-            // Only a running microphone can be stopped: while the last text is finishing, a
-            // click starts the next recording.
-            record.set_text(if *recording {
-                "Stop dictation"
-            } else {
-                "Start dictation"
-            });
-            bus.set_text(&app.bus);
-            show.set_text(if app.window_visible {
-                "Hide window"
-            } else {
-                "Show window"
-            });
-            pause.set_checked(app.paused);
-            shown = Some(now);
-        }
+        ui.refresh();
         gtk::glib::ControlFlow::Continue
     });
     gtk::main();
 }
 
+/// How often the icon and the menu are brought up to date.
+const REFRESH: Duration = Duration::from_millis(200);
+
 /// The D-Bus name a `StatusNotifier` host registers.
+#[cfg(target_os = "linux")]
 const SNI_WATCHER: &str = "org.kde.StatusNotifierWatcher";
 
+#[cfg(target_os = "linux")]
 fn name_has_owner(bus: &gtk::gio::DBusConnection, name: &str) -> bool {
     use gtk::glib::prelude::*;
     bus.call_sync(
@@ -394,6 +477,7 @@ fn name_has_owner(bus: &gtk::gio::DBusConnection, name: &str) -> bool {
 }
 
 /// Whether an `XEmbed` system tray owns `_NET_SYSTEM_TRAY_S<screen>`.
+#[cfg(target_os = "linux")]
 fn xembed_tray_owned(
     conn: &x11rb::rust_connection::RustConnection,
     screen: usize,

@@ -79,7 +79,7 @@ pub struct Hotkey {
 impl Hotkey {
     /// Grabs `combo` on the X server and sends its presses to `dictation` in `mode`.
     pub fn register(combo: &str, mode: HotkeyMode, dictation: Dictation) -> Result<Self, String> {
-        if std::env::var_os("DISPLAY").is_none() {
+        if cfg!(target_os = "linux") && std::env::var_os("DISPLAY").is_none() {
             return Err(if std::env::var_os("WAYLAND_DISPLAY").is_some() {
                 "global hotkeys need X11; on Wayland, bind a shortcut in your desktop's settings \
                  to `candybar dictate --toggle`"
