@@ -56,9 +56,32 @@ fn name_of(d: &cpal::Device) -> String {
         .map_or_else(|_| "(unnamed device)".to_owned(), |x| x.name().to_owned())
 }
 
+/// The sound system: PulseAudio (or `PipeWire`'s Pulse server) where one runs, else ALSA (Linux);
+/// Core Audio on macOS. cpal's own choice tries PulseAudio once, for 2 s, and then settles for
+/// ALSA without a word — whose devices on a PulseAudio desktop are not the user's. On a busy
+/// machine that one try can time out, so PulseAudio is asked again first, and a fall back to
+/// ALSA is logged.
+fn audio_host() -> cpal::Host {
+    #[cfg(target_os = "linux")]
+    if cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
+        for attempt in 1..=2 {
+            match cpal::host_from_id(cpal::HostId::PulseAudio) {
+                Ok(host) => return host,
+                Err(e) => tracing::warn!("PulseAudio did not answer (try {attempt} of 3): {e}"),
+            }
+        }
+        let host = cpal::default_host();
+        if host.id() != cpal::HostId::PulseAudio {
+            tracing::warn!("PulseAudio did not answer: using ALSA's devices");
+        }
+        return host;
+    }
+    cpal::default_host()
+}
+
 /// The input devices the audio system offers, the default one first.
 pub fn input_devices() -> Result<Vec<InputDevice>, CaptureError> {
-    let host = cpal::default_host();
+    let host = audio_host();
     let default = host.default_input_device().map(|d| name_of(&d));
     let devices = host
         .input_devices()
@@ -327,7 +350,7 @@ fn run(
     ready: &SyncSender<Result<(String, u32), CaptureError>>,
     flushed: &SyncSender<()>,
 ) {
-    let host = cpal::default_host();
+    let host = audio_host();
     let opened = find_device(&host, wanted).and_then(|device| {
         let name = name_of(&device);
         let open_err = |reason: String| CaptureError::Open {
