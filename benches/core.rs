@@ -13,15 +13,25 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 const T0: i64 = 1_767_225_600_000_000;
 
-fn demo_messages(n: usize) -> Vec<RawMessage> {
-    let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
+fn demo_messages(n: usize, compact: bool) -> Vec<RawMessage> {
+    let cfg = DemoConfig {
+        compact,
+        ..DemoConfig::default()
+    };
+    let mut demo = Demo::new(cfg, &Registry::example());
     (0..n)
         .map(|i| demo.next_message(T0 + i as i64 * 20))
         .collect()
 }
 
+/// Compact demo events (~380 B, nearest the goal's ~300 B) and the full ones (~490 B).
 fn decode_insert(c: &mut Criterion) {
-    let msgs = demo_messages(100_000);
+    for compact in [true, false] {
+        decode_insert_of(c, &demo_messages(100_000, compact));
+    }
+}
+
+fn decode_insert_of(c: &mut Criterion, msgs: &[RawMessage]) {
     let mean = msgs.iter().map(|m| m.body.len()).sum::<usize>() / msgs.len();
     let mut g = c.benchmark_group(format!("ingest (mean body {mean} B)"));
     g.throughput(Throughput::Elements(msgs.len() as u64));
@@ -29,7 +39,7 @@ fn decode_insert(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(10));
     g.bench_function("decode only", |b| {
         b.iter(|| {
-            for m in &msgs {
+            for m in msgs {
                 black_box(candybar::core::decode::decode(m));
             }
         });
@@ -38,7 +48,7 @@ fn decode_insert(c: &mut Criterion) {
         b.iter_batched_ref(
             || EventStore::new(StoreConfig::default()),
             |store| {
-                for m in &msgs {
+                for m in msgs {
                     store.insert(m);
                 }
             },
@@ -49,7 +59,7 @@ fn decode_insert(c: &mut Criterion) {
 }
 
 fn refilter(c: &mut Criterion) {
-    let msgs = demo_messages(200_000);
+    let msgs = demo_messages(200_000, true);
     let mut store = EventStore::new(StoreConfig::default());
     for round in 0..5 {
         for m in &msgs {
