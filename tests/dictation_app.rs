@@ -8,12 +8,10 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use candybar::cli::TypingTarget;
 use support::{Candybar, Pulse, Xvfb, asr_server, model_lock, path_str, repo, run_env};
 
 fn wer_ok(script_file: &str, text: &str) {
@@ -45,82 +43,69 @@ fn wait_history(app: &Candybar, db: &std::path::Path, n: usize, timeout: Duratio
     }
 }
 
-/// xev's process, killed when dropped.
-struct Xev(std::process::Child);
-
-impl Drop for Xev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts xev on `display` and gives it the keyboard focus; returns what it was typed so far.
-fn typing_target(display: &str) -> (Xev, Arc<Mutex<String>>) {
-    let mut xev = Command::new("xev")
-        .args(["-name", "typing-target", "-event", "keyboard"])
-        .env("DISPLAY", display)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("xev (x11-utils) is needed: sudo apt-get install x11-utils");
-    let out = xev.stdout.take().unwrap();
-    let xev = Xev(xev);
-    let typed = Arc::new(Mutex::new(String::new()));
-    let sink = typed.clone();
-    let reader = std::thread::Builder::new()
-        .name("xev".into())
-        .spawn(move || {
-            // A key press is a "KeyPress event" block whose XLookupString line carries the text.
-            let mut in_press = false;
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("KeyPress") {
-                    in_press = true;
-                } else if line.starts_with("KeyRelease") {
-                    in_press = false;
-                } else if in_press
-                    && line.contains("XLookupString gives")
-                    && let Some(q) = line.find('"')
-                {
-                    let s = &line[q + 1..line.len().saturating_sub(1)];
-                    sink.lock().push_str(s);
-                }
-            }
-        });
-    reader.unwrap();
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new("xdotool")
-            .args(["search", "--name", "typing-target"])
-            .env("DISPLAY", display)
-            .output()
-            .expect("xdotool is needed: sudo apt-get install xdotool");
-        let ids = String::from_utf8_lossy(&out.stdout);
-        if let Some(id) = ids.lines().next() {
-            let ok = Command::new("xdotool")
-                .args(["windowfocus", "--sync", id])
-                .env("DISPLAY", display)
-                .status()
-                .unwrap();
-            assert!(ok.success());
-            return (xev, typed);
-        }
-        assert!(Instant::now() < end, "xev's window never appeared");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Waits until the focused window has received exactly `kept` as keystrokes.
-fn wait_typed(typed: &Mutex<String>, kept: &str) {
+fn wait_typed(target: &TypingTarget, kept: &str) {
     let end = Instant::now() + Duration::from_secs(10);
-    while typed.lock().trim() != kept {
+    while target.typed().0.trim() != kept {
         assert!(
             Instant::now() < end,
             "typed into the focused window: {:?}, kept: {kept:?}",
-            typed.lock()
+            target.typed().0
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What the app-level dictation tests run against: an X server, the virtual microphone, the
+/// built-in ASR server, and a temp dir for the app's socket, history and data.
+struct Rig {
+    x: Xvfb,
+    pulse: Pulse,
+    _server: Candybar,
+    dir: tempfile::TempDir,
+    server_url: String,
+    pulse_server: String,
+}
+
+impl Rig {
+    /// `None` where a part is missing outside CI (under `CI=true` the parts fail instead).
+    fn start(server_args: &[&str]) -> Option<Self> {
+        let x = Xvfb::start()?;
+        let pulse = Pulse::start()?;
+        let (server, addr) = asr_server(server_args)?;
+        let pulse_server = pulse.env().1;
+        Some(Self {
+            x,
+            pulse,
+            _server: server,
+            dir: tempfile::tempdir().unwrap(),
+            server_url: format!("ws://{addr}/asr"),
+            pulse_server,
+        })
+    }
+
+    fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("history.sqlite3")
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("candybar.sock")
+    }
+
+    /// The app's environment: its display, microphone, server, socket, history and data dir.
+    fn env<'a>(
+        &'a self,
+        db: &'a std::path::Path,
+        socket: &'a std::path::Path,
+    ) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("DISPLAY", self.x.display.as_str()),
+            ("PULSE_SERVER", self.pulse_server.as_str()),
+            ("CANDYBAR_SOCKET", path_str(socket)),
+            ("CANDYBAR_HISTORY", path_str(db)),
+            ("CANDYBAR_ASR_SERVER", self.server_url.as_str()),
+            ("XDG_DATA_HOME", path_str(self.dir.path())),
+        ]
     }
 }
 
@@ -137,31 +122,19 @@ fn xdotool(display: &str, args: &[&str]) {
 #[allow(clippy::too_many_lines)] // one user's session, told in order
 fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     let _model = model_lock();
-    let Some(x) = Xvfb::start() else { return };
-    let Some(pulse) = Pulse::start() else { return };
-    let Some((_server, addr)) = asr_server(&[]) else {
+    let Some(rig) = Rig::start(&[]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("history.sqlite3");
-    let socket = dir.path().join("candybar.sock");
-    let config = dir.path().join("config.toml");
+    let (x, pulse) = (&rig.x, &rig.pulse);
+    let (db, socket) = (rig.db(), rig.socket());
+    let config = rig.dir.path().join("config.toml");
     std::fs::write(
         &config,
         "[dictation]\ntyping = true\nhotkey = \"Ctrl+Alt+Space\"\nhotkey_mode = \"hold\"\n",
     )
     .unwrap();
-    let (pk, pv) = pulse.env();
-    let server = format!("ws://{addr}/asr");
-    let env: Vec<(&str, &str)> = vec![
-        ("DISPLAY", x.display.as_str()),
-        (pk, pv.as_str()),
-        ("CANDYBAR_SOCKET", path_str(&socket)),
-        ("CANDYBAR_HISTORY", path_str(&db)),
-        ("CANDYBAR_ASR_SERVER", server.as_str()),
-        ("XDG_DATA_HOME", path_str(dir.path())),
-        ("RUST_LOG", "warn,candybar=info"),
-    ];
+    let mut env = rig.env(&db, &socket);
+    env.push(("RUST_LOG", "warn,candybar=info"));
     let app = Candybar::spawn_env(
         &[
             "--demo",
@@ -193,7 +166,7 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     assert!(err.contains("already running"), "{err}");
 
     // 1. Through the socket. Typing goes to the focused window: xev.
-    let (xev, typed) = typing_target(&x.display);
+    let target = TypingTarget::start(Some(&x.display), "typing-target").unwrap();
     let (code, answer) = ask("--start");
     assert_eq!(code, Some(0), "{answer}");
     assert!(answer.starts_with("recording"), "{answer}");
@@ -207,10 +180,10 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     assert_eq!(code, Some(0), "{answer}");
     let rows = wait_history(&app, &db, 1, Duration::from_secs(30));
     wer_ok("utt01.txt", &rows[0]);
-    wait_typed(&typed, &rows[0]);
+    wait_typed(&target, &rows[0]);
 
     // 2. Hold the hotkey while speaking.
-    typed.lock().clear();
+    target.clear();
     xdotool(&x.display, &["keydown", "ctrl+alt+space"]);
     let end = Instant::now() + Duration::from_secs(5);
     while ask("--status").1 != "recording" {
@@ -224,14 +197,14 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     xdotool(&x.display, &["keyup", "space", "alt", "ctrl"]);
     let rows = wait_history(&app, &db, 2, Duration::from_secs(30));
     wer_ok("utt01.txt", &rows[0]);
-    wait_typed(&typed, &rows[0]);
+    wait_typed(&target, &rows[0]);
     // Idle once the worker has kept the transcript (typing comes just before that ends).
     let end = Instant::now() + Duration::from_secs(5);
     while ask("--status").1 != "idle" {
         assert!(Instant::now() < end, "dictation never went back to idle");
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(xev);
+    drop(target);
 
     // Stopping when nothing records is not an error.
     assert_eq!(ask("--stop").1, "not recording");
@@ -378,26 +351,13 @@ fn the_app_runs_the_built_in_server_and_starts_it_again_when_it_dies() {
 #[test]
 fn a_server_that_refuses_the_token_ends_the_recording_and_dictation_stays_usable() {
     let _model = model_lock();
-    let Some(x) = Xvfb::start() else { return };
-    let Some(pulse) = Pulse::start() else { return };
-    let Some((_server, addr)) = asr_server(&["--token", "not-yours"]) else {
+    let Some(rig) = Rig::start(&["--token", "not-yours"]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("candybar.sock");
-    let db = dir.path().join("h.sqlite3");
-    let secrets = dir.path().join("secrets.toml");
-    let (pk, pv) = pulse.env();
-    let server = format!("ws://{addr}/asr");
-    let env: Vec<(&str, &str)> = vec![
-        ("DISPLAY", x.display.as_str()),
-        (pk, pv.as_str()),
-        ("CANDYBAR_SOCKET", path_str(&socket)),
-        ("CANDYBAR_HISTORY", path_str(&db)),
-        ("CANDYBAR_SECRETS", path_str(&secrets)),
-        ("CANDYBAR_ASR_SERVER", server.as_str()),
-        ("XDG_DATA_HOME", path_str(dir.path())),
-    ];
+    let (db, socket) = (rig.db(), rig.socket());
+    let secrets = rig.dir.path().join("secrets.toml");
+    let mut env = rig.env(&db, &socket);
+    env.push(("CANDYBAR_SECRETS", path_str(&secrets)));
     let app = Candybar::spawn_env(&["--demo", "--no-tray"], &env);
     let status = || run_env(&["dictate", "--status"], &env).1.trim().to_owned();
     let wait_status = |pred: &dyn Fn(&str) -> bool, what: &str| {
@@ -429,4 +389,57 @@ fn a_server_that_refuses_the_token_ends_the_recording_and_dictation_stays_usable
     assert_eq!(answer.trim(), "not recording");
     std::thread::sleep(Duration::from_millis(500));
     assert!(status().starts_with("idle"), "{}", status());
+}
+
+#[test]
+fn with_typing_off_the_transcript_is_put_on_the_clipboard() {
+    let _model = model_lock();
+    let Some(rig) = Rig::start(&[]) else {
+        return;
+    };
+    let (db, socket) = (rig.db(), rig.socket());
+    let env = rig.env(&db, &socket);
+    // The default outputs: the clipboard on, typing off.
+    let app = Candybar::spawn_env(&["--demo", "--no-tray"], &env);
+    let status = || run_env(&["dictate", "--status"], &env).1.trim().to_owned();
+    let end = Instant::now() + Duration::from_secs(30);
+    while status() != "idle" {
+        assert!(
+            Instant::now() < end,
+            "the app never answered: {}",
+            app.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, answer, _) = run_env(&["dictate", "--start"], &env);
+    assert_eq!(code, Some(0), "{answer}");
+    let end = Instant::now() + Duration::from_secs(5);
+    while status() != "recording" {
+        assert!(Instant::now() < end, "no audio from the microphone");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rig.pulse
+        .play(&repo().join("tests/fixtures/speech/utt01.wav"));
+    run_env(&["dictate", "--stop"], &env);
+    let rows = wait_history(&app, &db, 1, Duration::from_secs(30));
+    wer_ok("utt01.txt", &rows[0]);
+    // Another program pastes it: xclip asks the clipboard's owner, candybar.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("xclip")
+            .args(["-o", "-selection", "clipboard"])
+            .env("DISPLAY", &rig.x.display)
+            .output()
+            .expect("xclip is needed: sudo apt-get install xclip");
+        let pasted = String::from_utf8_lossy(&out.stdout);
+        if pasted == rows[0] {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the clipboard holds {pasted:?}, not the transcript {:?}",
+            rows[0]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

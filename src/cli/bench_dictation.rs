@@ -42,55 +42,85 @@ impl Drop for Reaped {
     }
 }
 
-/// What xev printed as typed text, and when the last character came.
-type Typed = Arc<Mutex<(String, Option<Instant>)>>;
+/// xev as the focused window: it prints every key it receives, and this keeps them as text with
+/// the time the last one came. For the dictation benchmark and tests (typing goes to whatever
+/// window has the focus). xev ends when this is dropped.
+pub struct TypingTarget {
+    _xev: Reaped,
+    typed: Arc<Mutex<(String, Option<Instant>)>>,
+}
 
-fn spawn_xev() -> anyhow::Result<(Reaped, Typed)> {
-    let mut xev = Command::new("xev")
-        .args(["-name", "candybar-bench-target", "-event", "keyboard"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("xev is needed (Debian: x11-utils)")?;
-    let out = xev.stdout.take().context("xev's output")?;
-    let typed: Typed = Arc::default();
-    let sink = typed.clone();
-    std::thread::Builder::new()
-        .name("xev-reader".into())
-        .spawn(move || {
-            let mut in_press = false;
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("KeyPress") {
-                    in_press = true;
-                } else if line.starts_with("KeyRelease") {
-                    in_press = false;
-                } else if in_press
-                    && line.contains("XLookupString gives")
-                    && let Some(q) = line.find('"')
-                {
-                    let text = line.get(q + 1..line.len().saturating_sub(1)).unwrap_or("");
-                    let mut t = sink.lock();
-                    t.0.push_str(text);
-                    t.1 = Some(Instant::now());
-                }
+impl TypingTarget {
+    /// Opens xev's window (titled `name`) on `display` (default: `$DISPLAY`) and gives it the
+    /// keyboard focus.
+    pub fn start(display: Option<&str>, name: &str) -> anyhow::Result<Self> {
+        let with_display = |c: &mut Command| {
+            if let Some(d) = display {
+                c.env("DISPLAY", d);
             }
-        })?;
-    let xev = Reaped(xev);
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new("xdotool")
-            .args(["search", "--name", "candybar-bench-target"])
-            .output()
-            .context("xdotool is needed")?;
-        if let Some(id) = String::from_utf8_lossy(&out.stdout).lines().next() {
-            Command::new("xdotool")
-                .args(["windowfocus", "--sync", id])
-                .status()?;
-            return Ok((xev, typed));
+        };
+        let mut cmd = Command::new("xev");
+        cmd.args(["-name", name, "-event", "keyboard"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        with_display(&mut cmd);
+        let mut xev = cmd
+            .spawn()
+            .context("xev is needed: sudo apt-get install x11-utils")?;
+        let out = xev.stdout.take().context("xev's output")?;
+        let xev = Reaped(xev);
+        let typed: Arc<Mutex<(String, Option<Instant>)>> = Arc::default();
+        let sink = typed.clone();
+        std::thread::Builder::new()
+            .name("xev-reader".into())
+            .spawn(move || {
+                // A key press is a "KeyPress event" block whose XLookupString line carries the text.
+                let mut in_press = false;
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if line.starts_with("KeyPress") {
+                        in_press = true;
+                    } else if line.starts_with("KeyRelease") {
+                        in_press = false;
+                    } else if in_press
+                        && line.contains("XLookupString gives")
+                        && let Some(q) = line.find('"')
+                    {
+                        let text = line.get(q + 1..line.len().saturating_sub(1)).unwrap_or("");
+                        let mut t = sink.lock();
+                        t.0.push_str(text);
+                        t.1 = Some(Instant::now());
+                    }
+                }
+            })?;
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut search = Command::new("xdotool");
+            search.args(["search", "--name", name]);
+            with_display(&mut search);
+            let out = search
+                .output()
+                .context("xdotool is needed: sudo apt-get install xdotool")?;
+            if let Some(id) = String::from_utf8_lossy(&out.stdout).lines().next() {
+                let mut focus = Command::new("xdotool");
+                focus.args(["windowfocus", "--sync", id]);
+                with_display(&mut focus);
+                anyhow::ensure!(focus.status()?.success(), "xdotool could not focus xev");
+                return Ok(Self { _xev: xev, typed });
+            }
+            anyhow::ensure!(Instant::now() < end, "xev's window never appeared");
+            std::thread::sleep(Duration::from_millis(100));
         }
-        anyhow::ensure!(Instant::now() < end, "xev's window never appeared");
-        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// What was typed so far, and when the last key came.
+    pub fn typed(&self) -> (String, Option<Instant>) {
+        self.typed.lock().clone()
+    }
+
+    /// Forgets what was typed.
+    pub fn clear(&self) {
+        *self.typed.lock() = (String::new(), None);
     }
 }
 
@@ -176,13 +206,13 @@ pub fn bench_dictation(a: &DictationBenchArgs) -> anyhow::Result<Value> {
     wait_for("the window", Duration::from_secs(30), || {
         ask("status") == "idle"
     })?;
-    let (_xev, typed) = spawn_xev()?;
+    let target = TypingTarget::start(None, "candybar-bench-target")?;
 
     let mut latencies_ms = Vec::new();
     let mut clips = Vec::new();
     for round in 0..a.rounds {
         for wav in &wavs {
-            *typed.lock() = (String::new(), None);
+            target.clear();
             ask("start");
             wait_for("the microphone", Duration::from_secs(5), || {
                 ask("status") == "recording"
@@ -197,12 +227,12 @@ pub fn bench_dictation(a: &DictationBenchArgs) -> anyhow::Result<Value> {
             // Done when idle again and nothing more has been typed for a moment.
             wait_for("the text", Duration::from_secs(30), || {
                 ask("status") == "idle"
-                    && typed
-                        .lock()
+                    && target
+                        .typed()
                         .1
                         .is_some_and(|t| t.elapsed() > Duration::from_millis(300))
             })?;
-            let (text, last) = typed.lock().clone();
+            let (text, last) = target.typed();
             let ms = last.map_or(f64::NAN, |t| {
                 t.saturating_duration_since(speech_end).as_secs_f64() * 1e3
             });

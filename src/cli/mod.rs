@@ -14,6 +14,8 @@ mod registry;
 mod secret;
 mod tail;
 
+pub use bench_dictation::TypingTarget;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
