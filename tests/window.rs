@@ -341,6 +341,13 @@ fn charts_show_the_demo_domains_and_a_click_filters_the_stream() {
         );
     }
     snapshot(&mut harness, "charts_dark");
+    // A domain in the legend filters the Stream to it.
+    harness.get_by_label("tool").click();
+    harness.run_steps(4);
+    assert_eq!(harness.state().filter_text, "domain:tool");
+    assert_eq!(harness.state().view, candybar::ui::View::Stream);
+    harness.get_by_label("📈 Charts").click();
+    harness.run_steps(3);
     // A day's window: one column per pixel, each several seconds, with the busiest second drawn.
     harness.get_by_label("24 h").click();
     harness.run_steps(3);

@@ -3,8 +3,8 @@
 //! sources — each of which filters the Stream when clicked. Everything is read from the store's
 //! running aggregates; nothing here scans events.
 
-use egui::{PointerButton, RichText};
-use egui_plot::{Bar, BarChart, FilledArea, Legend, Line, Plot, PlotPoints, Span, VLine};
+use egui::{Color32, PointerButton, RichText};
+use egui_plot::{Bar, BarChart, FilledArea, Line, Plot, PlotPoints, Span, VLine};
 use hdrhistogram::Histogram;
 
 use super::stream::{format_bytes, format_count};
@@ -316,13 +316,16 @@ impl ChartsViewState {
         }
         let rates = &*rates;
         let downsampled = rates.downsampled();
-        ui.label(RichText::new("Events per second, by domain").strong());
+        ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new("Events per second, by domain").strong());
+            ui.add_space(12.0);
+            legend_ui(ui, rates, theme, commands);
+        });
         // Seconds since the epoch at x = 0.
         let origin = (end_sec + 1) as f64;
         let brush_from = &mut self.brush_from_sec;
         let response = Plot::new(("rates", window))
             .height(220.0)
-            .legend(Legend::default().position(egui_plot::Corner::LeftTop))
             .default_x_bounds(-(window as f64), 0.0)
             .include_y(0.0)
             .allow_scroll(false)
@@ -364,6 +367,53 @@ impl ChartsViewState {
         };
         ui.label(RichText::new(resolution).weak().small());
     }
+}
+
+/// The rates chart's legend, beside its title rather than over the chart (where it hid the
+/// oldest seconds): a swatch and the name of each band, top of the stack first, then the lines.
+/// A domain's name filters the Stream to it, as the Domains card does.
+fn legend_ui(ui: &mut egui::Ui, rates: &Rates, theme: Theme, commands: &mut Vec<Command>) {
+    let swatch = |ui: &mut egui::Ui, color: Color32, line: bool| {
+        let size = egui::vec2(12.0, 12.0);
+        let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+        if line {
+            let y = rect.center().y;
+            ui.painter().line_segment(
+                [egui::pos2(rect.left(), y), egui::pos2(rect.right(), y)],
+                egui::Stroke::new(2.0, color),
+            );
+        } else {
+            ui.painter().rect_filled(rect.shrink(1.0), 2.0, color);
+        }
+    };
+    for (name, _, _) in rates.bands.iter().rev() {
+        let other = name == "other";
+        let color = if other {
+            theme.weak_text()
+        } else {
+            theme.domain_color(name)
+        };
+        swatch(ui, color.gamma_multiply(0.8), false);
+        if other {
+            ui.label(name.as_str())
+                .on_hover_text("domains past the first 32 seen");
+        } else if ui
+            .add(egui::Button::new(name.as_str()).frame(false))
+            .on_hover_text(format!("show only domain:{name} in the Stream"))
+            .clicked()
+        {
+            commands.push(Command::SetFilter(format!("domain:{name}")));
+            commands.push(Command::SetView(View::Stream));
+        }
+        ui.add_space(6.0);
+    }
+    if rates.downsampled() {
+        swatch(ui, theme.overlay_line(), true);
+        ui.label("busiest second");
+        ui.add_space(6.0);
+    }
+    swatch(ui, theme.bad(), true);
+    ui.label("errors/s");
 }
 
 /// "1 s", "86 s", "3.6 min".
