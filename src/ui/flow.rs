@@ -191,7 +191,7 @@ impl FlowViewState {
                 hovered_edge = Some((ei, p));
             }
             // For screen readers and tests: every edge is a labelled, clickable spot.
-            let mid = points[CURVE_POINTS / 2];
+            let mid = points[points.len() / 2];
             let id = ui.id().with(("flow-edge", ei));
             let r = ui.interact(
                 Rect::from_center_size(mid, Vec2::splat(10.0)),
@@ -341,6 +341,7 @@ impl EdgeCache {
         matches: &dyn Fn(&FlowNode) -> bool,
     ) -> Self {
         let mut lines = egui::Mesh::default();
+        let obstacles: Vec<Rect> = positions.iter().flatten().copied().collect();
         let mut curves = Vec::with_capacity(graph.edges.len());
         let mut lit = Vec::with_capacity(graph.edges.len());
         for e in &graph.edges {
@@ -350,7 +351,7 @@ impl EdgeCache {
                 curves.push(None);
                 continue;
             };
-            let points = curve(a.right_center(), b.left_center());
+            let points = route(a.right_center(), b.left_center(), &obstacles);
             let base = edge_color(e, theme);
             let color = if on { base } else { base.gamma_multiply(0.25) };
             let width = 1.0 + f32::from(width_step(e.rate())) / 2.0;
@@ -415,7 +416,11 @@ fn column_x(graph: &FlowGraph, visible: &[bool], rect: Rect, layer: usize) -> Op
 /// A cubic curve from `a` to `b` leaving and arriving horizontally.
 fn curve(from: Pos2, to: Pos2) -> Vec<Pos2> {
     let dx = ((to.x - from.x).abs() * 0.5).max(40.0);
-    let (c1, c2) = (from + Vec2::new(dx, 0.0), to - Vec2::new(dx, 0.0));
+    bezier(from, from + Vec2::new(dx, 0.0), to - Vec2::new(dx, 0.0), to)
+}
+
+/// [`CURVE_POINTS`] points of the cubic Bézier curve `from`, `c1`, `c2`, `to`.
+fn bezier(from: Pos2, c1: Pos2, c2: Pos2, to: Pos2) -> Vec<Pos2> {
     (0..CURVE_POINTS)
         .map(|i| {
             let t = i as f32 / (CURVE_POINTS - 1) as f32;
@@ -427,6 +432,138 @@ fn curve(from: Pos2, to: Pos2) -> Vec<Pos2> {
             p.to_pos2()
         })
         .collect()
+}
+
+/// Room kept between an edge and a node it goes around.
+const CLEARANCE: f32 = 4.0;
+
+/// An edge's path from `from` (a node's right side) to `to` (another's left side) that goes
+/// around the nodes of the columns in between (`obstacles`: every node). Where the plain curve
+/// would cross a node, the path runs level through the gap above or below it instead, whichever
+/// is nearer, and bends between the columns, where there are no nodes.
+fn route(from: Pos2, to: Pos2, obstacles: &[Rect]) -> Vec<Pos2> {
+    let path = |waypoints: &[Pos2]| -> Vec<Pos2> {
+        let mut out = Vec::new();
+        let mut prev = from;
+        for &w in waypoints.iter().chain(std::iter::once(&to)) {
+            // (Level ends give a straight run: the control points lie on the line.)
+            let skip = usize::from(!out.is_empty());
+            out.extend(curve(prev, w).into_iter().skip(skip));
+            prev = w;
+        }
+        out
+    };
+    if to.x - from.x < 1.0 {
+        return backward(from, to);
+    }
+    let mut waypoints: Vec<Pos2> = Vec::new();
+    let mut points = path(&waypoints);
+    let between: Vec<Rect> = obstacles
+        .iter()
+        .filter(|r| r.left() > from.x && r.right() < to.x)
+        .copied()
+        .collect();
+    // One detour per column at most (in a crowded column the best gap may still graze a
+    // neighbour), columns taken left to right.
+    let mut detoured: Vec<f32> = Vec::new();
+    loop {
+        let bounds = Rect::from_points(&points).expand(CLEARANCE);
+        let Some(hit) = between
+            .iter()
+            .filter(|r| !detoured.iter().any(|x| (r.center().x - x).abs() < 1.0))
+            .filter(|r| bounds.intersects(**r) && crosses(&points, r.expand(CLEARANCE)))
+            .min_by(|a, b| a.center().x.total_cmp(&b.center().x))
+            .copied()
+        else {
+            break;
+        };
+        let column: Vec<&Rect> = between
+            .iter()
+            .filter(|r| (r.center().x - hit.center().x).abs() < 1.0)
+            .collect();
+        // The middle of the gap above the node (or a little above it, at the top of the column).
+        let above = column
+            .iter()
+            .filter(|r| r.bottom() <= hit.top())
+            .map(|r| r.bottom())
+            .max_by(f32::total_cmp)
+            .map_or(hit.top() - 3.0 * CLEARANCE, |b| f32::midpoint(b, hit.top()));
+        let below = column
+            .iter()
+            .filter(|r| r.top() >= hit.bottom())
+            .map(|r| r.top())
+            .min_by(f32::total_cmp)
+            .map_or(hit.bottom() + 3.0 * CLEARANCE, |t| {
+                f32::midpoint(t, hit.bottom())
+            });
+        detoured.push(hit.center().x);
+        let here = y_at(&points, hit.center().x);
+        let y = if (here - above).abs() <= (below - here).abs() {
+            above
+        } else {
+            below
+        };
+        let (left, right) = (hit.left() - CLEARANCE, hit.right() + CLEARANCE);
+        waypoints.retain(|w| w.x < left || w.x > right);
+        waypoints.push(Pos2::new(left, y));
+        waypoints.push(Pos2::new(right, y));
+        waypoints.sort_by(|a, b| a.x.total_cmp(&b.x));
+        points = path(&waypoints);
+    }
+    points
+}
+
+/// An edge back to an earlier (or the same) column: out of the source's right side, down under
+/// both nodes and into the target's left side, rather than straight back through them.
+fn backward(from: Pos2, to: Pos2) -> Vec<Pos2> {
+    let drop = 60.0 + (to.y - from.y).abs() / 2.0;
+    let (c1, c2) = (from + Vec2::new(80.0, drop), to + Vec2::new(-80.0, drop));
+    bezier(from, c1, c2, to)
+}
+
+/// The path's y where it passes `x` (the first crossing).
+fn y_at(points: &[Pos2], x: f32) -> f32 {
+    points
+        .windows(2)
+        .find(|w| (w[0].x <= x && x <= w[1].x) || (w[1].x <= x && x <= w[0].x))
+        .map_or(points[0].y, |w| {
+            let t = (x - w[0].x) / (w[1].x - w[0].x).abs().max(1e-3);
+            w[0].y + (w[1].y - w[0].y) * t.abs()
+        })
+}
+
+/// Whether the polyline passes through `r`.
+fn crosses(points: &[Pos2], r: Rect) -> bool {
+    points.windows(2).any(|w| segment_crosses(w[0], w[1], r))
+}
+
+/// Whether the segment `a`–`b` meets `r` (Liang–Barsky clipping).
+fn segment_crosses(start: Pos2, end: Pos2, r: Rect) -> bool {
+    let (a, d) = (start, end - start);
+    let (mut t0, mut t1) = (0.0_f32, 1.0_f32);
+    for (p, q) in [
+        (-d.x, a.x - r.left()),
+        (d.x, r.right() - a.x),
+        (-d.y, a.y - r.top()),
+        (d.y, r.bottom() - a.y),
+    ] {
+        if p.abs() < 1e-6 {
+            if q < 0.0 {
+                return false;
+            }
+        } else {
+            let at = q / p;
+            if p < 0.0 {
+                t0 = t0.max(at);
+            } else {
+                t1 = t1.min(at);
+            }
+            if t0 > t1 {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// A polyline `width` wide as a strip of quads (no feathering); `dashed` leaves every other
@@ -692,5 +829,63 @@ mod tests {
         assert!(pts[0].distance(a) < 1e-3 && pts[CURVE_POINTS - 1].distance(b) < 1e-3);
         assert!(near(&pts, point_at(&pts, 0.37), 0.5));
         assert!(!near(&pts, Pos2::new(200.0, 0.0), 5.0));
+    }
+
+    #[test]
+    fn edges_go_around_the_nodes_between_their_ends() {
+        // Three columns; the middle one has a node on the edge's row and one below it.
+        let node = |x: f32, y: f32| Rect::from_center_size(Pos2::new(x, y), Vec2::new(120.0, 30.0));
+        let (a, blocker, under, b) = (
+            node(100.0, 100.0),
+            node(400.0, 100.0),
+            node(400.0, 200.0),
+            node(700.0, 100.0),
+        );
+        let all = [a, blocker, under, b];
+        let straight = curve(a.right_center(), b.left_center());
+        assert!(
+            crosses(&straight, blocker),
+            "the plain curve runs through the middle node"
+        );
+        let pts = route(a.right_center(), b.left_center(), &all);
+        assert!(pts[0].distance(a.right_center()) < 1e-3);
+        assert!(pts[pts.len() - 1].distance(b.left_center()) < 1e-3);
+        for r in [blocker, under] {
+            assert!(!crosses(&pts, r), "the route crosses {r:?}");
+        }
+        // Above the blocker: the nearer gap (below is taken half by the second node).
+        assert!(y_at(&pts, 400.0) < blocker.top());
+        // Nothing in the way: the plain curve.
+        assert_eq!(route(a.right_center(), b.left_center(), &[a, b]), straight);
+        // Back to an earlier column on the same row: under the nodes, not through them.
+        let back = route(b.right_center(), a.left_center(), &all);
+        for r in [a, b, blocker] {
+            // (It touches its own ends' sides.)
+            assert!(
+                !crosses(&back, r.shrink(2.0)),
+                "the edge back crosses {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn segments_meet_rectangles_when_they_cross_them() {
+        let r = Rect::from_min_max(Pos2::new(0.0, 0.0), Pos2::new(10.0, 10.0));
+        assert!(segment_crosses(
+            Pos2::new(-5.0, 5.0),
+            Pos2::new(15.0, 5.0),
+            r
+        ));
+        assert!(segment_crosses(Pos2::new(2.0, 2.0), Pos2::new(3.0, 3.0), r));
+        assert!(!segment_crosses(
+            Pos2::new(-5.0, -1.0),
+            Pos2::new(15.0, -1.0),
+            r
+        ));
+        assert!(!segment_crosses(
+            Pos2::new(-5.0, 20.0),
+            Pos2::new(5.0, 11.0),
+            r
+        ));
     }
 }
