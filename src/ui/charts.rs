@@ -168,11 +168,7 @@ impl Rates {
 impl Rates {
     fn plot_ui(&self, plot: &mut egui_plot::PlotUi<'_>, theme: Theme) {
         for (name, lo, hi) in &self.bands {
-            let color = if name == "other" {
-                theme.weak_text()
-            } else {
-                theme.domain_color(name)
-            };
+            let color = band_color(name, theme);
             plot.add(
                 FilledArea::new(name.as_str(), &self.xs, lo, hi)
                     .fill_color(color.gamma_multiply(0.55)),
@@ -388,18 +384,15 @@ fn legend_ui(ui: &mut egui::Ui, rates: &Rates, theme: Theme, commands: &mut Vec<
     };
     for (name, _, _) in rates.bands.iter().rev() {
         let other = name == "other";
-        let color = if other {
-            theme.weak_text()
-        } else {
-            theme.domain_color(name)
-        };
-        swatch(ui, color.gamma_multiply(0.8), false);
+        swatch(ui, band_color(name, theme).gamma_multiply(0.8), false);
         if other {
             ui.label(name.as_str())
                 .on_hover_text("domains past the first 32 seen");
         } else if ui
             .add(egui::Button::new(name.as_str()).frame(false))
-            .on_hover_text(format!("show only domain:{name} in the Stream"))
+            .on_hover_ui(|ui| {
+                ui.label(format!("show only domain:{name} in the Stream"));
+            })
             .clicked()
         {
             commands.push(Command::SetFilter(format!("domain:{name}")));
@@ -414,6 +407,15 @@ fn legend_ui(ui: &mut egui::Ui, rates: &Rates, theme: Theme, commands: &mut Vec<
     }
     swatch(ui, theme.bad(), true);
     ui.label("errors/s");
+}
+
+/// A band's colour: its domain's, or grey for the domains counted together as "other".
+fn band_color(name: &str, theme: Theme) -> Color32 {
+    if name == "other" {
+        theme.weak_text()
+    } else {
+        theme.domain_color(name)
+    }
 }
 
 /// "1 s", "86 s", "3.6 min".

@@ -57,26 +57,17 @@ fn name_of(d: &cpal::Device) -> String {
 }
 
 /// The sound system: PulseAudio (or `PipeWire`'s Pulse server) where one runs, else ALSA (Linux);
-/// Core Audio on macOS. cpal's own choice tries PulseAudio once, for 2 s, and then settles for
-/// ALSA without a word — whose devices on a PulseAudio desktop are not the user's. On a busy
-/// machine that one try can time out, so PulseAudio is asked again first, and a fall back to
-/// ALSA is logged.
+/// Core Audio on macOS. cpal gives a running PulseAudio one 2 s try and then settles for ALSA
+/// without a word — whose devices on a PulseAudio desktop are not the user's — so that is said.
 fn audio_host() -> cpal::Host {
+    let host = cpal::default_host();
     #[cfg(target_os = "linux")]
-    if cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
-        for attempt in 1..=2 {
-            match cpal::host_from_id(cpal::HostId::PulseAudio) {
-                Ok(host) => return host,
-                Err(e) => tracing::warn!("PulseAudio did not answer (try {attempt} of 3): {e}"),
-            }
-        }
-        let host = cpal::default_host();
-        if host.id() != cpal::HostId::PulseAudio {
-            tracing::warn!("PulseAudio did not answer: using ALSA's devices");
-        }
-        return host;
+    if host.id() != cpal::HostId::PulseAudio
+        && cpal::available_hosts().contains(&cpal::HostId::PulseAudio)
+    {
+        tracing::warn!("PulseAudio is running but did not answer within 2 s: using ALSA's devices");
     }
-    cpal::default_host()
+    host
 }
 
 /// The input devices the audio system offers, the default one first.
