@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use candybar_core::redact::mask_secrets_in;
+
 /// The config file's contents. Every key is optional.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -67,7 +69,7 @@ pub struct DictationSection {
     /// The window's global hotkey (default `Ctrl+Alt+Space`).
     pub hotkey: Option<String>,
     /// `hold` (push-to-talk, default) or `toggle`.
-    pub hotkey_mode: Option<crate::voice::hotkey::HotkeyMode>,
+    pub hotkey_mode: Option<candybar_core::voice::HotkeyMode>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -93,9 +95,9 @@ pub struct StoreSection {
 impl StoreSection {
     /// The store's limits: the file's, else the defaults (a million events in 224 MiB).
     #[must_use]
-    pub fn store_config(&self) -> crate::core::store::StoreConfig {
-        let d = crate::core::store::StoreConfig::default();
-        crate::core::store::StoreConfig {
+    pub fn store_config(&self) -> candybar_core::store::StoreConfig {
+        let d = candybar_core::store::StoreConfig::default();
+        candybar_core::store::StoreConfig {
             max_events: self.max_events.unwrap_or(d.max_events).max(1024),
             budget_bytes: self.budget_mb.map_or(d.budget_bytes, |mb| mb.max(16) << 20),
             body_cap_bytes: self
@@ -185,78 +187,9 @@ impl FileConfig {
     }
 }
 
-/// `amqp://user:secret@host/` → `amqp://user:****@host/`. Anything unparsable is shown with
-/// everything between `://` and `@` masked.
-#[must_use]
-pub fn mask_url(url: &str) -> String {
-    if let Ok(mut u) = url::Url::parse(url) {
-        if u.password().is_some() {
-            // set_password only fails for URLs that cannot have one, which this one does.
-            let _ = u.set_password(Some("****"));
-        }
-        for (k, _) in u.query_pairs().collect::<Vec<_>>() {
-            if k.eq_ignore_ascii_case("token") || k.eq_ignore_ascii_case("password") {
-                u.set_query(Some("****"));
-                break;
-            }
-        }
-        return u.to_string();
-    }
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}****{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
-/// Masks every `scheme://user:pass@` in free text (error messages that quote a config line).
-#[must_use]
-pub fn mask_secrets_in(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority_end = tail[..end].find('/').unwrap_or(end);
-        match tail[..authority_end].rfind('@') {
-            Some(at) => match tail[..at].find(':') {
-                Some(colon) => {
-                    out.push_str(&tail[..=colon]);
-                    out.push_str("****");
-                    out.push_str(&tail[at..end]);
-                }
-                None => out.push_str(&tail[..end]),
-            },
-            None => out.push_str(&tail[..end]),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_passwords() {
-        assert_eq!(
-            mask_url("amqp://guest:hunter2@rabbit:5672/%2f"),
-            "amqp://guest:****@rabbit:5672/%2f"
-        );
-        assert_eq!(mask_url("amqp://rabbit:5672"), "amqp://rabbit:5672");
-        assert_eq!(mask_url("wss://h/asr?token=abc"), "wss://h/asr?****");
-        assert!(!mask_url("not a url://u:pw@x").contains("pw"));
-        let t = mask_secrets_in(
-            "expected string, found `amqp://bob:s3cret@h:1/v` at line 2 and http://x/y",
-        );
-        assert!(!t.contains("s3cret"), "{t}");
-        assert!(t.contains("amqp://bob:****@h:1/v"), "{t}");
-        assert!(t.contains("http://x/y"));
-    }
 
     #[test]
     fn file_then_env() {

@@ -11,6 +11,51 @@ use std::time::Duration;
 /// How long either side waits for the other.
 const IO_TIMEOUT: Duration = Duration::from_secs(8);
 
+/// What a second launch or `candybar dictate --…` asks of the running instance: one line each
+/// way, the request's [`InstanceRequest::as_str`] in, the answer in words out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstanceRequest {
+    /// Start a recording.
+    Start,
+    /// Stop the recording (its text is kept and delivered).
+    Stop,
+    Toggle,
+    /// Dictation's state in one word (idle, starting, recording, finishing).
+    Status,
+    /// The built-in ASR server's state.
+    ServerStatus,
+    /// Bring the window to the front.
+    Show,
+}
+
+impl InstanceRequest {
+    pub const ALL: [Self; 6] = [
+        Self::Start,
+        Self::Stop,
+        Self::Toggle,
+        Self::Status,
+        Self::ServerStatus,
+        Self::Show,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Toggle => "toggle",
+            Self::Status => "status",
+            Self::ServerStatus => "server-status",
+            Self::Show => "show",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(line: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == line.trim())
+    }
+}
+
 /// `$CANDYBAR_SOCKET`, else `candybar.sock` in `$XDG_RUNTIME_DIR`, else in the temp dir with the
 /// user's name in it.
 #[must_use]
@@ -36,8 +81,8 @@ pub enum InstanceError {
     },
 }
 
-/// Sends one request line to the running instance and returns its answer.
-pub fn send(path: &Path, request: &str) -> Result<String, InstanceError> {
+/// Sends one request to the running instance and returns its answer.
+pub fn send(path: &Path, request: InstanceRequest) -> Result<String, InstanceError> {
     let io = |source| InstanceError::Io {
         path: path.to_owned(),
         source,
@@ -50,7 +95,7 @@ pub fn send(path: &Path, request: &str) -> Result<String, InstanceError> {
     })?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-    writeln!(stream, "{}", request.trim()).map_err(io)?;
+    writeln!(stream, "{}", request.as_str()).map_err(io)?;
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer).map_err(io)?;
     Ok(answer.trim_end().to_owned())
@@ -99,7 +144,7 @@ pub fn claim(path: &Path) -> std::io::Result<Option<Claimed>> {
 /// still starting to begin answering.
 pub fn send_patiently(
     path: &Path,
-    request: &str,
+    request: InstanceRequest,
     patience: Duration,
 ) -> Result<String, InstanceError> {
     let until = std::time::Instant::now() + patience;
@@ -113,12 +158,13 @@ pub fn send_patiently(
     }
 }
 
-/// Answers requests on `listener` from an `instance` thread: each line goes to `handle`, its
-/// answer goes back. The socket file is removed when the returned guard drops.
+/// Answers requests on `listener` from an `instance` thread: each request goes to `handle`, its
+/// answer goes back; a line that is no request is answered with the ones there are. The socket
+/// file is removed when the returned guard drops.
 pub fn serve(
     claimed: Claimed,
     path: PathBuf,
-    handle: impl Fn(&str) -> String + Send + 'static,
+    handle: impl Fn(InstanceRequest) -> String + Send + 'static,
 ) -> std::io::Result<Served> {
     let Claimed { listener, lock } = claimed;
     std::thread::Builder::new()
@@ -133,13 +179,23 @@ pub fn serve(
                     .try_clone()
                     .map(|s| BufReader::new(std::io::Read::take(s, 4096)).read_line(&mut line));
                 let answer = match read {
-                    Ok(Ok(_)) => handle(line.trim()),
+                    Ok(Ok(_)) => match InstanceRequest::parse(&line) {
+                        Some(r) => handle(r),
+                        None => unknown_request(line.trim()),
+                    },
                     _ => "error: no request".into(),
                 };
                 let _ = writeln!(stream, "{answer}");
             }
         })?;
     Ok(Served { path, _lock: lock })
+}
+
+/// The answer to a line that is no request: what was asked (cut) and what can be.
+fn unknown_request(line: &str) -> String {
+    let shown: String = line.chars().take(40).collect();
+    let known: Vec<&str> = InstanceRequest::ALL.iter().map(|r| r.as_str()).collect();
+    format!("error: unknown request {shown:?} ({})", known.join(", "))
 }
 
 /// Removes the socket file when the app exits (and then lets go of the lock).
@@ -163,17 +219,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sock");
         assert!(matches!(
-            send(&path, "toggle"),
+            send(&path, InstanceRequest::Toggle),
             Err(InstanceError::NotRunning(_))
         ));
         let claimed = claim(&path).unwrap().expect("first instance");
-        let served = serve(claimed, path.clone(), |req| format!("got {req}")).unwrap();
+        let served = serve(claimed, path.clone(), |req| format!("got {}", req.as_str())).unwrap();
         assert!(
             claim(&path).unwrap().is_none(),
             "second instance must defer"
         );
-        assert_eq!(send(&path, "toggle").unwrap(), "got toggle");
-        assert_eq!(send(&path, "  status \n").unwrap(), "got status");
+        for r in InstanceRequest::ALL {
+            assert_eq!(send(&path, r).unwrap(), format!("got {}", r.as_str()));
+        }
+        // Another program writing junk on the socket gets the list, not a crash.
+        let mut raw = UnixStream::connect(&path).unwrap();
+        writeln!(raw, "launch missiles").unwrap();
+        let mut answer = String::new();
+        BufReader::new(raw).read_line(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("error: unknown request \"launch missiles\"")
+                && answer.contains("server-status"),
+            "{answer}"
+        );
         drop(served);
         assert!(!path.exists());
     }

@@ -1,33 +1,27 @@
 //! candybar: a live view of an event-driven agent platform, and a way to talk to it.
 //!
-//! # Layout
-//! - [`core`]: event model, the one envelope decoder, the event store, the filter language,
-//!   aggregates, the service flow graph, the agents and who works with whom, the force
-//!   layout — no UI, no async runtime, no sockets.
-//! - [`sources`]: where events come from (`RabbitMQ`, NDJSON replay, the demo simulator), each
-//!   feeding a bounded channel.
-//! - [`asr`]: speech to text: the Whisper engine, model lookup, audio input, word error rate.
-//! - [`voice`]: dictation: the ASR client (our `/asr` protocol and WhisperLiveKit's), the
-//!   transcript history (SQLite, full-text search) and its outbox, the outputs (webhook, bus,
-//!   clipboard, typing), the microphone, the global hotkey and the app's dictation worker.
-//! - [`live`]: one source feeding one store — the model the window reads.
-//! - [`ui`]: the window (eframe/egui on wgpu): the Stream, Flow, Charts, Health, Agents (the
-//!   constellation, drawn with its own WGSL shaders) and Dictation views, the detail pane, export.
-//! - [`secrets`]: tokens from the environment, the OS keychain, or a user-only file.
-//! - [`config`]: configuration from file, environment and flags; secret masking.
-//! - [`instance`]: one candybar per user; a local socket takes requests from a second launch.
-//! - [`cli`]: the `candybar` command line (`tail`, `publish`, `bench`, …).
+//! This is the binary crate: the command line, settings, and the app that wires the workers
+//! together. The parts live in their own crates (ARCHITECTURE.md says what each may depend on):
+//! [`candybar_core`] (events, store, filter, registry, the `/asr` protocol — pure data),
+//! [`candybar_bus`] (sources and publishing), [`candybar_asr`] (the Whisper engine and server),
+//! [`candybar_voice`] (dictation), [`candybar_ui`] (the views).
 //!
-//! Data flows one way: sources → channel → [`core::store::EventStore`] → views.
+//! # Layout
+//! - [`cli`]: the `candybar` command line (`tail`, `publish`, `asr`, `dictate`, …).
+//! - [`app`]: the window's workers, commands applied in one place, the tray, the export writer.
+//! - [`config`]: the config file and the environment. [`secrets`]: tokens in the keychain.
+//! - [`instance`]: one candybar per user; the local socket a second launch talks to.
+//! - [`autostart`]: starting in the tray at login. [`procfs`]: a process's CPU time.
+//! - `bench` (feature `bench`, on by default): `candybar bench …`, the README's figures.
+//!
+//! Data flows one way: sources → channel → [`candybar_core::store::EventStore`] → views.
 
-pub mod asr;
+pub mod app;
 pub mod autostart;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod core;
 pub mod instance;
-pub mod live;
+pub mod procfs;
 pub mod secrets;
-pub mod sources;
-pub mod ui;
-pub mod voice;

@@ -1,3 +1,5 @@
 fn main() -> std::process::ExitCode {
-    candybar::cli::main()
+    // The window's "launch → first frame" is measured from here, before anything else runs.
+    let started = std::time::Instant::now();
+    candybar::cli::main(started)
 }

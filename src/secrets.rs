@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Duration;
 
+use candybar_core::redact::Secret;
+use candybar_voice::dictation::SecretStore;
+
 /// The keychain's service name for candybar's entries.
 const SERVICE: &str = "candybar";
 /// How long a keychain may take to answer.
@@ -81,7 +84,7 @@ fn env_var(name: &str) -> Result<&'static str, SecretError> {
 }
 
 /// What the keychain said.
-enum Keychain<T> {
+enum KeychainAnswer<T> {
     Answered(keyring::Result<T>),
     /// There is none here (no Secret Service, no D-Bus), or `CANDYBAR_NO_KEYCHAIN` is set.
     Absent,
@@ -93,9 +96,9 @@ enum Keychain<T> {
 fn keychain<T: Send + 'static>(
     name: &str,
     f: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
-) -> Keychain<T> {
+) -> KeychainAnswer<T> {
     if std::env::var_os("CANDYBAR_NO_KEYCHAIN").is_some_and(|v| !v.is_empty() && v != "0") {
-        return Keychain::Absent;
+        return KeychainAnswer::Absent;
     }
     let (tx, rx) = sync_channel(1);
     let name = name.to_owned();
@@ -106,18 +109,18 @@ fn keychain<T: Send + 'static>(
             let _ = tx.send(r);
         });
     if spawned.is_err() {
-        return Keychain::Mute;
+        return KeychainAnswer::Mute;
     }
     match rx.recv_timeout(KEYCHAIN_TIMEOUT) {
-        Err(_) => Keychain::Mute,
+        Err(_) => KeychainAnswer::Mute,
         Ok(Err(keyring::Error::NoDefaultStore | keyring::Error::NoStorageAccess(_))) => {
-            Keychain::Absent
+            KeychainAnswer::Absent
         }
         Ok(Err(keyring::Error::PlatformFailure(e))) => {
             tracing::debug!("keychain: {e}");
-            Keychain::Absent
+            KeychainAnswer::Absent
         }
-        Ok(r) => Keychain::Answered(r),
+        Ok(r) => KeychainAnswer::Answered(r),
     }
 }
 
@@ -146,8 +149,8 @@ pub fn get(name: &str) -> Result<(Option<String>, Place), SecretError> {
         return Ok(found.clone());
     }
     let answer = keychain(name, keyring::Entry::get_password);
-    let mute = matches!(answer, Keychain::Mute);
-    let found = if let Keychain::Answered(Ok(v)) = answer {
+    let mute = matches!(answer, KeychainAnswer::Mute);
+    let found = if let KeychainAnswer::Answered(Ok(v)) = answer {
         (Some(v), Place::Keychain)
     } else {
         let path = file_path();
@@ -161,6 +164,19 @@ pub fn get(name: &str) -> Result<(Option<String>, Place), SecretError> {
         STORED.lock().insert(name.to_owned(), found.clone());
     }
     Ok(found)
+}
+
+/// The keychain (or the secrets file) as the dictation worker's [`SecretStore`].
+pub struct Keychain;
+
+impl SecretStore for Keychain {
+    fn get(&self, name: &str) -> Option<Secret> {
+        get(name).ok().and_then(|(v, _)| v).map(Secret::new)
+    }
+
+    fn forget(&self) {
+        forget_cached();
+    }
 }
 
 /// `url` with the stored broker password when it names a user but carries no password.
@@ -184,19 +200,19 @@ pub fn set(name: &str, value: &str) -> Result<Place, SecretError> {
     STORED.lock().remove(name);
     let v = value.to_owned();
     match keychain(name, move |e| e.set_password(&v)) {
-        Keychain::Answered(Ok(())) => {
+        KeychainAnswer::Answered(Ok(())) => {
             // A copy left in the file from before would shadow nothing but still leak.
             remove_from_file(name, &file_path())?;
             Ok(Place::Keychain)
         }
-        Keychain::Answered(Err(e)) => Err(SecretError::Keychain(e.to_string())),
+        KeychainAnswer::Answered(Err(e)) => Err(SecretError::Keychain(e.to_string())),
         // Writing to the file now would leave two copies once the keychain wakes up.
-        Keychain::Mute => Err(SecretError::Keychain(format!(
+        KeychainAnswer::Mute => Err(SecretError::Keychain(format!(
             "it did not answer within {} s (is it locked, waiting for a password?); \
              nothing was written, try again",
             KEYCHAIN_TIMEOUT.as_secs()
         ))),
-        Keychain::Absent => {
+        KeychainAnswer::Absent => {
             let path = file_path();
             let mut table = read_file(&path);
             table.insert(name.to_owned(), toml::Value::String(value.to_owned()));

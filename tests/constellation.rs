@@ -6,12 +6,13 @@
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::{Harness, SnapshotOptions};
 
-use candybar::core::demo::{Demo, DemoConfig};
-use candybar::core::registry::Registry;
-use candybar::core::store::StoreConfig;
-use candybar::live::Live;
-use candybar::sources::SourceState;
-use candybar::ui::{AppInit, CandybarApp, Clock, ThemeChoice, View};
+use candybar::app::{AppInit, CandybarApp, Clock};
+use candybar_bus::live::Live;
+use candybar_core::demo::{Demo, DemoConfig};
+use candybar_core::registry::Registry;
+use candybar_core::source::SourceState;
+use candybar_core::store::StoreConfig;
+use candybar_ui::{ThemeChoice, View};
 
 /// 2026-01-01 12:00:00 UTC.
 const T0_US: i64 = 1_767_268_800_000_000;
@@ -37,7 +38,7 @@ fn app(gpu: bool) -> Harness<'static, CandybarApp> {
     let now = T0_US + EVENTS * 10_000 + 5_000_000;
     let mut init = AppInit::new(live);
     init.theme = Some(ThemeChoice::Dark);
-    init.tz = Some(candybar::ui::time_fmt::TimeZoneChoice::Utc);
+    init.tz = Some(candybar_ui::time_fmt::TimeZoneChoice::Utc);
     init.clock = Clock::Fixed(now);
     let builder = Harness::builder().with_size([1280.0, 800.0]);
     let builder = if gpu { builder.wgpu() } else { builder };
@@ -46,7 +47,7 @@ fn app(gpu: bool) -> Harness<'static, CandybarApp> {
     harness.get_by_label("✨ Agents").click();
     harness.run_steps(2);
     let app = harness.state_mut();
-    app.constellation.settle_now(&app.live.store, now);
+    app.viewer.constellation.settle_now(&app.live.store, now);
     harness.run_steps(3);
     harness
 }
@@ -55,8 +56,11 @@ fn app(gpu: bool) -> Harness<'static, CandybarApp> {
 fn the_constellation_draws_the_agents_on_the_gpu() {
     let mut harness = app(true);
     let app = harness.state();
-    assert!(app.constellation.on_gpu(), "drawn by the wgpu pipelines");
-    assert!(app.constellation.settled());
+    assert!(
+        app.viewer.constellation.on_gpu(),
+        "drawn by the wgpu pipelines"
+    );
+    assert!(app.viewer.constellation.settled());
     let agents = app.live.store.agents();
     assert_eq!(agents.agents.len(), 60, "every demo agent is a star");
     assert!(
@@ -78,12 +82,12 @@ fn the_constellation_draws_the_agents_on_the_gpu() {
 fn without_a_wgpu_render_state_the_busiest_agents_are_drawn_with_shapes() {
     let harness = app(false);
     let app = harness.state();
-    assert!(!app.constellation.on_gpu(), "the software path");
-    assert!(app.constellation.settled());
+    assert!(!app.viewer.constellation.on_gpu(), "the software path");
+    assert!(app.viewer.constellation.settled());
     harness.get_by_label_contains("software: the 60 busiest shown");
     // Every agent has a place on screen, inside the view.
     for i in 0..app.live.store.agents().agents.len() {
-        let at = app.constellation.screen_pos(i).unwrap();
+        let at = app.viewer.constellation.screen_pos(i).unwrap();
         assert!(
             at.x > 90.0 && at.x < 1280.0 && at.y > 110.0 && at.y < 800.0,
             "{i} at {at:?}"
@@ -94,7 +98,7 @@ fn without_a_wgpu_render_state_the_busiest_agents_are_drawn_with_shapes() {
 #[test]
 fn hovering_a_star_names_its_agent_and_a_click_filters_the_stream() {
     let mut harness = app(true);
-    assert!(harness.state().constellation.on_gpu());
+    assert!(harness.state().viewer.constellation.on_gpu());
     // The busiest agent.
     let (i, name) = {
         let app = harness.state();
@@ -111,10 +115,10 @@ fn hovering_a_star_names_its_agent_and_a_click_filters_the_stream() {
                 .to_owned(),
         )
     };
-    let at = harness.state().constellation.screen_pos(i).unwrap();
+    let at = harness.state().viewer.constellation.screen_pos(i).unwrap();
     harness.hover_at(at);
     harness.run_steps(3);
-    assert_eq!(harness.state().constellation.hovered(), Some(i));
+    assert_eq!(harness.state().viewer.constellation.hovered(), Some(i));
     // The hover card: the agent's name and what it did.
     harness.get_by_label(&name);
     harness.get_by_label_contains("events/min");
@@ -132,12 +136,12 @@ fn hovering_a_star_names_its_agent_and_a_click_filters_the_stream() {
     });
     harness.run_steps(4);
     let app = harness.state();
-    assert_eq!(app.filter_text, format!("agent:{name}"));
-    assert_eq!(app.view, View::Stream);
-    let shown = app.stream.view.len();
+    assert_eq!(app.viewer.filter_text, format!("agent:{name}"));
+    assert_eq!(app.viewer.view, View::Stream);
+    let shown = app.viewer.stream.view.len();
     assert!(shown > 0 && shown < EVENTS as usize, "{shown} events");
     for k in 0..shown {
-        let seq = app.stream.view.get(k).unwrap();
+        let seq = app.viewer.stream.view.get(k).unwrap();
         assert_eq!(
             app.live.store.get(seq).unwrap().agent.as_deref(),
             Some(name.as_str())

@@ -11,13 +11,13 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use candybar::cli::TypingTarget;
+use candybar::bench::dictation::TypingTarget;
 use support::{Candybar, Pulse, Xvfb, asr_server, model_lock, path_str, repo, run_env};
 
 fn wer_ok(script_file: &str, text: &str) {
     let script =
         std::fs::read_to_string(repo().join("tests/fixtures/speech").join(script_file)).unwrap();
-    let (e, n) = candybar::asr::wer::errors(&script, text);
+    let (e, n) = candybar_core::asr::wer::errors(&script, text);
     assert!(
         e as f64 / n as f64 <= 0.20,
         "heard {text:?}, said {script:?}"
@@ -28,7 +28,7 @@ fn wer_ok(script_file: &str, text: &str) {
 fn wait_history(app: &Candybar, db: &std::path::Path, n: usize, timeout: Duration) -> Vec<String> {
     let end = Instant::now() + timeout;
     loop {
-        if let Ok(h) = candybar::voice::history::History::open(db) {
+        if let Ok(h) = candybar_voice::history::History::open(db) {
             let rows: Vec<String> = h.recent(10).unwrap().into_iter().map(|t| t.text).collect();
             if rows.len() >= n {
                 return rows;
@@ -68,20 +68,20 @@ struct Rig {
 }
 
 impl Rig {
-    /// `None` where a part is missing outside CI (under `CI=true` the parts fail instead).
-    fn start(server_args: &[&str]) -> Option<Self> {
-        let x = Xvfb::start()?;
-        let pulse = Pulse::start()?;
-        let (server, addr) = asr_server(server_args)?;
+    /// A missing part fails the test with what to install.
+    fn start(server_args: &[&str]) -> Self {
+        let x = Xvfb::start();
+        let pulse = Pulse::start();
+        let (server, addr) = asr_server(server_args);
         let pulse_server = pulse.env().1;
-        Some(Self {
+        Self {
             x,
             pulse,
             _server: server,
             dir: tempfile::tempdir().unwrap(),
             server_url: format!("ws://{addr}/asr"),
             pulse_server,
-        })
+        }
     }
 
     fn db(&self) -> std::path::PathBuf {
@@ -122,9 +122,7 @@ fn xdotool(display: &str, args: &[&str]) {
 #[allow(clippy::too_many_lines)] // one user's session, told in order
 fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     let _model = model_lock();
-    let Some(rig) = Rig::start(&[]) else {
-        return;
-    };
+    let rig = Rig::start(&[]);
     let (x, pulse) = (&rig.x, &rig.pulse);
     let (db, socket) = (rig.db(), rig.socket());
     let config = rig.dir.path().join("config.toml");
@@ -275,10 +273,8 @@ fn running_pid(answer: &str) -> Option<u32> {
 #[test]
 fn the_app_runs_the_built_in_server_and_starts_it_again_when_it_dies() {
     let _model = model_lock();
-    let Some(model) = support::test_model() else {
-        return;
-    };
-    let Some(x) = Xvfb::start() else { return };
+    let model = support::test_model();
+    let x = Xvfb::start();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("config.toml");
@@ -351,9 +347,7 @@ fn the_app_runs_the_built_in_server_and_starts_it_again_when_it_dies() {
 #[test]
 fn a_server_that_refuses_the_token_ends_the_recording_and_dictation_stays_usable() {
     let _model = model_lock();
-    let Some(rig) = Rig::start(&["--token", "not-yours"]) else {
-        return;
-    };
+    let rig = Rig::start(&["--token", "not-yours"]);
     let (db, socket) = (rig.db(), rig.socket());
     let secrets = rig.dir.path().join("secrets.toml");
     let mut env = rig.env(&db, &socket);
@@ -394,9 +388,7 @@ fn a_server_that_refuses_the_token_ends_the_recording_and_dictation_stays_usable
 #[test]
 fn with_typing_off_the_transcript_is_put_on_the_clipboard() {
     let _model = model_lock();
-    let Some(rig) = Rig::start(&[]) else {
-        return;
-    };
+    let rig = Rig::start(&[]);
     let (db, socket) = (rig.db(), rig.socket());
     let env = rig.env(&db, &socket);
     // The default outputs: the clipboard on, typing off.

@@ -10,13 +10,14 @@ use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::{Harness, SnapshotOptions};
 
-use candybar::core::store::StoreConfig;
-use candybar::live::Live;
-use candybar::ui::{AppInit, CandybarApp, Clock, DictationInit, ThemeChoice, View};
-use candybar::voice::dictation::DictationConfig;
-use candybar::voice::history::{History, NewTranscript};
-use candybar::voice::hotkey::HotkeyMode;
-use candybar::voice::local_server::LocalServerConfig;
+use candybar::app::{AppInit, CandybarApp, Clock, DictationInit};
+use candybar_bus::live::Live;
+use candybar_core::store::StoreConfig;
+use candybar_core::voice::HotkeyMode;
+use candybar_ui::{ThemeChoice, View};
+use candybar_voice::dictation::DictationConfig;
+use candybar_voice::history::{History, NewTranscript};
+use candybar_voice::local_server::LocalServerConfig;
 
 /// 2026-01-01 12:00:00 UTC.
 const T0_US: i64 = 1_767_268_800_000_000;
@@ -47,7 +48,7 @@ fn app(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Harness<'static, 
     }
     let mut init = AppInit::new(Live::new(StoreConfig::default()));
     init.theme = Some(ThemeChoice::Dark);
-    init.tz = Some(candybar::ui::time_fmt::TimeZoneChoice::Utc);
+    init.tz = Some(candybar_ui::time_fmt::TimeZoneChoice::Utc);
     init.clock = Clock::Fixed(T0_US + 600_000_000);
     init.view = Some(View::Dictation);
     init.dictation = Some(DictationInit {
@@ -58,6 +59,8 @@ fn app(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Harness<'static, 
         hotkey: "Ctrl+Alt+Space".into(),
         mode: HotkeyMode::Hold,
         rt: rt.handle().clone(),
+        // No keychain in tests: every token is in the config (here, none).
+        secrets: std::sync::Arc::new(candybar_voice::dictation::NoSecrets),
         instance: None,
         global_hotkey: false,
         bus_target: None,

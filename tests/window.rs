@@ -6,13 +6,14 @@ use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::{Harness, SnapshotOptions};
 
-use candybar::core::demo::{Demo, DemoConfig};
-use candybar::core::export::ExportFormat;
-use candybar::core::registry::Registry;
-use candybar::core::store::StoreConfig;
-use candybar::live::Live;
-use candybar::sources::SourceState;
-use candybar::ui::{AppInit, CandybarApp, Clock, ThemeChoice};
+use candybar::app::{AppInit, CandybarApp, Clock};
+use candybar_bus::live::Live;
+use candybar_core::demo::{Demo, DemoConfig};
+use candybar_core::export::ExportFormat;
+use candybar_core::registry::Registry;
+use candybar_core::source::SourceState;
+use candybar_core::store::StoreConfig;
+use candybar_ui::ThemeChoice;
 
 /// 2026-01-01 12:00:00 UTC.
 const T0_US: i64 = 1_767_268_800_000_000;
@@ -32,7 +33,7 @@ fn app(theme: ThemeChoice) -> Harness<'static, CandybarApp> {
     };
     let mut init = AppInit::new(live);
     init.theme = Some(theme);
-    init.tz = Some(candybar::ui::time_fmt::TimeZoneChoice::Utc);
+    init.tz = Some(candybar_ui::time_fmt::TimeZoneChoice::Utc);
     init.clock = Clock::Fixed(T0_US + EVENTS * 10_000);
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])
@@ -56,7 +57,7 @@ fn type_filter(harness: &mut Harness<'_, CandybarApp>, text: &str) {
 fn the_stream_shows_rows_from_the_demo_feed() {
     let harness = app(ThemeChoice::Dark);
     let app = harness.state();
-    assert_eq!(app.stream.view.len(), EVENTS as usize);
+    assert_eq!(app.viewer.stream.view.len(), EVENTS as usize);
     // The newest rows are in view (follow), and their types are on screen.
     let newest = app.live.store.get(EVENTS as u64 - 1).unwrap();
     assert!(
@@ -77,13 +78,13 @@ fn typing_a_filter_narrows_the_rows_and_shows_the_count() {
     let mut harness = app(ThemeChoice::Dark);
     type_filter(&mut harness, "domain:llm");
     let app = harness.state();
-    let shown = app.stream.view.len();
+    let shown = app.viewer.stream.view.len();
     assert!(
         shown > 0 && shown < EVENTS as usize,
         "{shown} rows for domain:llm"
     );
     for i in 0..shown {
-        let seq = app.stream.view.get(i).unwrap();
+        let seq = app.viewer.stream.view.get(i).unwrap();
         assert_eq!(app.live.store.get(seq).unwrap().domain, "llm");
     }
     harness.get_by_label(&format!("{shown} of 600"));
@@ -97,6 +98,7 @@ fn a_filter_parse_error_points_at_its_column() {
     type_filter(&mut harness, "domain:llm AND (errors");
     let app = harness.state();
     let (col, message) = app
+        .viewer
         .filter_error
         .clone()
         .expect("an unclosed parenthesis is an error");
@@ -107,7 +109,7 @@ fn a_filter_parse_error_points_at_its_column() {
     );
     harness.get_by_label_contains(&format!("✖ filter, column {col}"));
     // The last good filter (none) keeps running: every event is still shown.
-    assert_eq!(app.stream.view.len(), EVENTS as usize);
+    assert_eq!(app.viewer.stream.view.len(), EVENTS as usize);
 }
 
 #[test]
@@ -118,8 +120,8 @@ fn clicking_a_row_opens_the_detail_and_copy_puts_the_event_on_the_clipboard() {
     first.click();
     harness.run_steps(3);
     let app = harness.state();
-    assert!(app.detail_open, "a click opens the detail pane");
-    let seq = app.stream.selected.expect("a click selects the row");
+    assert!(app.viewer.detail_open, "a click opens the detail pane");
+    let seq = app.viewer.stream.selected.expect("a click selects the row");
     let event = app.live.store.get(seq).unwrap();
     assert_eq!(event.kind, "llm.response");
     harness.get_by_label("Metadata");
@@ -145,7 +147,7 @@ fn clicking_a_row_opens_the_detail_and_copy_puts_the_event_on_the_clipboard() {
     // Esc closes the pane (focus is not in a text field after the click).
     harness.key_press(egui::Key::Escape);
     harness.run_steps(2);
-    assert!(!harness.state().detail_open);
+    assert!(!harness.state().viewer.detail_open);
 }
 
 #[test]
@@ -156,19 +158,19 @@ fn clicking_the_error_card_filters_to_errors() {
         .click();
     harness.run_steps(3);
     let app = harness.state();
-    assert_eq!(app.filter_text, "errors");
-    assert!(app.stream.view.len() < EVENTS as usize);
+    assert_eq!(app.viewer.filter_text, "errors");
+    assert!(app.viewer.stream.view.len() < EVENTS as usize);
 }
 
 #[test]
 fn export_writes_the_filtered_events() {
     let mut harness = app(ThemeChoice::Dark);
     type_filter(&mut harness, "domain:agent");
-    let shown = harness.state().stream.view.len();
+    let shown = harness.state().viewer.stream.view.len();
     let dir = tempfile::tempdir().unwrap();
     for format in ExportFormat::ALL {
         let path = dir.path().join(format!("out.{}", format.extension()));
-        harness.state_mut().start_export(&path, format);
+        harness.state_mut().export_filtered(&path, format);
         for _ in 0..200 {
             if harness.state().export.is_none() {
                 break;
@@ -204,11 +206,20 @@ fn export_writes_the_filtered_events() {
         assert!(domains.iter().all(|d| d == "\"agent\""), "{format:?}");
     }
     // A file that cannot be written is reported, not a panic.
-    harness.state_mut().start_export(
+    harness.state_mut().export_filtered(
         std::path::Path::new("/nonexistent/x.csv"),
         ExportFormat::Csv,
     );
-    harness.run_steps(2);
+    for _ in 0..200 {
+        if harness
+            .query_by_label_contains("the folder does not exist")
+            .is_some()
+        {
+            break;
+        }
+        harness.step();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     harness.get_by_label_contains("the folder does not exist");
 }
 
@@ -269,7 +280,7 @@ fn the_connection_dialog_explains_a_bad_url() {
     harness.run_steps(3);
     harness.get_by_label("RabbitMQ").click();
     harness.run_steps(2);
-    harness.state_mut().form.url = "http://rabbit:5672".into();
+    harness.state_mut().viewer.form.url = "http://rabbit:5672".into();
     harness.run_steps(1);
     harness.get_by_label("Connect").click();
     harness.run_steps(3);
@@ -281,25 +292,34 @@ fn the_connection_dialog_explains_a_bad_url() {
 #[test]
 fn keys_move_the_selection_and_scrolling_up_stops_following() {
     let mut harness = app(ThemeChoice::Dark);
-    assert!(harness.state().stream.follow);
+    assert!(harness.state().viewer.stream.follow);
     harness.key_press(egui::Key::ArrowUp);
     harness.run_steps(2);
     assert_eq!(
-        harness.state().stream.selected,
+        harness.state().viewer.stream.selected,
         Some(EVENTS as u64 - 1),
         "the newest row"
     );
     harness.key_press(egui::Key::ArrowUp);
     harness.run_steps(2);
-    assert_eq!(harness.state().stream.selected, Some(EVENTS as u64 - 2));
-    assert!(!harness.state().stream.follow, "moving up leaves the end");
+    assert_eq!(
+        harness.state().viewer.stream.selected,
+        Some(EVENTS as u64 - 2)
+    );
+    assert!(
+        !harness.state().viewer.stream.follow,
+        "moving up leaves the end"
+    );
     harness.key_press(egui::Key::Enter);
     harness.run_steps(2);
-    assert!(harness.state().detail_open, "Enter opens the detail");
+    assert!(harness.state().viewer.detail_open, "Enter opens the detail");
     harness.key_press(egui::Key::End);
     harness.run_steps(2);
-    assert_eq!(harness.state().stream.selected, Some(EVENTS as u64 - 1));
-    assert!(harness.state().stream.follow, "End follows again");
+    assert_eq!(
+        harness.state().viewer.stream.selected,
+        Some(EVENTS as u64 - 1)
+    );
+    assert!(harness.state().viewer.stream.follow, "End follows again");
 
     // The mouse wheel up over the table stops following.
     let row = harness
@@ -318,12 +338,12 @@ fn keys_move_the_selection_and_scrolling_up_stops_following() {
     });
     harness.run_steps(6);
     assert!(
-        !harness.state().stream.follow,
+        !harness.state().viewer.stream.follow,
         "scrolling up stops following"
     );
     harness.get_by_label("⬇ Follow").click();
     harness.run_steps(4);
-    assert!(harness.state().stream.follow);
+    assert!(harness.state().viewer.stream.follow);
 }
 
 #[test]
@@ -344,8 +364,8 @@ fn charts_show_the_demo_domains_and_a_click_filters_the_stream() {
     // A domain in the legend filters the Stream to it.
     harness.get_by_label("tool").click();
     harness.run_steps(4);
-    assert_eq!(harness.state().filter_text, "domain:tool");
-    assert_eq!(harness.state().view, candybar::ui::View::Stream);
+    assert_eq!(harness.state().viewer.filter_text, "domain:tool");
+    assert_eq!(harness.state().viewer.view, candybar_ui::View::Stream);
     harness.get_by_label("📈 Charts").click();
     harness.run_steps(3);
     // A day's window: one column per pixel, each several seconds, with the busiest second drawn.
@@ -356,9 +376,9 @@ fn charts_show_the_demo_domains_and_a_click_filters_the_stream() {
     harness.get_by_label("llm.response").click();
     harness.run_steps(4);
     let app = harness.state();
-    assert_eq!(app.filter_text, "llm.response");
-    assert_eq!(app.view, candybar::ui::View::Stream);
-    assert!(!app.stream.view.is_empty() && app.stream.view.len() < EVENTS as usize);
+    assert_eq!(app.viewer.filter_text, "llm.response");
+    assert_eq!(app.viewer.view, candybar_ui::View::Stream);
+    assert!(!app.viewer.stream.view.is_empty() && app.viewer.stream.view.len() < EVENTS as usize);
 }
 
 #[test]
@@ -370,6 +390,7 @@ fn brushing_the_rates_chart_filters_the_stream_to_that_time() {
     harness.run_steps(3);
     let rect = harness
         .state()
+        .viewer
         .charts
         .rates_rect()
         .expect("the rates chart was drawn");
@@ -388,29 +409,29 @@ fn brushing_the_rates_chart_filters_the_stream_to_that_time() {
     harness.run_steps(4);
     let app = harness.state();
     assert_eq!(
-        app.view,
-        candybar::ui::View::Stream,
+        app.viewer.view,
+        candybar_ui::View::Stream,
         "brushing shows the Stream"
     );
-    let filter = candybar::core::filter::parse(&app.filter_text).unwrap();
-    let candybar::core::filter::Expr::Term(candybar::core::filter::Term::Between(
+    let filter = candybar_core::filter::parse(&app.viewer.filter_text).unwrap();
+    let candybar_core::filter::Expr::Term(candybar_core::filter::Term::Between(
         Some(from),
         Some(to),
     )) = filter
     else {
-        panic!("not a time range: {}", app.filter_text);
+        panic!("not a time range: {}", app.viewer.filter_text);
     };
     let end = T0_US + EVENTS * 10_000;
     assert!(
         from < T0_US && to > T0_US && to < end,
         "the brush covers the start of the feed, not its end: {}",
-        app.filter_text
+        app.viewer.filter_text
     );
-    let shown = app.stream.view.len();
+    let shown = app.viewer.stream.view.len();
     let expected = ((to - T0_US) / 10_000) as usize;
-    assert_eq!(shown, expected, "{}", app.filter_text);
+    assert_eq!(shown, expected, "{}", app.viewer.filter_text);
     for i in 0..shown {
-        let seq = app.stream.view.get(i).unwrap();
+        let seq = app.viewer.stream.view.get(i).unwrap();
         let received = app.live.store.get(seq).unwrap().received_us;
         assert!((from..to).contains(&received));
     }
@@ -418,14 +439,14 @@ fn brushing_the_rates_chart_filters_the_stream_to_that_time() {
 
 #[test]
 fn a_changed_registry_reloads_and_a_broken_one_is_reported() {
-    use candybar::ui::app::RegistryStatus;
+    use candybar_ui::RegistryStatus;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.yaml");
     std::fs::write(&path, "services:\n  a: {}\n").unwrap();
     let mut live = Live::new(StoreConfig::default());
     live.describe = "demo feed (seeded)".into();
     let mut init = AppInit::new(live);
-    init.registry = candybar::core::registry::Registry::from_yaml("services:\n  a: {}\n").unwrap();
+    init.registry = candybar_core::registry::Registry::from_yaml("services:\n  a: {}\n").unwrap();
     init.registry_path = Some(path.clone());
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])
@@ -474,9 +495,9 @@ fn clicking_shows_its_events_in_the_stream(harness: &mut Harness<'_, CandybarApp
         .click();
     harness.run_steps(4);
     let app = harness.state();
-    assert_eq!(app.filter_text, format!("source:{service}"));
-    assert_eq!(app.view, candybar::ui::View::Stream);
-    assert!(!app.stream.view.is_empty());
+    assert_eq!(app.viewer.filter_text, format!("source:{service}"));
+    assert_eq!(app.viewer.view, candybar_ui::View::Stream);
+    assert!(!app.viewer.stream.view.is_empty());
 }
 
 #[test]
@@ -567,7 +588,7 @@ fn health_turns_red_when_a_polled_endpoint_fails_and_green_when_it_recovers() {
     .unwrap();
     let mut init = AppInit::new(Live::new(StoreConfig::default()));
     init.registry = registry;
-    init.view = Some(candybar::ui::View::Health);
+    init.view = Some(candybar_ui::View::Health);
     init.health_poll = Some((
         rt.handle().clone(),
         std::time::Duration::from_millis(100),

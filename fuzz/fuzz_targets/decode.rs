@@ -2,9 +2,9 @@
 //! and what is read back is what was stored.
 #![no_main]
 
-use candybar::core::event::RawMessage;
-use candybar::core::export::{read_ndjson_line, write_ndjson};
-use candybar::core::store::{EventStore, StoreConfig};
+use candybar_core::event::RawMessage;
+use candybar_core::export::{read_ndjson_line, write_ndjson};
+use candybar_core::store::{EventStore, StoreConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         body: body.to_vec(),
         ..RawMessage::default()
     };
-    let _ = candybar::core::decode::decode(&msg);
+    let _ = candybar_core::decode::decode(&msg);
     let mut store = EventStore::new(StoreConfig { max_events: 4096, budget_bytes: 8 << 20, body_cap_bytes: 4096 });
     let seq = store.insert(&msg);
     let event = store.get(seq).expect("just stored");

@@ -1,9 +1,9 @@
 //! Any filter text: parsing never panics, errors point inside the text, and a parsed filter runs.
 #![no_main]
 
-use candybar::core::event::RawMessage;
-use candybar::core::filter::{Filter, FilteredView};
-use candybar::core::store::EventStore;
+use candybar_core::event::RawMessage;
+use candybar_core::filter::{Filter, FilteredView};
+use candybar_core::store::EventStore;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use candybar_asr::engine::{Engine, list_models, model_dir, resolve_model};
+use candybar_asr::wav::read_wav;
+use candybar_core::asr::wer;
 use clap::{Args, Subcommand};
 
 use super::Format;
-use crate::asr::audio::read_wav;
-use crate::asr::engine::{Engine, list_models, model_dir, resolve_model};
-use crate::asr::wer;
 
 /// `--model`, shared by every command that loads a Whisper model.
 #[derive(Args, Debug, Clone)]
@@ -100,7 +100,7 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Result<ExitCode> {
-    use crate::asr::server::{BusConfig, ServerConfig, serve};
+    use candybar_asr::server::{BusConfig, ServerConfig, serve};
     // Transcripts go on the bus only when --amqp is given here (not from config or environment).
     let bus = match &source.amqp {
         Some(url) => {

@@ -8,20 +8,23 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use candybar_core::asr::protocol::TRANSCRIPT_ROUTING_KEY;
+use candybar_core::redact::Secret;
+use candybar_core::redact::mask_url;
+use candybar_core::time::{checked_secs, format_rfc3339, now_us};
+use candybar_core::voice::Transcript;
+use candybar_voice::capture::{Capture, FRAME_SAMPLES};
+use candybar_voice::client::{self, ClientConfig, ClientEvent, ClientState};
+use candybar_voice::dictation::DictationConfig;
+use candybar_voice::history::{self, History, NewTranscript};
+use candybar_voice::hotkey::{DEFAULT_HOTKEY, HotkeyMode};
+use candybar_voice::local_server::LocalServerConfig;
+use candybar_voice::outputs::{Bus, Deliverer, Outputs, Webhook};
 use clap::{Args, Subcommand, ValueEnum};
 use tokio::sync::mpsc;
 
 use super::SourceArgs;
-use crate::asr::protocol::TRANSCRIPT_ROUTING_KEY;
-use crate::config::mask_url;
-use crate::core::time::{format_rfc3339, now_us};
-use crate::voice::capture::{Capture, FRAME_SAMPLES};
-use crate::voice::client::{self, ClientConfig, ClientEvent, ClientState};
-use crate::voice::dictation::DictationConfig;
-use crate::voice::history::{self, History, NewTranscript, Transcript};
-use crate::voice::hotkey::{DEFAULT_HOTKEY, HotkeyMode};
-use crate::voice::local_server::LocalServerConfig;
-use crate::voice::outputs::{Bus, Deliverer, Outputs, Webhook};
+use crate::instance::InstanceRequest;
 
 /// Where transcripts go; shared by `dictate` and `history deliver`.
 #[derive(Args, Debug, Clone, Default)]
@@ -70,7 +73,7 @@ impl OutputArgs {
             .or_else(|| d.webhook_url.clone())
             .map(|url| Webhook {
                 url,
-                token: self.webhook_token.clone(),
+                token: self.webhook_token.clone().map(Secret::new),
             });
         let bus = if self.bus || d.bus == Some(true) {
             let url = source.amqp_url(s).context(
@@ -103,8 +106,24 @@ fn fill_webhook_token(outputs: &mut Outputs) {
     {
         w.token = crate::secrets::get("webhook-token")
             .ok()
-            .and_then(|(v, _)| v);
+            .and_then(|(v, _)| v)
+            .map(Secret::new);
     }
+}
+
+/// Where the window's bus output publishes when the user turns it on: the configured broker,
+/// the exchange, the routing key (`[dictation] routing_key`).
+pub fn bus_target(source: &SourceArgs, s: &super::Settings) -> Option<Bus> {
+    source.amqp_url(s).map(|url| Bus {
+        url,
+        exchange: source.exchange(s),
+        routing_key: s
+            .file
+            .dictation
+            .routing_key
+            .clone()
+            .unwrap_or_else(|| TRANSCRIPT_ROUTING_KEY.to_owned()),
+    })
 }
 
 /// The window's dictation, from the config file and the environment.
@@ -143,7 +162,7 @@ pub fn app_dictation(source: &SourceArgs, s: &super::Settings) -> anyhow::Result
                 .or_else(|| d.server.clone())
                 .unwrap_or_else(|| client::DEFAULT_SERVER.to_owned()),
             // The keychain is asked by the dictation worker, off the UI thread.
-            token: env("CANDYBAR_ASR_TOKEN"),
+            token: env("CANDYBAR_ASR_TOKEN").map(Secret::new),
             device: env("CANDYBAR_INPUT_DEVICE").or_else(|| d.device.clone()),
             history_path,
             outputs,
@@ -254,10 +273,8 @@ async fn feed_file(pcm: Vec<i16>, tx: mpsc::Sender<Vec<i16>>, realtime: bool) {
 
 /// Records until Enter, Ctrl+C, `seconds` or the device going away, then stops the capture
 /// (which flushes the last audio and ends the utterance).
-async fn record_until_stopped(capture: Capture, seconds: Option<f64>) {
-    let limit = seconds
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(Duration::MAX, Duration::from_secs_f64);
+async fn record_until_stopped(capture: Capture, limit: Option<Duration>) {
+    let limit = limit.unwrap_or(Duration::MAX);
     // Enter stops; a closed stdin (scripts, services) does not.
     let enter = async {
         let read = tokio::task::spawn_blocking(|| {
@@ -292,12 +309,19 @@ async fn record_until_stopped(capture: Capture, seconds: Option<f64>) {
 
 #[allow(clippy::too_many_lines)] // read, stream, keep, deliver, report: one command's story
 pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    // A week of recording is more than anyone means; beyond it is a typo, said before the
+    // microphone opens.
+    let limit = args
+        .seconds
+        .map(|s| checked_secs(s, 0.0, 7.0 * 86_400.0, "--seconds"))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     for (on, request) in [
-        (args.toggle, "toggle"),
-        (args.start, "start"),
-        (args.stop, "stop"),
-        (args.status, "status"),
-        (args.server_status, "server-status"),
+        (args.toggle, InstanceRequest::Toggle),
+        (args.start, InstanceRequest::Start),
+        (args.stop, InstanceRequest::Stop),
+        (args.status, InstanceRequest::Status),
+        (args.server_status, InstanceRequest::ServerStatus),
     ] {
         if on {
             let answer = crate::instance::send(&crate::instance::socket_path(), request)?;
@@ -310,7 +334,7 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         }
     }
     if args.list_devices {
-        for d in crate::voice::capture::input_devices()? {
+        for d in candybar_voice::capture::input_devices()? {
             let mark = if d.is_default { "*" } else { " " };
             println!(
                 "{mark} {}  ({} Hz, {} ch, {})",
@@ -334,14 +358,15 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         token: args
             .token
             .clone()
-            .or_else(|| crate::secrets::get("asr-token").ok()?.0),
+            .or_else(|| crate::secrets::get("asr-token").ok()?.0)
+            .map(Secret::new),
         reconnect_for: Duration::from_secs(args.reconnect_secs),
         ..ClientConfig::default()
     };
     // Room for minutes of audio: the client always drains it, even while reconnecting.
     let (tx, rx) = mpsc::channel::<Vec<i16>>(4096);
     let feeder = if let Some(wav) = &args.wav {
-        let pcm = crate::voice::resample::read_wav_16k(wav)?;
+        let pcm = candybar_voice::resample::read_wav_16k(wav)?;
         tokio::spawn(feed_file(pcm, tx, args.realtime))
     } else {
         let capture = Capture::start(args.device.as_deref(), tx)?;
@@ -351,7 +376,7 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
                 capture.device, capture.rate_hz
             );
         }
-        tokio::spawn(record_until_stopped(capture, args.seconds))
+        tokio::spawn(record_until_stopped(capture, limit))
     };
     // With --save-audio, every frame also goes to a WAV file on its way to the client.
     let (rx, saver) = match args.save_audio.clone() {
@@ -369,7 +394,7 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
                 }
                 drop(tee_tx);
                 tokio::task::spawn_blocking(move || {
-                    crate::voice::resample::write_wav_16k(&path, &all)
+                    candybar_voice::resample::write_wav_16k(&path, &all)
                 })
                 .await
             });

@@ -1,20 +1,12 @@
 //! The `candybar` command line. Every capability has a headless face here, for scripts, tests
 //! and benchmarks.
 
-mod asr;
-mod bench;
-mod bench_charts;
-mod bench_constellation;
-mod bench_dictation;
-mod bench_flow;
-mod bench_window;
+pub(crate) mod asr;
 pub(crate) mod dictate;
 mod publish;
 mod registry;
 mod secret;
 mod tail;
-
-pub use bench_dictation::TypingTarget;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,12 +15,14 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{FileConfig, default_path};
-use crate::core::demo::DemoConfig;
-use crate::core::registry::Registry;
-use crate::sources::amqp::{AmqpConfig, DEFAULT_DURABLE_QUEUE, QueueMode};
-use crate::sources::demo::DemoSourceConfig;
-use crate::sources::replay::{Pace, ReplayConfig};
-use crate::sources::{SourceHandle, amqp, demo, replay};
+use candybar_bus::amqp::{AmqpConfig, DEFAULT_DURABLE_QUEUE, QueueMode};
+use candybar_bus::demo::DemoSourceConfig;
+use candybar_bus::replay::{Pace, ReplayConfig};
+use candybar_bus::{SourceHandle, amqp, demo, replay};
+use candybar_core::demo::DemoConfig;
+use candybar_core::redact::SecretUrl;
+use candybar_core::registry::Registry;
+use candybar_core::time::checked_rate;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,7 +41,7 @@ pub struct Cli {
     #[command(flatten)]
     source: SourceArgs,
     #[command(flatten)]
-    window: crate::ui::WindowArgs,
+    window: crate::app::WindowArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,8 +51,9 @@ enum Command {
     /// Send demo events or an NDJSON file to a broker, with publisher confirms.
     Publish(publish::PublishArgs),
     /// Measure candybar (prints JSON).
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(crate::bench::BenchCommand),
     /// Speech to text with the built-in Whisper engine.
     #[command(subcommand)]
     Asr(asr::AsrCommand),
@@ -235,24 +230,28 @@ impl SourceArgs {
 
     /// The broker's URL; a user without a password gets the one kept with
     /// `candybar secret set amqp-password`.
-    pub fn amqp_url(&self, s: &Settings) -> Option<String> {
+    pub fn amqp_url(&self, s: &Settings) -> Option<SecretUrl> {
         let url = self.amqp.clone().or_else(|| s.file.amqp.url.clone())?;
-        Some(crate::secrets::with_amqp_password(&url))
+        Some(SecretUrl::new(crate::secrets::with_amqp_password(&url)))
     }
 
-    #[must_use]
-    pub fn choose(&self, s: &Settings, body_cap_bytes: usize) -> SourceChoice {
+    /// The source the flags and settings ask for; a rate or speed that is no number, or an
+    /// absurd one, is refused in words.
+    pub fn choose(&self, s: &Settings, body_cap_bytes: usize) -> anyhow::Result<SourceChoice> {
         if let Some(path) = &self.replay {
             let pace = if self.replay_fast {
                 Pace::AsFastAsPossible
             } else {
-                Pace::Speed(self.replay_speed)
+                Pace::Speed(
+                    checked_rate(self.replay_speed, 0.001, 1_000_000.0, "--replay-speed")
+                        .map_err(anyhow::Error::msg)?,
+                )
             };
-            return SourceChoice::Replay(ReplayConfig {
+            return Ok(SourceChoice::Replay(ReplayConfig {
                 path: path.clone(),
                 pace,
                 body_cap_bytes,
-            });
+            }));
         }
         let url = self.amqp_url(s);
         if let (Some(url), false) = (url, self.demo) {
@@ -273,14 +272,14 @@ impl SourceArgs {
                 Some(name) => QueueMode::Durable(name),
                 None => QueueMode::Private,
             };
-            return SourceChoice::Amqp(AmqpConfig {
+            return Ok(SourceChoice::Amqp(AmqpConfig {
                 url,
                 exchange: self.exchange(s),
                 binding_keys: keys,
                 queue,
                 prefetch: s.file.amqp.prefetch.unwrap_or(1000),
                 body_cap_bytes,
-            });
+            }));
         }
         let demo = DemoConfig {
             seed: self.seed.or(s.file.demo.seed).unwrap_or(1),
@@ -291,13 +290,18 @@ impl SourceArgs {
                 .clamp(1, 100_000),
             ..DemoConfig::default()
         };
-        let rate = self.demo_rate.or(s.file.demo.rate).unwrap_or(40.0);
+        let rate = match (self.demo_rate, s.file.demo.rate) {
+            (Some(r), _) => checked_rate(r, 0.0, 10_000_000.0, "--demo-rate"),
+            (None, Some(r)) => checked_rate(r, 0.0, 10_000_000.0, "[demo] rate"),
+            (None, None) => Ok(40.0),
+        }
+        .map_err(anyhow::Error::msg)?;
         let reason = if self.demo {
             "requested with --demo"
         } else {
             "no broker configured (use --amqp URL or CANDYBAR_AMQP_URL)"
         };
-        SourceChoice::Demo {
+        Ok(SourceChoice::Demo {
             cfg: DemoSourceConfig {
                 demo,
                 rate_per_sec: rate,
@@ -305,13 +309,13 @@ impl SourceArgs {
             },
             registry: s.registry.clone(),
             reason,
-        }
+        })
     }
 }
 
 /// Entry point of the binary.
 #[must_use]
-pub fn main() -> ExitCode {
+pub fn main(started: std::time::Instant) -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -329,13 +333,14 @@ pub fn main() -> ExitCode {
     let result = if cli.command.is_none() {
         // The window runs on this (main) thread; sources run on the runtime's threads.
         let _guard = rt.enter();
-        crate::ui::run(&cli.window, &cli.source)
+        crate::app::run(&cli.window, &cli.source, started)
     } else {
         rt.block_on(async {
             match cli.command {
                 Some(Command::Tail(args)) => tail::run(args, &cli.source).await,
                 Some(Command::Publish(args)) => publish::run(args, &cli.source).await,
-                Some(Command::Bench(cmd)) => bench::run(cmd, &cli.source).await,
+                #[cfg(feature = "bench")]
+                Some(Command::Bench(cmd)) => crate::bench::run(cmd, &cli.source).await,
                 Some(Command::Asr(asr::AsrCommand::Serve(args))) => {
                     asr::serve(args, &cli.source).await
                 }
@@ -356,7 +361,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "candybar: {}",
-                crate::config::mask_secrets_in(&format!("{e:#}"))
+                candybar_core::redact::mask_secrets_in(&format!("{e:#}"))
             );
             ExitCode::from(2)
         }

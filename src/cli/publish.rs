@@ -6,16 +6,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use candybar_bus::publish::Publisher;
+use candybar_core::demo::{Demo, DemoConfig};
+use candybar_core::event::RawMessage;
+use candybar_core::export::{LineError, read_ndjson_line};
+use candybar_core::time::checked_rate;
+use candybar_core::time::now_us;
 use clap::Args;
 use tokio::io::AsyncBufReadExt as _;
 
 use super::SourceArgs;
-use crate::config::mask_url;
-use crate::core::demo::{Demo, DemoConfig};
-use crate::core::event::RawMessage;
-use crate::core::export::{LineError, read_ndjson_line};
-use crate::core::time::now_us;
-use crate::sources::amqp::Publisher;
 
 #[derive(Args, Debug)]
 pub struct PublishArgs {
@@ -35,12 +35,16 @@ pub struct PublishArgs {
 }
 
 pub async fn run(args: PublishArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    if args.rate != 0.0 {
+        checked_rate(args.rate, 0.001, 10_000_000.0, "--rate")
+            .map_err(|e| anyhow::anyhow!("{e} (or 0: as fast as the broker confirms)"))?;
+    }
     let settings = source.settings()?;
     let Some(url) = source.amqp_url(&settings) else {
         anyhow::bail!("publish needs a broker: --amqp URL (or CANDYBAR_AMQP_URL)");
     };
     let exchange = source.exchange(&settings);
-    let mut publisher = Publisher::new(&url, &exchange);
+    let mut publisher = Publisher::new(url.expose(), &exchange);
     if let Err(e) = publisher.ensure().await {
         eprintln!("candybar: {e}");
         return Ok(ExitCode::from(2));
@@ -111,7 +115,7 @@ pub async fn run(args: PublishArgs, source: &SourceArgs) -> anyhow::Result<ExitC
     eprintln!(
         "candybar: published {} events to {} exchange {exchange} in {secs:.2} s ({:.0}/s), all confirmed{}",
         sent - nacked,
-        mask_url(&url),
+        url.masked(),
         sent as f64 / secs.max(1e-9),
         if input.skipped > 0 {
             format!("; {} unreadable lines skipped", input.skipped)

@@ -7,9 +7,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use candybar_core::registry::Registry;
 use clap::{Args, Subcommand};
-
-use crate::core::registry::Registry;
 
 #[derive(Subcommand, Debug)]
 pub enum RegistryCommand {

@@ -3,16 +3,16 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use candybar_bus::{SourceMsg, SourceState};
+use candybar_core::event::{Event, Status};
+use candybar_core::export::write_ndjson;
+use candybar_core::filter::{Filter, FilteredView};
+use candybar_core::redact::mask_secrets_in;
+use candybar_core::store::{EventStore, StoreConfig};
+use candybar_core::time::{format_clock, now_us};
 use clap::Args;
 
 use super::{Format, SourceArgs, SourceChoice, caret};
-use crate::config::mask_secrets_in;
-use crate::core::event::{Event, Status};
-use crate::core::export::write_ndjson;
-use crate::core::filter::{Filter, FilteredView};
-use crate::core::store::{EventStore, StoreConfig};
-use crate::core::time::{format_clock, now_us};
-use crate::sources::{SourceMsg, SourceState};
 
 #[derive(Args, Debug)]
 pub struct TailArgs {
@@ -43,7 +43,7 @@ pub async fn run(args: TailArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
         }
     };
     let settings = source.settings()?;
-    let choice = source.choose(&settings, args.body_cap);
+    let choice = source.choose(&settings, args.body_cap)?;
     if let SourceChoice::Demo { reason, .. } = &choice {
         eprintln!("candybar: showing the demo feed: {reason}");
     }

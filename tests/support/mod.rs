@@ -39,9 +39,8 @@ fn script(args: &[&str]) -> std::process::Output {
 }
 
 impl Broker {
-    /// Starts a broker; `None` (with a loud note) when `RabbitMQ` is not installed and this is not
-    /// CI. Under `CI=true` a missing `RabbitMQ` fails the test with what to install.
-    pub fn start() -> Option<Self> {
+    /// Starts a broker; a missing `RabbitMQ` fails the test with what to install.
+    pub fn start() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("candybar-rmq")
             .tempdir()
@@ -49,13 +48,10 @@ impl Broker {
         let port = free_port();
         let broker = Self { port, dir };
         match broker.boot() {
-            Ok(()) => Some(broker),
-            Err(3) => {
-                let msg = "RabbitMQ is not installed: run `sudo apt-get install rabbitmq-server` (or .ci/install-deps)";
-                assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{msg}");
-                eprintln!("NOTE: test needs a real broker and none is installed; {msg}");
-                None
-            }
+            Ok(()) => broker,
+            Err(3) => panic!(
+                "this test needs a real RabbitMQ and none is installed: run `sudo apt-get install rabbitmq-server` (or .ci/install-deps)"
+            ),
             Err(code) => panic!("the broker did not start (exit {code})"),
         }
     }
@@ -97,14 +93,14 @@ impl Drop for Broker {
 
 /// The broker for tests that do not kill it: `CANDYBAR_TEST_AMQP_URL` (set by .ci/run), else one
 /// started for this test binary.
-pub fn shared_broker_url() -> Option<String> {
+pub fn shared_broker_url() -> String {
     if let Ok(url) = std::env::var("CANDYBAR_TEST_AMQP_URL")
         && !url.is_empty()
     {
-        return Some(url);
+        return url;
     }
-    static BROKER: std::sync::OnceLock<Option<Broker>> = std::sync::OnceLock::new();
-    BROKER.get_or_init(Broker::start).as_ref().map(Broker::url)
+    static BROKER: std::sync::OnceLock<Broker> = std::sync::OnceLock::new();
+    BROKER.get_or_init(Broker::start).url()
 }
 
 fn free_port() -> u16 {
@@ -256,16 +252,12 @@ pub struct Xvfb {
 }
 
 impl Xvfb {
-    /// Starts Xvfb on a free display; `None` (with a loud note) when it is not installed and this
-    /// is not CI. Under `CI=true` a missing Xvfb fails the test with what to install.
-    pub fn start() -> Option<Self> {
-        if Command::new("Xvfb").arg("-help").output().is_err() {
-            let msg =
-                "Xvfb is not installed: run `sudo apt-get install xvfb` (or .ci/install-deps)";
-            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{msg}");
-            eprintln!("NOTE: test needs a real X server and none is installed; {msg}");
-            return None;
-        }
+    /// Starts Xvfb on a free display; a missing Xvfb fails the test with what to install.
+    pub fn start() -> Self {
+        assert!(
+            Command::new("Xvfb").arg("-help").output().is_ok(),
+            "this test needs a real X server and Xvfb is not installed: run `sudo apt-get install xvfb` (or .ci/install-deps)"
+        );
         let base = 200 + std::process::id() % 500;
         for n in base..base + 100 {
             if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
@@ -292,7 +284,7 @@ impl Xvfb {
             let end = Instant::now() + Duration::from_secs(10);
             while Instant::now() < end {
                 if Path::new(&socket).exists() {
-                    return Some(x);
+                    return x;
                 }
                 if x.child.try_wait().ok().flatten().is_some() {
                     break; // lost a race for this display; try the next
@@ -410,26 +402,30 @@ pub fn model_lock() -> parking_lot::MutexGuard<'static, ()> {
     LOCK.lock()
 }
 
-/// The Whisper model for tests: `CANDYBAR_TEST_MODEL` (set by .ci/run from ../shared/models),
-/// else the shared copy beside the repository. Under `CI=true` a missing model fails the test.
-pub fn test_model() -> Option<PathBuf> {
+/// The Whisper model for tests: `CANDYBAR_TEST_MODEL` (the README's test command sets it, from
+/// `.ci/model`), else the shared copy beside the repository. A missing model fails the test with
+/// how to get one.
+pub fn test_model() -> PathBuf {
     let candidates = [
         std::env::var_os("CANDYBAR_TEST_MODEL").map(PathBuf::from),
         Some(repo().join("../shared/models/ggml-tiny.en.bin")),
     ];
-    if let Some(p) = candidates.into_iter().flatten().find(|p| p.is_file()) {
-        return Some(p);
-    }
-    let msg =
-        "no Whisper model: set CANDYBAR_TEST_MODEL to a ggml model file (e.g. ggml-tiny.en.bin)";
-    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
-    eprintln!("NOTE: skipping: {msg}");
-    None
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs a Whisper model and none was found: run the tests with .ci/test \
+                 (it finds or downloads ggml-tiny.en.bin; see .ci/model), or set \
+                 CANDYBAR_TEST_MODEL=/path/to/ggml-tiny.en.bin"
+            )
+        })
 }
 
 /// Starts `candybar asr serve` with the test model on a free port (or the `--port` in `extra`) and waits until /health says the model is loaded.
-pub fn asr_server(extra: &[&str]) -> Option<(Candybar, String)> {
-    let model = test_model()?;
+pub fn asr_server(extra: &[&str]) -> (Candybar, String) {
+    let model = test_model();
     let mut args = vec!["asr", "serve", "--model", path_str(&model)];
     if !extra.contains(&"--port") {
         args.extend(["--port", "0"]);
@@ -451,7 +447,7 @@ pub fn asr_server(extra: &[&str]) -> Option<(Candybar, String)> {
         assert!(Instant::now() < end, "model never loaded: {}", s.stderr());
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some((s, addr))
+    (s, addr)
 }
 
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
@@ -536,13 +532,13 @@ pub fn take_messages(url: &str, queue: &str, n: usize, timeout: Duration) -> Vec
 }
 
 /// A private PulseAudio with a virtual microphone (`.ci/pulse`): what `play` plays is what the
-/// microphone hears. `None` (with a note) when PulseAudio is missing and this is not CI.
+/// microphone hears. A missing PulseAudio fails the test with what to install.
 pub struct Pulse {
     pub dir: tempfile::TempDir,
 }
 
 impl Pulse {
-    pub fn start() -> Option<Self> {
+    pub fn start() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("candybar-pulse")
             .tempdir()
@@ -553,13 +549,10 @@ impl Pulse {
             .output()
             .expect("run .ci/pulse");
         match out.status.code() {
-            Some(0) => Some(Self { dir }),
-            Some(3) => {
-                let msg = "PulseAudio is not installed: run `sudo apt-get install pulseaudio pulseaudio-utils` (or .ci/install-deps)";
-                assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{msg}");
-                eprintln!("NOTE: test needs PulseAudio and none is installed; {msg}");
-                None
-            }
+            Some(0) => Self { dir },
+            Some(3) => panic!(
+                "this test needs PulseAudio and none is installed: run `sudo apt-get install pulseaudio pulseaudio-utils` (or .ci/install-deps)"
+            ),
             _ => panic!(
                 "PulseAudio did not start: {}",
                 String::from_utf8_lossy(&out.stderr)

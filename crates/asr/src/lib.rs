@@ -1,0 +1,12 @@
+//! candybar's speech to text: the Whisper engine (whisper.cpp through whisper-rs) and the `/asr`
+//! WebSocket server (`candybar asr serve`). The protocol, the streaming policy, VAD and WER are
+//! in [`candybar_core::asr`], shared with the client in the voice crate.
+//!
+//! # Layout
+//! - [`engine`]: models (lookup, loading), one decode state per worker, decode options.
+//! - [`server`]: the axum server: `/asr`, `/health`, `/models`, `/status`, `/metrics`.
+//! - [`wav`]: 16 kHz mono WAV files.
+
+pub mod engine;
+pub mod server;
+pub mod wav;

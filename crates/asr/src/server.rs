@@ -1,0 +1,697 @@
+//! `candybar asr serve`: the `/asr` WebSocket server and its HTTP endpoints.
+//!
+//! One model is loaded (in the background: `/health` answers 503 until it is ready) and shared
+//! by a bounded pool of decoding workers; a semaphore in front of the pool is the queue, so
+//! decodes never oversubscribe the cores. Each connection buffers its utterance, re-decodes the
+//! growing window every second of new audio for partial text (LocalAgreement-2 keeps it from
+//! flickering), and decodes the whole utterance for the final text at end of speech.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use candybar_core::asr::audio::{SAMPLE_RATE_HZ, s16le_to_f32};
+use candybar_core::asr::protocol::{
+    ClientText, PROTOCOL_VERSION, ServerMsg, TranscriptMsg, parse_client_text,
+};
+use candybar_core::asr::streaming::LocalAgreement;
+use candybar_core::asr::vad::{DEFAULT_THRESHOLD_RMS, SpeechTracker};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::engine::{AsrError, Engine, Transcript, Worker, list_models};
+
+/// Silence kept before the first speech of an utterance (300 ms).
+const LEAD_IN: usize = SAMPLE_RATE_HZ as usize * 3 / 10;
+
+/// Silence kept after the last speech when the utterance is decoded (200 ms): enough for a word's
+/// quiet ending, and decoding more silence only costs time.
+const TAIL_KEEP: usize = SAMPLE_RATE_HZ as usize / 5;
+
+/// How a frame left the utterance.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    No,
+    /// The client said so (`eos` or an empty frame): answer with the final and `done`.
+    Eos,
+    /// A pause after speech, or the length limit: the final only.
+    Auto,
+}
+use candybar_core::time::{format_rfc3339, now_us};
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub model: PathBuf,
+    /// Decoding threads per worker.
+    pub threads: usize,
+    /// Decoding workers (each holds a decoder state, ~190 MB for tiny.en).
+    pub workers: usize,
+    pub max_clients: usize,
+    /// Largest binary frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Longest utterance; longer ones are finalized and a new one begins.
+    pub max_utterance_secs: u32,
+    /// A connection with no frame for this long is closed.
+    pub idle_timeout_secs: u32,
+    /// Re-decode for partial text after this much new audio.
+    pub partial_every_ms: u32,
+    /// Silence after speech that starts a decode at once (0: off). When only silence follows it,
+    /// that decode is the final text: the final is ready when the client's end of speech
+    /// arrives, or soon after, instead of a whole decode later.
+    pub early_decode_ms: u32,
+    /// Silence after speech that ends an utterance by itself (0: only the client's eos does).
+    pub pause_ms: u32,
+    /// Frames quieter than this RMS are silence.
+    pub vad_threshold_rms: f32,
+    /// Required as `Authorization: Bearer …` or `?token=…` when set.
+    pub token: Option<String>,
+    /// Publish each final transcript to this broker.
+    pub bus: Option<BusConfig>,
+}
+
+/// Where final transcripts go on the event bus.
+#[derive(Clone, Debug)]
+pub struct BusConfig {
+    pub url: String,
+    pub exchange: String,
+    /// Default `talkytonny.transcription.completed`.
+    pub routing_key: String,
+}
+
+/// Transcripts waiting for the broker; beyond this many (a long outage) the oldest are dropped
+/// and counted, and transcription goes on.
+const BUS_QUEUE: usize = 1024;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Self {
+            model: PathBuf::new(),
+            threads: cores.min(4),
+            workers: 1,
+            max_clients: 16,
+            max_frame_bytes: 1 << 20,
+            max_utterance_secs: 30,
+            idle_timeout_secs: 60,
+            partial_every_ms: 1000,
+            early_decode_ms: 200,
+            pause_ms: 800,
+            vad_threshold_rms: DEFAULT_THRESHOLD_RMS,
+            token: None,
+            bus: None,
+        }
+    }
+}
+
+struct Loaded {
+    name: String,
+    pool: Mutex<Vec<Worker>>,
+    permits: Semaphore,
+}
+
+struct AppState {
+    cfg: ServerConfig,
+    loaded: OnceLock<Result<Loaded, String>>,
+    started: Instant,
+    clients: AtomicUsize,
+    utterances: AtomicU64,
+    /// Finals that a decode begun at the pause had already read (no decode after the end).
+    early_finals: AtomicU64,
+    rejected: AtomicU64,
+    /// Speech end → final sent, in microseconds.
+    final_latency_us: Mutex<Histogram<u64>>,
+    audio_ms_total: AtomicU64,
+    decode_ms_total: AtomicU64,
+    bus: Option<tokio::sync::mpsc::Sender<candybar_core::event::RawMessage>>,
+    bus_dropped: AtomicU64,
+    bus_published: Arc<AtomicU64>,
+}
+
+type Shared = Arc<AppState>;
+
+/// Serves until `shutdown` completes. The model loads in the background.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cfg: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bus_published = Arc::new(AtomicU64::new(0));
+    let bus = cfg.bus.clone().map(|b| spawn_bus(b, bus_published.clone()));
+    let state: Shared = Arc::new(AppState {
+        cfg: cfg.clone(),
+        loaded: OnceLock::new(),
+        started: Instant::now(),
+        clients: AtomicUsize::new(0),
+        utterances: AtomicU64::new(0),
+        early_finals: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
+        final_latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 2)?),
+        audio_ms_total: AtomicU64::new(0),
+        decode_ms_total: AtomicU64::new(0),
+        bus,
+        bus_dropped: AtomicU64::new(0),
+        bus_published,
+    });
+    let loader = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = load(&loader.cfg).map_err(|e| e.to_string());
+        match &result {
+            Ok(l) => tracing::info!("model {} loaded ({} worker(s))", l.name, loader.cfg.workers),
+            Err(e) => tracing::error!("{e}"),
+        }
+        let _ = loader.loaded.set(result);
+    });
+    let app = Router::new()
+        .route("/asr", get(asr))
+        .route("/health", get(health))
+        .route("/models", get(models))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
+
+/// The publisher task: takes transcripts from a bounded queue and publishes them with confirms,
+/// retrying each until the broker takes it. Transcription never waits for it.
+fn spawn_bus(
+    cfg: BusConfig,
+    published_count: Arc<AtomicU64>,
+) -> tokio::sync::mpsc::Sender<candybar_core::event::RawMessage> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<candybar_core::event::RawMessage>(BUS_QUEUE);
+    tokio::spawn(async move {
+        let mut publisher = candybar_bus::publish::Publisher::new(&cfg.url, &cfg.exchange);
+        while let Some(msg) = rx.recv().await {
+            let batch = [msg];
+            let mut warned = false;
+            loop {
+                match publisher.publish_window(&batch).await {
+                    Ok(_) => {
+                        published_count.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!("transcript not yet on the bus: {e}; retrying");
+                            warned = true;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+fn load(cfg: &ServerConfig) -> Result<Loaded, AsrError> {
+    let engine = Engine::load(&cfg.model)?;
+    let workers = (0..cfg.workers.max(1))
+        .map(|_| engine.worker(cfg.threads))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = workers.len();
+    // The states keep the model alive (whisper-rs reference-counts the context).
+    Ok(Loaded {
+        name: engine.name(),
+        pool: Mutex::new(workers),
+        permits: Semaphore::new(n),
+    })
+}
+
+fn loaded(state: &AppState) -> Option<&Loaded> {
+    state.loaded.get().and_then(|r| r.as_ref().ok())
+}
+
+/// Runs a decode on a free worker (waiting for one: the queue with backpressure).
+async fn decode(state: &Shared, samples: Vec<f32>) -> Result<Transcript, String> {
+    let Some(l) = loaded(state) else {
+        return Err("the model is not loaded".into());
+    };
+    let _permit = l.permits.acquire().await.map_err(|e| e.to_string())?;
+    let Some(mut worker) = l.pool.lock().pop() else {
+        return Err("no decoder free".into());
+    };
+    let (worker, result) = tokio::task::spawn_blocking(move || {
+        let r = worker.transcribe(&samples);
+        (worker, r)
+    })
+    .await
+    .map_err(|e| format!("decoder crashed: {e}"))?;
+    l.pool.lock().push(worker);
+    let t = result.map_err(|e| e.to_string())?;
+    state
+        .audio_ms_total
+        .fetch_add(t.audio_ms, Ordering::Relaxed);
+    state
+        .decode_ms_total
+        .fetch_add(t.decode_ms, Ordering::Relaxed);
+    Ok(t)
+}
+
+fn publish_transcript(state: &AppState, text: &str, duration_ms: u64) {
+    let (Some(bus), Some(cfg)) = (&state.bus, &state.cfg.bus) else {
+        return;
+    };
+    if text.is_empty() {
+        return;
+    }
+    let model = loaded(state).map_or("", |l| l.name.as_str());
+    if bus
+        .try_send(candybar_core::asr::protocol::transcript_event(
+            &candybar_bus::host_name(),
+            &cfg.routing_key,
+            text,
+            duration_ms,
+            model,
+            now_us(),
+        ))
+        .is_err()
+    {
+        state.bus_dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("the bus queue is full (broker down?): a transcript was not published");
+    }
+}
+
+async fn health(State(state): State<Shared>) -> Response {
+    match state.loaded.get() {
+        Some(Ok(l)) => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "model": l.name})),
+        )
+            .into_response(),
+        Some(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "error", "error": e})),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "loading"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn models(State(state): State<Shared>) -> Json<serde_json::Value> {
+    let available: Vec<String> = list_models()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    Json(
+        json!({ "loaded": loaded(&state).map(|l| l.name.clone()), "path": state.cfg.model.display().to_string(), "available": available }),
+    )
+}
+
+fn rtf(state: &AppState) -> f64 {
+    let audio = state.audio_ms_total.load(Ordering::Relaxed);
+    if audio == 0 {
+        0.0
+    } else {
+        state.decode_ms_total.load(Ordering::Relaxed) as f64 / audio as f64
+    }
+}
+
+async fn status(State(state): State<Shared>) -> Json<serde_json::Value> {
+    let h = state.final_latency_us.lock().clone();
+    let ms = |q: f64| {
+        if h.is_empty() {
+            serde_json::Value::Null
+        } else {
+            json!(h.value_at_quantile(q) as f64 / 1000.0)
+        }
+    };
+    Json(json!({
+        "model": loaded(&state).map(|l| l.name.clone()),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "clients": state.clients.load(Ordering::Relaxed),
+        "utterances": state.utterances.load(Ordering::Relaxed),
+        "early_finals": state.early_finals.load(Ordering::Relaxed),
+        "rejected_connections": state.rejected.load(Ordering::Relaxed),
+        "bus": { "published": state.bus_published.load(Ordering::Relaxed), "dropped": state.bus_dropped.load(Ordering::Relaxed) },
+        "final_latency_ms": { "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99) },
+        "real_time_factor": rtf(&state),
+    }))
+}
+
+async fn metrics(State(state): State<Shared>) -> String {
+    let h = state.final_latency_us.lock().clone();
+    let mut out = String::new();
+    let mut line = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    };
+    line(
+        "candybar_asr_up",
+        "gauge",
+        "1 when the model is loaded",
+        u8::from(loaded(&state).is_some()).to_string(),
+    );
+    line(
+        "candybar_asr_clients",
+        "gauge",
+        "Connected clients",
+        state.clients.load(Ordering::Relaxed).to_string(),
+    );
+    line(
+        "candybar_asr_utterances_total",
+        "counter",
+        "Finished utterances",
+        state.utterances.load(Ordering::Relaxed).to_string(),
+    );
+    line(
+        "candybar_asr_early_finals_total",
+        "counter",
+        "Finals already decoded when the speech ended (a decode begun at the pause)",
+        state.early_finals.load(Ordering::Relaxed).to_string(),
+    );
+    line(
+        "candybar_asr_rejected_total",
+        "counter",
+        "Connections refused (limits, auth)",
+        state.rejected.load(Ordering::Relaxed).to_string(),
+    );
+    line(
+        "candybar_asr_real_time_factor",
+        "gauge",
+        "Decode time over audio time",
+        format!("{:.4}", rtf(&state)),
+    );
+    for (q, label) in [(0.5, "0.5"), (0.95, "0.95"), (0.99, "0.99")] {
+        let v = if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64 / 1e6
+        };
+        let _ = writeln!(
+            out,
+            "candybar_asr_final_latency_seconds{{quantile=\"{label}\"}} {v:.4}"
+        );
+    }
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct AsrQuery {
+    token: Option<String>,
+}
+
+async fn asr(
+    ws: WebSocketUpgrade,
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<AsrQuery>,
+) -> Response {
+    if let Some(expected) = &state.cfg.token {
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if bearer != Some(expected.as_str()) && q.token.as_deref() != Some(expected.as_str()) {
+            state.rejected.fetch_add(1, Ordering::Relaxed);
+            return (
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token: send Authorization: Bearer <token> or ?token=<token>\n",
+            )
+                .into_response();
+        }
+    }
+    // Our own frame limit answers with a clear error; the transport's (16 MB, or twice ours) is
+    // above it so that ordinary oversized frames get that answer rather than a bare close.
+    let transport = (state.cfg.max_frame_bytes * 2).max(16 << 20);
+    ws.max_message_size(transport)
+        .max_frame_size(transport)
+        .on_upgrade(move |socket| connection(socket, state))
+}
+
+/// Close codes: 1008 policy (limits), 1009 too big, 1011 server error, 1013 try again later.
+async fn close(socket: &mut WebSocket, code: u16, message: &str) {
+    let _ = socket
+        .send(Message::Text(
+            ServerMsg::Error {
+                message: message.to_owned(),
+            }
+            .to_json()
+            .into(),
+        ))
+        .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: message.chars().take(100).collect::<String>().into(),
+        })))
+        .await;
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
+    socket
+        .send(Message::Text(msg.to_json().into()))
+        .await
+        .is_ok()
+}
+
+struct ClientGuard(Shared);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[allow(clippy::too_many_lines)] // the connection's whole life, read top to bottom
+async fn connection(mut socket: WebSocket, state: Shared) {
+    let n = state.clients.fetch_add(1, Ordering::Relaxed) + 1;
+    let _guard = ClientGuard(state.clone());
+    if n > state.cfg.max_clients {
+        state.rejected.fetch_add(1, Ordering::Relaxed);
+        close(
+            &mut socket,
+            1013,
+            &format!(
+                "too many clients (limit {}); try again later",
+                state.cfg.max_clients
+            ),
+        )
+        .await;
+        return;
+    }
+    let Some(model) = loaded(&state).map(|l| l.name.clone()) else {
+        close(
+            &mut socket,
+            1013,
+            "the model is still loading (see /health); try again shortly",
+        )
+        .await;
+        return;
+    };
+    if !send(
+        &mut socket,
+        &ServerMsg::Ready {
+            model,
+            sample_rate: SAMPLE_RATE_HZ,
+            protocol: PROTOCOL_VERSION,
+        },
+    )
+    .await
+    {
+        return;
+    }
+    let cfg = &state.cfg;
+    let max_samples = cfg.max_utterance_secs as usize * SAMPLE_RATE_HZ as usize;
+    let partial_every = cfg.partial_every_ms as usize * SAMPLE_RATE_HZ as usize / 1000;
+    let early_after = cfg.early_decode_ms as usize * SAMPLE_RATE_HZ as usize / 1000;
+    let mut samples: Vec<f32> = Vec::new();
+    let mut since_partial = 0usize;
+    // The newest decode of this utterance and how many of its samples it read.
+    let mut latest: Option<(usize, Transcript)> = None;
+    let mut agreement = LocalAgreement::default();
+    let mut tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
+    let mut segment = 0u32;
+    let mut started_ms = 0u64; // utterance start within the connection's audio
+    let idle = Duration::from_secs(u64::from(cfg.idle_timeout_secs.max(1)));
+    loop {
+        let msg = match tokio::time::timeout(idle, socket.recv()).await {
+            Err(_) => {
+                close(
+                    &mut socket,
+                    1008,
+                    &format!("no audio for {} s: closing", cfg.idle_timeout_secs),
+                )
+                .await;
+                return;
+            }
+            Ok(None | Some(Err(_))) => return, // the client went away
+            Ok(Some(Ok(m))) => m,
+        };
+        let end = match msg {
+            Message::Binary(bytes) if bytes.is_empty() => End::Eos,
+            Message::Binary(bytes) => {
+                if bytes.len() > cfg.max_frame_bytes {
+                    close(
+                        &mut socket,
+                        1009,
+                        &format!(
+                            "frame of {} bytes is over the limit of {} bytes",
+                            bytes.len(),
+                            cfg.max_frame_bytes
+                        ),
+                    )
+                    .await;
+                    return;
+                }
+                if bytes.len() % 2 == 1 {
+                    let m = format!(
+                        "frame of {} bytes is not whole 16-bit samples; its last byte was dropped",
+                        bytes.len()
+                    );
+                    if !send(&mut socket, &ServerMsg::Error { message: m }).await {
+                        return;
+                    }
+                }
+                let before = samples.len();
+                s16le_to_f32(&bytes, &mut samples);
+                since_partial += samples.len() - before;
+                tracker.push(&samples[before..]);
+                if !tracker.heard_speech() && samples.len() > LEAD_IN {
+                    // Skip silence before speech, keeping a short lead-in.
+                    let cut = samples.len() - LEAD_IN;
+                    samples.drain(..cut);
+                    started_ms += cut as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+                }
+                if samples.len() >= max_samples || tracker.utterance_ended() {
+                    End::Auto
+                } else {
+                    End::No
+                }
+            }
+            Message::Text(text) => match parse_client_text(&text) {
+                Ok(ClientText::Eos) => End::Eos,
+                Ok(ClientText::Config { sample_rate, .. }) => {
+                    if let Some(rate) = sample_rate.filter(|&r| r != SAMPLE_RATE_HZ) {
+                        let m = format!(
+                            "sample_rate {rate} is not supported: send 16000 Hz mono s16le"
+                        );
+                        if !send(&mut socket, &ServerMsg::Error { message: m }).await {
+                            return;
+                        }
+                    }
+                    End::No
+                }
+                Err(m) => {
+                    if !send(&mut socket, &ServerMsg::Error { message: m }).await {
+                        return;
+                    }
+                    End::No
+                }
+            },
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => End::No,
+        };
+        if end != End::No {
+            let speech_end = Instant::now();
+            let mut audio = std::mem::take(&mut samples);
+            since_partial = 0;
+            agreement = LocalAgreement::default();
+            let heard = tracker.heard_speech();
+            // Where the last speech ended: everything after it is silence.
+            let spoken = audio.len().saturating_sub(tracker.trailing_silence());
+            tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
+            let reuse = latest.take().filter(|(read, _)| *read >= spoken);
+            if !heard {
+                // Silence only: nothing to decode (Whisper would invent words).
+                started_ms += audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+            } else if !audio.is_empty() {
+                let audio_ms = audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+                let result = if let Some((_, t)) = reuse {
+                    // A decode already read all the speech (only silence came after it).
+                    state.early_finals.fetch_add(1, Ordering::Relaxed);
+                    Ok(t)
+                } else {
+                    audio.truncate((spoken + TAIL_KEEP).max(SAMPLE_RATE_HZ as usize));
+                    decode(&state, audio).await
+                };
+                let msg = match result {
+                    Ok(t) => {
+                        publish_transcript(&state, &t.text, audio_ms);
+                        ServerMsg::Final(TranscriptMsg {
+                            text: t.text,
+                            is_final: true,
+                            timestamp: format_rfc3339(now_us()),
+                            confidence: t.confidence,
+                            start_ms: started_ms,
+                            end_ms: started_ms + audio_ms,
+                            segment,
+                        })
+                    }
+                    Err(e) => ServerMsg::Error {
+                        message: format!("transcription failed: {e}"),
+                    },
+                };
+                started_ms += audio_ms;
+                segment += 1;
+                state.utterances.fetch_add(1, Ordering::Relaxed);
+                let ok = send(&mut socket, &msg).await;
+                let _ = state
+                    .final_latency_us
+                    .lock()
+                    .record(speech_end.elapsed().as_micros() as u64);
+                if !ok {
+                    return;
+                }
+            }
+            // `done` answers the client's end of speech; a pause that ended the utterance by itself
+            // only brings the final.
+            if end == End::Eos && !send(&mut socket, &ServerMsg::Done).await {
+                return;
+            }
+            continue;
+        }
+        // Decode again when there is speech no decode has read: every `partial_every` of new
+        // audio, and at once when a pause begins, so that if the speech has ended the final text
+        // is ready.
+        let spoken = samples.len().saturating_sub(tracker.trailing_silence());
+        let unread = latest.as_ref().is_none_or(|(read, _)| *read < spoken);
+        let pause_began = early_after > 0 && tracker.trailing_silence() >= early_after;
+        if tracker.heard_speech()
+            && unread
+            && (pause_began
+                || (since_partial >= partial_every && samples.len() >= SAMPLE_RATE_HZ as usize))
+        {
+            since_partial = 0;
+            let read = samples.len();
+            if let Ok(t) = decode(&state, samples.clone()).await {
+                agreement.push(&t.text);
+                let msg = ServerMsg::Partial(TranscriptMsg {
+                    text: agreement.text(),
+                    is_final: false,
+                    timestamp: format_rfc3339(now_us()),
+                    confidence: t.confidence,
+                    start_ms: started_ms,
+                    end_ms: started_ms + samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ),
+                    segment,
+                });
+                latest = Some((read, t));
+                if !send(&mut socket, &msg).await {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! `RabbitMQ`: consume a topic exchange through a private queue (exclusive, auto-delete, named by
+//! candybar) or a named durable queue with batched acks, reconnecting by itself. Each
+//! disconnection becomes a [`SourceMsg::Gap`].
+
+use std::time::Duration;
+
+use candybar_core::event::{AmqpProps, RawMessage};
+use candybar_core::redact::{SecretUrl, mask_url};
+use candybar_core::time::now_us;
+use futures_util::StreamExt as _;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
+
+use crate::{SourceHandle, SourceMsg, SourceState, SourceTx, host_name};
+
+pub use candybar_core::source::DEFAULT_DURABLE_QUEUE;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueMode {
+    /// Exclusive, auto-delete, named by candybar: two viewers never take each other's messages;
+    /// what is published while disconnected is not seen (and recorded as a gap).
+    Private,
+    /// A durable queue with manual acks: nothing is lost across reconnects and broker restarts
+    /// (persistent messages); several viewers on one name share the messages.
+    Durable(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct AmqpConfig {
+    /// The broker, with its password (`Debug` shows it masked).
+    pub url: SecretUrl,
+    pub exchange: String,
+    pub binding_keys: Vec<String>,
+    pub queue: QueueMode,
+    /// Unacknowledged deliveries the broker may send ahead.
+    pub prefetch: u16,
+    pub body_cap_bytes: usize,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            exchange: "events".into(),
+            binding_keys: vec!["#".into()],
+            queue: QueueMode::Private,
+            prefetch: 1000,
+            body_cap_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Why talking to the broker failed, in words a user can act on. Never contains a password.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AmqpError {
+    #[error("invalid broker URL {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error(
+        "cannot reach the broker at {url}: {reason} (is RabbitMQ running and listening there?)"
+    )]
+    Unreachable { url: String, reason: String },
+    #[error("the broker refused the login for {url}: check the user name and password")]
+    AccessRefused { url: String },
+    #[error("the broker does not allow virtual host of {url}: {reason}")]
+    Vhost { url: String, reason: String },
+    #[error(
+        "exchange '{exchange}' does not exist on the broker (check --exchange or the registry's exchange.name)"
+    )]
+    ExchangeMissing { exchange: String },
+    #[error("exchange '{exchange}' exists with other settings: {reason}")]
+    ExchangeMismatch { exchange: String, reason: String },
+    #[error("connection lost: {reason}")]
+    Lost { reason: String },
+    #[error("{reason}")]
+    Other { reason: String },
+}
+
+impl AmqpError {
+    /// Errors that retrying will not fix until the user changes something.
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::BadUrl { .. }
+                | Self::AccessRefused { .. }
+                | Self::Vhost { .. }
+                | Self::ExchangeMissing { .. }
+                | Self::ExchangeMismatch { .. }
+        )
+    }
+
+    pub(crate) fn from_lapin(err: &lapin::Error, url: &str, exchange: &str) -> Self {
+        let url = mask_url(url);
+        match err.kind() {
+            ErrorKind::ProtocolError(e) => {
+                let reason = e.get_message().to_string();
+                match e.kind() {
+                    AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => {
+                        Self::AccessRefused { url }
+                    }
+                    AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) if reason.contains("exchange") => {
+                        Self::ExchangeMissing {
+                            exchange: exchange.to_owned(),
+                        }
+                    }
+                    AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+                        if reason.contains("exchange") =>
+                    {
+                        Self::ExchangeMismatch {
+                            exchange: exchange.to_owned(),
+                            reason,
+                        }
+                    }
+                    AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Self::Vhost { url, reason },
+                    AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED) => Self::Lost { reason },
+                    _ => Self::Other { reason },
+                }
+            }
+            ErrorKind::IOError(io) => {
+                let reason = io.to_string();
+                if reason.contains("Invalid AMQP")
+                    || reason.contains("invalid") && reason.contains("uri")
+                {
+                    Self::BadUrl { url, reason }
+                } else if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::BrokenPipe
+                ) {
+                    Self::Lost { reason }
+                } else {
+                    Self::Unreachable { url, reason }
+                }
+            }
+            ErrorKind::InvalidChannelState(..)
+            | ErrorKind::InvalidConnectionState(..)
+            | ErrorKind::MissingHeartbeatError => Self::Lost {
+                reason: err.to_string(),
+            },
+            _ => Self::Other {
+                reason: err.to_string(),
+            },
+        }
+    }
+}
+
+/// Checks a broker URL before connecting, and normalizes `amqp://host/` (which would mean the
+/// empty virtual host) to the default `/`.
+pub fn normalize_url(url: &str) -> Result<String, AmqpError> {
+    let parsed = url::Url::parse(url).map_err(|e| AmqpError::BadUrl {
+        url: mask_url(url),
+        reason: e.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "amqp" | "amqps") {
+        return Err(AmqpError::BadUrl {
+            url: mask_url(url),
+            reason: format!("scheme must be amqp or amqps, not '{}'", parsed.scheme()),
+        });
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(AmqpError::BadUrl {
+            url: mask_url(url),
+            reason: "no host".into(),
+        });
+    }
+    if parsed.path() == "/" {
+        let mut fixed = parsed.clone();
+        fixed.set_path("/%2f");
+        return Ok(fixed.to_string());
+    }
+    Ok(url.to_owned())
+}
+
+pub(crate) fn short(s: &str) -> Result<ShortString, AmqpError> {
+    ShortString::try_new(s).map_err(|_| AmqpError::Other {
+        reason: format!(
+            "name longer than 255 bytes: {}…",
+            &s[..s.floor_char_boundary(40)]
+        ),
+    })
+}
+
+pub(crate) async fn connect(
+    url: &str,
+    exchange: &str,
+    name: &str,
+) -> Result<Connection, AmqpError> {
+    let url = normalize_url(url)?;
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(&url, props)
+        .await
+        .map_err(|e| AmqpError::from_lapin(&e, &url, exchange))
+}
+
+/// Backoff between reconnects: 100 ms doubling to 500 ms (`RabbitMQ` is usually back within a
+/// second); 5 s when the error needs the user to change something.
+fn backoff(attempt: u32, permanent: bool) -> Duration {
+    if permanent {
+        return Duration::from_secs(5);
+    }
+    Duration::from_millis((100u64 << attempt.min(3)).min(500))
+}
+
+#[must_use]
+pub fn spawn(cfg: AmqpConfig) -> SourceHandle {
+    let describe = describe(&cfg);
+    SourceHandle::spawn(describe, move |tx| run(cfg, tx))
+}
+
+fn describe(cfg: &AmqpConfig) -> String {
+    let queue = match &cfg.queue {
+        QueueMode::Private => "private queue".to_owned(),
+        QueueMode::Durable(name) => format!("durable queue {name}"),
+    };
+    format!(
+        "{} exchange {} keys {} ({queue})",
+        cfg.url.masked(),
+        cfg.exchange,
+        cfg.binding_keys.join(",")
+    )
+}
+
+enum Ended {
+    ReceiverGone,
+}
+
+async fn run(cfg: AmqpConfig, tx: SourceTx) {
+    let queue_name = match &cfg.queue {
+        QueueMode::Private => format!(
+            "candybar.{}.{}.{:08x}",
+            host_name(),
+            std::process::id(),
+            (now_us() as u32) ^ 0x9e37_79b9
+        ),
+        QueueMode::Durable(name) => name.clone(),
+    };
+    let mut attempt = 0u32;
+    // Set from the first failure after having been connected until consuming resumes.
+    let mut gap: Option<(i64, String)> = None;
+    loop {
+        if tx
+            .send(SourceMsg::State(SourceState::Connecting { attempt }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        match consume(&cfg, &queue_name, &tx, &mut gap, &mut attempt).await {
+            Ok(Ended::ReceiverGone) => return,
+            Err((err, was_connected)) => {
+                if was_connected && gap.is_none() {
+                    gap = Some((now_us(), err.to_string()));
+                }
+                let permanent = err.is_permanent();
+                let retry_in = backoff(attempt, permanent);
+                tracing::debug!("amqp: {err}; retrying in {} ms", retry_in.as_millis());
+                let state = SourceState::Retrying {
+                    reason: err.to_string(),
+                    retry_in,
+                    permanent,
+                };
+                if tx.send(SourceMsg::State(state)).await.is_err() {
+                    return;
+                }
+                attempt = attempt.saturating_add(1);
+                tokio::time::sleep(retry_in).await;
+            }
+        }
+    }
+}
+
+/// One connection's life. Returns the error that ended it and whether it had been consuming.
+#[allow(clippy::too_many_lines)] // set-up then the delivery loop, read top to bottom
+async fn consume(
+    cfg: &AmqpConfig,
+    queue_name: &str,
+    tx: &SourceTx,
+    gap: &mut Option<(i64, String)>,
+    attempt: &mut u32,
+) -> Result<Ended, (AmqpError, bool)> {
+    let fail = |e: lapin::Error| {
+        (
+            AmqpError::from_lapin(&e, cfg.url.expose(), &cfg.exchange),
+            false,
+        )
+    };
+    let conn = connect(cfg.url.expose(), &cfg.exchange, "candybar viewer")
+        .await
+        .map_err(|e| (e, false))?;
+    let ch = conn.create_channel().await.map_err(fail)?;
+    let exchange = short(&cfg.exchange).map_err(|e| (e, false))?;
+    if !cfg.exchange.is_empty() {
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        ch.exchange_declare(
+            exchange.clone(),
+            ExchangeKind::Topic,
+            passive,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(fail)?;
+    }
+    let durable = matches!(cfg.queue, QueueMode::Durable(_));
+    let qopts = if durable {
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        }
+    } else {
+        QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        }
+    };
+    let queue = short(queue_name).map_err(|e| (e, false))?;
+    ch.queue_declare(queue.clone(), qopts, FieldTable::default())
+        .await
+        .map_err(fail)?;
+    for key in &cfg.binding_keys {
+        let key = short(key).map_err(|e| (e, false))?;
+        ch.queue_bind(
+            queue.clone(),
+            exchange.clone(),
+            key,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(fail)?;
+    }
+    ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(fail)?;
+    let copts = BasicConsumeOptions {
+        // Manual acks in both modes: the broker's prefetch window then bounds what sits in memory
+        // when the viewer is slower than the bus (a no-ack consumer gets everything pushed at it).
+        no_ack: false,
+        ..BasicConsumeOptions::default()
+    };
+    let mut consumer = ch
+        .basic_consume(queue, "".into(), copts, FieldTable::default())
+        .await
+        .map_err(fail)?;
+
+    *attempt = 0;
+    let detail = describe(cfg);
+    if tx
+        .send(SourceMsg::State(SourceState::Connected { detail }))
+        .await
+        .is_err()
+    {
+        return Ok(Ended::ReceiverGone);
+    }
+    if let Some((start_us, reason)) = gap.take()
+        && tx
+            .send(SourceMsg::Gap {
+                start_us,
+                end_us: now_us(),
+                reason,
+            })
+            .await
+            .is_err()
+    {
+        return Ok(Ended::ReceiverGone);
+    }
+    let lost = |e: lapin::Error| {
+        (
+            AmqpError::from_lapin(&e, cfg.url.expose(), &cfg.exchange),
+            true,
+        )
+    };
+    // Batched acks: every 100 deliveries (a quarter of the prefetch), or when the stream goes quiet.
+    let ack_every = u64::from(cfg.prefetch / 4).clamp(1, 100);
+    let mut unacked = 0u64;
+    let mut last_tag = 0u64;
+    loop {
+        let next = if unacked > 0 {
+            if let Ok(n) = tokio::time::timeout(Duration::from_millis(50), consumer.next()).await {
+                n
+            } else {
+                ack(&ch, last_tag).await.map_err(lost)?;
+                unacked = 0;
+                continue;
+            }
+        } else {
+            consumer.next().await
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(lost(e)),
+            None => {
+                return Err((
+                    AmqpError::Lost {
+                        reason: "the broker ended the consumer".into(),
+                    },
+                    true,
+                ));
+            }
+        };
+        let tag = delivery.delivery_tag;
+        let mut msg = RawMessage {
+            received_us: now_us(),
+            routing_key: delivery.routing_key.as_str().to_owned(),
+            props: props_of(&delivery.properties),
+            body: delivery.data,
+            precut: None,
+        };
+        msg.cap_body(cfg.body_cap_bytes);
+        if tx.send(SourceMsg::Event(msg)).await.is_err() {
+            return Ok(Ended::ReceiverGone);
+        }
+        last_tag = tag;
+        unacked += 1;
+        if unacked >= ack_every {
+            ack(&ch, last_tag).await.map_err(lost)?;
+            unacked = 0;
+        }
+    }
+}
+
+async fn ack(ch: &Channel, tag: u64) -> Result<(), lapin::Error> {
+    ch.basic_ack(tag, BasicAckOptions { multiple: true }).await
+}
+
+/// The AMQP properties worth keeping, as text.
+#[must_use]
+pub fn props_of(p: &BasicProperties) -> Option<Box<AmqpProps>> {
+    let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
+    let props = AmqpProps {
+        message_id: s(p.message_id()),
+        timestamp_secs: *p.timestamp(),
+        app_id: s(p.app_id()),
+        correlation_id: s(p.correlation_id()),
+        kind: s(p.kind()),
+        content_type: s(p.content_type()),
+        headers: p
+            .headers()
+            .as_ref()
+            .map(|h| {
+                h.into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), value_text(v)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    (!props.is_empty()).then(|| Box::new(props))
+}
+
+fn value_text(v: &AMQPValue) -> String {
+    match v {
+        AMQPValue::LongString(s) => s.to_string(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::ShortShortInt(i) => i.to_string(),
+        AMQPValue::ShortShortUInt(i) => i.to_string(),
+        AMQPValue::ShortInt(i) => i.to_string(),
+        AMQPValue::ShortUInt(i) => i.to_string(),
+        AMQPValue::LongInt(i) => i.to_string(),
+        AMQPValue::LongUInt(i) => i.to_string(),
+        AMQPValue::LongLongInt(i) => i.to_string(),
+        AMQPValue::Timestamp(t) => t.to_string(),
+        AMQPValue::Float(f) => f.to_string(),
+        AMQPValue::Double(f) => f.to_string(),
+        AMQPValue::Void => String::new(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_normalized() {
+        assert_eq!(
+            normalize_url("amqp://u:p@host:5672/").unwrap(),
+            "amqp://u:p@host:5672/%2f"
+        );
+        assert_eq!(
+            normalize_url("amqp://host:5672/%2f").unwrap(),
+            "amqp://host:5672/%2f"
+        );
+        assert_eq!(normalize_url("amqps://host/vh").unwrap(), "amqps://host/vh");
+        let e = normalize_url("http://u:secret@host").unwrap_err();
+        assert!(e.to_string().contains("scheme must be amqp"), "{e}");
+        assert!(!e.to_string().contains("secret"));
+        assert!(e.is_permanent());
+        let e = normalize_url("not a url").unwrap_err();
+        assert!(matches!(e, AmqpError::BadUrl { .. }));
+    }
+
+    #[test]
+    fn backoff_is_short_then_capped() {
+        assert_eq!(backoff(0, false), Duration::from_millis(100));
+        assert_eq!(backoff(1, false), Duration::from_millis(200));
+        assert_eq!(backoff(2, false), Duration::from_millis(400));
+        assert_eq!(backoff(9, false), Duration::from_millis(500));
+        assert_eq!(backoff(0, true), Duration::from_secs(5));
+    }
+}

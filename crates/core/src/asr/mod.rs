@@ -1,0 +1,8 @@
+//! Speech to text without the engine: the `/asr` protocol shared by the server and the client,
+//! the streaming policy (LocalAgreement-2), voice activity, word error rate, PCM conversion.
+
+pub mod audio;
+pub mod protocol;
+pub mod streaming;
+pub mod vad;
+pub mod wer;

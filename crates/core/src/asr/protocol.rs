@@ -1,0 +1,164 @@
+//! The `/asr` WebSocket protocol (DESIGN.md): one module for the server and the client.
+//!
+//! Client → server: binary frames of 16 kHz s16le mono PCM; optionally a first text frame
+//! `{"type":"config",…}`; `{"type":"eos"}` or an empty binary frame ends the utterance.
+//! Server → client: `ready` on connect, `partial`/`final` transcripts, `error`, `done` after eos.
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version sent in `ready`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Text frames a client may send.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientText {
+    Config {
+        #[serde(default)]
+        sample_rate: Option<u32>,
+        #[serde(default)]
+        language: Option<String>,
+    },
+    Eos,
+}
+
+/// A transcript message's fields (the seed's fields always present).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct TranscriptMsg {
+    pub text: String,
+    pub is_final: bool,
+    /// RFC 3339.
+    pub timestamp: String,
+    /// 0..1.
+    pub confidence: f32,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Utterance number on this connection, from 0.
+    pub segment: u32,
+}
+
+/// Messages the server sends.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Ready {
+        model: String,
+        sample_rate: u32,
+        protocol: u32,
+    },
+    Partial(TranscriptMsg),
+    Final(TranscriptMsg),
+    Error {
+        message: String,
+    },
+    Done,
+}
+
+impl ServerMsg {
+    pub fn to_json(&self) -> String {
+        // Serializing these plain types cannot fail; the fallback keeps the connection honest.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","message":"internal encoding error"}"#.to_owned()
+        })
+    }
+}
+
+/// What a text frame from a client means; junk is an error to report, never a panic.
+pub fn parse_client_text(text: &str) -> Result<ClientText, String> {
+    serde_json::from_str(text).map_err(|e| {
+        let shown: String = text.chars().take(80).collect();
+        format!("unreadable text frame ({e}): expected {{\"type\":\"config\",…}} or {{\"type\":\"eos\"}}, got {shown:?}")
+    })
+}
+
+/// Routing key of the bus event a transcript becomes (the platform's talkytonny app's).
+pub const TRANSCRIPT_ROUTING_KEY: &str = "talkytonny.transcription.completed";
+
+/// A transcript as a Bloodbank v1 envelope on the bus, payload
+/// `{text, duration_seconds, model, timestamp}`, from `host`. Used by `asr serve --amqp` and by
+/// dictation.
+#[must_use]
+pub fn transcript_event(
+    host: &str,
+    routing_key: &str,
+    text: &str,
+    duration_ms: u64,
+    model: &str,
+    at_us: crate::time::Micros,
+) -> crate::event::RawMessage {
+    let time = crate::time::format_rfc3339(at_us);
+    let id = format!("{:016x}-{:08x}", at_us, std::process::id());
+    let body = serde_json::json!({
+        "event_id": id,
+        "event_type": routing_key,
+        "timestamp": time,
+        "version": "1.0.0",
+        "source": { "host": host, "type": "manual", "app": "candybar" },
+        "correlation_ids": [],
+        "payload": { "text": text, "duration_seconds": duration_ms as f64 / 1000.0, "model": model, "timestamp": time },
+    });
+    crate::event::RawMessage {
+        received_us: at_us,
+        routing_key: routing_key.to_owned(),
+        props: None,
+        body: body.to_string().into_bytes(),
+        precut: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_matches_the_design() {
+        let m = ServerMsg::Final(TranscriptMsg {
+            text: "hello world".into(),
+            is_final: true,
+            timestamp: "2026-11-22T04:00:00.000000Z".into(),
+            confidence: 0.5,
+            start_ms: 0,
+            end_ms: 1200,
+            segment: 3,
+        });
+        let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(v["type"], "final");
+        assert_eq!(v["is_final"], true);
+        assert_eq!(v["text"], "hello world");
+        assert_eq!(v["segment"], 3);
+        assert_eq!(serde_json::from_str::<ServerMsg>(&m.to_json()).unwrap(), m);
+        assert_eq!(ServerMsg::Done.to_json(), r#"{"type":"done"}"#);
+        let r: serde_json::Value = serde_json::from_str(
+            &ServerMsg::Ready {
+                model: "m".into(),
+                sample_rate: 16_000,
+                protocol: 1,
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(r["type"], "ready");
+    }
+
+    #[test]
+    fn client_frames() {
+        assert_eq!(parse_client_text(r#"{"type":"eos"}"#), Ok(ClientText::Eos));
+        assert_eq!(
+            parse_client_text(r#"{"type":"config","sample_rate":16000,"language":"en","extra":1}"#),
+            Ok(ClientText::Config {
+                sample_rate: Some(16_000),
+                language: Some("en".into())
+            })
+        );
+        assert_eq!(
+            parse_client_text(r#"{"type":"config"}"#),
+            Ok(ClientText::Config {
+                sample_rate: None,
+                language: None
+            })
+        );
+        let e = parse_client_text("garbage \u{1F600} ").unwrap_err();
+        assert!(e.contains("unreadable text frame"), "{e}");
+        assert!(parse_client_text(r#"{"type":"launch_missiles"}"#).is_err());
+    }
+}

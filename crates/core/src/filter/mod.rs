@@ -1,0 +1,842 @@
+//! The one filter engine: `tail`, the stream table, charts and export all use it.
+//!
+//! A [`Filter`] is a parsed expression compiled against the store: symbol-valued terms are
+//! decided once per distinct symbol (cached), so re-filtering a million events is a scan over
+//! the compact metadata; free text is searched block by block with `memchr`'s SIMD substring
+//! search over the decompressed bodies. A [`FilteredView`] keeps the matching sequence numbers
+//! and tests only new events as they arrive; a changed filter re-scans.
+
+mod parse;
+
+use std::collections::VecDeque;
+
+use memchr::memmem;
+
+pub use parse::{
+    Expr, FIELDS, Field, MAX_DEPTH, ParseError, Term, parse, parse_duration, time_range_term,
+};
+
+use super::event::short_type;
+use super::glob::{GlobMode, topic_matches, wildcard_matches};
+use super::intern::{Interner, Sym};
+use super::store::{BlockView, EventMeta, EventStore, id_hash};
+use super::time::Micros;
+
+#[derive(Clone, Debug)]
+enum Node {
+    True,
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    /// Index into `Filter::sym_terms`.
+    Sym(usize),
+    Status(super::event::Status),
+    Related(u32),
+    Id(u32),
+    Since(Micros),
+    Between(Micros, Micros),
+    /// Index into `Filter::texts`.
+    Text(usize),
+}
+
+#[derive(Clone, Debug)]
+enum SymTest {
+    Type(String),
+    RoutingKey(String),
+    Field(Field, String),
+}
+
+impl SymTest {
+    fn sym_of(&self, m: &EventMeta) -> Sym {
+        match self {
+            Self::Type(_) => m.kind,
+            Self::RoutingKey(_) => m.routing_key_sym(),
+            Self::Field(Field::Domain, _) => m.domain,
+            Self::Field(Field::Source, _) => m.source,
+            Self::Field(Field::Agent, _) => m.agent,
+            Self::Field(Field::AgentType, _) => m.agent_type,
+            Self::Field(Field::Session, _) => m.session,
+        }
+    }
+
+    fn test(&self, value: &str) -> bool {
+        match self {
+            Self::Type(glob) => {
+                topic_matches(glob, value, GlobMode::Lenient)
+                    || topic_matches(glob, short_type(value), GlobMode::Lenient)
+            }
+            Self::RoutingKey(glob) => topic_matches(glob, value, GlobMode::Lenient),
+            Self::Field(_, pattern) => {
+                if pattern.contains('*') {
+                    wildcard_matches(pattern, value)
+                } else {
+                    pattern.eq_ignore_ascii_case(value)
+                }
+            }
+        }
+    }
+}
+
+/// A cache of a symbol test's answer per symbol: 0 unknown, 1 no, 2 yes.
+#[derive(Clone, Debug, Default)]
+struct SymCache(Vec<u8>);
+
+#[derive(Clone, Debug)]
+struct TextTerm {
+    needle: Vec<u8>,
+    /// Smart case: an upper-case letter in the needle makes it case-sensitive.
+    case_sensitive: bool,
+}
+
+/// A compiled filter expression.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    text: String,
+    root: Node,
+    sym_terms: Vec<(SymTest, SymCache)>,
+    texts: Vec<TextTerm>,
+    /// Set when the whole filter is `last:D AND …`: events older than D can be dropped from the
+    /// front of a view instead of re-scanning.
+    front_window_us: Option<Micros>,
+    has_time: bool,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self::compile(&Expr::All, String::new())
+    }
+}
+
+impl Filter {
+    /// Parses and compiles `text`.
+    pub fn new(text: &str) -> Result<Self, ParseError> {
+        Ok(Self::compile(&parse(text)?, text.trim().to_owned()))
+    }
+
+    fn compile(expr: &Expr, text: String) -> Self {
+        let mut f = Self {
+            text,
+            root: Node::True,
+            sym_terms: Vec::new(),
+            texts: Vec::new(),
+            front_window_us: None,
+            has_time: false,
+        };
+        f.root = f.node(expr);
+        f.front_window_us = match expr {
+            Expr::Term(Term::Last(d)) => Some(*d),
+            Expr::And(items) => items.iter().find_map(|e| {
+                if let Expr::Term(Term::Last(d)) = e {
+                    Some(*d)
+                } else {
+                    None
+                }
+            }),
+            _ => None,
+        };
+        f
+    }
+
+    fn node(&mut self, e: &Expr) -> Node {
+        match e {
+            Expr::All => Node::True,
+            Expr::And(v) => Node::And(v.iter().map(|e| self.node(e)).collect()),
+            Expr::Or(v) => Node::Or(v.iter().map(|e| self.node(e)).collect()),
+            Expr::Not(e) => Node::Not(Box::new(self.node(e))),
+            Expr::Term(t) => match t {
+                // The type (with or without its versioned prefix) or the routing key: two symbol
+                // tests, each cached per symbol.
+                Term::Type(g) => Node::Or(vec![
+                    self.sym(SymTest::Type(g.clone())),
+                    self.sym(SymTest::RoutingKey(g.clone())),
+                ]),
+                Term::RoutingKey(g) => self.sym(SymTest::RoutingKey(g.clone())),
+                Term::Field(field, p) => self.sym(SymTest::Field(*field, p.clone())),
+                Term::Status(s) => Node::Status(*s),
+                Term::Corr(id) => Node::Related(id_hash(id)),
+                Term::Id(id) => Node::Id(id_hash(id)),
+                Term::Last(d) => {
+                    self.has_time = true;
+                    Node::Since(*d)
+                }
+                Term::Between(from, to) => {
+                    Node::Between(from.unwrap_or(Micros::MIN), to.unwrap_or(Micros::MAX))
+                }
+                Term::Text(t) => {
+                    let case_sensitive = t.chars().any(char::is_uppercase);
+                    let needle = if case_sensitive {
+                        t.as_bytes().to_vec()
+                    } else {
+                        t.to_ascii_lowercase().into_bytes()
+                    };
+                    self.texts.push(TextTerm {
+                        needle,
+                        case_sensitive,
+                    });
+                    Node::Text(self.texts.len() - 1)
+                }
+            },
+        }
+    }
+
+    fn sym(&mut self, test: SymTest) -> Node {
+        self.sym_terms.push((test, SymCache::default()));
+        Node::Sym(self.sym_terms.len() - 1)
+    }
+
+    /// The expression as the user typed it (trimmed).
+    #[must_use]
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether this filter matches everything.
+    #[must_use]
+    pub fn is_all(&self) -> bool {
+        matches!(self.root, Node::True)
+    }
+
+    /// Whether matching needs the bodies (free-text terms).
+    #[must_use]
+    pub fn needs_bodies(&self) -> bool {
+        !self.texts.is_empty()
+    }
+
+    /// Whether the answer depends on the current time (`last:`).
+    #[must_use]
+    pub fn is_time_relative(&self) -> bool {
+        self.has_time
+    }
+
+    /// Tests events `range` of a block; `on_match` gets each matching sequence number.
+    fn scan_block(
+        &mut self,
+        view: &BlockView<'_>,
+        range: std::ops::Range<usize>,
+        interner: &Interner,
+        now_us: Micros,
+        scratch: &mut Scratch,
+        mut on_match: impl FnMut(u64),
+    ) {
+        let metas = view.metas();
+        if !self.texts.is_empty() {
+            self.find_texts(view, range.clone(), scratch);
+        }
+        let first = view.first_seq();
+        for i in range {
+            let ctx = Ctx {
+                meta: &metas[i],
+                interner,
+                now_us,
+                hits: &scratch.hits,
+                index: i,
+            };
+            if eval(&self.root, &ctx, &mut self.sym_terms) {
+                on_match(first + i as u64);
+            }
+        }
+    }
+
+    /// For each text term, which events of `range` contain it: one SIMD substring search over the
+    /// block's bytes, hits mapped to events by their byte ranges. Lower-case needles search a
+    /// lower-cased copy made in place in the decompression buffer.
+    fn find_texts(
+        &self,
+        view: &BlockView<'_>,
+        range: std::ops::Range<usize>,
+        scratch: &mut Scratch,
+    ) {
+        let n = view.metas().len();
+        scratch.hits.resize_with(self.texts.len(), Vec::new);
+        if range.is_empty() {
+            return;
+        }
+        let lo = view.body_range(range.start).start;
+        let hi = view.body_range(range.end - 1).end;
+        // `buf[x - base]` is the block's byte `x`.
+        let base = view.data_into(range.clone(), &mut scratch.data);
+        if scratch.data.get(lo - base..hi - base).is_none() {
+            return;
+        }
+        let any_sensitive = self.texts.iter().any(|t| t.case_sensitive);
+        let any_insensitive = self.texts.iter().any(|t| !t.case_sensitive);
+        let Scratch {
+            data,
+            lower: lower_buf,
+            hits: all_hits,
+        } = scratch;
+        if any_insensitive && !any_sensitive {
+            // Only lower-case needles: lower-case the (already copied) bytes in place.
+            data[lo - base..hi - base].make_ascii_lowercase();
+        } else if any_insensitive {
+            lower_buf.clear();
+            lower_buf.extend_from_slice(&data[lo - base..hi - base]);
+            lower_buf.make_ascii_lowercase();
+        }
+        let raw: &[u8] = &data[lo - base..hi - base];
+        let lower: &[u8] = if any_sensitive { lower_buf } else { raw };
+        for (t, hits) in self.texts.iter().zip(all_hits.iter_mut()) {
+            hits.clear();
+            hits.resize(n, false);
+            let hay: &[u8] = if t.case_sensitive { raw } else { lower };
+            let finder = memmem::Finder::new(&t.needle);
+            let mut pos = 0;
+            let mut ev = range.start;
+            while let Some(found) = finder.find(&hay[pos..]) {
+                let at = lo + pos + found;
+                // Advance to the event whose span holds `at`.
+                while ev < range.end && view.body_range(ev).end <= at && props_end(view, ev) <= at {
+                    ev += 1;
+                }
+                if ev >= range.end {
+                    break;
+                }
+                let body = view.body_range(ev);
+                if at >= body.start && at + t.needle.len() <= body.end {
+                    hits[ev] = true;
+                    // Skip the rest of this event.
+                    let next = props_end(view, ev).min(hi);
+                    pos = next - lo;
+                    ev += 1;
+                } else {
+                    pos += found + 1;
+                }
+                if pos >= hay.len() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn props_end(view: &BlockView<'_>, i: usize) -> usize {
+    // The next event's body starts where this one's properties end.
+    if i + 1 < view.metas().len() {
+        view.body_range(i + 1).start
+    } else {
+        usize::MAX
+    }
+}
+
+struct Ctx<'a> {
+    meta: &'a EventMeta,
+    interner: &'a Interner,
+    now_us: Micros,
+    hits: &'a [Vec<bool>],
+    index: usize,
+}
+
+fn eval(node: &Node, ctx: &Ctx<'_>, syms: &mut [(SymTest, SymCache)]) -> bool {
+    match node {
+        Node::True => true,
+        Node::And(v) => v.iter().all(|n| eval(n, ctx, syms)),
+        Node::Or(v) => v.iter().any(|n| eval(n, ctx, syms)),
+        Node::Not(n) => !eval(n, ctx, syms),
+        Node::Sym(i) => {
+            let Some((test, cache)) = syms.get_mut(*i) else {
+                return false;
+            };
+            let sym = test.sym_of(ctx.meta);
+            if let Some(&c) = cache.0.get(sym.index())
+                && c != 0
+            {
+                return c == 2;
+            }
+            let yes = !sym.is_none() && test.test(ctx.interner.resolve(sym));
+            if cache.0.len() <= sym.index() {
+                cache.0.resize(ctx.interner.len().max(sym.index() + 1), 0);
+            }
+            cache.0[sym.index()] = if yes { 2 } else { 1 };
+            yes
+        }
+        Node::Status(s) => ctx.meta.status == *s,
+        Node::Related(h) => ctx.meta.related_to(*h),
+        Node::Id(h) => *h != 0 && ctx.meta.id_hash == *h,
+        Node::Since(d) => ctx.meta.received_us >= ctx.now_us - d,
+        Node::Between(from, to) => (*from..*to).contains(&ctx.meta.received_us),
+        Node::Text(i) => ctx
+            .hits
+            .get(*i)
+            .and_then(|h| h.get(ctx.index))
+            .copied()
+            .unwrap_or(false),
+    }
+}
+
+/// Free text over many blocks: decompression and search dominate, so the blocks are split into
+/// contiguous runs, one per thread; the runs' matches come back in order.
+fn scan_parallel(
+    filter: &Filter,
+    views: &[BlockView<'_>],
+    seqs: std::ops::Range<u64>,
+    interner: &Interner,
+    now_us: Micros,
+    workers: usize,
+) -> Vec<Vec<u64>> {
+    let slice = |v: &BlockView<'_>| {
+        let lo = seqs.start.saturating_sub(v.first_seq()) as usize;
+        let hi = ((seqs.end - v.first_seq()) as usize).min(v.metas().len());
+        lo..hi.max(lo)
+    };
+    let per = views.len().div_ceil(workers.max(1)).max(1);
+    let scan_run = |filter: &mut Filter, run: &[BlockView<'_>]| {
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        for view in run {
+            filter.scan_block(view, slice(view), interner, now_us, &mut scratch, |seq| {
+                out.push(seq);
+            });
+        }
+        out
+    };
+    let results: Vec<Option<Vec<u64>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = views
+            .chunks(per)
+            .map(|run| {
+                let mut filter = filter.clone();
+                std::thread::Builder::new()
+                    .name("filter-scan".into())
+                    .spawn_scoped(scope, move || scan_run(&mut filter, run))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.ok().and_then(|h| h.join().ok()))
+            .collect()
+    });
+    // A run whose thread could not start is scanned here: never a silently missing match.
+    results
+        .into_iter()
+        .zip(views.chunks(per))
+        .map(|(r, run)| r.unwrap_or_else(|| scan_run(&mut filter.clone(), run)))
+        .collect()
+}
+
+/// Threads for a parallel re-scan: the machine's cores, at most 8.
+fn scan_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+#[derive(Default)]
+struct Scratch {
+    data: Vec<u8>,
+    lower: Vec<u8>,
+    hits: Vec<Vec<bool>>,
+}
+
+/// How far a [`FilteredView::update`] got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScanProgress {
+    /// Events tested in this call.
+    pub scanned: u64,
+    /// Events still to test (a re-scan in progress).
+    pub remaining: u64,
+}
+
+/// The sequence numbers of stored events that match a filter, kept up to date incrementally.
+pub struct FilteredView {
+    filter: Filter,
+    matches: VecDeque<u64>,
+    /// First sequence number not tested yet.
+    next_seq: u64,
+    scratch: Scratch,
+    /// When a time-relative filter last re-scanned.
+    last_rescan_us: Micros,
+}
+
+impl Default for FilteredView {
+    fn default() -> Self {
+        Self::new(Filter::default())
+    }
+}
+
+impl FilteredView {
+    #[must_use]
+    pub fn new(filter: Filter) -> Self {
+        Self {
+            filter,
+            matches: VecDeque::new(),
+            next_seq: 0,
+            scratch: Scratch::default(),
+            last_rescan_us: 0,
+        }
+    }
+
+    #[must_use]
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Replaces the filter; the next [`Self::update`] re-scans the store.
+    pub fn set_filter(&mut self, filter: Filter) {
+        self.filter = filter;
+        self.matches.clear();
+        self.next_seq = 0;
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.matches.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.matches.is_empty()
+    }
+
+    /// The `i`-th match, oldest first.
+    #[must_use]
+    pub fn get(&self, i: usize) -> Option<u64> {
+        self.matches.get(i).copied()
+    }
+
+    #[must_use]
+    pub fn matches(&self) -> &VecDeque<u64> {
+        &self.matches
+    }
+
+    /// First sequence number not yet tested.
+    #[must_use]
+    pub fn scanned_to(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Brings the view up to date with `store`, testing at most `max_events` events (a re-scan of
+    /// a big store can be spread over frames). New matches are appended in order.
+    pub fn update(&mut self, store: &EventStore, now_us: Micros, max_events: u64) -> ScanProgress {
+        let first = store.first_seq();
+        while self.matches.front().is_some_and(|&s| s < first) {
+            self.matches.pop_front();
+        }
+        if self.filter.is_time_relative() {
+            if let Some(window) = self.filter.front_window_us {
+                while self
+                    .matches
+                    .front()
+                    .and_then(|&s| store.meta(s))
+                    .is_some_and(|m| m.received_us < now_us - window)
+                {
+                    self.matches.pop_front();
+                }
+            } else if now_us - self.last_rescan_us > super::time::MICROS_PER_SEC
+                && self.next_seq >= store.end_seq()
+            {
+                // `last:` under OR/NOT: answers change with time, so re-scan once a second.
+                self.matches.clear();
+                self.next_seq = 0;
+            }
+        }
+        if self.next_seq < first {
+            if self.next_seq == 0 {
+                self.last_rescan_us = now_us;
+            }
+            self.next_seq = first;
+        }
+        let end = store
+            .end_seq()
+            .min(self.next_seq.saturating_add(max_events));
+        let start = self.next_seq;
+        if start >= end {
+            return ScanProgress {
+                scanned: 0,
+                remaining: store.end_seq() - self.next_seq,
+            };
+        }
+        let interner = store.interner();
+        let views: Vec<BlockView<'_>> = store
+            .blocks_from(start)
+            .take_while(|v| v.first_seq() < end)
+            .collect();
+        let slice = |v: &BlockView<'_>| {
+            let lo = start.saturating_sub(v.first_seq()) as usize;
+            let hi = ((end - v.first_seq()) as usize).min(v.metas().len());
+            lo..hi.max(lo)
+        };
+        let workers = if self.filter.needs_bodies() && views.len() >= 8 {
+            scan_threads()
+        } else {
+            1
+        };
+        if workers <= 1 {
+            let Self {
+                filter,
+                matches,
+                scratch,
+                ..
+            } = self;
+            for view in &views {
+                filter.scan_block(view, slice(view), interner, now_us, scratch, |seq| {
+                    matches.push_back(seq);
+                });
+            }
+        } else {
+            let results =
+                scan_parallel(&self.filter, &views, start..end, interner, now_us, workers);
+            for run in results {
+                self.matches.extend(run);
+            }
+        }
+        self.next_seq = end;
+        ScanProgress {
+            scanned: end - start,
+            remaining: store.end_seq() - end,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::RawMessage;
+    use crate::store::StoreConfig;
+
+    fn ev(kind: &str, agent: &str, text: &str, corr: &str) -> RawMessage {
+        let body = format!(
+            r#"{{"event_id":"{corr}-{kind}","event_type":"{kind}","source":{{"app":"svc-{agent}"}},"correlation_ids":["{corr}"],"agent_context":{{"type":"claude-code","name":"{agent}"}},"payload":{{"text":"{text}"}}}}"#
+        );
+        RawMessage {
+            received_us: 0,
+            routing_key: kind.into(),
+            body: body.into_bytes(),
+            ..RawMessage::default()
+        }
+    }
+
+    fn store_with(events: &[RawMessage]) -> EventStore {
+        let mut s = EventStore::default();
+        for e in events {
+            s.insert(e);
+        }
+        s
+    }
+
+    fn run(store: &EventStore, f: &str) -> Vec<u64> {
+        let mut v = FilteredView::new(Filter::new(f).unwrap());
+        v.update(store, 0, u64::MAX);
+        v.matches().iter().copied().collect()
+    }
+
+    fn sample() -> EventStore {
+        store_with(&[
+            ev("agent.thread.prompt", "momo", "Hello world", "c1"), // 0
+            ev("agent.thread.completed", "momo", "done deal", "c1"), // 1
+            ev("llm.error", "rex", "Timeout talking to model", "c2"), // 2
+            ev("bloodbank.v1.repo.decision.recorded", "rex", "x", "c3"), // 3
+            ev("theboard.meeting.started", "ada", "hello again", "c2"), // 4
+        ])
+    }
+
+    #[test]
+    fn globs_fields_status_text() {
+        let s = sample();
+        assert_eq!(run(&s, ""), vec![0, 1, 2, 3, 4]);
+        assert_eq!(run(&s, "agent.*.completed"), vec![1]);
+        assert_eq!(run(&s, "agent.#"), vec![0, 1]);
+        assert_eq!(
+            run(&s, "repo.decision.*"),
+            vec![3],
+            "short type without the versioned prefix"
+        );
+        assert_eq!(run(&s, "domain:repo"), vec![3]);
+        assert_eq!(run(&s, "agent:momo"), vec![0, 1]);
+        assert_eq!(run(&s, "agent:R*"), vec![2, 3]);
+        assert_eq!(run(&s, "source:svc-ada"), vec![4]);
+        assert_eq!(run(&s, "errors"), vec![2]);
+        assert_eq!(run(&s, "status:started"), vec![0, 4]);
+        assert_eq!(
+            run(&s, "hello"),
+            vec![0, 4],
+            "lower-case text is case-insensitive"
+        );
+        assert_eq!(
+            run(&s, "Hello"),
+            vec![0],
+            "an upper-case letter makes it case-sensitive"
+        );
+        assert_eq!(run(&s, "\"talking to\""), vec![2]);
+        assert_eq!(run(&s, "corr:c2"), vec![2, 4]);
+        assert_eq!(run(&s, "id:c1-agent.thread.prompt"), vec![0]);
+        assert_eq!(run(&s, "agent:momo AND NOT status:completed"), vec![0]);
+        assert_eq!(run(&s, "errors OR theboard.#"), vec![2, 4]);
+        assert_eq!(run(&s, "-agent.# -errors"), vec![3, 4]);
+        assert_eq!(run(&s, "(agent:rex OR agent:ada) hello"), vec![4]);
+        assert_eq!(run(&s, "nothing-matches-this"), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn text_never_matches_across_event_boundaries() {
+        // The end of one body and the start of the next must not form a match.
+        let s = store_with(&[
+            RawMessage {
+                routing_key: "a".into(),
+                body: b"xxab".to_vec(),
+                ..RawMessage::default()
+            },
+            RawMessage {
+                routing_key: "a".into(),
+                body: b"cdxx".to_vec(),
+                ..RawMessage::default()
+            },
+        ]);
+        assert!(run(&s, "abcd").is_empty());
+        assert_eq!(run(&s, "ab"), vec![0]);
+        assert_eq!(run(&s, "cd"), vec![1]);
+    }
+
+    #[test]
+    fn text_does_not_match_amqp_properties() {
+        let props = crate::event::AmqpProps {
+            app_id: Some("secret-app".into()),
+            ..Default::default()
+        };
+        let s = store_with(&[RawMessage {
+            routing_key: "a".into(),
+            body: b"{}".to_vec(),
+            props: Some(Box::new(props)),
+            ..RawMessage::default()
+        }]);
+        assert!(run(&s, "secret-app").is_empty());
+        assert_eq!(run(&s, "source:secret-app"), vec![0]);
+    }
+
+    #[test]
+    fn incremental_then_rescan_across_blocks() {
+        let mut store = EventStore::default();
+        let mut view = FilteredView::new(Filter::new("errors").unwrap());
+        let mut expected = Vec::new();
+        for i in 0..5000u64 {
+            let kind = if i % 7 == 0 {
+                "llm.error"
+            } else {
+                "llm.response"
+            };
+            store.insert(&ev(kind, "a", "t", "c"));
+            if i % 7 == 0 {
+                expected.push(i);
+            }
+            if i % 333 == 0 {
+                view.update(&store, 0, u64::MAX);
+            }
+        }
+        view.update(&store, 0, u64::MAX);
+        assert_eq!(view.matches().iter().copied().collect::<Vec<_>>(), expected);
+        // A re-scan spread over several calls gives the same answer.
+        view.set_filter(Filter::new("errors").unwrap());
+        let mut calls = 0;
+        while view.update(&store, 0, 700).remaining > 0 {
+            calls += 1;
+        }
+        assert!(calls >= 7);
+        assert_eq!(view.matches().iter().copied().collect::<Vec<_>>(), expected);
+        // Text search over sealed (compressed) blocks.
+        view.set_filter(Filter::new("text:\"llm.error\"").unwrap());
+        view.update(&store, 0, u64::MAX);
+        assert_eq!(view.len(), expected.len());
+    }
+
+    #[test]
+    fn parallel_text_rescan_matches_a_plain_count() {
+        // 20 blocks: the re-scan is split across threads; results must be complete and ordered.
+        let mut store = EventStore::default();
+        for i in 0..20_000u64 {
+            let text = match (i % 13, i % 17) {
+                (0, 0) => "Needle and needle",
+                (0, _) => "a needle here",
+                (_, 0) => "a NEEDLE here",
+                _ => "hay",
+            };
+            store.insert(&ev("a.b", "x", text, "c"));
+        }
+        store.flush();
+        let expect = |f: &dyn Fn(u64) -> bool| (0..20_000u64).filter(|&i| f(i)).collect::<Vec<_>>();
+        assert_eq!(
+            run(&store, "needle"),
+            expect(&|i| i % 13 == 0 || i % 17 == 0)
+        );
+        assert_eq!(
+            run(&store, "NEEDLE"),
+            expect(&|i| i % 17 == 0 && i % 13 != 0)
+        );
+        assert_eq!(
+            run(&store, "Needle"),
+            expect(&|i| i % 13 == 0 && i % 17 == 0)
+        );
+        // Mixed: one case-sensitive and one case-insensitive term.
+        assert_eq!(
+            run(&store, "NEEDLE OR \"and needle\""),
+            expect(&|i| i % 17 == 0)
+        );
+        assert_eq!(
+            run(&store, "-needle"),
+            expect(&|i| i % 13 != 0 && i % 17 != 0)
+        );
+    }
+
+    #[test]
+    fn evicted_events_leave_the_view() {
+        let mut store = EventStore::new(StoreConfig {
+            max_events: 2048,
+            ..StoreConfig::default()
+        });
+        let mut view = FilteredView::default();
+        for _ in 0..10_000 {
+            store.insert(&ev("a.b", "x", "y", "c"));
+            view.update(&store, 0, u64::MAX);
+        }
+        assert_eq!(view.len(), store.len());
+        assert_eq!(view.get(0), Some(store.first_seq()));
+    }
+
+    #[test]
+    fn a_time_range_keeps_what_was_received_in_it() {
+        let mut store = EventStore::default();
+        for t in 0..10 {
+            let mut m = ev("a.b", "x", "y", "c");
+            m.received_us = t * 60_000_000; // one a minute
+            store.insert(&m);
+        }
+        let term = time_range_term(2 * 60_000_000, 5 * 60_000_000);
+        let mut view = FilteredView::new(Filter::new(&term).unwrap());
+        view.update(&store, 0, u64::MAX);
+        assert_eq!(
+            view.matches().iter().copied().collect::<Vec<_>>(),
+            vec![2, 3, 4],
+            "{term}: from inclusive, to exclusive"
+        );
+        // Absolute: the answer does not move with the clock.
+        view.update(&store, 100 * 60_000_000, u64::MAX);
+        assert_eq!(view.len(), 3);
+        let mut view = FilteredView::new(Filter::new("time:1970-01-01T00:07:00Z..").unwrap());
+        view.update(&store, 0, u64::MAX);
+        assert_eq!(view.len(), 3);
+    }
+
+    #[test]
+    fn last_window_moves_with_time() {
+        let mut store = EventStore::default();
+        for t in 0..10 {
+            let mut m = ev("a.b", "x", "y", "c");
+            m.received_us = t * 60_000_000; // one a minute
+            store.insert(&m);
+        }
+        let mut view = FilteredView::new(Filter::new("last:5m").unwrap());
+        let now = 9 * 60_000_000;
+        view.update(&store, now, u64::MAX);
+        assert_eq!(
+            view.matches().iter().copied().collect::<Vec<_>>(),
+            vec![4, 5, 6, 7, 8, 9]
+        );
+        view.update(&store, now + 2 * 60_000_000, u64::MAX);
+        assert_eq!(
+            view.matches().iter().copied().collect::<Vec<_>>(),
+            vec![6, 7, 8, 9]
+        );
+        // Under OR, it re-scans.
+        let mut view = FilteredView::new(Filter::new("last:5m OR x.y").unwrap());
+        view.update(&store, now, u64::MAX);
+        assert_eq!(view.len(), 6);
+        view.update(&store, now + 2 * 60_000_000, u64::MAX);
+        view.update(&store, now + 2 * 60_000_000, u64::MAX);
+        assert_eq!(view.len(), 4);
+    }
+}

@@ -1,0 +1,260 @@
+//! Dictation as the views, the tray and the command line see it: the worker's status, kept
+//! transcripts, input devices, the built-in server's state, the hotkey's mode. The voice crate
+//! fills these; the UI crate only reads them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Micros;
+
+/// Where `candybar asr serve` listens by default.
+pub const DEFAULT_SERVER: &str = "ws://127.0.0.1:8888/asr";
+
+/// The default combination, as other dictation tools use it.
+pub const DEFAULT_HOTKEY: &str = "Ctrl+Alt+Space";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HotkeyMode {
+    /// Record while the keys are held (push-to-talk).
+    #[default]
+    Hold,
+    /// One press starts, the next stops.
+    Toggle,
+}
+
+impl HotkeyMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Hold => "hold to talk",
+            Self::Toggle => "press to start, press to stop",
+        }
+    }
+}
+
+/// What the user asks of dictation (the view, the tray, the hotkey, the local socket).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DictationAction {
+    Start,
+    Stop,
+    Toggle,
+    /// Show the history rows matching this text (all when empty).
+    Search(String),
+    Delete(i64),
+    /// Put a kept transcript on the clipboard.
+    Copy(i64),
+    /// Queue a kept transcript's webhook/bus deliveries again.
+    Resend(i64),
+    /// Retry every waiting delivery now.
+    RetryOutbox,
+}
+
+/// The microphone's input level, written by the capture and read by any thread (a meter).
+#[derive(Clone, Debug, Default)]
+pub struct LevelMeter(Arc<AtomicU32>);
+
+impl LevelMeter {
+    /// The level of the latest audio, 0..1 (RMS).
+    #[must_use]
+    pub fn level(&self) -> f32 {
+        f32::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    pub fn set(&self, rms: f32) {
+        self.0.store(rms.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// Where dictation is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Idle,
+    /// The microphone is open and audio streams to the server.
+    Recording,
+    /// Recording stopped; waiting for the final text.
+    Finishing,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Recording => "recording",
+            Self::Finishing => "finishing",
+        }
+    }
+}
+
+/// The outcome of the latest recording, as the view and tray show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastResult {
+    pub text: String,
+    pub history_id: Option<i64>,
+    /// What happened to each immediate output ("clipboard", "typed", …), errors in words.
+    pub outputs: Vec<(Output, Result<(), String>)>,
+    /// From the end of the audio to the final text.
+    pub final_after_ms: u64,
+}
+
+/// What the view reads. Kept by the worker; read under a short lock.
+#[derive(Clone, Default)]
+pub struct DictationStatus {
+    pub phase: Phase,
+    /// When the current recording started.
+    pub recording_since: Option<Instant>,
+    /// The microphone has delivered audio (a sound server can take a moment after opening).
+    pub listening: bool,
+    pub device: String,
+    /// The ASR connection in words ("streaming to a candybar server (tiny.en)").
+    pub connection: String,
+    pub reconnecting: bool,
+    /// The current utterance's text: settled, then the server's guess at the rest.
+    pub settled: String,
+    pub tentative: String,
+    pub last: Option<LastResult>,
+    /// The latest error the user can act on; cleared when a recording starts.
+    pub error: Option<String>,
+    /// History rows for `query`, newest first.
+    pub history: Vec<Transcript>,
+    pub query: String,
+    pub history_total: u64,
+    /// Deliveries waiting in the outbox, and the latest delivery error.
+    pub pending_deliveries: u64,
+    pub delivery_error: Option<String>,
+    /// The microphone's level while recording.
+    pub level: Option<LevelMeter>,
+    /// Recordings started since the app started.
+    pub recordings: u64,
+}
+
+impl DictationStatus {
+    /// The state in one word for the local socket and scripts: idle, starting (the microphone
+    /// is opening), recording, finishing.
+    pub fn word(&self) -> &'static str {
+        match self.phase {
+            Phase::Recording if !self.listening => "starting",
+            p => p.as_str(),
+        }
+    }
+
+    /// The input level 0..1 while recording.
+    pub fn level(&self) -> f32 {
+        self.level.as_ref().map_or(0.0, LevelMeter::level)
+    }
+}
+
+/// Where a transcript goes besides the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    Clipboard,
+    Typed,
+    Webhook,
+    Bus,
+}
+
+impl Output {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Clipboard => "clipboard",
+            Self::Typed => "typed",
+            Self::Webhook => "webhook",
+            Self::Bus => "bus",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "clipboard" => Self::Clipboard,
+            "typed" => Self::Typed,
+            "webhook" => Self::Webhook,
+            "bus" => Self::Bus,
+            _ => return None,
+        })
+    }
+
+    /// Outputs that wait in the outbox and are retried when they fail.
+    pub fn retried(self) -> bool {
+        matches!(self, Self::Webhook | Self::Bus)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Transcript {
+    pub id: i64,
+    pub created_us: Micros,
+    pub duration_ms: u64,
+    pub text: String,
+    pub server: String,
+    pub model: String,
+    pub protocol: String,
+    pub confidence: Option<f32>,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Delivery {
+    pub output: Output,
+    pub target: String,
+    /// `pending` (in the outbox), `delivered` or `failed` (given up, or not retried).
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// An audio input the system offers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InputDevice {
+    pub name: String,
+    pub is_default: bool,
+    pub rate_hz: u32,
+    pub channels: u16,
+    pub format: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ServerState {
+    #[default]
+    Stopped,
+    /// Started; the model is loading.
+    Starting,
+    Running {
+        pid: u32,
+    },
+    /// It died while wanted; the next start is due after a pause.
+    Restarting {
+        attempt: u32,
+        reason: String,
+    },
+    /// It could not start (bad model, port taken): the reason, in its own words.
+    Failed(String),
+}
+
+impl ServerState {
+    pub fn words(&self, port: u16) -> String {
+        match self {
+            Self::Stopped => "stopped".into(),
+            Self::Starting => "starting (loading the model)".into(),
+            Self::Running { pid } => format!("running on 127.0.0.1:{port} (pid {pid})"),
+            Self::Restarting { attempt, reason } => {
+                format!("restarting (attempt {attempt}): {reason}")
+            }
+            Self::Failed(e) => format!("failed: {e}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ServerStatus {
+    pub state: ServerState,
+    pub log: VecDeque<String>,
+    /// Restarts after the server died.
+    pub restarts: u32,
+}

@@ -1,0 +1,117 @@
+//! What the views read: one [`ViewContext`] per frame, filled by the app from its workers. Views
+//! never hold a worker's handle, a socket or a file; what they want done goes back as a
+//! [`crate::Command`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use candybar_core::health::Probes;
+use candybar_core::registry::Registry;
+use candybar_core::source::SourceState;
+use candybar_core::store::EventStore;
+use candybar_core::time::Micros;
+use candybar_core::voice::{DictationStatus, HotkeyMode, InputDevice, ServerStatus};
+use parking_lot::Mutex;
+
+/// Everything a frame shows, borrowed from the app for the frame's length.
+pub struct ViewContext<'a> {
+    pub store: &'a EventStore,
+    /// "Now" for relative times (a fixed instant in tests and snapshots).
+    pub now_us: Micros,
+    pub source: SourceInfo<'a>,
+    /// Events wait at the source instead of entering the store.
+    pub paused: bool,
+    /// The registry the views draw (empty when none is configured and the feed is not the
+    /// demo); `registry_version` changes with every reload.
+    pub registry: &'a Registry,
+    pub registry_version: u64,
+    pub registry_status: &'a RegistryStatus,
+    /// The latest answers of the services' health endpoints (empty when polling is off).
+    pub probes: &'a Probes,
+    /// Dictation, when this window runs it.
+    pub dictation: Option<DictationInfo<'a>>,
+    /// An export being written, if any.
+    pub export: Option<ExportProgress>,
+    /// The wgpu renderer, for the views that draw with their own shaders.
+    pub render_state: Option<&'a eframe::egui_wgpu::RenderState>,
+}
+
+/// The source of events as the chrome shows it.
+#[derive(Clone, Copy)]
+pub struct SourceInfo<'a> {
+    /// What the source is, secrets masked.
+    pub describe: &'a str,
+    /// Why the demo feed is shown, when it is.
+    pub demo_reason: Option<&'a str>,
+    pub state: &'a SourceState,
+    /// Time left before the next connection attempt, when retrying.
+    pub retry_in: Option<Duration>,
+    /// The source task ended (a replay is done, or it failed for good).
+    pub ended: bool,
+    pub rate_per_sec: f64,
+}
+
+impl SourceInfo<'_> {
+    #[must_use]
+    pub fn is_demo(&self) -> bool {
+        self.demo_reason.is_some()
+    }
+}
+
+/// Dictation as the view and the status bar show it. The statuses are the workers' own, read
+/// under their locks for as long as a widget needs them.
+#[derive(Clone, Copy)]
+pub struct DictationInfo<'a> {
+    pub status: &'a Mutex<DictationStatus>,
+    pub hotkey: &'a HotkeyInfo,
+    pub server: &'a Mutex<ServerStatus>,
+    pub server_port: u16,
+    /// The input devices, once listed (the view asks with [`crate::Command::ListDevices`]).
+    pub devices: Option<&'a Result<Vec<InputDevice>, String>>,
+}
+
+/// The hotkey as registered, for the view and the status bar.
+#[derive(Clone, Debug, Default)]
+pub struct HotkeyInfo {
+    pub combo: String,
+    pub mode: HotkeyMode,
+    /// Why the hotkey does not work, in words the user can act on.
+    pub error: Option<String>,
+}
+
+/// What the status bar and the Flow and Health views say about the registry.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RegistryStatus {
+    /// None configured; the demo feed simulates the bundled example, which the views show.
+    Example,
+    /// None configured and the events come from elsewhere: the views say how to set one.
+    NotConfigured,
+    Loaded {
+        path: PathBuf,
+        services: usize,
+    },
+    /// The file is broken or gone; the last good registry stays in use.
+    Problem {
+        path: PathBuf,
+        message: String,
+    },
+}
+
+/// An export in progress.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExportProgress {
+    pub done: usize,
+    pub total: usize,
+}
+
+impl ExportProgress {
+    /// Fraction done, 0..=1.
+    #[must_use]
+    pub fn fraction(&self) -> f32 {
+        if self.total == 0 {
+            1.0
+        } else {
+            self.done as f32 / self.total as f32
+        }
+    }
+}
