@@ -25,3 +25,24 @@ pub mod config;
 pub mod instance;
 pub mod procfs;
 pub mod secrets;
+
+/// When this process was launched: now, or `CANDYBAR_LAUNCH_US` (microseconds since the epoch,
+/// set by a launcher such as `candybar bench window`) when it is a plausible moment in the last
+/// minute.
+#[must_use]
+pub fn launched_at() -> std::time::Instant {
+    let now = std::time::Instant::now();
+    let Some(launch_us) = std::env::var("CANDYBAR_LAUNCH_US")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return now;
+    };
+    let ago_us = candybar_core::time::now_us() - launch_us;
+    if (0..60_000_000).contains(&ago_us) {
+        now.checked_sub(std::time::Duration::from_micros(ago_us as u64))
+            .unwrap_or(now)
+    } else {
+        now
+    }
+}

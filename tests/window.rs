@@ -612,3 +612,37 @@ fn health_turns_red_when_a_polled_endpoint_fails_and_green_when_it_recovers() {
     assert!(harness.query_all_by_label("healthy").count() >= 1);
     assert_eq!(harness.query_all_by_label("failing").count(), 0);
 }
+
+#[test]
+fn without_a_registry_real_events_do_not_show_the_example_services() {
+    // A real broker's events and no registry.yaml: Flow and Health say how to configure one
+    // instead of showing the bundled example's services as if they were the user's platform.
+    let mut live = Live::new(StoreConfig::default());
+    let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
+    for i in 0..EVENTS {
+        live.store.insert(&demo.next_message(T0_US + i * 10_000));
+    }
+    live.describe = "amqp://guest:****@127.0.0.1:5672/%2f exchange events".into();
+    live.state = SourceState::Connected {
+        detail: "events".into(),
+    };
+    let mut init = AppInit::new(live);
+    init.registry = Registry::default();
+    init.clock = Clock::Fixed(T0_US + EVENTS * 10_000);
+    init.view = Some(candybar_ui::View::Health);
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| CandybarApp::new(cc, init));
+    harness.run_steps(3);
+    harness.get_by_label("No registry configured");
+    harness.get_by_label_contains("CANDYBAR_REGISTRY");
+    assert!(
+        harness.query_by_label("hookd").is_none(),
+        "an example service is listed as the user's"
+    );
+    harness.get_by_label("registry: none");
+    harness.get_by_label("🔀 Flow").click();
+    harness.run_steps(3);
+    harness.get_by_label("No registry configured");
+    assert!(harness.query_by_label("hookd").is_none());
+}

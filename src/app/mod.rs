@@ -183,6 +183,8 @@ pub struct CandybarApp {
     /// Bumped on every registry reload (views cache what they derive from it).
     registry_version: u64,
     received_total: u64,
+    /// `received_total` when the first frame was timed.
+    received_at_first_frame: Option<u64>,
     ctx: egui::Context,
     dictation: Option<DictationParts>,
     /// Set by a second launch (through the local socket): bring the window to the front.
@@ -247,6 +249,7 @@ impl CandybarApp {
             health_poller: None,
             registry_version: 0,
             received_total: 0,
+            received_at_first_frame: None,
             ctx,
             dictation: None,
             show_requested: Arc::default(),
@@ -527,6 +530,10 @@ impl CandybarApp {
         self.viewer
             .stats
             .record(self.frame_start, ui_secs, prev_frame_cpu_secs);
+        if self.viewer.stats.first_frame_pending() {
+            // The next frame begins once this one is on its way to the display: it times it.
+            ctx.request_repaint();
+        }
         if self
             .dictation
             .as_ref()
@@ -540,6 +547,10 @@ impl CandybarApp {
     /// Ingest: what `logic` does every frame, and while the window is hidden.
     pub fn ingest(&mut self, ctx: &egui::Context) {
         self.frame_start = Instant::now();
+        self.viewer.stats.frame_begins(self.frame_start, now_us());
+        if self.received_at_first_frame.is_none() && !self.viewer.stats.first_frame_pending() {
+            self.received_at_first_frame = Some(self.received_total);
+        }
         self.tray_logic(ctx);
         if self.viewer.stats.frames > 0 || !self.window_visible {
             self.grab_pending_hotkey();
@@ -627,9 +638,10 @@ impl CandybarApp {
         let Some(path) = &self.options.stats_out else {
             return;
         };
+        let after_first = self.received_total - self.received_at_first_frame.unwrap_or(0);
         let report = self.viewer.stats.report(
             self.live.store.len() as u64,
-            self.received_total,
+            (self.received_total, after_first),
             crate::procfs::process_cpu_secs(),
         );
         let result = serde_json::to_vec_pretty(&report)

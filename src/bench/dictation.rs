@@ -3,8 +3,11 @@
 //! typing on), a virtual microphone that `paplay` speaks into (`.ci/pulse`, or any sound server
 //! whose default input hears its default output), and xev as the focused window, which prints
 //! every key it receives. For each clip: start recording (the local socket, as a Wayland
-//! shortcut does), play the clip, stop at its end — that instant is "speech end" — and take the
-//! time of the last typed character.
+//! shortcut does), play the clip, stop, and take the time of the last typed character. Each
+//! clip is spoken two ways: cut where the voice ends and stopped when it has played (the user lets
+//! go at the last word: "speech end" is when `paplay` has played it), and as recorded, with its
+//! ~0.5 s of trailing silence before the stop (the user pauses, then lets go: "speech end" is
+//! `paplay`'s start plus the clip's last voiced sample, so the pause counts).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -208,45 +211,78 @@ pub fn bench_dictation(a: &DictationBenchArgs) -> anyhow::Result<Value> {
     })?;
     let target = TypingTarget::start(None, "candybar-bench-target")?;
 
-    let mut latencies_ms = Vec::new();
+    // Each clip, cut at its last voiced frame (a temp WAV), and where its voice ends.
+    let mut spoken = Vec::new();
+    for (i, wav) in wavs.iter().enumerate() {
+        let samples = candybar_asr::wav::read_wav(wav)?;
+        let mut vad = candybar_core::asr::vad::SpeechTracker::new(
+            candybar_core::asr::vad::DEFAULT_THRESHOLD_RMS,
+            0,
+        );
+        vad.push(&samples);
+        let voiced = samples.len() - vad.trailing_silence();
+        let cut = dir.join(format!("cut{i}.wav"));
+        let pcm: Vec<i16> = samples[..voiced]
+            .iter()
+            .map(|s| (s * 32_768.0).clamp(-32_768.0, 32_767.0) as i16)
+            .collect();
+        candybar_voice::resample::write_wav_16k(&cut, &pcm)?;
+        let voiced_end = Duration::from_secs_f64(voiced as f64 / 16_000.0);
+        spoken.push((wav.clone(), cut, voiced_end));
+    }
+
+    let mut latencies_ms = [Vec::new(), Vec::new()];
     let mut clips = Vec::new();
     for round in 0..a.rounds {
-        for wav in &wavs {
-            target.clear();
-            ask(InstanceRequest::Start);
-            wait_for("the microphone", Duration::from_secs(5), || {
-                ask(InstanceRequest::Status) == "recording"
-            })?;
-            let ok = Command::new("paplay")
-                .arg(wav)
-                .status()
-                .context("paplay is needed (pulseaudio-utils)")?;
-            anyhow::ensure!(ok.success(), "paplay failed");
-            let speech_end = Instant::now();
-            ask(InstanceRequest::Stop);
-            // Done when idle again and nothing more has been typed for a moment.
-            wait_for("the text", Duration::from_secs(30), || {
-                ask(InstanceRequest::Status) == "idle"
-                    && target
-                        .typed()
-                        .1
-                        .is_some_and(|t| t.elapsed() > Duration::from_millis(300))
-            })?;
-            let (text, last) = target.typed();
-            let ms = last.map_or(f64::NAN, |t| {
-                t.saturating_duration_since(speech_end).as_secs_f64() * 1e3
-            });
-            latencies_ms.push(ms);
-            clips.push(json!({
-                "round": round,
-                "clip": wav.display().to_string(),
-                "speech_end_to_typed_ms": (ms * 10.0).round() / 10.0,
-                "typed_chars": text.chars().count(),
-            }));
+        for (wav, cut, voiced_end) in &spoken {
+            for (way, latencies) in latencies_ms.iter_mut().enumerate() {
+                let at_last_word = way == 0;
+                target.clear();
+                ask(InstanceRequest::Start);
+                wait_for("the microphone", Duration::from_secs(5), || {
+                    ask(InstanceRequest::Status) == "recording"
+                })?;
+                let played = Instant::now();
+                let ok = Command::new("paplay")
+                    .arg(if at_last_word { cut } else { wav })
+                    .status()
+                    .context("paplay is needed (pulseaudio-utils)")?;
+                anyhow::ensure!(ok.success(), "paplay failed");
+                // Cut clip: the voice ends as playback ends. Whole clip: it ended `voiced_end`
+                // into the playback (paplay's own start-up makes this a little early: the
+                // figure errs long).
+                let speech_end = if at_last_word {
+                    Instant::now()
+                } else {
+                    played + *voiced_end
+                };
+                ask(InstanceRequest::Stop);
+                // Done when idle again and nothing more has been typed for a moment.
+                wait_for("the text", Duration::from_secs(30), || {
+                    ask(InstanceRequest::Status) == "idle"
+                        && target
+                            .typed()
+                            .1
+                            .is_some_and(|t| t.elapsed() > Duration::from_millis(300))
+                })?;
+                let (text, last) = target.typed();
+                let ms = last.map_or(f64::NAN, |t| {
+                    t.saturating_duration_since(speech_end).as_secs_f64() * 1e3
+                });
+                latencies.push(ms);
+                clips.push(json!({
+                    "round": round,
+                    "clip": wav.display().to_string(),
+                    "stopped": if at_last_word { "at the last word" } else { "after the clip's trailing silence" },
+                    "speech_end_to_typed_ms": (ms * 10.0).round() / 10.0,
+                    "typed_chars": text.chars().count(),
+                }));
+            }
         }
     }
-    let mut sorted = latencies_ms.clone();
-    sorted.sort_by(f64::total_cmp);
+    let [mut at_last_word, mut after_pause] = latencies_ms;
+    at_last_word.sort_by(f64::total_cmp);
+    after_pause.sort_by(f64::total_cmp);
     // The window's own account of each transcript: end of speech → final text, and the time
     // spent typing it.
     let log = std::fs::read_to_string(dir.join("window.log")).unwrap_or_default();
@@ -268,13 +304,12 @@ pub fn bench_dictation(a: &DictationBenchArgs) -> anyhow::Result<Value> {
     typing.sort_by(f64::total_cmp);
     Ok(json!({
         "bench": "dictation",
-        "what": "end of the clip (recording stopped) → last character typed into the focused window",
+        "what": "last voiced sample of the clip → last character typed into the focused window; stopped at the last word (cut clips) and after the clip's ~0.5 s of silence",
         "model": a.model,
         "clips": clips,
         "final_text_after_speech_ms": {"p50": percentile(&finals, 0.5), "p95": percentile(&finals, 0.95)},
         "typing_ms": {"p50": percentile(&typing, 0.5), "p95": percentile(&typing, 0.95)},
-        "p50_ms": percentile(&sorted, 0.5),
-        "p95_ms": percentile(&sorted, 0.95),
-        "max_ms": sorted.last(),
+        "stopped_at_last_word": {"p50_ms": percentile(&at_last_word, 0.5), "p95_ms": percentile(&at_last_word, 0.95), "max_ms": at_last_word.last()},
+        "stopped_after_pause": {"p50_ms": percentile(&after_pause, 0.5), "p95_ms": percentile(&after_pause, 0.95), "max_ms": after_pause.last()},
     }))
 }

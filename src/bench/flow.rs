@@ -77,6 +77,20 @@ fn registry_yaml(services: usize, bindings: usize) -> String {
     y
 }
 
+/// A view's frame over `data` (benchmarks draw one view at a time).
+pub(super) fn view_cx<'f, 'a>(
+    data: &'f candybar_ui::ViewContext<'a>,
+    theme: Theme,
+    commands: &'f mut Vec<Command>,
+) -> candybar_ui::context::ViewCx<'f, 'a> {
+    candybar_ui::context::ViewCx {
+        data,
+        theme,
+        tz: candybar_ui::time_fmt::TimeZoneChoice::Utc,
+        commands,
+    }
+}
+
 pub(super) fn percentiles(mut v: Vec<f64>) -> Value {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| {
@@ -113,7 +127,8 @@ pub(super) fn measure_frame(
     (ui, tess)
 }
 
-/// Runs `frames` frames of `draw` over a store fed at `rate`; returns (ui ms, tessellate ms).
+/// Runs `frames` frames of `draw` over a store fed at `rate`; returns (ui ms, tessellate ms,
+/// ingest ms), one per measured frame.
 fn frames(
     a: &FlowBenchArgs,
     producers: usize,
@@ -157,6 +172,7 @@ fn frames(
     (ui_ms, tess_ms, ingest_ms)
 }
 
+#[allow(clippy::too_many_lines)] // three runs of the frames, the rebuild and the refresh, one report
 pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
     let registry = Registry::from_yaml(&registry_yaml(a.services, a.bindings))
         .map_err(|e| anyhow::anyhow!("the generated registry is broken: {e}"))?;
@@ -166,16 +182,38 @@ pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
         .filter(|s| s.is_producer())
         .count();
     let theme = Theme::new(ThemeChoice::Dark);
-    let mut view = FlowViewState::new();
-    let mut commands: Vec<Command> = Vec::new();
-    let mut edges = 0;
-    let mut live_edges = 0;
-    let (ui_ms, tess_ms, ingest_ms) = frames(a, producers, |ui, store, now| {
-        view.ui(ui, (&registry, 0), store, now, theme, &mut commands);
-        edges = view.graph().edges.len();
-        live_edges = view.graph().edges.iter().filter(|e| e.rate() > 0.0).count();
-    });
-    let frame_ms: Vec<f64> = ui_ms.iter().zip(&tess_ms).map(|(u, t)| u + t).collect();
+    // The view as it ships (edges routed around the services in their way), then the same run
+    // with straight edges: the same-run baseline for what routing costs. Frames that built the
+    // edges' mesh (routing all of them) are also reported on their own.
+    let run = |route_edges: bool| {
+        let mut view = FlowViewState::new();
+        view.route_edges = route_edges;
+        let mut commands: Vec<Command> = Vec::new();
+        let (mut edges, mut live_edges) = (0, 0);
+        let mut mesh_frames = Vec::new();
+        let mut f = 0usize;
+        let (ui_ms, tess_ms, ingest_ms) = frames(a, producers, |ui, store, now| {
+            let before = view.edge_mesh_builds;
+            let data = candybar_ui::ViewContext::standalone(store, now, &registry);
+            view.ui(ui, &mut view_cx(&data, theme, &mut commands));
+            if view.edge_mesh_builds != before && f >= 60 {
+                mesh_frames.push(f - 60);
+            }
+            f += 1;
+            edges = view.graph().edges.len();
+            live_edges = view.graph().edges.iter().filter(|e| e.rate() > 0.0).count();
+        });
+        let frame_ms: Vec<f64> = ui_ms.iter().zip(&tess_ms).map(|(u, t)| u + t).collect();
+        let mesh_ms: Vec<f64> = mesh_frames
+            .iter()
+            .filter_map(|&i| frame_ms.get(i).copied())
+            .collect();
+        (
+            frame_ms, ui_ms, tess_ms, ingest_ms, mesh_ms, edges, live_edges,
+        )
+    };
+    let (frame_ms, ui_ms, tess_ms, ingest_ms, mesh_ms, edges, live_edges) = run(true);
+    let (straight_ms, _, _, _, straight_mesh_ms, _, _) = run(false);
     // Baseline: the same frames and ingest with an empty panel.
     let (base_ui, base_tess, _) = frames(a, producers, |ui, _, _| {
         ui.label("empty");
@@ -199,10 +237,12 @@ pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
         }
         s
     };
+    // As after a registry change: who receives which type is looked up afresh (a cold
+    // `Routes`), then the graph built.
     let mut build_ms = Vec::new();
-    let mut routes = candybar_core::flow::Routes::new(&registry);
     for _ in 0..50 {
         let t = Instant::now();
+        let mut routes = candybar_core::flow::Routes::new(&registry);
         let g = candybar_core::flow::FlowGraph::build(
             &registry,
             &mut routes,
@@ -214,6 +254,7 @@ pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
         std::hint::black_box(g);
     }
     // What the view does twice a second when no new (source, type) pair appeared.
+    let mut routes = candybar_core::flow::Routes::new(&registry);
     let mut graph = candybar_core::flow::FlowGraph::build(
         &registry,
         &mut routes,
@@ -240,11 +281,15 @@ pub fn bench_flow(a: &FlowBenchArgs) -> anyhow::Result<Value> {
         "rate_per_sec": a.rate,
         "frames": frame_ms.len(),
         "frame_cpu_ms": percentiles(frame_ms),
+        "edge_mesh_frames": mesh_ms.len(),
+        "edge_mesh_frame_ms": percentiles(mesh_ms),
+        "without_routing_frame_cpu_ms": percentiles(straight_ms),
+        "without_routing_edge_mesh_frame_ms": percentiles(straight_mesh_ms),
         "ui_ms": percentiles(ui_ms),
         "tessellate_ms": percentiles(tess_ms),
         "baseline_empty_panel_ms": percentiles(base),
         "ingest_per_frame_ms": percentiles(ingest_ms),
-        "graph_rebuild_ms": percentiles(build_ms),
+        "graph_rebuild_cold_routes_ms": percentiles(build_ms),
         "graph_rates_refresh_ms": percentiles(refresh_ms),
     }))
 }

@@ -157,6 +157,9 @@ pub struct DecodeOptions {
     pub abort: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Compute word times ([`Transcript::words`]).
     pub word_times: bool,
+    /// Run the encoder over Whisper's whole 30 s window, as other engines do, instead of a
+    /// context cut to the audio's length (the benchmark's like-for-like comparison).
+    pub full_context: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -211,7 +214,11 @@ impl Worker {
         params.set_print_realtime(false);
         params.set_print_special(false);
         params.set_print_timestamps(false);
-        params.set_audio_ctx(audio_ctx_for(pcm.len()));
+        params.set_audio_ctx(if opts.full_context {
+            FULL_AUDIO_CTX
+        } else {
+            audio_ctx_for(pcm.len())
+        });
         params.set_token_timestamps(opts.word_times);
         if let Some(prompt) = opts.prompt.as_deref().filter(|p| !p.is_empty()) {
             params.set_initial_prompt(prompt);

@@ -341,6 +341,17 @@ impl Default for EventStore {
 impl EventStore {
     #[must_use]
     pub fn new(config: StoreConfig) -> Self {
+        Self::with_compressor(config, Compressor::spawn())
+    }
+
+    /// A store that compresses full blocks on the inserting thread instead of a background one:
+    /// everything `insert` costs on one core (benchmarks of "one core").
+    #[must_use]
+    pub fn single_threaded(config: StoreConfig) -> Self {
+        Self::with_compressor(config, None)
+    }
+
+    fn with_compressor(config: StoreConfig, compressor: Option<Compressor>) -> Self {
         let interner = Interner::with_budget((config.budget_bytes / 8).max(1 << 20));
         Self {
             config,
@@ -353,7 +364,7 @@ impl EventStore {
             next_seq: 0,
             sealed_bytes: 0,
             evicted: 0,
-            compressor: Compressor::spawn(),
+            compressor,
         }
     }
 

@@ -12,6 +12,7 @@ use egui::{Color32, PointerButton, RichText};
 use egui_plot::{Bar, BarChart, FilledArea, Line, Plot, PlotPoints, Span, VLine};
 use hdrhistogram::Histogram;
 
+use crate::context::ViewCx;
 use crate::stream::{format_bytes, format_count};
 use crate::theme::Theme;
 use crate::{Command, View};
@@ -239,14 +240,9 @@ impl ChartsViewState {
         self.rates_rect
     }
 
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        store: &EventStore,
-        now_us: Micros,
-        theme: Theme,
-        commands: &mut Vec<Command>,
-    ) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_, '_>) {
+        let (store, now_us, theme) = (cx.data.store, cx.data.now_us, cx.theme);
+        let commands = &mut *cx.commands;
         ui.horizontal(|ui| {
             ui.label("Window");
             for (secs, label) in WINDOWS_SECS {

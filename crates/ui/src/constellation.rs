@@ -23,6 +23,7 @@ use eframe::egui_wgpu::{self, wgpu};
 use egui::{Color32, Pos2, Rect, RichText, Sense, Vec2};
 use parking_lot::Mutex;
 
+use crate::context::ViewCx;
 use crate::theme::Theme;
 use crate::{Command, View};
 
@@ -583,15 +584,14 @@ impl ConstellationViewState {
     }
 
     #[allow(clippy::too_many_lines)] // toolbar, interaction, drawing, labels, hover card
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        store: &EventStore,
-        render_state: Option<&egui_wgpu::RenderState>,
-        now_us: Micros,
-        theme: Theme,
-        commands: &mut Vec<Command>,
-    ) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_, '_>) {
+        let (store, render_state, now_us, theme) = (
+            cx.data.store,
+            cx.data.render_state,
+            cx.data.now_us,
+            cx.theme,
+        );
+        let commands = &mut *cx.commands;
         let ctx = ui.ctx().clone();
         self.sync_layout(&ctx, store, now_us);
         let agents = store.agents();

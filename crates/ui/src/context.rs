@@ -11,6 +11,19 @@ use candybar_core::source::SourceState;
 use candybar_core::store::EventStore;
 use candybar_core::time::Micros;
 use candybar_core::voice::{DictationStatus, HotkeyMode, InputDevice, ServerStatus};
+
+use crate::Command;
+use crate::theme::Theme;
+use crate::time_fmt::TimeZoneChoice;
+
+/// What a view draws with: the frame's data, the look, and where its commands go. Every view's
+/// `ui` takes this one struct.
+pub struct ViewCx<'f, 'a> {
+    pub data: &'f ViewContext<'a>,
+    pub theme: Theme,
+    pub tz: TimeZoneChoice,
+    pub commands: &'f mut Vec<Command>,
+}
 use parking_lot::Mutex;
 
 /// Everything a frame shows, borrowed from the app for the frame's length.
@@ -34,6 +47,39 @@ pub struct ViewContext<'a> {
     pub export: Option<ExportProgress>,
     /// The wgpu renderer, for the views that draw with their own shaders.
     pub render_state: Option<&'a eframe::egui_wgpu::RenderState>,
+}
+
+impl<'a> ViewContext<'a> {
+    /// A frame over `store` alone: no source, registry, probes, dictation or GPU (benchmarks,
+    /// tests of one view).
+    #[must_use]
+    pub fn standalone(store: &'a EventStore, now_us: Micros, registry: &'a Registry) -> Self {
+        static NO_SOURCE: SourceState = SourceState::Finished;
+        static NO_STATUS: RegistryStatus = RegistryStatus::Example;
+        static NO_PROBES: Probes = Probes(rustc_hash::FxHashMap::with_hasher(
+            rustc_hash::FxBuildHasher,
+        ));
+        Self {
+            store,
+            now_us,
+            source: SourceInfo {
+                describe: "",
+                demo_reason: None,
+                state: &NO_SOURCE,
+                retry_in: None,
+                ended: false,
+                rate_per_sec: 0.0,
+            },
+            paused: false,
+            registry,
+            registry_version: 0,
+            registry_status: &NO_STATUS,
+            probes: &NO_PROBES,
+            dictation: None,
+            export: None,
+            render_state: None,
+        }
+    }
 }
 
 /// The source of events as the chrome shows it.

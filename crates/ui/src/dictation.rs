@@ -12,6 +12,7 @@ use candybar_core::voice::{
 use egui::{Color32, RichText};
 
 use crate::Command;
+use crate::context::ViewCx;
 use crate::context::{DictationInfo, HotkeyInfo};
 use crate::theme::Theme;
 use crate::time_fmt::TimeZoneChoice;
@@ -62,14 +63,13 @@ impl DictationViewState {
         }
     }
 
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        d: &DictationInfo<'_>,
-        theme: Theme,
-        tz: TimeZoneChoice,
-        commands: &mut Vec<Command>,
-    ) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_, '_>) {
+        let (theme, tz) = (cx.theme, cx.tz);
+        let commands = &mut *cx.commands;
+        let Some(d) = &cx.data.dictation else {
+            ui.label("Dictation is off in this window.");
+            return;
+        };
         egui::Panel::right("dictation-settings")
             .resizable(true)
             .default_size(330.0)

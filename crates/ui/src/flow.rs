@@ -13,6 +13,7 @@ use candybar_core::store::EventStore;
 use candybar_core::time::Micros;
 use egui::{Color32, Pos2, Rect, RichText, Sense, Shape, Stroke, Vec2};
 
+use crate::context::ViewCx;
 use crate::theme::Theme;
 use crate::{Command, View};
 
@@ -43,6 +44,11 @@ pub struct FlowViewState {
     show_planned: bool,
     /// Seconds of animation: particles move with it.
     clock: f64,
+    /// Route edges around the services in their way (off: straight curves; the benchmark's
+    /// same-run comparison).
+    pub route_edges: bool,
+    /// Times the edges' mesh was built (the frames that pay for routing; benchmarks read it).
+    pub edge_mesh_builds: u64,
 }
 
 impl FlowViewState {
@@ -50,6 +56,7 @@ impl FlowViewState {
     pub fn new() -> Self {
         Self {
             show_planned: true,
+            route_edges: true,
             ..Self::default()
         }
     }
@@ -88,15 +95,10 @@ impl FlowViewState {
     }
 
     #[allow(clippy::too_many_lines)] // one picture: layers, edges, particles, nodes, in paint order
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        (registry, registry_version): (&Registry, u64),
-        store: &EventStore,
-        now_us: Micros,
-        theme: Theme,
-        commands: &mut Vec<Command>,
-    ) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_, '_>) {
+        let (registry, registry_version) = (cx.data.registry, cx.data.registry_version);
+        let (store, now_us, theme) = (cx.data.store, cx.data.now_us, cx.theme);
+        let commands = &mut *cx.commands;
         self.refresh(registry, registry_version, store, now_us);
         self.toolbar_ui(ui, theme);
         let visible: Vec<bool> = self
@@ -157,11 +159,13 @@ impl FlowViewState {
             look: self.look.clone(),
         };
         if self.edges.as_ref().is_none_or(|c| c.key != key) {
+            self.edge_mesh_builds += 1;
             self.edges = Some(EdgeCache::build(
                 &self.graph,
                 &positions,
                 key,
                 theme,
+                self.route_edges,
                 &matches,
             ));
         }
@@ -337,10 +341,15 @@ impl EdgeCache {
         positions: &[Option<Rect>],
         key: CacheKey,
         theme: Theme,
+        route_edges: bool,
         matches: &dyn Fn(&FlowNode) -> bool,
     ) -> Self {
         let mut lines = egui::Mesh::default();
-        let obstacles: Vec<Rect> = positions.iter().flatten().copied().collect();
+        let obstacles: Vec<Rect> = if route_edges {
+            positions.iter().flatten().copied().collect()
+        } else {
+            Vec::new()
+        };
         let mut curves = Vec::with_capacity(graph.edges.len());
         let mut lit = Vec::with_capacity(graph.edges.len());
         for e in &graph.edges {

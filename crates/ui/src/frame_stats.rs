@@ -28,8 +28,12 @@ pub struct FrameStats {
     ingest_secs: [f32; 2],
     /// eframe's figure: ui + tessellation + handing the frame to the GPU (minus vsync waits).
     frame_cpu_us: Histogram<u64>,
-    /// New event received → first frame that shows it.
+    /// New event received → the frame that first draws its row has been handed to the display.
     shown_latency_us: Histogram<u64>,
+    /// The receive time of the oldest event whose row the current frame draws for the first
+    /// time; timed when the next frame begins (after this one was presented).
+    pending_shown_us: Option<i64>,
+    /// Launch → the first frame handed to the display (the second frame begins).
     pub first_frame_ms: Option<f64>,
     pub frames: u64,
 }
@@ -53,6 +57,8 @@ pub struct StatsReport {
     pub process_cpu_secs: Option<f64>,
     pub events_stored: u64,
     pub events_received: u64,
+    /// Received after the first frame was timed (the rate of a run leaves out the start-up).
+    pub events_received_after_first_frame: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +101,7 @@ impl FrameStats {
             ingest_secs: [0.0; 2],
             frame_cpu_us: histogram(),
             shown_latency_us: histogram(),
+            pending_shown_us: None,
             first_frame_ms: None,
             frames: 0,
         }
@@ -106,13 +113,35 @@ impl FrameStats {
         self.started
     }
 
+    /// A frame begins: everything before it has been laid out, tessellated, painted and handed
+    /// to the display. Times the first frame and the rows the previous frame drew first.
+    pub fn frame_begins(&mut self, at: Instant, now_us: i64) {
+        if self.frames >= 1 && self.first_frame_ms.is_none() {
+            self.first_frame_ms = Some(at.duration_since(self.started).as_secs_f64() * 1e3);
+        }
+        if let Some(received_us) = self.pending_shown_us.take() {
+            self.record_shown_latency(now_us - received_us);
+        }
+    }
+
+    /// The frame being drawn shows, for the first time, rows whose oldest event was received at
+    /// `received_us`.
+    pub fn rows_drawn(&mut self, received_us: i64) {
+        self.pending_shown_us = Some(
+            self.pending_shown_us
+                .map_or(received_us, |r| r.min(received_us)),
+        );
+    }
+
+    /// Whether the first frame is still to be timed (the app asks for the frame that times it).
+    #[must_use]
+    pub fn first_frame_pending(&self) -> bool {
+        self.first_frame_ms.is_none()
+    }
+
     /// One frame: when it began, the app's own CPU seconds in it, and eframe's figure for the
     /// previous frame.
     pub fn record(&mut self, frame_start: Instant, ui_secs: f32, prev_frame_cpu_secs: Option<f32>) {
-        if self.first_frame_ms.is_none() {
-            self.first_frame_ms =
-                Some(frame_start.duration_since(self.started).as_secs_f64() * 1e3);
-        }
         self.frames += 1;
         if self.recent_starts.len() == RECENT_FRAMES {
             self.recent_starts.pop_front();
@@ -133,7 +162,7 @@ impl FrameStats {
         self.ingest_secs = [self.ingest_secs[1], secs];
     }
 
-    pub fn record_shown_latency(&mut self, latency_us: i64) {
+    fn record_shown_latency(&mut self, latency_us: i64) {
         if latency_us >= 0 {
             let _ = self.shown_latency_us.record(latency_us as u64);
         }
@@ -175,7 +204,7 @@ impl FrameStats {
     pub fn report(
         &self,
         events_stored: u64,
-        events_received: u64,
+        (events_received, events_received_after_first_frame): (u64, u64),
         process_cpu_secs: Option<f64>,
     ) -> StatsReport {
         StatsReport {
@@ -190,6 +219,7 @@ impl FrameStats {
             process_cpu_secs,
             events_stored,
             events_received,
+            events_received_after_first_frame,
         }
     }
 }
@@ -210,8 +240,13 @@ mod tests {
                 Some(0.002),
             );
         }
-        assert!(s.first_frame_ms.is_some());
-        let report = s.report(0, 0, None);
+        assert!(
+            s.first_frame_ms.is_none(),
+            "timed when the second frame begins"
+        );
+        s.frame_begins(t0 + Duration::from_millis(500), 0);
+        assert_eq!(s.first_frame_ms, Some(500.0));
+        let report = s.report(0, (0, 0), None);
         assert_eq!(report.frames, 30);
         assert!((report.ui_ms.p50 - 1.0).abs() < 0.01);
         assert!((report.frame_cpu_ms.p99 - 2.0).abs() < 0.01);

@@ -14,6 +14,7 @@ use egui::{Color32, RichText};
 use egui_extras::{Column, TableBuilder};
 use rustc_hash::FxHashMap;
 
+use crate::context::ViewCx;
 use crate::stream::format_count;
 use crate::theme::{ROW_HEIGHT, Theme};
 use crate::{Command, View};
@@ -120,15 +121,10 @@ fn endpoint_cell(ui: &mut egui::Ui, r: &Row, theme: Theme) {
     }
 }
 
-pub fn health_ui(
-    ui: &mut egui::Ui,
-    registry: &Registry,
-    store: &EventStore,
-    probes: &Probes,
-    now_us: Micros,
-    theme: Theme,
-    commands: &mut Vec<Command>,
-) {
+pub fn health_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_, '_>) {
+    let (registry, store, probes) = (cx.data.registry, cx.data.store, cx.data.probes);
+    let (now_us, theme) = (cx.data.now_us, cx.theme);
+    let commands = &mut *cx.commands;
     let rows = rows(registry, store, probes, now_us);
     let count = |h: Health| rows.iter().filter(|r| r.health == h).count();
     ui.horizontal(|ui| {

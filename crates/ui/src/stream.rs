@@ -194,7 +194,8 @@ impl StreamViewState {
         }
     }
 
-    /// Draws the table. Returns the newest event sequence drawn.
+    /// Draws the table. Returns the newest event sequence drawn and the receive time of the oldest
+    /// event drawn for the first time (newer than [`Self::newest_shown`]), for the latency figure.
     #[allow(clippy::too_many_lines)] // one table: its columns read best side by side
     pub fn table_ui(
         &mut self,
@@ -203,8 +204,10 @@ impl StreamViewState {
         theme: Theme,
         tz: TimeZoneChoice,
         commands: &mut Vec<Command>,
-    ) -> Option<u64> {
+    ) -> (Option<u64>, Option<Micros>) {
         let rows = RowMap::new(&self.view, store.gaps());
+        let shown_before = self.newest_shown;
+        let mut oldest_new_received = None;
         let total = rows.total();
         // Read before the table consumes it: the wheel or a drag moves the view.
         let (wheel_y, dragging) =
@@ -268,6 +271,13 @@ impl StreamViewState {
                                 return;
                             };
                             newest_drawn = Some(newest_drawn.map_or(seq, |n: u64| n.max(seq)));
+                            if shown_before.is_some_and(|n| seq > n) {
+                                oldest_new_received = Some(
+                                    oldest_new_received.map_or(meta.received_us, |r: Micros| {
+                                        r.min(meta.received_us)
+                                    }),
+                                );
+                            }
                             row.set_selected(selected == Some(seq));
                             let domain = interner.resolve(meta.domain);
                             row.col(|ui| {
@@ -337,7 +347,7 @@ impl StreamViewState {
                 self.follow = at_bottom;
             }
         }
-        newest_drawn
+        (newest_drawn, oldest_new_received)
     }
 }
 

@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 use candybar_core::filter::Filter;
 use candybar_core::redact::mask_secrets_in;
 use candybar_core::store::EventStore;
-use candybar_core::time::now_us;
 use egui::{Key, KeyboardShortcut, Modifiers, RichText};
 
 use crate::charts::ChartsViewState;
 use crate::connection::{ConnectionForm, state_text};
 use crate::constellation::ConstellationViewState;
-use crate::context::{RegistryStatus, ViewContext};
+use crate::context::{RegistryStatus, ViewContext, ViewCx};
 use crate::detail::DetailState;
 use crate::dictation::DictationViewState;
 use crate::flow::FlowViewState;
@@ -213,37 +212,25 @@ impl Viewer {
         cards_ui(ui, &figures, theme, &mut self.commands);
         ui.add_space(4.0);
         let no_registry = *cx.registry_status == RegistryStatus::NotConfigured;
+        let mut vcx = ViewCx {
+            data: cx,
+            theme,
+            tz: self.tz,
+            commands: &mut self.commands,
+        };
         match self.view {
-            View::Charts => {
-                self.charts
-                    .ui(ui, cx.store, cx.now_us, theme, &mut self.commands);
-            }
-            View::Constellation => {
-                self.constellation.ui(
-                    ui,
-                    cx.store,
-                    cx.render_state,
-                    cx.now_us,
-                    theme,
-                    &mut self.commands,
-                );
-            }
+            View::Charts => self.charts.ui(ui, &mut vcx),
+            View::Constellation => self.constellation.ui(ui, &mut vcx),
             View::Flow => {
                 if no_registry {
                     no_registry_ui(
                         ui,
                         theme,
-                        "Flow shows what traffic reveals; with the registry it also shows the declared services, their layers and bindings.",
+                        "Flow shows what traffic reveals; with the registry it also shows the \
+                         declared services, their layers and bindings.",
                     );
                 }
-                self.flow.ui(
-                    ui,
-                    (cx.registry, cx.registry_version),
-                    cx.store,
-                    cx.now_us,
-                    theme,
-                    &mut self.commands,
-                );
+                self.flow.ui(ui, &mut vcx);
             }
             View::Health => {
                 if no_registry {
@@ -253,26 +240,10 @@ impl Viewer {
                         "Health lists the registry's services with their state and endpoints.",
                     );
                 } else {
-                    crate::health::health_ui(
-                        ui,
-                        cx.registry,
-                        cx.store,
-                        cx.probes,
-                        cx.now_us,
-                        theme,
-                        &mut self.commands,
-                    );
+                    crate::health::health_ui(ui, &mut vcx);
                 }
             }
-            View::Dictation => match &cx.dictation {
-                Some(d) => {
-                    self.dictation_view
-                        .ui(ui, d, theme, self.tz, &mut self.commands);
-                }
-                None => {
-                    ui.label("Dictation is off in this window.");
-                }
-            },
+            View::Dictation => self.dictation_view.ui(ui, &mut vcx),
             View::Stream => self.stream_ui(ui, cx),
         }
     }
@@ -306,17 +277,16 @@ impl Viewer {
             });
             return;
         }
-        let newest = self
-            .stream
-            .table_ui(ui, cx.store, theme, self.tz, &mut self.commands);
+        let (newest, oldest_new_received) =
+            self.stream
+                .table_ui(ui, cx.store, theme, self.tz, &mut self.commands);
+        if let Some(received_us) = oldest_new_received {
+            // Timed when this frame has been handed to the display (see `FrameStats`).
+            self.stats.rows_drawn(received_us);
+        }
         if let Some(seq) = newest
             && self.stream.newest_shown.is_none_or(|n| seq > n)
         {
-            if self.stream.newest_shown.is_some()
-                && let Some(meta) = cx.store.meta(seq)
-            {
-                self.stats.record_shown_latency(now_us() - meta.received_us);
-            }
             self.stream.newest_shown = Some(seq);
         }
     }
