@@ -12,15 +12,15 @@ pub enum AutostartError {
     NoConfigDir,
     #[error("cannot find candybar's own executable: {0}")]
     NoExe(std::io::Error),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {reason}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
-    #[error("cannot remove {path}: {source}")]
+    #[error("cannot remove {path}: {reason}")]
     Remove {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -73,7 +73,7 @@ pub fn set(enabled: bool) -> Result<PathBuf, AutostartError> {
     } else {
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(AutostartError::Remove { path, source: e });
+                return Err(AutostartError::Remove { path, reason: e });
             }
             _ => {}
         }
@@ -84,7 +84,7 @@ pub fn set(enabled: bool) -> Result<PathBuf, AutostartError> {
 fn write_entry(path: &Path, exe: &Path) -> Result<(), AutostartError> {
     let err = |source| AutostartError::Write {
         path: path.to_owned(),
-        source,
+        reason: source,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;

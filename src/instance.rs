@@ -74,10 +74,10 @@ pub fn socket_path() -> PathBuf {
 pub enum InstanceError {
     #[error("candybar is not running (nothing answers on {0}); start it with `candybar`")]
     NotRunning(PathBuf),
-    #[error("cannot talk to the running candybar on {path}: {source}")]
+    #[error("cannot talk to the running candybar on {path}: {reason}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -85,7 +85,7 @@ pub enum InstanceError {
 pub fn send(path: &Path, request: InstanceRequest) -> Result<String, InstanceError> {
     let io = |source| InstanceError::Io {
         path: path.to_owned(),
-        source,
+        reason: source,
     };
     let mut stream = UnixStream::connect(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {

@@ -54,10 +54,10 @@ impl Place {
 pub enum SecretError {
     #[error("unknown secret {0:?}: candybar keeps asr-token, webhook-token and amqp-password")]
     Unknown(String),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {reason}")]
     File {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("the keychain refused: {0}")]
     Keychain(String),
@@ -244,7 +244,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), SecretError> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let err = |source| SecretError::File {
         path: path.to_owned(),
-        source,
+        reason: source,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;

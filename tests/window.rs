@@ -252,11 +252,12 @@ fn snapshot_light() {
 fn a_disconnection_shows_as_a_separator_row() {
     let mut harness = app(ThemeChoice::Dark);
     let at = T0_US + EVENTS * 10_000;
-    harness
-        .state_mut()
-        .live
-        .store
-        .record_gap(at, at + 4_000_000, "connection reset by the broker");
+    harness.state_mut().live.store.record_gap(
+        at,
+        at + 4_000_000,
+        "connection reset by the broker",
+        false,
+    );
     let mut demo = Demo::new(
         DemoConfig {
             seed: 9,

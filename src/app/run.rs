@@ -104,7 +104,13 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
         global_hotkey: true,
         bus_target: crate::cli::dictate::bus_target(source, &settings),
     };
-    let mut live = Live::new(settings.file.store.store_config());
+    let mut live = Live::new(
+        settings
+            .file
+            .store
+            .store_config()
+            .map_err(anyhow::Error::msg)?,
+    );
     if let Some(n) = args.preload {
         super::preload_demo(&mut live.store, n, &settings.registry);
     }

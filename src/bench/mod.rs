@@ -9,6 +9,7 @@ mod charts;
 mod constellation;
 pub mod dictation;
 mod flow;
+mod soak;
 mod window;
 
 use std::process::ExitCode;
@@ -69,6 +70,9 @@ pub enum BenchCommand {
     /// Microphone capture: from the start call (what a hotkey does) to the first audio, over
     /// several starts; and the cost of converting to 16 kHz.
     Capture(CaptureBenchArgs),
+    /// The bus while a private broker is killed and restarted under load (durable queue,
+    /// publisher confirms): events confirmed, received, missing, duplicated; reconnect times.
+    Soak(soak::SoakBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +130,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Ingest(a) => bench_ingest(&a, source).await?,
         BenchCommand::Asr(a) => bench_asr(&a).await?,
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
+        BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
         BenchCommand::Window(a) => tokio::task::block_in_place(|| window::bench_window(&a))?,
         BenchCommand::Flow(a) => tokio::task::block_in_place(|| flow::bench_flow(&a))?,
         BenchCommand::Charts(a) => tokio::task::block_in_place(|| charts::bench_charts(&a)),
@@ -252,7 +257,52 @@ fn bench_store(a: &StoreArgs) -> serde_json::Value {
     fill(&mut batch, 0, 8192);
     let mean_body = batch.iter().map(|m| m.body.len()).sum::<usize>() as f64 / batch.len() as f64;
 
-    // 1. One core: decode, insert and LZ4 of full blocks all on this thread (the store's
+    // 1. As the window and `tail` run it: insert on the ingest thread, full blocks compressed on
+    //    the store's background thread; the ingest thread's time, and the process's CPU.
+    let (rss_before, _) = rss_mib();
+    let mut store = EventStore::new(StoreConfig::default());
+    let mut insert_time = Duration::ZERO;
+    let cpu0 = cpu_secs();
+    let wall = Instant::now();
+    let mut done = 0;
+    while done < a.events {
+        let n = (a.events - done).min(8192);
+        fill(&mut batch, done, n);
+        let t = Instant::now();
+        for m in &batch {
+            store.insert(m);
+        }
+        insert_time += t.elapsed();
+        done += n;
+    }
+    store.flush();
+    let wall_secs = wall.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
+    let (rss_after, rss_peak) = rss_mib();
+
+    let mut refilter = serde_json::Map::new();
+    for expr in [
+        "agent.*.completed",
+        "domain:llm errors",
+        "timeout",
+        "\"flaky consumer\"",
+        "Timeout",
+        "corr:no-such-id",
+    ] {
+        let mut view = FilteredView::new(Filter::new(expr).unwrap_or_default());
+        let t = Instant::now();
+        view.update(&store, now_us(), u64::MAX);
+        refilter.insert(
+            expr.to_owned(),
+            json!({ "ms": ms(t.elapsed()), "matches": view.len() }),
+        );
+    }
+    let related_ms = {
+        let t = Instant::now();
+        std::hint::black_box(store.related("no-such-id"));
+        ms(t.elapsed())
+    };
+    // 2. One core: decode, insert and LZ4 of full blocks all on this thread (the store's
     //    background compressor is off), timed to the last block sealed. Decoding the same events
     //    alone is timed in the same pass, batch by batch.
     let mut one_core = EventStore::single_threaded(StoreConfig::default());
@@ -280,52 +330,7 @@ fn bench_store(a: &StoreArgs) -> serde_json::Value {
     one_core_time += t.elapsed();
     drop(one_core);
 
-    // 2. As the window and `tail` run it: insert on the ingest thread, full blocks compressed on
-    //    the store's background thread; the ingest thread's time, and the process's CPU.
-    let (rss_before, _) = rss_mib();
-    let mut store = EventStore::new(StoreConfig::default());
-    let mut insert_time = Duration::ZERO;
-    let cpu0 = cpu_secs();
-    let wall = Instant::now();
-    let mut done = 0;
-    while done < a.events {
-        let n = (a.events - done).min(8192);
-        fill(&mut batch, done, n);
-        let t = Instant::now();
-        for m in &batch {
-            store.insert(m);
-        }
-        insert_time += t.elapsed();
-        done += n;
-    }
-    store.flush();
-    let wall_secs = wall.elapsed().as_secs_f64();
-    let cpu = cpu_secs() - cpu0;
     drop(batch);
-    let (rss_after, rss_peak) = rss_mib();
-
-    let mut refilter = serde_json::Map::new();
-    for expr in [
-        "agent.*.completed",
-        "domain:llm errors",
-        "timeout",
-        "\"flaky consumer\"",
-        "Timeout",
-        "corr:no-such-id",
-    ] {
-        let mut view = FilteredView::new(Filter::new(expr).unwrap_or_default());
-        let t = Instant::now();
-        view.update(&store, now_us(), u64::MAX);
-        refilter.insert(
-            expr.to_owned(),
-            json!({ "ms": ms(t.elapsed()), "matches": view.len() }),
-        );
-    }
-    let related_ms = {
-        let t = Instant::now();
-        std::hint::black_box(store.related("no-such-id"));
-        ms(t.elapsed())
-    };
     json!({
         "bench": "store",
         "events": store.len(),

@@ -14,11 +14,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{FileConfig, default_path};
+use crate::config::default_path;
 use candybar_bus::amqp::{AmqpConfig, DEFAULT_DURABLE_QUEUE, QueueMode};
 use candybar_bus::demo::DemoSourceConfig;
 use candybar_bus::replay::{Pace, ReplayConfig};
 use candybar_bus::{SourceHandle, amqp, demo, replay};
+use candybar_core::config::FileConfig;
 use candybar_core::demo::DemoConfig;
 use candybar_core::redact::SecretUrl;
 use candybar_core::registry::Registry;
@@ -187,7 +188,7 @@ impl SourceArgs {
     pub fn settings(&self) -> anyhow::Result<Settings> {
         let path = self.config.clone().or_else(default_path);
         let mut file = match &path {
-            Some(p) => FileConfig::load(p)?,
+            Some(p) => crate::config::load(p)?,
             None => FileConfig::default(),
         };
         file.apply_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
@@ -195,7 +196,7 @@ impl SourceArgs {
         let registry_loaded = registry_path.is_some();
         let registry = match registry_path {
             Some(p) => {
-                let text = std::fs::read_to_string(&p)
+                let text = candybar_bus::registry_watch::read_text(&p)
                     .with_context(|| format!("cannot read registry {}", p.display()))?;
                 Registry::from_yaml(&text).with_context(|| format!("registry {}", p.display()))?
             }
@@ -381,10 +382,4 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-}
-
-/// `expr` with a caret under `column` (1-based characters), for filter errors.
-#[must_use]
-pub fn caret(expr: &str, column: usize) -> String {
-    format!("  {expr}\n  {}^", " ".repeat(column.saturating_sub(1)))
 }

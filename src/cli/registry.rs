@@ -26,7 +26,7 @@ pub struct CheckArgs {
 pub fn run(cmd: &RegistryCommand) -> ExitCode {
     let RegistryCommand::Check(args) = cmd;
     let path = args.file.display();
-    let text = match std::fs::read_to_string(&args.file) {
+    let text = match candybar_bus::registry_watch::read_text(&args.file) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("candybar: cannot read {path}: {e}");

@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use candybar_bus::{SourceMsg, SourceState};
 use candybar_core::event::{Event, Status};
@@ -9,15 +10,24 @@ use candybar_core::export::write_ndjson;
 use candybar_core::filter::{Filter, FilteredView};
 use candybar_core::redact::mask_secrets_in;
 use candybar_core::store::{EventStore, StoreConfig};
+use candybar_core::text::printable;
 use candybar_core::time::{format_clock, now_us};
 use clap::Args;
 
-use super::{Format, SourceArgs, SourceChoice, caret};
+use super::{Format, SourceArgs, SourceChoice};
+use candybar_core::filter::caret;
 
 #[derive(Args, Debug)]
 pub struct TailArgs {
     /// Filter expression, e.g. 'agent.*.completed', 'domain:llm errors', '"timeout" last:15m'
-    #[arg(long, short, value_name = "EXPR", default_value = "")]
+    /// (one starting with '-', like '-errors', is taken as the expression)
+    #[arg(
+        long,
+        short,
+        value_name = "EXPR",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
     filter: String,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -87,17 +97,33 @@ pub async fn run(args: TailArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
                     start_us,
                     end_us,
                     reason,
+                    lossless,
                 } => {
-                    store.record_gap(start_us, end_us, reason.clone());
+                    store.record_gap(start_us, end_us, reason.clone(), lossless);
+                    let what = if lossless {
+                        "connection interrupted"
+                    } else {
+                        "gap"
+                    };
+                    let after = if lossless {
+                        "the durable queue kept what was published meanwhile: no events were lost"
+                    } else {
+                        "events published meanwhile may be missing"
+                    };
                     eprintln!(
-                        "candybar: gap {} → {} ({:.2} s): {reason}; events published meanwhile may be missing",
+                        "candybar: {what} {} → {} ({:.2} s): {}; {after}",
                         format_clock(start_us),
                         format_clock(end_us),
-                        (end_us - start_us) as f64 / 1e6
+                        (end_us - start_us) as f64 / 1e6,
+                        printable(&reason)
                     );
                 }
                 SourceMsg::State(state) => {
                     let line = match &state {
+                        // Said once: a broker that does not answer then says so within seconds.
+                        SourceState::Connecting { attempt: 0 } if !connected_once => {
+                            Some(format!("connecting to {}…", handle.describe))
+                        }
                         SourceState::Connecting { .. } => None,
                         SourceState::Connected { detail } => {
                             connected_once = true;
@@ -108,8 +134,10 @@ pub async fn run(args: TailArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
                             retry_in,
                             permanent,
                         } => {
-                            if *permanent && !connected_once {
-                                eprintln!("candybar: {}", mask_secrets_in(reason));
+                            // A setting to fix: exit instead of waiting on it (before the first
+                            // connection, or when the source gave up).
+                            if *permanent && (!connected_once || *retry_in == Duration::MAX) {
+                                eprintln!("candybar: {}", printable(&mask_secrets_in(reason)));
                                 return Ok(ExitCode::from(2));
                             }
                             Some(format!(
@@ -123,7 +151,7 @@ pub async fn run(args: TailArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
                         }
                     };
                     if let Some(line) = line.filter(|l| *l != last_state) {
-                        eprintln!("candybar: {line}");
+                        eprintln!("candybar: {}", printable(&line));
                         last_state = line;
                     }
                 }
@@ -175,19 +203,19 @@ fn write_text(e: &Event, out: &mut Vec<u8>) {
         out,
         "{} {icon} {:<42} {:<18} {:<14} {:>6} B{cut}",
         format_clock(e.received_us),
-        fit(&e.kind, 42),
-        fit(e.source.as_deref().unwrap_or("-"), 18),
-        fit(e.agent.as_deref().unwrap_or("-"), 14),
+        fit(&printable(&e.kind), 42),
+        fit(&printable(e.source.as_deref().unwrap_or("-")), 18),
+        fit(&printable(e.agent.as_deref().unwrap_or("-")), 14),
         e.size_bytes,
     );
 }
 
 /// `s` cut to `width` characters, keeping the end (the distinctive part of URIs and ids).
-fn fit(s: &str, width: usize) -> std::borrow::Cow<'_, str> {
+fn fit(s: &str, width: usize) -> String {
     let n = s.chars().count();
     if n <= width {
-        return s.into();
+        return s.to_owned();
     }
     let tail: String = s.chars().skip(n - (width - 1)).collect();
-    format!("…{tail}").into()
+    format!("…{tail}")
 }

@@ -7,7 +7,6 @@
 //! flickering), and decodes the whole utterance for the final text at end of speech.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -129,6 +128,8 @@ struct AppState {
     /// Finals that a decode begun at the pause had already read (no decode after the end).
     early_finals: AtomicU64,
     rejected: AtomicU64,
+    /// Connections closed on arrival (too many open, or too many still sending their head).
+    refused_connections: AtomicU64,
     /// Speech end → final sent, in microseconds.
     final_latency_us: Mutex<Histogram<u64>>,
     audio_ms_total: AtomicU64,
@@ -156,6 +157,7 @@ pub async fn serve(
         utterances: AtomicU64::new(0),
         early_finals: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
+        refused_connections: AtomicU64::new(0),
         final_latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 2)?),
         audio_ms_total: AtomicU64::new(0),
         decode_ms_total: AtomicU64::new(0),
@@ -178,14 +180,74 @@ pub async fn serve(
         .route("/models", get(models))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .with_state(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+        .with_state(state.clone());
+    accept_loop(listener, app, &state, shutdown).await;
     Ok(())
+}
+
+/// Connections open at once; more are closed as they arrive (their descriptors freed at once).
+const MAX_CONNECTIONS: usize = 512;
+/// Connections that have not yet sent a whole request head: what idle half-open connections
+/// could otherwise fill until no file descriptor is left for `/health` or `/asr`.
+const MAX_PENDING: usize = 64;
+/// A connection must send its request head within this, or it is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `app` on `listener` until `shutdown`: each connection over HTTP/1 (with upgrades, for
+/// WebSockets) on a task of its own, its request head read within [`HEADER_TIMEOUT`], at most
+/// [`MAX_PENDING`] heads awaited and [`MAX_CONNECTIONS`] connections open at once.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    state: &Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let pending = Arc::new(Semaphore::new(MAX_PENDING));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, say: wait a moment rather than spin.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (Ok(open_permit), Ok(pending_permit)) = (
+            open.clone().try_acquire_owned(),
+            pending.clone().try_acquire_owned(),
+        ) else {
+            state.refused_connections.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        // Released once the request head has been read (the connection is no longer pending).
+        let pending_slot = Arc::new(Mutex::new(Some(pending_permit)));
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req: axum::http::Request<_>| {
+            pending_slot.lock().take();
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended: {e}");
+            }
+            drop(open_permit);
+        });
+    }
 }
 
 /// The publisher task: takes transcripts from a bounded queue and publishes them with confirms,
@@ -343,6 +405,7 @@ async fn status(State(state): State<Shared>) -> Json<serde_json::Value> {
         "utterances": state.utterances.load(Ordering::Relaxed),
         "early_finals": state.early_finals.load(Ordering::Relaxed),
         "rejected_connections": state.rejected.load(Ordering::Relaxed),
+        "refused_connections": state.refused_connections.load(Ordering::Relaxed),
         "bus": { "published": state.bus_published.load(Ordering::Relaxed), "dropped": state.bus_dropped.load(Ordering::Relaxed) },
         "final_latency_ms": { "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99) },
         "real_time_factor": rtf(&state),
@@ -389,6 +452,15 @@ async fn metrics(State(state): State<Shared>) -> String {
         state.rejected.load(Ordering::Relaxed).to_string(),
     );
     line(
+        "candybar_asr_refused_connections_total",
+        "counter",
+        "Connections closed on arrival (too many open, or too many still sending their head)",
+        state
+            .refused_connections
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
+    line(
         "candybar_asr_real_time_factor",
         "gauge",
         "Decode time over audio time",
@@ -433,11 +505,11 @@ async fn asr(
                 .into_response();
         }
     }
-    // Our own frame limit answers with a clear error; the transport's (16 MB, or twice ours) is
-    // above it so that ordinary oversized frames get that answer rather than a bare close.
-    let transport = (state.cfg.max_frame_bytes * 2).max(16 << 20);
-    ws.max_message_size(transport)
-        .max_frame_size(transport)
+    // One limit for binary and text frames, enforced by the transport before a frame is read
+    // into memory; `connection` answers a frame over it with an error message and close 1009.
+    let limit = state.cfg.max_frame_bytes;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
         .on_upgrade(move |socket| connection(socket, state))
 }
 
@@ -525,6 +597,8 @@ async fn connection(mut socket: WebSocket, state: Shared) {
     let mut tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
     let mut segment = 0u32;
     let mut started_ms = 0u64; // utterance start within the connection's audio
+    // A frame may end halfway through a sample: its first byte waits for the next frame.
+    let mut odd_byte: Option<u8> = None;
     let idle = Duration::from_secs(u64::from(cfg.idle_timeout_secs.max(1)));
     loop {
         let msg = match tokio::time::timeout(idle, socket.recv()).await {
@@ -537,7 +611,25 @@ async fn connection(mut socket: WebSocket, state: Shared) {
                 .await;
                 return;
             }
-            Ok(None | Some(Err(_))) => return, // the client went away
+            Ok(None) => return, // the client went away
+            Ok(Some(Err(e))) => {
+                // A frame over the limit is refused by the transport before it is read; say so
+                // (the socket still writes). Anything else: the client went away.
+                let text = e.to_string();
+                if text.contains("too long") || text.contains("Space limit") {
+                    close(
+                        &mut socket,
+                        1009,
+                        &format!(
+                            "a frame is over the limit of {} bytes: send audio in smaller frames \
+                             (100 ms is 3,200 bytes)",
+                            cfg.max_frame_bytes
+                        ),
+                    )
+                    .await;
+                }
+                return;
+            }
             Ok(Some(Ok(m))) => m,
         };
         let end = match msg {
@@ -556,17 +648,20 @@ async fn connection(mut socket: WebSocket, state: Shared) {
                     .await;
                     return;
                 }
-                if bytes.len() % 2 == 1 {
-                    let m = format!(
-                        "frame of {} bytes is not whole 16-bit samples; its last byte was dropped",
-                        bytes.len()
-                    );
-                    if !send(&mut socket, &ServerMsg::Error { message: m }).await {
-                        return;
-                    }
+                // Clients may cut frames anywhere: a byte left over is the first half of the
+                // next frame's first sample.
+                let joined;
+                let mut pcm: &[u8] = &bytes;
+                if let Some(b) = odd_byte.take() {
+                    joined = [&[b][..], &bytes].concat();
+                    pcm = &joined;
+                }
+                if pcm.len() % 2 == 1 {
+                    odd_byte = pcm.last().copied();
+                    pcm = &pcm[..pcm.len() - 1];
                 }
                 let before = samples.len();
-                s16le_to_f32(&bytes, &mut samples);
+                s16le_to_f32(pcm, &mut samples);
                 since_partial += samples.len() - before;
                 tracker.push(&samples[before..]);
                 if !tracker.heard_speech() && samples.len() > LEAD_IN {
@@ -606,6 +701,8 @@ async fn connection(mut socket: WebSocket, state: Shared) {
         };
         if end != End::No {
             let speech_end = Instant::now();
+            // Half a sample at the very end of an utterance is not audio.
+            odd_byte = None;
             let mut audio = std::mem::take(&mut samples);
             since_partial = 0;
             agreement = LocalAgreement::default();

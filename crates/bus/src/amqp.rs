@@ -64,8 +64,24 @@ pub enum AmqpError {
         "cannot reach the broker at {url}: {reason} (is RabbitMQ running and listening there?)"
     )]
     Unreachable { url: String, reason: String },
-    #[error("the broker refused the login for {url}: check the user name and password")]
-    AccessRefused { url: String },
+    #[error("the broker refused the login for {url}: check the user name and password ({reason})")]
+    LoginRefused { url: String, reason: String },
+    #[error("the broker refused: {reason}")]
+    AccessRefused { reason: String },
+    #[error(
+        "no answer from the broker at {url} within {secs} s (is it RabbitMQ's AMQP port? is the broker frozen?)"
+    )]
+    NoAnswer { url: String, secs: u64 },
+    #[error("{what} is longer than the 255 bytes AMQP allows: {shown}…")]
+    NameTooLong { what: &'static str, shown: String },
+    #[error(
+        "queue '{queue}' exists with other settings ({reason}); delete it or choose another name"
+    )]
+    QueueMismatch { queue: String, reason: String },
+    #[error(
+        "{url} does not speak TLS ({reason}): use amqp:// for this port, or the broker's TLS port (5671)"
+    )]
+    NotTls { url: String, reason: String },
     #[error("the broker does not allow virtual host of {url}: {reason}")]
     Vhost { url: String, reason: String },
     #[error(
@@ -81,16 +97,31 @@ pub enum AmqpError {
 }
 
 impl AmqpError {
-    /// Errors that retrying will not fix until the user changes something.
+    /// Errors that retrying will not fix until someone changes something (here or on the
+    /// broker): retried slowly.
     #[must_use]
     pub fn is_permanent(&self) -> bool {
+        self.is_fatal()
+            || matches!(
+                self,
+                Self::LoginRefused { .. }
+                    | Self::AccessRefused { .. }
+                    | Self::Vhost { .. }
+                    | Self::ExchangeMissing { .. }
+                    | Self::ExchangeMismatch { .. }
+            )
+    }
+
+    /// Errors only a new setting in candybar can fix (a URL, a name): the source says so and
+    /// stops instead of retrying forever.
+    #[must_use]
+    pub fn is_fatal(&self) -> bool {
         matches!(
             self,
             Self::BadUrl { .. }
-                | Self::AccessRefused { .. }
-                | Self::Vhost { .. }
-                | Self::ExchangeMissing { .. }
-                | Self::ExchangeMismatch { .. }
+                | Self::NameTooLong { .. }
+                | Self::QueueMismatch { .. }
+                | Self::NotTls { .. }
         )
     }
 
@@ -100,8 +131,15 @@ impl AmqpError {
             ErrorKind::ProtocolError(e) => {
                 let reason = e.get_message().to_string();
                 match e.kind() {
+                    // A refused login, or a permission the user lacks (a reserved queue name,
+                    // a vhost or resource it may not use): the broker's own words say which.
+                    AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+                        if reason.to_ascii_lowercase().contains("login") =>
+                    {
+                        Self::LoginRefused { url, reason }
+                    }
                     AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => {
-                        Self::AccessRefused { url }
+                        Self::AccessRefused { reason }
                     }
                     AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) if reason.contains("exchange") => {
                         Self::ExchangeMissing {
@@ -116,6 +154,14 @@ impl AmqpError {
                             reason,
                         }
                     }
+                    AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+                        if reason.contains("queue") =>
+                    {
+                        Self::QueueMismatch {
+                            queue: reason.split('\'').nth(1).unwrap_or("?").to_owned(),
+                            reason,
+                        }
+                    }
                     AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Self::Vhost { url, reason },
                     AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED) => Self::Lost { reason },
                     _ => Self::Other { reason },
@@ -123,7 +169,15 @@ impl AmqpError {
             }
             ErrorKind::IOError(io) => {
                 let reason = io.to_string();
-                if reason.contains("Invalid AMQP")
+                let tls = url.starts_with("amqps:");
+                if tls
+                    && (reason.to_ascii_lowercase().contains("tls")
+                        || reason.to_ascii_lowercase().contains("handshake")
+                        || reason.contains("InvalidContentType")
+                        || reason.contains("corrupt message"))
+                {
+                    Self::NotTls { url, reason }
+                } else if reason.contains("Invalid AMQP")
                     || reason.contains("invalid") && reason.contains("uri")
                 {
                     Self::BadUrl { url, reason }
@@ -178,25 +232,53 @@ pub fn normalize_url(url: &str) -> Result<String, AmqpError> {
     Ok(url.to_owned())
 }
 
-pub(crate) fn short(s: &str) -> Result<ShortString, AmqpError> {
-    ShortString::try_new(s).map_err(|_| AmqpError::Other {
-        reason: format!(
-            "name longer than 255 bytes: {}…",
-            &s[..s.floor_char_boundary(40)]
-        ),
+/// `s` as an AMQP short string (exchange, queue, routing and binding keys); `what` names it in
+/// the error.
+pub(crate) fn short_named(s: &str, what: &'static str) -> Result<ShortString, AmqpError> {
+    ShortString::try_new(s).map_err(|_| AmqpError::NameTooLong {
+        what,
+        shown: s[..s.floor_char_boundary(40)].to_owned(),
     })
 }
+
+pub(crate) fn short(s: &str) -> Result<ShortString, AmqpError> {
+    short_named(s, "a name")
+}
+
+/// How long connecting and the AMQP handshake may take before the broker counts as not
+/// answering (a port that accepts TCP but never speaks AMQP, a frozen broker).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Heartbeat asked of the broker, in seconds, unless the URL sets one: a broker that stops
+/// answering (frozen, a dead network path) is noticed within about two of them.
+pub const HEARTBEAT_SECS: u16 = 5;
 
 pub(crate) async fn connect(
     url: &str,
     exchange: &str,
     name: &str,
 ) -> Result<Connection, AmqpError> {
-    let url = normalize_url(url)?;
+    let url = with_heartbeat(&normalize_url(url)?);
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(&url, props)
-        .await
-        .map_err(|e| AmqpError::from_lapin(&e, &url, exchange))
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&url, props)).await {
+        Ok(result) => result.map_err(|e| AmqpError::from_lapin(&e, &url, exchange)),
+        Err(_) => Err(AmqpError::NoAnswer {
+            url: mask_url(&url),
+            secs: CONNECT_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
+/// `url` with `heartbeat=HEARTBEAT_SECS` in its query, unless it asks for a heartbeat itself.
+fn with_heartbeat(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    if u.query_pairs().any(|(k, _)| k == "heartbeat") {
+        return url.to_owned();
+    }
+    u.query_pairs_mut()
+        .append_pair("heartbeat", &HEARTBEAT_SECS.to_string());
+    u.to_string()
 }
 
 /// Backoff between reconnects: 100 ms doubling to 500 ms (`RabbitMQ` is usually back within a
@@ -259,6 +341,18 @@ async fn run(cfg: AmqpConfig, tx: SourceTx) {
                     gap = Some((now_us(), err.to_string()));
                 }
                 let permanent = err.is_permanent();
+                if err.is_fatal() {
+                    // Only a new setting fixes it: say so and stop.
+                    tracing::debug!("amqp: {err}; not retrying");
+                    let _ = tx
+                        .send(SourceMsg::State(SourceState::Retrying {
+                            reason: err.to_string(),
+                            retry_in: Duration::MAX,
+                            permanent: true,
+                        }))
+                        .await;
+                    return;
+                }
                 let retry_in = backoff(attempt, permanent);
                 tracing::debug!("amqp: {err}; retrying in {} ms", retry_in.as_millis());
                 let state = SourceState::Retrying {
@@ -291,11 +385,19 @@ async fn consume(
             false,
         )
     };
+    // Names the broker could never take are said before connecting.
+    let exchange = short_named(&cfg.exchange, "the exchange name").map_err(|e| (e, false))?;
+    let queue = short_named(queue_name, "the queue name").map_err(|e| (e, false))?;
+    let keys = cfg
+        .binding_keys
+        .iter()
+        .map(|k| short_named(k, "a binding key"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| (e, false))?;
     let conn = connect(cfg.url.expose(), &cfg.exchange, "candybar viewer")
         .await
         .map_err(|e| (e, false))?;
     let ch = conn.create_channel().await.map_err(fail)?;
-    let exchange = short(&cfg.exchange).map_err(|e| (e, false))?;
     if !cfg.exchange.is_empty() {
         let passive = ExchangeDeclareOptions {
             passive: true,
@@ -323,12 +425,10 @@ async fn consume(
             ..QueueDeclareOptions::default()
         }
     };
-    let queue = short(queue_name).map_err(|e| (e, false))?;
     ch.queue_declare(queue.clone(), qopts, FieldTable::default())
         .await
         .map_err(fail)?;
-    for key in &cfg.binding_keys {
-        let key = short(key).map_err(|e| (e, false))?;
+    for key in keys {
         ch.queue_bind(
             queue.clone(),
             exchange.clone(),
@@ -368,6 +468,7 @@ async fn consume(
                 start_us,
                 end_us: now_us(),
                 reason,
+                lossless: matches!(cfg.queue, QueueMode::Durable(_)),
             })
             .await
             .is_err()

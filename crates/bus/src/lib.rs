@@ -44,6 +44,8 @@ pub enum SourceMsg {
         start_us: Micros,
         end_us: Micros,
         reason: String,
+        /// The broker kept what was published meanwhile (a durable queue): nothing is missing.
+        lossless: bool,
     },
     State(SourceState),
 }

@@ -106,8 +106,9 @@ impl Live {
                     start_us,
                     end_us,
                     reason,
+                    lossless,
                 } => {
-                    self.store.record_gap(start_us, end_us, reason);
+                    self.store.record_gap(start_us, end_us, reason, lossless);
                     report.changed = true;
                 }
                 SourceMsg::State(state) => {
@@ -155,7 +156,8 @@ impl Live {
     #[must_use]
     pub fn retry_in(&self) -> Option<Duration> {
         match &self.state {
-            SourceState::Retrying { retry_in, .. } => {
+            // `Duration::MAX`: the source gave up (it needs a new setting).
+            SourceState::Retrying { retry_in, .. } if *retry_in != Duration::MAX => {
                 Some(retry_in.saturating_sub(self.state_since.elapsed()))
             }
             _ => None,

@@ -25,10 +25,33 @@ pub enum RegistryUpdate {
     Unreadable(String),
 }
 
+/// The largest registry file read (the platform's is a few hundred KB); a bigger one — or
+/// `/dev/zero` — is refused before it fills memory.
+pub const MAX_REGISTRY_BYTES: u64 = 16 << 20;
+
+/// The registry file's text, refused when it is over [`MAX_REGISTRY_BYTES`] or not UTF-8.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_REGISTRY_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_REGISTRY_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is larger than {} MiB, too large for a registry",
+                MAX_REGISTRY_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 /// Reads `path` once, as the watcher does.
 #[must_use]
 pub fn load(path: &Path) -> RegistryUpdate {
-    match std::fs::read_to_string(path) {
+    match read_text(path) {
         Ok(text) => match Registry::from_yaml(&text) {
             Ok(r) => RegistryUpdate::Loaded(Box::new(r)),
             Err(e) => RegistryUpdate::Broken(format!("{}: {e}", path.display())),

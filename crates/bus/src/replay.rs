@@ -68,14 +68,15 @@ async fn run(cfg: ReplayConfig, tx: SourceTx) {
             Ok(Line::Read) => {}
             Ok(Line::End) => break,
             Ok(Line::TooLong { bytes }) => {
-                line_no += 1;
+                // Not an NDJSON file (a device, a binary): stop rather than read on forever.
                 tracing::warn!(
-                    "{} line {line_no} is {bytes} bytes or more, over the {} MiB a replay line may \
-                     have; skipped",
+                    "{} line {} is {bytes} bytes or more, over the {} MiB a replay line may \
+                     have; the replay stops there (is it an NDJSON file?)",
                     cfg.path.display(),
+                    line_no + 1,
                     MAX_LINE_BYTES >> 20
                 );
-                continue;
+                break;
             }
             Err(err) => {
                 tracing::warn!(
@@ -113,51 +114,43 @@ async fn run(cfg: ReplayConfig, tx: SourceTx) {
 enum Line {
     /// A line (without its newline) is in the buffer.
     Read,
-    /// The line was longer than the cap; it was read past and dropped.
+    /// The line is longer than the cap: reading stopped there (`bytes` read of it so far).
     TooLong {
         bytes: usize,
     },
     End,
 }
 
-/// Reads one line into `buf` (cleared first), holding at most `cap` bytes of it in memory.
+/// Reads one line into `buf` (cleared first), stopping when it would hold more than `cap`
+/// bytes: a line that never ends (`/dev/zero`) cannot fill memory or keep the reader busy.
 async fn read_capped_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     cap: usize,
 ) -> std::io::Result<Line> {
     buf.clear();
-    let mut seen = 0usize;
-    let mut any = false;
     loop {
         let chunk = reader.fill_buf().await?;
         if chunk.is_empty() {
-            return Ok(match (any, seen > cap) {
-                (false, _) => Line::End,
-                (true, true) => Line::TooLong { bytes: seen },
-                (true, false) => Line::Read,
+            return Ok(if buf.is_empty() {
+                Line::End
+            } else {
+                Line::Read
             });
         }
-        any = true;
         let (take, done) = match memchr::memchr(b'\n', chunk) {
             Some(i) => (i, true),
             None => (chunk.len(), false),
         };
-        if seen + take <= cap {
-            buf.extend_from_slice(&chunk[..take]);
-        } else if !buf.is_empty() {
-            // Over the cap: stop keeping it (what was kept is let go).
-            buf.clear();
-            buf.shrink_to(1 << 20);
+        if buf.len() + take > cap {
+            return Ok(Line::TooLong {
+                bytes: buf.len() + take,
+            });
         }
-        seen += take;
+        buf.extend_from_slice(&chunk[..take]);
         reader.consume(if done { take + 1 } else { take });
         if done {
-            return Ok(if seen > cap {
-                Line::TooLong { bytes: seen }
-            } else {
-                Line::Read
-            });
+            return Ok(Line::Read);
         }
     }
 }
@@ -167,8 +160,8 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_line_over_the_cap_is_skipped_and_the_next_one_read() {
-        let input = [b"short\n".as_slice(), &[b'x'; 100], b"\nnext\nlast"].concat();
+    async fn lines_are_read_until_one_is_over_the_cap() {
+        let input = [b"short\nlast".as_slice(), b"\n", &[b'x'; 100], b"\nnever"].concat();
         let mut reader = BufReader::with_capacity(16, input.as_slice());
         let mut buf = Vec::new();
         let mut got = Vec::new();
@@ -176,10 +169,15 @@ mod tests {
             match read_capped_line(&mut reader, &mut buf, 50).await.unwrap() {
                 Line::End => break,
                 Line::Read => got.push(String::from_utf8(buf.clone()).unwrap()),
-                Line::TooLong { bytes } => got.push(format!("too long: {bytes}")),
+                Line::TooLong { bytes } => {
+                    got.push(format!("too long at {bytes}"));
+                    break;
+                }
             }
         }
-        assert_eq!(got, ["short", "too long: 100", "next", "last"]);
-        assert!(buf.capacity() <= 1 << 20);
+        assert_eq!(got[..2], ["short", "last"]);
+        assert!(got[2].starts_with("too long at "), "{got:?}");
+        assert_eq!(got.len(), 3);
+        assert!(buf.len() <= 50);
     }
 }

@@ -110,9 +110,16 @@ pub fn read_header(body: &[u8]) -> Header<'_> {
             ..Header::default()
         };
     }
+    // A UTF-8 byte-order mark is not JSON, but some producers write one.
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    if object && let Ok(env) = serde_json::from_slice::<Envelope<'_>>(body) {
-        return env.into_header();
+    if object {
+        if let Ok(env) = serde_json::from_slice::<Envelope<'_>>(body) {
+            return env.into_header();
+        }
+        if let Some(header) = tolerant_header(body) {
+            return header;
+        }
     }
     // Valid JSON of another shape (an array, a string, duplicate keys, …), or not JSON at all.
     let body_kind = if serde_json::from_slice::<IgnoredAny>(body).is_ok() {
@@ -125,6 +132,68 @@ pub fn read_header(body: &[u8]) -> Header<'_> {
     Header {
         body_kind,
         ..Header::default()
+    }
+}
+
+/// The header of an envelope that strict JSON refuses but a person would read: duplicate keys
+/// (the last one wins, as in most parsers), a lone UTF-16 surrogate escape or a byte that is not
+/// UTF-8 (each read as U+FFFD). The platform's producers are not all careful; their events
+/// should still have a type and an id. Only tried when the strict read failed.
+fn tolerant_header(body: &[u8]) -> Option<Header<'static>> {
+    let text = String::from_utf8_lossy(body);
+    let text = replace_lone_surrogates(&text);
+    // `Value` keeps the last of duplicate keys; written out again it is strict JSON.
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let strict = serde_json::to_vec(&value).ok()?;
+    let env = serde_json::from_slice::<Envelope<'_>>(&strict).ok()?;
+    Some(env.into_header().into_owned())
+}
+
+/// `\uD800`–`\uDFFF` escapes that are not a high surrogate followed by a low one, as `\uFFFD`.
+fn replace_lone_surrogates(text: &str) -> Cow<'_, str> {
+    fn surrogate_at(b: &[u8], i: usize) -> Option<u16> {
+        let hex = b.get(i + 2..i + 6)?;
+        if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+            return None;
+        }
+        let v = u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+        (0xd800..=0xdfff).contains(&v).then_some(v)
+    }
+    let b = text.as_bytes();
+    if !text.contains("\\u") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut changed = false;
+    while i < b.len() {
+        // An escaped backslash is not the start of an escape.
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'\\') {
+            out.push_str("\\\\");
+            i += 2;
+            continue;
+        }
+        if let Some(hi) = surrogate_at(b, i) {
+            let paired = (0xd800..=0xdbff).contains(&hi)
+                && surrogate_at(b, i + 6).is_some_and(|lo| (0xdc00..=0xdfff).contains(&lo));
+            if paired {
+                out.push_str(&text[i..i + 12]);
+                i += 12;
+            } else {
+                out.push_str("\\ufffd");
+                changed = true;
+                i += 6;
+            }
+            continue;
+        }
+        let ch_len = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + ch_len]);
+        i += ch_len;
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(text)
     }
 }
 
@@ -591,6 +660,56 @@ impl RawMessage {
 mod tests {
     use super::*;
     use crate::time::parse_rfc3339_us;
+
+    #[test]
+    fn sloppy_producers_keep_their_type_and_id() {
+        let check = |body: &[u8], kind: &str, id: &str| {
+            let h = read_header(body);
+            assert_eq!(
+                h.kind.as_deref(),
+                Some(kind),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(
+                h.id.as_deref(),
+                Some(id),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(h.body_kind, BodyKind::BloodbankV1);
+        };
+        // A UTF-8 byte-order mark before the envelope.
+        check(
+            b"\xef\xbb\xbf{\"event_id\":\"e1\",\"event_type\":\"a.b.completed\",\"payload\":{}}",
+            "a.b.completed",
+            "e1",
+        );
+        // Duplicate keys: the last one wins.
+        check(
+            br#"{"event_id":"e2","event_type":"first.type","event_type":"last.type","payload":{}}"#,
+            "last.type",
+            "e2",
+        );
+        // A lone surrogate escape in the payload.
+        check(
+            br#"{"event_id":"e3","event_type":"c.d.failed","payload":{"t":"x\ud800y"}}"#,
+            "c.d.failed",
+            "e3",
+        );
+        // One byte that is not UTF-8.
+        check(
+            b"{\"event_id\":\"e4\",\"event_type\":\"e.f.started\",\"payload\":{\"t\":\"\xff\"}}",
+            "e.f.started",
+            "e4",
+        );
+        // A proper pair stays a pair; an escaped backslash is not an escape.
+        assert_eq!(
+            replace_lone_surrogates(r#""\ud83d\ude00 \\ud800""#),
+            r#""\ud83d\ude00 \\ud800""#
+        );
+        assert_eq!(replace_lone_surrogates(r#""\udc00x""#), r#""\ufffdx""#);
+    }
 
     const V1: &str = r#"{"event_id":"123e4567-e89b-12d3-a456-426614174000","event_type":"transcription.voice.completed",
  "timestamp":"2026-01-27T10:00:00Z","version":"1.0.0",

@@ -289,6 +289,9 @@ pub mod flags {
     pub const TRUNCATED: u8 = 1;
     /// More correlation ids than the meta keeps; the body has the rest.
     pub const MORE_CORRELATIONS: u8 = 2;
+    /// The body was cut and its id, correlation and causation ids (read from the whole body)
+    /// are kept beside it, since the cut body no longer has them all.
+    pub const HEADER_KEPT: u8 = 4;
 }
 
 /// What the store keeps per event besides the body: 64 bytes.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::event::{AmqpProps, BodyKind, Event, RawMessage, Status};
+use super::text::printable;
 use super::time::{Micros, format_rfc3339, parse_rfc3339_us};
 
 /// Deepest nesting written as a JSON `body` (`serde_json`'s own reader stops at 128); deeper
@@ -61,10 +62,15 @@ pub fn write_ndjson(event: &Event, out: &mut Vec<u8>) {
     let readable = super::decode::nesting_depth(&event.body, MAX_NESTING + 1) <= MAX_NESTING;
     let raw = if event.body_kind.is_json() && !event.truncated && readable {
         // Only when the JSON value is the body byte for byte (RawValue drops surrounding
-        // whitespace, which an export must keep).
+        // whitespace, which an export must keep), and strict JSON: RawValue lets a lone UTF-16
+        // surrogate escape through, which would make the whole line unreadable to others.
         body_str
             .and_then(|s| serde_json::from_str::<&RawValue>(s).ok())
             .filter(|r| r.get().len() == event.body.len())
+            .filter(|r| {
+                !has_surrogate_escape(r.get().as_bytes())
+                    || serde_json::from_str::<serde_json::Value>(r.get()).is_ok()
+            })
     } else {
         None
     };
@@ -95,6 +101,18 @@ pub fn write_ndjson(event: &Event, out: &mut Vec<u8>) {
     // Serializing into a Vec only fails on a non-string map key, which this struct has none of.
     let _ = serde_json::to_writer(&mut *out, &rec);
     out.push(b'\n');
+}
+
+/// Whether `json` holds a `\\uD800`–`\\uDFFF` escape (which only a full parse can tell valid or
+/// not); one pass, no allocation.
+fn has_surrogate_escape(json: &[u8]) -> bool {
+    memchr::memmem::find_iter(json, b"\\u").any(|i| {
+        matches!(json.get(i + 2), Some(b'd' | b'D'))
+            && matches!(
+                json.get(i + 3),
+                Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+            )
+    })
 }
 
 /// The formats the window exports a set of events in.
@@ -177,9 +195,11 @@ impl ExportEncoder {
                 out.pop(); // the newline
             }
             ExportFormat::Csv => {
-                let clean = |o: Option<&str>| o.unwrap_or_default().as_bytes().to_vec();
+                // People open CSV in terminals and spreadsheets: control characters escaped.
+                let text = |s: &str| printable(s).into_owned().into_bytes();
+                let clean = |o: Option<&str>| text(o.unwrap_or_default());
                 let body = match std::str::from_utf8(&event.body) {
-                    Ok(s) => s.as_bytes().to_vec(),
+                    Ok(s) => text(s),
                     Err(_) => base64::engine::general_purpose::STANDARD
                         .encode(&event.body)
                         .into_bytes(),
@@ -192,15 +212,15 @@ impl ExportEncoder {
                         .map(format_rfc3339)
                         .unwrap_or_default()
                         .into_bytes(),
-                    event.kind.as_bytes().to_vec(),
-                    event.routing_key.as_bytes().to_vec(),
-                    event.domain.as_bytes().to_vec(),
+                    text(&event.kind),
+                    text(&event.routing_key),
+                    text(&event.domain),
                     event.status.label().as_bytes().to_vec(),
                     clean(event.id.as_deref()),
                     clean(event.source.as_deref()),
                     clean(event.agent.as_deref()),
                     clean(event.session.as_deref()),
-                    event.correlation_ids.join(" ").into_bytes(),
+                    text(&event.correlation_ids.join(" ")),
                     clean(event.causation_id.as_deref()),
                     event.size_bytes.to_string().into_bytes(),
                     body,

@@ -14,18 +14,23 @@
 //! - [`demo`]: the deterministic platform simulator; [`export`]: NDJSON / JSON / CSV encoding.
 //! - [`asr`]: the `/asr` protocol, streaming policy, VAD, WER; [`voice`]: dictation as the views
 //!   see it.
-//! - [`source`]: a source's connection state; [`redact`]: secrets kept out of logs and screens.
-//! - [`intern`], [`time`]: interned strings, microsecond times.
+//! - [`source`]: a source's connection state; [`redact`]: secrets kept out of logs and screens;
+//!   [`text`]: outside text made safe to show (control characters escaped).
+//! - [`config`]: the config file's model (TOML). [`intern`], [`time`]: interned strings,
+//!   microsecond times.
 
 pub mod agents;
 pub mod aggregates;
 pub mod asr;
+pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod event;
 pub mod export;
 pub mod filter;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod glob;
 pub mod health;
 pub mod intern;
@@ -34,5 +39,6 @@ pub mod redact;
 pub mod registry;
 pub mod source;
 pub mod store;
+pub mod text;
 pub mod time;
 pub mod voice;

@@ -6,6 +6,7 @@
 //! stays readable meanwhile), which keeps 1M typical events well under their raw size and keeps
 //! compression off the ingest thread. Evicting the oldest block frees a thousand events at once.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::ops::Range;
@@ -51,6 +52,20 @@ fn worth_keeping(p: &AmqpProps, id: Option<&str>) -> bool {
         || p.message_id.as_deref().is_some_and(|m| Some(m) != id)
 }
 
+/// The props slot of an event whose body was cut ([`flags::HEADER_KEPT`]): the AMQP properties
+/// and the header fields the cut body may have lost.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct CutSlot {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    props: Option<AmqpProps>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    correlation_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    causation_id: Option<String>,
+}
+
 /// A disconnection recorded by a source: no events were received between `start_us` and
 /// `end_us`. Views draw it before the event with sequence `before_seq`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +74,9 @@ pub struct Gap {
     pub end_us: Micros,
     pub reason: String,
     pub before_seq: u64,
+    /// The source kept what was published meanwhile (a durable queue): an interruption, not
+    /// a loss.
+    pub lossless: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -391,7 +409,7 @@ impl EventStore {
         };
         let mut flags = 0;
         if truncated {
-            flags |= flags::TRUNCATED;
+            flags |= flags::TRUNCATED | flags::HEADER_KEPT;
         }
         let corr = &d.header.correlation_ids;
         if corr.len() > 2 || (corr.len() == 2 && d.header.causation_id.is_some()) {
@@ -435,11 +453,27 @@ impl EventStore {
             .props
             .as_deref()
             .filter(|p| worth_keeping(p, d.header.id.as_deref()));
-        self.push(meta, body, props);
+        let slot = if truncated {
+            // The cut body no longer says all of this: kept beside it.
+            let cut = CutSlot {
+                props: props.cloned(),
+                id: d.header.id.as_deref().map(str::to_owned),
+                correlation_ids: corr.iter().map(ToString::to_string).collect(),
+                causation_id: d.header.causation_id.as_deref().map(str::to_owned),
+            };
+            serde_json::to_vec(&cut).unwrap_or_default()
+        } else {
+            props
+                .filter(|p| !p.is_empty())
+                .and_then(|p| serde_json::to_vec(p).ok())
+                .unwrap_or_default()
+        };
+        self.push(meta, body, &slot);
         self.next_seq - 1
     }
 
-    fn push(&mut self, meta: EventMeta, body: &[u8], props: Option<&AmqpProps>) {
+    /// Appends an event: its body, then its slot (the serialized props, or a [`CutSlot`]).
+    fn push(&mut self, meta: EventMeta, body: &[u8], slot: &[u8]) {
         let need_new = self
             .blocks
             .back()
@@ -461,10 +495,7 @@ impl EventStore {
         };
         data.extend_from_slice(body);
         let body_end = data.len() as u32;
-        if let Some(p) = props.filter(|p| !p.is_empty()) {
-            // Serializing plain strings cannot fail; on the impossible error the props are dropped.
-            let _ = serde_json::to_writer(&mut *data, p);
-        }
+        data.extend_from_slice(slot);
         block.spans.push(Span {
             body_end,
             end: data.len() as u32,
@@ -538,12 +569,19 @@ impl EventStore {
     }
 
     /// Records a disconnection before the next event.
-    pub fn record_gap(&mut self, start_us: Micros, end_us: Micros, reason: impl Into<String>) {
+    pub fn record_gap(
+        &mut self,
+        start_us: Micros,
+        end_us: Micros,
+        reason: impl Into<String>,
+        lossless: bool,
+    ) {
         self.gaps.push_back(Gap {
             start_us,
             end_us,
             reason: reason.into(),
             before_seq: self.next_seq,
+            lossless,
         });
         if self.gaps.len() > 10_000 {
             self.gaps.pop_front();
@@ -678,15 +716,29 @@ impl EventStore {
     fn materialize(&self, view: &BlockView<'_>, data: &[u8], i: usize) -> Event {
         let m = &view.metas()[i];
         let body = data.get(view.body_range(i)).unwrap_or_default().to_vec();
-        let props: Option<Box<AmqpProps>> = data
-            .get(view.props_range(i))
-            .filter(|p| !p.is_empty())
-            .and_then(|p| serde_json::from_slice(p).ok());
-        let header = if m.body_kind.is_json() {
-            decode::read_header(&body)
-        } else {
-            Header::default()
-        };
+        let slot = data.get(view.props_range(i)).filter(|p| !p.is_empty());
+        let (props, header): (Option<Box<AmqpProps>>, Header<'_>) =
+            if m.flags & flags::HEADER_KEPT != 0 {
+                let cut: CutSlot = slot
+                    .and_then(|p| serde_json::from_slice(p).ok())
+                    .unwrap_or_default();
+                let header = Header {
+                    body_kind: m.body_kind,
+                    id: cut.id.map(Cow::Owned),
+                    correlation_ids: cut.correlation_ids.into_iter().map(Cow::Owned).collect(),
+                    causation_id: cut.causation_id.map(Cow::Owned),
+                    ..Header::default()
+                };
+                (cut.props.map(Box::new), header)
+            } else {
+                let props = slot.and_then(|p| serde_json::from_slice(p).ok());
+                let header = if m.body_kind.is_json() {
+                    decode::read_header(&body)
+                } else {
+                    Header::default()
+                };
+                (props, header)
+            };
         let correlation_ids: Vec<String> = if header.correlation_ids.is_empty() {
             props
                 .as_ref()
@@ -924,9 +976,38 @@ mod tests {
         assert_eq!(e.kind, "big.thing.completed");
         assert_eq!(
             e.id.as_deref(),
-            None,
-            "the id is re-read from the cut body on demand; absent when cut away"
+            Some("b"),
+            "the id read from the whole body is kept beside the cut one"
         );
+
+        // Ids after a long payload, an AMQP message id of its own: the envelope's ids survive
+        // the cut, and the envelope's id wins over the message id.
+        let late = format!(
+            r#"{{"event_type":"x.y.completed","payload":"{}","event_id":"env-1","correlation_ids":["c-1","c-2","c-3"]}}"#,
+            "y".repeat(5000)
+        );
+        let seq = store.insert(&RawMessage {
+            routing_key: "x.y.completed".into(),
+            body: late.into_bytes(),
+            props: Some(Box::new(AmqpProps {
+                message_id: Some("amqp-9".into()),
+                ..AmqpProps::default()
+            })),
+            ..RawMessage::default()
+        });
+        let e = store.get(seq).unwrap();
+        assert!(e.truncated);
+        assert_eq!(e.id.as_deref(), Some("env-1"));
+        assert_eq!(e.correlation_ids, ["c-1", "c-2", "c-3"]);
+        assert_eq!(
+            e.props.as_ref().and_then(|p| p.message_id.as_deref()),
+            Some("amqp-9")
+        );
+        let mut line = Vec::new();
+        crate::export::write_ndjson(&e, &mut line);
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["id"], "env-1", "{v}");
+        assert_eq!(v["correlation_ids"][2], "c-3", "{v}");
 
         let bin = store.insert(&RawMessage {
             routing_key: "bin.blob".into(),
@@ -981,7 +1062,7 @@ mod tests {
     fn gaps_are_recorded_before_the_next_event() {
         let mut store = EventStore::default();
         store.insert(&v1(0, "a.b", "c"));
-        store.record_gap(10, 20, "connection reset");
+        store.record_gap(10, 20, "connection reset", false);
         store.insert(&v1(1, "a.b", "c"));
         assert_eq!(store.gaps()[0].before_seq, 1);
         assert_eq!(store.gaps()[0].reason, "connection reset");

@@ -152,8 +152,18 @@ pub fn checked_secs(
         Ok(std::time::Duration::from_secs_f64(secs))
     } else {
         Err(format!(
-            "{what} = {secs} is out of range: give a number of seconds from {min_secs} to {max_secs}"
+            "{what} = {} is out of range: give a number of seconds from {min_secs} to {max_secs}",
+            compact(secs)
         ))
+    }
+}
+
+/// A number as a person typed it, short: `1e20`, `1e-300`, `NaN`, `15`, `0.5`.
+fn compact(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && !(1e-3..1e6).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
     }
 }
 
@@ -164,7 +174,8 @@ pub fn checked_rate(value: f64, min: f64, max: f64, what: &str) -> Result<f64, S
         Ok(value)
     } else {
         Err(format!(
-            "{what} = {value} is out of range: give a number from {min} to {max}"
+            "{what} = {} is out of range: give a number from {min} to {max}",
+            compact(value)
         ))
     }
 }

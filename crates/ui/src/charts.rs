@@ -7,6 +7,7 @@ use candybar_core::aggregates::{Aggregates, Downsampled, RATE_WINDOW_SECS};
 use candybar_core::filter::time_range_term;
 use candybar_core::intern::Sym;
 use candybar_core::store::EventStore;
+use candybar_core::text::printable;
 use candybar_core::time::{MICROS_PER_SEC, Micros};
 use egui::{Color32, PointerButton, RichText};
 use egui_plot::{Bar, BarChart, FilledArea, Line, Plot, PlotPoints, Span, VLine};
@@ -155,7 +156,8 @@ impl Rates {
             }
             let name = interner.resolve(*sym);
             let name = if name.is_empty() { "(none)" } else { name };
-            self.bands.push((name.to_owned(), lower, upper.clone()));
+            self.bands
+                .push((printable(name).into_owned(), lower, upper.clone()));
             lower = upper;
         }
         if store.counts().by_domain.len() > self.domains.len() {
@@ -546,7 +548,7 @@ fn top_ui(
             for (sym, n) in top.into_iter().take(10) {
                 let name = interner.resolve(sym);
                 if ui
-                    .link(name)
+                    .link(printable(name).as_ref())
                     .on_hover_text("show these in the Stream")
                     .clicked()
                 {

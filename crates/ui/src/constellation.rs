@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use candybar_core::agents::{AgentGraph, link_kind};
 use candybar_core::layout::ForceLayout;
 use candybar_core::store::EventStore;
+use candybar_core::text::printable;
 use candybar_core::time::{MICROS_PER_SEC, Micros};
 use eframe::egui_wgpu::{self, wgpu};
 use egui::{Color32, Pos2, Rect, RichText, Sense, Vec2};
@@ -740,7 +741,7 @@ impl ConstellationViewState {
             label_painter.text(
                 at,
                 egui::Align2::LEFT_BOTTOM,
-                store.interner().resolve(a.name),
+                printable(store.interner().resolve(a.name)),
                 egui::FontId::proportional(if strong { 13.0 } else { 11.0 }),
                 color,
             );
@@ -858,11 +859,8 @@ impl ConstellationViewState {
             self.unpin(i);
         }
         let interner = store.interner();
-        let name = interner.resolve(a.name).to_owned();
-        let kind = interner
-            .resolve_opt(a.kind)
-            .unwrap_or("unknown type")
-            .to_owned();
+        let name = printable(interner.resolve(a.name)).into_owned();
+        let kind = printable(interner.resolve_opt(a.kind).unwrap_or("unknown type")).into_owned();
         let partners = agents.partners(i);
         let ago = (now_us - a.stats.last_received_us).max(0) / MICROS_PER_SEC;
         let text = format!(

@@ -4,6 +4,7 @@
 use candybar_core::event::{BodyKind, Event};
 use candybar_core::export::write_ndjson;
 use candybar_core::store::EventStore;
+use candybar_core::text::printable;
 use egui::{Color32, RichText};
 use serde_json::Value;
 
@@ -183,8 +184,8 @@ impl DetailState {
                             let text = format!(
                                 "{}  {}  {}",
                                 tz.clock(meta.received_us),
-                                interner.resolve(meta.kind),
-                                interner.resolve(meta.source)
+                                printable(interner.resolve(meta.kind)),
+                                printable(interner.resolve(meta.source))
                             );
                             let mut rich = RichText::new(text).monospace();
                             if Some(seq) == self.seq {
@@ -225,7 +226,12 @@ fn metadata_ui(
         .show(ui, |ui| {
             let mut row = |ui: &mut egui::Ui, key: &str, value: &str, filter: Option<String>| {
                 ui.label(RichText::new(key).color(theme.weak_text()));
-                let r = ui.add(egui::Label::new(value).wrap().sense(egui::Sense::click()));
+                // Shown escaped; copied as it is.
+                let r = ui.add(
+                    egui::Label::new(printable(value).as_ref())
+                        .wrap()
+                        .sense(egui::Sense::click()),
+                );
                 let r = r.on_hover_text("click to copy");
                 if r.clicked() {
                     commands.push(Command::Copy(value.to_owned()));

@@ -10,6 +10,7 @@
 use candybar_core::flow::{FlowEdge, FlowGraph, FlowNode, Routes};
 use candybar_core::registry::Registry;
 use candybar_core::store::EventStore;
+use candybar_core::text::printable;
 use candybar_core::time::Micros;
 use egui::{Color32, Pos2, Rect, RichText, Sense, Shape, Stroke, Vec2};
 
@@ -716,12 +717,17 @@ fn draw_node(
         theme.weak_text()
     };
     let font = egui::FontId::proportional((r.height() * 0.45).clamp(9.0, 13.0));
-    let galley = painter.layout(n.label.clone(), font, text_color, r.width() - 6.0);
+    let galley = painter.layout(
+        printable(&n.label).into_owned(),
+        font,
+        text_color,
+        r.width() - 6.0,
+    );
     painter.galley(r.center() - galley.size() / 2.0, galley, text_color);
 }
 
 fn node_tooltip(ui: &mut egui::Ui, n: &FlowNode, theme: Theme) {
-    ui.strong(&n.label);
+    ui.strong(printable(&n.label).as_ref());
     let kind = match (n.producer, n.consumer, n.unknown) {
         (_, _, true) => "unknown producer: seen on the bus, not in the registry",
         (true, true, _) => "consumes and produces",

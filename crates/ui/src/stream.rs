@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use candybar_core::filter::{Filter, FilteredView};
 use candybar_core::store::{EventStore, Gap};
+use candybar_core::text::printable;
 use candybar_core::time::Micros;
 use egui::{Align, Key, RichText, Sense};
 use egui_extras::{Column, TableBuilder};
@@ -279,7 +280,9 @@ impl StreamViewState {
                                 );
                             }
                             row.set_selected(selected == Some(seq));
-                            let domain = interner.resolve(meta.domain);
+                            // Outside text, shown escaped: a control character cannot forge a row.
+                            let domain = printable(interner.resolve(meta.domain));
+                            let domain = domain.as_ref();
                             row.col(|ui| {
                                 ui.label(
                                     RichText::new(tz.clock(meta.received_us))
@@ -288,16 +291,16 @@ impl StreamViewState {
                                 );
                             });
                             row.col(|ui| {
-                                ui.label(interner.resolve(meta.kind));
+                                ui.label(printable(interner.resolve(meta.kind)).as_ref());
                             });
                             row.col(|ui| {
                                 ui.label(RichText::new(domain).color(theme.domain_color(domain)));
                             });
                             row.col(|ui| {
-                                ui.label(interner.resolve(meta.source));
+                                ui.label(printable(interner.resolve(meta.source)).as_ref());
                             });
                             row.col(|ui| {
-                                ui.label(interner.resolve(meta.agent));
+                                ui.label(printable(interner.resolve(meta.agent)).as_ref());
                             });
                             row.col(|ui| {
                                 let mut t = RichText::new(format_bytes(u64::from(meta.size_bytes)))
@@ -353,12 +356,23 @@ impl StreamViewState {
 
 fn gap_row(row: &mut egui_extras::TableRow<'_, '_>, gap: &Gap, theme: Theme, tz: TimeZoneChoice) {
     let secs = (gap.end_us - gap.start_us) as f64 / 1e6;
-    let text = format!(
-        "⚠ disconnected for {secs:.1} s ({} → {}): {} — events published meanwhile may be missing",
-        tz.clock(gap.start_us),
-        tz.clock(gap.end_us),
-        gap.reason
-    );
+    let text = if gap.lossless {
+        format!(
+            "⚠ connection interrupted for {secs:.1} s ({} → {}): {} — the durable queue kept what \
+             was published meanwhile",
+            tz.clock(gap.start_us),
+            tz.clock(gap.end_us),
+            printable(&gap.reason)
+        )
+    } else {
+        format!(
+            "⚠ disconnected for {secs:.1} s ({} → {}): {} — events published meanwhile may be \
+             missing",
+            tz.clock(gap.start_us),
+            tz.clock(gap.end_us),
+            printable(&gap.reason)
+        )
+    };
     let tint = |ui: &mut egui::Ui| {
         let rect = ui.max_rect().expand2(egui::vec2(4.0, 1.0));
         ui.painter().rect_filled(rect, 0.0, theme.gap_fill());
@@ -422,7 +436,7 @@ mod tests {
         let mut store = EventStore::default();
         for i in 0..10 {
             if i == 4 {
-                store.record_gap(10, 20, "connection reset");
+                store.record_gap(10, 20, "connection reset", false);
             }
             store.insert(&RawMessage {
                 received_us: i,

@@ -15,20 +15,20 @@ use rusqlite_migration::{M, Migrations};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    #[error("cannot create the history folder {path}: {source}")]
+    #[error("cannot create the history folder {path}: {reason}")]
     Folder {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
-    #[error("history database {path}: {source}")]
+    #[error("history database {path}: {reason}")]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        reason: rusqlite::Error,
     },
-    #[error("history database {path}: cannot bring its schema up to date: {source}")]
+    #[error("history database {path}: cannot bring its schema up to date: {reason}")]
     Migrate {
         path: PathBuf,
-        source: rusqlite_migration::Error,
+        reason: rusqlite_migration::Error,
     },
     #[error("no transcript with id {0} in the history")]
     NotFound(i64),
@@ -145,12 +145,12 @@ impl History {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| HistoryError::Folder {
                 path: dir.to_owned(),
-                source,
+                reason: source,
             })?;
         }
         let conn = Connection::open(path).map_err(|source| HistoryError::Sqlite {
             path: path.to_owned(),
-            source,
+            reason: source,
         })?;
         Self::setup(conn, path.to_owned())
     }
@@ -159,7 +159,7 @@ impl History {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|source| HistoryError::Sqlite {
             path: path.clone(),
-            source,
+            reason: source,
         })?;
         Self::setup(conn, path)
     }
@@ -167,7 +167,7 @@ impl History {
     fn setup(mut conn: Connection, path: PathBuf) -> Result<Self, HistoryError> {
         let sql = |source| HistoryError::Sqlite {
             path: path.clone(),
-            source,
+            reason: source,
         };
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
@@ -181,7 +181,7 @@ impl History {
             .to_latest(&mut conn)
             .map_err(|source| HistoryError::Migrate {
                 path: path.clone(),
-                source,
+                reason: source,
             })?;
         Ok(Self { conn, path })
     }
@@ -193,7 +193,7 @@ impl History {
     fn err(&self, source: rusqlite::Error) -> HistoryError {
         HistoryError::Sqlite {
             path: self.path.clone(),
-            source,
+            reason: source,
         }
     }
 
@@ -207,7 +207,7 @@ impl History {
         let path = self.path.clone();
         let sql = |source| HistoryError::Sqlite {
             path: path.clone(),
-            source,
+            reason: source,
         };
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute(
@@ -482,7 +482,7 @@ impl History {
         let path = self.path.clone();
         let sql = |source| HistoryError::Sqlite {
             path: path.clone(),
-            source,
+            reason: source,
         };
         let tx = self.conn.transaction().map_err(sql)?;
         for d in deliveries {

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use memchr::memmem;
 
 pub use parse::{
-    Expr, FIELDS, Field, MAX_DEPTH, ParseError, Term, parse, parse_duration, time_range_term,
+    Expr, FIELDS, Field, MAX_DEPTH, ParseError, Term, caret, parse, parse_duration, time_range_term,
 };
 
 use super::event::short_type;

@@ -72,6 +72,36 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// A piece of the expression as an error message quotes it: at most 60 characters (a huge
+/// filter must not come back as a huge message), control characters escaped.
+fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(60).collect();
+    let more = if cut.len() < s.len() { "…" } else { "" };
+    format!("{}{more}", crate::text::printable(&cut))
+}
+
+/// `expr` with a caret under `column` (1-based characters), for showing a parse error: a window
+/// of at most 80 characters around the column, control characters escaped.
+#[must_use]
+pub fn caret(expr: &str, column: usize) -> String {
+    let chars: Vec<char> = expr.chars().collect();
+    let col = column.saturating_sub(1).min(chars.len());
+    let start = col.saturating_sub(40);
+    let end = (start + 80).min(chars.len());
+    let window: String = chars[start..end].iter().collect();
+    // The caret stands under the same character once controls are escaped before it.
+    let before: String = chars[start..col].iter().collect();
+    let offset = crate::text::printable(&before).chars().count();
+    let lead = if start > 0 { "…" } else { "" };
+    let tail = if end < chars.len() { "…" } else { "" };
+    format!(
+        "  {lead}{}{tail}\n  {}{}^",
+        crate::text::printable(&window),
+        " ".repeat(lead.chars().count()),
+        " ".repeat(offset)
+    )
+}
+
 pub const FIELDS: &str =
     "type, rk, domain, source, agent, agent_type, session, corr, id, status, last, time, text";
 
@@ -378,7 +408,7 @@ fn term(text: &str, quoted: bool, leading_quote: bool, col: usize) -> Result<Ter
                 if v.is_empty() {
                     Err(ParseError {
                         column: value_col,
-                        message: format!("'{key}:' needs a value"),
+                        message: format!("'{}:' needs a value", shown(key)),
                     })
                 } else {
                     Ok(v.to_owned())
@@ -400,7 +430,8 @@ fn term(text: &str, quoted: bool, leading_quote: bool, col: usize) -> Result<Ter
                     .ok_or_else(|| ParseError {
                         column: value_col,
                         message: format!(
-                            "unknown status '{value}' (use error, completed, started or other)"
+                            "unknown status '{}' (use error, completed, started or other)",
+                            shown(value)
                         ),
                     }),
                 "last" => parse_duration(value)
@@ -408,20 +439,23 @@ fn term(text: &str, quoted: bool, leading_quote: bool, col: usize) -> Result<Ter
                     .ok_or_else(|| ParseError {
                         column: value_col,
                         message: format!(
-                            "bad duration '{value}' (use a number and s, m, h or d, like 15m)"
+                            "bad duration '{}' (use a number and s, m, h or d, like 15m)",
+                            shown(value)
                         ),
                     }),
                 "time" => parse_time_range(value).ok_or_else(|| ParseError {
                     column: value_col,
                     message: format!(
-                        "bad time range '{value}' (use time:2026-11-22T10:00:00Z..2026-11-22T10:05:00Z; \
-                         either end may be left out)"
+                        "bad time range '{}' (use time:2026-11-22T10:00:00Z..2026-11-22T10:05:00Z; \
+                         either end may be left out)",
+                        shown(value)
                     ),
                 }),
                 _ => Err(ParseError {
                     column: col,
                     message: format!(
-                        "unknown field '{key}' (fields: {FIELDS}); put text in quotes to search for it"
+                        "unknown field '{}' (fields: {FIELDS}); put text in quotes to search for it",
+                        shown(key)
                     ),
                 }),
             };

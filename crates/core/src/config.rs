@@ -1,0 +1,208 @@
+//! The config file's contents (TOML): every key optional, unknown keys refused with the line,
+//! URL passwords masked in its errors, and limits checked with the setting's name. Reading the
+//! file and resolving it against the environment and the flags is the binary's job.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::redact::mask_secrets_in;
+use crate::store::StoreConfig;
+
+/// The config file's contents. Every key is optional.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub amqp: AmqpSection,
+    pub store: StoreSection,
+    pub demo: DemoSection,
+    /// Path of the platform's `registry.yaml`.
+    pub registry: Option<PathBuf>,
+    pub dictation: DictationSection,
+    pub local_asr: LocalAsrSection,
+    pub health: HealthSection,
+}
+
+/// `[health]`: polling the registry services' `endpoints.health` (off unless `poll_secs` is set).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSection {
+    /// Seconds between polls; absent or 0: no polling.
+    pub poll_secs: Option<f64>,
+    /// How long one endpoint may take to answer (default 3000 ms).
+    pub timeout_ms: Option<u64>,
+}
+
+/// `[local_asr]`: the built-in ASR server the window can run as a child process.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalAsrSection {
+    /// A ggml model file or a name in the model dir (default `tiny.en`).
+    pub model: Option<String>,
+    /// Port on 127.0.0.1 (default 8888, the dictation client's default server).
+    pub port: Option<u16>,
+    pub threads: Option<usize>,
+    /// Start it with the window (default off).
+    pub auto_start: Option<bool>,
+}
+
+/// `[dictation]`: where speech goes. Tokens are not kept here: they come from the keychain or
+/// the environment (`CANDYBAR_ASR_TOKEN`, `CANDYBAR_WEBHOOK_TOKEN`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DictationSection {
+    /// The ASR server's WebSocket endpoint (default `ws://127.0.0.1:8888/asr`).
+    pub server: Option<String>,
+    /// POST each transcript here (`{text, timestamp, source}`).
+    pub webhook_url: Option<String>,
+    /// Publish each transcript on the bus (the `[amqp]` broker).
+    pub bus: Option<bool>,
+    /// Routing key of the bus event (default `talkytonny.transcription.completed`).
+    pub routing_key: Option<String>,
+    /// The history database (default: `history.sqlite3` in the data dir).
+    pub history: Option<PathBuf>,
+    /// The input device's name (`candybar dictate --list-devices`); default: the system's.
+    pub device: Option<String>,
+    /// Put each transcript on the clipboard (default on).
+    pub clipboard: Option<bool>,
+    /// Type each transcript into the focused window (default off).
+    pub typing: Option<bool>,
+    /// The window's global hotkey (default `Ctrl+Alt+Space`).
+    pub hotkey: Option<String>,
+    /// `hold` (push-to-talk, default) or `toggle`.
+    pub hotkey_mode: Option<crate::voice::HotkeyMode>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSection {
+    /// `amqp://user:password@host:5672/vhost`. Leave it out to start on the demo feed.
+    pub url: Option<String>,
+    pub exchange: Option<String>,
+    pub binding_keys: Option<Vec<String>>,
+    /// A durable queue name for gap-free viewing; without it a private queue is used.
+    pub durable_queue: Option<String>,
+    pub prefetch: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    pub max_events: Option<usize>,
+    pub budget_mb: Option<usize>,
+    pub body_cap_kb: Option<usize>,
+}
+
+impl StoreSection {
+    /// The store's limits: the file's, else the defaults (a million events in 224 MiB). A value
+    /// out of range is an error that names it (a huge number must not wrap to a tiny budget).
+    pub fn store_config(&self) -> Result<StoreConfig, String> {
+        let d = StoreConfig::default();
+        let within = |v: usize, min: usize, max: usize, what: &str| {
+            if (min..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!(
+                    "[store] {what} = {v} is out of range: give {min} to {max}"
+                ))
+            }
+        };
+        Ok(StoreConfig {
+            max_events: match self.max_events {
+                Some(n) => within(n, 1024, 100_000_000, "max_events")?,
+                None => d.max_events,
+            },
+            budget_bytes: match self.budget_mb {
+                Some(mb) => within(mb, 16, 1 << 20, "budget_mb")? << 20,
+                None => d.budget_bytes,
+            },
+            body_cap_bytes: match self.body_cap_kb {
+                Some(kb) => within(kb, 1, 1 << 20, "body_cap_kb")? << 10,
+                None => d.body_cap_bytes,
+            },
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoSection {
+    pub rate: Option<f64>,
+    pub seed: Option<u64>,
+    pub agents: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        // toml's messages quote the offending line; mask any URL password in them.
+        toml::from_str(text).map_err(|e| mask_secrets_in(&e.to_string()))
+    }
+
+    /// Applies `CANDYBAR_*` environment variables over the file's values.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("CANDYBAR_AMQP_URL") {
+            self.amqp.url = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_EXCHANGE") {
+            self.amqp.exchange = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_BINDING_KEYS") {
+            self.amqp.binding_keys = Some(
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            );
+        }
+        if let Some(v) = get("CANDYBAR_DURABLE_QUEUE") {
+            self.amqp.durable_queue = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_REGISTRY") {
+            self.registry = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CANDYBAR_MAX_EVENTS").and_then(|v| v.parse().ok()) {
+            self.store.max_events = Some(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env() {
+        let mut c = FileConfig::parse("[amqp]\nurl = \"amqp://a:b@h/\"\nexchange = \"bloodbank.events.v1\"\n[store]\nmax_events = 5000\n").unwrap();
+        assert_eq!(c.amqp.exchange.as_deref(), Some("bloodbank.events.v1"));
+        c.apply_env(|k| match k {
+            "CANDYBAR_EXCHANGE" => Some("events".into()),
+            "CANDYBAR_BINDING_KEYS" => Some("agent.#, llm.*".into()),
+            _ => None,
+        });
+        assert_eq!(c.amqp.exchange.as_deref(), Some("events"));
+        assert_eq!(
+            c.amqp.binding_keys,
+            Some(vec!["agent.#".into(), "llm.*".into()])
+        );
+        assert_eq!(c.store.max_events, Some(5000));
+    }
+
+    #[test]
+    fn broken_config_says_where_and_hides_secrets() {
+        let e = FileConfig::parse("[amqp]\nurl = amqp://u:topsecret@h\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(!e.contains("topsecret"), "{e}");
+        let e = FileConfig::parse("[amqp]\nurll = \"x\"\n").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn absurd_store_limits_are_refused_by_name() {
+        let c = FileConfig::parse("[store]\nbudget_mb = 17592186044416\n").unwrap();
+        let e = c.store.store_config().unwrap_err();
+        assert!(e.contains("budget_mb") && e.contains("out of range"), "{e}");
+        let c = FileConfig::parse("[store]\nbudget_mb = 64\nmax_events = 5000\n").unwrap();
+        let s = c.store.store_config().unwrap();
+        assert_eq!((s.budget_bytes, s.max_events), (64 << 20, 5000));
+    }
+}
