@@ -73,6 +73,12 @@ pub fn bench_soak(a: &SoakBenchArgs) -> anyhow::Result<Value> {
         .clamp(20_000, 45_000);
     broker("start", dir.path(), port)?;
     let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    // The exchange first (the publisher declares it), so the consumer can bind its queue.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async { Publisher::new(&url, EXCHANGE).ensure().await.map(|_| ()) })
+        .map_err(|e| anyhow::anyhow!("cannot set up the exchange: {e}"))?;
 
     // The consumer: this binary's `tail`, its ids and its "connected" moments collected.
     let received: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -120,10 +120,17 @@ impl Registry {
             .map(Option::unwrap_or_default)
             .map_err(|e| {
                 let loc = e.location();
+                let line = loc.as_ref().map(serde_yaml_ng::Location::line);
+                let mut message = e.to_string();
+                // YAML reports a problem where the value is written: for a value reached through
+                // an alias, that is the anchor. Say where it is used too.
+                if let Some(used) = line.and_then(|l| aliases_of_anchor_at(text, l)) {
+                    message.push_str(&used);
+                }
                 RegistryError {
-                    line: loc.as_ref().map(serde_yaml_ng::Location::line),
+                    line,
                     column: loc.as_ref().map(serde_yaml_ng::Location::column),
-                    message: e.to_string(),
+                    message,
                 }
             })
     }
@@ -137,6 +144,48 @@ impl Registry {
     pub fn exchange_name(&self) -> Option<&str> {
         self.exchange.as_ref().and_then(|e| e.name.as_deref())
     }
+}
+
+/// When 1-based `line` lies in a node anchored `&name` that is used through aliases `*name`,
+/// " (in the anchor &name, used through *name at line N, …)".
+fn aliases_of_anchor_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let name_after = |l: &str, sigil: char| -> Option<String> {
+        let at = l.find(sigil)?;
+        let name: String = l[at + 1..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || "-_".contains(*c))
+            .collect();
+        (!name.is_empty()).then_some(name)
+    };
+    // The nearest anchor at or above `line` whose block (deeper-indented lines) reaches it.
+    for start in (0..line.min(lines.len())).rev() {
+        let Some(anchor) = name_after(lines[start], '&') else {
+            continue;
+        };
+        let depth = indent(lines[start]);
+        let inside = lines[start + 1..line]
+            .iter()
+            .all(|l| l.trim().is_empty() || indent(l) > depth);
+        if !inside {
+            continue;
+        }
+        let uses: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| name_after(l, '*').as_deref() == Some(anchor.as_str()))
+            .map(|(i, _)| format!("line {}", i + 1))
+            .collect();
+        if uses.is_empty() {
+            return None;
+        }
+        return Some(format!(
+            " (in the anchor &{anchor}, used through *{anchor} at {})",
+            uses.join(", ")
+        ));
+    }
+    None
 }
 
 fn ordered_layers<'de, D: serde::Deserializer<'de>>(
@@ -168,6 +217,22 @@ fn ordered_layers<'de, D: serde::Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_in_an_aliased_node_says_where_the_alias_is() {
+        let text = "version: 1\ndefaults: &defaults\n  type: event-consumer\n  routing_keys: \"not-a-list\"\nservices:\n  a:\n    name: a\n  b: *defaults\n";
+        let e = Registry::from_yaml(text).unwrap_err();
+        assert_eq!(e.line, Some(4));
+        assert!(
+            e.message
+                .contains("in the anchor &defaults, used through *defaults at line 8"),
+            "{}",
+            e.message
+        );
+        // No alias: nothing added.
+        let e = Registry::from_yaml("services:\n  a:\n    routing_keys: 3\n").unwrap_err();
+        assert!(!e.message.contains("anchor"), "{}", e.message);
+    }
 
     #[test]
     fn example_parses() {
