@@ -187,12 +187,8 @@ fn bad_frames_are_answered_and_the_server_stays_up() {
             .await
             .unwrap();
         let _ready = ws.next().await;
-        // Odd byte count, then text garbage: errors, connection kept.
-        ws.send(Message::Binary(vec![1, 2, 3].into()))
-            .await
-            .unwrap();
-        let m = ws.next().await.unwrap().unwrap().into_text().unwrap();
-        assert!(m.contains("not whole 16-bit samples"), "{m}");
+        // Text garbage: an error, connection kept. (An odd byte count is not an error: the
+        // byte is carried into the next frame, tests/fault_asr.rs.)
         ws.send(Message::Text("garbage \u{1F600}".into()))
             .await
             .unwrap();

@@ -44,6 +44,36 @@ fn lists_the_virtual_microphone_as_the_default_input() {
     assert!(lines[0].contains("48000 Hz, 1 ch"), "{}", why());
 }
 
+/// A PulseAudio that is running but slow to answer (a loaded machine) is waited for, and one that
+/// never answers is an error that names it: never a silent switch to ALSA, whose null device
+/// records silence (#24). cpal alone gives PulseAudio one 2 s try.
+#[test]
+fn a_sound_server_slow_to_answer_is_waited_for_and_a_silent_one_is_named() {
+    let _alone = ONE_SOUND_SERVER.lock();
+    let pulse = Pulse::start();
+    let (key, value) = pulse.env();
+
+    pulse.signal("STOP");
+    let c = Candybar::spawn_env(&["dictate", "--list-devices"], &[(key, &value)]);
+    std::thread::sleep(Duration::from_secs(3));
+    pulse.signal("CONT");
+    let lines = c.lines(1, Duration::from_secs(15));
+    let why = || format!("{lines:?}\n{}", c.stderr());
+    assert!(lines[0].starts_with("* "), "{}", why());
+    assert!(lines[0].contains("48000 Hz, 1 ch"), "{}", why());
+    assert!(c.stderr().contains("did not answer"), "{}", why());
+
+    pulse.signal("STOP");
+    let (code, stdout, stderr) = support::run_env(&["dictate", "--list-devices"], &[(key, &value)]);
+    pulse.signal("CONT");
+    assert_ne!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.trim().is_empty(), "no device listed: {stdout}");
+    assert!(
+        stderr.contains("PulseAudio is there but does not answer") && stderr.contains("pactl info"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn speech_into_the_microphone_becomes_text_in_the_history() {
     let _alone = ONE_SOUND_SERVER.lock();

@@ -583,6 +583,20 @@ impl Pulse {
         );
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the sound server: a frozen one accepts
+    /// connections and never answers, as a PulseAudio on a loaded machine does for a while.
+    pub fn signal(&self, signal: &str) {
+        let pid_file = self.dir.path().join("run/pulse/pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("PulseAudio's pid file {}: {e}", pid_file.display()));
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), pid.trim()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} {}", pid.trim());
+    }
+
     /// Stops the sound server: every device goes away.
     pub fn stop(&self) {
         let _ = Command::new(repo().join(".ci/pulse"))
