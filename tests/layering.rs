@@ -10,7 +10,7 @@ use std::process::Command;
 
 use support::repo;
 
-/// A workspace with the six crates of the real one, empty; `core_deps` is added to the core's
+/// A workspace with the seven crates of the real one, empty; `core_deps` is added to the core's
 /// `[dependencies]`.
 fn stand_in(dir: &Path, core_deps: &str) {
     let crates = [
@@ -18,6 +18,11 @@ fn stand_in(dir: &Path, core_deps: &str) {
         (
             "bus",
             "candybar-bus",
+            "candybar-core = { path = \"../core\" }".into(),
+        ),
+        (
+            "journal",
+            "candybar-journal",
             "candybar-core = { path = \"../core\" }".into(),
         ),
         (

@@ -283,6 +283,7 @@ impl CandybarApp {
                     queue: durable_queue.map_or(QueueMode::Private, QueueMode::Durable),
                     prefetch: self.prefetch,
                     body_cap_bytes,
+                    ack_gate: None,
                 }),
                 None,
             ),

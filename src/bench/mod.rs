@@ -478,6 +478,7 @@ async fn drain_candybar(url: &str, count: usize) -> anyhow::Result<f64> {
         queue: QueueMode::Durable(BENCH_QUEUE.into()),
         prefetch: 1000,
         body_cap_bytes: 1 << 20,
+        ack_gate: None,
     };
     let mut handle = amqp::spawn(cfg);
     let mut store = EventStore::new(StoreConfig::default());

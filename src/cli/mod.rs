@@ -3,6 +3,7 @@
 
 pub(crate) mod asr;
 pub(crate) mod dictate;
+mod journal;
 mod publish;
 mod registry;
 mod secret;
@@ -15,6 +16,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::default_path;
+use candybar_bus::SourceState;
 use candybar_bus::amqp::{AmqpConfig, DEFAULT_DURABLE_QUEUE, QueueMode};
 use candybar_bus::demo::DemoSourceConfig;
 use candybar_bus::replay::{Pace, ReplayConfig};
@@ -22,8 +24,11 @@ use candybar_bus::{SourceHandle, amqp, demo, replay};
 use candybar_core::config::FileConfig;
 use candybar_core::demo::DemoConfig;
 use candybar_core::redact::SecretUrl;
+use candybar_core::redact::mask_secrets_in;
 use candybar_core::registry::Registry;
-use candybar_core::time::checked_rate;
+use candybar_core::text::printable;
+use candybar_core::time::{Micros, checked_rate, format_clock};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,6 +56,12 @@ enum Command {
     Tail(tail::TailArgs),
     /// Send demo events or an NDJSON file to a broker, with publisher confirms.
     Publish(publish::PublishArgs),
+    /// Keep every event in the on-disk journal, without a window (days of history).
+    Record(journal::RecordArgs),
+    /// Print events from the journal, oldest first: a time range, a filter, `--follow`.
+    Query(journal::QueryArgs),
+    /// Add an NDJSON export (or one event body per line) to the journal.
+    Import(journal::ImportArgs),
     /// Measure candybar (prints JSON).
     #[cfg(feature = "bench")]
     #[command(subcommand)]
@@ -280,6 +291,7 @@ impl SourceArgs {
                 queue,
                 prefetch: s.file.amqp.prefetch.unwrap_or(1000),
                 body_cap_bytes,
+                ack_gate: None,
             }));
         }
         let demo = DemoConfig {
@@ -314,6 +326,108 @@ impl SourceArgs {
     }
 }
 
+/// `--filter EXPR`, for `tail` and `query`.
+#[derive(Args, Debug)]
+pub struct FilterArg {
+    /// Filter expression, e.g. 'agent.*.completed', 'domain:llm errors', '"timeout" last:15m'
+    /// (one starting with '-', like '-errors', is taken as the expression)
+    #[arg(
+        long,
+        short,
+        value_name = "EXPR",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    filter: String,
+}
+
+impl FilterArg {
+    /// The parsed filter; a bad one is said with a caret under the column (`Err`: exit code 2).
+    pub(crate) fn parse(&self) -> Result<candybar_core::filter::Filter, ExitCode> {
+        candybar_core::filter::Filter::new(&self.filter).map_err(|e| {
+            eprintln!(
+                "candybar: bad filter: {e}\n{}",
+                candybar_core::filter::caret(&self.filter, e.column)
+            );
+            ExitCode::from(2)
+        })
+    }
+}
+
+/// What `tail` and `record` say on stderr about their source's connection.
+pub(crate) struct StateReport {
+    describe: String,
+    connected_once: bool,
+    last: String,
+}
+
+impl StateReport {
+    pub(crate) fn new(describe: &str) -> Self {
+        Self {
+            describe: describe.to_owned(),
+            connected_once: false,
+            last: String::new(),
+        }
+    }
+
+    /// Prints a line when `state` says something new. `Ok(true)`: the source has finished;
+    /// `Err(code)`: it gave up on a setting only the user can fix (exit with the code).
+    pub(crate) fn report(&mut self, state: &SourceState) -> Result<bool, ExitCode> {
+        let line = match state {
+            // Said once: a broker that does not answer then says so within seconds.
+            SourceState::Connecting { attempt: 0 } if !self.connected_once => {
+                Some(format!("connecting to {}…", self.describe))
+            }
+            SourceState::Connecting { .. } => None,
+            SourceState::Connected { detail } => {
+                self.connected_once = true;
+                Some(format!("connected: {detail}"))
+            }
+            SourceState::Retrying {
+                reason,
+                retry_in,
+                permanent,
+            } => {
+                // A setting to fix: exit instead of waiting on it (before the first connection,
+                // or when the source gave up).
+                if *permanent && (!self.connected_once || *retry_in == Duration::MAX) {
+                    eprintln!("candybar: {}", printable(&mask_secrets_in(reason)));
+                    return Err(ExitCode::from(2));
+                }
+                Some(format!(
+                    "{reason}; retrying every {} ms",
+                    retry_in.as_millis()
+                ))
+            }
+            SourceState::Finished => return Ok(true),
+        };
+        if let Some(line) = line.filter(|l| *l != self.last) {
+            eprintln!("candybar: {}", printable(&line));
+            self.last = line;
+        }
+        Ok(false)
+    }
+}
+
+/// Says on stderr that the source was disconnected, and whether events may be missing.
+pub(crate) fn print_gap(start_us: Micros, end_us: Micros, reason: &str, lossless: bool) {
+    let (what, after) = if lossless {
+        (
+            "connection interrupted",
+            "the durable queue kept what was published meanwhile: no events were lost",
+        )
+    } else {
+        ("gap", "events published meanwhile may be missing")
+    };
+    eprintln!(
+        "candybar: {what} {} → {} ({:.2} s): {}; {after}",
+        format_clock(start_us),
+        format_clock(end_us),
+        (end_us - start_us) as f64 / 1e6,
+        printable(reason)
+    );
+}
+
 /// Entry point of the binary.
 #[must_use]
 pub fn main(started: std::time::Instant) -> ExitCode {
@@ -340,6 +454,11 @@ pub fn main(started: std::time::Instant) -> ExitCode {
             match cli.command {
                 Some(Command::Tail(args)) => tail::run(args, &cli.source).await,
                 Some(Command::Publish(args)) => publish::run(args, &cli.source).await,
+                Some(Command::Record(args)) => journal::record(args, &cli.source).await,
+                Some(Command::Query(args)) => journal::query(args, &cli.source).await,
+                Some(Command::Import(args)) => {
+                    tokio::task::block_in_place(|| journal::import(&args, &cli.source))
+                }
                 #[cfg(feature = "bench")]
                 Some(Command::Bench(cmd)) => crate::bench::run(cmd, &cli.source).await,
                 Some(Command::Asr(asr::AsrCommand::Serve(args))) => {

@@ -2,33 +2,22 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use candybar_bus::{SourceMsg, SourceState};
+use candybar_bus::SourceMsg;
 use candybar_core::event::{Event, Status};
 use candybar_core::export::write_ndjson;
-use candybar_core::filter::{Filter, FilteredView};
-use candybar_core::redact::mask_secrets_in;
+use candybar_core::filter::FilteredView;
 use candybar_core::store::{EventStore, StoreConfig};
 use candybar_core::text::printable;
 use candybar_core::time::{format_clock, now_us};
 use clap::Args;
 
-use super::{Format, SourceArgs, SourceChoice};
-use candybar_core::filter::caret;
+use super::{FilterArg, Format, SourceArgs, SourceChoice, StateReport, print_gap};
 
 #[derive(Args, Debug)]
 pub struct TailArgs {
-    /// Filter expression, e.g. 'agent.*.completed', 'domain:llm errors', '"timeout" last:15m'
-    /// (one starting with '-', like '-errors', is taken as the expression)
-    #[arg(
-        long,
-        short,
-        value_name = "EXPR",
-        default_value = "",
-        allow_hyphen_values = true
-    )]
-    filter: String,
+    #[command(flatten)]
+    filter: FilterArg,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -42,15 +31,9 @@ pub struct TailArgs {
 
 #[allow(clippy::too_many_lines)] // one event loop, read top to bottom
 pub async fn run(args: TailArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
-    let filter = match Filter::new(&args.filter) {
+    let filter = match args.filter.parse() {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!(
-                "candybar: bad filter: {e}\n{}",
-                caret(&args.filter, e.column)
-            );
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     let settings = source.settings()?;
     let choice = source.choose(&settings, args.body_cap)?;
@@ -67,8 +50,7 @@ pub async fn run(args: TailArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
     let mut view = FilteredView::new(filter);
     let mut printed_to_seq = 0u64; // first seq not yet considered for printing
     let mut printed = 0u64;
-    let mut connected_once = false;
-    let mut last_state = String::new();
+    let mut states = StateReport::new(&handle.describe);
     let mut out = Vec::with_capacity(1 << 16);
     let stdout = std::io::stdout();
     let ctrl_c = tokio::signal::ctrl_c();
@@ -99,62 +81,13 @@ pub async fn run(args: TailArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
                     reason,
                     lossless,
                 } => {
-                    store.record_gap(start_us, end_us, reason.clone(), lossless);
-                    let what = if lossless {
-                        "connection interrupted"
-                    } else {
-                        "gap"
-                    };
-                    let after = if lossless {
-                        "the durable queue kept what was published meanwhile: no events were lost"
-                    } else {
-                        "events published meanwhile may be missing"
-                    };
-                    eprintln!(
-                        "candybar: {what} {} → {} ({:.2} s): {}; {after}",
-                        format_clock(start_us),
-                        format_clock(end_us),
-                        (end_us - start_us) as f64 / 1e6,
-                        printable(&reason)
-                    );
+                    print_gap(start_us, end_us, &reason, lossless);
+                    store.record_gap(start_us, end_us, reason, lossless);
                 }
-                SourceMsg::State(state) => {
-                    let line = match &state {
-                        // Said once: a broker that does not answer then says so within seconds.
-                        SourceState::Connecting { attempt: 0 } if !connected_once => {
-                            Some(format!("connecting to {}…", handle.describe))
-                        }
-                        SourceState::Connecting { .. } => None,
-                        SourceState::Connected { detail } => {
-                            connected_once = true;
-                            Some(format!("connected: {detail}"))
-                        }
-                        SourceState::Retrying {
-                            reason,
-                            retry_in,
-                            permanent,
-                        } => {
-                            // A setting to fix: exit instead of waiting on it (before the first
-                            // connection, or when the source gave up).
-                            if *permanent && (!connected_once || *retry_in == Duration::MAX) {
-                                eprintln!("candybar: {}", printable(&mask_secrets_in(reason)));
-                                return Ok(ExitCode::from(2));
-                            }
-                            Some(format!(
-                                "{reason}; retrying every {} ms",
-                                retry_in.as_millis()
-                            ))
-                        }
-                        SourceState::Finished => {
-                            finished = true;
-                            None
-                        }
-                    };
-                    if let Some(line) = line.filter(|l| *l != last_state) {
-                        eprintln!("candybar: {}", printable(&line));
-                        last_state = line;
-                    }
-                }
+                SourceMsg::State(state) => match states.report(&state) {
+                    Ok(done) => finished |= done,
+                    Err(code) => return Ok(code),
+                },
             }
         }
         view.update(&store, now_us(), u64::MAX);
@@ -187,7 +120,7 @@ pub async fn run(args: TailArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_text(e: &Event, out: &mut Vec<u8>) {
+pub(crate) fn write_text(e: &Event, out: &mut Vec<u8>) {
     let icon = match e.status {
         Status::Error => '✗',
         Status::Completed => '✓',

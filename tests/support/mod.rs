@@ -342,7 +342,25 @@ pub fn path_str(p: &Path) -> &str {
 }
 
 /// Publishes with plain lapin and publisher confirms (independent of candybar's publisher).
+/// Publishes persistent messages (routing key, body, message id) and waits for the broker's
+/// confirms, declaring the exchange (durable topic) first; panics unless all are confirmed.
 pub fn lapin_publish(url: &str, exchange: &str, msgs: &[(String, Vec<u8>, Option<String>)]) {
+    let confirmed = publish_confirmed(url, exchange, msgs, true);
+    assert_eq!(
+        confirmed.len(),
+        msgs.len(),
+        "not every message was confirmed"
+    );
+}
+
+/// Publishes `msgs` with confirms until done or the broker goes away; the indexes of the
+/// messages the broker confirmed.
+pub fn publish_confirmed(
+    url: &str,
+    exchange: &str,
+    msgs: &[(String, Vec<u8>, Option<String>)],
+    declare: bool,
+) -> Vec<usize> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -352,27 +370,29 @@ pub fn lapin_publish(url: &str, exchange: &str, msgs: &[(String, Vec<u8>, Option
             .await
             .unwrap();
         let ch = conn.create_channel().await.unwrap();
-        ch.exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        if declare {
+            ch.exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        }
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        let mut confirms = Vec::new();
-        for (rk, body, message_id) in msgs {
+        let mut pending = Vec::new();
+        for (i, (rk, body, message_id)) in msgs.iter().enumerate() {
             let mut props = BasicProperties::default().with_delivery_mode(2);
             if let Some(id) = message_id {
                 props = props.with_message_id(ShortString::from(id.as_str()));
             }
-            let c = ch
+            let Ok(confirm) = ch
                 .basic_publish(
                     exchange.into(),
                     ShortString::try_new(rk.as_str()).unwrap(),
@@ -381,14 +401,20 @@ pub fn lapin_publish(url: &str, exchange: &str, msgs: &[(String, Vec<u8>, Option
                     props,
                 )
                 .await
-                .unwrap();
-            confirms.push(c);
+            else {
+                break;
+            };
+            pending.push((i, confirm));
         }
-        for c in confirms {
-            assert!(c.await.unwrap().is_ack());
+        let mut confirmed = Vec::new();
+        for (i, c) in pending {
+            if c.await.is_ok_and(|c| c.is_ack()) {
+                confirmed.push(i);
+            }
         }
-        conn.close(200, "done".into()).await.unwrap();
-    });
+        let _ = conn.close(200, "done".into()).await;
+        confirmed
+    })
 }
 
 pub fn declare_exchange(url: &str, exchange: &str) {

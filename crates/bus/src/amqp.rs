@@ -2,6 +2,7 @@
 //! candybar) or a named durable queue with batched acks, reconnecting by itself. Each
 //! disconnection becomes a [`SourceMsg::Gap`].
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use candybar_core::event::{AmqpProps, RawMessage};
@@ -16,7 +17,7 @@ use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, ExchangeKind};
 
-use crate::{SourceHandle, SourceMsg, SourceState, SourceTx, host_name};
+use crate::{AckGate, SourceHandle, SourceMsg, SourceState, SourceTx, host_name};
 
 pub use candybar_core::source::DEFAULT_DURABLE_QUEUE;
 
@@ -40,6 +41,9 @@ pub struct AmqpConfig {
     /// Unacknowledged deliveries the broker may send ahead.
     pub prefetch: u16,
     pub body_cap_bytes: usize,
+    /// Acknowledge a delivery only once the consumer released it (the recorder, after its
+    /// journal is synced); without a gate, deliveries are acknowledged as they are handed over.
+    pub ack_gate: Option<AckGate>,
 }
 
 impl Default for AmqpConfig {
@@ -51,6 +55,7 @@ impl Default for AmqpConfig {
             queue: QueueMode::Private,
             prefetch: 1000,
             body_cap_bytes: 1 << 20,
+            ack_gate: None,
         }
     }
 }
@@ -326,6 +331,8 @@ async fn run(cfg: AmqpConfig, tx: SourceTx) {
     let mut attempt = 0u32;
     // Set from the first failure after having been connected until consuming resumes.
     let mut gap: Option<(i64, String)> = None;
+    // Events handed to the consumer so far, across connections (what an ack gate counts).
+    let mut sent = 0u64;
     loop {
         if tx
             .send(SourceMsg::State(SourceState::Connecting { attempt }))
@@ -334,7 +341,7 @@ async fn run(cfg: AmqpConfig, tx: SourceTx) {
         {
             return;
         }
-        match consume(&cfg, &queue_name, &tx, &mut gap, &mut attempt).await {
+        match consume(&cfg, &queue_name, &tx, &mut gap, &mut attempt, &mut sent).await {
             Ok(Ended::ReceiverGone) => return,
             Err((err, was_connected)) => {
                 if was_connected && gap.is_none() {
@@ -378,6 +385,7 @@ async fn consume(
     tx: &SourceTx,
     gap: &mut Option<(i64, String)>,
     attempt: &mut u32,
+    sent: &mut u64,
 ) -> Result<Ended, (AmqpError, bool)> {
     let fail = |e: lapin::Error| {
         (
@@ -481,12 +489,36 @@ async fn consume(
             true,
         )
     };
-    // Batched acks: every 100 deliveries (a quarter of the prefetch), or when the stream goes quiet.
+    // Batched acks: every 100 deliveries (a quarter of the prefetch), or when the stream goes
+    // quiet. With a gate, a delivery waits until the consumer released it.
     let ack_every = u64::from(cfg.prefetch / 4).clamp(1, 100);
+    let mut gate = cfg.ack_gate.as_ref().map(AckGate::subscribe);
+    // Gated: (the event's number in `sent`, its delivery tag), oldest first.
+    let mut held: VecDeque<(u64, u64)> = VecDeque::new();
     let mut unacked = 0u64;
     let mut last_tag = 0u64;
     loop {
-        let next = if unacked > 0 {
+        let next = if let Some(gate) = gate.as_mut() {
+            tokio::select! {
+                n = consumer.next() => n,
+                changed = gate.changed(), if !held.is_empty() => {
+                    if changed.is_err() {
+                        // The consumer is gone; nothing more will be released.
+                        return Ok(Ended::ReceiverGone);
+                    }
+                    let safe = *gate.borrow_and_update();
+                    let mut upto = None;
+                    while let Some(&(n, tag)) = held.front() && n <= safe {
+                        upto = Some(tag);
+                        held.pop_front();
+                    }
+                    if let Some(tag) = upto {
+                        ack(&ch, tag).await.map_err(lost)?;
+                    }
+                    continue;
+                }
+            }
+        } else if unacked > 0 {
             if let Ok(n) = tokio::time::timeout(Duration::from_millis(50), consumer.next()).await {
                 n
             } else {
@@ -520,6 +552,11 @@ async fn consume(
         msg.cap_body(cfg.body_cap_bytes);
         if tx.send(SourceMsg::Event(msg)).await.is_err() {
             return Ok(Ended::ReceiverGone);
+        }
+        *sent += 1;
+        if gate.is_some() {
+            held.push_back((*sent, tag));
+            continue;
         }
         last_tag = tag;
         unacked += 1;

@@ -50,6 +50,51 @@ pub enum SourceMsg {
     State(SourceState),
 }
 
+/// Acknowledgements a source holds back until its consumer has the events safe (the recorder's
+/// journal, synced to disk): the broker keeps each delivery until then, so a crash of the
+/// consumer loses nothing the broker had. The consumer counts the events it got, in order, and
+/// releases them by count.
+#[derive(Clone)]
+pub struct AckGate {
+    tx: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl AckGate {
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            tx: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+
+    /// The first `n` events the source sent are safe: their deliveries may be acknowledged.
+    pub fn release(&self, n: u64) {
+        self.tx.send_if_modified(|v| {
+            let more = n > *v;
+            if more {
+                *v = n;
+            }
+            more
+        });
+    }
+
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+}
+
+impl Default for AckGate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for AckGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AckGate(released {})", *self.tx.borrow())
+    }
+}
+
 /// This machine's name (for queue names and event sources).
 #[must_use]
 pub fn host_name() -> String {

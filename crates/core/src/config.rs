@@ -21,6 +21,59 @@ pub struct FileConfig {
     pub dictation: DictationSection,
     pub local_asr: LocalAsrSection,
     pub health: HealthSection,
+    pub journal: JournalSection,
+}
+
+/// `[journal]`: the on-disk history (`candybar record`, `candybar query`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalSection {
+    /// The journal's directory (default: `journal` in the data dir) [env: `CANDYBAR_JOURNAL`].
+    pub dir: Option<PathBuf>,
+    /// Keep events this long: `30d`, `12h` (default 30 days).
+    pub max_age: Option<String>,
+    /// Keep the journal under this many megabytes (default 10,240).
+    pub max_size_mb: Option<u64>,
+}
+
+/// How long and how much a journal keeps, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age_us: crate::time::Micros,
+    pub max_bytes: u64,
+}
+
+impl JournalSection {
+    pub const DEFAULT_MAX_AGE: &str = "30d";
+    pub const DEFAULT_MAX_SIZE_MB: u64 = 10_240;
+
+    /// The retention asked for: flags first (`max_age`, `max_size_mb`), then the file's, then
+    /// the defaults. A duration that does not parse or a size out of range is refused by name.
+    pub fn retention(
+        &self,
+        max_age: Option<&str>,
+        max_size_mb: Option<u64>,
+    ) -> Result<Retention, String> {
+        let age = max_age
+            .or(self.max_age.as_deref())
+            .unwrap_or(Self::DEFAULT_MAX_AGE);
+        let max_age_us = crate::filter::parse_duration(age).ok_or_else(|| {
+            format!("[journal] max_age = {age:?} is not a duration: give e.g. 30d, 12h, 90m")
+        })?;
+        let mb = max_size_mb
+            .or(self.max_size_mb)
+            .unwrap_or(Self::DEFAULT_MAX_SIZE_MB);
+        if !(1..=1 << 30).contains(&mb) {
+            return Err(format!(
+                "[journal] max_size_mb = {mb} is out of range: give 1 to {}",
+                1u64 << 30
+            ));
+        }
+        Ok(Retention {
+            max_age_us,
+            max_bytes: mb << 20,
+        })
+    }
 }
 
 /// `[health]`: polling the registry services' `endpoints.health` (off unless `poll_secs` is set).
@@ -160,6 +213,9 @@ impl FileConfig {
         if let Some(v) = get("CANDYBAR_REGISTRY") {
             self.registry = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("CANDYBAR_JOURNAL") {
+            self.journal.dir = Some(PathBuf::from(v));
+        }
         if let Some(v) = get("CANDYBAR_MAX_EVENTS").and_then(|v| v.parse().ok()) {
             self.store.max_events = Some(v);
         }
@@ -204,5 +260,25 @@ mod tests {
         let c = FileConfig::parse("[store]\nbudget_mb = 64\nmax_events = 5000\n").unwrap();
         let s = c.store.store_config().unwrap();
         assert_eq!((s.budget_bytes, s.max_events), (64 << 20, 5000));
+    }
+
+    #[test]
+    fn journal_retention_is_checked_by_name() {
+        let c = FileConfig::parse("[journal]\nmax_age = \"soon\"\n").unwrap();
+        let e = c.journal.retention(None, None).unwrap_err();
+        assert!(e.contains("max_age") && e.contains("\"soon\""), "{e}");
+        let c = FileConfig::parse("[journal]\nmax_size_mb = 18446744073709551615\n").unwrap();
+        let e = c.journal.retention(None, None).unwrap_err();
+        assert!(
+            e.contains("max_size_mb") && e.contains("out of range"),
+            "{e}"
+        );
+        let r = FileConfig::default()
+            .journal
+            .retention(Some("2h"), Some(5))
+            .unwrap();
+        assert_eq!((r.max_age_us, r.max_bytes), (7_200_000_000, 5 << 20));
+        let r = FileConfig::default().journal.retention(None, None).unwrap();
+        assert_eq!(r.max_age_us, 30 * 86_400_000_000);
     }
 }

@@ -236,8 +236,10 @@ impl Event {
     }
 }
 
-/// The fields read from a body, borrowed from it where the JSON had no escapes.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The fields read from a body, borrowed from it where the JSON had no escapes. Serialized where
+/// a cut body must keep them (the journal).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Header<'a> {
     pub body_kind: BodyKind,
     pub id: Option<Cow<'a, str>>,

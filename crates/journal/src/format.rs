@@ -1,0 +1,488 @@
+//! The bytes on disk.
+//!
+//! A journal is a directory of segments, `{index:010}.cbj`, written in index order. A segment is
+//! a [`SEGMENT_HEADER_LEN`]-byte header (magic, format version) followed by frames:
+//!
+//! ```text
+//! frame   = magic "CBJF" · payload length u32 · CRC-32 of the payload u32 · payload
+//! payload = kind u8 (1 = block) · count u32 · min received µs i64 · max received µs i64
+//!           · uncompressed length u32 · zstd(entries)
+//! entry   = 1 · received µs i64 · routing key · props · body · cut    (an event)
+//!         | 2 · start µs i64 · end µs i64 · lossless u8 · reason        (a gap)
+//! ```
+//!
+//! Strings and byte strings are a LEB128 length and the bytes; `props` and `cut` are JSON (empty
+//! when absent): the AMQP properties, and for a body cut before it was journaled, its size and
+//! the header fields read from it. All integers little-endian. A frame is written whole and
+//! checked whole: a torn or damaged one is found by its length or checksum, and the reader finds
+//! the next good frame by its magic.
+
+use candybar_core::event::{AmqpProps, Header, Precut, RawMessage};
+use candybar_core::time::Micros;
+
+/// What a segment starts with.
+pub const SEGMENT_MAGIC: &[u8; 16] = b"candybar-journal";
+/// The format this build writes, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Magic, version, and four reserved bytes.
+pub const SEGMENT_HEADER_LEN: u64 = 24;
+/// What each frame starts with.
+pub const FRAME_MAGIC: [u8; 4] = *b"CBJF";
+/// Magic, length, checksum.
+pub const FRAME_HEADER_LEN: usize = 12;
+/// The largest payload a frame may claim; anything larger is damage, not data.
+pub const MAX_FRAME_BYTES: usize = 256 << 20;
+/// Kind byte of a block payload.
+pub const KIND_BLOCK: u8 = 1;
+/// Kind, count, min, max, uncompressed length.
+pub const BLOCK_HEADER_LEN: usize = 1 + 4 + 8 + 8 + 4;
+/// The zstd level: measured on the demo mix (`candybar bench journal`).
+pub const ZSTD_LEVEL: i32 = 3;
+
+const ENTRY_EVENT: u8 = 1;
+const ENTRY_GAP: u8 = 2;
+
+/// The segment file name for `index`.
+#[must_use]
+pub fn segment_name(index: u64) -> String {
+    format!("{index:010}.cbj")
+}
+
+/// The index in a segment file name, when it is one.
+#[must_use]
+pub fn segment_index(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".cbj")?;
+    (digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+#[must_use]
+pub fn segment_header() -> [u8; SEGMENT_HEADER_LEN as usize] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    h[..16].copy_from_slice(SEGMENT_MAGIC);
+    h[16..20].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+/// Why a segment header cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderProblem {
+    /// Not a candybar journal segment at all.
+    NotASegment,
+    /// Written by a newer candybar.
+    Newer(u32),
+}
+
+pub fn check_segment_header(h: &[u8]) -> Result<(), HeaderProblem> {
+    if h.len() < SEGMENT_HEADER_LEN as usize || &h[..16] != SEGMENT_MAGIC {
+        return Err(HeaderProblem::NotASegment);
+    }
+    let version = u32::from_le_bytes([h[16], h[17], h[18], h[19]]);
+    if version > FORMAT_VERSION {
+        return Err(HeaderProblem::Newer(version));
+    }
+    Ok(())
+}
+
+/// One thing the journal keeps.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    Event(RawMessage),
+    /// Nothing was received between `start_us` and `end_us` (the source was disconnected, or
+    /// recording was off).
+    Gap {
+        start_us: Micros,
+        end_us: Micros,
+        reason: String,
+        /// The source kept what was published meanwhile: an interruption, not a loss.
+        lossless: bool,
+    },
+}
+
+impl Entry {
+    /// The time the entry is filed under.
+    #[must_use]
+    pub fn time_us(&self) -> Micros {
+        match self {
+            Self::Event(m) => m.received_us,
+            Self::Gap { end_us, .. } => *end_us,
+        }
+    }
+}
+
+/// A cut body's size and header, as kept beside it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cut<'a> {
+    size: u64,
+    #[serde(borrow)]
+    header: Header<'a>,
+}
+
+/// Entries of the block being filled, serialized as they come.
+#[derive(Default)]
+pub struct BlockBuilder {
+    pub raw: Vec<u8>,
+    pub count: u32,
+    pub min_us: Micros,
+    pub max_us: Micros,
+}
+
+impl BlockBuilder {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn note_time(&mut self, us: Micros) {
+        if self.count == 0 {
+            self.min_us = us;
+            self.max_us = us;
+        } else {
+            self.min_us = self.min_us.min(us);
+            self.max_us = self.max_us.max(us);
+        }
+        self.count += 1;
+    }
+
+    pub fn push_event(&mut self, m: &RawMessage) {
+        let out = &mut self.raw;
+        out.push(ENTRY_EVENT);
+        out.extend_from_slice(&m.received_us.to_le_bytes());
+        put_bytes(out, m.routing_key.as_bytes());
+        match m.props.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => put_bytes(out, &serde_json::to_vec(p).unwrap_or_default()),
+            None => put_len(out, 0),
+        }
+        put_bytes(out, &m.body);
+        match &m.precut {
+            Some(p) => {
+                let cut = Cut {
+                    size: p.size_bytes,
+                    header: p.header.clone(),
+                };
+                put_bytes(out, &serde_json::to_vec(&cut).unwrap_or_default());
+            }
+            None => put_len(out, 0),
+        }
+        self.note_time(m.received_us);
+    }
+
+    pub fn push_gap(&mut self, start_us: Micros, end_us: Micros, reason: &str, lossless: bool) {
+        let out = &mut self.raw;
+        out.push(ENTRY_GAP);
+        out.extend_from_slice(&start_us.to_le_bytes());
+        out.extend_from_slice(&end_us.to_le_bytes());
+        out.push(u8::from(lossless));
+        put_bytes(out, reason.as_bytes());
+        self.note_time(end_us);
+    }
+
+    /// The whole frame for what was pushed (header, checksum, compressed entries); empties the
+    /// builder.
+    pub fn seal(&mut self, level: i32) -> std::io::Result<Vec<u8>> {
+        let compressed = zstd::bulk::compress(&self.raw, level)?;
+        let mut payload = Vec::with_capacity(BLOCK_HEADER_LEN + compressed.len());
+        payload.push(KIND_BLOCK);
+        payload.extend_from_slice(&self.count.to_le_bytes());
+        payload.extend_from_slice(&self.min_us.to_le_bytes());
+        payload.extend_from_slice(&self.max_us.to_le_bytes());
+        payload.extend_from_slice(&(self.raw.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&compressed);
+        let frame = frame(&payload);
+        self.raw.clear();
+        self.count = 0;
+        Ok(frame)
+    }
+}
+
+/// `payload` framed: magic, length, checksum.
+#[must_use]
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    f.extend_from_slice(&FRAME_MAGIC);
+    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    f.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A frame header's claims: payload length and checksum. `None` when it is not a frame header.
+#[must_use]
+pub fn read_frame_header(h: &[u8]) -> Option<(usize, u32)> {
+    if h.len() < FRAME_HEADER_LEN || h[..4] != FRAME_MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+    let crc = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+    (BLOCK_HEADER_LEN..=MAX_FRAME_BYTES)
+        .contains(&len)
+        .then_some((len, crc))
+}
+
+/// What a block's payload says about itself, without decompressing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub count: u32,
+    pub min_us: Micros,
+    pub max_us: Micros,
+    pub raw_len: u32,
+}
+
+#[must_use]
+pub fn read_block_header(payload: &[u8]) -> Option<BlockHeader> {
+    if payload.len() < BLOCK_HEADER_LEN || payload[0] != KIND_BLOCK {
+        return None;
+    }
+    let u32_at =
+        |i: usize| u32::from_le_bytes([payload[i], payload[i + 1], payload[i + 2], payload[i + 3]]);
+    let i64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&payload[i..i + 8]);
+        i64::from_le_bytes(b)
+    };
+    Some(BlockHeader {
+        count: u32_at(1),
+        min_us: i64_at(5),
+        max_us: i64_at(13),
+        raw_len: u32_at(21),
+    })
+}
+
+/// Why a block's contents cannot be read (its frame checked out, so this is a bug or a
+/// deliberate edit, but it is reported, never a panic).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error("not a block")]
+    NotABlock,
+    #[error("cannot decompress: {0}")]
+    Decompress(String),
+    #[error("entry {0} is malformed")]
+    Entry(u32),
+}
+
+/// The entries of a block's payload (frame already checked).
+pub fn decode_block(payload: &[u8]) -> Result<(BlockHeader, Vec<Entry>), BlockError> {
+    let header = read_block_header(payload).ok_or(BlockError::NotABlock)?;
+    if header.raw_len as usize > MAX_FRAME_BYTES {
+        return Err(BlockError::Decompress("claims an absurd size".into()));
+    }
+    let raw = zstd::bulk::decompress(&payload[BLOCK_HEADER_LEN..], header.raw_len as usize)
+        .map_err(|e| BlockError::Decompress(e.to_string()))?;
+    let mut r = Cursor { b: &raw, at: 0 };
+    let mut entries = Vec::with_capacity(header.count as usize);
+    for i in 0..header.count {
+        entries.push(read_entry(&mut r).ok_or(BlockError::Entry(i))?);
+    }
+    Ok((header, entries))
+}
+
+fn read_entry(r: &mut Cursor<'_>) -> Option<Entry> {
+    match r.u8()? {
+        ENTRY_EVENT => {
+            let received_us = r.i64()?;
+            let routing_key = String::from_utf8_lossy(r.bytes()?).into_owned();
+            let props = r.bytes()?;
+            let props = if props.is_empty() {
+                None
+            } else {
+                serde_json::from_slice::<AmqpProps>(props)
+                    .ok()
+                    .map(Box::new)
+            };
+            let body = r.bytes()?.to_vec();
+            let cut = r.bytes()?;
+            let precut = if cut.is_empty() {
+                None
+            } else {
+                let cut: Cut<'_> = serde_json::from_slice(cut).ok()?;
+                Some(Box::new(Precut {
+                    header: cut.header.into_owned(),
+                    size_bytes: cut.size,
+                }))
+            };
+            Some(Entry::Event(RawMessage {
+                received_us,
+                routing_key,
+                props,
+                body,
+                precut,
+            }))
+        }
+        ENTRY_GAP => {
+            let start_us = r.i64()?;
+            let end_us = r.i64()?;
+            let lossless = r.u8()? != 0;
+            let reason = String::from_utf8_lossy(r.bytes()?).into_owned();
+            Some(Entry::Gap {
+                start_us,
+                end_us,
+                reason,
+                lossless,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_len(out, b.len());
+    out.extend_from_slice(b);
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn u8(&mut self) -> Option<u8> {
+        let v = *self.b.get(self.at)?;
+        self.at += 1;
+        Some(v)
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        let s = self.b.get(self.at..self.at + 8)?;
+        self.at += 8;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Some(i64::from_le_bytes(a))
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        let mut n = 0usize;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            n |= usize::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.len()?;
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(i: i64, body: &[u8]) -> RawMessage {
+        RawMessage {
+            received_us: 1_000_000 + i,
+            routing_key: format!("rk.{i}"),
+            props: (i % 2 == 0).then(|| {
+                Box::new(AmqpProps {
+                    message_id: Some(format!("m{i}")),
+                    headers: vec![("h".into(), "v".into())],
+                    ..AmqpProps::default()
+                })
+            }),
+            body: body.to_vec(),
+            precut: None,
+        }
+    }
+
+    #[test]
+    fn a_block_reads_back_what_was_written() {
+        let mut b = BlockBuilder::default();
+        b.push_event(&msg(5, br#"{"event_id":"a","event_type":"x.y"}"#));
+        b.push_gap(10, 20, "broker restarted", true);
+        b.push_event(&msg(2, &[0xff, 0x00, 0xfe]));
+        let big = format!(
+            r#"{{"event_id":"big","event_type":"t","payload":"{}"}}"#,
+            "x".repeat(100)
+        );
+        let mut cut = msg(9, big.as_bytes());
+        cut.cap_body(40);
+        b.push_event(&cut);
+        let frame = b.seal(ZSTD_LEVEL).unwrap();
+        assert!(b.is_empty());
+        let (len, crc) = read_frame_header(&frame).unwrap();
+        let payload = &frame[FRAME_HEADER_LEN..];
+        assert_eq!(len, payload.len());
+        assert_eq!(crc, crc32fast::hash(payload));
+        let (h, entries) = decode_block(payload).unwrap();
+        assert_eq!((h.count, h.min_us, h.max_us), (4, 20, 1_000_009));
+        let Entry::Event(e) = &entries[0] else {
+            panic!("{entries:?}")
+        };
+        assert_eq!(e.routing_key, "rk.5");
+        assert_eq!(e.body, br#"{"event_id":"a","event_type":"x.y"}"#);
+        assert!(e.props.is_none());
+        let Entry::Gap {
+            reason, lossless, ..
+        } = &entries[1]
+        else {
+            panic!("{entries:?}")
+        };
+        assert_eq!((reason.as_str(), *lossless), ("broker restarted", true));
+        let Entry::Event(e) = &entries[2] else {
+            panic!("{entries:?}")
+        };
+        assert_eq!(e.body, [0xff, 0x00, 0xfe]);
+        assert_eq!(e.props.as_ref().unwrap().message_id.as_deref(), Some("m2"));
+        let Entry::Event(e) = &entries[3] else {
+            panic!("{entries:?}")
+        };
+        let p = e.precut.as_ref().unwrap();
+        assert_eq!(p.header.id.as_deref(), Some("big"));
+        assert!(p.size_bytes > 100);
+    }
+
+    #[test]
+    fn damaged_blocks_are_errors_not_panics() {
+        let mut b = BlockBuilder::default();
+        b.push_event(&msg(1, b"hello"));
+        let frame = b.seal(1).unwrap();
+        let payload = &frame[FRAME_HEADER_LEN..];
+        for cut in 0..payload.len() {
+            let _ = decode_block(&payload[..cut]);
+        }
+        // Flipped compressed bytes: whatever zstd makes of them, no panic.
+        let mut bad = payload.to_vec();
+        bad[BLOCK_HEADER_LEN + 2] ^= 0xff;
+        let _ = decode_block(&bad);
+        let mut huge = payload.to_vec();
+        huge[21..25].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_block(&huge),
+            Err(BlockError::Decompress(_))
+        ));
+    }
+
+    #[test]
+    fn segment_names_and_headers() {
+        assert_eq!(segment_name(42), "0000000042.cbj");
+        assert_eq!(segment_index("0000000042.cbj"), Some(42));
+        assert_eq!(segment_index("42.cbj"), None);
+        assert_eq!(segment_index("000000004x.cbj"), None);
+        let mut h = segment_header();
+        assert_eq!(check_segment_header(&h), Ok(()));
+        h[16] = 9;
+        assert_eq!(check_segment_header(&h), Err(HeaderProblem::Newer(9)));
+        assert_eq!(
+            check_segment_header(b"not a journal at all, no"),
+            Err(HeaderProblem::NotASegment)
+        );
+    }
+}

@@ -1,0 +1,546 @@
+//! Reading a journal, also while it is being written.
+//!
+//! [`JournalReader::refresh`] walks the frames' headers (a seek per block, no decompression) and
+//! keeps a list of [`BlockRef`]s with their time ranges; [`JournalReader::read`] reads one block
+//! and checks its checksum. What does not check out is a [`Damage`], reported once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::format::{
+    self, BLOCK_HEADER_LEN, BlockHeader, Entry, FRAME_HEADER_LEN, FRAME_MAGIC, HeaderProblem,
+    SEGMENT_HEADER_LEN,
+};
+use crate::{JournalError, format::FORMAT_VERSION};
+
+/// Where one block is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockRef {
+    /// The segment's index.
+    pub segment: u64,
+    /// Where the block's frame starts.
+    pub offset: u64,
+    /// Payload length.
+    pub len: u32,
+    pub header: BlockHeader,
+}
+
+/// Something in the journal that could not be read: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub segment: PathBuf,
+    pub offset: u64,
+    pub what: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at byte {}: {}",
+            self.segment.display(),
+            self.offset,
+            self.what
+        )
+    }
+}
+
+struct Segment {
+    path: PathBuf,
+    /// Where the next frame header is expected.
+    scanned_to: u64,
+    blocks: Vec<BlockRef>,
+    /// The header was unreadable or from a newer format: nothing in it is read.
+    unusable: bool,
+}
+
+/// A journal opened for reading.
+pub struct JournalReader {
+    dir: PathBuf,
+    segments: BTreeMap<u64, Segment>,
+    damage: Vec<Damage>,
+    seen_damage: HashSet<(PathBuf, u64)>,
+    reported: usize,
+    /// A frame at the end of the newest segment that is not whole yet: a writer is writing it,
+    /// or it was torn by a crash.
+    incomplete_tail: Option<(PathBuf, u64)>,
+}
+
+impl JournalReader {
+    /// Opens the journal at `dir` and reads its block list.
+    pub fn open(dir: &Path) -> Result<Self, JournalError> {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(JournalError::NotADirectory {
+                    path: dir.to_owned(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(JournalError::Missing {
+                    path: dir.to_owned(),
+                });
+            }
+            Err(e) => return Err(JournalError::io(dir, &e)),
+        }
+        let mut reader = Self {
+            dir: dir.to_owned(),
+            segments: BTreeMap::new(),
+            damage: Vec::new(),
+            seen_damage: HashSet::new(),
+            reported: 0,
+            incomplete_tail: None,
+        };
+        reader.refresh()?;
+        Ok(reader)
+    }
+
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads what was added since the last call: new segments, new blocks, segments dropped by
+    /// retention. A segment from a newer format is an error (nothing can be read correctly).
+    pub fn refresh(&mut self) -> Result<(), JournalError> {
+        let listing = std::fs::read_dir(&self.dir).map_err(|e| JournalError::io(&self.dir, &e))?;
+        let mut present = BTreeMap::new();
+        for entry in listing.flatten() {
+            let name = entry.file_name();
+            if let Some(index) = name.to_str().and_then(format::segment_index) {
+                present.insert(index, entry.path());
+            }
+        }
+        self.segments.retain(|i, _| present.contains_key(i));
+        for (index, path) in present {
+            self.segments.entry(index).or_insert_with(|| Segment {
+                path,
+                scanned_to: 0,
+                blocks: Vec::new(),
+                unusable: false,
+            });
+        }
+        self.incomplete_tail = None;
+        let newest = self.segments.keys().next_back().copied();
+        let indexes: Vec<u64> = self.segments.keys().copied().collect();
+        for index in indexes {
+            self.scan(index, Some(index) == newest)?;
+        }
+        Ok(())
+    }
+
+    fn note_damage(&mut self, segment: &Path, offset: u64, what: String) {
+        if self.seen_damage.insert((segment.to_owned(), offset)) {
+            self.damage.push(Damage {
+                segment: segment.to_owned(),
+                offset,
+                what,
+            });
+        }
+    }
+
+    /// Walks the frames of one segment from where the last walk stopped.
+    #[allow(clippy::too_many_lines)] // the header, then each frame's cases side by side
+    fn scan(&mut self, index: u64, newest: bool) -> Result<(), JournalError> {
+        let Some(seg) = self.segments.get(&index) else {
+            return Ok(());
+        };
+        if seg.unusable {
+            return Ok(());
+        }
+        let path = seg.path.clone();
+        let Ok(mut file) = File::open(&path) else {
+            // Dropped by retention between the listing and now.
+            return Ok(());
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| JournalError::io(&path, &e))?
+            .len();
+        let mut at = seg.scanned_to;
+        if at == 0 {
+            if len < SEGMENT_HEADER_LEN {
+                if !newest {
+                    self.note_damage(&path, 0, "too short to be a segment; skipped".into());
+                    self.mark_unusable(index);
+                }
+                return Ok(());
+            }
+            let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+            read_at(&mut file, 0, &mut h).map_err(|e| JournalError::io(&path, &e))?;
+            match format::check_segment_header(&h) {
+                Ok(()) => at = SEGMENT_HEADER_LEN,
+                Err(HeaderProblem::Newer(found)) => {
+                    return Err(JournalError::Newer {
+                        path,
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+                Err(HeaderProblem::NotASegment) => {
+                    self.note_damage(&path, 0, "not a journal segment; skipped".into());
+                    self.mark_unusable(index);
+                    return Ok(());
+                }
+            }
+        }
+        let mut found = Vec::new();
+        let mut head = [0u8; FRAME_HEADER_LEN + BLOCK_HEADER_LEN];
+        while at < len {
+            let whole = len - at >= head.len() as u64;
+            let parsed = if whole {
+                read_at(&mut file, at, &mut head).map_err(|e| JournalError::io(&path, &e))?;
+                format::read_frame_header(&head).and_then(|(plen, crc)| {
+                    format::read_block_header(&head[FRAME_HEADER_LEN..]).map(|h| (plen, crc, h))
+                })
+            } else {
+                None
+            };
+            // A frame ends where the next begins (or the file ends): a damaged length is caught
+            // here rather than swallowing the good frames behind it.
+            let ends_well = |file: &mut File, plen: usize| {
+                let next = at + (FRAME_HEADER_LEN + plen) as u64;
+                next <= len && (next == len || head_is_prefix(file, next, len))
+            };
+            match parsed {
+                // Where the next frame is damaged, this one's checksum decides.
+                Some((plen, _, header))
+                    if ends_well(&mut file, plen)
+                        || frame_checks_out(&mut file, at, len).unwrap_or(false) =>
+                {
+                    found.push(BlockRef {
+                        segment: index,
+                        offset: at,
+                        len: plen as u32,
+                        header,
+                    });
+                    at += (FRAME_HEADER_LEN + plen) as u64;
+                }
+                // The last frame of the newest segment, not whole yet (being written, or torn by
+                // a crash): wait for the rest.
+                Some((plen, _, _))
+                    if newest
+                        && at + (FRAME_HEADER_LEN + plen) as u64 > len
+                        && !good_frame_after(&mut file, at, len) =>
+                {
+                    self.incomplete_tail = Some((path.clone(), at));
+                    break;
+                }
+                None if newest && !whole && head_is_prefix(&mut file, at, len) => {
+                    self.incomplete_tail = Some((path.clone(), at));
+                    break;
+                }
+                _ => {
+                    // Damage: find the next frame that checks out.
+                    let next =
+                        resync(&mut file, at + 1, len).map_err(|e| JournalError::io(&path, &e))?;
+                    let skipped = next.unwrap_or(len) - at;
+                    self.note_damage(
+                        &path,
+                        at,
+                        format!("{skipped} damaged bytes skipped (no valid block there)"),
+                    );
+                    let Some(n) = next else {
+                        at = len;
+                        break;
+                    };
+                    at = n;
+                }
+            }
+        }
+        if let Some(seg) = self.segments.get_mut(&index) {
+            seg.scanned_to = at;
+            seg.blocks.extend(found);
+        }
+        Ok(())
+    }
+
+    fn mark_unusable(&mut self, index: u64) {
+        if let Some(seg) = self.segments.get_mut(&index) {
+            seg.unusable = true;
+        }
+    }
+
+    /// Every block, oldest segment first, in the order written.
+    pub fn blocks(&self) -> impl DoubleEndedIterator<Item = &BlockRef> {
+        self.segments.values().flat_map(|s| s.blocks.iter())
+    }
+
+    /// Blocks written after `after` (or all), in order.
+    pub fn blocks_after(&self, after: Option<BlockRef>) -> Vec<BlockRef> {
+        match after {
+            None => self.blocks().copied().collect(),
+            Some(a) => self
+                .blocks()
+                .filter(|b| (b.segment, b.offset) > (a.segment, a.offset))
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// The entries of one block. A checksum mismatch or an unreadable block is reported (once)
+    /// and gives `None`; a block dropped by retention meanwhile gives `None` silently.
+    pub fn read(&mut self, block: &BlockRef) -> Option<Vec<Entry>> {
+        let path = self.segments.get(&block.segment)?.path.clone();
+        let mut file = File::open(&path).ok()?;
+        let mut frame = vec![0u8; FRAME_HEADER_LEN + block.len as usize];
+        if let Err(e) = read_at(&mut file, block.offset, &mut frame) {
+            self.note_damage(&path, block.offset, format!("cannot read the block: {e}"));
+            return None;
+        }
+        let (_, crc) = format::read_frame_header(&frame)?;
+        let payload = &frame[FRAME_HEADER_LEN..];
+        if crc32fast::hash(payload) != crc {
+            self.note_damage(
+                &path,
+                block.offset,
+                format!(
+                    "a block of {} events fails its checksum; skipped",
+                    block.header.count
+                ),
+            );
+            return None;
+        }
+        match format::decode_block(payload) {
+            Ok((_, entries)) => Some(entries),
+            Err(e) => {
+                self.note_damage(&path, block.offset, format!("{e}; skipped"));
+                None
+            }
+        }
+    }
+
+    /// Damage found since the last call, each reported once.
+    pub fn new_damage(&mut self) -> &[Damage] {
+        let from = self.reported;
+        self.reported = self.damage.len();
+        &self.damage[from..]
+    }
+
+    /// A frame at the end of the newest segment that is not whole: where it starts.
+    #[must_use]
+    pub fn incomplete_tail(&self) -> Option<&(PathBuf, u64)> {
+        self.incomplete_tail.as_ref()
+    }
+
+    /// The segments: index, path, size on disk, newest entry time (when it has blocks).
+    pub fn segments(&self) -> Vec<(u64, PathBuf, Option<i64>)> {
+        self.segments
+            .iter()
+            .map(|(i, s)| {
+                (
+                    *i,
+                    s.path.clone(),
+                    s.blocks.iter().map(|b| b.header.max_us).max(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn read_at(file: &mut File, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(buf)
+}
+
+/// Whether the bytes from `at` to the end could be the beginning of a frame header (a frame
+/// being written), rather than garbage.
+fn head_is_prefix(file: &mut File, at: u64, len: u64) -> bool {
+    let n = (len - at).min(FRAME_MAGIC.len() as u64) as usize;
+    let mut b = [0u8; 4];
+    read_at(file, at, &mut b[..n]).is_ok() && b[..n] == FRAME_MAGIC[..n]
+}
+
+/// The offset of the first frame at or after `from` whose checksum holds.
+fn resync(file: &mut File, from: u64, len: u64) -> std::io::Result<Option<u64>> {
+    const CHUNK: usize = 1 << 20;
+    let mut at = from;
+    let mut buf = vec![0u8; CHUNK + 3];
+    while at + FRAME_HEADER_LEN as u64 <= len {
+        let n = ((len - at) as usize).min(buf.len());
+        read_at(file, at, &mut buf[..n])?;
+        let mut i = 0;
+        while let Some(p) = memchr_magic(&buf[i..n]) {
+            let cand = at + (i + p) as u64;
+            if frame_checks_out(file, cand, len)? {
+                return Ok(Some(cand));
+            }
+            i += p + 1;
+        }
+        if n < buf.len() {
+            break;
+        }
+        at += CHUNK as u64;
+    }
+    Ok(None)
+}
+
+/// Whether a whole, good frame follows `at` (then what is at `at` is damage, not a frame still
+/// being written).
+fn good_frame_after(file: &mut File, at: u64, len: u64) -> bool {
+    matches!(resync(file, at + 1, len), Ok(Some(_)))
+}
+
+fn memchr_magic(hay: &[u8]) -> Option<usize> {
+    memchr::memmem::find(hay, &FRAME_MAGIC)
+}
+
+fn frame_checks_out(file: &mut File, at: u64, len: u64) -> std::io::Result<bool> {
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    if at + FRAME_HEADER_LEN as u64 > len {
+        return Ok(false);
+    }
+    read_at(file, at, &mut h)?;
+    let Some((plen, crc)) = format::read_frame_header(&h) else {
+        return Ok(false);
+    };
+    if at + (FRAME_HEADER_LEN + plen) as u64 > len {
+        return Ok(false);
+    }
+    let mut payload = vec![0u8; plen];
+    read_at(file, at + FRAME_HEADER_LEN as u64, &mut payload)?;
+    Ok(crc32fast::hash(&payload) == crc && format::read_block_header(&payload).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{JournalConfig, JournalWriter};
+    use candybar_core::event::RawMessage;
+
+    /// A journal of `n` events in blocks of 10, one segment.
+    fn journal(n: usize) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = JournalConfig::new(dir.path().to_owned());
+        cfg.block_entries = 10;
+        let mut w = JournalWriter::open(cfg, "test").unwrap();
+        for i in 0..n {
+            w.append(&RawMessage {
+                received_us: i as i64,
+                routing_key: "x.y".into(),
+                body: format!(r#"{{"event_id":"e{i}","event_type":"x.y"}}"#).into_bytes(),
+                ..RawMessage::default()
+            });
+        }
+        drop(w);
+        let seg = dir.path().join(format::segment_name(1));
+        (dir, seg)
+    }
+
+    fn count(r: &mut JournalReader) -> usize {
+        let blocks: Vec<_> = r.blocks().copied().collect();
+        blocks
+            .iter()
+            .filter_map(|b| r.read(b))
+            .map(|e| e.len())
+            .sum()
+    }
+
+    fn poke(path: &Path, at: u64, f: impl FnOnce(&mut u8)) {
+        let mut bytes = std::fs::read(path).unwrap();
+        f(&mut bytes[at as usize]);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_block_is_reported_once_and_the_rest_reads() {
+        let (dir, seg) = journal(100);
+        let third = JournalReader::open(dir.path())
+            .unwrap()
+            .blocks()
+            .nth(2)
+            .copied()
+            .unwrap();
+        poke(&seg, third.offset + 40, |b| *b ^= 0x55);
+        let mut r = JournalReader::open(dir.path()).unwrap();
+        assert_eq!(count(&mut r), 90);
+        let damage = r.new_damage().to_vec();
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        assert!(damage[0].what.contains("checksum"), "{}", damage[0]);
+        assert_eq!(damage[0].offset, third.offset);
+        assert_eq!(count(&mut r), 90);
+        assert!(r.new_damage().is_empty(), "reported once");
+    }
+
+    #[test]
+    fn a_damaged_frame_header_is_skipped_to_the_next_good_frame() {
+        let (dir, seg) = journal(100);
+        let blocks: Vec<_> = JournalReader::open(dir.path())
+            .unwrap()
+            .blocks()
+            .copied()
+            .collect();
+        // The length of block 4 made absurd, and the magic of block 7 broken.
+        poke(&seg, blocks[4].offset + 6, |b| *b = 0x7f);
+        poke(&seg, blocks[7].offset, |b| *b = b'X');
+        let mut r = JournalReader::open(dir.path()).unwrap();
+        assert_eq!(count(&mut r), 80);
+        assert_eq!(r.new_damage().len(), 2);
+    }
+
+    #[test]
+    fn a_torn_tail_waits_and_a_writer_cuts_it_off() {
+        let (dir, seg) = journal(100);
+        let len = std::fs::metadata(&seg).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(len - 7).unwrap();
+        let mut r = JournalReader::open(dir.path()).unwrap();
+        assert_eq!(count(&mut r), 90);
+        assert!(r.incomplete_tail().is_some());
+        assert!(
+            r.new_damage().is_empty(),
+            "a tail being written is not damage"
+        );
+        let mut w = JournalWriter::open(JournalConfig::new(dir.path().to_owned()), "test").unwrap();
+        let notices = w.take_notices();
+        assert!(
+            matches!(&notices[..], [crate::Notice::TornTail { .. }]),
+            "{notices:?}"
+        );
+        drop(w);
+        let r = JournalReader::open(dir.path()).unwrap();
+        assert!(r.incomplete_tail().is_none());
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_candybar_is_refused_in_words() {
+        let (dir, seg) = journal(10);
+        poke(&seg, 16, |b| *b = 7);
+        let err = JournalReader::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("newer candybar") && err.contains("format 7"),
+            "{err}"
+        );
+        let err = JournalWriter::open(JournalConfig::new(dir.path().to_owned()), "t")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("newer candybar"), "{err}");
+    }
+
+    #[test]
+    fn garbage_files_are_not_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format::segment_name(1)), vec![0u8; 5000]).unwrap();
+        std::fs::write(dir.path().join(format::segment_name(2)), b"short").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+        let mut r = JournalReader::open(dir.path()).unwrap();
+        assert_eq!(count(&mut r), 0);
+        assert_eq!(
+            r.new_damage().len(),
+            1,
+            "the 5000 zero bytes; the short newest may be new"
+        );
+        let file = dir.path().join("notes.txt");
+        assert!(matches!(
+            JournalReader::open(&file),
+            Err(JournalError::NotADirectory { .. })
+        ));
+        assert!(matches!(
+            JournalReader::open(&dir.path().join("nope")),
+            Err(JournalError::Missing { .. })
+        ));
+    }
+}

@@ -1,0 +1,449 @@
+//! The journal end to end: `candybar record` from a real RabbitMQ into a directory, `candybar
+//! query` back out, `candybar import`; crashes (`kill -9` of the recorder and of the broker),
+//! damage, a full disk (a real tmpfs, mounted in a user namespace), files in the way.
+
+// Helpers outside `#[test]` functions: a failed step panics with its message.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Broker, Candybar, path_str, run, shared_broker_url, unique};
+
+fn batch(prefix: &str, n: usize) -> Vec<(String, Vec<u8>, Option<String>)> {
+    (0..n)
+        .map(|i| {
+            let kind = if i % 10 == 0 {
+                "agent.thread.error"
+            } else {
+                "agent.thread.prompt"
+            };
+            let body = format!(
+                r#"{{"event_id":"{prefix}-{i}","event_type":"{kind}","payload":{{"i":{i},"text":"words about the work {i}"}}}}"#
+            );
+            (kind.to_owned(), body.into_bytes(), None)
+        })
+        .collect()
+}
+
+fn record(url: &str, exchange: &str, queue: &str, journal: &Path) -> Candybar {
+    Candybar::spawn(&[
+        "record",
+        "--amqp",
+        url,
+        "--exchange",
+        exchange,
+        "--durable-queue",
+        queue,
+        "--journal",
+        path_str(journal),
+    ])
+}
+
+/// `candybar query --format ndjson` with `extra`: the ids, in the order printed.
+fn query_ids(journal: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "query",
+        "--journal",
+        path_str(journal),
+        "--format",
+        "ndjson",
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(&args);
+    assert_eq!(code, Some(0), "{err}");
+    out.lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Polls the journal until it holds `n` events.
+fn wait_for_count(journal: &Path, n: usize, timeout: Duration) -> Vec<String> {
+    let end = Instant::now() + timeout;
+    loop {
+        let ids = query_ids(journal, &[]);
+        if ids.len() >= n || Instant::now() > end {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn sigterm(c: &Candybar) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &c.child.id().to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn recorded_events_come_back_through_query_filtered_in_order_and_once() {
+    let url = shared_broker_url();
+    let exchange = unique("t.journal");
+    let queue = unique("candybar.test.record");
+    support::declare_exchange(&url, &exchange);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let rec = record(&url, &exchange, &queue, &journal);
+    rec.wait_stderr("connected", 1, Duration::from_secs(20));
+    support::lapin_publish(&url, &exchange, &batch("a", 300));
+    // A redelivery of the same events (at-least-once): kept once.
+    support::lapin_publish(&url, &exchange, &batch("a", 50));
+    let ids = wait_for_count(&journal, 300, Duration::from_secs(30));
+    let expected: Vec<String> = (0..300).map(|i| format!("a-{i}")).collect();
+    assert_eq!(ids, expected, "every event once, in order");
+
+    // The window's filter language, a time range, a count.
+    let errors = query_ids(&journal, &["--filter", "agent.thread.error"]);
+    assert_eq!(errors.len(), 30);
+    assert_eq!(errors[1], "a-10");
+    assert_eq!(
+        query_ids(&journal, &["--filter", "\"work 299\""]),
+        ["a-299"]
+    );
+    assert_eq!(query_ids(&journal, &["--since", "1h"]).len(), 300);
+    assert!(query_ids(&journal, &["--until", "1h"]).is_empty());
+    assert_eq!(query_ids(&journal, &["-n", "5"]).len(), 5);
+    let (code, _, err) = run(&[
+        "query",
+        "--journal",
+        path_str(&journal),
+        "--since",
+        "tuesday",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("neither a duration"), "{err}");
+
+    // JSON and CSV for other tools.
+    let (_, json, _) = run(&["query", "--journal", path_str(&journal), "--format", "json"]);
+    let array: Vec<Value> = serde_json::from_str(&json).expect("one JSON array");
+    assert_eq!(array.len(), 300);
+    let (_, csv, _) = run(&["query", "--journal", path_str(&journal), "--format", "csv"]);
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(rows.records().count(), 300);
+
+    // `--follow` prints what is journaled from now on.
+    std::thread::sleep(Duration::from_millis(1200));
+    let follow = Candybar::spawn(&[
+        "query",
+        "--journal",
+        path_str(&journal),
+        "--follow",
+        "--since",
+        "1s",
+        "--format",
+        "ndjson",
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    support::lapin_publish(&url, &exchange, &batch("b", 10));
+    let lines = follow.lines(10, Duration::from_secs(20));
+    assert!(
+        lines[0].contains("\"b-0\"") && lines[9].contains("\"b-9\""),
+        "{lines:?}"
+    );
+
+    // A second writer is refused, naming the first.
+    let (code, _, err) = run(&["record", "--demo", "--journal", path_str(&journal)]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("candybar record, pid"), "{err}");
+
+    // SIGTERM: the last block is written and the count said.
+    sigterm(&rec);
+    let (code, err) = rec.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("recorded 310 events (50 duplicates dropped)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kill_9_of_the_recorder_and_of_the_broker_loses_no_confirmed_event() {
+    let broker = Broker::start();
+    let url = broker.url();
+    let exchange = unique("t.crash");
+    let queue = unique("candybar.test.crash");
+    support::declare_exchange(&url, &exchange);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let mut rec = record(&url, &exchange, &queue, &journal);
+    rec.wait_stderr("connected", 1, Duration::from_secs(20));
+    let per_round = 20_000;
+    let mut confirmed: Vec<String> = Vec::new();
+    for round in 0..4 {
+        let events = batch(&format!("r{round}"), per_round);
+        let (to, via) = (url.clone(), exchange.clone());
+        let publisher = std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || {
+                let confirmed = support::publish_confirmed(&to, &via, &events, false);
+                confirmed
+                    .into_iter()
+                    .map(|i| format!("r{round}-{i}"))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap();
+        // Kill while events are still being published and recorded.
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(
+            !publisher.is_finished(),
+            "round {round}: published too fast to kill under load"
+        );
+        if round % 2 == 0 {
+            drop(rec); // SIGKILL of the recorder
+            confirmed.extend(publisher.join().unwrap());
+            rec = record(&url, &exchange, &queue, &journal);
+            rec.wait_stderr("connected", 1, Duration::from_secs(20));
+        } else {
+            broker.kill();
+            confirmed.extend(publisher.join().unwrap());
+            rec.wait_stderr("retrying", 1, Duration::from_secs(10));
+            broker.restart();
+            support::declare_exchange(&url, &exchange);
+            rec.wait_stderr("no events were lost", 1, Duration::from_secs(30));
+        }
+    }
+    assert!(confirmed.len() > 40_000, "{} confirmed", confirmed.len());
+    let ids = wait_for_count(&journal, confirmed.len(), Duration::from_mins(2));
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for id in &ids {
+        *seen.entry(id.as_str()).or_default() += 1;
+    }
+    let missing: Vec<&String> = confirmed
+        .iter()
+        .filter(|id| !seen.contains_key(id.as_str()))
+        .collect();
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} confirmed events lost, e.g. {:?}; recorder:\n{}",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        rec.stderr()
+    );
+    assert!(twice.is_empty(), "kept more than once: {twice:?}");
+}
+
+/// A journal written by `import` from a generated file: `n` events.
+fn imported(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let lines: String = batch("i", n)
+        .into_iter()
+        .map(|(_, body, _)| String::from_utf8(body).unwrap() + "\n")
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let journal = dir.path().join("journal");
+    let (code, _, err) = run(&["import", path_str(&file), "--journal", path_str(&journal)]);
+    assert_eq!(code, Some(0), "{err}");
+    (dir, journal)
+}
+
+#[test]
+fn import_keeps_the_good_lines_names_the_broken_ones_and_never_doubles() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.ndjson");
+    let mut text = String::new();
+    // candybar's own export format, a bare body, a broken line, a binary line, an empty one.
+    text.push_str(r#"{"seq":1,"received_at":"2026-12-01T10:00:00Z","routing_key":"llm.response","type":"llm.response","domain":"llm","status":"other","size":40,"body_kind":"bloodbank_v1","body":{"event_id":"x-1","event_type":"llm.response"}}"#);
+    text.push('\n');
+    text.push_str(r#"{"event_id":"x-2","event_type":"agent.thread.prompt","timestamp":"2026-12-01T10:00:01Z"}"#);
+    text.push('\n');
+    text.push_str("{\"event_id\": \"x-3\", \"event_type\": \n");
+    text.push('\n');
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(&[0xff, 0xfe, 0x00, b'\n']);
+    bytes.extend_from_slice(br#"{"event_id":"x-4","event_type":"agent.thread.prompt"}"#);
+    std::fs::write(&file, bytes).unwrap();
+    let journal = dir.path().join("journal");
+    let (code, _, err) = run(&["import", path_str(&file), "--journal", path_str(&journal)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("line 3: not JSON"), "{err}");
+    assert!(err.contains("line 5: not JSON"), "{err}");
+    assert!(
+        err.contains("imported 3 events") && err.contains("2 broken lines"),
+        "{err}"
+    );
+    assert_eq!(query_ids(&journal, &[]), ["x-1", "x-2", "x-4"]);
+    // The export's own receive time is kept.
+    let (_, out, _) = run(&[
+        "query",
+        "--journal",
+        path_str(&journal),
+        "--format",
+        "ndjson",
+        "-n",
+        "1",
+    ]);
+    assert!(
+        out.contains("\"received_at\":\"2026-12-01T10:00:00"),
+        "{out}"
+    );
+
+    let (code, _, err) = run(&["import", path_str(&file), "--journal", path_str(&journal)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("imported 0 events") && err.contains("3 already there"),
+        "{err}"
+    );
+    assert_eq!(query_ids(&journal, &[]).len(), 3);
+
+    let (code, _, err) = run(&[
+        "import",
+        "/nonexistent/x.ndjson",
+        "--journal",
+        path_str(&journal),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot read /nonexistent/x.ndjson"), "{err}");
+}
+
+#[test]
+fn a_damaged_journal_is_reported_once_and_the_rest_is_read() {
+    let (_dir, journal) = imported(5000);
+    assert_eq!(query_ids(&journal, &[]).len(), 5000);
+    // Flip bytes in the middle of the segment: one block is lost, and said so.
+    let seg = journal.join("0000000001.cbj");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 16] {
+        *b ^= 0xa5;
+    }
+    std::fs::write(&seg, bytes).unwrap();
+    let (code, out, err) = run(&[
+        "query",
+        "--journal",
+        path_str(&journal),
+        "--format",
+        "ndjson",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let n = out.lines().count();
+    assert!(
+        (3900..5000).contains(&n),
+        "{n} events read back; stderr: {err}"
+    );
+    assert_eq!(err.matches("damaged journal").count(), 1, "{err}");
+    assert!(err.contains("0000000001.cbj at byte"), "{err}");
+    // A recorder opening it says so too, and appends after it.
+    let (code, _, err) = run(&[
+        "record",
+        "--replay",
+        "/dev/null",
+        "--journal",
+        path_str(&journal),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("damaged journal"), "{err}");
+}
+
+#[test]
+fn files_in_the_way_and_newer_journals_are_refused_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (code, _, err) = run(&["record", "--demo", "--journal", path_str(&file)]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is not a directory"), "{err}");
+    let (code, _, err) = run(&["query", "--journal", path_str(&dir.path().join("none"))]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("does not exist") && err.contains("candybar record"),
+        "{err}"
+    );
+
+    let (_d, journal) = imported(10);
+    let seg = journal.join("0000000001.cbj");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[16] = 9; // the format version
+    std::fs::write(&seg, bytes).unwrap();
+    for args in [
+        vec!["query", "--journal", path_str(&journal)],
+        vec!["record", "--demo", "--journal", path_str(&journal)],
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(err.contains("newer candybar (journal format 9"), "{err}");
+    }
+}
+
+#[test]
+fn a_full_disk_pauses_recording_and_it_resumes_when_space_returns() {
+    // A real 4 MiB tmpfs, mounted in a user namespace of its own (no root needed), nearly filled.
+    let probe = Command::new("unshare").args(["-rm", "true"]).output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "this test mounts a small tmpfs in a user namespace: it needs `unshare` (util-linux) and unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1): {probe:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let replay = dir.path().join("events.ndjson");
+    let lines: String = batch("f", n)
+        .into_iter()
+        .map(|(_, body, _)| String::from_utf8(body).unwrap() + "\n")
+        .collect();
+    std::fs::write(&replay, lines).unwrap();
+    let script = r#"
+        set -u
+        mount -t tmpfs -o size=4m tmpfs "$MNT"
+        head -c 4100000 /dev/zero > "$MNT/filler" 2>/dev/null
+        "$CANDYBAR" record --replay "$REPLAY" --replay-fast --journal "$MNT/journal" 2> "$OUT/record.err" &
+        pid=$!
+        for _ in $(seq 1 300); do grep -q "recording paused" "$OUT/record.err" && break; sleep 0.1; done
+        sleep 1
+        rm "$MNT/filler"
+        wait $pid
+        echo "record exit $?" >> "$OUT/record.err"
+        "$CANDYBAR" query --journal "$MNT/journal" --format ndjson > "$OUT/all.ndjson" 2> "$OUT/query.err"
+    "#;
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = Command::new("unshare")
+        .args(["-rm", "bash", "-c", script])
+        .env("MNT", &mnt)
+        .env("OUT", dir.path())
+        .env("REPLAY", &replay)
+        .env("CANDYBAR", env!("CARGO_BIN_EXE_candybar"))
+        .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
+        .status()
+        .expect("run unshare");
+    assert!(status.success());
+    let record_err = std::fs::read_to_string(dir.path().join("record.err")).unwrap();
+    assert!(
+        record_err.contains("recording paused: the disk is full"),
+        "{record_err}"
+    );
+    assert!(record_err.contains("recording resumed"), "{record_err}");
+    assert!(record_err.contains("record exit 0"), "{record_err}");
+    let query_err = std::fs::read_to_string(dir.path().join("query.err")).unwrap();
+    assert!(!query_err.contains("damaged"), "{query_err}");
+    let all = std::fs::read_to_string(dir.path().join("all.ndjson")).unwrap();
+    let ids: Vec<String> = all
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..n).map(|i| format!("f-{i}")).collect();
+    assert!(
+        ids == expected,
+        "{} of {n} events, in order: {}",
+        ids.len(),
+        ids == expected
+    );
+}
