@@ -9,6 +9,7 @@ mod charts;
 mod constellation;
 pub mod dictation;
 mod flow;
+mod journal;
 mod soak;
 mod window;
 
@@ -73,6 +74,9 @@ pub enum BenchCommand {
     /// The bus while a private broker is killed and restarted under load (durable queue,
     /// publisher confirms): events confirmed, received, missing, duplicated; reconnect times.
     Soak(soak::SoakBenchArgs),
+    /// The journal: recording N demo events on one core, bytes on disk per event, and `query`'s
+    /// pass over them for a type, a correlation id and a text.
+    Journal(journal::JournalBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +135,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Asr(a) => bench_asr(&a).await?,
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
+        BenchCommand::Journal(a) => tokio::task::block_in_place(|| journal::bench_journal(&a))?,
         BenchCommand::Window(a) => tokio::task::block_in_place(|| window::bench_window(&a))?,
         BenchCommand::Flow(a) => tokio::task::block_in_place(|| flow::bench_flow(&a))?,
         BenchCommand::Charts(a) => tokio::task::block_in_place(|| charts::bench_charts(&a)),

@@ -303,7 +303,7 @@ impl Ord for Pending {
 }
 
 /// Matching events of the journal's blocks, through the same store and filter as the window.
-struct Matcher {
+pub(crate) struct Matcher {
     store: EventStore,
     view: FilteredView,
     next_seq: u64,
@@ -313,7 +313,7 @@ struct Matcher {
 }
 
 impl Matcher {
-    fn new(filter: Filter, format: QueryFormat) -> Self {
+    pub(crate) fn new(filter: Filter, format: QueryFormat) -> Self {
         let export = match format {
             QueryFormat::Json => ExportFormat::Json,
             QueryFormat::Csv => ExportFormat::Csv,
@@ -365,6 +365,60 @@ impl Matcher {
     }
 }
 
+/// One pass over the journal's blocks within `[since, until)`: matches are encoded into `out`
+/// oldest first (a match waits until no block still to be read can hold an older event:
+/// journals are in time order, except what `import` added), `flush` hands `out` on when it grows
+/// (`false`: the reader went away). How many were printed; `None` when the reader went away.
+pub(crate) fn pass(
+    reader: &mut JournalReader,
+    matcher: &mut Matcher,
+    (since, until): (Micros, Micros),
+    limit: u64,
+    out: &mut Vec<u8>,
+    flush: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+) -> Option<u64> {
+    let blocks: Vec<_> = reader
+        .blocks()
+        .filter(|b| b.header.max_us >= since && b.header.min_us < until)
+        .copied()
+        .collect();
+    let mut oldest_ahead = vec![Micros::MAX; blocks.len() + 1];
+    for i in (0..blocks.len()).rev() {
+        oldest_ahead[i] = oldest_ahead[i + 1].min(blocks[i].header.min_us);
+    }
+    let mut heap = BinaryHeap::new();
+    let mut found = Vec::new();
+    let mut printed = 0u64;
+    'pass: for (i, b) in blocks.iter().enumerate() {
+        let Some(entries) = reader.read(b) else {
+            continue;
+        };
+        matcher.block(&entries, since, until, &mut found);
+        heap.extend(found.drain(..));
+        while heap
+            .peek()
+            .is_some_and(|p: &Pending| p.time < oldest_ahead[i + 1])
+        {
+            let Some(p) = heap.pop() else { break };
+            out.extend_from_slice(&p.bytes);
+            printed += 1;
+            if printed >= limit {
+                break 'pass;
+            }
+        }
+        if out.len() > 1 << 16 && !flush(out) {
+            return None;
+        }
+    }
+    while printed < limit
+        && let Some(p) = heap.pop()
+    {
+        out.extend_from_slice(&p.bytes);
+        printed += 1;
+    }
+    Some(printed)
+}
+
 #[allow(clippy::too_many_lines)] // the pass over the journal, then following it
 pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
     let filter = match args.filter.parse() {
@@ -408,7 +462,6 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
     let mut matcher = Matcher::new(filter, args.format);
     let mut out = Vec::with_capacity(1 << 16);
     matcher.encoder.begin(&mut out);
-    let mut printed = 0u64;
     let limit = args.count.unwrap_or(u64::MAX);
     let stdout = std::io::stdout();
     let write = |out: &mut Vec<u8>| -> bool {
@@ -418,47 +471,19 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         ok
     };
 
-    // The pass: blocks in journal order; a match is printed once no block still to be read can
-    // hold an older event (journals are in time order, except what `import` added).
-    let blocks: Vec<_> = reader
-        .blocks()
-        .filter(|b| b.header.max_us >= since && b.header.min_us < until)
-        .copied()
-        .collect();
-    let mut oldest_ahead = vec![Micros::MAX; blocks.len() + 1];
-    for i in (0..blocks.len()).rev() {
-        oldest_ahead[i] = oldest_ahead[i + 1].min(blocks[i].header.min_us);
-    }
-    let mut heap = BinaryHeap::new();
-    let mut found = Vec::new();
-    let mut last_block = reader.blocks().last().copied();
-    'pass: for (i, b) in blocks.iter().enumerate() {
-        let Some(entries) = tokio::task::block_in_place(|| reader.read(b)) else {
-            continue;
-        };
-        matcher.block(&entries, since, until, &mut found);
-        heap.extend(found.drain(..));
-        while heap
-            .peek()
-            .is_some_and(|p: &Pending| p.time < oldest_ahead[i + 1])
-        {
-            let Some(p) = heap.pop() else { break };
-            out.extend_from_slice(&p.bytes);
-            printed += 1;
-            if printed >= limit {
-                break 'pass;
-            }
-        }
-        if out.len() > 1 << 16 && !write(&mut out) {
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
-    while printed < limit
-        && let Some(p) = heap.pop()
-    {
-        out.extend_from_slice(&p.bytes);
-        printed += 1;
-    }
+    let last_block = reader.blocks().last().copied();
+    let Some(mut printed) = tokio::task::block_in_place(|| {
+        pass(
+            &mut reader,
+            &mut matcher,
+            (since, until),
+            limit,
+            &mut out,
+            &mut |o| write(o),
+        )
+    }) else {
+        return Ok(ExitCode::SUCCESS);
+    };
     report_damage(&mut reader);
     if !args.follow || printed >= limit {
         matcher.encoder.end(&mut out);
@@ -470,6 +495,8 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
     }
 
     // Following: new blocks as the writer adds them, in the order written.
+    let mut last_block = last_block;
+    let mut found = Vec::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {

@@ -3,7 +3,7 @@
 
 pub(crate) mod asr;
 pub(crate) mod dictate;
-mod journal;
+pub(crate) mod journal;
 mod publish;
 mod registry;
 mod secret;
