@@ -11,9 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 use support::{Broker, Candybar, run, shared_broker_url, unique};
 
@@ -92,29 +90,9 @@ fn settings_only_a_person_can_fix_stop_the_source_with_the_reason() {
 
     // A durable queue that exists with other arguments.
     let queue = unique("candybar.test.args");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let conn = Connection::connect(&url, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        let mut args = FieldTable::default();
-        args.insert("x-max-length".into(), AMQPValue::LongInt(10));
-        ch.queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            args,
-        )
-        .await
-        .unwrap();
-        conn.close(200, "done".into()).await.unwrap();
-    });
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongInt(10));
+    support::declare_durable_queue(&url, &queue, args, None);
     let exchange = unique("t.args");
     support::declare_exchange(&url, &exchange);
     gives_up(

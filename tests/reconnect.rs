@@ -30,16 +30,6 @@ fn batch(prefix: &str, n: usize) -> Vec<(String, Vec<u8>, Option<String>)> {
         .collect()
 }
 
-/// Sends a signal (`STOP`, `CONT`) to the candybar child.
-fn signal(candybar: &Candybar, name: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(candybar.child.id().to_string())
-        .status()
-        .expect("kill(1) from procps must be installed");
-    assert!(status.success(), "kill -{name} failed");
-}
-
 #[test]
 fn private_queue_reconnects_and_reports_the_gap() {
     let broker = Broker::start();
@@ -100,13 +90,13 @@ fn durable_queue_loses_nothing_across_a_broker_restart() {
     // 20,000 events before the publisher returns, so candybar is held still (SIGSTOP) while the
     // batch is queued, let go for 500 events, and held again while the broker is killed.
     let n = 20_000;
-    signal(&tail, "STOP");
+    tail.signal("STOP");
     support::lapin_publish(&url, &exchange, &batch("a", n));
-    signal(&tail, "CONT");
+    tail.signal("CONT");
     let mut first = tail.lines(500, Duration::from_secs(20));
-    signal(&tail, "STOP");
+    tail.signal("STOP");
     broker.kill();
-    signal(&tail, "CONT");
+    tail.signal("CONT");
     tail.wait_stderr("retrying", 1, Duration::from_secs(10));
     // What arrived before the outage (lines still in the pipe settle within the pause).
     std::thread::sleep(Duration::from_millis(500));

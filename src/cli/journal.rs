@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
+use candybar_bus::amqp::{QueueMode, StreamStart};
 use candybar_bus::{AckGate, SourceMsg};
 use candybar_core::config::Retention;
 use candybar_core::export::{ExportEncoder, ExportFormat, read_ndjson_line};
@@ -90,6 +91,12 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
             cfg.ack_gate = Some(gate.clone());
             if settings.file.amqp.prefetch.is_none() {
                 cfg.prefetch = RECORD_PREFETCH;
+            }
+            if let QueueMode::Stream { name, from } = &mut cfg.queue
+                && source.from.is_none()
+            {
+                *from = backfill_start(&dir);
+                eprintln!("candybar: backfilling from stream {name} since {from}, then following");
             }
         }
         SourceChoice::Demo { reason, .. } => {
@@ -200,6 +207,23 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
     }
     Ok(exit)
 }
+
+/// Where a recorder reading a stream begins when not told: a minute before the journal's newest
+/// event (what arrived while it was not running; the overlap is dropped as duplicates), or the
+/// stream's first event for an empty journal.
+fn backfill_start(dir: &Path) -> StreamStart {
+    let newest = JournalReader::open(dir)
+        .ok()
+        .and_then(|r| r.blocks().map(|b| b.header.max_us).max());
+    match newest {
+        Some(us) => StreamStart::Timestamp(((us - BACKFILL_OVERLAP_US).max(0) / 1_000_000) as u64),
+        None => StreamStart::First,
+    }
+}
+
+/// How far before the journal's newest event a stream backfill begins: the stream's timestamps
+/// are per chunk and the clocks of broker and recorder differ a little.
+const BACKFILL_OVERLAP_US: Micros = 60_000_000;
 
 /// SIGTERM (how service managers stop the recorder): finish the block, sync, exit.
 fn terminate_signal() -> tokio::sync::mpsc::Receiver<()> {

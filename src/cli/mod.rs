@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::default_path;
 use candybar_bus::SourceState;
-use candybar_bus::amqp::{AmqpConfig, DEFAULT_DURABLE_QUEUE, QueueMode};
+use candybar_bus::amqp::{AmqpConfig, DEFAULT_DURABLE_QUEUE, QueueMode, StreamStart};
 use candybar_bus::demo::DemoSourceConfig;
 use candybar_bus::replay::{Pace, ReplayConfig};
 use candybar_bus::{SourceHandle, amqp, demo, replay};
@@ -125,6 +125,19 @@ pub struct SourceArgs {
     /// private one
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = DEFAULT_DURABLE_QUEUE, global = true)]
     durable_queue: Option<String>,
+    /// Read a `RabbitMQ` stream queue (days of history the broker keeps) instead of a queue of
+    /// candybar's own [env: `CANDYBAR_STREAM`]
+    #[arg(
+        long,
+        value_name = "NAME",
+        global = true,
+        conflicts_with = "durable_queue"
+    )]
+    stream: Option<String>,
+    /// Where reading the stream begins: first, last, next, an offset, a duration ago (24h) or a
+    /// moment [default: next; `record`: the journal's newest event]
+    #[arg(long, value_name = "WHEN", global = true)]
+    from: Option<String>,
     /// Use the built-in demo feed even if a broker is configured
     #[arg(long, global = true, conflicts_with_all = ["amqp", "replay"])]
     demo: bool,
@@ -276,13 +289,23 @@ impl SourceArgs {
             } else {
                 self.binding_keys.clone()
             };
-            let queue = match self
-                .durable_queue
-                .clone()
-                .or_else(|| s.file.amqp.durable_queue.clone())
-            {
-                Some(name) => QueueMode::Durable(name),
-                None => QueueMode::Private,
+            let stream = self.stream.clone().or_else(|| s.file.amqp.stream.clone());
+            let queue = match (
+                stream,
+                self.durable_queue
+                    .clone()
+                    .or_else(|| s.file.amqp.durable_queue.clone()),
+            ) {
+                (Some(name), _) => QueueMode::Stream {
+                    name,
+                    from: match &self.from {
+                        Some(f) => StreamStart::parse(f, candybar_core::time::now_us())
+                            .map_err(anyhow::Error::msg)?,
+                        None => StreamStart::Next,
+                    },
+                },
+                (None, Some(name)) => QueueMode::Durable(name),
+                (None, None) => QueueMode::Private,
             };
             return Ok(SourceChoice::Amqp(AmqpConfig {
                 url,
@@ -414,7 +437,7 @@ pub(crate) fn print_gap(start_us: Micros, end_us: Micros, reason: &str, lossless
     let (what, after) = if lossless {
         (
             "connection interrupted",
-            "the durable queue kept what was published meanwhile: no events were lost",
+            "the broker kept what was published meanwhile (a durable queue or a stream): no events were lost",
         )
     } else {
         ("gap", "events published meanwhile may be missing")

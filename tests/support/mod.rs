@@ -9,6 +9,8 @@
     clippy::match_wild_err_arm
 )]
 
+pub mod journal;
+
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +22,7 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use parking_lot::Mutex;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -77,6 +80,11 @@ impl Broker {
     /// SIGKILL: a crash.
     pub fn kill(&self) {
         script(&["kill", self.dir.path().to_str().expect("utf-8 path")]);
+    }
+
+    /// Stops the broker cleanly (SIGTERM): what it was told so far is on disk.
+    pub fn stop(&self) {
+        script(&["stop", self.dir.path().to_str().expect("utf-8 path")]);
     }
 
     /// Starts again on the same port with the same data.
@@ -218,6 +226,16 @@ impl Candybar {
         out
     }
 
+    /// Sends a signal (`TERM`, `STOP`, `CONT`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill(1) from procps must be installed");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Waits for exit; kills after `timeout`.
     pub fn wait(mut self, timeout: Duration) -> (Option<i32>, String) {
         let end = Instant::now() + timeout;
@@ -353,14 +371,8 @@ pub fn lapin_publish(url: &str, exchange: &str, msgs: &[(String, Vec<u8>, Option
     );
 }
 
-/// Publishes `msgs` with confirms until done or the broker goes away; the indexes of the
-/// messages the broker confirmed.
-pub fn publish_confirmed(
-    url: &str,
-    exchange: &str,
-    msgs: &[(String, Vec<u8>, Option<String>)],
-    declare: bool,
-) -> Vec<usize> {
+/// Runs `f` on a new connection to `url` (plain lapin, independent of candybar), then closes it.
+pub fn with_connection<T>(url: &str, f: impl AsyncFnOnce(&Connection) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -369,8 +381,24 @@ pub fn publish_confirmed(
         let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        if declare {
+        let out = f(&conn).await;
+        // Bounded: closing a connection whose broker was just killed may never be answered.
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "done".into())).await;
+        out
+    })
+}
+
+/// Publishes `msgs` with confirms until done or the broker goes away; the indexes of the
+/// messages the broker confirmed.
+pub fn publish_confirmed(
+    url: &str,
+    exchange: &str,
+    msgs: &[(String, Vec<u8>, Option<String>)],
+    declare: bool,
+) -> Vec<usize> {
+    if declare {
+        with_connection(url, async |conn| {
+            let ch = conn.create_channel().await.unwrap();
             ch.exchange_declare(
                 exchange.into(),
                 ExchangeKind::Topic,
@@ -382,22 +410,43 @@ pub fn publish_confirmed(
             )
             .await
             .unwrap();
-        }
+        });
+    }
+    let done = AtomicBool::new(false);
+    publish_until(url, exchange, |i| msgs.get(i).cloned(), &done)
+}
+
+/// Publishes `make(0)`, `make(1)`, … (routing key, body, message id) with confirms until `make`
+/// gives `None`, `stop` is set or the broker goes away (so a test can kill something while
+/// publishing is sure to be under way, however fast the machine); the indexes the broker
+/// confirmed.
+pub fn publish_until(
+    url: &str,
+    exchange: &str,
+    make: impl Fn(usize) -> Option<(String, Vec<u8>, Option<String>)>,
+    stop: &AtomicBool,
+) -> Vec<usize> {
+    with_connection(url, async |conn| {
+        let ch = conn.create_channel().await.unwrap();
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
         let mut pending = Vec::new();
-        for (i, (rk, body, message_id)) in msgs.iter().enumerate() {
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let Some((rk, body, message_id)) = make(i) else {
+                break;
+            };
             let mut props = BasicProperties::default().with_delivery_mode(2);
             if let Some(id) = message_id {
-                props = props.with_message_id(ShortString::from(id.as_str()));
+                props = props.with_message_id(ShortString::from(id));
             }
             let Ok(confirm) = ch
                 .basic_publish(
                     exchange.into(),
-                    ShortString::try_new(rk.as_str()).unwrap(),
+                    ShortString::try_new(rk).unwrap(),
                     BasicPublishOptions::default(),
-                    body,
+                    &body,
                     props,
                 )
                 .await
@@ -405,16 +454,77 @@ pub fn publish_confirmed(
                 break;
             };
             pending.push((i, confirm));
+            i += 1;
+            if i % 64 == 0 {
+                // Let the runtime read the broker's confirms and notice a closed connection.
+                tokio::task::yield_now().await;
+            }
         }
         let mut confirmed = Vec::new();
+        // A confirm still missing after a minute never came (a killed broker): not confirmed.
+        let end = tokio::time::Instant::now() + Duration::from_mins(1);
         for (i, c) in pending {
-            if c.await.is_ok_and(|c| c.is_ack()) {
+            let answer = tokio::time::timeout_at(end, c).await;
+            if answer.is_ok_and(|c| c.is_ok_and(|c| c.is_ack())) {
                 confirmed.push(i);
             }
         }
-        let _ = conn.close(200, "done".into()).await;
         confirmed
     })
+}
+
+/// [`publish_until`] on a thread of its own, until [`Publishing::stop`].
+pub struct Publishing {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<usize>>,
+}
+
+impl Publishing {
+    pub fn start(
+        url: &str,
+        exchange: &str,
+        make: impl Fn(usize) -> Option<(String, Vec<u8>, Option<String>)> + Send + 'static,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (to, via, until) = (url.to_owned(), exchange.to_owned(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || publish_until(&to, &via, make, &until))
+            .unwrap();
+        Self { stop, thread }
+    }
+
+    /// Stops publishing; the indexes the broker confirmed.
+    pub fn stop(self) -> Vec<usize> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Declares a durable queue `name` with `args` (a stream: `x-queue-type: stream`), bound to
+/// `exchange` with `#` when one is given.
+pub fn declare_durable_queue(url: &str, name: &str, args: FieldTable, bind_to: Option<&str>) {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+    with_connection(url, async |conn| {
+        let ch = conn.create_channel().await.unwrap();
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(name.into(), durable, args).await.unwrap();
+        if let Some(exchange) = bind_to {
+            let bind = QueueBindOptions::default();
+            ch.queue_bind(
+                name.into(),
+                exchange.into(),
+                "#".into(),
+                bind,
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        }
+    });
 }
 
 pub fn declare_exchange(url: &str, exchange: &str) {
@@ -498,14 +608,7 @@ pub fn bind_queue(url: &str, exchange: &str, key: &str) -> String {
     use lapin::options::{QueueBindOptions, QueueDeclareOptions};
     declare_exchange(url, exchange);
     let queue = unique("candybar-test-q");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let conn = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .unwrap();
+    with_connection(url, async |conn| {
         let ch = conn.create_channel().await.unwrap();
         ch.queue_declare(
             queue.as_str().into(),
@@ -523,7 +626,6 @@ pub fn bind_queue(url: &str, exchange: &str, key: &str) -> String {
         )
         .await
         .unwrap();
-        conn.close(200, "done".into()).await.unwrap();
     });
     queue
 }
@@ -531,14 +633,7 @@ pub fn bind_queue(url: &str, exchange: &str, key: &str) -> String {
 /// Takes up to `n` message bodies from `queue`, waiting up to `timeout` for them.
 pub fn take_messages(url: &str, queue: &str, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
     use lapin::options::BasicGetOptions;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let conn = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .unwrap();
+    with_connection(url, async |conn| {
         let ch = conn.create_channel().await.unwrap();
         let end = Instant::now() + timeout;
         let mut out = Vec::new();
@@ -552,7 +647,6 @@ pub fn take_messages(url: &str, queue: &str, n: usize, timeout: Duration) -> Vec
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-        conn.close(200, "done".into()).await.unwrap();
         out
     })
 }

@@ -29,7 +29,79 @@ pub enum QueueMode {
     /// A durable queue with manual acks: nothing is lost across reconnects and broker restarts
     /// (persistent messages); several viewers on one name share the messages.
     Durable(String),
+    /// A `RabbitMQ` stream queue (`x-queue-type: stream`), read from `from` on: the broker keeps
+    /// days of events for every reader; a reconnect resumes at the next offset, losing nothing.
+    /// The stream and its binding are the broker's set-up (see the README); candybar only reads.
+    Stream { name: String, from: StreamStart },
 }
+
+/// Where reading a stream begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamStart {
+    /// Everything the stream still holds.
+    First,
+    /// The last chunk the stream wrote, then what comes.
+    Last,
+    /// Only what is published from now on.
+    Next,
+    /// This offset on.
+    Offset(u64),
+    /// What was written at this time (seconds since the epoch) on.
+    Timestamp(u64),
+}
+
+impl StreamStart {
+    /// `first`, `last`, `next`, an offset number, a duration ago (`24h`), or an RFC 3339 moment.
+    pub fn parse(s: &str, now: candybar_core::time::Micros) -> Result<Self, String> {
+        match s {
+            "first" => return Ok(Self::First),
+            "last" => return Ok(Self::Last),
+            "next" => return Ok(Self::Next),
+            _ => {}
+        }
+        if let Ok(n) = s.parse::<u64>() {
+            return Ok(Self::Offset(n));
+        }
+        let at = candybar_core::filter::parse_duration(s)
+            .map(|d| now - d)
+            .or_else(|| candybar_core::time::parse_rfc3339_us(s))
+            .ok_or_else(|| {
+                format!(
+                    "--from {s:?}: give first, last, next, an offset, a duration ago (24h) or a moment (2026-12-06T10:00:00Z)"
+                )
+            })?;
+        Ok(Self::Timestamp((at.max(0) / 1_000_000) as u64))
+    }
+
+    fn argument(self) -> AMQPValue {
+        match self {
+            Self::First => AMQPValue::LongString("first".into()),
+            Self::Last => AMQPValue::LongString("last".into()),
+            Self::Next => AMQPValue::LongString("next".into()),
+            Self::Offset(n) => AMQPValue::LongLongInt(n.min(i64::MAX as u64) as i64),
+            Self::Timestamp(secs) => AMQPValue::Timestamp(secs),
+        }
+    }
+}
+
+impl std::fmt::Display for StreamStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::First => f.write_str("first"),
+            Self::Last => f.write_str("last"),
+            Self::Next => f.write_str("next"),
+            Self::Offset(n) => write!(f, "offset {n}"),
+            Self::Timestamp(secs) => write!(
+                f,
+                "{}",
+                candybar_core::time::format_rfc3339(*secs as i64 * 1_000_000)
+            ),
+        }
+    }
+}
+
+/// The header in which `RabbitMQ` gives each stream message's offset.
+const STREAM_OFFSET_HEADER: &str = "x-stream-offset";
 
 #[derive(Clone, Debug)]
 pub struct AmqpConfig {
@@ -95,6 +167,10 @@ pub enum AmqpError {
     ExchangeMissing { exchange: String },
     #[error("exchange '{exchange}' exists with other settings: {reason}")]
     ExchangeMismatch { exchange: String, reason: String },
+    #[error(
+        "there is no queue '{stream}' on the broker: declare the stream (x-queue-type: stream) and bind it to the exchange, as the README shows"
+    )]
+    StreamMissing { stream: String },
     #[error("connection lost: {reason}")]
     Lost { reason: String },
     #[error("{reason}")]
@@ -114,6 +190,7 @@ impl AmqpError {
                     | Self::Vhost { .. }
                     | Self::ExchangeMissing { .. }
                     | Self::ExchangeMismatch { .. }
+                    | Self::StreamMissing { .. }
             )
     }
 
@@ -157,6 +234,16 @@ impl AmqpError {
                         Self::ExchangeMismatch {
                             exchange: exchange.to_owned(),
                             reason,
+                        }
+                    }
+                    // A restarted broker still bringing a stream back: it comes by itself.
+                    AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+                        if reason.contains("does not have a replica") =>
+                    {
+                        Self::Lost {
+                            reason: format!(
+                                "the broker is not done recovering the stream: {reason}"
+                            ),
                         }
                     }
                     AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
@@ -305,6 +392,7 @@ fn describe(cfg: &AmqpConfig) -> String {
     let queue = match &cfg.queue {
         QueueMode::Private => "private queue".to_owned(),
         QueueMode::Durable(name) => format!("durable queue {name}"),
+        QueueMode::Stream { name, from } => format!("stream {name} from {from}"),
     };
     format!(
         "{} exchange {} keys {} ({queue})",
@@ -326,13 +414,15 @@ async fn run(cfg: AmqpConfig, tx: SourceTx) {
             std::process::id(),
             (now_us() as u32) ^ 0x9e37_79b9
         ),
-        QueueMode::Durable(name) => name.clone(),
+        QueueMode::Durable(name) | QueueMode::Stream { name, .. } => name.clone(),
     };
     let mut attempt = 0u32;
     // Set from the first failure after having been connected until consuming resumes.
     let mut gap: Option<(i64, String)> = None;
     // Events handed to the consumer so far, across connections (what an ack gate counts).
     let mut sent = 0u64;
+    // A stream's next offset to read, once something was read: where a reconnect resumes.
+    let mut resume: Option<u64> = None;
     loop {
         if tx
             .send(SourceMsg::State(SourceState::Connecting { attempt }))
@@ -341,13 +431,20 @@ async fn run(cfg: AmqpConfig, tx: SourceTx) {
         {
             return;
         }
-        match consume(&cfg, &queue_name, &tx, &mut gap, &mut attempt, &mut sent).await {
+        let mut at = Position {
+            sent: &mut sent,
+            resume: &mut resume,
+        };
+        match consume(&cfg, &queue_name, &tx, &mut gap, &mut attempt, &mut at).await {
             Ok(Ended::ReceiverGone) => return,
             Err((err, was_connected)) => {
                 if was_connected && gap.is_none() {
                     gap = Some((now_us(), err.to_string()));
                 }
-                let permanent = err.is_permanent();
+                // A stream read before and missing now is coming back with a restarted broker
+                // (it answers before its streams are recovered): retried like a lost connection.
+                let recovering = matches!(err, AmqpError::StreamMissing { .. }) && gap.is_some();
+                let permanent = err.is_permanent() && !recovering;
                 if err.is_fatal() {
                     // Only a new setting fixes it: say so and stop.
                     tracing::debug!("amqp: {err}; not retrying");
@@ -377,6 +474,14 @@ async fn run(cfg: AmqpConfig, tx: SourceTx) {
     }
 }
 
+/// Where a source is, across connections.
+struct Position<'a> {
+    /// Events handed to the consumer so far (what an ack gate counts).
+    sent: &'a mut u64,
+    /// A stream's next offset, once something was read.
+    resume: &'a mut Option<u64>,
+}
+
 /// One connection's life. Returns the error that ended it and whether it had been consuming.
 #[allow(clippy::too_many_lines)] // set-up then the delivery loop, read top to bottom
 async fn consume(
@@ -385,7 +490,7 @@ async fn consume(
     tx: &SourceTx,
     gap: &mut Option<(i64, String)>,
     attempt: &mut u32,
-    sent: &mut u64,
+    at: &mut Position<'_>,
 ) -> Result<Ended, (AmqpError, bool)> {
     let fail = |e: lapin::Error| {
         (
@@ -406,7 +511,8 @@ async fn consume(
         .await
         .map_err(|e| (e, false))?;
     let ch = conn.create_channel().await.map_err(fail)?;
-    if !cfg.exchange.is_empty() {
+    let stream = matches!(cfg.queue, QueueMode::Stream { .. });
+    if !cfg.exchange.is_empty() && !stream {
         let passive = ExchangeDeclareOptions {
             passive: true,
             ..ExchangeDeclareOptions::default()
@@ -420,49 +526,89 @@ async fn consume(
         .await
         .map_err(fail)?;
     }
-    let durable = matches!(cfg.queue, QueueMode::Durable(_));
-    let qopts = if durable {
-        QueueDeclareOptions {
+    let mut consume_args = FieldTable::default();
+    let mut beyond_end = None;
+    if let QueueMode::Stream { name, from } = &cfg.queue {
+        // The stream is the broker's set-up: it must exist; candybar neither creates nor binds it.
+        let passive = QueueDeclareOptions {
+            passive: true,
             durable: true,
             ..QueueDeclareOptions::default()
+        };
+        let declared = ch
+            .queue_declare(queue.clone(), passive, FieldTable::default())
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::ProtocolError(p)
+                    if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)) =>
+                {
+                    (
+                        AmqpError::StreamMissing {
+                            stream: name.clone(),
+                        },
+                        false,
+                    )
+                }
+                _ => fail(e),
+            })?;
+        let start = at.resume.map_or(*from, StreamStart::Offset);
+        // The broker counts a stream's messages; an offset past them waits for new ones.
+        let held = u64::from(declared.message_count());
+        if let StreamStart::Offset(n) = start
+            && n > held
+            && at.resume.is_none()
+        {
+            beyond_end = Some(format!(
+                "; offset {n} is beyond the stream's end (it holds about {held}): waiting for new events"
+            ));
         }
+        consume_args.insert(STREAM_OFFSET_HEADER.into(), start.argument());
     } else {
-        QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..QueueDeclareOptions::default()
+        let durable = matches!(cfg.queue, QueueMode::Durable(_));
+        let qopts = if durable {
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            }
+        } else {
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            }
+        };
+        ch.queue_declare(queue.clone(), qopts, FieldTable::default())
+            .await
+            .map_err(fail)?;
+        for key in keys {
+            ch.queue_bind(
+                queue.clone(),
+                exchange.clone(),
+                key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(fail)?;
         }
-    };
-    ch.queue_declare(queue.clone(), qopts, FieldTable::default())
-        .await
-        .map_err(fail)?;
-    for key in keys {
-        ch.queue_bind(
-            queue.clone(),
-            exchange.clone(),
-            key,
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(fail)?;
     }
     ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
         .await
         .map_err(fail)?;
     let copts = BasicConsumeOptions {
-        // Manual acks in both modes: the broker's prefetch window then bounds what sits in memory
-        // when the viewer is slower than the bus (a no-ack consumer gets everything pushed at it).
+        // Manual acks in every mode: the broker's prefetch window then bounds what sits in memory
+        // when the viewer is slower than the bus (a no-ack consumer gets everything pushed at it;
+        // a stream requires them).
         no_ack: false,
         ..BasicConsumeOptions::default()
     };
     let mut consumer = ch
-        .basic_consume(queue, "".into(), copts, FieldTable::default())
+        .basic_consume(queue, "".into(), copts, consume_args)
         .await
         .map_err(fail)?;
 
     *attempt = 0;
-    let detail = describe(cfg);
+    let detail = describe(cfg) + beyond_end.as_deref().unwrap_or_default();
     if tx
         .send(SourceMsg::State(SourceState::Connected { detail }))
         .await
@@ -476,7 +622,7 @@ async fn consume(
                 start_us,
                 end_us: now_us(),
                 reason,
-                lossless: matches!(cfg.queue, QueueMode::Durable(_)),
+                lossless: !matches!(cfg.queue, QueueMode::Private),
             })
             .await
             .is_err()
@@ -542,20 +688,39 @@ async fn consume(
             }
         };
         let tag = delivery.delivery_tag;
+        let mut props = props_of(&delivery.properties);
+        let offset = stream_offset(&delivery.properties);
+        if let Some(offset) = offset {
+            *at.resume = Some(offset + 1);
+            // Where it sat in the stream is not the event's own: not kept per event.
+            if let Some(p) = props.as_mut() {
+                p.headers.retain(|(k, _)| k != STREAM_OFFSET_HEADER);
+            }
+            props = props.filter(|p| !p.is_empty());
+        }
         let mut msg = RawMessage {
             received_us: now_us(),
             routing_key: delivery.routing_key.as_str().to_owned(),
-            props: props_of(&delivery.properties),
+            props,
             body: delivery.data,
             precut: None,
         };
+        if offset.is_some() {
+            // History read back from a stream arrives now but happened then: it is placed at its
+            // own publish time (never in the future), so time ranges and charts show it where it
+            // belongs. An event without a publish time stays at its arrival.
+            let published = candybar_core::decode::decode(&msg).published_us;
+            if let Some(t) = published.filter(|&t| t > 0 && t < msg.received_us) {
+                msg.received_us = t;
+            }
+        }
         msg.cap_body(cfg.body_cap_bytes);
         if tx.send(SourceMsg::Event(msg)).await.is_err() {
             return Ok(Ended::ReceiverGone);
         }
-        *sent += 1;
+        *at.sent += 1;
         if gate.is_some() {
-            held.push_back((*sent, tag));
+            held.push_back((*at.sent, tag));
             continue;
         }
         last_tag = tag;
@@ -569,6 +734,20 @@ async fn consume(
 
 async fn ack(ch: &Channel, tag: u64) -> Result<(), lapin::Error> {
     ch.basic_ack(tag, BasicAckOptions { multiple: true }).await
+}
+
+/// A stream message's offset, from the header `RabbitMQ` adds.
+fn stream_offset(p: &BasicProperties) -> Option<u64> {
+    let headers = p.headers().as_ref()?;
+    let (_, v) = headers
+        .into_iter()
+        .find(|(k, _)| k.as_str() == STREAM_OFFSET_HEADER)?;
+    match v {
+        AMQPValue::LongLongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongUInt(n) => Some(u64::from(*n)),
+        AMQPValue::LongInt(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
 }
 
 /// The AMQP properties worth keeping, as text.
@@ -618,6 +797,30 @@ fn value_text(v: &AMQPValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_start_is_a_word_an_offset_a_duration_ago_or_a_moment() {
+        let now = 1_800_000_000_000_000;
+        assert_eq!(StreamStart::parse("first", now), Ok(StreamStart::First));
+        assert_eq!(StreamStart::parse("next", now), Ok(StreamStart::Next));
+        assert_eq!(StreamStart::parse("last", now), Ok(StreamStart::Last));
+        assert_eq!(StreamStart::parse("42", now), Ok(StreamStart::Offset(42)));
+        assert_eq!(
+            StreamStart::parse("24h", now),
+            Ok(StreamStart::Timestamp(1_800_000_000 - 86_400))
+        );
+        assert_eq!(
+            StreamStart::parse("2027-01-15T08:00:00Z", now),
+            Ok(StreamStart::Timestamp(1_800_000_000))
+        );
+        let err = StreamStart::parse("tuesday", now).unwrap_err();
+        assert!(err.contains("give first, last, next"), "{err}");
+        // Longer ago than the epoch: the stream's beginning, not a wrapped-around number.
+        assert_eq!(
+            StreamStart::parse("100000d", now),
+            Ok(StreamStart::Timestamp(0))
+        );
+    }
 
     #[test]
     fn urls_are_checked_and_normalized() {

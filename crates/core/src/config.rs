@@ -135,6 +135,9 @@ pub struct AmqpSection {
     pub binding_keys: Option<Vec<String>>,
     /// A durable queue name for gap-free viewing; without it a private queue is used.
     pub durable_queue: Option<String>,
+    /// A stream queue to read (days of history kept by the broker) instead of a queue of
+    /// candybar's own [env: `CANDYBAR_STREAM`].
+    pub stream: Option<String>,
     pub prefetch: Option<u16>,
 }
 
@@ -209,6 +212,9 @@ impl FileConfig {
         }
         if let Some(v) = get("CANDYBAR_DURABLE_QUEUE") {
             self.amqp.durable_queue = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_STREAM") {
+            self.amqp.stream = Some(v);
         }
         if let Some(v) = get("CANDYBAR_REGISTRY") {
             self.registry = Some(PathBuf::from(v));

@@ -358,8 +358,8 @@ fn gap_row(row: &mut egui_extras::TableRow<'_, '_>, gap: &Gap, theme: Theme, tz:
     let secs = (gap.end_us - gap.start_us) as f64 / 1e6;
     let text = if gap.lossless {
         format!(
-            "⚠ connection interrupted for {secs:.1} s ({} → {}): {} — the durable queue kept what \
-             was published meanwhile",
+            "⚠ connection interrupted for {secs:.1} s ({} → {}): {} — the broker kept what was \
+             published meanwhile",
             tz.clock(gap.start_us),
             tz.clock(gap.end_us),
             printable(&gap.reason)
