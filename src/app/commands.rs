@@ -250,6 +250,7 @@ impl CandybarApp {
 
     fn connect(&mut self, req: ConnectRequest) {
         let body_cap_bytes = self.live.store.config().body_cap_bytes;
+        let is_broker = matches!(req, ConnectRequest::Amqp { .. });
         let (handle, demo_reason) = match req {
             ConnectRequest::Demo { rate_per_sec } => {
                 // The demo simulates the user's registry when one is loaded, else the example.
@@ -296,6 +297,7 @@ impl CandybarApp {
                 None,
             ),
         };
+        let handle = self.journaled(handle, is_broker);
         self.live.connect(handle, demo_reason);
         let waker = self.ctx.clone();
         self.live.set_waker(move || waker.request_repaint());

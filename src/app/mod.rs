@@ -6,11 +6,14 @@
 //! - [`commands`]: applying the views' commands (connect, export, dictation, secrets, autostart).
 //! - [`dictation`]: the dictation worker, hotkey, built-in server and local socket wired together.
 //! - [`export`]: writing events to a file off the UI thread.
+//! - [`history`]: the journal — the recent past when the window opens, recording what it
+//!   receives, or reading `candybar record`'s journal live.
 //! - [`tray`]: the tray icon and its menu. [`run`]: opening the window.
 
 mod commands;
 mod dictation;
 pub mod export;
+pub mod history;
 mod run;
 #[cfg(target_os = "linux")]
 pub mod runtime_libs;
@@ -50,6 +53,8 @@ const HIDDEN_DRAIN_BUDGET: Duration = Duration::from_millis(40);
 /// Time per frame for a re-scan after the filter changed.
 const SCAN_BUDGET: Duration = Duration::from_millis(6);
 const STORAGE_KEY: &str = "candybar";
+/// How long quitting waits for the journal's last events to be written.
+const JOURNAL_EXIT_GRACE: Duration = Duration::from_secs(5);
 /// How long quitting waits for a recording in progress to be kept.
 const EXIT_GRACE: Duration = Duration::from_secs(20);
 
@@ -107,6 +112,8 @@ pub struct AppInit {
     /// Whether candybar starts at login (the real window reads the autostart entry; tests
     /// leave it off so nothing depends on the machine).
     pub autostart: bool,
+    /// The journal, when the window records or reads one.
+    pub history: Option<history::History>,
 }
 
 impl AppInit {
@@ -130,6 +137,7 @@ impl AppInit {
             tray: false,
             start_hidden: false,
             autostart: false,
+            history: None,
         }
     }
 }
@@ -158,6 +166,8 @@ pub struct CandybarApp {
     /// The window's own state: views, filter, theme, toasts.
     pub viewer: Viewer,
     pub live: Live,
+    /// The journal, when the window records or reads one.
+    history: Option<history::History>,
     pub clock: Clock,
     /// The wgpu renderer's state, for the views that draw with their own shaders.
     render_state: Option<eframe::egui_wgpu::RenderState>,
@@ -233,6 +243,7 @@ impl CandybarApp {
         let mut app = Self {
             viewer,
             live: init.live,
+            history: init.history,
             clock: init.clock,
             render_state: cc.wgpu_render_state.clone(),
             export: None,
@@ -482,6 +493,7 @@ impl CandybarApp {
             (Some(p), View::Health) => p.results(),
             _ => Probes::default(),
         };
+        let journal = self.history.as_ref().map(|h| h.status.lock().clone());
         // What this frame shows, borrowed from the app's workers (fields apart from the viewer).
         let cx = ViewContext {
             store: &self.live.store,
@@ -506,6 +518,11 @@ impl CandybarApp {
                 .filter(|_| !self.export_single)
                 .map(ExportJob::progress_info),
             render_state: self.render_state.as_ref(),
+            journal: journal.as_ref().map(|j| candybar_ui::JournalInfo {
+                line: &j.line,
+                hover: &j.hover,
+                warning: j.warning.as_deref(),
+            }),
         };
         self.viewer.frame_ui(ui, &cx);
         self.apply_commands(&ctx);
@@ -576,6 +593,7 @@ impl CandybarApp {
             ctx.request_repaint();
         }
         self.step_export();
+        self.poll_history();
         self.poll_dialogs();
         self.poll_secrets();
         self.poll_devices();
@@ -678,6 +696,9 @@ impl eframe::App for CandybarApp {
     }
 
     fn on_exit(&mut self) {
+        if let Some(recorder) = self.history.as_mut().and_then(|h| h.recorder.as_mut()) {
+            recorder.finish(JOURNAL_EXIT_GRACE);
+        }
         self.write_stats();
         self.finish_dictation_before_exit();
     }

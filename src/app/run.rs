@@ -14,11 +14,16 @@ use candybar_ui::{ThemeChoice, View};
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 
+use super::history::{
+    self, History, JournalRecorder, JournalStatus, PRELOAD_MAX, Plan, SharedStatus, Takeover,
+};
 use super::{AppInit, CandybarApp, Clock, DictationInit, RunOptions};
 use crate::cli::{SourceArgs, SourceChoice};
 use crate::instance::InstanceRequest;
+use candybar_bus::SourceHandle;
 
 /// Flags of the window (bare `candybar`).
+#[allow(clippy::struct_excessive_bools)] // independent switches of the command line
 #[derive(Args, Debug, Clone, Default)]
 pub struct WindowArgs {
     /// Colour theme (default: the last one chosen, else dark)
@@ -50,6 +55,13 @@ pub struct WindowArgs {
     /// Start in the tray, the window hidden (the tray's "Show window" opens it)
     #[arg(long)]
     pub minimized: bool,
+    /// The journal the window opens with and records into [default: journal in the data dir;
+    /// env: `CANDYBAR_JOURNAL`]
+    #[arg(long, value_name = "DIR")]
+    pub journal: Option<PathBuf>,
+    /// Neither read nor write the journal
+    #[arg(long)]
+    pub no_journal: bool,
 }
 
 /// Opens the window on the source the flags and config choose. Call with a tokio runtime
@@ -122,6 +134,11 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
     if let Some(url) = source.amqp_url(&settings) {
         form.set_url(url.expose());
     }
+    let plan = history_plan(args, source, &settings, &choice)?;
+    let takeover_amqp = match &choice {
+        SourceChoice::Amqp(cfg) => Some(cfg.clone()),
+        _ => None,
+    };
     let (handle, demo_reason) = match choice {
         SourceChoice::Demo {
             cfg,
@@ -150,6 +167,13 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
             (candybar_bus::replay::spawn(cfg), None)
         }
     };
+    let (handle, demo_reason, history) = open_history(
+        plan,
+        handle,
+        demo_reason,
+        takeover_amqp,
+        live.store.config().max_events,
+    );
     let demo = demo_reason.is_some();
     live.connect(handle, demo_reason);
     // Without a registry file the views show the example only while the demo feed simulates
@@ -196,6 +220,7 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
         tray: !args.no_tray,
         start_hidden: args.minimized,
         autostart: crate::autostart::is_enabled(),
+        history,
     };
     #[cfg(target_os = "linux")]
     {
@@ -233,6 +258,111 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}{}", display_hint()))?;
     let code = *exit.lock();
     Ok(code)
+}
+
+/// How the window uses the journal: off for `--no-journal`, the demo feed and replays; reading
+/// `candybar record`'s journal when one runs (unless `--demo`); else recording the broker.
+fn history_plan(
+    args: &WindowArgs,
+    source: &SourceArgs,
+    settings: &crate::cli::Settings,
+    choice: &SourceChoice,
+) -> anyhow::Result<Plan> {
+    if args.no_journal || source.demo_forced() || matches!(choice, SourceChoice::Replay(_)) {
+        return Ok(Plan::Off);
+    }
+    let dir = crate::cli::journal::journal_dir(args.journal.as_deref(), settings)?;
+    let retention = settings
+        .file
+        .journal
+        .retention(None, None)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(who) = candybar_journal::writer_of(&dir) {
+        return Ok(Plan::Follow {
+            dir,
+            retention,
+            who,
+        });
+    }
+    Ok(match choice {
+        SourceChoice::Amqp(_) => Plan::Record { dir, retention },
+        _ => Plan::Off,
+    })
+}
+
+/// Starts what `plan` says: the source the window drains (the broker's, recorded; or the
+/// recorder's journal) and the journal's state for the app.
+fn open_history(
+    plan: Plan,
+    handle: SourceHandle,
+    demo_reason: Option<String>,
+    amqp: Option<candybar_bus::amqp::AmqpConfig>,
+    store_max: usize,
+) -> (SourceHandle, Option<String>, Option<History>) {
+    let preload = PRELOAD_MAX.min(store_max / 2);
+    let status = SharedStatus::default();
+    match plan {
+        Plan::Off => (handle, demo_reason, None),
+        Plan::Record { dir, retention } => {
+            match JournalRecorder::start(&dir, retention, status.clone()) {
+                Ok(recorder) => {
+                    eprintln!("candybar: recording into the journal at {}", dir.display());
+                    let handle = history::recorded(handle, recorder.sink(), Some((dir, preload)));
+                    let history = History {
+                        status,
+                        recorder: Some(recorder),
+                        takeover: None,
+                    };
+                    (handle, demo_reason, Some(history))
+                }
+                Err(e) => {
+                    // The window still shows the bus; the status bar says why nothing is kept.
+                    eprintln!("candybar: not recording: {e}");
+                    *status.lock() = JournalStatus {
+                        line: "journal: off".into(),
+                        hover: e.clone(),
+                        warning: Some(format!("not recording: {e}")),
+                    };
+                    let history = History {
+                        status,
+                        recorder: None,
+                        takeover: None,
+                    };
+                    (handle, demo_reason, Some(history))
+                }
+            }
+        }
+        Plan::Follow {
+            dir,
+            retention,
+            who,
+        } => {
+            eprintln!(
+                "candybar: reading the journal at {} live: {who} writes it",
+                dir.display()
+            );
+            *status.lock() = JournalStatus {
+                line: "journal: read live".into(),
+                hover: format!(
+                    "{who} records into {}; this window reads what it writes instead of                      consuming a second copy from the bus",
+                    dir.display()
+                ),
+                warning: None,
+            };
+            drop(handle); // the broker is the recorder's to consume
+            let followed = history::followed(dir.clone(), &who, preload);
+            let history = History {
+                status,
+                recorder: None,
+                takeover: Some(Takeover {
+                    dir,
+                    retention,
+                    amqp,
+                }),
+            };
+            (followed, None, Some(history))
+        }
+    }
 }
 
 /// The window's icon (the desktop entry's comes from the icon theme).

@@ -209,6 +209,11 @@ pub struct Settings {
 }
 
 impl SourceArgs {
+    /// `--demo` was given: the demo feed even where a broker or a recorder is there.
+    pub(crate) fn demo_forced(&self) -> bool {
+        self.demo
+    }
+
     pub fn settings(&self) -> anyhow::Result<Settings> {
         let path = self.config.clone().or_else(default_path);
         let mut file = match &path {

@@ -143,6 +143,11 @@ impl Candybar {
                 "CANDYBAR_SECRETS",
                 "/nonexistent/candybar-test-secrets.toml",
             )
+            // Never the user's journal: a window on a broker records (a test's own wins).
+            .env(
+                "CANDYBAR_JOURNAL",
+                std::env::temp_dir().join(unique("candybar-test-journal")),
+            )
             .envs(envs.iter().copied())
             .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
             .env_remove("CANDYBAR_AMQP_URL")
@@ -276,41 +281,33 @@ impl Xvfb {
             Command::new("Xvfb").arg("-help").output().is_ok(),
             "this test needs a real X server and Xvfb is not installed: run `sudo apt-get install xvfb` (or .ci/install-deps)"
         );
-        let base = 200 + std::process::id() % 500;
-        for n in base..base + 100 {
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-                continue;
-            }
-            let child = Command::new("Xvfb")
-                .args([
-                    &format!(":{n}"),
-                    "-screen",
-                    "0",
-                    "1280x800x24",
-                    "-nolisten",
-                    "tcp",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn Xvfb");
-            let mut x = Self {
-                child,
-                display: format!(":{n}"),
-            };
-            let socket = format!("/tmp/.X11-unix/X{n}");
-            let end = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < end {
-                if Path::new(&socket).exists() {
-                    return x;
-                }
-                if x.child.try_wait().ok().flatten().is_some() {
-                    break; // lost a race for this display; try the next
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        // Xvfb picks a free display itself and says which once it accepts clients: two tests
+        // starting at once never share one (and one's exit never kills the other's windows).
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(writer)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn Xvfb");
+        let mut line = String::new();
+        let _ = BufReader::new(reader).read_line(&mut line);
+        let n: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb did not start (it said {line:?})"));
+        Self {
+            child,
+            display: format!(":{n}"),
         }
-        panic!("Xvfb did not start on any display");
     }
 }
 

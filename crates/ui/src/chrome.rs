@@ -219,6 +219,9 @@ impl Viewer {
                     ui.separator();
                 }
             }
+            if let Some(j) = &cx.journal {
+                journal_ui(ui, j, theme);
+            }
             let store = cx.store;
             let fill = store.fill() as f32;
             ui.add(
@@ -328,6 +331,17 @@ impl Viewer {
                 }
             });
     }
+}
+
+/// The journal's word in the status bar: its line, or what to act on in the warning colour.
+fn journal_ui(ui: &mut egui::Ui, j: &crate::context::JournalInfo<'_>, theme: crate::theme::Theme) {
+    match j.warning {
+        Some(w) => ui
+            .label(RichText::new(format!("⚠ {w}")).color(theme.warn()))
+            .on_hover_text(j.hover),
+        None => ui.label(j.line).on_hover_text(j.hover),
+    };
+    ui.separator();
 }
 
 /// The source description for the top bar: "`RabbitMQ` host:port · exchange X", or the first

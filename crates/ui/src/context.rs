@@ -47,6 +47,19 @@ pub struct ViewContext<'a> {
     pub export: Option<ExportProgress>,
     /// The wgpu renderer, for the views that draw with their own shaders.
     pub render_state: Option<&'a eframe::egui_wgpu::RenderState>,
+    /// The on-disk journal, when the window records or reads one.
+    pub journal: Option<JournalInfo<'a>>,
+}
+
+/// The journal as the status bar shows it (the app fills it from its journal thread).
+#[derive(Clone, Copy, Debug)]
+pub struct JournalInfo<'a> {
+    /// One short line: "journal: recording (12,345 new)".
+    pub line: &'a str,
+    /// Where it is and what it means.
+    pub hover: &'a str,
+    /// Something to act on (a full disk), shown in the warning colour.
+    pub warning: Option<&'a str>,
 }
 
 impl<'a> ViewContext<'a> {
@@ -78,6 +91,7 @@ impl<'a> ViewContext<'a> {
             dictation: None,
             export: None,
             render_state: None,
+            journal: None,
         }
     }
 }

@@ -37,7 +37,7 @@ use candybar_core::voice::DictationAction;
 
 pub use connection::ConnectRequest;
 pub use context::{
-    DictationInfo, ExportProgress, HotkeyInfo, RegistryStatus, SourceInfo, ViewContext,
+    DictationInfo, ExportProgress, HotkeyInfo, JournalInfo, RegistryStatus, SourceInfo, ViewContext,
 };
 pub use dictation::DictationDraft;
 pub use theme::ThemeChoice;

@@ -1,0 +1,522 @@
+//! The window's history. It opens on the recent past from the journal instead of an empty table;
+//! while it is connected to a broker it records what it receives into the journal (a thread of
+//! its own writes, the UI never waits on the disk); and when `candybar record` already writes the
+//! journal, it reads that journal live instead of consuming a second copy from the bus — and takes
+//! over recording when the recorder stops.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use candybar_bus::{SourceHandle, SourceMsg, SourceTx};
+use candybar_core::config::Retention;
+use candybar_core::source::SourceState;
+use candybar_journal::{BlockRef, Entry, JournalConfig, JournalReader, JournalWriter, Notice};
+
+/// How many of the newest journaled events the window opens with, at most.
+pub const PRELOAD_MAX: usize = 250_000;
+/// Events waiting for the journal thread; beyond this (a disk that cannot keep up, or is full)
+/// the window keeps showing events but stops recording them, and says so.
+const SINK_CAPACITY: usize = 65_536;
+/// How often a window reading a recorder's journal looks for new blocks.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+
+/// What the status bar says about the journal.
+#[derive(Clone, Debug, Default)]
+pub struct JournalStatus {
+    /// One short line: "journal: recording (12,345 new)".
+    pub line: String,
+    /// Where, and what it means.
+    pub hover: String,
+    /// Something the user should act on (a full disk, events not recorded).
+    pub warning: Option<String>,
+}
+
+pub type SharedStatus = Arc<Mutex<JournalStatus>>;
+
+/// The window's journal: what the status bar says, the recording thread when the window
+/// records, and — while it reads a recorder's journal — how to take over when the recorder stops.
+pub struct History {
+    pub status: SharedStatus,
+    pub recorder: Option<JournalRecorder>,
+    pub takeover: Option<Takeover>,
+}
+
+/// What a window reading `candybar record`'s journal needs to record itself once it stops.
+pub struct Takeover {
+    pub dir: PathBuf,
+    pub retention: Retention,
+    /// The broker the window would have consumed (none configured: nothing to take over).
+    pub amqp: Option<candybar_bus::amqp::AmqpConfig>,
+}
+
+/// How the window uses the journal, decided when it opens.
+pub enum Plan {
+    /// No journal (`--no-journal`, the demo feed, a replay).
+    Off,
+    /// Record what the broker sends, into `dir`.
+    Record { dir: PathBuf, retention: Retention },
+    /// `candybar record` (`who`) writes `dir`: read it live.
+    Follow {
+        dir: PathBuf,
+        retention: Retention,
+        who: String,
+    },
+}
+
+/// The newest `max` events (and gaps) of the journal at `dir`, oldest first; nothing when there
+/// is no journal there yet. Damage is skipped (the recorder and `query` report it).
+pub fn newest(reader: &mut JournalReader, max: usize) -> Vec<Entry> {
+    let mut picked: Vec<BlockRef> = Vec::new();
+    let mut count = 0usize;
+    for b in reader.blocks().rev() {
+        if count >= max {
+            break;
+        }
+        count += b.header.count as usize;
+        picked.push(*b);
+    }
+    let mut out = Vec::with_capacity(count.min(max));
+    for b in picked.iter().rev() {
+        if let Some(entries) = reader.read(b) {
+            out.extend(entries);
+        }
+    }
+    let events = out.iter().filter(|e| matches!(e, Entry::Event(_))).count();
+    if events > max {
+        // The oldest block was only partly wanted.
+        let mut skip = events - max;
+        out.retain(|e| {
+            if skip > 0 && matches!(e, Entry::Event(_)) {
+                skip -= 1;
+                return false;
+            }
+            true
+        });
+    }
+    out.sort_by_key(Entry::time_us);
+    out
+}
+
+/// Sends journal entries to the window as if they had just arrived. `false`: the window is gone.
+async fn send_entries(tx: &SourceTx, entries: Vec<Entry>) -> bool {
+    for e in entries {
+        let msg = match e {
+            Entry::Event(m) => SourceMsg::Event(m),
+            Entry::Gap {
+                start_us,
+                end_us,
+                reason,
+                lossless,
+            } => SourceMsg::Gap {
+                start_us,
+                end_us,
+                reason,
+                lossless,
+            },
+        };
+        if tx.send(msg).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads the newest `max` entries of `dir` off the runtime's threads.
+async fn read_newest(dir: PathBuf, max: usize) -> Vec<Entry> {
+    tokio::task::spawn_blocking(move || {
+        JournalReader::open(&dir)
+            .map(|mut r| newest(&mut r, max))
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// `inner` (a broker source) with its events copied into the journal by `sink`; with
+/// `preload_from`, the journal's newest `max` events come first.
+pub fn recorded(
+    mut inner: SourceHandle,
+    sink: JournalSink,
+    preload_from: Option<(PathBuf, usize)>,
+) -> SourceHandle {
+    let describe = inner.describe.clone();
+    SourceHandle::spawn(describe, move |tx| async move {
+        if let Some((dir, max)) = preload_from
+            && !send_entries(&tx, read_newest(dir, max).await).await
+        {
+            return;
+        }
+        while let Some(msg) = inner.rx.recv().await {
+            sink.copy(&msg);
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// The journal at `dir`, written by `who`, read live: its newest `max` events, then each block
+/// the recorder adds. The source finishes when the recorder stops (the window then records).
+pub fn followed(dir: PathBuf, who: &str, max: usize) -> SourceHandle {
+    let describe = format!("the journal at {} (written by {who})", dir.display());
+    SourceHandle::spawn(describe.clone(), move |tx| async move {
+        let opened = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut reader = JournalReader::open(&dir)?;
+                let entries = newest(&mut reader, max);
+                Ok::<_, candybar_journal::JournalError>((reader, entries))
+            })
+            .await
+        };
+        let (mut reader, entries) = match opened {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                let state = SourceState::Retrying {
+                    reason: e.to_string(),
+                    retry_in: Duration::MAX,
+                    permanent: true,
+                };
+                let _ = tx.send(SourceMsg::State(state)).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        let mut last = reader.blocks().last().copied();
+        if !send_entries(&tx, entries).await {
+            return;
+        }
+        let connected = SourceState::Connected { detail: describe };
+        if tx.send(SourceMsg::State(connected)).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            // The recorder's last blocks are read before the window takes over.
+            let still_written = candybar_journal::writer_of(&dir).is_some();
+            let (r, new) = tokio::task::spawn_blocking(move || {
+                let refreshed = reader.refresh();
+                let blocks = reader.blocks_after(last);
+                let entries: Vec<Entry> = blocks
+                    .iter()
+                    .filter_map(|b| reader.read(b))
+                    .flatten()
+                    .collect();
+                (
+                    reader,
+                    refreshed.map(|()| (blocks.last().copied(), entries)),
+                )
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            reader = r;
+            match new {
+                Ok((newest_block, entries)) => {
+                    last = newest_block.or(last);
+                    if !send_entries(&tx, entries).await {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!("journal: {e}"),
+            }
+            if !still_written {
+                let _ = tx.send(SourceMsg::State(SourceState::Finished)).await;
+                return;
+            }
+        }
+    })
+}
+
+/// What the journal thread is sent.
+enum SinkMsg {
+    Event(candybar_core::event::RawMessage),
+    Gap {
+        start_us: i64,
+        end_us: i64,
+        reason: String,
+        lossless: bool,
+    },
+}
+
+/// Copies of what the window receives, on their way to the journal thread. Cheap to clone.
+#[derive(Clone)]
+pub struct JournalSink {
+    tx: SyncSender<SinkMsg>,
+    shared: Arc<SinkShared>,
+}
+
+struct SinkShared {
+    /// Events that did not fit in the queue (the disk is behind or full).
+    dropped: std::sync::atomic::AtomicU64,
+    status: SharedStatus,
+}
+
+impl JournalSink {
+    fn copy(&self, msg: &SourceMsg) {
+        let m = match msg {
+            SourceMsg::Event(m) => SinkMsg::Event(m.clone()),
+            SourceMsg::Gap {
+                start_us,
+                end_us,
+                reason,
+                lossless,
+            } => SinkMsg::Gap {
+                start_us: *start_us,
+                end_us: *end_us,
+                reason: reason.clone(),
+                lossless: *lossless,
+            },
+            SourceMsg::State(_) => return,
+        };
+        // Disconnected: the journal thread ended (the window is closing).
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(m) {
+            self.shared
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The journal thread of a recording window: owns the writer, says how it goes in the status.
+pub struct JournalRecorder {
+    sink: JournalSink,
+    stop: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+    pub dir: PathBuf,
+}
+
+impl JournalRecorder {
+    /// Opens the journal at `dir` for writing (another writer or a file in the way: the error in
+    /// words) and starts its thread.
+    pub fn start(dir: &Path, retention: Retention, status: SharedStatus) -> Result<Self, String> {
+        let mut cfg = JournalConfig::new(dir.to_owned());
+        cfg.max_age = Some(Duration::from_micros(retention.max_age_us.max(0) as u64));
+        cfg.max_bytes = Some(retention.max_bytes);
+        let writer = JournalWriter::open(cfg, "the candybar window").map_err(|e| e.to_string())?;
+        let (tx, rx) = sync_channel(SINK_CAPACITY);
+        let (stop_tx, stop_rx) = sync_channel(1);
+        let shared = Arc::new(SinkShared {
+            dropped: std::sync::atomic::AtomicU64::new(0),
+            status,
+        });
+        let thread = {
+            let shared = shared.clone();
+            let dir = dir.to_owned();
+            std::thread::Builder::new()
+                .name("journal".into())
+                .spawn(move || write_loop(writer, &rx, &stop_rx, &shared, &dir))
+                .map_err(|e| format!("cannot start the journal thread: {e}"))?
+        };
+        Ok(Self {
+            sink: JournalSink { tx, shared },
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            dir: dir.to_owned(),
+        })
+    }
+
+    pub fn sink(&self) -> JournalSink {
+        self.sink.clone()
+    }
+
+    /// Writes what is queued, syncs and closes the journal (the window is closing). Waits at most
+    /// `grace`: a full disk does not hold the window open.
+    pub fn finish(&mut self, grace: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.try_send(());
+        }
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let end = Instant::now() + grace;
+        while !thread.is_finished() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            eprintln!(
+                "candybar: the journal could not be finished within {grace:?}; the last events may not be in it"
+            );
+        }
+    }
+}
+
+impl Drop for JournalRecorder {
+    fn drop(&mut self) {
+        self.finish(Duration::from_secs(5));
+    }
+}
+
+fn write_loop(
+    mut writer: JournalWriter,
+    rx: &Receiver<SinkMsg>,
+    stop: &Receiver<()>,
+    shared: &SinkShared,
+    dir: &Path,
+) {
+    let mut last_status: Option<Instant> = None;
+    let mut problem: Option<String> = None;
+    for n in writer.take_notices() {
+        tracing::warn!("journal: {n}");
+    }
+    loop {
+        if stop.try_recv().is_ok() {
+            // Everything already queued goes in before the journal is closed.
+            while let Ok(m) = rx.try_recv() {
+                write_one(&mut writer, m);
+            }
+            break;
+        }
+        if writer.backpressure() {
+            // The writer holds all it may (the disk is full): the queue fills, then overflows.
+            std::thread::sleep(Duration::from_millis(20));
+        } else {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(m) => {
+                    write_one(&mut writer, m);
+                    for _ in 0..4096 {
+                        match rx.try_recv() {
+                            Ok(m) => write_one(&mut writer, m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        writer.tick();
+        for n in writer.take_notices() {
+            match &n {
+                Notice::Paused { reason } => problem = Some(reason.clone()),
+                Notice::Resumed { .. } => problem = None,
+                _ => {}
+            }
+            tracing::warn!("journal: {n}");
+        }
+        if last_status.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
+            last_status = Some(Instant::now());
+            *shared.status.lock() = recording_status(&writer, shared, problem.as_deref(), dir);
+        }
+    }
+    if let Err(e) = writer.flush() {
+        eprintln!("candybar: the journal's last events could not be written: {e}");
+    }
+    *shared.status.lock() = recording_status(&writer, shared, problem.as_deref(), dir);
+}
+
+fn write_one(writer: &mut JournalWriter, m: SinkMsg) {
+    match m {
+        SinkMsg::Event(m) => {
+            writer.append(&m);
+        }
+        SinkMsg::Gap {
+            start_us,
+            end_us,
+            reason,
+            lossless,
+        } => writer.append_gap(start_us, end_us, &reason, lossless),
+    }
+}
+
+fn recording_status(
+    writer: &JournalWriter,
+    shared: &SinkShared,
+    problem: Option<&str>,
+    dir: &Path,
+) -> JournalStatus {
+    let stats = writer.stats();
+    let dropped = shared.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let warning = match (problem, dropped) {
+        (Some(reason), _) => Some(format!(
+            "recording paused: {reason}; nothing written is lost, retrying every second"
+        )),
+        (None, n) if n > 0 => Some(format!(
+            "{n} events shown but not recorded: the disk did not keep up"
+        )),
+        _ => None,
+    };
+    JournalStatus {
+        line: format!(
+            "journal: recording ({} new)",
+            candybar_ui::stream::format_count(stats.kept)
+        ),
+        hover: format!(
+            "every event this window receives is kept in {} ({} MB on disk); `candybar query` \
+             reads it back",
+            dir.display(),
+            writer.disk_bytes() >> 20
+        ),
+        warning,
+    }
+}
+
+impl super::CandybarApp {
+    /// A window reading `candybar record`'s journal records itself once the recorder stops (the
+    /// recorder's last blocks were read first), from the broker it would have consumed.
+    pub(super) fn poll_history(&mut self) {
+        let Some(h) = self.history.as_mut() else {
+            return;
+        };
+        if !self.live.ended || h.takeover.is_none() {
+            return;
+        }
+        let Some(t) = h.takeover.take() else { return };
+        let Some(amqp) = t.amqp else {
+            *h.status.lock() = JournalStatus {
+                line: "journal: the recorder stopped".into(),
+                hover: format!(
+                    "candybar record stopped writing {}; no broker is configured for this window \
+                     to record from",
+                    t.dir.display()
+                ),
+                warning: None,
+            };
+            return;
+        };
+        match JournalRecorder::start(&t.dir, t.retention, h.status.clone()) {
+            Ok(recorder) => {
+                eprintln!(
+                    "candybar: candybar record stopped; this window records into the journal at {} now",
+                    t.dir.display()
+                );
+                let handle = recorded(candybar_bus::amqp::spawn(amqp), recorder.sink(), None);
+                h.recorder = Some(recorder);
+                self.live.connect(handle, None);
+                let waker = self.ctx.clone();
+                self.live.set_waker(move || waker.request_repaint());
+                self.viewer.toast(
+                    &self.ctx,
+                    candybar_ui::ToastLevel::Info,
+                    "candybar record stopped: this window records into the journal now",
+                );
+            }
+            Err(e) => {
+                *h.status.lock() = JournalStatus {
+                    line: "journal: off".into(),
+                    hover: e.clone(),
+                    warning: Some(format!("not recording: {e}")),
+                };
+            }
+        }
+    }
+
+    /// The Connection dialog chose `handle`: a broker is recorded when the window records; a
+    /// window that was reading a recorder's journal stops waiting to take over.
+    pub(super) fn journaled(&mut self, handle: SourceHandle, is_broker: bool) -> SourceHandle {
+        let Some(h) = self.history.as_mut() else {
+            return handle;
+        };
+        h.takeover = None;
+        match (&h.recorder, is_broker) {
+            (Some(recorder), true) => recorded(handle, recorder.sink(), None),
+            _ => handle,
+        }
+    }
+}
