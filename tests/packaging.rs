@@ -177,6 +177,16 @@ fn the_deb_installs_into_a_clean_root_and_its_binary_opens_a_window() {
     let said = output(Command::new(&bin).arg("--version"));
     assert!(said.contains(version), "{said}");
     validate_desktop_integration(root.path());
+    // The recorder's systemd user unit, for `systemctl --user enable --now candybar-record`.
+    let unit = root
+        .path()
+        .join("usr/lib/systemd/user/candybar-record.service");
+    let text = std::fs::read_to_string(&unit)
+        .unwrap_or_else(|e| panic!("the .deb has no {}: {e}", unit.display()));
+    assert!(
+        text.contains("ExecStart=/usr/bin/candybar record"),
+        "{text}"
+    );
     opens_a_window(&bin, &[]);
 }
 

@@ -39,16 +39,23 @@ pub(crate) fn journal_dir(flag: Option<&Path>, s: &Settings) -> anyhow::Result<P
 pub struct RecordArgs {
     /// The journal's directory [default: journal in the data dir; env: `CANDYBAR_JOURNAL`]
     #[arg(long, value_name = "DIR")]
-    journal: Option<PathBuf>,
+    pub(super) journal: Option<PathBuf>,
     /// Keep events this long, e.g. 7d, 12h [default: `[journal] max_age`, else 30d]
     #[arg(long, value_name = "DURATION")]
-    max_age: Option<String>,
+    pub(super) max_age: Option<String>,
     /// Keep the journal under this many megabytes [default: `[journal] max_size_mb`, else 10240]
     #[arg(long, value_name = "MB")]
-    max_size_mb: Option<u64>,
+    pub(super) max_size_mb: Option<u64>,
     /// Largest body kept per event, in bytes (a longer one is cut, its header fields kept)
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     body_cap: usize,
+    /// Install the recorder as a systemd user service (with these flags; the broker's password
+    /// stays in the config or keychain), enable and start it
+    #[arg(long, conflicts_with = "uninstall_service")]
+    install_service: bool,
+    /// Stop and remove the service `--install-service` installed (the journal stays)
+    #[arg(long)]
+    uninstall_service: bool,
 }
 
 /// Prefetch of a recorder with no `[amqp] prefetch`: deliveries are acknowledged when the
@@ -73,6 +80,12 @@ fn open_writer(dir: &Path, r: Retention, who: &str) -> Result<JournalWriter, Exi
 
 #[allow(clippy::too_many_lines)] // one event loop, read top to bottom
 pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    if args.install_service {
+        return super::service::install(&args, source);
+    }
+    if args.uninstall_service {
+        return super::service::uninstall();
+    }
     let settings = source.settings()?;
     let dir = journal_dir(args.journal.as_deref(), &settings)?;
     let retention = settings

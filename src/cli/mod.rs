@@ -7,6 +7,7 @@ pub(crate) mod journal;
 mod publish;
 mod registry;
 mod secret;
+mod service;
 mod tail;
 
 use std::path::PathBuf;
