@@ -14,7 +14,7 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::Value;
 use support::journal::{ids_of, query, query_ids, record, wait_for_count};
-use support::{Broker, Candybar, run, shared_broker_url, unique};
+use support::{Broker, Candybar, path_str, run, shared_broker_url, unique};
 
 /// Declares a stream queue bound to `exchange` for every key, as the README tells a team to.
 fn declare_stream(url: &str, exchange: &str, stream: &str) {
@@ -246,6 +246,21 @@ fn record_backfills_what_it_missed_from_the_stream_exactly_once_at_the_events_ow
         .collect();
     support::journal::assert_each_once(&got, &expected, &rec.stderr());
     assert_eq!(got.len(), 700);
+
+    // The time no recorder ran is marked in the journal; `query` shows it in its place.
+    let (code, text, err) = run(&["query", "--journal", path_str(&journal)]);
+    assert_eq!(code, Some(0), "{err}");
+    let gap = text
+        .lines()
+        .position(|l| l.contains("nothing was recording"))
+        .unwrap_or_else(|| panic!("no gap line:\n{text}"));
+    assert!(
+        text.lines()
+            .nth(gap)
+            .unwrap()
+            .contains("no events were lost"),
+        "a stream kept what came meanwhile"
+    );
 
     // The history sits at its own time: two hours back, not at the moment it was read.
     let old = query(&journal, &["--until", "1h"]);

@@ -137,19 +137,42 @@ async fn read_newest(dir: PathBuf, max: usize) -> Vec<Entry> {
     .unwrap_or_default()
 }
 
-/// `inner` (a broker source) with its events copied into the journal by `sink`; with
-/// `preload_from`, the journal's newest `max` events come first.
+/// What a recording window opens with: the newest `max` events of the journal at `dir`, then a
+/// gap from the newest of them to now (nothing was recording; `lossless` when the broker kept
+/// what came meanwhile: a durable queue).
+pub struct Opening {
+    pub dir: PathBuf,
+    pub max: usize,
+    pub lossless: bool,
+}
+
+/// `inner` (a broker source) with its events copied into the journal by `sink`, after what
+/// `opening` says.
 pub fn recorded(
     mut inner: SourceHandle,
     sink: JournalSink,
-    preload_from: Option<(PathBuf, usize)>,
+    opening: Option<Opening>,
 ) -> SourceHandle {
     let describe = inner.describe.clone();
     SourceHandle::spawn(describe, move |tx| async move {
-        if let Some((dir, max)) = preload_from
-            && !send_entries(&tx, read_newest(dir, max).await).await
-        {
-            return;
+        if let Some(o) = opening {
+            let past = read_newest(o.dir, o.max).await;
+            let newest = past.iter().map(Entry::time_us).max();
+            if !send_entries(&tx, past).await {
+                return;
+            }
+            if let Some(start_us) = newest {
+                let gap = SourceMsg::Gap {
+                    start_us,
+                    end_us: candybar_core::time::now_us(),
+                    reason: crate::cli::journal::NOT_RECORDING.into(),
+                    lossless: o.lossless,
+                };
+                sink.copy(&gap);
+                if tx.send(gap).await.is_err() {
+                    return;
+                }
+            }
         }
         while let Some(msg) = inner.rx.recv().await {
             sink.copy(&msg);

@@ -307,7 +307,14 @@ fn open_history(
             match JournalRecorder::start(&dir, retention, status.clone()) {
                 Ok(recorder) => {
                     eprintln!("candybar: recording into the journal at {}", dir.display());
-                    let handle = history::recorded(handle, recorder.sink(), Some((dir, preload)));
+                    let opening = history::Opening {
+                        dir,
+                        max: preload,
+                        lossless: amqp.as_ref().is_some_and(|c| {
+                            !matches!(c.queue, candybar_bus::amqp::QueueMode::Private)
+                        }),
+                    };
+                    let handle = history::recorded(handle, recorder.sink(), Some(opening));
                     let history = History {
                         status,
                         recorder: Some(recorder),

@@ -98,6 +98,7 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
         Err(code) => return Ok(code),
     };
     let gate = AckGate::new();
+    let newest = JournalReader::open(&dir).ok().and_then(|r| r.newest_us());
     let mut choice = source.choose(&settings, args.body_cap)?;
     match &mut choice {
         SourceChoice::Amqp(cfg) => {
@@ -108,7 +109,7 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
             if let QueueMode::Stream { name, from } = &mut cfg.queue
                 && source.from.is_none()
             {
-                *from = backfill_start(&dir);
+                *from = backfill_start(newest);
                 eprintln!("candybar: backfilling from stream {name} since {from}, then following");
             }
         }
@@ -116,6 +117,15 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
             eprintln!("candybar: recording the demo feed: {reason}");
         }
         SourceChoice::Replay(_) => {}
+    }
+    // The time nothing was recording is marked, so `query` and the window show it as a gap
+    // rather than a quiet night. A durable queue or a stream kept what came meanwhile.
+    if let Some(newest) = newest {
+        let lossless = matches!(
+            &choice,
+            SourceChoice::Amqp(cfg) if !matches!(cfg.queue, QueueMode::Private)
+        );
+        writer.append_gap(newest, now_us(), NOT_RECORDING, lossless);
     }
     let mut handle = choice.spawn();
     eprintln!(
@@ -224,15 +234,15 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
 /// Where a recorder reading a stream begins when not told: a minute before the journal's newest
 /// event (what arrived while it was not running; the overlap is dropped as duplicates), or the
 /// stream's first event for an empty journal.
-fn backfill_start(dir: &Path) -> StreamStart {
-    let newest = JournalReader::open(dir)
-        .ok()
-        .and_then(|r| r.blocks().map(|b| b.header.max_us).max());
+fn backfill_start(newest: Option<Micros>) -> StreamStart {
     match newest {
         Some(us) => StreamStart::Timestamp(((us - BACKFILL_OVERLAP_US).max(0) / 1_000_000) as u64),
         None => StreamStart::First,
     }
 }
+
+/// The reason of the gap between a journal's newest entry and a writer opening it again.
+pub(crate) const NOT_RECORDING: &str = "nothing was recording";
 
 /// How far before the journal's newest event a stream backfill begins: the stream's timestamps
 /// are per chunk and the clocks of broker and recorder differ a little.
@@ -373,10 +383,27 @@ impl Matcher {
     /// The block's matching events within `[since, until)`, encoded.
     fn block(&mut self, entries: &[Entry], since: Micros, until: Micros, out: &mut Vec<Pending>) {
         for e in entries {
-            if let Entry::Event(m) = e
-                && (since..until).contains(&m.received_us)
-            {
-                self.store.insert(m);
+            match e {
+                Entry::Event(m) if (since..until).contains(&m.received_us) => {
+                    self.store.insert(m);
+                }
+                // Text shows where nothing was received, in its place; the machine formats
+                // stay one event per record.
+                Entry::Gap {
+                    start_us,
+                    end_us,
+                    reason,
+                    lossless,
+                } if self.text && (since..until).contains(end_us) => {
+                    self.order += 1;
+                    let line = super::gap_text(*start_us, *end_us, reason, *lossless);
+                    out.push(Pending {
+                        time: *end_us,
+                        order: self.order,
+                        bytes: format!("── {line}\n").into_bytes(),
+                    });
+                }
+                _ => {}
             }
         }
         self.view.update(&self.store, now_us(), u64::MAX);

@@ -440,6 +440,11 @@ impl StateReport {
 
 /// Says on stderr that the source was disconnected, and whether events may be missing.
 pub(crate) fn print_gap(start_us: Micros, end_us: Micros, reason: &str, lossless: bool) {
+    eprintln!("candybar: {}", gap_text(start_us, end_us, reason, lossless));
+}
+
+/// A gap in words: "gap 18:02:11.000 → 08:31:40.000 (52169.00 s): why; what it means".
+pub(crate) fn gap_text(start_us: Micros, end_us: Micros, reason: &str, lossless: bool) -> String {
     let (what, after) = if lossless {
         (
             "connection interrupted",
@@ -448,13 +453,13 @@ pub(crate) fn print_gap(start_us: Micros, end_us: Micros, reason: &str, lossless
     } else {
         ("gap", "events published meanwhile may be missing")
     };
-    eprintln!(
-        "candybar: {what} {} → {} ({:.2} s): {}; {after}",
+    format!(
+        "{what} {} → {} ({:.2} s): {}; {after}",
         format_clock(start_us),
         format_clock(end_us),
         (end_us - start_us) as f64 / 1e6,
         printable(reason)
-    );
+    )
 }
 
 /// Entry point of the binary.

@@ -199,7 +199,9 @@ mod tests {
             &["--stream".into(), "platform.history".into()],
         );
         assert!(
-            text.contains(r#"ExecStart="/usr/bin/candybar" "record" "--stream" "platform.history""#),
+            text.contains(
+                r#"ExecStart="/usr/bin/candybar" "record" "--stream" "platform.history""#
+            ),
             "{text}"
         );
     }

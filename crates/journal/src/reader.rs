@@ -264,6 +264,12 @@ impl JournalReader {
     }
 
     /// Every block, oldest segment first, in the order written.
+    /// When the newest entry the journal holds was received; `None` for an empty journal.
+    #[must_use]
+    pub fn newest_us(&self) -> Option<candybar_core::time::Micros> {
+        self.blocks().map(|b| b.header.max_us).max()
+    }
+
     pub fn blocks(&self) -> impl DoubleEndedIterator<Item = &BlockRef> {
         self.segments.values().flat_map(|s| s.blocks.iter())
     }
