@@ -5,6 +5,7 @@
 //! - `ingest`: drain a pre-filled queue on the real broker with a bare lapin consumer and with
 //!   candybar's AMQP source + store + filter, alternately, in the same run.
 
+mod backfill;
 mod charts;
 mod constellation;
 pub mod dictation;
@@ -77,6 +78,9 @@ pub enum BenchCommand {
     /// The journal: recording N demo events on one core, bytes on disk per event, and `query`'s
     /// pass over them for a type, a correlation id and a text.
     Journal(journal::JournalBenchArgs),
+    /// Backfill from a RabbitMQ stream: `record --stream --from first` filling an empty journal
+    /// from a private broker's stream of N demo events, from exec; a bare lapin read beside it.
+    Backfill(backfill::BackfillBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +140,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
         BenchCommand::Journal(a) => tokio::task::block_in_place(|| journal::bench_journal(&a))?,
+        BenchCommand::Backfill(a) => tokio::task::block_in_place(|| backfill::bench_backfill(&a))?,
         BenchCommand::Window(a) => tokio::task::block_in_place(|| window::bench_window(&a))?,
         BenchCommand::Flow(a) => tokio::task::block_in_place(|| flow::bench_flow(&a))?,
         BenchCommand::Charts(a) => tokio::task::block_in_place(|| charts::bench_charts(&a)),

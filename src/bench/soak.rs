@@ -43,7 +43,7 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/rabbitmq")
 }
 
-fn broker(cmd: &str, dir: &Path, port: u16) -> anyhow::Result<()> {
+pub(super) fn broker(cmd: &str, dir: &Path, port: u16) -> anyhow::Result<()> {
     let mut c = Command::new(script());
     c.arg(cmd).arg(dir);
     if cmd == "start" {

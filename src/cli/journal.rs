@@ -102,7 +102,11 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
     let mut choice = source.choose(&settings, args.body_cap)?;
     match &mut choice {
         SourceChoice::Amqp(cfg) => {
-            cfg.ack_gate = Some(gate.clone());
+            // A stream keeps its messages whatever is acknowledged (a restart backfills from
+            // the journal's newest event): acks wait for the disk only on a queue.
+            if !matches!(cfg.queue, QueueMode::Stream { .. }) {
+                cfg.ack_gate = Some(gate.clone());
+            }
             if settings.file.amqp.prefetch.is_none() {
                 cfg.prefetch = RECORD_PREFETCH;
             }
