@@ -166,6 +166,7 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
             form.replay_path = cfg.path.display().to_string();
             (candybar_bus::replay::spawn(cfg), None)
         }
+        SourceChoice::Ws(cfg) => (candybar_bus::ws::spawn(cfg), None),
     };
     let (handle, demo_reason, history) = open_history(
         plan,
@@ -285,7 +286,7 @@ fn history_plan(
         });
     }
     Ok(match choice {
-        SourceChoice::Amqp(_) => Plan::Record { dir, retention },
+        SourceChoice::Amqp(_) | SourceChoice::Ws(_) => Plan::Record { dir, retention },
         _ => Plan::Off,
     })
 }

@@ -120,7 +120,7 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
         SourceChoice::Demo { reason, .. } => {
             eprintln!("candybar: recording the demo feed: {reason}");
         }
-        SourceChoice::Replay(_) => {}
+        SourceChoice::Replay(_) | SourceChoice::Ws(_) => {}
     }
     // The time nothing was recording is marked, so `query` and the window show it as a gap
     // rather than a quiet night. A durable queue or a stream kept what came meanwhile.

@@ -139,8 +139,15 @@ pub struct SourceArgs {
     /// moment [default: next; `record`: the journal's newest event]
     #[arg(long, value_name = "WHEN", global = true)]
     from: Option<String>,
+    /// Watch through a WebSocket relay (`ws://` / `wss://`) instead of the broker
+    /// [env: `CANDYBAR_WS_URL`]
+    #[arg(long, value_name = "URL", global = true, conflicts_with_all = ["amqp", "replay", "stream", "durable_queue"])]
+    ws: Option<String>,
+    /// The relay's token, sent as `Authorization: Bearer` [env: `CANDYBAR_WS_TOKEN`]
+    #[arg(long, value_name = "TOKEN", global = true)]
+    ws_token: Option<String>,
     /// Use the built-in demo feed even if a broker is configured
-    #[arg(long, global = true, conflicts_with_all = ["amqp", "replay"])]
+    #[arg(long, global = true, conflicts_with_all = ["amqp", "replay", "ws"])]
     demo: bool,
     /// Demo feed rate, events per second
     #[arg(long, value_name = "N", global = true)]
@@ -186,6 +193,7 @@ pub enum SourceChoice {
         reason: &'static str,
     },
     Replay(ReplayConfig),
+    Ws(candybar_bus::ws::WsConfig),
 }
 
 impl SourceChoice {
@@ -193,6 +201,7 @@ impl SourceChoice {
     pub fn spawn(self) -> SourceHandle {
         match self {
             Self::Amqp(cfg) => amqp::spawn(cfg),
+            Self::Ws(cfg) => candybar_bus::ws::spawn(cfg),
             Self::Demo { cfg, registry, .. } => demo::spawn(cfg, registry),
             Self::Replay(cfg) => replay::spawn(cfg),
         }
@@ -281,6 +290,23 @@ impl SourceArgs {
             return Ok(SourceChoice::Replay(ReplayConfig {
                 path: path.clone(),
                 pace,
+                body_cap_bytes,
+            }));
+        }
+        let ws = self.ws.clone().or_else(|| {
+            (self.amqp.is_none() && !self.demo)
+                .then(|| s.file.ws.url.clone())
+                .flatten()
+        });
+        if let (Some(url), false) = (ws, self.demo) {
+            let token = self
+                .ws_token
+                .clone()
+                .or_else(|| std::env::var("CANDYBAR_WS_TOKEN").ok())
+                .filter(|t| !t.is_empty());
+            return Ok(SourceChoice::Ws(candybar_bus::ws::WsConfig {
+                url: SecretUrl::new(url),
+                token: token.map(candybar_core::redact::Secret::new),
                 body_cap_bytes,
             }));
         }

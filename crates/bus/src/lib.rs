@@ -19,6 +19,7 @@ pub mod live;
 pub mod publish;
 pub mod registry_watch;
 pub mod replay;
+pub mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -14,6 +14,8 @@ use crate::store::StoreConfig;
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub amqp: AmqpSection,
+    /// A WebSocket relay instead of the broker.
+    pub ws: WsSection,
     pub store: StoreSection,
     pub demo: DemoSection,
     /// Path of the platform's `registry.yaml`.
@@ -126,6 +128,15 @@ pub struct DictationSection {
     pub hotkey_mode: Option<crate::voice::HotkeyMode>,
 }
 
+/// `[ws]`: a WebSocket relay to watch through (the token comes from `CANDYBAR_WS_TOKEN` or
+/// `--ws-token`, never from this file).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsSection {
+    /// `ws://` or `wss://` [env: `CANDYBAR_WS_URL`].
+    pub url: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpSection {
@@ -196,6 +207,9 @@ impl FileConfig {
 
     /// Applies `CANDYBAR_*` environment variables over the file's values.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("CANDYBAR_WS_URL") {
+            self.ws.url = Some(v);
+        }
         if let Some(v) = get("CANDYBAR_AMQP_URL") {
             self.amqp.url = Some(v);
         }
