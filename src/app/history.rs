@@ -68,9 +68,9 @@ pub enum Plan {
     },
 }
 
-/// The newest `max` events (and gaps) of the journal at `dir`, oldest first; nothing when there
-/// is no journal there yet. Damage is skipped (the recorder and `query` report it).
-pub fn newest(reader: &mut JournalReader, max: usize) -> Vec<Entry> {
+/// The blocks holding the journal's newest `max` events, oldest first, and how many events of
+/// the first of them are older than wanted.
+fn newest_blocks(reader: &JournalReader, max: usize) -> (Vec<BlockRef>, usize) {
     let mut picked: Vec<BlockRef> = Vec::new();
     let mut count = 0usize;
     for b in reader.blocks().rev() {
@@ -80,26 +80,37 @@ pub fn newest(reader: &mut JournalReader, max: usize) -> Vec<Entry> {
         count += b.header.count as usize;
         picked.push(*b);
     }
-    let mut out = Vec::with_capacity(count.min(max));
-    for b in picked.iter().rev() {
-        if let Some(entries) = reader.read(b) {
-            out.extend(entries);
+    picked.reverse();
+    (picked, count.saturating_sub(max))
+}
+
+/// Sends the journal's newest `max` events (and gaps), oldest first, a block at a time (memory
+/// stays one block's worth however big the journal is); damage is skipped (the recorder and
+/// `query` report it). The newest entry's time, or `Err` when the window went away.
+async fn send_newest(
+    reader: &mut JournalReader,
+    max: usize,
+    tx: &SourceTx,
+) -> Result<Option<candybar_core::time::Micros>, ()> {
+    let (blocks, mut skip) = newest_blocks(reader, max);
+    let mut newest = None;
+    for b in &blocks {
+        let Some(mut entries) = tokio::task::block_in_place(|| reader.read(b)) else {
+            continue;
+        };
+        if skip > 0 {
+            entries.retain(|e| {
+                let older = skip > 0 && matches!(e, Entry::Event(_));
+                skip -= usize::from(older);
+                !older
+            });
+        }
+        newest = entries.iter().map(Entry::time_us).max().max(newest);
+        if !send_entries(tx, entries).await {
+            return Err(());
         }
     }
-    let events = out.iter().filter(|e| matches!(e, Entry::Event(_))).count();
-    if events > max {
-        // The oldest block was only partly wanted.
-        let mut skip = events - max;
-        out.retain(|e| {
-            if skip > 0 && matches!(e, Entry::Event(_)) {
-                skip -= 1;
-                return false;
-            }
-            true
-        });
-    }
-    out.sort_by_key(Entry::time_us);
-    out
+    Ok(newest)
 }
 
 /// Sends journal entries to the window as if they had just arrived. `false`: the window is gone.
@@ -126,17 +137,6 @@ async fn send_entries(tx: &SourceTx, entries: Vec<Entry>) -> bool {
     true
 }
 
-/// Reads the newest `max` entries of `dir` off the runtime's threads.
-async fn read_newest(dir: PathBuf, max: usize) -> Vec<Entry> {
-    tokio::task::spawn_blocking(move || {
-        JournalReader::open(&dir)
-            .map(|mut r| newest(&mut r, max))
-            .unwrap_or_default()
-    })
-    .await
-    .unwrap_or_default()
-}
-
 /// What a recording window opens with: the newest `max` events of the journal at `dir`, then a
 /// gap from the newest of them to now (nothing was recording; `lossless` when the broker kept
 /// what came meanwhile: a durable queue).
@@ -156,11 +156,13 @@ pub fn recorded(
     let describe = inner.describe.clone();
     SourceHandle::spawn(describe, move |tx| async move {
         if let Some(o) = opening {
-            let past = read_newest(o.dir, o.max).await;
-            let newest = past.iter().map(Entry::time_us).max();
-            if !send_entries(&tx, past).await {
-                return;
-            }
+            let newest = match tokio::task::block_in_place(|| JournalReader::open(&o.dir)) {
+                Ok(mut reader) => match send_newest(&mut reader, o.max, &tx).await {
+                    Ok(newest) => newest,
+                    Err(()) => return,
+                },
+                Err(_) => None, // a new journal (the writer made the directory)
+            };
             if let Some(start_us) = newest {
                 let gap = SourceMsg::Gap {
                     start_us,
@@ -188,18 +190,9 @@ pub fn recorded(
 pub fn followed(dir: PathBuf, who: &str, max: usize) -> SourceHandle {
     let describe = format!("the journal at {} (written by {who})", dir.display());
     SourceHandle::spawn(describe.clone(), move |tx| async move {
-        let opened = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut reader = JournalReader::open(&dir)?;
-                let entries = newest(&mut reader, max);
-                Ok::<_, candybar_journal::JournalError>((reader, entries))
-            })
-            .await
-        };
-        let (mut reader, entries) = match opened {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
+        let mut reader = match tokio::task::block_in_place(|| JournalReader::open(&dir)) {
+            Ok(r) => r,
+            Err(e) => {
                 let state = SourceState::Retrying {
                     reason: e.to_string(),
                     retry_in: Duration::MAX,
@@ -208,10 +201,9 @@ pub fn followed(dir: PathBuf, who: &str, max: usize) -> SourceHandle {
                 let _ = tx.send(SourceMsg::State(state)).await;
                 return;
             }
-            Err(_) => return,
         };
         let mut last = reader.blocks().last().copied();
-        if !send_entries(&tx, entries).await {
+        if send_newest(&mut reader, max, &tx).await.is_err() {
             return;
         }
         let connected = SourceState::Connected { detail: describe };

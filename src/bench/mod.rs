@@ -81,6 +81,9 @@ pub enum BenchCommand {
     /// Backfill from a RabbitMQ stream: `record --stream --from first` filling an empty journal
     /// from a private broker's stream of N demo events, from exec; a bare lapin read beside it.
     Backfill(backfill::BackfillBenchArgs),
+    /// The window opened on a big journal a recorder holds (launch → first frame, the events it
+    /// opened with, memory), beside the same window without a journal; needs a display.
+    WindowJournal(window::WindowJournalBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +144,9 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
         BenchCommand::Journal(a) => tokio::task::block_in_place(|| journal::bench_journal(&a))?,
         BenchCommand::Backfill(a) => tokio::task::block_in_place(|| backfill::bench_backfill(&a))?,
+        BenchCommand::WindowJournal(a) => {
+            tokio::task::block_in_place(|| window::bench_window_journal(&a))?
+        }
         BenchCommand::Window(a) => tokio::task::block_in_place(|| window::bench_window(&a))?,
         BenchCommand::Flow(a) => tokio::task::block_in_place(|| flow::bench_flow(&a))?,
         BenchCommand::Charts(a) => tokio::task::block_in_place(|| charts::bench_charts(&a)),

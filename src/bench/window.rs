@@ -227,3 +227,111 @@ pub fn bench_window(a: &WindowBenchArgs) -> anyhow::Result<Value> {
         "tray": tray,
     }))
 }
+
+#[derive(Args, Debug)]
+pub struct WindowJournalBenchArgs {
+    /// Events in the journal (written first when the directory holds fewer)
+    #[arg(long, default_value_t = 10_000_000)]
+    events: usize,
+    /// The journal's directory (kept, so later runs reuse it)
+    #[arg(long, value_name = "DIR")]
+    dir: std::path::PathBuf,
+    /// Seconds each window stays open (memory is read one second before it closes)
+    #[arg(long, default_value_t = 8.0)]
+    secs: f64,
+}
+
+/// Fills the journal at `dir` with compact demo events up to `n`, ending now.
+fn fill_journal(dir: &Path, n: usize) -> anyhow::Result<usize> {
+    use candybar_core::demo::{Demo, DemoConfig};
+    use candybar_journal::{JournalConfig, JournalReader, JournalWriter};
+    let have = JournalReader::open(dir).map_or(0, |r| {
+        r.blocks().map(|b| b.header.count as usize).sum::<usize>()
+    });
+    if have >= n {
+        return Ok(have);
+    }
+    let mut cfg = JournalConfig::new(dir.to_owned());
+    cfg.max_age = None;
+    cfg.max_bytes = None;
+    let mut writer = JournalWriter::open(cfg, "candybar bench")?;
+    let mut demo = Demo::new(
+        DemoConfig {
+            compact: true,
+            seed: have as u64 + 1,
+            ..DemoConfig::default()
+        },
+        &candybar_core::registry::Registry::example(),
+    );
+    let t0 = candybar_core::time::now_us() - (n - have) as i64 * 20;
+    for i in 0..n - have {
+        writer.append(&demo.next_message(t0 + i as i64 * 20));
+        if i % 8192 == 0 {
+            writer.tick();
+        }
+    }
+    writer
+        .flush()
+        .map_err(|e| anyhow::anyhow!("cannot write the journal: {e}"))?;
+    Ok(have + writer.stats().kept as usize)
+}
+
+/// `candybar bench window-journal`: the window opened on a big journal that a recorder holds
+/// (this process takes the writer's lock, as `candybar record` would), against the same window
+/// with `--no-journal` in the same run: launch → first frame, events it opened with, memory.
+pub fn bench_window_journal(a: &WindowJournalBenchArgs) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some(),
+        "no display: run under Xvfb, e.g. `Xvfb :99 & DISPLAY=:99 candybar bench window-journal`"
+    );
+    let secs = candybar_core::time::checked_secs(a.secs, 3.0, 600.0, "--secs")
+        .map_err(anyhow::Error::msg)?;
+    let events = fill_journal(&a.dir, a.events)?;
+    let disk: u64 = std::fs::read_dir(&a.dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let tmp = tempfile::tempdir()?;
+    let run = |journal: bool| -> anyhow::Result<Value> {
+        let stats = tmp.path().join("stats.json");
+        let mut args = vec![
+            s(&"--no-tray"),
+            s(&"--exit-after"),
+            s(&secs.as_secs_f64()),
+            s(&"--stats-out"),
+            s(&stats.display()),
+        ];
+        // The lock says a recorder writes the journal: the window reads it instead of a broker.
+        let _writer = if journal {
+            args.extend([s(&"--journal"), s(&a.dir.display())]);
+            Some(candybar_journal::JournalWriter::open(
+                candybar_journal::JournalConfig::new(a.dir.clone()),
+                "candybar bench window-journal",
+            )?)
+        } else {
+            args.extend([s(&"--no-journal"), s(&"--demo-rate"), s(&0)]);
+            None
+        };
+        let child = spawn(&args, tmp.path())?;
+        let pid = child.id();
+        std::thread::sleep(secs.saturating_sub(Duration::from_secs(1)));
+        let memory = memory_mb(pid);
+        wait(child, secs + Duration::from_mins(1))?;
+        let report = read_stats(&stats)?;
+        Ok(json!({
+            "first_frame_ms": report["first_frame_ms"],
+            "events_stored": report["events_stored"],
+            "memory_mb": memory,
+        }))
+    };
+    let with = run(true)?;
+    let without = run(false)?;
+    Ok(json!({
+        "bench": "window-journal",
+        "journal_events": events,
+        "journal_mb": (disk as f64 / 1_048_576.0).round(),
+        "window_on_journal": with,
+        "baseline_no_journal": without,
+    }))
+}
