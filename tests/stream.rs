@@ -261,6 +261,10 @@ fn record_backfills_what_it_missed_from_the_stream_exactly_once_at_the_events_ow
             .contains("no events were lost"),
         "a stream kept what came meanwhile"
     );
+    // `-n` counts events, not the gap lines between them.
+    let (_, text, _) = run(&["query", "--journal", path_str(&journal), "-n", "700"]);
+    let events = text.lines().filter(|l| !l.starts_with("──")).count();
+    assert_eq!(events, 700, "{text}");
 
     // The history sits at its own time: two hours back, not at the moment it was read.
     let old = query(&journal, &["--until", "1h"]);

@@ -333,6 +333,8 @@ struct Pending {
     time: Micros,
     order: u64,
     bytes: Vec<u8>,
+    /// An event (counted by `-n`), not a gap line.
+    event: bool,
 }
 
 impl PartialEq for Pending {
@@ -405,6 +407,7 @@ impl Matcher {
                         time: *end_us,
                         order: self.order,
                         bytes: format!("── {line}\n").into_bytes(),
+                        event: false,
                     });
                 }
                 _ => {}
@@ -426,6 +429,7 @@ impl Matcher {
                     time: event.received_us,
                     order: self.order,
                     bytes,
+                    event: true,
                 });
             }
         }
@@ -469,7 +473,7 @@ pub(crate) fn pass(
         {
             let Some(p) = heap.pop() else { break };
             out.extend_from_slice(&p.bytes);
-            printed += 1;
+            printed += u64::from(p.event);
             if printed >= limit {
                 break 'pass;
             }
@@ -482,7 +486,7 @@ pub(crate) fn pass(
         && let Some(p) = heap.pop()
     {
         out.extend_from_slice(&p.bytes);
-        printed += 1;
+        printed += u64::from(p.event);
     }
     Some(printed)
 }
@@ -584,7 +588,7 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
             matcher.block(&entries, since, Micros::MAX, &mut found);
             for p in found.drain(..) {
                 out.extend_from_slice(&p.bytes);
-                printed += 1;
+                printed += u64::from(p.event);
                 if printed >= limit {
                     break;
                 }
