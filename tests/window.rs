@@ -275,6 +275,27 @@ fn a_disconnection_shows_as_a_separator_row() {
 }
 
 #[test]
+fn a_night_nothing_recorded_reads_as_such_in_hours() {
+    let mut harness = app(ThemeChoice::Dark);
+    let at = T0_US + EVENTS * 10_000;
+    let night = (14 * 3600 + 30 * 60) * 1_000_000;
+    harness.state_mut().live.store.record_gap(
+        at,
+        at + night,
+        candybar_core::source::NOT_RECORDING,
+        false,
+    );
+    let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
+    harness
+        .state_mut()
+        .live
+        .store
+        .insert(&demo.next_message(at + night + 10_000));
+    harness.run_steps(4);
+    harness.get_by_label_contains("nothing recorded for 14 h 30 min");
+}
+
+#[test]
 fn the_connection_dialog_explains_a_bad_url() {
     let mut harness = app(ThemeChoice::Dark);
     harness.get_by_label("Connection…").click();

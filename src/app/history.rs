@@ -167,7 +167,7 @@ pub fn recorded(
                 let gap = SourceMsg::Gap {
                     start_us,
                     end_us: candybar_core::time::now_us(),
-                    reason: crate::cli::journal::NOT_RECORDING.into(),
+                    reason: candybar_core::source::NOT_RECORDING.into(),
                     lossless: o.lossless,
                 };
                 sink.copy(&gap);

@@ -129,7 +129,12 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
             &choice,
             SourceChoice::Amqp(cfg) if !matches!(cfg.queue, QueueMode::Private)
         );
-        writer.append_gap(newest, now_us(), NOT_RECORDING, lossless);
+        writer.append_gap(
+            newest,
+            now_us(),
+            candybar_core::source::NOT_RECORDING,
+            lossless,
+        );
     }
     let mut handle = choice.spawn();
     eprintln!(
@@ -244,9 +249,6 @@ fn backfill_start(newest: Option<Micros>) -> StreamStart {
         None => StreamStart::First,
     }
 }
-
-/// The reason of the gap between a journal's newest entry and a writer opening it again.
-pub(crate) const NOT_RECORDING: &str = "nothing was recording";
 
 /// How far before the journal's newest event a stream backfill begins: the stream's timestamps
 /// are per chunk and the clocks of broker and recorder differ a little.

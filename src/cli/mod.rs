@@ -480,10 +480,10 @@ pub(crate) fn gap_text(start_us: Micros, end_us: Micros, reason: &str, lossless:
         ("gap", "events published meanwhile may be missing")
     };
     format!(
-        "{what} {} → {} ({:.2} s): {}; {after}",
+        "{what} {} → {} ({}): {}; {after}",
         format_clock(start_us),
         format_clock(end_us),
-        (end_us - start_us) as f64 / 1e6,
+        candybar_core::time::format_span(end_us - start_us),
         printable(reason)
     )
 }

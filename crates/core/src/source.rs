@@ -5,6 +5,10 @@ use std::time::Duration;
 /// The durable queue's name when `--durable-queue` is given without one.
 pub const DEFAULT_DURABLE_QUEUE: &str = "candybar_visualization_queue";
 
+/// The reason of the gap a journal writer marks between the journal's newest entry and the
+/// moment it opens it again.
+pub const NOT_RECORDING: &str = "nothing was recording";
+
 /// Connection state, for the status bar and `tail`'s messages.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceState {

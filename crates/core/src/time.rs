@@ -109,6 +109,22 @@ pub fn format_rfc3339(us: Micros) -> String {
     )
 }
 
+/// A length of time for people: "4.2 s", "12 min 5 s", "14 h 30 min", "2 d 3 h".
+#[must_use]
+pub fn format_span(us: Micros) -> String {
+    let us = us.max(0);
+    if us < 60 * MICROS_PER_SEC {
+        return format!("{:.1} s", us as f64 / 1e6);
+    }
+    let s = us / MICROS_PER_SEC;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h) {
+        (0, 0) => format!("{m} min {sec} s"),
+        (0, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
 /// `HH:MM:SS.mmm` in UTC, for compact tables.
 #[must_use]
 pub fn format_clock(us: Micros) -> String {
@@ -183,6 +199,21 @@ pub fn checked_rate(value: f64, min: f64, max: f64, what: &str) -> Result<f64, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_read_like_people_say_them() {
+        assert_eq!(format_span(4_200_000), "4.2 s");
+        assert_eq!(format_span(725 * MICROS_PER_SEC), "12 min 5 s");
+        assert_eq!(
+            format_span((14 * 3600 + 30 * 60) * MICROS_PER_SEC),
+            "14 h 30 min"
+        );
+        assert_eq!(
+            format_span((2 * 86_400 + 3 * 3600 + 7) * MICROS_PER_SEC),
+            "2 d 3 h"
+        );
+        assert_eq!(format_span(-5), "0.0 s");
+    }
 
     #[test]
     fn absurd_durations_and_rates_are_refused_in_words() {

@@ -355,19 +355,24 @@ impl StreamViewState {
 }
 
 fn gap_row(row: &mut egui_extras::TableRow<'_, '_>, gap: &Gap, theme: Theme, tz: TimeZoneChoice) {
-    let secs = (gap.end_us - gap.start_us) as f64 / 1e6;
+    let span = candybar_core::time::format_span(gap.end_us - gap.start_us);
+    let what = if gap.reason == candybar_core::source::NOT_RECORDING {
+        "nothing recorded"
+    } else if gap.lossless {
+        "connection interrupted"
+    } else {
+        "disconnected"
+    };
     let text = if gap.lossless {
         format!(
-            "⚠ connection interrupted for {secs:.1} s ({} → {}): {} — the broker kept what was \
-             published meanwhile",
+            "⚠ {what} for {span} ({} → {}): {} — the broker kept what was published meanwhile",
             tz.clock(gap.start_us),
             tz.clock(gap.end_us),
             printable(&gap.reason)
         )
     } else {
         format!(
-            "⚠ disconnected for {secs:.1} s ({} → {}): {} — events published meanwhile may be \
-             missing",
+            "⚠ {what} for {span} ({} → {}): {} — events published meanwhile may be missing",
             tz.clock(gap.start_us),
             tz.clock(gap.end_us),
             printable(&gap.reason)
