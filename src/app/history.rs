@@ -309,9 +309,7 @@ impl JournalRecorder {
     /// Opens the journal at `dir` for writing (another writer or a file in the way: the error in
     /// words) and starts its thread.
     pub fn start(dir: &Path, retention: Retention, status: SharedStatus) -> Result<Self, String> {
-        let mut cfg = JournalConfig::new(dir.to_owned());
-        cfg.max_age = Some(Duration::from_micros(retention.max_age_us.max(0) as u64));
-        cfg.max_bytes = Some(retention.max_bytes);
+        let cfg = JournalConfig::retained(dir.to_owned(), retention);
         let writer = JournalWriter::open(cfg, "the candybar window").map_err(|e| e.to_string())?;
         let (tx, rx) = sync_channel(SINK_CAPACITY);
         let (stop_tx, stop_rx) = sync_channel(1);

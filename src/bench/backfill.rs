@@ -107,7 +107,7 @@ async fn bare_read(url: &str, n: usize) -> anyhow::Result<Duration> {
 
 /// Events in the journal at `dir`, by its blocks' counts (0 before it exists).
 fn journaled(dir: &Path) -> usize {
-    JournalReader::open(dir).map_or(0, |r| r.blocks().map(|b| b.header.count as usize).sum())
+    JournalReader::open(dir).map_or(0, |r| r.entry_count())
 }
 
 #[allow(clippy::too_many_lines)] // a broker, a stream, the events, the recorder, the baseline

@@ -245,9 +245,7 @@ pub struct WindowJournalBenchArgs {
 fn fill_journal(dir: &Path, n: usize) -> anyhow::Result<usize> {
     use candybar_core::demo::{Demo, DemoConfig};
     use candybar_journal::{JournalConfig, JournalReader, JournalWriter};
-    let have = JournalReader::open(dir).map_or(0, |r| {
-        r.blocks().map(|b| b.header.count as usize).sum::<usize>()
-    });
+    let have = JournalReader::open(dir).map_or(0, |r| r.entry_count());
     if have >= n {
         return Ok(have);
     }

@@ -65,9 +65,7 @@ const RECORD_PREFETCH: u16 = 10_000;
 /// Opens the journal for writing and says what opening it found (damage, a torn tail).
 /// `Err`: it cannot be written (said; exit code 2).
 fn open_writer(dir: &Path, r: Retention, who: &str) -> Result<JournalWriter, ExitCode> {
-    let mut cfg = JournalConfig::new(dir.to_owned());
-    cfg.max_age = Some(Duration::from_micros(r.max_age_us.max(0) as u64));
-    cfg.max_bytes = Some(r.max_bytes);
+    let cfg = JournalConfig::retained(dir.to_owned(), r);
     let mut writer = JournalWriter::open(cfg, who).map_err(|e| {
         eprintln!("candybar: {e}");
         ExitCode::from(2)

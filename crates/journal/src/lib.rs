@@ -66,6 +66,16 @@ impl JournalConfig {
             backlog_bytes: 64 << 20,
         }
     }
+
+    /// The defaults, kept within `retention` (`[journal] max_age` / `max_size_mb`).
+    #[must_use]
+    pub fn retained(dir: PathBuf, retention: candybar_core::config::Retention) -> Self {
+        Self {
+            max_age: Some(Duration::from_micros(retention.max_age_us.max(0) as u64)),
+            max_bytes: Some(retention.max_bytes),
+            ..Self::new(dir)
+        }
+    }
 }
 
 /// What stops a journal from being opened or read. Each says what to do.

@@ -264,6 +264,12 @@ impl JournalReader {
     }
 
     /// Every block, oldest segment first, in the order written.
+    /// How many entries (events and gaps) the journal's readable blocks hold.
+    #[must_use]
+    pub fn entry_count(&self) -> usize {
+        self.blocks().map(|b| b.header.count as usize).sum()
+    }
+
     /// When the newest entry the journal holds was received; `None` for an empty journal.
     #[must_use]
     pub fn newest_us(&self) -> Option<candybar_core::time::Micros> {
