@@ -98,6 +98,17 @@ fn absurd_durations_and_rates_are_refused_not_a_panic() {
         &[],
         "--replay-speed = 0 is out of range",
     );
+    // A moment the window cannot travel to, or no journal to travel in.
+    refused(
+        &["--no-tray", "--at", "someday"],
+        &[("CANDYBAR_SOCKET", socket)],
+        "--at \"someday\" is neither a duration (2h, 30m, 7d) nor a moment",
+    );
+    refused(
+        &["--demo", "--no-tray", "--at", "2h"],
+        &[("CANDYBAR_SOCKET", socket)],
+        "--at shows a moment from the journal, and this window has none",
+    );
     let cfg = config(&dir, "[demo]\nrate = -5\n");
     refused(
         &["tail", "--config", &cfg, "-n", "1"],

@@ -42,7 +42,8 @@ impl CandybarApp {
     /// Applies what the views asked for this frame, in order.
     pub(super) fn apply_commands(&mut self, ctx: &egui::Context) {
         for cmd in self.viewer.take_commands() {
-            let Some(cmd) = self.viewer.apply(cmd, &self.live.store, ctx) else {
+            let (store, _) = super::shown(&self.live, self.travel.as_ref(), self.clock);
+            let Some(cmd) = self.viewer.apply(cmd, store, ctx) else {
                 continue;
             };
             match cmd {
@@ -66,6 +67,7 @@ impl CandybarApp {
                     }
                 }
                 Command::Connect(req) => self.connect(req),
+                Command::TravelTo(at) => self.travel_to(at),
                 Command::SetPaused(paused) => self.paused = paused,
                 Command::Dictation(action) => {
                     if let Some(d) = &self.dictation {
@@ -192,13 +194,8 @@ impl CandybarApp {
 
     /// Starts writing events `seqs` to `path` (the writer thread creates the file).
     fn start_export(&mut self, path: &Path, format: ExportFormat, seqs: Vec<u64>, single: bool) {
-        if single
-            && self
-                .live
-                .store
-                .get(seqs.first().copied().unwrap_or(0))
-                .is_none()
-        {
+        let (store, _) = super::shown(&self.live, self.travel.as_ref(), self.clock);
+        if single && store.get(seqs.first().copied().unwrap_or(0)).is_none() {
             self.toast(ToastLevel::Error, "this event has been evicted from memory");
             return;
         }
@@ -213,7 +210,8 @@ impl CandybarApp {
 
     pub(super) fn step_export(&mut self) {
         let Some(job) = &mut self.export else { return };
-        match job.step(&self.live.store, EXPORT_BUDGET) {
+        let (store, _) = super::shown(&self.live, self.travel.as_ref(), self.clock);
+        match job.step(store, EXPORT_BUDGET) {
             ExportStatus::Running => self.ctx.request_repaint(),
             ExportStatus::Done {
                 path,

@@ -41,6 +41,8 @@ pub type SharedStatus = Arc<Mutex<JournalStatus>>;
 /// The window's journal: what the status bar says, the recording thread when the window
 /// records, and — while it reads a recorder's journal — how to take over when the recorder stops.
 pub struct History {
+    /// Where the journal is (the timeline reads it).
+    pub dir: PathBuf,
     pub status: SharedStatus,
     pub recorder: Option<JournalRecorder>,
     pub takeover: Option<Takeover>,

@@ -8,6 +8,7 @@
 //! - [`export`]: writing events to a file off the UI thread.
 //! - [`history`]: the journal — the recent past when the window opens, recording what it
 //!   receives, or reading `candybar record`'s journal live.
+//! - [`travel`]: the journal's timeline, and the past loaded from it when a moment is picked.
 //! - [`tray`]: the tray icon and its menu. [`run`]: opening the window.
 
 mod commands;
@@ -17,6 +18,7 @@ pub mod history;
 mod run;
 #[cfg(target_os = "linux")]
 pub mod runtime_libs;
+pub mod travel;
 pub mod tray;
 
 use std::path::{Path, PathBuf};
@@ -114,6 +116,8 @@ pub struct AppInit {
     pub autostart: bool,
     /// The journal, when the window records or reads one.
     pub history: Option<history::History>,
+    /// Open at this moment from the journal instead of live.
+    pub at: Option<Micros>,
 }
 
 impl AppInit {
@@ -138,6 +142,7 @@ impl AppInit {
             start_hidden: false,
             autostart: false,
             history: None,
+            at: None,
         }
     }
 }
@@ -168,6 +173,8 @@ pub struct CandybarApp {
     pub live: Live,
     /// The journal, when the window records or reads one.
     history: Option<history::History>,
+    /// The journal's timeline and the past shown, when there is a journal.
+    pub travel: Option<travel::Travel>,
     pub clock: Clock,
     /// The wgpu renderer's state, for the views that draw with their own shaders.
     render_state: Option<eframe::egui_wgpu::RenderState>,
@@ -232,18 +239,16 @@ impl CandybarApp {
         let ctx = cc.egui_ctx.clone();
         let waker = ctx.clone();
         init.live.set_waker(move || waker.request_repaint());
-        let registry_status = match &init.registry_path {
-            Some(path) => RegistryStatus::Loaded {
-                path: path.clone(),
-                services: init.registry.services.len(),
-            },
-            None if init.registry.services.is_empty() => RegistryStatus::NotConfigured,
-            None => RegistryStatus::Example,
-        };
+        let travel = init.history.as_ref().map(|h| {
+            let waker = ctx.clone();
+            travel::Travel::start(h.dir.clone(), move || waker.request_repaint())
+        });
+        let registry_status = registry_status(init.registry_path.as_ref(), &init.registry);
         let mut app = Self {
             viewer,
             live: init.live,
             history: init.history,
+            travel,
             clock: init.clock,
             render_state: cc.wgpu_render_state.clone(),
             export: None,
@@ -304,6 +309,9 @@ impl CandybarApp {
                 ),
             }
         }
+        if init.at.is_some() {
+            app.travel_to(init.at);
+        }
         if !persisted.filter.is_empty() {
             app.viewer
                 .apply_filter_text(persisted.filter, &app.live.store);
@@ -313,7 +321,54 @@ impl CandybarApp {
 
     /// Sets the filter field; a text that parses replaces the running filter.
     pub fn apply_filter_text(&mut self, text: String) {
-        self.viewer.apply_filter_text(text, &self.live.store);
+        let (store, _) = shown(&self.live, self.travel.as_ref(), self.clock);
+        self.viewer.apply_filter_text(text, store);
+    }
+
+    /// The views are about to draw another store: an export of the one they drew stops (its
+    /// sequence numbers mean other events in the next).
+    fn before_store_change(&mut self) {
+        if let Some(job) = self.export.take() {
+            job.cancel();
+            self.toast(
+                ToastLevel::Info,
+                "Export cancelled: the window moved to another time",
+            );
+        }
+    }
+
+    /// Travels to `at` (`None`: back to live).
+    fn travel_to(&mut self, at: Option<Micros>) {
+        let Some(travel) = self.travel.as_mut() else {
+            return;
+        };
+        if let Some(at) = at {
+            let waker = self.ctx.clone();
+            let config = self.live.store.config().clone();
+            travel.go(at, config, move || waker.request_repaint());
+        } else {
+            let was_past = travel.past.is_some();
+            travel.live();
+            if was_past {
+                self.before_store_change();
+                self.viewer.store_changed(&self.live.store);
+            }
+        }
+    }
+
+    /// A past finished loading: the views draw it (or say why it could not be read).
+    fn poll_travel(&mut self) {
+        let Some(done) = self.travel.as_mut().and_then(travel::Travel::poll) else {
+            return;
+        };
+        match done {
+            Ok(()) => {
+                self.before_store_change();
+                let (store, _) = shown(&self.live, self.travel.as_ref(), self.clock);
+                self.viewer.store_changed(store);
+            }
+            Err(e) => self.toast(ToastLevel::Error, format!("cannot read the journal: {e}")),
+        }
     }
 
     /// The dictation worker's status (recording, text, history), if dictation runs.
@@ -494,10 +549,12 @@ impl CandybarApp {
             _ => Probes::default(),
         };
         let journal = self.history.as_ref().map(|h| h.status.lock().clone());
+        let timeline = self.travel.as_ref().map(|t| (t.timeline(), t.loading()));
+        let (store, now_us) = shown(&self.live, self.travel.as_ref(), self.clock);
         // What this frame shows, borrowed from the app's workers (fields apart from the viewer).
         let cx = ViewContext {
-            store: &self.live.store,
-            now_us: self.clock.now_us(),
+            store,
+            now_us,
             source: SourceInfo {
                 describe: &self.live.describe,
                 demo_reason: self.live.demo_reason.as_deref(),
@@ -522,6 +579,20 @@ impl CandybarApp {
                 line: &j.line,
                 hover: &j.hover,
                 warning: j.warning.as_deref(),
+            }),
+            timeline: timeline.as_ref().and_then(|(t, loading)| {
+                Some(candybar_ui::TimelineInfo {
+                    span: t.span?,
+                    density: &t.density,
+                    at: self
+                        .travel
+                        .as_ref()
+                        .and_then(|t| t.past.as_ref())
+                        .map(|p| p.at_us),
+                    loading: *loading,
+                    in_memory_from: self.live.store.oldest_received_us(),
+                    now_us: self.clock.now_us(),
+                })
             }),
         };
         self.viewer.frame_ui(ui, &cx);
@@ -585,11 +656,9 @@ impl CandybarApp {
         if report.more {
             ctx.request_repaint();
         }
-        if self
-            .viewer
-            .stream
-            .update(&self.live.store, self.clock.now_us(), SCAN_BUDGET)
-        {
+        self.poll_travel();
+        let (store, now_us) = shown(&self.live, self.travel.as_ref(), self.clock);
+        if self.viewer.stream.update(store, now_us, SCAN_BUDGET) {
             ctx.request_repaint();
         }
         self.step_export();
@@ -701,6 +770,30 @@ impl eframe::App for CandybarApp {
         }
         self.write_stats();
         self.finish_dictation_before_exit();
+    }
+}
+
+/// What the status bar first says about the registry.
+fn registry_status(path: Option<&PathBuf>, registry: &Registry) -> RegistryStatus {
+    match path {
+        Some(path) => RegistryStatus::Loaded {
+            path: path.clone(),
+            services: registry.services.len(),
+        },
+        None if registry.services.is_empty() => RegistryStatus::NotConfigured,
+        None => RegistryStatus::Example,
+    }
+}
+
+/// The store the views draw and their "now": the past when the window travels, else live.
+fn shown<'a>(
+    live: &'a Live,
+    travel: Option<&'a travel::Travel>,
+    clock: Clock,
+) -> (&'a EventStore, Micros) {
+    match travel.and_then(|t| t.past.as_ref()) {
+        Some(p) => (&p.store, p.at_us),
+        None => (&live.store, clock.now_us()),
     }
 }
 

@@ -62,6 +62,10 @@ pub struct WindowArgs {
     /// Neither read nor write the journal
     #[arg(long)]
     pub no_journal: bool,
+    /// Open at this moment from the journal (2h, 1d: ago; or 2026-12-05T14:00:00Z) instead of
+    /// live; the timeline's "Live" returns to now
+    #[arg(long, value_name = "WHEN")]
+    pub at: Option<String>,
 }
 
 /// Opens the window on the source the flags and config choose. Call with a tokio runtime
@@ -76,6 +80,12 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
         ),
         None => None,
     };
+    let at = args
+        .at
+        .as_deref()
+        .map(|w| crate::cli::journal::parse_when(w, candybar_core::time::now_us(), "--at"))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let exit_after = args
         .exit_after
         .map(|s| checked_secs(s, 0.0, 31_536_000.0, "--exit-after").map(|_| s))
@@ -175,6 +185,13 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
         takeover_amqp,
         live.store.config().max_events,
     );
+    if at.is_some() && history.is_none() {
+        anyhow::bail!(
+            "--at shows a moment from the journal, and this window has none (the demo feed, a \
+             replay and --no-journal keep no history): connect to a broker, or run `candybar \
+             record`"
+        );
+    }
     let demo = demo_reason.is_some();
     live.connect(handle, demo_reason);
     // Without a registry file the views show the example only while the demo feed simulates
@@ -222,6 +239,7 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
         start_hidden: args.minimized,
         autostart: crate::autostart::is_enabled(),
         history,
+        at,
     };
     #[cfg(target_os = "linux")]
     {
@@ -309,7 +327,7 @@ fn open_history(
                 Ok(recorder) => {
                     eprintln!("candybar: recording into the journal at {}", dir.display());
                     let opening = history::Opening {
-                        dir,
+                        dir: dir.clone(),
                         max: preload,
                         lossless: amqp.as_ref().is_some_and(|c| {
                             !matches!(c.queue, candybar_bus::amqp::QueueMode::Private)
@@ -317,6 +335,7 @@ fn open_history(
                     };
                     let handle = history::recorded(handle, recorder.sink(), Some(opening));
                     let history = History {
+                        dir,
                         status,
                         recorder: Some(recorder),
                         takeover: None,
@@ -332,6 +351,7 @@ fn open_history(
                         warning: Some(format!("not recording: {e}")),
                     };
                     let history = History {
+                        dir,
                         status,
                         recorder: None,
                         takeover: None,
@@ -352,7 +372,8 @@ fn open_history(
             *status.lock() = JournalStatus {
                 line: "journal: read live".into(),
                 hover: format!(
-                    "{who} records into {}; this window reads what it writes instead of                      consuming a second copy from the bus",
+                    "{who} records into {}; this window reads what it writes instead of \
+                     consuming a second copy from the bus",
                     dir.display()
                 ),
                 warning: None,
@@ -360,6 +381,7 @@ fn open_history(
             drop(handle); // the broker is the recorder's to consume
             let followed = history::followed(dir.clone(), &who, preload);
             let history = History {
+                dir: dir.clone(),
                 status,
                 recorder: None,
                 takeover: Some(Takeover {

@@ -385,12 +385,25 @@ async fn bench_ingest(a: &IngestArgs, source: &SourceArgs) -> anyhow::Result<ser
     let mut publisher = Publisher::new(url, BENCH_EXCHANGE);
     let mut bare = Vec::new();
     let mut candy = Vec::new();
-    for round in 0..a.rounds * 2 {
+    let mut recording = Vec::new();
+    let mut recorded = Vec::new();
+    for round in 0..a.rounds * 3 {
         fill_queue(&mut publisher, url, &pool).await?;
-        if round % 2 == 0 {
-            bare.push(drain_bare(url, a.count).await?);
-        } else {
-            candy.push(drain_candybar(url, a.count).await?);
+        match round % 3 {
+            0 => bare.push(drain_bare(url, a.count).await?),
+            1 => candy.push(drain_candybar(url, a.count, None).await?),
+            _ => {
+                // The window's recording path: the same source, each message copied to the
+                // journal thread, which writes it (a journal of its own per round).
+                let dir = tempfile::Builder::new()
+                    .prefix("candybar-bench-ingest")
+                    .tempdir()?;
+                let journal = dir.path().join("journal");
+                recording.push(drain_candybar(url, a.count, Some(&journal)).await?);
+                recorded.push(
+                    candybar_journal::JournalReader::open(&journal).map_or(0, |r| r.entry_count()),
+                );
+            }
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -398,17 +411,22 @@ async fn bench_ingest(a: &IngestArgs, source: &SourceArgs) -> anyhow::Result<ser
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
     let (b, c) = (median(&mut bare.clone()), median(&mut candy.clone()));
+    let r = median(&mut recording.clone());
     Ok(json!({
         "bench": "ingest",
         "broker": broker.masked(),
         "messages_per_round": a.count,
         "mean_body_bytes": mean_body.round(),
-        "mode": "durable queue, prefetch 1000, multiple-ack every 100 (both consumers)",
+        "mode": "durable queue, prefetch 1000, multiple-ack every 100 (every consumer)",
         "bare_lapin_per_sec": bare.iter().map(|x| x.round()).collect::<Vec<_>>(),
         "candybar_per_sec": candy.iter().map(|x| x.round()).collect::<Vec<_>>(),
         "bare_lapin_median_per_sec": b.round(),
         "candybar_median_per_sec": c.round(),
         "ratio": ((c / b.max(1.0)) * 1000.0).round() / 1000.0,
+        "candybar_recording_per_sec": recording.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        "candybar_recording_median_per_sec": r.round(),
+        "recording_vs_not": ((r / c.max(1.0)) * 1000.0).round() / 1000.0,
+        "journaled_per_round": recorded,
     }))
 }
 
@@ -485,8 +503,13 @@ async fn drain_bare(url: &str, count: usize) -> anyhow::Result<f64> {
     Ok(count as f64 / secs)
 }
 
-/// candybar's AMQP source → store → filtered view, as the window and `tail` run them.
-async fn drain_candybar(url: &str, count: usize) -> anyhow::Result<f64> {
+/// candybar's AMQP source → store → filtered view, as the window and `tail` run them; with
+/// `journal`, also recorded into it as the window records (the journal closed before returning).
+async fn drain_candybar(
+    url: &str,
+    count: usize,
+    journal: Option<&std::path::Path>,
+) -> anyhow::Result<f64> {
     let cfg = AmqpConfig {
         url: url.into(),
         exchange: BENCH_EXCHANGE.into(),
@@ -497,6 +520,18 @@ async fn drain_candybar(url: &str, count: usize) -> anyhow::Result<f64> {
         ack_gate: None,
     };
     let mut handle = amqp::spawn(cfg);
+    let mut recorder = None;
+    if let Some(dir) = journal {
+        let retention = candybar_core::config::Retention {
+            max_age_us: i64::MAX,
+            max_bytes: u64::MAX,
+        };
+        let r =
+            crate::app::history::JournalRecorder::start(dir, retention, std::sync::Arc::default())
+                .map_err(anyhow::Error::msg)?;
+        handle = crate::app::history::recorded(handle, r.sink(), None);
+        recorder = Some(r);
+    }
     let mut store = EventStore::new(StoreConfig::default());
     let mut view = FilteredView::new(Filter::new("errors").unwrap_or_default());
     let mut start = None;
@@ -527,6 +562,9 @@ async fn drain_candybar(url: &str, count: usize) -> anyhow::Result<f64> {
     let secs = start.map_or(1.0, |s| s.elapsed().as_secs_f64());
     // Let the last acks go out before the source is dropped.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Some(mut r) = recorder {
+        tokio::task::block_in_place(|| r.finish(Duration::from_secs(30)));
+    }
     Ok(count as f64 / secs)
 }
 

@@ -14,10 +14,10 @@ use candybar_bus::amqp::{QueueMode, StreamStart};
 use candybar_bus::{AckGate, SourceMsg};
 use candybar_core::config::Retention;
 use candybar_core::export::{ExportEncoder, ExportFormat, read_ndjson_line};
-use candybar_core::filter::{Filter, FilteredView, parse_duration};
+use candybar_core::filter::{EventSummary, Filter, FilteredView, parse_duration};
 use candybar_core::store::{EventStore, StoreConfig};
 use candybar_core::time::{Micros, now_us, parse_rfc3339_us};
-use candybar_journal::{Appended, Entry, JournalConfig, JournalReader, JournalWriter};
+use candybar_journal::{Appended, BlockRef, Entry, JournalConfig, JournalReader, JournalWriter};
 
 use super::{FilterArg, Settings, SourceArgs, SourceChoice, StateReport, print_gap};
 
@@ -317,7 +317,7 @@ pub struct QueryArgs {
 }
 
 /// `2h` (ago) or an RFC 3339 moment.
-fn parse_when(s: &str, now: Micros, what: &str) -> Result<Micros, String> {
+pub(crate) fn parse_when(s: &str, now: Micros, what: &str) -> Result<Micros, String> {
     if let Some(d) = parse_duration(s) {
         return Ok(now - d);
     }
@@ -386,12 +386,35 @@ impl Matcher {
         }
     }
 
+    /// Whether `block` may hold a match: `false` when its index rules it out.
+    pub(crate) fn may_hold(&self, reader: &mut JournalReader, block: &BlockRef) -> bool {
+        let filter = self.view.filter();
+        !filter.rules_out()
+            || reader
+                .index(block)
+                .is_none_or(|ix| filter.may_match_block(&ix, now_us()))
+    }
+
     /// The block's matching events within `[since, until)`, encoded.
     fn block(&mut self, entries: &[Entry], since: Micros, until: Micros, out: &mut Vec<Pending>) {
+        let (filter, now) = (self.view.filter(), now_us());
+        let prefilter = filter.rules_out();
         for e in entries {
             match e {
                 Entry::Event(m) if (since..until).contains(&m.received_us) => {
-                    self.store.insert(m);
+                    // What cannot match is not stored (a header decode instead of a store insert).
+                    let stored = !prefilter || {
+                        let d = candybar_core::decode::decode(m);
+                        let one = EventSummary {
+                            decoded: &d,
+                            routing_key: &m.routing_key,
+                            received_us: m.received_us,
+                        };
+                        filter.may_match_block(&one, now)
+                    };
+                    if stored {
+                        self.store.insert(m);
+                    }
                 }
                 // Text shows where nothing was received, in its place; the machine formats
                 // stay one event per record.
@@ -449,10 +472,15 @@ pub(crate) fn pass(
     out: &mut Vec<u8>,
     flush: &mut dyn FnMut(&mut Vec<u8>) -> bool,
 ) -> Option<u64> {
-    let blocks: Vec<_> = reader
+    let in_range: Vec<_> = reader
         .blocks()
         .filter(|b| b.header.max_us >= since && b.header.min_us < until)
         .copied()
+        .collect();
+    // The blocks whose index rules out a match are not read.
+    let blocks: Vec<_> = in_range
+        .into_iter()
+        .filter(|b| matcher.may_hold(reader, b))
         .collect();
     let mut oldest_ahead = vec![Micros::MAX; blocks.len() + 1];
     for i in (0..blocks.len()).rev() {
@@ -582,6 +610,9 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         }
         let new = reader.blocks_after(last_block);
         for b in &new {
+            if !matcher.may_hold(&mut reader, b) {
+                continue;
+            }
             let Some(entries) = tokio::task::block_in_place(|| reader.read(b)) else {
                 continue;
             };

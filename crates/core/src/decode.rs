@@ -27,10 +27,14 @@ pub struct Decoded<'a> {
     pub published_us: Option<Micros>,
 }
 
-/// Decodes a message: the body's header, then the AMQP properties and routing key as fallbacks.
+/// Decodes a message: the body's header (read before the body was cut, for a cut one), then the
+/// AMQP properties and routing key as fallbacks.
 #[must_use]
 pub fn decode(msg: &RawMessage) -> Decoded<'_> {
-    decode_parts(&msg.body, &msg.routing_key, msg.props.as_deref())
+    match &msg.precut {
+        Some(p) => complete(p.header.clone(), &msg.routing_key, msg.props.as_deref()),
+        None => decode_parts(&msg.body, &msg.routing_key, msg.props.as_deref()),
+    }
 }
 
 /// [`decode`] for a body whose header was read before the body was cut.

@@ -107,22 +107,54 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// Seconds each target runs in the tests: `CANDYBAR_FUZZ_SECS`, default 2.
+#[must_use]
+pub fn secs_per_target() -> f64 {
+    std::env::var("CANDYBAR_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s < 3600.0)
+        .unwrap_or(2.0)
+}
+
+/// Runs `target` for `secs` on mutations of `seeds` (bytes inserted, changed, flipped, cut) and
+/// now and then on random bytes: what CI runs where cargo-fuzz cannot (no nightly toolchain).
+/// How many inputs ran.
+pub fn run_mutated(seeds: &[&[u8]], target: impl Fn(&[u8]), secs: f64) -> u64 {
+    use rand::{Rng as _, SeedableRng as _};
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(0x00c0_ffee);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    let mut runs = 0u64;
+    while std::time::Instant::now() < end {
+        let mut input = seeds
+            .get(rng.random_range(0..seeds.len().max(1)))
+            .map(|s| s.to_vec())
+            .unwrap_or_default();
+        for _ in 0..rng.random_range(0..8) {
+            let at = rng.random_range(0..=input.len());
+            match rng.random_range(0..4) {
+                0 => input.insert(at, rng.random()),
+                1 if at < input.len() => input[at] = rng.random(),
+                2 if at < input.len() => input[at] ^= 1 << rng.random_range(0..8),
+                _ => input.truncate(at),
+            }
+        }
+        if rng.random_range(0..4) == 0 {
+            input = (0..rng.random_range(0..256))
+                .map(|_| rng.random())
+                .collect();
+        }
+        target(&input);
+        runs += 1;
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
-
-    use rand::{Rng as _, SeedableRng as _};
-
-    /// The fuzz targets on random input (and on mutations of a few seeds) for a bounded time:
-    /// what CI runs where cargo-fuzz cannot (no nightly toolchain). `CANDYBAR_FUZZ_SECS` per
-    /// target, default 2.
+    /// The fuzz targets on mutations of a few seeds and on random input for a bounded time.
     #[test]
     fn fuzz_targets_hold_on_random_input() {
-        let secs: f64 = std::env::var("CANDYBAR_FUZZ_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s < 3600.0)
-            .unwrap_or(2.0);
         let seeds: [&[u8]; 5] = [
             br#"{"event_id":"e","event_type":"a.b.completed","correlation_ids":["c"],"payload":{}}"#,
             b"agent.*.completed AND domain:llm OR NOT \"timeout\" last:15m",
@@ -130,30 +162,8 @@ mod tests {
             b"[store]\nbudget_mb = 64\n[amqp]\nurl = \"amqp://u:p@h/\"\n",
             b"\xef\xbb\xbf{\"event_type\":\"x\",\"event_type\":\"y\"}",
         ];
-        let mut rng = rand_pcg::Pcg64::seed_from_u64(0x00c0_ffee);
         for (name, target) in super::TARGETS {
-            let end = Instant::now() + Duration::from_secs_f64(secs);
-            let mut runs = 0u64;
-            while Instant::now() < end {
-                let mut input = seeds[rng.random_range(0..seeds.len())].to_vec();
-                for _ in 0..rng.random_range(0..8) {
-                    let at = rng.random_range(0..=input.len());
-                    match rng.random_range(0..3) {
-                        0 => input.insert(at, rng.random()),
-                        1 if at < input.len() => {
-                            input[at] = rng.random();
-                        }
-                        _ => input.truncate(at),
-                    }
-                }
-                if rng.random_range(0..4) == 0 {
-                    input = (0..rng.random_range(0..256))
-                        .map(|_| rng.random())
-                        .collect();
-                }
-                target(&input);
-                runs += 1;
-            }
+            let runs = super::run_mutated(&seeds, target, super::secs_per_target());
             assert!(runs > 0, "{name} never ran");
         }
     }

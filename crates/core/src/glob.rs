@@ -14,6 +14,14 @@ pub enum GlobMode {
 /// Whether `key` matches the topic `pattern`.
 #[must_use]
 pub fn topic_matches(pattern: &str, key: &str, mode: GlobMode) -> bool {
+    // No wildcard: word by word is the whole string (most filters name a type exactly, and a
+    // query tests it against every block's types).
+    if !pattern.contains(['*', '#']) {
+        return match mode {
+            GlobMode::Amqp => pattern == key,
+            GlobMode::Lenient => pattern.eq_ignore_ascii_case(key),
+        };
+    }
     let pat: Vec<&str> = pattern.split('.').collect();
     let words: Vec<&str> = key.split('.').collect();
     // Dynamic programming over (pattern word, key word): linear memory, no recursion, so a
@@ -122,6 +130,10 @@ mod tests {
         assert!(m("AGENT.#", "agent.thread.prompt"));
         assert!(m("theboard.#", "theboard.meeting.started"));
         assert!(!m("theboard.#", "llm.response"));
+        assert!(m("Agent.Thread.Prompt", "agent.thread.prompt"));
+        assert!(!m("agent.thread", "agent.thread.prompt"));
+        assert!(!m("agent.thread.prompt", "agent.thread"));
+        assert!(m("", ""));
     }
 
     #[test]

@@ -675,6 +675,12 @@ impl EventStore {
         self.locate(seq).map(|(b, i)| &b.metas[i])
     }
 
+    /// When the oldest event held was received.
+    #[must_use]
+    pub fn oldest_received_us(&self) -> Option<Micros> {
+        self.meta(self.first_seq()).map(|m| m.received_us)
+    }
+
     /// Blocks holding events from `from_seq` on, oldest first.
     pub fn blocks_from(&self, from_seq: u64) -> impl Iterator<Item = BlockView<'_>> {
         let first = self.first_seq();

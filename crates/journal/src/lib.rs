@@ -14,6 +14,8 @@
 //! - Retention by age and size drops whole segments, oldest first.
 
 pub mod format;
+pub mod fuzzing;
+pub mod index;
 mod reader;
 mod writer;
 
@@ -21,6 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use format::Entry;
+pub use index::BlockIndex;
 pub use reader::{BlockRef, Damage, JournalReader};
 pub use writer::{Appended, JournalWriter, Notice};
 

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use crate::format::{
     self, BLOCK_HEADER_LEN, BlockHeader, Entry, FRAME_HEADER_LEN, FRAME_MAGIC, HeaderProblem,
-    SEGMENT_HEADER_LEN,
+    INDEXED_BLOCK_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
+use crate::index::BlockIndex;
 use crate::{JournalError, format::FORMAT_VERSION};
 
 /// Where one block is.
@@ -66,6 +67,8 @@ pub struct JournalReader {
     /// A frame at the end of the newest segment that is not whole yet: a writer is writing it,
     /// or it was torn by a crash.
     incomplete_tail: Option<(PathBuf, u64)>,
+    /// The segment last read from, open.
+    open: Option<(u64, File)>,
 }
 
 impl JournalReader {
@@ -92,6 +95,7 @@ impl JournalReader {
             seen_damage: HashSet::new(),
             reported: 0,
             incomplete_tail: None,
+            open: None,
         };
         reader.refresh()?;
         Ok(reader)
@@ -114,6 +118,13 @@ impl JournalReader {
             }
         }
         self.segments.retain(|i, _| present.contains_key(i));
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|(s, _)| !self.segments.contains_key(s))
+        {
+            self.open = None;
+        }
         for (index, path) in present {
             self.segments.entry(index).or_insert_with(|| Segment {
                 path,
@@ -187,13 +198,18 @@ impl JournalReader {
             }
         }
         let mut found = Vec::new();
-        let mut head = [0u8; FRAME_HEADER_LEN + BLOCK_HEADER_LEN];
+        let mut head = [0u8; FRAME_HEADER_LEN + INDEXED_BLOCK_HEADER_LEN];
         while at < len {
-            let whole = len - at >= head.len() as u64;
+            // A format 1 header is shorter: what there is of the longest one is read, and the
+            // header decides whether it was enough.
+            let n = (len - at).min(head.len() as u64) as usize;
+            let whole = n >= FRAME_HEADER_LEN + BLOCK_HEADER_LEN;
             let parsed = if whole {
-                read_at(&mut file, at, &mut head).map_err(|e| JournalError::io(&path, &e))?;
-                format::read_frame_header(&head).and_then(|(plen, crc)| {
-                    format::read_block_header(&head[FRAME_HEADER_LEN..]).map(|h| (plen, crc, h))
+                read_at(&mut file, at, &mut head[..n]).map_err(|e| JournalError::io(&path, &e))?;
+                format::read_frame_header(&head[..n]).and_then(|(plen, crc)| {
+                    format::read_block_header(&head[FRAME_HEADER_LEN..n])
+                        .filter(|h| h.data_offset() <= plen)
+                        .map(|h| (plen, crc, h))
                 })
             } else {
                 None
@@ -228,7 +244,7 @@ impl JournalReader {
                     self.incomplete_tail = Some((path.clone(), at));
                     break;
                 }
-                None if newest && !whole && head_is_prefix(&mut file, at, len) => {
+                None if newest && n < head.len() && head_is_prefix(&mut file, at, len) => {
                     self.incomplete_tail = Some((path.clone(), at));
                     break;
                 }
@@ -292,13 +308,39 @@ impl JournalReader {
         }
     }
 
+    /// The open file of a segment (kept open for the next read of the same one).
+    fn file(&mut self, segment: u64) -> Option<(&mut File, PathBuf)> {
+        let path = self.segments.get(&segment)?.path.clone();
+        if self.open.as_ref().is_none_or(|(s, _)| *s != segment) {
+            self.open = Some((segment, File::open(&path).ok()?));
+        }
+        self.open.as_mut().map(|(_, f)| (f, path))
+    }
+
+    /// The block's index, when it has one that checks out: what [`candybar_core::filter::Filter`]
+    /// needs to rule the block out without reading it. `None` rules nothing out.
+    pub fn index(&mut self, block: &BlockRef) -> Option<BlockIndex> {
+        let h = block.header;
+        if h.index_len == 0 {
+            return None;
+        }
+        let (file, _) = self.file(block.segment)?;
+        let mut bytes = vec![0u8; h.index_len as usize];
+        read_at(
+            file,
+            block.offset + (FRAME_HEADER_LEN + h.index_offset()) as u64,
+            &mut bytes,
+        )
+        .ok()?;
+        BlockIndex::parse(bytes, (h.min_us, h.max_us))
+    }
+
     /// The entries of one block. A checksum mismatch or an unreadable block is reported (once)
     /// and gives `None`; a block dropped by retention meanwhile gives `None` silently.
     pub fn read(&mut self, block: &BlockRef) -> Option<Vec<Entry>> {
-        let path = self.segments.get(&block.segment)?.path.clone();
-        let mut file = File::open(&path).ok()?;
+        let (file, path) = self.file(block.segment)?;
         let mut frame = vec![0u8; FRAME_HEADER_LEN + block.len as usize];
-        if let Err(e) = read_at(&mut file, block.offset, &mut frame) {
+        if let Err(e) = read_at(file, block.offset, &mut frame) {
             self.note_damage(&path, block.offset, format!("cannot read the block: {e}"));
             return None;
         }
@@ -465,7 +507,8 @@ mod tests {
             .nth(2)
             .copied()
             .unwrap();
-        poke(&seg, third.offset + 40, |b| *b ^= 0x55);
+        // A byte inside the payload, past the headers.
+        poke(&seg, third.offset + 60, |b| *b ^= 0x55);
         let mut r = JournalReader::open(dir.path()).unwrap();
         assert_eq!(count(&mut r), 90);
         let damage = r.new_damage().to_vec();
@@ -530,6 +573,57 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("newer candybar"), "{err}");
+    }
+
+    /// A segment as candybar wrote them before blocks had an index (format 1, kind 1 blocks).
+    fn format_1_segment(path: &Path, events: std::ops::Range<usize>) {
+        let mut b = format::BlockBuilder::default();
+        for i in events {
+            let m = RawMessage {
+                received_us: i as i64,
+                routing_key: "old.event".into(),
+                body: format!(r#"{{"event_id":"old{i}","event_type":"old.event"}}"#).into_bytes(),
+                ..RawMessage::default()
+            };
+            b.push_event(&m, &candybar_core::decode::decode(&m));
+        }
+        let mut payload = vec![format::KIND_BLOCK];
+        payload.extend_from_slice(&b.count.to_le_bytes());
+        payload.extend_from_slice(&b.min_us.to_le_bytes());
+        payload.extend_from_slice(&b.max_us.to_le_bytes());
+        payload.extend_from_slice(&(b.raw.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&zstd::bulk::compress(&b.raw, 3).unwrap());
+        let mut seg = format::segment_header().to_vec();
+        seg[16..20].copy_from_slice(&1u32.to_le_bytes());
+        seg.extend_from_slice(&format::frame(&payload));
+        std::fs::write(path, seg).unwrap();
+    }
+
+    #[test]
+    fn a_journal_from_before_block_indexes_reads_and_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        format_1_segment(&dir.path().join(format::segment_name(1)), 0..50);
+        let mut w = JournalWriter::open(JournalConfig::new(dir.path().to_owned()), "t").unwrap();
+        let m = RawMessage {
+            received_us: 100,
+            routing_key: "new.event".into(),
+            body: br#"{"event_id":"new","event_type":"new.event"}"#.to_vec(),
+            ..RawMessage::default()
+        };
+        w.append(&m);
+        w.flush().unwrap();
+        let mut r = JournalReader::open(dir.path()).unwrap();
+        let blocks: Vec<_> = r.blocks().copied().collect();
+        assert_eq!(blocks.len(), 2, "{blocks:?}");
+        assert_eq!(count(&mut r), 51);
+        assert!(r.new_damage().is_empty(), "{:?}", r.new_damage());
+        assert!(
+            r.index(&blocks[0]).is_none(),
+            "a format 1 block has no index"
+        );
+        let new = r.index(&blocks[1]).expect("a new block has an index");
+        let old_only = candybar_core::filter::Filter::new("old.event").unwrap();
+        assert!(!old_only.may_match_block(&new, 0));
     }
 
     #[test]

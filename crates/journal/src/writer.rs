@@ -265,17 +265,18 @@ impl JournalWriter {
     /// Adds an event. A duplicate (by event id) is counted and not kept.
     pub fn append(&mut self, m: &RawMessage) -> Appended {
         self.accepted += 1;
+        let decoded = decode::decode(m);
         if self.cfg.dedup_window > 0
-            && let Some(id) = decode::decode(m).id
+            && let Some(id) = &decoded.id
         {
-            let key = id_key(&id);
+            let key = id_key(id);
             if self.ids.contains(&key) {
                 self.stats.duplicates += 1;
                 return Appended::Duplicate;
             }
             self.remember(key);
         }
-        self.block.push_event(m);
+        self.block.push_event(m, &decoded);
         self.stats.kept += 1;
         self.after_push();
         Appended::Kept

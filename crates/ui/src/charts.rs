@@ -42,6 +42,14 @@ pub struct ChartsViewState {
     rates_rect: Option<egui::Rect>,
 }
 
+impl ChartsViewState {
+    /// The next frame recuts the rates (the views now draw another store).
+    pub fn invalidate(&mut self) {
+        self.rates = None;
+        self.brush_from_sec = None;
+    }
+}
+
 impl Default for ChartsViewState {
     fn default() -> Self {
         Self {

@@ -49,6 +49,25 @@ pub struct ViewContext<'a> {
     pub render_state: Option<&'a eframe::egui_wgpu::RenderState>,
     /// The on-disk journal, when the window records or reads one.
     pub journal: Option<JournalInfo<'a>>,
+    /// The journal's timeline, when there is a journal to travel in.
+    pub timeline: Option<TimelineInfo<'a>>,
+}
+
+/// The journal's span as the timeline shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct TimelineInfo<'a> {
+    /// The oldest and newest receive times the journal holds.
+    pub span: (Micros, Micros),
+    /// Events in each equal slice of `span`, oldest first.
+    pub density: &'a [u32],
+    /// The moment the views show; `None` while live.
+    pub at: Option<Micros>,
+    /// A moment being loaded from the journal, and how many events have been read so far.
+    pub loading: Option<(Micros, usize)>,
+    /// The oldest event in memory (the live store): from there on nothing needs the disk.
+    pub in_memory_from: Option<Micros>,
+    /// Now (the views' `now_us` is the moment shown while travelling).
+    pub now_us: Micros,
 }
 
 /// The journal as the status bar shows it (the app fills it from its journal thread).
@@ -92,6 +111,7 @@ impl<'a> ViewContext<'a> {
             export: None,
             render_state: None,
             journal: None,
+            timeline: None,
         }
     }
 }

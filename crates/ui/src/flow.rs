@@ -62,6 +62,13 @@ impl FlowViewState {
         }
     }
 
+    /// The next frame rebuilds the graph (the views now draw another store).
+    pub fn invalidate(&mut self) {
+        self.built_at_us = None;
+        self.built_for = None;
+        self.edges = None;
+    }
+
     /// The graph as last built (tests and benches read it).
     #[must_use]
     pub fn graph(&self) -> &FlowGraph {

@@ -13,6 +13,7 @@
 //!   [`health`]: the registry's services. [`constellation`]: the agents (its own WGSL shaders).
 //! - [`dictation`]: record, live text, history search, dictation settings.
 //! - [`connection`]: the Connection dialog.
+//! - [`timeline`]: the journal's span under the views; picking a moment shows the past.
 //! - [`theme`], [`time_fmt`], [`frame_stats`]: colours, times, the window's own measurements.
 
 pub mod charts;
@@ -29,6 +30,7 @@ pub mod stats;
 pub mod stream;
 pub mod theme;
 pub mod time_fmt;
+pub mod timeline;
 pub mod viewer;
 
 use candybar_core::export::ExportFormat;
@@ -37,7 +39,8 @@ use candybar_core::voice::DictationAction;
 
 pub use connection::ConnectRequest;
 pub use context::{
-    DictationInfo, ExportProgress, HotkeyInfo, JournalInfo, RegistryStatus, SourceInfo, ViewContext,
+    DictationInfo, ExportProgress, HotkeyInfo, JournalInfo, RegistryStatus, SourceInfo,
+    TimelineInfo, ViewContext,
 };
 pub use dictation::DictationDraft;
 pub use theme::ThemeChoice;
@@ -127,6 +130,8 @@ pub enum Command {
     LocalServer(bool),
     /// Keep a token in the keychain: its name and value.
     SaveSecret(&'static str, Secret),
+    /// Show the platform as it was at this moment, from the journal (`None`: live again).
+    TravelTo(Option<candybar_core::time::Micros>),
     /// Quit, even where closing the window would only hide it.
     Quit,
 }

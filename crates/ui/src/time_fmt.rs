@@ -24,6 +24,12 @@ impl TimeZoneChoice {
         self.format(us, "%Y-%m-%d %H:%M")
     }
 
+    /// "2026-11-22 14:03:07", a moment on the timeline.
+    #[must_use]
+    pub fn minute_second(self, us: Micros) -> String {
+        self.format(us, "%Y-%m-%d %H:%M:%S")
+    }
+
     /// "2026-11-22 14:03:07.125431 +01:00".
     #[must_use]
     pub fn full(self, us: Micros) -> String {

@@ -21,6 +21,7 @@ use crate::stats::{CardFigures, cards_ui};
 use crate::stream::StreamViewState;
 use crate::theme::{Theme, ThemeChoice};
 use crate::time_fmt::TimeZoneChoice;
+use crate::timeline::TimelineState;
 use crate::{Command, View};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,7 @@ pub struct Viewer {
     pub form: ConnectionForm,
     pub dictation_view: DictationViewState,
     pub stats: FrameStats,
+    pub timeline: TimelineState,
     pub(crate) toasts: Vec<Toast>,
     pub(crate) focus_filter: bool,
     commands: Vec<Command>,
@@ -75,6 +77,7 @@ impl Viewer {
             form: ConnectionForm::default(),
             dictation_view: DictationViewState::default(),
             stats: FrameStats::new(started),
+            timeline: TimelineState::default(),
             toasts: Vec::new(),
             focus_filter: false,
             commands: Vec::new(),
@@ -114,6 +117,18 @@ impl Viewer {
             Err(e) => self.filter_error = Some((e.column, e.message.clone())),
         }
         self.filter_text = text;
+    }
+
+    /// The views now draw `store` (the live one, or the past loaded from the journal): what they
+    /// derived from the other is dropped; the filter, the view and its settings stay.
+    pub fn store_changed(&mut self, store: &EventStore) {
+        let filter = self.stream.view.filter().clone();
+        self.stream = StreamViewState::default();
+        self.stream.set_filter(filter, store);
+        self.charts.invalidate();
+        self.flow.invalidate();
+        self.constellation = ConstellationViewState::default();
+        self.detail = DetailState::default();
     }
 
     /// Applies a command that only changes the window; returns the others for the app.
@@ -173,6 +188,12 @@ impl Viewer {
             )
             .show(ui, |ui| self.top_bar_ui(ui, cx));
         egui::Panel::bottom("status-bar").show(ui, |ui| self.status_bar_ui(ui, cx));
+        if let Some(info) = &cx.timeline {
+            egui::Panel::bottom("timeline").show(ui, |ui| {
+                self.timeline
+                    .ui(ui, info, self.theme, self.tz, &mut self.commands);
+            });
+        }
         egui::Panel::left("nav")
             .resizable(false)
             .exact_size(92.0)
@@ -258,6 +279,21 @@ impl Viewer {
                 .changed()
             {
                 self.stream.set_follow(follow);
+            }
+            // Paging back beyond memory: the window travels to just before its oldest event.
+            if let (Some(t), Some(oldest)) = (&cx.timeline, cx.store.oldest_received_us())
+                && t.span.0 < oldest
+                && t.loading.is_none()
+                && ui
+                    .button("⏶ Older")
+                    .on_hover_text(format!(
+                        "the journal holds events from {}: show the ones before {}",
+                        self.tz.minute_second(t.span.0),
+                        self.tz.minute_second(oldest)
+                    ))
+                    .clicked()
+            {
+                self.commands.push(Command::TravelTo(Some(oldest - 1)));
             }
             if let Some((col, msg)) = &self.filter_error {
                 ui.label(

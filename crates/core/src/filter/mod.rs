@@ -318,6 +318,120 @@ fn props_end(view: &BlockView<'_>, i: usize) -> usize {
     }
 }
 
+/// A field a [`BlockSummary`] lists the distinct values of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SummaryField {
+    /// The event type ([`crate::decode::Decoded::kind`]).
+    Type,
+    RoutingKey,
+    Field(Field),
+}
+
+/// What is known about a run of stored events without reading them (a journal block's index):
+/// enough for [`Filter::may_match_block`] to rule the run out.
+pub trait BlockSummary {
+    /// The oldest and newest receive times.
+    fn time_range(&self) -> (Micros, Micros);
+    /// Whether `test` passes for some value `field` takes among the events; `None` when the
+    /// values are not known.
+    fn any_value(&self, field: SummaryField, test: &mut dyn FnMut(&str) -> bool) -> Option<bool>;
+    /// Whether some event may have this status; `true` when not known.
+    fn may_have_status(&self, status: super::event::Status) -> bool;
+    /// Whether some event's id, correlation or causation may hash to `hash` (see
+    /// [`super::store::id_hash`]); `false` only when certainly none does.
+    fn may_relate(&self, hash: u32) -> bool;
+}
+
+/// One decoded event as a [`BlockSummary`]: [`Filter::may_match_block`] on it says whether the
+/// event may match before it is stored (free text and negations are left to the store).
+pub struct EventSummary<'a> {
+    pub decoded: &'a crate::decode::Decoded<'a>,
+    pub routing_key: &'a str,
+    pub received_us: Micros,
+}
+
+impl BlockSummary for EventSummary<'_> {
+    fn time_range(&self) -> (Micros, Micros) {
+        (self.received_us, self.received_us)
+    }
+
+    fn any_value(&self, field: SummaryField, test: &mut dyn FnMut(&str) -> bool) -> Option<bool> {
+        let d = self.decoded;
+        let value = match field {
+            SummaryField::Type => Some(&*d.kind),
+            SummaryField::RoutingKey => Some(self.routing_key),
+            SummaryField::Field(Field::Domain) => Some(&*d.domain),
+            SummaryField::Field(Field::Source) => d.source.as_deref(),
+            SummaryField::Field(Field::Agent) => d.header.agent.as_deref(),
+            SummaryField::Field(Field::AgentType) => d.header.agent_type.as_deref(),
+            SummaryField::Field(Field::Session) => d.header.session.as_deref(),
+        };
+        Some(value.is_some_and(test))
+    }
+
+    fn may_have_status(&self, status: super::event::Status) -> bool {
+        self.decoded.status == status
+    }
+
+    fn may_relate(&self, hash: u32) -> bool {
+        let d = self.decoded;
+        d.id.iter()
+            .chain(&d.header.correlation_ids)
+            .chain(&d.header.causation_id)
+            .any(|s| id_hash(s) == hash)
+    }
+}
+
+impl Filter {
+    /// Whether any event `summary` describes may match: `false` only when none can, so a reader
+    /// may skip the run. Free text and negations are not ruled out.
+    #[must_use]
+    pub fn may_match_block(&self, summary: &dyn BlockSummary, now_us: Micros) -> bool {
+        self.may_match_node(&self.root, summary, now_us)
+    }
+
+    /// Whether [`Self::may_match_block`] can ever say no (a filter of free text alone, say,
+    /// cannot: then asking costs more than it saves).
+    #[must_use]
+    pub fn rules_out(&self) -> bool {
+        fn can(node: &Node) -> bool {
+            match node {
+                Node::True | Node::Not(_) | Node::Text(_) => false,
+                Node::And(v) => v.iter().any(can),
+                Node::Or(v) => v.iter().all(can),
+                _ => true,
+            }
+        }
+        can(&self.root)
+    }
+
+    fn may_match_node(&self, node: &Node, s: &dyn BlockSummary, now_us: Micros) -> bool {
+        match node {
+            Node::True | Node::Not(_) | Node::Text(_) => true,
+            Node::And(v) => v.iter().all(|n| self.may_match_node(n, s, now_us)),
+            Node::Or(v) => v.iter().any(|n| self.may_match_node(n, s, now_us)),
+            Node::Sym(i) => {
+                let Some((test, _)) = self.sym_terms.get(*i) else {
+                    return true;
+                };
+                let field = match test {
+                    SymTest::Type(_) => SummaryField::Type,
+                    SymTest::RoutingKey(_) => SummaryField::RoutingKey,
+                    SymTest::Field(f, _) => SummaryField::Field(*f),
+                };
+                s.any_value(field, &mut |v| test.test(v)).unwrap_or(true)
+            }
+            Node::Status(status) => s.may_have_status(*status),
+            Node::Related(h) | Node::Id(h) => *h != 0 && s.may_relate(*h),
+            Node::Since(d) => s.time_range().1 >= now_us - d,
+            Node::Between(from, to) => {
+                let (oldest, newest) = s.time_range();
+                newest >= *from && oldest < *to
+            }
+        }
+    }
+}
+
 struct Ctx<'a> {
     meta: &'a EventMeta,
     interner: &'a Interner,
@@ -624,6 +738,153 @@ mod tests {
             ev("bloodbank.v1.repo.decision.recorded", "rex", "x", "c3"), // 3
             ev("theboard.meeting.started", "ada", "hello again", "c2"), // 4
         ])
+    }
+
+    /// A summary of `events` as a journal's block index keeps it.
+    struct Summary {
+        values: std::collections::HashMap<SummaryField, Vec<String>>,
+        statuses: Vec<crate::event::Status>,
+        related: Vec<u32>,
+        range: (Micros, Micros),
+    }
+
+    impl Summary {
+        fn of(events: &[RawMessage]) -> Self {
+            let mut s = Self {
+                values: std::collections::HashMap::new(),
+                statuses: Vec::new(),
+                related: Vec::new(),
+                range: (100, 200),
+            };
+            for e in events {
+                let d = crate::decode::decode(e);
+                let mut put = |f, v: Option<&str>| {
+                    if let Some(v) = v {
+                        s.values.entry(f).or_default().push(v.to_owned());
+                    }
+                };
+                put(SummaryField::Type, Some(&d.kind));
+                put(SummaryField::RoutingKey, Some(&e.routing_key));
+                put(SummaryField::Field(Field::Domain), Some(&d.domain));
+                put(SummaryField::Field(Field::Source), d.source.as_deref());
+                put(SummaryField::Field(Field::Agent), d.header.agent.as_deref());
+                s.statuses.push(d.status);
+                s.related.extend(d.id.as_deref().map(crate::store::id_hash));
+                s.related.extend(
+                    d.header
+                        .correlation_ids
+                        .iter()
+                        .map(|c| crate::store::id_hash(c)),
+                );
+            }
+            s
+        }
+    }
+
+    impl BlockSummary for Summary {
+        fn time_range(&self) -> (Micros, Micros) {
+            self.range
+        }
+        fn any_value(
+            &self,
+            field: SummaryField,
+            test: &mut dyn FnMut(&str) -> bool,
+        ) -> Option<bool> {
+            match field {
+                SummaryField::Field(Field::Session | Field::AgentType) => None,
+                f => Some(
+                    self.values
+                        .get(&f)
+                        .is_some_and(|v| v.iter().any(|v| test(v))),
+                ),
+            }
+        }
+        fn may_have_status(&self, status: crate::event::Status) -> bool {
+            self.statuses.contains(&status)
+        }
+        fn may_relate(&self, hash: u32) -> bool {
+            self.related.contains(&hash)
+        }
+    }
+
+    #[test]
+    fn a_block_summary_rules_out_only_blocks_without_matches() {
+        let events = [
+            ev("agent.thread.prompt", "momo", "Hello world", "c1"),
+            ev("llm.error", "rex", "Timeout talking to model", "c2"),
+            ev("bloodbank.v1.repo.decision.recorded", "rex", "x", "c3"),
+        ];
+        let store = store_with(&events);
+        let summary = Summary::of(&events);
+        for (expr, may) in [
+            ("", true),
+            ("agent.*.prompt", true),
+            ("agent.*.completed", false),
+            ("repo.decision.*", true),
+            ("domain:repo", true),
+            ("domain:fireflies", false),
+            ("agent:REX", true),
+            ("agent:zed*", false),
+            ("source:svc-momo", true),
+            ("session:s-1", true),
+            ("corr:c2", true),
+            ("corr:c9", false),
+            ("id:c3-bloodbank.v1.repo.decision.recorded", true),
+            ("errors", true),
+            ("status:other", false),
+            ("agent.*.completed OR corr:c1", true),
+            ("agent.*.completed OR corr:c9", false),
+            ("-agent:rex", true),
+            ("\"not in any body\"", true),
+            ("time:1970-01-01T00:00:00.0003Z..", false),
+            ("time:..1970-01-01T00:00:00.0002Z", true),
+        ] {
+            let f = Filter::new(expr).unwrap();
+            assert_eq!(f.may_match_block(&summary, 1_000), may, "{expr}");
+            if !may {
+                assert!(run(&store, expr).is_empty(), "{expr} ruled out a match");
+            }
+        }
+        // One event at a time, as `query` tests them before storing: never rules out a match.
+        for (i, e) in events.iter().enumerate() {
+            let d = crate::decode::decode(e);
+            let one = EventSummary {
+                decoded: &d,
+                routing_key: &e.routing_key,
+                received_us: 0,
+            };
+            for expr in [
+                "agent.*.prompt",
+                "agent:rex",
+                "corr:c2",
+                "errors",
+                "domain:repo",
+            ] {
+                let f = Filter::new(expr).unwrap();
+                let matches = run(&store, expr).contains(&(i as u64));
+                assert_eq!(f.may_match_block(&one, 0), matches, "{expr} on event {i}");
+            }
+        }
+        assert!(
+            !Filter::new("last:1s")
+                .unwrap()
+                .may_match_block(&summary, 10_000_000)
+        );
+        assert!(
+            Filter::new("last:1s")
+                .unwrap()
+                .may_match_block(&summary, 1_000_000)
+        );
+        for (expr, rules_out) in [
+            ("", false),
+            ("\"text\"", false),
+            ("-agent:rex", false),
+            ("agent:rex OR \"text\"", false),
+            ("agent:rex \"text\"", true),
+            ("agent:rex OR corr:c1", true),
+        ] {
+            assert_eq!(Filter::new(expr).unwrap().rules_out(), rules_out, "{expr}");
+        }
     }
 
     #[test]
