@@ -210,3 +210,65 @@ fn a_click_on_the_timeline_shows_that_moment_in_every_view() {
     harness.run_steps(3);
     assert!(!travelling(harness.state()));
 }
+
+#[test]
+fn charts_reach_days_back_from_the_journal_and_a_brush_travels_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = app(&dir.path().join("journal"));
+    harness.get_by_label("📈 Charts").click();
+    harness.run_steps(2);
+    harness.get_by_label("7 d").click();
+    wait(&mut harness, "the week's rates from the journal", |app| {
+        app.travel
+            .as_ref()
+            .and_then(|t| t.rates())
+            .is_some_and(|r| !r.totals.is_empty())
+    });
+    harness.get_by_label_contains("from the journal's block indexes");
+    let rates = harness
+        .state()
+        .travel
+        .as_ref()
+        .and_then(|t| t.rates())
+        .cloned()
+        .unwrap();
+    // Both days' events, all in the `travel` domain, none of them errors.
+    let total: f64 = rates.totals.iter().sum();
+    assert!((total - (YESTERDAY + TODAY) as f64).abs() < 0.5, "{total}");
+    assert_eq!(
+        rates.bands.len(),
+        1,
+        "{:?}",
+        rates.bands.iter().map(|b| &b.0).collect::<Vec<_>>()
+    );
+    assert_eq!(rates.bands[0].0, "travel");
+    assert!(rates.errors.iter().all(|&e| e == 0.0));
+    // A week back, yesterday's column holds its 400 events.
+    let column = ((NOW_US - DAY_US - rates.start_us) / rates.column_us) as usize;
+    let around: f64 = rates.totals[column.saturating_sub(1)..=column + 1]
+        .iter()
+        .sum();
+    assert!((around - YESTERDAY as f64).abs() < 0.5, "{around}");
+
+    // Brushing across yesterday shows its events in the Stream, loaded from the journal.
+    let rect = harness.state().viewer.charts.rates_rect().unwrap();
+    let y = rect.center().y;
+    let x_at = |f: f32| rect.left() + rect.width() * f;
+    harness.drag_at(egui::pos2(x_at(0.80), y));
+    harness.run_steps(2);
+    for f in [0.83, 0.86, 0.9] {
+        harness.hover_at(egui::pos2(x_at(f), y));
+        harness.run_steps(1);
+    }
+    harness.drop_at(egui::pos2(x_at(0.9), y));
+    wait(&mut harness, "the brushed time to load", travelling);
+    assert_eq!(harness.state().viewer.view, candybar_ui::View::Stream);
+    let types = shown_types(&harness);
+    assert_eq!(
+        types.len(),
+        YESTERDAY,
+        "{}",
+        harness.state().viewer.filter_text
+    );
+    assert!(types.iter().all(|t| t == "travel.yesterday.completed"));
+}

@@ -356,6 +356,25 @@ impl CandybarApp {
         }
     }
 
+    /// Whether the Charts show a range longer than memory holds: then it is computed from the
+    /// journal's indexes for this frame.
+    fn long_range(&mut self) -> bool {
+        let window_secs = self.viewer.charts.window_secs;
+        let wanted = self.viewer.view == View::Charts
+            && candybar_ui::charts::from_journal(window_secs)
+            && self.travel.is_some();
+        if wanted {
+            let (_, now_us) = shown(&self.live, self.travel.as_ref(), self.clock);
+            if let Some(t) = self.travel.as_mut() {
+                t.refresh_rates(
+                    i64::from(window_secs) * candybar_core::time::MICROS_PER_SEC,
+                    now_us,
+                );
+            }
+        }
+        wanted
+    }
+
     /// A past finished loading: the views draw it (or say why it could not be read).
     fn poll_travel(&mut self) {
         let Some(done) = self.travel.as_mut().and_then(travel::Travel::poll) else {
@@ -549,6 +568,7 @@ impl CandybarApp {
             _ => Probes::default(),
         };
         let journal = self.history.as_ref().map(|h| h.status.lock().clone());
+        let long_range = self.long_range();
         let timeline = self.travel.as_ref().map(|t| (t.timeline(), t.loading()));
         let (store, now_us) = shown(&self.live, self.travel.as_ref(), self.clock);
         // What this frame shows, borrowed from the app's workers (fields apart from the viewer).
@@ -580,6 +600,11 @@ impl CandybarApp {
                 hover: &j.hover,
                 warning: j.warning.as_deref(),
             }),
+            journal_rates: if long_range {
+                self.travel.as_ref().and_then(travel::Travel::rates)
+            } else {
+                None
+            },
             timeline: timeline.as_ref().and_then(|(t, loading)| {
                 Some(candybar_ui::TimelineInfo {
                     span: t.span?,

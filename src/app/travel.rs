@@ -20,6 +20,10 @@ use candybar_journal::{BlockRef, Entry, JournalReader};
 pub const PAST_MAX: usize = 100_000;
 /// Slices of the timeline's density.
 const TIMELINE_SLICES: usize = 240;
+/// Columns of the Charts' ranges drawn from the journal.
+const JOURNAL_COLUMNS: usize = 720;
+/// Domains with a band of their own in them; the rest are "other".
+const TOP_DOMAINS: usize = 8;
 /// How often the timeline reads the journal's new blocks.
 const TIMELINE_EVERY: Duration = Duration::from_secs(2);
 
@@ -55,6 +59,161 @@ impl Timeline {
     }
 }
 
+/// What the journal's block indexes say, block by block: the Charts' ranges beyond memory are
+/// drawn from it (no event is read).
+#[derive(Clone, Debug, Default)]
+pub struct Tallies {
+    /// Domain names, by the index the blocks use.
+    pub domains: Vec<String>,
+    pub blocks: Vec<BlockTally>,
+    /// Bumped when blocks come or go.
+    pub version: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct BlockTally {
+    pub key: (u64, u64),
+    pub min_us: Micros,
+    pub max_us: Micros,
+    pub count: u32,
+    pub errors: u32,
+    /// Events per domain (index into [`Tallies::domains`]); empty when the index did not say
+    /// (a format 1 block): its events count as "other".
+    pub by_domain: Vec<(u16, u32)>,
+}
+
+impl Tallies {
+    fn domain(&mut self, name: String) -> u16 {
+        match self.domains.iter().position(|d| *d == name) {
+            Some(i) => i as u16,
+            None if self.domains.len() < usize::from(u16::MAX) => {
+                self.domains.push(name);
+                (self.domains.len() - 1) as u16
+            }
+            None => u16::MAX,
+        }
+    }
+
+    /// Brings the tallies up to the reader's blocks (new ones read from their indexes, dropped
+    /// ones forgotten).
+    fn update(&mut self, reader: &mut JournalReader) {
+        let present: std::collections::HashSet<(u64, u64)> =
+            reader.blocks().map(|b| (b.segment, b.offset)).collect();
+        let before = self.blocks.len();
+        self.blocks.retain(|b| present.contains(&b.key));
+        let mut changed = self.blocks.len() != before;
+        let last = self.blocks.last().map(|b| b.key);
+        let new: Vec<BlockRef> = reader
+            .blocks()
+            .filter(|b| last.is_none_or(|l| (b.segment, b.offset) > l))
+            .copied()
+            .collect();
+        for b in new {
+            let t = reader.index(&b).and_then(|ix| ix.tallies());
+            let (by_domain, errors) = match t {
+                Some(t) => (
+                    t.by_domain
+                        .into_iter()
+                        .map(|(d, n)| (self.domain(d), n))
+                        .collect(),
+                    t.errors,
+                ),
+                None => (Vec::new(), 0),
+            };
+            self.blocks.push(BlockTally {
+                key: (b.segment, b.offset),
+                min_us: b.header.min_us,
+                max_us: b.header.max_us,
+                count: b.header.count,
+                errors,
+                by_domain,
+            });
+            changed = true;
+        }
+        if changed {
+            self.version += 1;
+        }
+    }
+
+    /// Events per column over `window_us` ending at `end_us`, in `columns` columns: the busiest
+    /// `top` domains on their own, the rest as "other". A block spread over several columns
+    /// counts in each by how much of it falls there.
+    #[must_use]
+    pub fn rates(
+        &self,
+        window_us: Micros,
+        end_us: Micros,
+        columns: usize,
+        top: usize,
+    ) -> candybar_ui::JournalRates {
+        let columns = columns.max(1);
+        let start_us = end_us - window_us;
+        let width = (window_us as f64 / columns as f64).max(1.0);
+        let mut per_domain = vec![vec![0f64; columns]; self.domains.len() + 1];
+        let mut totals = vec![0f64; columns];
+        let mut errors = vec![0f64; columns];
+        let mut domain_sums = vec![0f64; self.domains.len() + 1];
+        let other = self.domains.len();
+        for b in &self.blocks {
+            if b.max_us < start_us || b.min_us >= end_us {
+                continue;
+            }
+            let span = (b.max_us - b.min_us).max(1) as f64;
+            let lo = ((b.min_us.max(start_us) - start_us) as f64 / width) as usize;
+            let hi =
+                (((b.max_us.min(end_us - 1) - start_us) as f64 / width) as usize).min(columns - 1);
+            for c in lo..=hi.max(lo).min(columns - 1) {
+                let c0 = start_us as f64 + c as f64 * width;
+                let share = if lo == hi {
+                    1.0
+                } else {
+                    let a = (b.min_us as f64).max(c0);
+                    let z = (b.max_us as f64).min(c0 + width);
+                    ((z - a) / span).clamp(0.0, 1.0)
+                };
+                totals[c] += f64::from(b.count) * share;
+                errors[c] += f64::from(b.errors) * share;
+                let mut known = 0u32;
+                for &(d, n) in &b.by_domain {
+                    let d = usize::from(d).min(other);
+                    per_domain[d][c] += f64::from(n) * share;
+                    domain_sums[d] += f64::from(n) * share;
+                    known += n;
+                }
+                let rest = f64::from(b.count.saturating_sub(known)) * share;
+                per_domain[other][c] += rest;
+                domain_sums[other] += rest;
+            }
+        }
+        let mut order: Vec<usize> = (0..self.domains.len())
+            .filter(|&d| domain_sums[d] > 0.0)
+            .collect();
+        order.sort_by(|a, b| domain_sums[*b].total_cmp(&domain_sums[*a]).then(a.cmp(b)));
+        let (shown, rest) = order.split_at(order.len().min(top));
+        let mut other_counts = per_domain[other].clone();
+        for &d in rest {
+            for (o, v) in other_counts.iter_mut().zip(&per_domain[d]) {
+                *o += v;
+            }
+        }
+        let mut bands: Vec<(String, Vec<f64>)> = shown
+            .iter()
+            .map(|&d| (self.domains[d].clone(), per_domain[d].clone()))
+            .collect();
+        if other_counts.iter().any(|&v| v > 0.0) {
+            bands.push(("other".into(), other_counts));
+        }
+        candybar_ui::JournalRates {
+            start_us,
+            end_us,
+            column_us: width as Micros,
+            bands,
+            totals,
+            errors,
+        }
+    }
+}
+
 /// The moment the views show, and its events.
 pub struct Past {
     pub at_us: Micros,
@@ -71,6 +230,9 @@ struct Loading {
 pub struct Travel {
     dir: PathBuf,
     timeline: Arc<Mutex<Timeline>>,
+    tallies: Arc<Mutex<Tallies>>,
+    /// The Charts' last long range, and what it was computed from.
+    rates: Option<((Micros, Micros, u64), candybar_ui::JournalRates)>,
     stop: Arc<AtomicBool>,
     watcher: Option<JoinHandle<()>>,
     pub past: Option<Past>,
@@ -82,18 +244,22 @@ impl Travel {
     /// changes.
     pub fn start(dir: PathBuf, wake: impl Fn() + Send + 'static) -> Self {
         let timeline = Arc::new(Mutex::new(Timeline::default()));
+        let tallies = Arc::new(Mutex::new(Tallies::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = {
-            let (dir, timeline, stop) = (dir.clone(), timeline.clone(), stop.clone());
+            let (dir, timeline, tallies, stop) =
+                (dir.clone(), timeline.clone(), tallies.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("timeline".into())
-                .spawn(move || watch(&dir, &timeline, &stop, &wake))
+                .spawn(move || watch(&dir, &timeline, &tallies, &stop, &wake))
                 .map_err(|e| tracing::warn!("no timeline: cannot start its thread: {e}"))
                 .ok()
         };
         Self {
             dir,
             timeline,
+            tallies,
+            rates: None,
             stop,
             watcher,
             past: None,
@@ -104,6 +270,25 @@ impl Travel {
     #[must_use]
     pub fn timeline(&self) -> Timeline {
         self.timeline.lock().clone()
+    }
+
+    /// The Charts' last long range (see [`Self::refresh_rates`]).
+    #[must_use]
+    pub fn rates(&self) -> Option<&candybar_ui::JournalRates> {
+        self.rates.as_ref().map(|(_, r)| r)
+    }
+
+    /// Computes the Charts' rates over `window_us` ending at `end_us` from the journal's indexes
+    /// (again only when a column's worth of time passed or the journal changed).
+    pub fn refresh_rates(&mut self, window_us: Micros, end_us: Micros) {
+        let tallies = self.tallies.lock();
+        let column_us = (window_us / JOURNAL_COLUMNS as Micros).max(1);
+        let key = (window_us, end_us.div_euclid(column_us), tallies.version);
+        if self.rates.as_ref().is_none_or(|(k, _)| *k != key) {
+            let end = (key.1 + 1) * column_us;
+            let rates = tallies.rates(window_us, end, JOURNAL_COLUMNS, TOP_DOMAINS);
+            self.rates = Some((key, rates));
+        }
     }
 
     /// The moment being loaded and how many events have been read so far.
@@ -163,7 +348,14 @@ impl Drop for Travel {
     }
 }
 
-fn watch(dir: &Path, timeline: &Mutex<Timeline>, stop: &AtomicBool, wake: &dyn Fn()) {
+fn watch(
+    dir: &Path,
+    timeline: &Mutex<Timeline>,
+    tallies: &Mutex<Tallies>,
+    stop: &AtomicBool,
+    wake: &dyn Fn(),
+) {
+    let mut mine = Tallies::default();
     let mut reader: Option<JournalReader> = None;
     while !stop.load(Ordering::Relaxed) {
         if reader.is_none() {
@@ -172,6 +364,11 @@ fn watch(dir: &Path, timeline: &Mutex<Timeline>, stop: &AtomicBool, wake: &dyn F
         if let Some(r) = reader.as_mut() {
             if let Err(e) = r.refresh() {
                 tracing::warn!("timeline: {e}");
+            }
+            let version = mine.version;
+            mine.update(r);
+            if mine.version != version {
+                *tallies.lock() = mine.clone();
             }
             let blocks: Vec<BlockRef> = r.blocks().copied().collect();
             let next = Timeline::of(&blocks);
@@ -237,4 +434,46 @@ fn load(
     }
     store.flush();
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(i: u64, min_us: Micros, max_us: Micros, by_domain: Vec<(u16, u32)>) -> BlockTally {
+        let count = by_domain.iter().map(|(_, n)| n).sum::<u32>() + 1;
+        BlockTally {
+            key: (1, i),
+            min_us,
+            max_us,
+            count,
+            errors: 1,
+            by_domain,
+        }
+    }
+
+    #[test]
+    fn rates_put_each_block_where_its_events_are() {
+        let t = Tallies {
+            domains: vec!["llm".into(), "repo".into(), "tiny".into()],
+            blocks: vec![
+                // In column 0; one event the index did not name ("other").
+                block(0, 5, 6, vec![(0, 10), (1, 4)]),
+                // Half in column 2, half in column 3.
+                block(1, 250, 350, vec![(0, 99), (2, 1)]),
+                // Outside the range.
+                block(2, 5_000, 5_001, vec![(1, 7)]),
+            ],
+            version: 1,
+        };
+        let r = t.rates(400, 400, 4, 2);
+        assert_eq!((r.start_us, r.column_us), (0, 100));
+        assert_eq!(r.totals, vec![15.0, 0.0, 50.5, 50.5]);
+        assert_eq!(r.errors, vec![1.0, 0.0, 0.5, 0.5]);
+        let names: Vec<&str> = r.bands.iter().map(|(n, _)| n.as_str()).collect();
+        // The two busiest on their own; `tiny` and the unnamed event are "other".
+        assert_eq!(names, ["llm", "repo", "other"]);
+        assert_eq!(r.bands[0].1, vec![10.0, 0.0, 49.5, 49.5]);
+        assert_eq!(r.bands[2].1, vec![1.0, 0.0, 1.0, 1.0]);
+    }
 }

@@ -16,7 +16,7 @@
 //! does not check out (its CRC, its shape) rules nothing out: the block is read as if it had
 //! none, and its own checksum decides.
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use xorf::{BinaryFuse8, BinaryFuse8Ref, Filter as _, FilterRef as _};
 
 use candybar_core::decode::Decoded;
@@ -71,6 +71,9 @@ pub struct IndexBuilder {
     lists: [FxHashSet<Box<str>>; LISTED.len()],
     statuses: u8,
     ids: Vec<u64>,
+    /// Events per domain, and errors: what the Charts' long ranges draw.
+    domain_counts: FxHashMap<Box<str>, u32>,
+    errors: u32,
 }
 
 impl IndexBuilder {
@@ -93,6 +96,13 @@ impl IndexBuilder {
             }
         }
         self.statuses |= status_bit(d.status);
+        self.errors += u32::from(d.status == Status::Error);
+        match self.domain_counts.get_mut(&*d.domain) {
+            Some(n) => *n += 1,
+            None => {
+                self.domain_counts.insert((*d.domain).into(), 1);
+            }
+        }
         let ids =
             d.id.iter()
                 .chain(&h.correlation_ids)
@@ -137,6 +147,19 @@ impl IndexBuilder {
                 crate::format::put_bytes(&mut lists, v.as_bytes());
             }
         }
+        // The tallies, per domain in the domain list's order (when it is listed), then errors.
+        if lists_domains_listed(&self.lists) {
+            lists.push(0);
+            let mut domains: Vec<(&str, u32)> =
+                self.domain_counts.iter().map(|(d, n)| (&**d, *n)).collect();
+            domains.sort_unstable();
+            for (_, n) in domains {
+                crate::format::put_len(&mut lists, n as usize);
+            }
+            crate::format::put_len(&mut lists, self.errors as usize);
+        } else {
+            lists.push(1);
+        }
         match zstd::bulk::compress(&lists, LIST_LEVEL) {
             Ok(z) => {
                 out.extend_from_slice(&(lists.len() as u32).to_le_bytes());
@@ -154,8 +177,25 @@ impl IndexBuilder {
         }
         self.statuses = 0;
         self.ids.clear();
+        self.domain_counts.clear();
+        self.errors = 0;
         out
     }
+}
+
+/// Whether the domain list is written (it is left out when too big).
+fn lists_domains_listed(lists: &[FxHashSet<Box<str>>; LISTED.len()]) -> bool {
+    lists[DOMAIN].iter().map(|v| v.len() + 1).sum::<usize>() <= MAX_LIST_BYTES
+}
+
+/// Where the domains are in [`LISTED`].
+const DOMAIN: usize = 2;
+
+/// How many events a block holds per domain, and how many are errors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tallies {
+    pub by_domain: Vec<(String, u32)>,
+    pub errors: u32,
 }
 
 /// A block's index, read back: a [`BlockSummary`] for [`candybar_core::filter::Filter`]. Its
@@ -234,11 +274,38 @@ impl BlockIndex {
         })
     }
 
-    /// The values of `LISTED[field]`, each given to `each` until it returns `true`; `None`
-    /// when the field is not listed or the lists do not read.
-    fn scan_list(&self, field: usize, each: &mut dyn FnMut(&str) -> bool) -> Option<bool> {
-        let raw = self
-            .lists
+    /// The block's events per domain and its errors; `None` for an index written before they
+    /// were kept, or whose domains were too many to list.
+    #[must_use]
+    pub fn tallies(&self) -> Option<Tallies> {
+        let mut r = crate::format::Cursor::new(self.raw_lists()?);
+        let mut domains = Vec::new();
+        for i in 0..LISTED.len() {
+            if r.u8()? != 0 {
+                continue;
+            }
+            let n = r.len()?;
+            for _ in 0..n {
+                let v = r.bytes()?;
+                if i == DOMAIN {
+                    domains.push(String::from_utf8_lossy(v).into_owned());
+                }
+            }
+        }
+        if r.u8()? != 0 {
+            return None;
+        }
+        let mut by_domain = Vec::with_capacity(domains.len());
+        for d in domains {
+            let n = u32::try_from(r.len()?).ok()?;
+            by_domain.push((d, n));
+        }
+        let errors = u32::try_from(r.len()?).ok()?;
+        Some(Tallies { by_domain, errors })
+    }
+
+    fn raw_lists(&self) -> Option<&[u8]> {
+        self.lists
             .get_or_init(|| {
                 // One decompression context per thread: making one costs more than the lists.
                 LISTS_DCTX.with_borrow_mut(|d| {
@@ -248,7 +315,13 @@ impl BlockIndex {
                         .filter(|raw| raw.len() == self.lists_len)
                 })
             })
-            .as_deref()?;
+            .as_deref()
+    }
+
+    /// The values of `LISTED[field]`, each given to `each` until it returns `true`; `None`
+    /// when the field is not listed or the lists do not read.
+    fn scan_list(&self, field: usize, each: &mut dyn FnMut(&str) -> bool) -> Option<bool> {
+        let raw = self.raw_lists()?;
         let mut r = crate::format::Cursor::new(raw);
         for i in 0..=field {
             if r.u8()? != 0 {
@@ -369,6 +442,23 @@ mod tests {
         assert!(
             strangers < 100,
             "{strangers} of 10,000 absent ids were let through"
+        );
+    }
+
+    #[test]
+    fn an_index_tallies_its_events_by_domain_and_its_errors() {
+        let mut msgs: Vec<_> = (0..30)
+            .map(|i| msg("llm.response", &format!("c{i}"), "s"))
+            .collect();
+        msgs.extend((0..12).map(|i| msg("llm.error", &format!("e{i}"), "s")));
+        msgs.extend((0..5).map(|i| msg("repo.decision.recorded", &format!("r{i}"), "s")));
+        let (_, index) = index_of(&msgs);
+        assert_eq!(
+            index.tallies(),
+            Some(Tallies {
+                by_domain: vec![("llm".into(), 42), ("repo".into(), 5)],
+                errors: 12,
+            })
         );
     }
 

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use format::Entry;
-pub use index::BlockIndex;
+pub use index::{BlockIndex, Tallies};
 pub use reader::{BlockRef, Damage, JournalReader};
 pub use writer::{Appended, JournalWriter, Notice};
 
@@ -41,8 +41,12 @@ pub struct JournalConfig {
     pub block_entries: u32,
     /// …or this many uncompressed bytes…
     pub block_bytes: usize,
-    /// …or when its first entry is this old.
+    /// …or when its first entry is this old…
     pub block_age: Duration,
+    /// …or before an entry would stretch its receive times over more than this (an import or
+    /// a backfill writes hours in a moment: a block stays one stretch of time, so reading one
+    /// moment, or counting per hour, reads only the blocks that hold it).
+    pub block_span: Duration,
     /// Written blocks are synced to the disk at least this often (and acknowledged to the
     /// source then).
     pub sync_every: Duration,
@@ -64,6 +68,7 @@ impl JournalConfig {
             block_entries: 1024,
             block_bytes: 1 << 20,
             block_age: Duration::from_millis(50),
+            block_span: Duration::from_mins(1),
             sync_every: Duration::from_millis(50),
             dedup_window: 262_144,
             backlog_bytes: 64 << 20,

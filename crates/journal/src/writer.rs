@@ -276,6 +276,7 @@ impl JournalWriter {
             }
             self.remember(key);
         }
+        self.seal_if_stretched(m.received_us);
         self.block.push_event(m, &decoded);
         self.stats.kept += 1;
         self.after_push();
@@ -284,9 +285,26 @@ impl JournalWriter {
 
     /// Records that nothing was received between `start_us` and `end_us`.
     pub fn append_gap(&mut self, start_us: Micros, end_us: Micros, reason: &str, lossless: bool) {
+        self.seal_if_stretched(end_us);
         self.block.push_gap(start_us, end_us, reason, lossless);
         self.stats.gaps += 1;
         self.after_push();
+    }
+
+    /// Seals the open block when an entry at `time_us` would stretch it over more than
+    /// [`JournalConfig::block_span`].
+    fn seal_if_stretched(&mut self, time_us: Micros) {
+        if self.block.is_empty() {
+            return;
+        }
+        let span = i64::try_from(self.cfg.block_span.as_micros()).unwrap_or(i64::MAX);
+        let (lo, hi) = (
+            self.block.min_us.min(time_us),
+            self.block.max_us.max(time_us),
+        );
+        if hi.saturating_sub(lo) > span {
+            self.seal();
+        }
     }
 
     fn after_push(&mut self) {
@@ -613,6 +631,31 @@ mod tests {
         assert_eq!(w.append(&event("e100", 300)), Appended::Kept);
         drop(w);
         assert_eq!(all_ids(&cfg.dir).len(), 101);
+    }
+
+    #[test]
+    fn a_block_holds_one_stretch_of_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig::new(dir.path().to_owned());
+        let mut w = JournalWriter::open(cfg.clone(), "test").unwrap();
+        // An import: yesterday and today in one go, far fewer events than a block holds.
+        let day = 86_400_000_000;
+        for i in 0..30 {
+            w.append(&event(&format!("y{i}"), i * 1_000_000));
+        }
+        w.append_gap(40_000_000, day, "nothing was recording", false);
+        for i in 0..30 {
+            w.append(&event(&format!("t{i}"), day + i * 1_000_000));
+        }
+        w.flush().unwrap();
+        let r = JournalReader::open(&cfg.dir).unwrap();
+        let spans: Vec<_> = r
+            .blocks()
+            .map(|b| b.header.max_us - b.header.min_us)
+            .collect();
+        // The gap is filed under its end, today.
+        assert_eq!(spans.len(), 2, "yesterday; the gap and today: {spans:?}");
+        assert!(spans.iter().all(|&s| s <= 60_000_000), "{spans:?}");
     }
 
     #[test]

@@ -13,21 +13,30 @@ use egui::{Color32, PointerButton, RichText};
 use egui_plot::{Bar, BarChart, FilledArea, Line, Plot, PlotPoints, Span, VLine};
 use hdrhistogram::Histogram;
 
-use crate::context::ViewCx;
+use crate::context::{JournalRates, ViewCx};
 use crate::stream::{format_bytes, format_count};
 use crate::theme::Theme;
 use crate::{Command, View};
 
 /// Domains drawn on their own; the rest are summed as "other".
 const TOP_DOMAINS: usize = 8;
-const WINDOWS_SECS: [(u32, &str); 6] = [
+const WINDOWS_SECS: [(u32, &str); 8] = [
     (60, "1 min"),
     (300, "5 min"),
     (900, "15 min"),
     (3600, "1 h"),
     (6 * 3600, "6 h"),
     (24 * 3600, "24 h"),
+    (7 * 86_400, "7 d"),
+    (30 * 86_400, "30 d"),
 ];
+
+/// Whether a window is drawn from the journal's indexes (longer than memory's per-second
+/// counts reach) rather than from the store.
+#[must_use]
+pub fn from_journal(window_secs: u32) -> bool {
+    window_secs as usize > RATE_WINDOW_SECS
+}
 /// Fewest and most columns of the rates chart (it has one per pixel in between).
 const MIN_COLUMNS: usize = 60;
 const MAX_COLUMNS: usize = 4096;
@@ -188,7 +197,7 @@ impl Rates {
         let line = |ys: &[f64]| -> PlotPoints<'static> {
             self.xs.iter().zip(ys).map(|(x, y)| [*x, *y]).collect()
         };
-        if self.downsampled() {
+        if self.downsampled() && !self.peak.is_empty() {
             plot.line(
                 Line::new("busiest second", line(&self.peak))
                     .color(theme.overlay_line())
@@ -253,10 +262,17 @@ impl ChartsViewState {
     pub fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_, '_>) {
         let (store, now_us, theme) = (cx.data.store, cx.data.now_us, cx.theme);
         let commands = &mut *cx.commands;
+        let journal = cx.data.timeline.is_some();
+        if from_journal(self.window_secs) && !journal {
+            self.window_secs = 24 * 3600;
+        }
         ui.horizontal(|ui| {
             ui.label("Window");
             for (secs, label) in WINDOWS_SECS {
-                ui.selectable_value(&mut self.window_secs, secs, label);
+                // Days and weeks come from the journal.
+                if journal || !from_journal(secs) {
+                    ui.selectable_value(&mut self.window_secs, secs, label);
+                }
             }
             ui.label(
                 RichText::new("· drag across the chart to see that time in the Stream").weak(),
@@ -266,7 +282,11 @@ impl ChartsViewState {
             .id_salt("charts-scroll")
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                self.rates_ui(ui, store, now_us, theme, commands);
+                if from_journal(self.window_secs) {
+                    self.journal_rates_ui(ui, cx.data.journal_rates, theme, commands);
+                } else {
+                    self.rates_ui(ui, store, now_us, theme, commands);
+                }
                 ui.columns(2, |cols| {
                     latency_ui(&mut cols[0], &store.aggregates().latency_us, theme);
                     size_ui(&mut cols[1], &store.aggregates().size_bytes, theme);
@@ -291,6 +311,81 @@ impl ChartsViewState {
                     );
                 });
             });
+    }
+
+    /// The rates over days or weeks, from the journal's block indexes: events per second per
+    /// column (the mean), stacked by domain, and the errors.
+    fn journal_rates_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        jr: Option<&JournalRates>,
+        theme: Theme,
+        commands: &mut Vec<Command>,
+    ) {
+        let Some(jr) = jr.filter(|j| !j.totals.is_empty()) else {
+            ui.label(RichText::new("Events per second, by domain").strong());
+            ui.label("reading the journal…");
+            return;
+        };
+        let window = (jr.end_us - jr.start_us).max(1) as f64 / 1e6;
+        let column_secs = (jr.column_us as f64 / 1e6).max(1e-6);
+        let n = jr.totals.len();
+        let xs: Vec<f64> = (0..n)
+            .map(|i| (i as f64 + 0.5) * column_secs - window)
+            .collect();
+        // Busiest at the bottom, "other" on top, as the store's chart stacks them.
+        let mut lower = vec![0.0; n];
+        let mut stacked = Vec::with_capacity(jr.bands.len());
+        for (name, counts) in &jr.bands {
+            let upper: Vec<f64> = lower
+                .iter()
+                .zip(counts)
+                .map(|(l, c)| l + c / column_secs)
+                .collect();
+            stacked.push((printable(name).into_owned(), lower, upper.clone()));
+            lower = upper;
+        }
+        let key = RatesKey {
+            window_secs: window as usize,
+            secs_per_column: column_secs.ceil() as usize,
+        };
+        let mut rates = Rates::new(key);
+        rates.xs = xs;
+        rates.bands = stacked;
+        rates.error_line = jr.errors.iter().map(|e| e / column_secs).collect();
+        ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new("Events per second, by domain").strong());
+            ui.add_space(12.0);
+            legend_ui(ui, &rates, theme, commands);
+        });
+        let origin = jr.end_us as f64 / 1e6;
+        let brush_from = &mut self.brush_from_sec;
+        let response = rates_plot(("journal-rates", key.window_secs), window).show(ui, |plot| {
+            rates.plot_ui(plot, theme);
+            brush_ui(plot, brush_from, origin, window, theme)
+        });
+        self.rates_rect = Some(response.response.rect);
+        if let Some((a, b)) = response.inner {
+            self.brush_from_sec = None;
+            let (from, to) = (a.min(b), a.max(b));
+            if to - from >= column_secs {
+                // Older than memory holds: the window travels to the end of the brush, and the
+                // Stream shows the range.
+                let from_us = (from.floor() as i64) * MICROS_PER_SEC;
+                let to_us = (to.ceil() as i64) * MICROS_PER_SEC;
+                commands.push(Command::TravelTo(Some(to_us)));
+                commands.push(Command::SetFilter(time_range_term(from_us, to_us)));
+                commands.push(Command::SetView(View::Stream));
+            }
+        }
+        ui.label(
+            RichText::new(format!(
+                "{} per column, from the journal's block indexes: bands show the mean per second",
+                format_secs(column_secs)
+            ))
+            .weak()
+            .small(),
+        );
     }
 
     fn rates_ui(
@@ -326,20 +421,10 @@ impl ChartsViewState {
         // Seconds since the epoch at x = 0.
         let origin = (end_sec + 1) as f64;
         let brush_from = &mut self.brush_from_sec;
-        let response = Plot::new(("rates", window))
-            .height(220.0)
-            .default_x_bounds(-(window as f64), 0.0)
-            .include_y(0.0)
-            .allow_scroll(false)
-            .allow_drag(false)
-            .allow_zoom(false)
-            .allow_boxed_zoom(false)
-            .allow_double_click_reset(false)
-            .x_axis_formatter(|m, _| format_ago(m.value))
-            .show(ui, |plot| {
-                rates.plot_ui(plot, theme);
-                brush_ui(plot, brush_from, origin, window as f64, theme)
-            });
+        let response = rates_plot(("rates", window), window as f64).show(ui, |plot| {
+            rates.plot_ui(plot, theme);
+            brush_ui(plot, brush_from, origin, window as f64, theme)
+        });
         let brushed = response.inner;
         self.rates_rect = Some(response.response.rect);
         if let Some((a, b)) = brushed {
@@ -369,6 +454,20 @@ impl ChartsViewState {
         };
         ui.label(RichText::new(resolution).weak().small());
     }
+}
+
+/// The rates chart's frame: `window_secs` back to now, fixed (brushing replaces dragging).
+fn rates_plot<'a>(id: impl egui::AsId, window_secs: f64) -> Plot<'a> {
+    Plot::new(id)
+        .height(220.0)
+        .default_x_bounds(-window_secs, 0.0)
+        .include_y(0.0)
+        .allow_scroll(false)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_boxed_zoom(false)
+        .allow_double_click_reset(false)
+        .x_axis_formatter(|m, _| format_ago(m.value))
 }
 
 /// The rates chart's legend, beside its title rather than over the chart (where it hid the
@@ -406,7 +505,7 @@ fn legend_ui(ui: &mut egui::Ui, rates: &Rates, theme: Theme, commands: &mut Vec<
         }
         ui.add_space(6.0);
     }
-    if rates.downsampled() {
+    if rates.downsampled() && !rates.peak.is_empty() {
         swatch(ui, theme.overlay_line(), true);
         ui.label("busiest second");
         ui.add_space(6.0);
@@ -428,8 +527,10 @@ fn band_color(name: &str, theme: Theme) -> Color32 {
 fn format_secs(secs: f64) -> String {
     if secs < 100.0 {
         format!("{secs:.0} s")
-    } else {
+    } else if secs < 5400.0 {
         format!("{:.1} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
     }
 }
 
@@ -440,6 +541,8 @@ fn format_ago(secs: f64) -> String {
         "now".to_owned()
     } else if s < 0.0 {
         String::new() // the future: no label
+    } else if s >= 2.0 * 86_400.0 {
+        format!("-{:.0}d", s / 86_400.0)
     } else if s >= 2.0 * 3600.0 {
         format!("-{:.0}h", s / 3600.0)
     } else if s >= 120.0 {

@@ -51,6 +51,20 @@ pub struct ViewContext<'a> {
     pub journal: Option<JournalInfo<'a>>,
     /// The journal's timeline, when there is a journal to travel in.
     pub timeline: Option<TimelineInfo<'a>>,
+    /// The Charts' range beyond what memory holds, from the journal (when it asks for one).
+    pub journal_rates: Option<&'a JournalRates>,
+}
+
+/// Events per column over a range of days, from the journal's block indexes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JournalRates {
+    pub start_us: Micros,
+    pub end_us: Micros,
+    pub column_us: Micros,
+    /// Events per column by domain, busiest first, "other" last.
+    pub bands: Vec<(String, Vec<f64>)>,
+    pub totals: Vec<f64>,
+    pub errors: Vec<f64>,
 }
 
 /// The journal's span as the timeline shows it.
@@ -112,6 +126,7 @@ impl<'a> ViewContext<'a> {
             render_state: None,
             journal: None,
             timeline: None,
+            journal_rates: None,
         }
     }
 }

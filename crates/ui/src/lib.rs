@@ -39,8 +39,8 @@ use candybar_core::voice::DictationAction;
 
 pub use connection::ConnectRequest;
 pub use context::{
-    DictationInfo, ExportProgress, HotkeyInfo, JournalInfo, RegistryStatus, SourceInfo,
-    TimelineInfo, ViewContext,
+    DictationInfo, ExportProgress, HotkeyInfo, JournalInfo, JournalRates, RegistryStatus,
+    SourceInfo, TimelineInfo, ViewContext,
 };
 pub use dictation::DictationDraft;
 pub use theme::ThemeChoice;
