@@ -272,3 +272,45 @@ fn charts_reach_days_back_from_the_journal_and_a_brush_travels_there() {
     );
     assert!(types.iter().all(|t| t == "travel.yesterday.completed"));
 }
+
+fn type_filter(harness: &mut Harness<'_, CandybarApp>, text: &str) {
+    harness
+        .get_by_role(egui::accesskit::Role::TextInput)
+        .click();
+    harness.run_steps(2);
+    harness
+        .get_by_role(egui::accesskit::Role::TextInput)
+        .type_text(text);
+    harness.run_steps(4);
+}
+
+#[test]
+fn a_filter_searches_the_whole_journal_beyond_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = app(&dir.path().join("journal"));
+    // One event of yesterday, by id: not in memory.
+    type_filter(&mut harness, "id:travel.yesterday.completed-7");
+    assert!(shown_types(&harness).is_empty());
+    harness.get_by_label("🔍 Whole journal").click();
+    wait(&mut harness, "the search", travelling);
+    assert_eq!(shown_types(&harness), ["travel.yesterday.completed"]);
+    harness
+        .get_by_label("🔍 1 event matches `id:travel.yesterday.completed-7` in the whole journal");
+    harness.get_by_label("⏵ Live").click();
+    harness.run_steps(3);
+    assert!(!travelling(harness.state()));
+
+    // A glob over both days: every match, oldest first, memory's and the journal's.
+    harness
+        .state_mut()
+        .apply_filter_text("travel.*.completed".into());
+    harness.run_steps(4);
+    harness.get_by_label("🔍 Whole journal").click();
+    wait(&mut harness, "the search", travelling);
+    let types = shown_types(&harness);
+    assert_eq!(types.len(), YESTERDAY + TODAY);
+    assert_eq!(types[0], "travel.yesterday.completed");
+    assert_eq!(types[YESTERDAY], "travel.today.completed");
+    // Rows from two days say which day.
+    harness.get_by_label("01-01 11:59:19.900");
+}

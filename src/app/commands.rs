@@ -68,6 +68,7 @@ impl CandybarApp {
                 }
                 Command::Connect(req) => self.connect(req),
                 Command::TravelTo(at) => self.travel_to(at),
+                Command::SearchJournal => self.search_journal(),
                 Command::SetPaused(paused) => self.paused = paused,
                 Command::Dictation(action) => {
                     if let Some(d) = &self.dictation {

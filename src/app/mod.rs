@@ -337,6 +337,17 @@ impl CandybarApp {
         }
     }
 
+    /// Searches the whole journal for the Stream's filter.
+    fn search_journal(&mut self) {
+        let filter = self.viewer.stream.view.filter().clone();
+        let Some(travel) = self.travel.as_mut() else {
+            return;
+        };
+        let waker = self.ctx.clone();
+        let config = self.live.store.config().clone();
+        travel.search(filter, config, move || waker.request_repaint());
+    }
+
     /// Travels to `at` (`None`: back to live).
     fn travel_to(&mut self, at: Option<Micros>) {
         let Some(travel) = self.travel.as_mut() else {
@@ -570,6 +581,7 @@ impl CandybarApp {
         let journal = self.history.as_ref().map(|h| h.status.lock().clone());
         let long_range = self.long_range();
         let timeline = self.travel.as_ref().map(|t| (t.timeline(), t.loading()));
+        let search = self.travel.as_ref().and_then(travel::Travel::search_info);
         let (store, now_us) = shown(&self.live, self.travel.as_ref(), self.clock);
         // What this frame shows, borrowed from the app's workers (fields apart from the viewer).
         let cx = ViewContext {
@@ -617,6 +629,7 @@ impl CandybarApp {
                     loading: *loading,
                     in_memory_from: self.live.store.oldest_received_us(),
                     now_us: self.clock.now_us(),
+                    search,
                 })
             }),
         };

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use candybar_core::event::RawMessage;
+use candybar_core::filter::{Filter, FilteredView};
 use candybar_core::store::{EventStore, StoreConfig};
-use candybar_core::time::Micros;
+use candybar_core::time::{Micros, now_us};
 use candybar_journal::{BlockRef, Entry, JournalReader};
 
 /// The most events of the past held in memory at once (beside the live store).
@@ -218,12 +220,32 @@ impl Tallies {
 pub struct Past {
     pub at_us: Micros,
     pub store: EventStore,
+    /// The filter the whole journal was searched with, when the events are its matches.
+    pub search: Option<String>,
+}
+
+/// How far a load or a search got (shared with its thread).
+#[derive(Default)]
+pub struct Progress {
+    /// Events read (a load) or matches found (a search).
+    pub events: AtomicUsize,
+    pub blocks_done: AtomicUsize,
+    pub blocks_total: AtomicUsize,
+    /// Set when nobody waits for the answer any more.
+    cancelled: AtomicBool,
 }
 
 struct Loading {
     at_us: Micros,
-    loaded: Arc<AtomicUsize>,
+    search: Option<String>,
+    progress: Arc<Progress>,
     rx: Receiver<Result<EventStore, String>>,
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        self.progress.cancelled.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The window's travels in the journal at `dir`.
@@ -291,30 +313,89 @@ impl Travel {
         }
     }
 
-    /// The moment being loaded and how many events have been read so far.
+    /// The moment being loaded and how many events have been read so far (not for a search).
     #[must_use]
     pub fn loading(&self) -> Option<(Micros, usize)> {
         self.loading
             .as_ref()
-            .map(|l| (l.at_us, l.loaded.load(Ordering::Relaxed)))
+            .filter(|l| l.search.is_none())
+            .map(|l| (l.at_us, l.progress.events.load(Ordering::Relaxed)))
+    }
+
+    /// The search under way, or the one whose matches are shown, as the timeline says it.
+    #[must_use]
+    pub fn search_info(&self) -> Option<candybar_ui::SearchInfo<'_>> {
+        if let Some(l) = &self.loading {
+            let p = &l.progress;
+            return l.search.as_deref().map(|filter| candybar_ui::SearchInfo {
+                filter,
+                matches: p.events.load(Ordering::Relaxed),
+                blocks_done: p.blocks_done.load(Ordering::Relaxed),
+                blocks_total: p.blocks_total.load(Ordering::Relaxed),
+                running: true,
+            });
+        }
+        let past = self.past.as_ref()?;
+        past.search
+            .as_deref()
+            .map(|filter| candybar_ui::SearchInfo {
+                filter,
+                matches: past.store.len(),
+                blocks_done: 0,
+                blocks_total: 0,
+                running: false,
+            })
     }
 
     /// Starts loading the past at `at_us` (a load already under way is dropped).
     pub fn go(&mut self, at_us: Micros, config: StoreConfig, wake: impl Fn() + Send + 'static) {
-        let loaded = Arc::new(AtomicUsize::new(0));
+        let dir = self.dir.clone();
+        self.spawn(at_us, None, wake, move |progress| {
+            load(&dir, at_us, PAST_MAX, &config, progress)
+        });
+    }
+
+    /// Starts searching the whole journal, newest first, for the newest [`PAST_MAX`] events
+    /// that match `filter` (its indexes rule blocks out; a load under way is dropped).
+    pub fn search(
+        &mut self,
+        filter: Filter,
+        config: StoreConfig,
+        wake: impl Fn() + Send + 'static,
+    ) {
+        let dir = self.dir.clone();
+        let text = filter.text().to_owned();
+        self.spawn(now_us(), Some(text), wake, move |progress| {
+            search(&dir, &filter, PAST_MAX, &config, progress)
+        });
+    }
+
+    fn spawn(
+        &mut self,
+        at_us: Micros,
+        search: Option<String>,
+        wake: impl Fn() + Send + 'static,
+        work: impl FnOnce(&Progress) -> Result<EventStore, String> + Send + 'static,
+    ) {
+        let progress = Arc::new(Progress::default());
         let (tx, rx) = sync_channel(1);
-        let (dir, counter) = (self.dir.clone(), loaded.clone());
+        let theirs = progress.clone();
         let spawned = std::thread::Builder::new()
             .name("travel".into())
             .spawn(move || {
-                let _ = tx.send(load(&dir, at_us, PAST_MAX, &config, &counter));
+                let _ = tx.send(work(&theirs));
                 wake();
             });
         match spawned {
             Ok(_) => {
-                self.loading = Some(Loading { at_us, loaded, rx });
+                self.loading = Some(Loading {
+                    at_us,
+                    search,
+                    progress,
+                    rx,
+                });
             }
-            Err(e) => tracing::warn!("cannot load the past: {e}"),
+            Err(e) => tracing::warn!("cannot read the journal: {e}"),
         }
     }
 
@@ -333,9 +414,15 @@ impl Travel {
             Err(TryRecvError::Empty) => return None,
             Err(TryRecvError::Disconnected) => Err("the loading thread stopped".into()),
         };
-        let at_us = l.at_us;
+        let (at_us, search) = (l.at_us, l.search.clone());
         self.loading = None;
-        Some(result.map(|store| self.past = Some(Past { at_us, store })))
+        Some(result.map(|store| {
+            self.past = Some(Past {
+                at_us,
+                store,
+                search,
+            });
+        }))
     }
 }
 
@@ -395,7 +482,7 @@ fn load(
     at_us: Micros,
     max: usize,
     config: &StoreConfig,
-    loaded: &AtomicUsize,
+    progress: &Progress,
 ) -> Result<EventStore, String> {
     let mut reader = JournalReader::open(dir).map_err(|e| e.to_string())?;
     let mut picked: Vec<BlockRef> = Vec::new();
@@ -412,7 +499,12 @@ fn load(
         max_events: config.max_events.max(max),
         ..config.clone()
     });
+    progress.blocks_total.store(picked.len(), Ordering::Relaxed);
     for b in &picked {
+        if progress.cancelled.load(Ordering::Relaxed) {
+            return Err("cancelled".into());
+        }
+        progress.blocks_done.fetch_add(1, Ordering::Relaxed);
         let Some(entries) = reader.read(b) else {
             continue;
         };
@@ -430,8 +522,89 @@ fn load(
                 _ => {}
             }
         }
-        loaded.fetch_add(b.header.count as usize, Ordering::Relaxed);
+        progress
+            .events
+            .fetch_add(b.header.count as usize, Ordering::Relaxed);
     }
+    store.flush();
+    Ok(store)
+}
+
+/// The newest `max` events of the whole journal that match `filter`, in a store of their own:
+/// blocks newest first, those the index rules out skipped, in the others only the events whose
+/// header may match tested by the filter itself (free text included).
+fn search(
+    dir: &Path,
+    filter: &Filter,
+    max: usize,
+    config: &StoreConfig,
+    progress: &Progress,
+) -> Result<EventStore, String> {
+    let mut reader = JournalReader::open(dir).map_err(|e| e.to_string())?;
+    let blocks: Vec<BlockRef> = reader.blocks().copied().collect();
+    progress.blocks_total.store(blocks.len(), Ordering::Relaxed);
+    let now = now_us();
+    let prefilter = filter.rules_out();
+    let mut found: Vec<Vec<RawMessage>> = Vec::new();
+    let mut matches = 0usize;
+    for b in blocks.iter().rev() {
+        if matches >= max {
+            break;
+        }
+        if progress.cancelled.load(Ordering::Relaxed) {
+            return Err("cancelled".into());
+        }
+        progress.blocks_done.fetch_add(1, Ordering::Relaxed);
+        let ruled_out = prefilter
+            && reader
+                .index(b)
+                .is_some_and(|ix| !filter.may_match_block(&ix, now));
+        if ruled_out {
+            continue;
+        }
+        let Some(entries) = reader.read(b) else {
+            continue;
+        };
+        // Room for the whole block: a store evicts a sealed block of its own once the next
+        // would pass `max_events`.
+        let mut scratch = EventStore::single_threaded(StoreConfig {
+            max_events: entries.len() + 2 * candybar_core::store::BLOCK_EVENTS,
+            ..config.clone()
+        });
+        let mut candidates = Vec::new();
+        for e in entries {
+            let Entry::Event(m) = e else { continue };
+            if !prefilter || filter.may_match_message(&m, now) {
+                scratch.insert(&m);
+                candidates.push(m);
+            }
+        }
+        let mut view = FilteredView::new(filter.clone());
+        view.update(&scratch, now, u64::MAX);
+        let first = scratch.first_seq();
+        let hits: Vec<RawMessage> = view
+            .matches()
+            .iter()
+            .filter_map(|&seq| candidates.get(usize::try_from(seq - first).ok()?).cloned())
+            .collect();
+        matches += hits.len();
+        progress.events.store(matches, Ordering::Relaxed);
+        found.push(hits);
+    }
+    let mut store = EventStore::new(StoreConfig {
+        max_events: config.max_events.max(max),
+        ..config.clone()
+    });
+    // Oldest first; the last block read may have brought more than `max`: its oldest go.
+    for m in found
+        .iter()
+        .rev()
+        .flatten()
+        .skip(matches.saturating_sub(max))
+    {
+        store.insert(m);
+    }
+    progress.events.store(matches.min(max), Ordering::Relaxed);
     store.flush();
     Ok(store)
 }
@@ -450,6 +623,45 @@ mod tests {
             errors: 1,
             by_domain,
         }
+    }
+
+    #[test]
+    fn a_search_finds_every_match_in_full_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = candybar_journal::JournalConfig::new(dir.path().to_owned());
+        let mut w = candybar_journal::JournalWriter::open(cfg, "test").unwrap();
+        for i in 0..3_000i64 {
+            let kind = if i % 3 == 0 { "x.failed" } else { "x.ok" };
+            w.append(&RawMessage {
+                received_us: 1_000_000 + i,
+                routing_key: kind.into(),
+                body: format!(r#"{{"event_id":"e{i}","event_type":"{kind}"}}"#).into_bytes(),
+                ..RawMessage::default()
+            });
+        }
+        w.flush().unwrap();
+        drop(w);
+        let progress = Progress::default();
+        let filter = Filter::new("x.failed").unwrap();
+        let store = search(
+            dir.path(),
+            &filter,
+            100_000,
+            &StoreConfig::default(),
+            &progress,
+        )
+        .unwrap();
+        assert_eq!(store.len(), 1_000);
+        assert_eq!(progress.events.load(Ordering::Relaxed), 1_000);
+        let first = store.get(store.first_seq()).unwrap();
+        assert_eq!(first.received_us, 1_000_000, "oldest first");
+        // At most `max`, the newest.
+        let store = search(dir.path(), &filter, 10, &StoreConfig::default(), &progress).unwrap();
+        assert_eq!(store.len(), 10);
+        assert_eq!(
+            store.get(store.end_seq() - 1).unwrap().received_us,
+            1_002_997
+        );
     }
 
     #[test]

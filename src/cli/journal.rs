@@ -14,7 +14,7 @@ use candybar_bus::amqp::{QueueMode, StreamStart};
 use candybar_bus::{AckGate, SourceMsg};
 use candybar_core::config::Retention;
 use candybar_core::export::{ExportEncoder, ExportFormat, read_ndjson_line};
-use candybar_core::filter::{EventSummary, Filter, FilteredView, parse_duration};
+use candybar_core::filter::{Filter, FilteredView, parse_duration};
 use candybar_core::store::{EventStore, StoreConfig};
 use candybar_core::time::{Micros, now_us, parse_rfc3339_us};
 use candybar_journal::{Appended, BlockRef, Entry, JournalConfig, JournalReader, JournalWriter};
@@ -401,20 +401,12 @@ impl Matcher {
         let prefilter = filter.rules_out();
         for e in entries {
             match e {
-                Entry::Event(m) if (since..until).contains(&m.received_us) => {
-                    // What cannot match is not stored (a header decode instead of a store insert).
-                    let stored = !prefilter || {
-                        let d = candybar_core::decode::decode(m);
-                        let one = EventSummary {
-                            decoded: &d,
-                            routing_key: &m.routing_key,
-                            received_us: m.received_us,
-                        };
-                        filter.may_match_block(&one, now)
-                    };
-                    if stored {
-                        self.store.insert(m);
-                    }
+                // What cannot match is not stored (a header decode instead of a store insert).
+                Entry::Event(m)
+                    if (since..until).contains(&m.received_us)
+                        && (!prefilter || filter.may_match_message(m, now)) =>
+                {
+                    self.store.insert(m);
                 }
                 // Text shows where nothing was received, in its place; the machine formats
                 // stay one event per record.

@@ -82,6 +82,19 @@ pub struct TimelineInfo<'a> {
     pub in_memory_from: Option<Micros>,
     /// Now (the views' `now_us` is the moment shown while travelling).
     pub now_us: Micros,
+    /// A search of the whole journal: under way, or its matches shown.
+    pub search: Option<SearchInfo<'a>>,
+}
+
+/// A search of the whole journal for the filter.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchInfo<'a> {
+    pub filter: &'a str,
+    pub matches: usize,
+    pub blocks_done: usize,
+    pub blocks_total: usize,
+    /// Still reading (else its matches are what the views show).
+    pub running: bool,
 }
 
 /// The journal as the status bar shows it (the app fills it from its journal thread).

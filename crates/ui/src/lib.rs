@@ -40,7 +40,7 @@ use candybar_core::voice::DictationAction;
 pub use connection::ConnectRequest;
 pub use context::{
     DictationInfo, ExportProgress, HotkeyInfo, JournalInfo, JournalRates, RegistryStatus,
-    SourceInfo, TimelineInfo, ViewContext,
+    SearchInfo, SourceInfo, TimelineInfo, ViewContext,
 };
 pub use dictation::DictationDraft;
 pub use theme::ThemeChoice;
@@ -132,6 +132,8 @@ pub enum Command {
     SaveSecret(&'static str, Secret),
     /// Show the platform as it was at this moment, from the journal (`None`: live again).
     TravelTo(Option<candybar_core::time::Micros>),
+    /// Find the newest events that match the filter in the whole journal, and show them.
+    SearchJournal,
     /// Quit, even where closing the window would only hide it.
     Quit,
 }

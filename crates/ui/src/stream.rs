@@ -214,17 +214,27 @@ impl StreamViewState {
         let (wheel_y, dragging) =
             ui.input(|i| (i.smooth_scroll_delta.y, i.pointer.is_decidedly_dragging()));
         let interner = store.interner();
+        // Rows from more than one day (history from the journal) say which day.
+        let newest = store.end_seq().checked_sub(1).and_then(|s| store.meta(s));
+        let days = match (store.oldest_received_us(), newest) {
+            (Some(a), Some(b)) => tz.different_days(a, b.received_us),
+            _ => false,
+        };
         // A click anywhere on a row selects it, so cell text is not selectable.
         ui.style_mut().interaction.selectable_labels = false;
         let mut table = TableBuilder::new(ui)
-            .id_salt("stream")
+            .id_salt(if days { "stream-days" } else { "stream" })
             .striped(true)
             .resizable(true)
             .sense(Sense::click())
             .animate_scrolling(false)
             .stick_to_bottom(self.follow)
             .cell_layout(egui::Layout::left_to_right(Align::Center))
-            .column(Column::initial(96.0).at_least(60.0).clip(true))
+            .column(
+                Column::initial(if days { 140.0 } else { 96.0 })
+                    .at_least(60.0)
+                    .clip(true),
+            )
             .column(Column::initial(250.0).at_least(80.0).clip(true))
             .column(Column::initial(80.0).at_least(40.0).clip(true))
             .column(Column::initial(140.0).at_least(40.0).clip(true))
@@ -284,11 +294,12 @@ impl StreamViewState {
                             let domain = printable(interner.resolve(meta.domain));
                             let domain = domain.as_ref();
                             row.col(|ui| {
-                                ui.label(
-                                    RichText::new(tz.clock(meta.received_us))
-                                        .monospace()
-                                        .color(theme.weak_text()),
-                                );
+                                let time = if days {
+                                    tz.day_clock(meta.received_us)
+                                } else {
+                                    tz.clock(meta.received_us)
+                                };
+                                ui.label(RichText::new(time).monospace().color(theme.weak_text()));
                             });
                             row.col(|ui| {
                                 ui.label(printable(interner.resolve(meta.kind)).as_ref());

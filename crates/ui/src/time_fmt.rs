@@ -18,6 +18,18 @@ impl TimeZoneChoice {
         self.format(us, "%H:%M:%S%.3f")
     }
 
+    /// "11-22 14:03:07.125", where rows span days.
+    #[must_use]
+    pub fn day_clock(self, us: Micros) -> String {
+        self.format(us, "%m-%d %H:%M:%S%.3f")
+    }
+
+    /// Whether `a` and `b` fall on different days here.
+    #[must_use]
+    pub fn different_days(self, a: Micros, b: Micros) -> bool {
+        self.format(a, "%F") != self.format(b, "%F")
+    }
+
     /// "2026-11-22 14:03", for things people did (transcripts).
     #[must_use]
     pub fn minute(self, us: Micros) -> String {
@@ -60,5 +72,9 @@ mod tests {
             "2026-01-01 00:00:00.123456 +00:00"
         );
         assert_eq!(TimeZoneChoice::Utc.clock(i64::MAX), i64::MAX.to_string());
+        assert_eq!(TimeZoneChoice::Utc.day_clock(us), "01-01 00:00:00.123");
+        let utc = TimeZoneChoice::Utc;
+        assert!(utc.different_days(us - 1_000_000, us));
+        assert!(!utc.different_days(us, us + 3_600_000_000));
     }
 }

@@ -128,8 +128,38 @@ fn header_ui(
 ) {
     let now_us = info.now_us;
     ui.horizontal(|ui| {
-        match (info.at, info.loading) {
-            (_, Some((at, loaded))) => {
+        match (info.search, info.at, info.loading) {
+            (Some(s), _, _) if s.running => {
+                ui.spinner();
+                ui.label(format!(
+                    "searching the whole journal for `{}`… {} of {} blocks, {} matches",
+                    s.filter,
+                    crate::stream::format_count(s.blocks_done as u64),
+                    crate::stream::format_count(s.blocks_total as u64),
+                    crate::stream::format_count(s.matches as u64)
+                ));
+            }
+            (Some(s), _, _) => {
+                ui.label(
+                    RichText::new(format!(
+                        "🔍 {} {} `{}` in the whole journal",
+                        crate::stream::format_count(s.matches as u64),
+                        if s.matches == 1 {
+                            "event matches"
+                        } else {
+                            "events match"
+                        },
+                        s.filter
+                    ))
+                    .strong()
+                    .color(theme.warn()),
+                )
+                .on_hover_text(
+                    "the newest 100,000 matches at most, from every day the journal keeps; its \
+                     indexes let the search skip the blocks that cannot match",
+                );
+            }
+            (None, _, Some((at, loaded))) => {
                 ui.spinner();
                 ui.label(format!(
                     "loading {} from the journal… {} events",
@@ -137,7 +167,7 @@ fn header_ui(
                     crate::stream::format_count(loaded as u64)
                 ));
             }
-            (Some(at), None) => {
+            (None, Some(at), None) => {
                 ui.label(
                     RichText::new(format!("⏸ viewing {}", tz.minute_second(at)))
                         .strong()
@@ -152,12 +182,12 @@ fn header_ui(
                         .color(theme.weak_text()),
                 );
             }
-            (None, None) => {
+            (None, None, None) => {
                 ui.label(RichText::new("⏺ live").strong().color(theme.good()))
                     .on_hover_text("click or drag on the timeline to see an earlier moment");
             }
         }
-        if info.at.is_some() || info.loading.is_some() {
+        if info.at.is_some() || info.loading.is_some() || info.search.is_some() {
             let live = ui.button("⏵ Live").on_hover_text("back to now");
             if live.clicked() {
                 commands.push(Command::TravelTo(None));

@@ -280,10 +280,27 @@ impl Viewer {
             {
                 self.stream.set_follow(follow);
             }
+            // Filtering beyond memory: the newest matches from every day the journal keeps.
+            if let Some(t) = &cx.timeline
+                && t.search.is_none()
+                && !self.stream.view.filter().is_all()
+                && ui
+                    .button("🔍 Whole journal")
+                    .on_hover_text(format!(
+                        "find the newest events matching `{}` in the whole journal (since {}), \
+                         not only in memory",
+                        self.stream.view.filter().text(),
+                        self.tz.minute_second(t.span.0)
+                    ))
+                    .clicked()
+            {
+                self.commands.push(Command::SearchJournal);
+            }
             // Paging back beyond memory: the window travels to just before its oldest event.
             if let (Some(t), Some(oldest)) = (&cx.timeline, cx.store.oldest_received_us())
                 && t.span.0 < oldest
                 && t.loading.is_none()
+                && t.search.is_none()
                 && ui
                     .button("⏶ Older")
                     .on_hover_text(format!(

@@ -184,6 +184,16 @@ impl Filter {
         Node::Sym(self.sym_terms.len() - 1)
     }
 
+    /// The same filter without the answers it cached per symbol: those are indexes into one
+    /// store's interner, and mean other strings in another store's.
+    #[must_use]
+    fn uncached(mut self) -> Self {
+        for (_, cache) in &mut self.sym_terms {
+            cache.0.clear();
+        }
+        self
+    }
+
     /// The expression as the user typed it (trimmed).
     #[must_use]
     pub fn text(&self) -> &str {
@@ -390,6 +400,19 @@ impl Filter {
         self.may_match_node(&self.root, summary, now_us)
     }
 
+    /// Whether the message may match, from its decoded header alone (free text and negations
+    /// are left to a store): what cannot is not worth storing.
+    #[must_use]
+    pub fn may_match_message(&self, m: &super::event::RawMessage, now_us: Micros) -> bool {
+        let d = super::decode::decode(m);
+        let one = EventSummary {
+            decoded: &d,
+            routing_key: &m.routing_key,
+            received_us: m.received_us,
+        };
+        self.may_match_block(&one, now_us)
+    }
+
     /// Whether [`Self::may_match_block`] can ever say no (a filter of free text alone, say,
     /// cannot: then asking costs more than it saves).
     #[must_use]
@@ -565,10 +588,12 @@ impl Default for FilteredView {
 }
 
 impl FilteredView {
+    /// A view of `filter` (its cached answers are dropped: they belong to the interner of the
+    /// store it last ran on, and this view may run on another).
     #[must_use]
     pub fn new(filter: Filter) -> Self {
         Self {
-            filter,
+            filter: filter.uncached(),
             matches: VecDeque::new(),
             next_seq: 0,
             scratch: Scratch::default(),
@@ -581,9 +606,10 @@ impl FilteredView {
         &self.filter
     }
 
-    /// Replaces the filter; the next [`Self::update`] re-scans the store.
+    /// Replaces the filter; the next [`Self::update`] re-scans the store (which may be another
+    /// one: the filter's cached answers are dropped).
     pub fn set_filter(&mut self, filter: Filter) {
-        self.filter = filter;
+        self.filter = filter.uncached();
         self.matches.clear();
         self.next_seq = 0;
     }
@@ -884,6 +910,29 @@ mod tests {
             ("agent:rex OR corr:c1", true),
         ] {
             assert_eq!(Filter::new(expr).unwrap().rules_out(), rules_out, "{expr}");
+        }
+    }
+
+    #[test]
+    fn a_filter_moved_to_another_store_answers_for_that_store() {
+        let a = sample();
+        let mut view = FilteredView::new(Filter::new("llm.error").unwrap());
+        view.update(&a, 0, u64::MAX);
+        assert_eq!(view.len(), 1);
+        // Another store, its types interned in another order.
+        let b = store_with(&[
+            ev("llm.error", "rex", "x", "c9"),
+            ev("agent.thread.prompt", "momo", "y", "c8"),
+            ev("llm.error", "rex", "z", "c7"),
+        ]);
+        for moved in [FilteredView::new(view.filter().clone()), {
+            let mut v = FilteredView::default();
+            v.set_filter(view.filter().clone());
+            v
+        }] {
+            let mut moved = moved;
+            moved.update(&b, 0, u64::MAX);
+            assert_eq!(moved.matches().iter().copied().collect::<Vec<_>>(), [0, 2]);
         }
     }
 
