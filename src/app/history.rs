@@ -70,12 +70,20 @@ pub enum Plan {
     },
 }
 
-/// The blocks holding the journal's newest `max` events, oldest first, and how many events of
-/// the first of them are older than wanted.
-fn newest_blocks(reader: &JournalReader, max: usize) -> (Vec<BlockRef>, usize) {
+/// The blocks holding the journal's newest `max` events received by `until_us`, oldest first,
+/// and how many events of the first of them are older than wanted.
+pub(crate) fn newest_blocks(
+    reader: &JournalReader,
+    max: usize,
+    until_us: candybar_core::time::Micros,
+) -> (Vec<BlockRef>, usize) {
     let mut picked: Vec<BlockRef> = Vec::new();
     let mut count = 0usize;
-    for b in reader.blocks().rev() {
+    for b in reader
+        .blocks()
+        .rev()
+        .filter(|b| b.header.min_us <= until_us)
+    {
         if count >= max {
             break;
         }
@@ -94,7 +102,7 @@ async fn send_newest(
     max: usize,
     tx: &SourceTx,
 ) -> Result<Option<candybar_core::time::Micros>, ()> {
-    let (blocks, mut skip) = newest_blocks(reader, max);
+    let (blocks, mut skip) = newest_blocks(reader, max, candybar_core::time::Micros::MAX);
     let mut newest = None;
     for b in &blocks {
         let Some(mut entries) = tokio::task::block_in_place(|| reader.read(b)) else {

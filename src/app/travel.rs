@@ -485,16 +485,7 @@ fn load(
     progress: &Progress,
 ) -> Result<EventStore, String> {
     let mut reader = JournalReader::open(dir).map_err(|e| e.to_string())?;
-    let mut picked: Vec<BlockRef> = Vec::new();
-    let mut count = 0usize;
-    for b in reader.blocks().rev().filter(|b| b.header.min_us <= at_us) {
-        if count >= max {
-            break;
-        }
-        count += b.header.count as usize;
-        picked.push(*b);
-    }
-    picked.reverse();
+    let (picked, _) = super::history::newest_blocks(&reader, max, at_us);
     let mut store = EventStore::new(StoreConfig {
         max_events: config.max_events.max(max),
         ..config.clone()
