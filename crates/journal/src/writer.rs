@@ -264,6 +264,8 @@ impl JournalWriter {
 
     /// Adds an event. A duplicate (by event id) is counted and not kept.
     pub fn append(&mut self, m: &RawMessage) -> Appended {
+        // Before this event counts as accepted: a block sealed now must not cover it.
+        self.seal_if_stretched(m.received_us);
         self.accepted += 1;
         let decoded = decode::decode(m);
         if self.cfg.dedup_window > 0
@@ -276,7 +278,6 @@ impl JournalWriter {
             }
             self.remember(key);
         }
-        self.seal_if_stretched(m.received_us);
         self.block.push_event(m, &decoded);
         self.stats.kept += 1;
         self.after_push();
@@ -653,6 +654,16 @@ mod tests {
             .blocks()
             .map(|b| b.header.max_us - b.header.min_us)
             .collect();
+        // An event that closes the block before it is not durable with that block.
+        let dir2 = tempfile::tempdir().unwrap();
+        let mut cfg2 = JournalConfig::new(dir2.path().to_owned());
+        cfg2.block_age = Duration::from_hours(1);
+        cfg2.sync_every = Duration::ZERO;
+        let mut w2 = JournalWriter::open(cfg2, "test").unwrap();
+        w2.append(&event("a", 0));
+        w2.append(&event("b", 120_000_000));
+        w2.tick();
+        assert_eq!(w2.durable(), 1, "only the sealed block's event is on disk");
         // The gap is filed under its end, today.
         assert_eq!(spans.len(), 2, "yesterday; the gap and today: {spans:?}");
         assert!(spans.iter().all(|&s| s <= 60_000_000), "{spans:?}");
