@@ -26,16 +26,20 @@ pub enum InstanceRequest {
     ServerStatus,
     /// Bring the window to the front.
     Show,
+    /// `release-journal DIR`: a window recording into the journal at DIR stops, lets
+    /// `candybar record` write it, and reads what the recorder writes instead.
+    ReleaseJournal,
 }
 
 impl InstanceRequest {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Start,
         Self::Stop,
         Self::Toggle,
         Self::Status,
         Self::ServerStatus,
         Self::Show,
+        Self::ReleaseJournal,
     ];
 
     #[must_use]
@@ -47,12 +51,19 @@ impl InstanceRequest {
             Self::Status => "status",
             Self::ServerStatus => "server-status",
             Self::Show => "show",
+            Self::ReleaseJournal => "release-journal",
         }
     }
 
+    /// The request on `line` and what follows its word (`""` for most).
     #[must_use]
-    pub fn parse(line: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == line.trim())
+    pub fn parse(line: &str) -> Option<(Self, &str)> {
+        let line = line.trim();
+        let (word, arg) = line.split_once(' ').unwrap_or((line, ""));
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == word)
+            .map(|r| (r, arg.trim()))
     }
 }
 
@@ -83,6 +94,16 @@ pub enum InstanceError {
 
 /// Sends one request to the running instance and returns its answer.
 pub fn send(path: &Path, request: InstanceRequest) -> Result<String, InstanceError> {
+    send_with(path, request, "")
+}
+
+/// Sends one request with its argument (a path, for [`InstanceRequest::ReleaseJournal`]) to the
+/// running instance and returns its answer.
+pub fn send_with(
+    path: &Path,
+    request: InstanceRequest,
+    arg: &str,
+) -> Result<String, InstanceError> {
     let io = |source| InstanceError::Io {
         path: path.to_owned(),
         reason: source,
@@ -95,7 +116,17 @@ pub fn send(path: &Path, request: InstanceRequest) -> Result<String, InstanceErr
     })?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-    writeln!(stream, "{}", request.as_str()).map_err(io)?;
+    if arg.contains('\n') {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a request is one line",
+        )));
+    }
+    if arg.is_empty() {
+        writeln!(stream, "{}", request.as_str()).map_err(io)?;
+    } else {
+        writeln!(stream, "{} {arg}", request.as_str()).map_err(io)?;
+    }
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer).map_err(io)?;
     Ok(answer.trim_end().to_owned())
@@ -158,13 +189,13 @@ pub fn send_patiently(
     }
 }
 
-/// Answers requests on `listener` from an `instance` thread: each request goes to `handle`, its
-/// answer goes back; a line that is no request is answered with the ones there are. The socket
+/// Answers requests on `listener` from an `instance` thread: each request (and its argument) goes
+/// to `handle`, its answer goes back; a line that is no request is answered with the ones there are. The socket
 /// file is removed when the returned guard drops.
 pub fn serve(
     claimed: Claimed,
     path: PathBuf,
-    handle: impl Fn(InstanceRequest) -> String + Send + 'static,
+    handle: impl Fn(InstanceRequest, &str) -> String + Send + 'static,
 ) -> std::io::Result<Served> {
     let Claimed { listener, lock } = claimed;
     std::thread::Builder::new()
@@ -180,7 +211,7 @@ pub fn serve(
                     .map(|s| BufReader::new(std::io::Read::take(s, 4096)).read_line(&mut line));
                 let answer = match read {
                     Ok(Ok(_)) => match InstanceRequest::parse(&line) {
-                        Some(r) => handle(r),
+                        Some((r, arg)) => handle(r, arg),
                         None => unknown_request(line.trim()),
                     },
                     _ => "error: no request".into(),
@@ -223,7 +254,10 @@ mod tests {
             Err(InstanceError::NotRunning(_))
         ));
         let claimed = claim(&path).unwrap().expect("first instance");
-        let served = serve(claimed, path.clone(), |req| format!("got {}", req.as_str())).unwrap();
+        let served = serve(claimed, path.clone(), |req, arg| {
+            format!("got {}{arg}", req.as_str())
+        })
+        .unwrap();
         assert!(
             claim(&path).unwrap().is_none(),
             "second instance must defer"
@@ -231,6 +265,11 @@ mod tests {
         for r in InstanceRequest::ALL {
             assert_eq!(send(&path, r).unwrap(), format!("got {}", r.as_str()));
         }
+        assert_eq!(
+            send_with(&path, InstanceRequest::ReleaseJournal, "/a b/journal").unwrap(),
+            "got release-journal/a b/journal",
+            "the argument arrives whole, spaces and all"
+        );
         // Another program writing junk on the socket gets the list, not a crash.
         let mut raw = UnixStream::connect(&path).unwrap();
         writeln!(raw, "launch missiles").unwrap();

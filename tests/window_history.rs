@@ -29,6 +29,25 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 
 /// The window on `exchange`, journal at `journal`, closing itself after `secs`.
 fn window(x: &Xvfb, url: &str, exchange: &str, journal: &Path, secs: u32, dir: &Path) -> Candybar {
+    window_env(x, url, exchange, journal, secs, dir, &[])
+}
+
+/// [`window`] with more environment (a socket of its own a recorder can reach).
+fn window_env(
+    x: &Xvfb,
+    url: &str,
+    exchange: &str,
+    journal: &Path,
+    secs: u32,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Candybar {
+    let mut envs = vec![
+        ("DISPLAY", x.display.as_str()),
+        ("RUST_LOG", "warn,candybar=info"),
+        ("XDG_DATA_HOME", path_str(dir)),
+    ];
+    envs.extend_from_slice(env);
     Candybar::spawn_env(
         &[
             "--amqp",
@@ -47,11 +66,7 @@ fn window(x: &Xvfb, url: &str, exchange: &str, journal: &Path, secs: u32, dir: &
             "--screenshot",
             path_str(&dir.join("window.png")),
         ],
-        &[
-            ("DISPLAY", x.display.as_str()),
-            ("RUST_LOG", "warn,candybar=info"),
-            ("XDG_DATA_HOME", path_str(dir)),
-        ],
+        &envs,
     )
 }
 
@@ -120,13 +135,28 @@ fn with_a_recorder_running_the_window_reads_its_journal_then_takes_over_when_it_
         "the window names the recorder:\n{}",
         app.stderr()
     );
+    // 100 from the journal when it opened, 100 read live from it, 100 from the broker.
+    hand_back(app, recorder, (&url, &exchange), &journal, dir.path(), 2);
+}
+
+/// While `recorder` writes `journal` and `app` reads it: 100 "b" events land in it once; then
+/// the recorder stops, the window records again from the broker (its `connected`-th connection)
+/// and 100 "c" events are published. In the end the window received a, b and c once each — no
+/// second copy of what the recorder consumed — and the journal holds each once.
+fn hand_back(
+    app: Candybar,
+    recorder: Candybar,
+    (url, exchange): (&str, &str),
+    journal: &Path,
+    dir: &Path,
+    connected: usize,
+) {
     // Published while both run: the recorder consumes them once; the window reads its journal.
-    support::lapin_publish(&url, &exchange, &batch("b", 100));
+    support::lapin_publish(url, exchange, &batch("b", 100));
     assert_eq!(
-        wait_for_count(&journal, 200, Duration::from_secs(20)).len(),
+        wait_for_count(journal, 200, Duration::from_secs(20)).len(),
         200
     );
-
     // The recorder stops: the window records from then on.
     recorder.signal("TERM");
     let (code, err) = recorder.wait(Duration::from_secs(10));
@@ -137,14 +167,64 @@ fn with_a_recorder_running_the_window_reads_its_journal_then_takes_over_when_it_
         Duration::from_secs(10),
     );
     // Its own queue is bound once it is connected (the recorder's durable queue stays behind).
-    app.wait_stderr("Connected", 2, Duration::from_secs(20));
-    support::lapin_publish(&url, &exchange, &batch("c", 100));
+    app.wait_stderr("Connected", connected, Duration::from_secs(20));
+    support::lapin_publish(url, exchange, &batch("c", 100));
 
-    let report = finished(app, dir.path());
-    // 100 from the journal when it opened, 100 read live from it, 100 from the broker: no
-    // second copy of what the recorder consumed.
+    let report = finished(app, dir);
     assert_eq!(report["events_received"], 300, "{report}");
     assert_eq!(report["events_stored"], 300, "{report}");
     let expected: Vec<String> = ["a", "b", "c"].iter().flat_map(|p| ids(p, 100)).collect();
-    assert_each_once(&query_ids(&journal, &[]), &expected, "");
+    assert_each_once(&query_ids(journal, &[]), &expected, "");
+}
+
+#[test]
+fn a_recorder_started_while_the_window_records_is_handed_the_journal() {
+    let x = Xvfb::start();
+    let url = shared_broker_url();
+    let exchange = unique("t.history.hand");
+    let queue = unique("candybar.test.handover");
+    support::declare_exchange(&url, &exchange);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let socket = dir.path().join("candybar.sock");
+    let socket_env = [("CANDYBAR_SOCKET", path_str(&socket))];
+    let recorder_args = [
+        "record",
+        "--amqp",
+        &url,
+        "--exchange",
+        &exchange,
+        "--durable-queue",
+        &queue,
+        "--journal",
+        path_str(&journal),
+    ];
+
+    let app = window_env(&x, &url, &exchange, &journal, 40, dir.path(), &socket_env);
+    app.wait_stderr("recording into the journal", 1, Duration::from_secs(30));
+    app.wait_stderr("Connected", 1, Duration::from_secs(30));
+    support::lapin_publish(&url, &exchange, &batch("a", 100));
+    assert_eq!(
+        wait_for_count(&journal, 100, Duration::from_secs(20)).len(),
+        100
+    );
+
+    // A recorder that cannot reach the window (another socket) is told what to do, not hung.
+    let lost = dir.path().join("elsewhere.sock");
+    let stray = Candybar::spawn_env(&recorder_args, &[("CANDYBAR_SOCKET", path_str(&lost))]);
+    let (code, err) = stray.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("the candybar window writes") && err.contains("close it"),
+        "{err}"
+    );
+
+    // One that can: the window writes its last block, lets go, and reads the recorder's journal.
+    let recorder = Candybar::spawn_env(&recorder_args, &socket_env);
+    recorder.wait_stderr("handed the journal over", 1, Duration::from_secs(20));
+    app.wait_stderr("reads it live from now on", 1, Duration::from_secs(10));
+    recorder.wait_stderr("connected", 1, Duration::from_secs(20));
+    // Connected thrice in the end: the broker, the recorder's journal, the broker again.
+    // 100 from the broker, 100 read from the recorder's journal, 100 from the broker again.
+    hand_back(app, recorder, (&url, &exchange), &journal, dir.path(), 3);
 }

@@ -80,6 +80,7 @@ fn app(journal: &std::path::Path) -> Harness<'static, CandybarApp> {
         status: std::sync::Arc::default(),
         recorder: None,
         takeover: None,
+        own: None,
     });
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])

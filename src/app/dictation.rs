@@ -121,8 +121,9 @@ impl CandybarApp {
             let local = parts.local.clone();
             let local_port = self.local_port.clone();
             let show = self.show_requested.clone();
+            let releases = self.journal_releases.0.clone();
             let ctx = self.ctx.clone();
-            let served = crate::instance::serve(listener, path, move |req| match req {
+            let served = crate::instance::serve(listener, path, move |req, arg| match req {
                 InstanceRequest::Start => handle.ask(Request::Start),
                 InstanceRequest::Stop => handle.ask(Request::Stop),
                 InstanceRequest::Toggle => handle.ask(Request::Toggle),
@@ -140,6 +141,9 @@ impl CandybarApp {
                     show.store(true, Ordering::Relaxed);
                     ctx.request_repaint();
                     "showing the window".into()
+                }
+                InstanceRequest::ReleaseJournal => {
+                    super::history::ask_release(&releases, arg, || ctx.request_repaint())
                 }
             });
             match served {

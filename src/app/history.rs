@@ -2,7 +2,9 @@
 //! while it is connected to a broker it records what it receives into the journal (a thread of
 //! its own writes, the UI never waits on the disk); and when `candybar record` already writes the
 //! journal, it reads that journal live instead of consuming a second copy from the bus — and takes
-//! over recording when the recorder stops.
+//! over recording when the recorder stops. The other way round, a `candybar record` started while
+//! the window records asks it (through the instance socket) to let go: the window finishes its
+//! last block, hands the journal over and reads it live from then on.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +26,15 @@ pub const PRELOAD_MAX: usize = 250_000;
 const SINK_CAPACITY: usize = 65_536;
 /// How often a window reading a recorder's journal looks for new blocks.
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+/// How long the window's journal thread may take to write its last block when `candybar record`
+/// asks for the journal (a full disk does not keep the recorder waiting longer).
+const RELEASE_GRACE: Duration = Duration::from_secs(3);
+/// How long the instance thread waits for the window to let go of the journal. Under the
+/// socket's own timeout (8 s), so the recorder hears the answer.
+const RELEASE_PATIENCE: Duration = Duration::from_secs(6);
+/// How long a window that handed the journal over waits for the recorder to open it before
+/// recording again itself (the recorder died on its way).
+const RECORDER_ARRIVAL: Duration = Duration::from_secs(10);
 
 /// What the status bar says about the journal.
 #[derive(Clone, Debug, Default)]
@@ -46,9 +57,13 @@ pub struct History {
     pub status: SharedStatus,
     pub recorder: Option<JournalRecorder>,
     pub takeover: Option<Takeover>,
+    /// While the window records: what it records from, to take over again after it handed the
+    /// journal to `candybar record` and that stopped.
+    pub own: Option<Takeover>,
 }
 
 /// What a window reading `candybar record`'s journal needs to record itself once it stops.
+#[derive(Clone)]
 pub struct Takeover {
     pub dir: PathBuf,
     pub retention: Retention,
@@ -198,63 +213,153 @@ pub fn recorded(
 /// The journal at `dir`, written by `who`, read live: its newest `max` events, then each block
 /// the recorder adds. The source finishes when the recorder stops (the window then records).
 pub fn followed(dir: PathBuf, who: &str, max: usize) -> SourceHandle {
-    let describe = format!("the journal at {} (written by {who})", dir.display());
+    let describe = following_describe(&dir, who);
     SourceHandle::spawn(describe.clone(), move |tx| async move {
-        let mut reader = match tokio::task::block_in_place(|| JournalReader::open(&dir)) {
-            Ok(r) => r,
-            Err(e) => {
-                let state = SourceState::Retrying {
-                    reason: e.to_string(),
-                    retry_in: Duration::MAX,
-                    permanent: true,
-                };
-                let _ = tx.send(SourceMsg::State(state)).await;
-                return;
-            }
-        };
-        let mut last = reader.blocks().last().copied();
-        if send_newest(&mut reader, max, &tx).await.is_err() {
-            return;
-        }
-        let connected = SourceState::Connected { detail: describe };
-        if tx.send(SourceMsg::State(connected)).await.is_err() {
-            return;
-        }
-        loop {
-            tokio::time::sleep(FOLLOW_EVERY).await;
-            // The recorder's last blocks are read before the window takes over.
-            let still_written = candybar_journal::writer_of(&dir).is_some();
-            let (r, new) = tokio::task::spawn_blocking(move || {
-                let refreshed = reader.refresh();
-                let blocks = reader.blocks_after(last);
-                let entries: Vec<Entry> = blocks
-                    .iter()
-                    .filter_map(|b| reader.read(b))
-                    .flatten()
-                    .collect();
-                (
-                    reader,
-                    refreshed.map(|()| (blocks.last().copied(), entries)),
-                )
-            })
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-            reader = r;
-            match new {
-                Ok((newest_block, entries)) => {
-                    last = newest_block.or(last);
-                    if !send_entries(&tx, entries).await {
-                        return;
-                    }
-                }
-                Err(e) => tracing::warn!("journal: {e}"),
-            }
-            if !still_written {
-                let _ = tx.send(SourceMsg::State(SourceState::Finished)).await;
-                return;
-            }
-        }
+        follow(dir, describe, max, Duration::ZERO, tx).await;
     })
+}
+
+fn following_describe(dir: &Path, who: &str) -> String {
+    format!("the journal at {} (written by {who})", dir.display())
+}
+
+/// What the status bar says while the window reads the journal `who` writes.
+pub fn following_status(dir: &Path, who: &str) -> JournalStatus {
+    JournalStatus {
+        line: "journal: read live".into(),
+        hover: format!(
+            "{who} records into {}; this window reads what it writes instead of consuming a \
+             second copy from the bus",
+            dir.display()
+        ),
+        warning: None,
+    }
+}
+
+/// `candybar record` asked for the journal this window writes: `recorder` writes its last block
+/// and lets go, `reply` tells the recorder so, and the returned source reads the journal live
+/// from there on (what the window already holds is not read again). It finishes when the
+/// recorder stops — or never came within [`RECORDER_ARRIVAL`].
+pub fn released(
+    mut recorder: JournalRecorder,
+    reply: SyncSender<String>,
+    status: SharedStatus,
+) -> SourceHandle {
+    let dir = recorder.dir.clone();
+    let describe = following_describe(&dir, "candybar record");
+    SourceHandle::spawn(describe.clone(), move |tx| async move {
+        let finished = tokio::task::spawn_blocking(move || recorder.finish(RELEASE_GRACE))
+            .await
+            .unwrap_or(false);
+        if !finished {
+            let _ = reply.try_send(format!(
+                "error: the window could not write its last events to {} within {RELEASE_GRACE:?} \
+                 (is the disk full?); try again",
+                dir.display()
+            ));
+            return;
+        }
+        *status.lock() = following_status(&dir, "candybar record");
+        let _ = reply.try_send(format!("released {}", dir.display()));
+        follow(dir, describe, 0, RECORDER_ARRIVAL, tx).await;
+    })
+}
+
+/// Reads the journal at `dir` live into `tx`: its newest `max` events, then each block a writer
+/// adds, until no writer holds it (once one was seen, or `arrival` passed without one).
+async fn follow(dir: PathBuf, describe: String, max: usize, arrival: Duration, tx: SourceTx) {
+    let mut reader = match tokio::task::block_in_place(|| JournalReader::open(&dir)) {
+        Ok(r) => r,
+        Err(e) => {
+            let state = SourceState::Retrying {
+                reason: e.to_string(),
+                retry_in: Duration::MAX,
+                permanent: true,
+            };
+            let _ = tx.send(SourceMsg::State(state)).await;
+            return;
+        }
+    };
+    let mut last = reader.blocks().last().copied();
+    if send_newest(&mut reader, max, &tx).await.is_err() {
+        return;
+    }
+    let connected = SourceState::Connected { detail: describe };
+    if tx.send(SourceMsg::State(connected)).await.is_err() {
+        return;
+    }
+    let started = Instant::now();
+    let mut writer_seen = false;
+    loop {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        // The recorder's last blocks are read before the window takes over.
+        let still_written = candybar_journal::writer_of(&dir).is_some();
+        writer_seen |= still_written;
+        let (r, new) = tokio::task::spawn_blocking(move || {
+            let refreshed = reader.refresh();
+            let blocks = reader.blocks_after(last);
+            let entries: Vec<Entry> = blocks
+                .iter()
+                .filter_map(|b| reader.read(b))
+                .flatten()
+                .collect();
+            (
+                reader,
+                refreshed.map(|()| (blocks.last().copied(), entries)),
+            )
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        reader = r;
+        match new {
+            Ok((newest_block, entries)) => {
+                last = newest_block.or(last);
+                if !send_entries(&tx, entries).await {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!("journal: {e}"),
+        }
+        if !still_written && (writer_seen || started.elapsed() >= arrival) {
+            let _ = tx.send(SourceMsg::State(SourceState::Finished)).await;
+            return;
+        }
+    }
+}
+
+/// `candybar record` asks, through the instance socket, for the journal at `dir`.
+pub struct ReleaseRequest {
+    pub dir: PathBuf,
+    /// The answer for the recorder: `released DIR`, or why not.
+    pub reply: SyncSender<String>,
+}
+
+/// The instance thread's side of `release-journal DIR`: hands the request to the window (woken
+/// by `wake`) and waits for its answer.
+pub fn ask_release(tx: &SyncSender<ReleaseRequest>, dir: &str, wake: impl Fn()) -> String {
+    if dir.is_empty() {
+        return "error: release-journal needs the journal's directory".into();
+    }
+    let (reply, answer) = sync_channel(1);
+    let request = ReleaseRequest {
+        dir: PathBuf::from(dir),
+        reply,
+    };
+    if tx.try_send(request).is_err() {
+        return "error: the window is busy handing over the journal; try again".into();
+    }
+    wake();
+    answer.recv_timeout(RELEASE_PATIENCE).unwrap_or_else(|_| {
+        "error: the window did not let go of the journal in time; try again".into()
+    })
+}
+
+/// Whether two spellings name one directory.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// What the journal thread is sent.
@@ -320,7 +425,8 @@ impl JournalRecorder {
     /// words) and starts its thread.
     pub fn start(dir: &Path, retention: Retention, status: SharedStatus) -> Result<Self, String> {
         let cfg = JournalConfig::retained(dir.to_owned(), retention);
-        let writer = JournalWriter::open(cfg, "the candybar window").map_err(|e| e.to_string())?;
+        let writer = JournalWriter::open(cfg, crate::cli::journal::WINDOW_WRITER)
+            .map_err(|e| e.to_string())?;
         let (tx, rx) = sync_channel(SINK_CAPACITY);
         let (stop_tx, stop_rx) = sync_channel(1);
         let shared = Arc::new(SinkShared {
@@ -348,13 +454,13 @@ impl JournalRecorder {
     }
 
     /// Writes what is queued, syncs and closes the journal (the window is closing). Waits at most
-    /// `grace`: a full disk does not hold the window open.
-    pub fn finish(&mut self, grace: Duration) {
+    /// `grace`: a full disk does not hold the window open. Whether it finished in time.
+    pub fn finish(&mut self, grace: Duration) -> bool {
         if let Some(stop) = self.stop.take() {
             let _ = stop.try_send(());
         }
         let Some(thread) = self.thread.take() else {
-            return;
+            return true;
         };
         let end = Instant::now() + grace;
         while !thread.is_finished() && Instant::now() < end {
@@ -362,10 +468,12 @@ impl JournalRecorder {
         }
         if thread.is_finished() {
             let _ = thread.join();
+            true
         } else {
             eprintln!(
                 "candybar: the journal could not be finished within {grace:?}; the last events may not be in it"
             );
+            false
         }
     }
 }
@@ -484,6 +592,9 @@ impl super::CandybarApp {
     /// A window reading `candybar record`'s journal records itself once the recorder stops (the
     /// recorder's last blocks were read first), from the broker it would have consumed.
     pub(super) fn poll_history(&mut self) {
+        while let Ok(request) = self.journal_releases.1.try_recv() {
+            self.release_journal(request);
+        }
         let Some(h) = self.history.as_mut() else {
             return;
         };
@@ -509,14 +620,18 @@ impl super::CandybarApp {
                     "candybar: candybar record stopped; this window records into the journal at {} now",
                     t.dir.display()
                 );
-                let handle = recorded(candybar_bus::amqp::spawn(amqp), recorder.sink(), None);
+                let handle = recorded(
+                    candybar_bus::amqp::spawn(amqp.clone()),
+                    recorder.sink(),
+                    None,
+                );
                 h.recorder = Some(recorder);
-                self.live.connect(handle, None);
-                let waker = self.ctx.clone();
-                self.live.set_waker(move || waker.request_repaint());
-                self.viewer.toast(
-                    &self.ctx,
-                    candybar_ui::ToastLevel::Info,
+                h.own = Some(Takeover {
+                    amqp: Some(amqp),
+                    ..t
+                });
+                self.switch_source(
+                    handle,
                     "candybar record stopped: this window records into the journal now",
                 );
             }
@@ -528,6 +643,53 @@ impl super::CandybarApp {
                 };
             }
         }
+    }
+
+    /// `candybar record` wants the journal this window writes: the window stops consuming, writes
+    /// its last block, lets go, and reads what the recorder writes (taking over again when the
+    /// recorder stops). The answer goes back to the recorder.
+    fn release_journal(&mut self, request: ReleaseRequest) {
+        let answer = |words: String| {
+            let _ = request.reply.try_send(words);
+        };
+        let Some(h) = self.history.as_mut() else {
+            answer("error: this window keeps no journal".into());
+            return;
+        };
+        if !same_dir(&h.dir, &request.dir) {
+            answer(format!(
+                "error: this window's journal is {}, not {}",
+                h.dir.display(),
+                request.dir.display()
+            ));
+            return;
+        }
+        let Some(recorder) = h.recorder.take() else {
+            answer(format!(
+                "error: this window does not write {}",
+                h.dir.display()
+            ));
+            return;
+        };
+        eprintln!(
+            "candybar: candybar record asked for the journal at {}; this window reads it live from now on",
+            h.dir.display()
+        );
+        h.takeover = h.own.take();
+        let handle = released(recorder, request.reply, h.status.clone());
+        self.switch_source(
+            handle,
+            "candybar record writes the journal now: this window reads what it records",
+        );
+    }
+
+    /// The window reads `handle` from now on (the journal changed hands); the toast says why.
+    fn switch_source(&mut self, handle: SourceHandle, why: &str) {
+        self.live.connect(handle, None);
+        let waker = self.ctx.clone();
+        self.live.set_waker(move || waker.request_repaint());
+        self.viewer
+            .toast(&self.ctx, candybar_ui::ToastLevel::Info, why);
     }
 
     /// The Connection dialog chose `handle`: a broker is recorded when the window records; a

@@ -206,6 +206,11 @@ pub struct CandybarApp {
     dictation: Option<DictationParts>,
     /// Set by a second launch (through the local socket): bring the window to the front.
     show_requested: Arc<std::sync::atomic::AtomicBool>,
+    /// `candybar record` asking (through the local socket) for the journal this window writes.
+    journal_releases: (
+        SyncSender<history::ReleaseRequest>,
+        Receiver<history::ReleaseRequest>,
+    ),
     /// Whether the view's settings were changed in this run (then they are saved).
     dictation_edited: bool,
     tray: Option<tray::Tray>,
@@ -269,6 +274,7 @@ impl CandybarApp {
             ctx,
             dictation: None,
             show_requested: Arc::default(),
+            journal_releases: sync_channel(1),
             dictation_edited: persisted.dictation.is_some(),
             tray: None,
             window_visible: true,

@@ -335,6 +335,11 @@ fn open_history(
                     };
                     let handle = history::recorded(handle, recorder.sink(), Some(opening));
                     let history = History {
+                        own: Some(Takeover {
+                            dir: dir.clone(),
+                            retention,
+                            amqp,
+                        }),
                         dir,
                         status,
                         recorder: Some(recorder),
@@ -355,6 +360,7 @@ fn open_history(
                         status,
                         recorder: None,
                         takeover: None,
+                        own: None,
                     };
                     (handle, demo_reason, Some(history))
                 }
@@ -369,15 +375,7 @@ fn open_history(
                 "candybar: reading the journal at {} live: {who} writes it",
                 dir.display()
             );
-            *status.lock() = JournalStatus {
-                line: "journal: read live".into(),
-                hover: format!(
-                    "{who} records into {}; this window reads what it writes instead of \
-                     consuming a second copy from the bus",
-                    dir.display()
-                ),
-                warning: None,
-            };
+            *status.lock() = history::following_status(&dir, &who);
             drop(handle); // the broker is the recorder's to consume
             let followed = history::followed(dir.clone(), &who, preload);
             let history = History {
@@ -389,6 +387,7 @@ fn open_history(
                     retention,
                     amqp,
                 }),
+                own: None,
             };
             (followed, None, Some(history))
         }

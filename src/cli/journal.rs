@@ -17,7 +17,9 @@ use candybar_core::export::{ExportEncoder, ExportFormat, read_ndjson_line};
 use candybar_core::filter::{Filter, FilteredView, parse_duration};
 use candybar_core::store::{EventStore, StoreConfig};
 use candybar_core::time::{Micros, now_us, parse_rfc3339_us};
-use candybar_journal::{Appended, BlockRef, Entry, JournalConfig, JournalReader, JournalWriter};
+use candybar_journal::{
+    Appended, BlockRef, Entry, JournalConfig, JournalError, JournalReader, JournalWriter,
+};
 
 use super::{FilterArg, Settings, SourceArgs, SourceChoice, StateReport, print_gap};
 
@@ -66,7 +68,14 @@ const RECORD_PREFETCH: u16 = 10_000;
 /// `Err`: it cannot be written (said; exit code 2).
 fn open_writer(dir: &Path, r: Retention, who: &str) -> Result<JournalWriter, ExitCode> {
     let cfg = JournalConfig::retained(dir.to_owned(), r);
-    let mut writer = JournalWriter::open(cfg, who).map_err(|e| {
+    let opened = match JournalWriter::open(cfg.clone(), who) {
+        Err(JournalError::Locked { holder, .. }) if holder.contains(WINDOW_WRITER) => {
+            ask_window_to_release(dir)
+                .and_then(|()| JournalWriter::open(cfg, who).map_err(|e| format!("{e}")))
+        }
+        r => r.map_err(|e| e.to_string()),
+    };
+    let mut writer = opened.map_err(|e| {
         eprintln!("candybar: {e}");
         ExitCode::from(2)
     })?;
@@ -74,6 +83,39 @@ fn open_writer(dir: &Path, r: Retention, who: &str) -> Result<JournalWriter, Exi
         eprintln!("candybar: {n}");
     }
     Ok(writer)
+}
+
+/// How the window names itself in the journal's lock file.
+pub(crate) const WINDOW_WRITER: &str = "the candybar window";
+
+/// The candybar window writes the journal at `dir`: asks it, through its instance socket, to
+/// let go (it then reads what this recorder writes). `Err`: why it did not, in words.
+fn ask_window_to_release(dir: &Path) -> Result<(), String> {
+    let socket = crate::instance::socket_path();
+    let shown = dir.display();
+    let arg = dir.to_str().ok_or_else(|| {
+        format!("the candybar window writes {shown}; close it first (the path is not UTF-8)")
+    })?;
+    eprintln!("candybar: the candybar window writes {shown}; asking it to hand the journal over");
+    match crate::instance::send_with(
+        &socket,
+        crate::instance::InstanceRequest::ReleaseJournal,
+        arg,
+    ) {
+        Ok(answer) if answer.starts_with("released") => {
+            eprintln!(
+                "candybar: the window handed the journal over; it reads what this recorder writes"
+            );
+            Ok(())
+        }
+        Ok(answer) => Err(format!(
+            "the candybar window writes {shown} and did not hand it over: {}",
+            answer.trim_start_matches("error: ")
+        )),
+        Err(e) => Err(format!(
+            "the candybar window writes {shown} and cannot be asked to hand it over ({e}); close it, then start the recorder again"
+        )),
+    }
 }
 
 #[allow(clippy::too_many_lines)] // one event loop, read top to bottom
