@@ -10,7 +10,7 @@ use std::process::Command;
 
 use support::repo;
 
-/// A workspace with the seven crates of the real one, empty; `core_deps` is added to the core's
+/// A workspace with the eight crates of the real one, empty; `core_deps` is added to the core's
 /// `[dependencies]`.
 fn stand_in(dir: &Path, core_deps: &str) {
     let crates = [
@@ -33,6 +33,11 @@ fn stand_in(dir: &Path, core_deps: &str) {
         (
             "voice",
             "candybar-voice",
+            "candybar-core = { path = \"../core\" }".into(),
+        ),
+        (
+            "sessions",
+            "candybar-sessions",
             "candybar-core = { path = \"../core\" }".into(),
         ),
         (

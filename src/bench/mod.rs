@@ -11,6 +11,7 @@ mod constellation;
 pub mod dictation;
 mod flow;
 mod journal;
+mod sessions;
 mod soak;
 mod window;
 
@@ -75,6 +76,9 @@ pub enum BenchCommand {
     /// The bus while a private broker is killed and restarted under load (durable queue,
     /// publisher confirms): events confirmed, received, missing, duplicated; reconnect times.
     Soak(soak::SoakBenchArgs),
+    /// Agent sessions (real binary, private tmux, real broker): `session start` → its
+    /// `jelmore.session.started` received; `session list` with 1,000 sessions stored.
+    Sessions(sessions::SessionsBenchArgs),
     /// The journal: recording N demo events on one core, bytes on disk per event, and `query`'s
     /// pass over them for a type, a correlation id and a text.
     Journal(journal::JournalBenchArgs),
@@ -142,6 +146,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Asr(a) => bench_asr(&a).await?,
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
+        BenchCommand::Sessions(a) => sessions::bench_sessions(&a, source).await?,
         BenchCommand::Journal(a) => tokio::task::block_in_place(|| journal::bench_journal(&a))?,
         BenchCommand::Backfill(a) => tokio::task::block_in_place(|| backfill::bench_backfill(&a))?,
         BenchCommand::WindowJournal(a) => {

@@ -8,6 +8,7 @@ mod publish;
 mod registry;
 mod secret;
 mod service;
+mod session;
 mod tail;
 
 use std::path::PathBuf;
@@ -81,6 +82,12 @@ enum Command {
     /// Tokens kept in the system keychain: set (from stdin), delete, status.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Coding-agent sessions in tmux: start, list, status, logs, attach, send, end.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
+    /// The agent CLIs' sessions at a glance.
+    #[command(subcommand)]
+    Agent(session::AgentCommand),
     /// Start candybar in the tray when you log in: on, off, or status.
     Autostart {
         #[arg(value_enum)]
@@ -529,6 +536,8 @@ pub fn main(started: std::time::Instant) -> ExitCode {
                 Some(Command::Dictate(args)) => Box::pin(dictate::run(args, &cli.source)).await,
                 Some(Command::History(cmd)) => dictate::history(cmd, &cli.source).await,
                 Some(Command::Secret(cmd)) => tokio::task::block_in_place(|| secret::run(&cmd)),
+                Some(Command::Session(cmd)) => session::run(cmd, &cli.source).await,
+                Some(Command::Agent(cmd)) => session::agent(cmd, &cli.source).await,
                 Some(Command::Autostart { state }) => autostart(state),
                 None => Ok(ExitCode::SUCCESS),
             }

@@ -24,6 +24,21 @@ pub struct FileConfig {
     pub local_asr: LocalAsrSection,
     pub health: HealthSection,
     pub journal: JournalSection,
+    pub sessions: SessionsSection,
+}
+
+/// `[sessions]`: agent sessions (`candybar session …`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsSection {
+    /// Where the sessions' database and logs live (default: `sessions` in the data dir)
+    /// [env: `CANDYBAR_SESSIONS_DIR`].
+    pub dir: Option<PathBuf>,
+    /// The tmux server's socket (default: tmux's socket named `candybar`)
+    /// [env: `CANDYBAR_TMUX_SOCKET`].
+    pub tmux_socket: Option<PathBuf>,
+    /// A session that printed nothing for this many seconds is idle (default 120).
+    pub idle_secs: Option<f64>,
 }
 
 /// `[journal]`: the on-disk history (`candybar record`, `candybar query`).
@@ -235,6 +250,12 @@ impl FileConfig {
         }
         if let Some(v) = get("CANDYBAR_JOURNAL") {
             self.journal.dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CANDYBAR_SESSIONS_DIR") {
+            self.sessions.dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CANDYBAR_TMUX_SOCKET") {
+            self.sessions.tmux_socket = Some(PathBuf::from(v));
         }
         if let Some(v) = get("CANDYBAR_MAX_EVENTS").and_then(|v| v.parse().ok()) {
             self.store.max_events = Some(v);

@@ -1,0 +1,89 @@
+//! The lifecycle events sessions publish, in the platform's shapes (the retired session
+//! manager's `jelmore.*` events) inside Bloodbank v1 envelopes; the routing key is the type.
+
+use candybar_core::time::{Micros, format_rfc3339, now_us};
+use serde_json::{Value, json};
+
+use crate::model::Session;
+use crate::store::Outgoing;
+
+pub const STARTED: &str = "jelmore.session.started";
+pub const COMPLETED: &str = "jelmore.session.completed";
+pub const COMMAND_EXECUTED: &str = "jelmore.command.executed";
+pub const COMMAND_FAILED: &str = "jelmore.command.failed";
+
+/// A Bloodbank v1 envelope of `event_type` about `session`.
+fn envelope(event_type: &str, session: &Session, payload: Value) -> Outgoing {
+    let mut body = json!({
+        "event_id": uuid::Uuid::new_v4().to_string(),
+        "event_type": event_type,
+        "timestamp": format_rfc3339(now_us()),
+        "version": "1.0.0",
+        "source": {"host": session.host, "type": "agent_session", "app": "candybar"},
+        "agent_context": {
+            "type": session.provider.as_str(),
+            "name": session.name,
+            "instance_id": session.id,
+        },
+    });
+    body["payload"] = payload;
+    if let Some(c) = &session.correlation_id {
+        body["correlation_ids"] = json!([c]);
+    }
+    Outgoing {
+        routing_key: event_type.to_owned(),
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// `jelmore.session.started` `{session_id, provider, worktree_path, agent_id, metadata}`.
+pub fn started(s: &Session) -> Outgoing {
+    envelope(
+        STARTED,
+        s,
+        json!({
+            "session_id": s.id,
+            "provider": s.provider.as_str(),
+            "worktree_path": s.dir.to_string_lossy(),
+            "agent_id": s.name,
+            "metadata": s.metadata,
+            "command": s.command,
+            "host": s.host,
+        }),
+    )
+}
+
+/// `jelmore.session.completed` `{session_id, duration_seconds, prompt_count, success, summary}`:
+/// `success` when it exited 0 or the person ended it; `summary` is its last lines.
+pub fn completed(s: &Session, summary: &str, now: Micros) -> Outgoing {
+    let success = s.exit_code == Some(0) || s.state == crate::model::SessionState::Terminated;
+    envelope(
+        COMPLETED,
+        s,
+        json!({
+            "session_id": s.id,
+            "duration_seconds": s.duration_us(now) as f64 / 1e6,
+            "prompt_count": s.prompt_count,
+            "success": success,
+            "summary": summary,
+            "state": s.state.as_str(),
+            "exit_code": s.exit_code,
+            "reason": s.reason,
+        }),
+    )
+}
+
+/// `jelmore.command.executed` / `failed`: a command given to a running session.
+pub fn command(s: &Session, command: &str, error: Option<&str>) -> Outgoing {
+    let (event_type, payload) = match error {
+        None => (
+            COMMAND_EXECUTED,
+            json!({"session_id": s.id, "command": command}),
+        ),
+        Some(e) => (
+            COMMAND_FAILED,
+            json!({"session_id": s.id, "command": command, "error": e}),
+        ),
+    };
+    envelope(event_type, s, payload)
+}

@@ -1,0 +1,423 @@
+//! Starting, watching and ending sessions: tmux runs them, the store remembers them, and every
+//! change of life (started, completed, a command) is queued for the bus with the change itself.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candybar_core::time::{Micros, now_us};
+
+use crate::detect;
+use crate::events;
+use crate::model::{Provider, Session, SessionState};
+use crate::store::{SqliteStore, StoreError};
+use crate::tmux::{Launch, MuxError, Tmux, mux_name};
+
+/// How quiet a session must be before its screen is read for a question.
+const QUIET_BEFORE_ASKING_US: Micros = 1_500_000;
+/// How much of a log's end is read for its last lines.
+const LOG_TAIL_BYTES: u64 = 16 * 1024;
+/// Longest session name.
+const NAME_MAX_CHARS: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Mux(#[from] MuxError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no session {0:?}: `candybar session list --all` shows them")]
+    NotFound(String),
+    #[error("{key:?} names more than one session ({ids}): give more of the id")]
+    Ambiguous { key: String, ids: String },
+    #[error("session {name} ({id}) has already ended ({state})")]
+    Ended {
+        name: String,
+        id: String,
+        state: &'static str,
+    },
+    #[error("cannot keep the session's log in {path}: {reason}")]
+    Log {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+}
+
+/// What `session start` asks for.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub name: String,
+    pub provider: Provider,
+    pub dir: PathBuf,
+    pub prompt: Option<String>,
+    /// The program and its arguments; empty: the provider's CLI.
+    pub command: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub correlation_id: Option<String>,
+}
+
+/// Sessions on this host.
+pub struct Sessions {
+    pub store: SqliteStore,
+    pub mux: Tmux,
+    /// Logs and exit statuses live here.
+    logs: PathBuf,
+    pub host: String,
+    /// No output for this long: idle.
+    pub idle_us: Micros,
+}
+
+impl Sessions {
+    pub fn new(store: SqliteStore, mux: Tmux, logs: PathBuf, idle: Duration) -> Self {
+        Self {
+            store,
+            mux,
+            logs,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            idle_us: idle.as_micros().min(i64::MAX as u128) as Micros,
+        }
+    }
+
+    fn exit_file(&self, s: &Session) -> PathBuf {
+        self.logs.join(format!("{}.exit", s.id))
+    }
+
+    /// Starts a session; it runs detached in tmux with its output logged. The
+    /// `jelmore.session.started` event is queued with it.
+    pub fn start(&mut self, req: StartRequest) -> Result<Session, SessionError> {
+        let name = req.name.trim().to_owned();
+        if name.is_empty()
+            || name.chars().count() > NAME_MAX_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(SessionError::Invalid(format!(
+                "a session name is 1 to {NAME_MAX_CHARS} printable characters, not {:?}",
+                req.name
+            )));
+        }
+        let dir = std::fs::canonicalize(&req.dir)
+            .ok()
+            .filter(|d| d.is_dir())
+            .ok_or_else(|| {
+                SessionError::Invalid(format!(
+                    "no directory {}: give an existing one with --dir",
+                    req.dir.display()
+                ))
+            })?;
+        let command = if req.command.is_empty() {
+            req.provider
+                .command(req.prompt.as_deref())
+                .ok_or_else(|| {
+                    SessionError::Invalid(
+                        "a custom session needs its command: `candybar session start NAME -- COMMAND ARGS…`"
+                            .into(),
+                    )
+                })?
+        } else {
+            req.command.clone()
+        };
+        let program = command.first().map(String::as_str).unwrap_or_default();
+        if find_program(program, &dir).is_none() {
+            return Err(SessionError::Invalid(format!(
+                "no command {program:?} (not on PATH, or not executable){}",
+                match req.provider {
+                    Provider::Custom => String::new(),
+                    p => format!(": install the {} CLI, or give `-- COMMAND`", p.as_str()),
+                }
+            )));
+        }
+        Tmux::version()?;
+        self.refresh()?;
+        if let Some(twin) = self
+            .store
+            .by_name(&name)?
+            .into_iter()
+            .find(|s| s.state.is_running())
+        {
+            return Err(SessionError::Invalid(format!(
+                "a session named {name:?} is running ({}): end it, or choose another name",
+                twin.short_id()
+            )));
+        }
+        std::fs::create_dir_all(&self.logs).map_err(|reason| SessionError::Log {
+            path: self.logs.clone(),
+            reason,
+        })?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let log = self.logs.join(format!("{id}.log"));
+        std::fs::File::create(&log).map_err(|reason| SessionError::Log {
+            path: log.clone(),
+            reason,
+        })?;
+        let mut session = Session {
+            mux_name: mux_name(&name, &id),
+            id,
+            name,
+            provider: req.provider,
+            dir,
+            command,
+            prompt: req.prompt,
+            host: self.host.clone(),
+            log,
+            state: SessionState::Initializing,
+            created_us: now_us(),
+            ended_us: None,
+            exit_code: None,
+            last_output_us: None,
+            last_line: String::new(),
+            reason: None,
+            prompt_count: 0,
+            metadata: req.metadata,
+            correlation_id: req.correlation_id,
+        };
+        session.prompt_count = u32::from(session.prompt.is_some());
+        self.mux.start(&Launch {
+            name: &session.mux_name,
+            dir: &session.dir,
+            command: &session.command,
+            log: &session.log,
+            exit_file: &self.exit_file(&session),
+        })?;
+        self.store.save(&session, &[events::started(&session)])?;
+        Ok(session)
+    }
+
+    /// Brings the state of this host's running sessions up to date (output, questions, exits);
+    /// a session that ended is marked so once, with its `jelmore.session.completed`.
+    pub fn refresh(&mut self) -> Result<(), SessionError> {
+        let running: Vec<Session> = self
+            .store
+            .list(false, usize::MAX)?
+            .into_iter()
+            .filter(|s| s.host == self.host)
+            .collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        let alive = self.mux.running()?;
+        let now = now_us();
+        for before in running {
+            let mut s = before.clone();
+            let exit = std::fs::read_to_string(self.exit_file(&s))
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok());
+            let tail = log_tail(&s.log);
+            if let Some(line) = tail.last() {
+                line.clone_into(&mut s.last_line);
+            }
+            s.last_output_us = log_mtime(&s.log).or(s.last_output_us);
+            if let Some(code) = exit {
+                s.exit_code = Some(code);
+                s.ended_us = Some(file_mtime(&self.exit_file(&s)).unwrap_or(now));
+                if code == 0 {
+                    s.state = SessionState::Terminated;
+                    s.reason = Some("exited with 0".into());
+                } else {
+                    s.state = SessionState::Failed;
+                    s.reason = Some(format!("exited with {code}"));
+                }
+            } else if !alive.contains(&s.mux_name) {
+                s.state = SessionState::Failed;
+                s.ended_us = Some(now);
+                s.reason = Some(
+                    "ended without an exit status: killed from outside, or its tmux server stopped"
+                        .into(),
+                );
+            } else {
+                s.state = self.running_state(&s, now);
+            }
+            if s != before {
+                let events = if s.state.is_running() {
+                    Vec::new()
+                } else {
+                    vec![events::completed(&s, &tail.join("\n"), now)]
+                };
+                self.store.save(&s, &events)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A live session's state from its output's age and, when it has gone quiet, its screen.
+    fn running_state(&self, s: &Session, now: Micros) -> SessionState {
+        let Some(last) = s.last_output_us.filter(|_| log_len(&s.log) > 0) else {
+            return SessionState::Initializing;
+        };
+        let quiet = now - last;
+        if quiet >= QUIET_BEFORE_ASKING_US
+            && self
+                .mux
+                .screen(&s.mux_name)
+                .is_ok_and(|screen| detect::asks_for_input(&screen))
+        {
+            return SessionState::WaitingInput;
+        }
+        if quiet >= self.idle_us {
+            SessionState::Idle
+        } else {
+            SessionState::Active
+        }
+    }
+
+    /// The session `key` names: its id, a unique start of it (4 characters or more), or its
+    /// name (the running one, else the newest).
+    pub fn resolve(&self, key: &str) -> Result<Session, SessionError> {
+        let key = key.trim();
+        if let Some(s) = self.store.get(key)? {
+            return Ok(s);
+        }
+        if let Some(s) = self.store.by_name(key)?.into_iter().next() {
+            return Ok(s);
+        }
+        if key.len() >= 4 {
+            let found = self.store.by_prefix(key)?;
+            match found.len() {
+                0 => {}
+                1 => return Ok(found.into_iter().next().expect("one")),
+                _ => {
+                    return Err(SessionError::Ambiguous {
+                        key: key.to_owned(),
+                        ids: found
+                            .iter()
+                            .map(Session::short_id)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+        }
+        Err(SessionError::NotFound(key.to_owned()))
+    }
+
+    fn running(&self, key: &str) -> Result<Session, SessionError> {
+        let s = self.resolve(key)?;
+        if s.state.is_running() {
+            Ok(s)
+        } else {
+            Err(SessionError::Ended {
+                id: s.short_id().to_owned(),
+                name: s.name,
+                state: s.state.as_str(),
+            })
+        }
+    }
+
+    /// Ends a session: Ctrl-C (twice, as agent CLIs want), then the session is closed after
+    /// `grace`; `force` closes it at once.
+    pub fn end(
+        &mut self,
+        key: &str,
+        force: bool,
+        grace: Duration,
+    ) -> Result<Session, SessionError> {
+        self.refresh()?;
+        let mut s = self.running(key)?;
+        let exit_file = self.exit_file(&s);
+        let gone = |mux: &Tmux| {
+            exit_file.exists() || mux.running().is_ok_and(|r| !r.contains(&s.mux_name))
+        };
+        if !force {
+            let until = Instant::now() + grace;
+            let mut presses = 0;
+            while !gone(&self.mux) && Instant::now() < until {
+                if presses < 2 {
+                    let _ = self.mux.interrupt(&s.mux_name);
+                    presses += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let closed = !gone(&self.mux);
+        if closed {
+            self.mux.kill(&s.mux_name)?;
+        }
+        let now = now_us();
+        let tail = log_tail(&s.log);
+        s.exit_code = std::fs::read_to_string(&exit_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        s.state = SessionState::Terminated;
+        s.ended_us = Some(now);
+        s.last_output_us = log_mtime(&s.log).or(s.last_output_us);
+        if let Some(line) = tail.last() {
+            line.clone_into(&mut s.last_line);
+        }
+        s.reason = Some(match (force, closed, s.exit_code) {
+            (true, _, _) => "ended by the user (--force)".into(),
+            (false, true, _) => "ended by the user (closed: Ctrl-C went unanswered)".into(),
+            (false, false, Some(code)) => format!("ended by the user (Ctrl-C; exited with {code})"),
+            (false, false, None) => "ended by the user (Ctrl-C)".into(),
+        });
+        self.store
+            .save(&s, &[events::completed(&s, &tail.join("\n"), now)])?;
+        Ok(s)
+    }
+
+    /// Types `text` and Enter into a running session (an answer, the next prompt).
+    pub fn send(&mut self, key: &str, text: &str) -> Result<Session, SessionError> {
+        let mut s = self.running(key)?;
+        match self.mux.send_line(&s.mux_name, text) {
+            Ok(()) => {
+                s.prompt_count += 1;
+                self.store.save(&s, &[events::command(&s, "send", None)])?;
+                Ok(s)
+            }
+            Err(e) => {
+                self.store
+                    .save(&s, &[events::command(&s, "send", Some(&e.to_string()))])?;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// `program` as the session would run it: a path (relative to `dir`) or a name on `PATH`,
+/// executable.
+pub fn find_program(program: &str, dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.is_empty() {
+        return None;
+    }
+    if program.contains('/') {
+        let p = dir.join(program);
+        return executable(&p).then_some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+}
+
+fn file_mtime(path: &Path) -> Option<Micros> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(since.as_micros().min(i64::MAX as u128) as Micros)
+}
+
+fn log_mtime(path: &Path) -> Option<Micros> {
+    (log_len(path) > 0).then(|| file_mtime(path)).flatten()
+}
+
+fn log_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The last few lines a session printed, as text.
+pub fn log_tail(path: &Path) -> Vec<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
+    let mut bytes = Vec::new();
+    let _ = f.take(LOG_TAIL_BYTES).read_to_end(&mut bytes);
+    let text = detect::plain(&bytes);
+    detect::last_lines(&text, 5)
+        .into_iter()
+        .map(|l| l.chars().take(300).collect())
+        .collect()
+}

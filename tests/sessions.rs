@@ -1,0 +1,327 @@
+//! `candybar session …` and `candybar agent status`, the real binary with a real tmux (a private
+//! server per test), a real broker and shell commands as agents: the lifecycle on the bus, a
+//! broker that is down losing nothing, logs followed to the end, and bad input refused.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{bind_queue, path_str, run_env, shared_broker_url, take_messages, unique};
+
+/// A sessions directory and a tmux server of its own (killed at the end).
+struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let tmux = std::process::Command::new("tmux").arg("-V").output();
+        assert!(
+            tmux.is_ok_and(|o| o.status.success()),
+            "these tests need tmux: sudo apt-get install tmux"
+        );
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("tmux.sock")
+    }
+
+    /// `candybar ARGS` with this lab's sessions; (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+        let state = self.dir.path().join("state");
+        let socket = self.socket();
+        let mut envs = vec![
+            ("CANDYBAR_SESSIONS_DIR", path_str(&state)),
+            ("CANDYBAR_TMUX_SOCKET", path_str(&socket)),
+        ];
+        envs.extend_from_slice(env);
+        run_env(args, &envs)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(self.socket())
+            .arg("kill-server")
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).expect("events are JSON")
+}
+
+#[test]
+fn a_session_is_announced_on_the_bus_when_it_starts_and_when_it_ends() {
+    let lab = Lab::new();
+    let url = shared_broker_url();
+    let exchange = unique("t.sessions");
+    let queue = bind_queue(&url, &exchange, "jelmore.#");
+    let bus = ["--amqp", &url, "--exchange", &exchange];
+    let dir = path_str(lab.path());
+
+    let mut args = vec!["session", "start", "builder", "--dir", dir];
+    args.extend_from_slice(&["--metadata", r#"{"issue":42}"#]);
+    args.extend_from_slice(&bus);
+    args.extend_from_slice(&["--", "sh", "-c", "echo compiling; sleep 60"]);
+    let (code, out, err) = lab.run(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let id = out.trim().to_owned();
+    assert_eq!(id.len(), 36, "start prints the session id: {out}");
+    assert!(err.contains("attach -t cb-builder-"), "{err}");
+
+    let started = take_messages(&url, &queue, 1, Duration::from_secs(10));
+    assert_eq!(started.len(), 1, "jelmore.session.started on the bus");
+    let e = json_of(&started[0]);
+    assert_eq!(e["event_type"], "jelmore.session.started");
+    assert_eq!(e["payload"]["session_id"], id.as_str());
+    assert_eq!(e["payload"]["provider"], "custom");
+    assert_eq!(e["payload"]["metadata"]["issue"], 42);
+
+    // The list shows it running, with its last line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, out, err) = lab.run(&["session", "list"]);
+        assert_eq!(code, Some(0), "{err}");
+        if out.contains("compiling") {
+            assert!(out.contains("builder") && out.contains("active"), "{out}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the list never showed its output:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, out, _) = lab.run(&["session", "list", "--format", "json"]);
+    let list: Value = serde_json::from_str(&out).expect("list --format json");
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["state"], "active");
+
+    let mut end = vec!["session", "end", &id[..8], "--grace", "3"];
+    end.extend_from_slice(&bus);
+    let (code, out, err) = lab.run(&end);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("terminated: ended by the user (Ctrl-C"),
+        "{out}"
+    );
+    let completed = take_messages(&url, &queue, 1, Duration::from_secs(10));
+    assert_eq!(completed.len(), 1, "jelmore.session.completed on the bus");
+    let e = json_of(&completed[0]);
+    assert_eq!(e["event_type"], "jelmore.session.completed");
+    assert_eq!(e["payload"]["session_id"], id.as_str());
+    assert_eq!(e["payload"]["success"], true);
+    assert_eq!(
+        e["payload"]["summary"]
+            .as_str()
+            .map(|s| s.contains("compiling")),
+        Some(true)
+    );
+
+    // Ended sessions leave the default list; --all keeps them.
+    let (_, out, _) = lab.run(&["session", "list"]);
+    assert!(!out.contains("builder"), "{out}");
+    let (_, out, _) = lab.run(&["session", "list", "--all"]);
+    assert!(
+        out.contains("builder") && out.contains("terminated"),
+        "{out}"
+    );
+    let (_, out, _) = lab.run(&["agent", "status"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("custom") && l.contains("builder")),
+        "{out}"
+    );
+}
+
+#[test]
+fn with_the_broker_down_the_events_wait_and_are_sent_by_the_next_command() {
+    let lab = Lab::new();
+    let url = shared_broker_url();
+    let exchange = unique("t.sessions.down");
+    let queue = bind_queue(&url, &exchange, "jelmore.#");
+    let dead = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let dir = path_str(lab.path());
+
+    let (code, out, err) = lab.run(&[
+        "session",
+        "start",
+        "offline",
+        "--dir",
+        dir,
+        "--amqp",
+        dead,
+        "--exchange",
+        &exchange,
+        "--",
+        "sh",
+        "-c",
+        "echo hi; exit 0",
+    ]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the session starts without the broker: {err}"
+    );
+    assert!(
+        err.contains("1 session event(s) wait for the broker"),
+        "the person is told: {err}"
+    );
+    let id = out.trim().to_owned();
+    // The command exits meanwhile; its end is noticed while the broker is still down.
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, _, err) = lab.run(&["session", "list", "--amqp", dead, "--exchange", &exchange]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("2 session event(s) wait"), "{err}");
+
+    // The broker is back: the next command sends both, in order.
+    let (code, _, err) = lab.run(&["session", "list", "--amqp", &url, "--exchange", &exchange]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("wait for the broker"), "{err}");
+    let events: Vec<Value> = take_messages(&url, &queue, 2, Duration::from_secs(10))
+        .iter()
+        .map(|b| json_of(b))
+        .collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["jelmore.session.started", "jelmore.session.completed"]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["payload"]["session_id"] == id.as_str())
+    );
+    assert_eq!(events[1]["payload"]["exit_code"], 0);
+}
+
+#[test]
+fn logs_follow_a_session_to_its_end() {
+    let lab = Lab::new();
+    let dir = path_str(lab.path());
+    let (code, _, err) = lab.run(&[
+        "session",
+        "start",
+        "talker",
+        "--dir",
+        dir,
+        "--",
+        "sh",
+        "-c",
+        r"printf '\033[31mone\033[0m\n'; sleep 1; echo two; exit 4",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let t = Instant::now();
+    let (code, out, err) = lab.run(&["session", "logs", "talker", "--follow"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "it followed: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>(),
+        ["one", "two"],
+        "escape sequences removed:\n{out}"
+    );
+    let (_, out, _) = lab.run(&["session", "logs", "talker", "--raw"]);
+    assert!(out.contains("\u{1b}[31mone"), "--raw keeps them: {out:?}");
+    let (_, out, _) = lab.run(&["session", "status", "talker"]);
+    assert!(
+        out.contains("state      failed") && out.contains("ended      exited with 4"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_input_and_missing_tools_get_a_clear_message() {
+    let lab = Lab::new();
+    let dir = path_str(lab.path());
+    let refused = |args: &[&str], env: &[(&str, &str)], needle: &str| {
+        let (code, _, err) = lab.run_env(args, env);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: wanted {needle:?} in:\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    // No tmux on PATH (the command itself is given by its path).
+    refused(
+        &[
+            "session", "start", "x", "--dir", dir, "--", "/bin/sh", "-c", "true",
+        ],
+        &[("PATH", "/nonexistent")],
+        "tmux is not installed",
+    );
+    refused(
+        &[
+            "session",
+            "start",
+            "x",
+            "--dir",
+            dir,
+            "--metadata",
+            "{",
+            "--",
+            "sh",
+        ],
+        &[],
+        "--metadata is not JSON",
+    );
+    refused(
+        &["session", "start", "x", "--dir", "/no/such/dir", "--", "sh"],
+        &[],
+        "no directory /no/such/dir",
+    );
+    refused(
+        &["session", "start", "x", "--dir", dir, "--provider", "codex"],
+        &[("PATH", "/usr/bin:/bin")],
+        "install the codex CLI, or give `-- COMMAND`",
+    );
+    refused(&["session", "logs", "nobody"], &[], "no session \"nobody\"");
+    refused(&["session", "end", "nobody"], &[], "no session \"nobody\"");
+    refused(
+        &["session", "send", "nobody", "hi"],
+        &[],
+        "no session \"nobody\"",
+    );
+
+    // Attaching needs a terminal; a script is told what to use instead.
+    let (code, _, err) = lab.run(&[
+        "session", "start", "quiet", "--dir", dir, "--", "sleep", "60",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    refused(
+        &["session", "attach", "quiet"],
+        &[],
+        "attach needs a terminal",
+    );
+    refused(
+        &["session", "end", "quiet", "--grace", "1e99"],
+        &[],
+        "--grace = 1e99 is out of range",
+    );
+}
