@@ -325,3 +325,194 @@ fn bad_input_and_missing_tools_get_a_clear_message() {
         "--grace = 1e99 is out of range",
     );
 }
+
+/// A stand-in `claude` CLI (a real shell script): says what it was asked, then repeats each
+/// line it is given until it reads "bye".
+const CLAUDE: &str = r#"#!/bin/sh
+echo "claude got: $*"
+while read line; do
+  echo "claude heard: $line"
+  [ "$line" = bye ] && exit 0
+done
+"#;
+
+fn request(
+    event_id: &str,
+    payload: &Value,
+    correlation: &str,
+) -> (String, Vec<u8>, Option<String>) {
+    let body = serde_json::json!({
+        "event_id": event_id,
+        "event_type": "agent.session.requested",
+        "correlation_ids": [correlation],
+        "payload": payload,
+    });
+    (
+        "agent.session.requested".to_owned(),
+        body.to_string().into_bytes(),
+        None,
+    )
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one story, read top to bottom
+fn serve_starts_and_continues_what_the_bus_asks_for_and_refuses_the_rest() {
+    let lab = Lab::new();
+    let url = shared_broker_url();
+    let exchange = unique("t.sessions.serve");
+    let events = bind_queue(&url, &exchange, "jelmore.#");
+    let requests_queue = unique("candybar.test.requests");
+    let bin = lab.path().join("bin");
+    let worktree = lab.path().join("wt");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&worktree).unwrap();
+    std::fs::write(bin.join("claude"), CLAUDE).unwrap();
+    std::fs::set_permissions(
+        bin.join("claude"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let state = lab.path().join("state");
+    let socket = lab.socket();
+    let env = [
+        ("CANDYBAR_SESSIONS_DIR", path_str(&state)),
+        ("CANDYBAR_TMUX_SOCKET", path_str(&socket)),
+        ("PATH", path.as_str()),
+    ];
+    let serve = support::Candybar::spawn_env(
+        &[
+            "session",
+            "serve",
+            "--amqp",
+            &url,
+            "--exchange",
+            &exchange,
+            "--requests-queue",
+            &requests_queue,
+            "--dir",
+            path_str(&worktree),
+            "--root",
+            path_str(lab.path()),
+            "--max-running",
+            "1",
+        ],
+        &env,
+    );
+    serve.wait_stderr("connected", 1, Duration::from_secs(20));
+
+    let fix = serde_json::json!({"provider": "claude", "prompt": "fix the build", "session_id": "s-1",
+        "metadata": {"name": "fixer", "worktree_path": "wt"}});
+    support::lapin_publish(&url, &exchange, &[request("r-1", &fix, "c-1")]);
+    serve.wait_stderr("request s-1: started fixer", 1, Duration::from_secs(20));
+    let pwned = lab.path().join("pwned");
+    let more = serde_json::json!({"prompt": "and the docs", "session_id": "s-1", "continuation_mode": "continue"});
+    support::lapin_publish(
+        &url,
+        &exchange,
+        &[
+            request("r-2", &more, "c-2"),
+            // Refused, answered on the bus with their correlation ids; none needs a slot.
+            request(
+                "r-3",
+                &serde_json::json!({"provider": "custom",
+                "metadata": {"command": ["sh", "-c", format!("echo pwned > {}", pwned.display())]}}),
+                "c-3",
+            ),
+            request(
+                "r-4",
+                &serde_json::json!({"metadata": {"worktree_path": "/etc"}}),
+                "c-4",
+            ),
+            (
+                "agent.session.requested".into(),
+                b"{not json".to_vec(),
+                None,
+            ),
+            // A redelivery of the first: skipped.
+            request("r-1", &fix, "c-1"),
+            // A second session while one runs (--max-running 1): it waits.
+            request(
+                "r-5",
+                &serde_json::json!({"prompt": "write the changelog", "session_id": "s-2"}),
+                "c-5",
+            ),
+        ],
+    );
+    serve.wait_stderr(
+        "1 request(s) wait: 1 sessions run",
+        1,
+        Duration::from_secs(20),
+    );
+    let err = serve.stderr();
+    assert!(
+        err.contains("request s-1: the prompt went to fixer"),
+        "{err}"
+    );
+    assert!(
+        err.contains("request r-1 was handled before; skipped")
+            || err.contains("request s-1 was handled before"),
+        "{err}"
+    );
+    assert!(
+        err.contains("start `session serve --allow-custom`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("is outside") || err.contains("no worktree"),
+        "{err}"
+    );
+    assert!(
+        err.contains("a request was refused: the request is not JSON"),
+        "{err}"
+    );
+    assert!(!pwned.exists(), "a request ran its own command");
+
+    // The first session ends (its agent reads "bye"); the waiting one starts.
+    let (code, _, e) = lab.run_env(&["session", "send", "s-1", "bye"], &env);
+    assert_eq!(code, Some(0), "{e}");
+    serve.wait_stderr("request s-2: started", 1, Duration::from_secs(20));
+
+    let log = {
+        let (_, out, _) = lab.run_env(&["session", "logs", "s-1"], &env);
+        out
+    };
+    assert!(
+        log.contains("claude got: fix the build") && log.contains("claude heard: and the docs"),
+        "the stand-in CLI got the prompt, then the continuation:\n{log}"
+    );
+
+    serve.signal("TERM");
+    let (code, err) = serve.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{err}");
+
+    let got: Vec<Value> = take_messages(&url, &events, 9, Duration::from_secs(10))
+        .iter()
+        .map(|b| json_of(b))
+        .collect();
+    let of = |t: &str| -> Vec<&Value> { got.iter().filter(|e| e["event_type"] == t).collect() };
+    let started = of("jelmore.session.started");
+    assert_eq!(started.len(), 2, "{got:?}");
+    assert_eq!(started[0]["payload"]["session_id"], "s-1");
+    assert_eq!(started[0]["correlation_ids"][0], "c-1");
+    assert_eq!(
+        started[0]["payload"]["worktree_path"],
+        worktree.canonicalize().unwrap().to_str().unwrap()
+    );
+    assert_eq!(started[1]["payload"]["session_id"], "s-2");
+    assert_eq!(
+        of("jelmore.command.executed").len(),
+        2,
+        "continue, then bye: {got:?}"
+    );
+    let failed = of("jelmore.command.failed");
+    let corr: Vec<&str> = failed
+        .iter()
+        .filter_map(|e| e["correlation_ids"][0].as_str())
+        .collect();
+    assert_eq!(corr, ["c-3", "c-4"], "{failed:?}");
+    assert_eq!(failed.len(), 3, "and the unreadable one: {failed:?}");
+    let completed = of("jelmore.session.completed");
+    assert_eq!(completed.len(), 1, "{got:?}");
+    assert_eq!(completed[0]["payload"]["prompt_count"], 3);
+}

@@ -69,6 +69,15 @@ impl CandybarApp {
                 Command::Connect(req) => self.connect(req),
                 Command::TravelTo(at) => self.travel_to(at),
                 Command::SearchJournal => self.search_journal(),
+                Command::Sessions(action) => {
+                    let taken = self.sessions.as_ref().is_some_and(|w| w.ask(action));
+                    if !taken {
+                        self.toast(
+                            ToastLevel::Error,
+                            "the sessions worker is busy; try again in a moment",
+                        );
+                    }
+                }
                 Command::SetPaused(paused) => self.paused = paused,
                 Command::Dictation(action) => {
                     if let Some(d) = &self.dictation {

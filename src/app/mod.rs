@@ -18,6 +18,7 @@ pub mod history;
 mod run;
 #[cfg(target_os = "linux")]
 pub mod runtime_libs;
+pub mod sessions;
 pub mod travel;
 pub mod tray;
 
@@ -118,6 +119,8 @@ pub struct AppInit {
     pub history: Option<history::History>,
     /// Open at this moment from the journal instead of live.
     pub at: Option<Micros>,
+    /// The coding-agent sessions (the Sessions view), when this window runs them.
+    pub sessions: Option<sessions::SessionsInit>,
 }
 
 impl AppInit {
@@ -142,6 +145,7 @@ impl AppInit {
             start_hidden: false,
             autostart: false,
             history: None,
+            sessions: None,
             at: None,
         }
     }
@@ -206,6 +210,8 @@ pub struct CandybarApp {
     dictation: Option<DictationParts>,
     /// Set by a second launch (through the local socket): bring the window to the front.
     show_requested: Arc<std::sync::atomic::AtomicBool>,
+    /// The coding-agent sessions, on their worker's thread.
+    sessions: Option<sessions::SessionsWorker>,
     /// `candybar record` asking (through the local socket) for the journal this window writes.
     journal_releases: (
         SyncSender<history::ReleaseRequest>,
@@ -274,6 +280,7 @@ impl CandybarApp {
             ctx,
             dictation: None,
             show_requested: Arc::default(),
+            sessions: None,
             journal_releases: sync_channel(1),
             dictation_edited: persisted.dictation.is_some(),
             tray: None,
@@ -300,6 +307,9 @@ impl CandybarApp {
             app.window_visible = false;
             app.ctx
                 .send_viewport_cmd(egui::ViewportCommand::Visible(false));
+        }
+        if let Some(si) = init.sessions {
+            app.start_sessions(si);
         }
         if let Some((rt, interval, timeout)) = &init.health_poll {
             app.start_health_poller(rt, *interval, *timeout);
@@ -618,6 +628,7 @@ impl CandybarApp {
                 hover: &j.hover,
                 warning: j.warning.as_deref(),
             }),
+            sessions: self.sessions.as_ref().map(|w| w.seen.info()),
             journal_rates: if long_range {
                 self.travel.as_ref().and_then(travel::Travel::rates)
             } else {
@@ -707,6 +718,7 @@ impl CandybarApp {
         }
         self.step_export();
         self.poll_history();
+        self.poll_sessions();
         self.poll_dialogs();
         self.poll_secrets();
         self.poll_devices();
@@ -720,6 +732,31 @@ impl CandybarApp {
         self.viewer
             .stats
             .record_ingest(self.frame_start.elapsed().as_secs_f32());
+    }
+
+    fn start_sessions(&mut self, init: sessions::SessionsInit) {
+        let waker = self.ctx.clone();
+        match sessions::SessionsWorker::start(init, move || waker.request_repaint()) {
+            Ok(w) => self.sessions = Some(w),
+            Err(e) => tracing::warn!("cannot start the sessions worker: {e}"),
+        }
+    }
+
+    /// Copies what the sessions worker shows when it changed, and says what it has to say.
+    fn poll_sessions(&mut self) {
+        let Some(w) = &mut self.sessions else { return };
+        let notices = {
+            let mut s = w.snapshot.lock();
+            if s.generation == w.seen.generation {
+                return;
+            }
+            let notices = std::mem::take(&mut s.notices);
+            w.seen.clone_from(&s);
+            notices
+        };
+        for (level, words) in notices {
+            self.viewer.toast(&self.ctx, level, words);
+        }
     }
 
     /// The screenshot and exit-after options.

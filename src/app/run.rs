@@ -240,6 +240,11 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
         autostart: crate::autostart::is_enabled(),
         history,
         at,
+        sessions: Some(crate::cli::session::window_init(
+            source,
+            &settings,
+            tokio::runtime::Handle::current(),
+        )),
     };
     #[cfg(target_os = "linux")]
     {

@@ -5,7 +5,8 @@
 //!   real broker receiving its `jelmore.session.started` (a private tmux server; the first
 //!   start also starts that server, so it is reported apart).
 //! - list: `candybar session list --all` with N sessions in the SQLite store, exec to exit,
-//!   next to `candybar --version` (the process's own start-up) in the same run.
+//!   next to `candybar --version` (the process's own start-up) in the same run; and the same
+//!   with the sessions in Redis (a private redis-server the bench starts, when installed).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -95,6 +96,21 @@ pub async fn bench_sessions(
     let list_all = tokio::task::block_in_place(|| time(&["session", "list", "--all"]))?;
     let list = tokio::task::block_in_place(|| time(&["session", "list"]))?;
     let version = tokio::task::block_in_place(|| time(&["--version"]))?;
+    let redis = tokio::task::block_in_place(|| -> anyhow::Result<serde_json::Value> {
+        let Some(server) = candybar_sessions::redis_state::LocalRedis::start(dir.path())? else {
+            return Ok(json!("skipped: redis-server is not installed"));
+        };
+        let url = server.url();
+        let mut state =
+            candybar_sessions::redis_state::RedisState::open(&url, Duration::from_hours(24))?;
+        for s in sessions_like(dir.path(), a.sessions) {
+            state.save(&s)?;
+            let ended = ended(s);
+            state.save(&ended)?;
+        }
+        let all = time(&["session", "list", "--all", "--state", &url])?;
+        Ok(json!({"sessions_in_store": a.sessions, "list_all_exec_to_exit": summary(all)}))
+    })?;
     Ok(json!({
         "bench": "sessions",
         "start_to_started_on_bus": {
@@ -105,6 +121,7 @@ pub async fn bench_sessions(
         "list_all_exec_to_exit": summary(list_all),
         "list_running_exec_to_exit": summary(list),
         "baseline_version_exec_to_exit": summary(version),
+        "redis": redis,
     }))
 }
 
@@ -201,9 +218,18 @@ async fn time_starts(
 /// `n` more sessions in the store at `dir` (ended ones, as a busy month leaves them).
 fn fill_store(dir: &Path, n: usize) -> anyhow::Result<()> {
     let mut store = SqliteStore::open(&dir.join("state/sessions.sqlite3"))?;
+    for s in sessions_like(dir, n) {
+        store.save(&s, &[])?;
+        store.save(&ended(s), &[])?;
+    }
+    Ok(())
+}
+
+/// `n` sessions as they were when they ran, a minute apart.
+fn sessions_like(dir: &Path, n: usize) -> Vec<Session> {
     let now = now_us();
-    for i in 0..n {
-        let s = Session {
+    (0..n)
+        .map(|i| Session {
             id: uuid_like(i),
             name: format!("history-{i}"),
             provider: Provider::ALL[i % 4],
@@ -223,18 +249,19 @@ fn fill_store(dir: &Path, n: usize) -> anyhow::Result<()> {
             prompt_count: 3,
             metadata: json!({"issue": i}),
             correlation_id: None,
-        };
-        store.save(&s, &[])?;
-        let ended = Session {
-            state: SessionState::Terminated,
-            ended_us: Some(s.created_us + 30_000_000),
-            exit_code: Some(0),
-            reason: Some("exited with 0".into()),
-            ..s
-        };
-        store.save(&ended, &[])?;
+        })
+        .collect()
+}
+
+/// `s` ended well after half a minute.
+fn ended(s: Session) -> Session {
+    Session {
+        state: SessionState::Terminated,
+        ended_us: Some(s.created_us + 30_000_000),
+        exit_code: Some(0),
+        reason: Some("exited with 0".into()),
+        ..s
     }
-    Ok(())
 }
 
 /// A UUID-shaped id for the `i`th stored session.

@@ -295,7 +295,7 @@ fn backfill_start(newest: Option<Micros>) -> StreamStart {
 const BACKFILL_OVERLAP_US: Micros = 60_000_000;
 
 /// SIGTERM (how service managers stop the recorder): finish the block, sync, exit.
-fn terminate_signal() -> tokio::sync::mpsc::Receiver<()> {
+pub(crate) fn terminate_signal() -> tokio::sync::mpsc::Receiver<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     #[cfg(unix)]
     if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -8,7 +8,7 @@ mod publish;
 mod registry;
 mod secret;
 mod service;
-mod session;
+pub(crate) mod session;
 mod tail;
 
 use std::path::PathBuf;

@@ -41,6 +41,9 @@ pub enum SessionCommand {
     Send(SendArgs),
     /// End a session: Ctrl-C, then close it after a grace period (`--force`: at once).
     End(EndArgs),
+    /// The headless control plane: start (or continue) sessions other services request on the
+    /// bus (`agent.session.requested`), publish their lifecycle, keep their states current.
+    Serve(ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,6 +58,10 @@ pub struct StateArgs {
     /// `CANDYBAR_SESSIONS_DIR`]
     #[arg(long, value_name = "DIR", global = true)]
     sessions_dir: Option<PathBuf>,
+    /// Where sessions are kept: sqlite (this host) or `redis://HOST[:PORT][/DB]` (shared by
+    /// hosts) [default: `[sessions] state`, else sqlite; env: `CANDYBAR_SESSIONS_STATE`]
+    #[arg(long, value_name = "URL", global = true)]
+    state: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -155,6 +162,33 @@ pub struct EndArgs {
     state: StateArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Sessions running on this host at most; further requests wait on the broker
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    max_running: usize,
+    /// Where a request without a worktree runs [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Requests' worktrees (`metadata.worktree_path`) must lie inside this directory
+    /// [default: --dir]
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Let requests run a command of their own (`provider: custom`, `metadata.command`):
+    /// anyone who can publish on the exchange could then run anything here
+    #[arg(long)]
+    allow_custom: bool,
+    /// The durable queue requests are read from; every `session serve` sharing it gets its share
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "candybar.sessions.requests"
+    )]
+    requests_queue: String,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
 fn provider_parser() -> impl clap::builder::TypedValueParser<Value = Provider> {
     clap::builder::PossibleValuesParser::new(Provider::ALL.map(Provider::as_str))
         // The parser lets only known names through.
@@ -163,8 +197,11 @@ fn provider_parser() -> impl clap::builder::TypedValueParser<Value = Provider> {
 
 /// The sessions' directory: the flag, else `[sessions] dir` / `CANDYBAR_SESSIONS_DIR`, else
 /// `sessions` in the data dir.
-fn sessions_dir(flag: Option<&PathBuf>, s: &Settings) -> anyhow::Result<PathBuf> {
-    if let Some(p) = flag.cloned().or_else(|| s.file.sessions.dir.clone()) {
+fn sessions_dir(
+    flag: Option<&PathBuf>,
+    section: &candybar_core::config::SessionsSection,
+) -> anyhow::Result<PathBuf> {
+    if let Some(p) = flag.cloned().or_else(|| section.dir.clone()) {
         return Ok(p);
     }
     directories::ProjectDirs::from("", "", "candybar")
@@ -174,28 +211,78 @@ fn sessions_dir(flag: Option<&PathBuf>, s: &Settings) -> anyhow::Result<PathBuf>
 
 /// This host's sessions, as configured.
 fn open(state: &StateArgs, settings: &Settings) -> anyhow::Result<Sessions> {
-    let dir = sessions_dir(state.sessions_dir.as_ref(), settings)?;
+    open_with(
+        state.sessions_dir.as_ref(),
+        state.state.as_deref(),
+        &settings.file.sessions,
+    )
+}
+
+/// The sessions at the flags' directory and state, else the config's (`[sessions]`).
+fn open_with(
+    dir_flag: Option<&PathBuf>,
+    state_flag: Option<&str>,
+    section: &candybar_core::config::SessionsSection,
+) -> anyhow::Result<Sessions> {
+    let dir = sessions_dir(dir_flag, section)?;
     let store = SqliteStore::open(&dir.join("sessions.sqlite3"))?;
     let mux = Tmux::new(
-        settings
-            .file
-            .sessions
+        section
             .tmux_socket
             .clone()
             .map_or_else(MuxSocket::default, MuxSocket::Path),
     );
     let idle = checked_secs(
-        settings
-            .file
-            .sessions
-            .idle_secs
-            .unwrap_or(DEFAULT_IDLE_SECS),
+        section.idle_secs.unwrap_or(DEFAULT_IDLE_SECS),
         1.0,
         31_536_000.0,
         "[sessions] idle_secs",
     )
     .map_err(anyhow::Error::msg)?;
-    Ok(Sessions::new(store, mux, dir.join("logs"), idle))
+    let sessions = Sessions::new(store, mux, dir.join("logs"), idle);
+    let backend = state_flag
+        .map(str::to_owned)
+        .or_else(|| section.state.clone())
+        .unwrap_or_else(|| "sqlite".into());
+    if backend == "sqlite" {
+        return Ok(sessions);
+    }
+    if !backend.starts_with("redis://") && !backend.starts_with("rediss://") {
+        anyhow::bail!(
+            "--state {}: give sqlite or a redis:// URL",
+            candybar_core::redact::mask_secrets_in(&backend)
+        );
+    }
+    let keep = checked_secs(
+        section.keep_days.unwrap_or(30.0) * 86_400.0,
+        3600.0,
+        3650.0 * 86_400.0,
+        "[sessions] keep_days × 86,400",
+    )
+    .map_err(anyhow::Error::msg)?;
+    let redis = candybar_sessions::redis_state::RedisState::open(&backend, keep)?;
+    Ok(sessions.with_redis(redis))
+}
+
+/// What the window's sessions worker needs: the sessions as configured (opened on its own
+/// thread), the broker their events go to, the directory a session starts in by default.
+pub(crate) fn window_init(
+    source: &SourceArgs,
+    settings: &Settings,
+    rt: tokio::runtime::Handle,
+) -> crate::app::sessions::SessionsInit {
+    let section = settings.file.sessions.clone();
+    crate::app::sessions::SessionsInit {
+        open: Box::new(move || open_with(None, None, &section)),
+        broker: source
+            .amqp_url(settings)
+            .map(|url| (url, source.exchange(settings))),
+        rt,
+        default_dir: std::env::current_dir()
+            .ok()
+            .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_owned()))
+            .unwrap_or_else(|| PathBuf::from("/")),
+    }
 }
 
 /// Sends the queued lifecycle events to the broker, when one is configured; what cannot be
@@ -235,7 +322,10 @@ pub async fn run(cmd: SessionCommand, source: &SourceArgs) -> anyhow::Result<Exi
             if let Err(e) = refreshed {
                 return Ok(refused(&e));
             }
-            let list = sessions.store.list(args.all, args.limit)?;
+            let list = match sessions.list(args.all, args.limit) {
+                Ok(l) => l,
+                Err(e) => return Ok(refused(&e)),
+            };
             deliver(&sessions, source, &settings).await;
             print_sessions(&list, args.format.format)?;
             Ok(ExitCode::SUCCESS)
@@ -272,6 +362,7 @@ pub async fn run(cmd: SessionCommand, source: &SourceArgs) -> anyhow::Result<Exi
                 Err(e) => Ok(refused(&e)),
             }
         }
+        SessionCommand::Serve(args) => serve(args, source, &settings).await,
         SessionCommand::End(args) => {
             let grace =
                 checked_secs(args.grace, 0.0, 3600.0, "--grace").map_err(anyhow::Error::msg)?;
@@ -325,6 +416,7 @@ async fn start(
     let mut sessions = open(&args.state, settings)?;
     let started = tokio::task::block_in_place(|| {
         sessions.start(StartRequest {
+            id: None,
             name: args.name,
             provider,
             dir,
@@ -404,7 +496,7 @@ fn read_from(path: &std::path::Path, offset: &mut u64) -> anyhow::Result<Vec<u8>
 
 fn attach(args: &IdArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     use std::os::unix::process::CommandExt as _;
-    let sessions = open(&args.format.state, settings)?;
+    let mut sessions = open(&args.format.state, settings)?;
     let session = match sessions.resolve(&args.id) {
         Ok(s) if s.state.is_running() => s,
         Ok(s) => {
@@ -442,7 +534,10 @@ pub async fn agent(cmd: AgentCommand, source: &SourceArgs) -> anyhow::Result<Exi
     }
     deliver(&sessions, source, &settings).await;
     let day_ago = now_us() - 86_400 * 1_000_000;
-    let summary = sessions.store.provider_summary(day_ago)?;
+    let summary = match sessions.provider_summary(day_ago) {
+        Ok(s) => s,
+        Err(e) => return Ok(refused(&e)),
+    };
     if args.format == ListFormat::Json {
         let rows: Vec<serde_json::Value> = summary
             .iter()
@@ -550,4 +645,217 @@ fn cut(s: &str, n: usize) -> String {
         c.push('…');
         c
     }
+}
+
+/// Most requests held at once while sessions run at the limit (the broker keeps the rest).
+const SERVE_PREFETCH: u16 = 50;
+
+#[allow(clippy::too_many_lines)] // one event loop, read top to bottom
+async fn serve(
+    args: ServeArgs,
+    source: &SourceArgs,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    use candybar_bus::SourceMsg;
+    use candybar_bus::amqp::{AmqpConfig, QueueMode};
+    use candybar_sessions::requests::{self, ServePolicy};
+
+    let Some(url) = source.amqp_url(settings) else {
+        anyhow::bail!("session serve needs a broker: --amqp URL (or CANDYBAR_AMQP_URL)");
+    };
+    if !(1..=1000).contains(&args.max_running) {
+        anyhow::bail!(
+            "--max-running {} is out of range: give 1 to 1000",
+            args.max_running
+        );
+    }
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().context("no current directory: give --dir")?,
+    };
+    let checked = |d: &PathBuf, flag: &str| {
+        std::fs::canonicalize(d)
+            .ok()
+            .filter(|p| p.is_dir())
+            .with_context(|| format!("{flag} {}: no such directory", d.display()))
+    };
+    let default_dir = checked(&dir, "--dir")?;
+    let root = match &args.root {
+        Some(r) => checked(r, "--root")?,
+        None => default_dir.clone(),
+    };
+    if !default_dir.starts_with(&root) {
+        anyhow::bail!(
+            "--dir {} is outside --root {}",
+            default_dir.display(),
+            root.display()
+        );
+    }
+    if let Err(e) = Tmux::version() {
+        eprintln!("candybar: {e}");
+        return Ok(ExitCode::from(2));
+    }
+    let policy = ServePolicy {
+        root,
+        default_dir,
+        allow_custom: args.allow_custom,
+    };
+    let mut sessions = open(&args.state, settings)?;
+    let exchange = source.exchange(settings);
+    let gate = candybar_bus::AckGate::new();
+    let cfg = AmqpConfig {
+        url: url.clone(),
+        exchange: exchange.clone(),
+        binding_keys: vec![requests::REQUESTED.into()],
+        queue: QueueMode::Durable(args.requests_queue.clone()),
+        prefetch: SERVE_PREFETCH,
+        body_cap_bytes: 1 << 20,
+        ack_gate: Some(gate.clone()),
+    };
+    let mut handle = candybar_bus::amqp::spawn(cfg);
+    let mut publisher = Publisher::new(url.expose(), &exchange);
+    eprintln!(
+        "candybar: serving {} from the queue {} on {} (at most {} sessions; worktrees under {}{})",
+        requests::REQUESTED,
+        args.requests_queue,
+        url.masked(),
+        args.max_running,
+        policy.root.display(),
+        if policy.allow_custom {
+            "; requests may run their own commands"
+        } else {
+            ""
+        }
+    );
+    let mut states = super::StateReport::new(&handle.describe);
+    let mut waiting: std::collections::VecDeque<candybar_core::event::RawMessage> =
+        std::collections::VecDeque::new();
+    let mut handled = 0u64;
+    let mut told_full = false;
+    let mut problem: Option<String> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut terminate = super::journal::terminate_signal();
+    let mut exit = ExitCode::SUCCESS;
+    loop {
+        tokio::select! {
+            m = handle.rx.recv(), if waiting.len() < usize::from(SERVE_PREFETCH) => match m {
+                None => break,
+                Some(SourceMsg::Event(m)) => waiting.push_back(m),
+                Some(SourceMsg::State(state)) => match states.report(&state) {
+                    Ok(false) => {}
+                    Ok(true) => break,
+                    Err(code) => { exit = code; break }
+                },
+                Some(SourceMsg::Gap { .. }) => {}
+            },
+            _ = tick.tick() => {}
+            _ = &mut ctrl_c => break,
+            _ = terminate.recv() => break,
+        }
+        let refreshed = tokio::task::block_in_place(|| sessions.refresh());
+        say_once(&mut problem, refreshed.err().map(|e| e.to_string()));
+        // In order: a request that would start a session waits for a free slot, and those
+        // behind it wait with it (deliveries are acknowledged in order).
+        while let Some(msg) = waiting.front() {
+            let running = match sessions.list(false, usize::MAX) {
+                Ok(list) => list.iter().filter(|s| s.host == sessions.host).count(),
+                Err(e) => {
+                    // The state store is away: requests wait on the broker meanwhile.
+                    say_once(&mut problem, Some(e.to_string()));
+                    break;
+                }
+            };
+            let slot_free = running < args.max_running;
+            let done =
+                tokio::task::block_in_place(|| serve_one(&mut sessions, msg, &policy, slot_free))?;
+            if !done {
+                if !told_full {
+                    told_full = true;
+                    eprintln!(
+                        "candybar: {} request(s) wait: {running} sessions run (--max-running {})",
+                        waiting.len(),
+                        args.max_running
+                    );
+                }
+                break;
+            }
+            told_full = false;
+            waiting.pop_front();
+            handled += 1;
+            gate.release(handled);
+        }
+        let r =
+            candybar_sessions::outbox::deliver(&sessions.store, &mut publisher, now_us()).await?;
+        if let Some(e) = r.error.filter(|_| r.pending > 0) {
+            tracing::warn!("{} session event(s) wait for the broker: {e}", r.pending);
+        }
+    }
+    // What is queued goes out before leaving; the sessions keep running.
+    let _ = candybar_sessions::outbox::deliver(&sessions.store, &mut publisher, i64::MAX).await;
+    eprintln!("candybar: stopped serving; {handled} request(s) handled, the sessions keep running");
+    Ok(exit)
+}
+
+/// Prints `now` when it differs from what was said last (a problem that lasts is said once, and
+/// its end too).
+fn say_once(last: &mut Option<String>, now: Option<String>) {
+    if *last == now {
+        return;
+    }
+    match &now {
+        Some(p) => eprintln!("candybar: {p}"),
+        None => eprintln!("candybar: the sessions' state is reachable again"),
+    }
+    *last = now;
+}
+
+/// Reads and carries out one request, saying what became of it. `false`: it waits for a slot.
+fn serve_one(
+    sessions: &mut Sessions,
+    msg: &candybar_core::event::RawMessage,
+    policy: &candybar_sessions::requests::ServePolicy,
+    slot_free: bool,
+) -> anyhow::Result<bool> {
+    use candybar_sessions::requests::{self, Handled};
+    let req = match requests::parse(msg) {
+        Ok(r) => r,
+        Err(reason) => {
+            eprintln!("candybar: a request was refused: {reason}");
+            requests::refuse_unreadable(sessions, msg, &reason)?;
+            return Ok(true);
+        }
+    };
+    let which = req
+        .session_id
+        .as_deref()
+        .or(req.event_id.as_deref())
+        .unwrap_or("without an id")
+        .to_owned();
+    match sessions.handle_request(&req, policy, slot_free) {
+        Ok(Handled::Waits) => return Ok(false),
+        Ok(Handled::Started(s)) => eprintln!(
+            "candybar: request {which}: started {} ({}) in {}",
+            s.name,
+            s.short_id(),
+            s.dir.display()
+        ),
+        Ok(Handled::Sent(s)) => eprintln!(
+            "candybar: request {which}: the prompt went to {} ({})",
+            s.name,
+            s.short_id()
+        ),
+        Ok(Handled::Duplicate) => {
+            eprintln!("candybar: request {which} was handled before; skipped");
+        }
+        Err(e @ (SessionError::Store(_) | SessionError::Redis(_))) => {
+            // Not answered: it stays first in line and is tried again.
+            eprintln!("candybar: request {which} waits: {e}");
+            return Ok(false);
+        }
+        Err(e) => eprintln!("candybar: request {which} refused: {e}"),
+    }
+    Ok(true)
 }

@@ -148,6 +148,11 @@ impl Candybar {
                 "CANDYBAR_JOURNAL",
                 std::env::temp_dir().join(unique("candybar-test-journal")),
             )
+            // Nor the user's sessions.
+            .env(
+                "CANDYBAR_SESSIONS_DIR",
+                std::env::temp_dir().join(unique("candybar-test-sessions")),
+            )
             .envs(envs.iter().copied())
             .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
             .env_remove("CANDYBAR_AMQP_URL")

@@ -39,6 +39,11 @@ pub struct SessionsSection {
     pub tmux_socket: Option<PathBuf>,
     /// A session that printed nothing for this many seconds is idle (default 120).
     pub idle_secs: Option<f64>,
+    /// Where sessions are kept: `sqlite` (default, the data dir) or a `redis://` URL shared by
+    /// several hosts [env: `CANDYBAR_SESSIONS_STATE`].
+    pub state: Option<String>,
+    /// How long Redis keeps an ended session, in days (default 30).
+    pub keep_days: Option<f64>,
 }
 
 /// `[journal]`: the on-disk history (`candybar record`, `candybar query`).
@@ -253,6 +258,9 @@ impl FileConfig {
         }
         if let Some(v) = get("CANDYBAR_SESSIONS_DIR") {
             self.sessions.dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CANDYBAR_SESSIONS_STATE") {
+            self.sessions.state = Some(v);
         }
         if let Some(v) = get("CANDYBAR_TMUX_SOCKET") {
             self.sessions.tmux_socket = Some(PathBuf::from(v));

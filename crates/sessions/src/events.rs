@@ -73,6 +73,33 @@ pub fn completed(s: &Session, summary: &str, now: Micros) -> Outgoing {
     )
 }
 
+/// `jelmore.command.failed` for a request from the bus that was not carried out: what is known
+/// of it (`request`: its ids, provider, mode), with its correlation id so the requester hears.
+pub fn request_failed(
+    host: &str,
+    mut request: Value,
+    correlation_id: Option<&str>,
+    error: &str,
+) -> Outgoing {
+    request["command"] = json!(crate::requests::REQUESTED);
+    request["error"] = json!(error);
+    let mut body = json!({
+        "event_id": uuid::Uuid::new_v4().to_string(),
+        "event_type": COMMAND_FAILED,
+        "timestamp": format_rfc3339(now_us()),
+        "version": "1.0.0",
+        "source": {"host": host, "type": "agent_session", "app": "candybar"},
+    });
+    body["payload"] = request;
+    if let Some(c) = correlation_id {
+        body["correlation_ids"] = json!([c]);
+    }
+    Outgoing {
+        routing_key: COMMAND_FAILED.to_owned(),
+        body: body.to_string().into_bytes(),
+    }
+}
+
 /// `jelmore.command.executed` / `failed`: a command given to a running session.
 pub fn command(s: &Session, command: &str, error: Option<&str>) -> Outgoing {
     let (event_type, payload) = match error {

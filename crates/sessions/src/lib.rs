@@ -7,19 +7,24 @@
 //! - [`tmux`]: the terminal multiplexer the sessions run in, output logged from the first byte.
 //! - [`detect`]: a session's screen as text, and whether the agent is asking something.
 //! - [`store`]: sessions and the outbox of their events in SQLite.
+//! - [`redis_state`]: sessions in Redis instead, for sessions that span hosts.
 //! - [`manager`]: start, refresh (states, exits), resolve, send, end.
 //! - [`events`]: the `jelmore.*` lifecycle events, in the platform's shapes.
 //! - [`outbox`]: delivering those events to the broker, nothing lost while it is down.
+//! - [`requests`]: `agent.session.requested` from the bus, checked and carried out under
+//!   `session serve`'s policy.
 
 pub mod detect;
 pub mod events;
 pub mod manager;
 pub mod model;
 pub mod outbox;
+pub mod redis_state;
+pub mod requests;
 pub mod store;
 pub mod tmux;
 
-pub use manager::{SessionError, Sessions, StartRequest};
+pub use manager::{SessionError, Sessions, StartRequest, StateStore};
 pub use model::{Provider, Session, SessionState};
 pub use store::SqliteStore;
 pub use tmux::{MuxSocket, Tmux};

@@ -9,7 +9,8 @@ use candybar_core::time::{Micros, now_us};
 use crate::detect;
 use crate::events;
 use crate::model::{Provider, Session, SessionState};
-use crate::store::{SqliteStore, StoreError};
+use crate::redis_state::{RedisState, RedisStateError};
+use crate::store::{Outgoing, ProviderSummary, SqliteStore, StoreError};
 use crate::tmux::{Launch, MuxError, Tmux, mux_name};
 
 /// How quiet a session must be before its screen is read for a question.
@@ -23,6 +24,8 @@ const NAME_MAX_CHARS: usize = 64;
 pub enum SessionError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] RedisStateError),
     #[error(transparent)]
     Mux(#[from] MuxError),
     #[error("{0}")]
@@ -47,6 +50,8 @@ pub enum SessionError {
 /// What `session start` asks for.
 #[derive(Clone, Debug)]
 pub struct StartRequest {
+    /// The session's id when the requester chose one (else a new UUID).
+    pub id: Option<String>,
     pub name: String,
     pub provider: Provider,
     pub dir: PathBuf,
@@ -57,9 +62,19 @@ pub struct StartRequest {
     pub correlation_id: Option<String>,
 }
 
+/// Where sessions are kept.
+pub enum StateStore {
+    /// In the local SQLite database (with the outbox).
+    Local,
+    /// In Redis, shared by the hosts that point at it.
+    Redis(Box<RedisState>),
+}
+
 /// Sessions on this host.
 pub struct Sessions {
+    /// The outbox and the requests handled — and the sessions, unless `state` says Redis.
     pub store: SqliteStore,
+    pub state: StateStore,
     pub mux: Tmux,
     /// Logs and exit statuses live here.
     logs: PathBuf,
@@ -72,11 +87,73 @@ impl Sessions {
     pub fn new(store: SqliteStore, mux: Tmux, logs: PathBuf, idle: Duration) -> Self {
         Self {
             store,
+            state: StateStore::Local,
             mux,
             logs,
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            host: candybar_bus::host_name(),
             idle_us: idle.as_micros().min(i64::MAX as u128) as Micros,
         }
+    }
+
+    /// Keeps sessions in Redis instead of the local database.
+    #[must_use]
+    pub fn with_redis(mut self, redis: RedisState) -> Self {
+        self.state = StateStore::Redis(Box::new(redis));
+        self
+    }
+
+    /// Keeps `session` and queues `events` with it; a session that has ended is kept (and
+    /// announced) only by the candybar that saw it running: whether this one did.
+    pub fn save(&mut self, session: &Session, events: &[Outgoing]) -> Result<bool, SessionError> {
+        match &mut self.state {
+            StateStore::Local => Ok(self.store.save(session, events)?),
+            StateStore::Redis(r) => {
+                let kept = r.save(session)?;
+                if kept {
+                    self.store.queue(events)?;
+                }
+                Ok(kept)
+            }
+        }
+    }
+
+    pub fn get(&mut self, id: &str) -> Result<Option<Session>, SessionError> {
+        Ok(match &mut self.state {
+            StateStore::Local => self.store.get(id)?,
+            StateStore::Redis(r) => r.get(id)?,
+        })
+    }
+
+    /// Sessions newest first: the running ones (of every host), or all when `all`.
+    pub fn list(&mut self, all: bool, limit: usize) -> Result<Vec<Session>, SessionError> {
+        Ok(match &mut self.state {
+            StateStore::Local => self.store.list(all, limit)?,
+            StateStore::Redis(r) => r.list(all, limit)?,
+        })
+    }
+
+    fn by_name(&mut self, name: &str) -> Result<Vec<Session>, SessionError> {
+        Ok(match &mut self.state {
+            StateStore::Local => self.store.by_name(name)?,
+            StateStore::Redis(r) => r.by_name(name)?,
+        })
+    }
+
+    fn by_prefix(&mut self, prefix: &str) -> Result<Vec<Session>, SessionError> {
+        Ok(match &mut self.state {
+            StateStore::Local => self.store.by_prefix(prefix)?,
+            StateStore::Redis(r) => r.by_prefix(prefix)?,
+        })
+    }
+
+    /// Per provider: sessions running, failed since `since_us`, and the newest session (of the
+    /// newest 10,000).
+    pub fn provider_summary(
+        &mut self,
+        since_us: Micros,
+    ) -> Result<Vec<ProviderSummary>, SessionError> {
+        let recent = self.list(true, 10_000)?;
+        Ok(crate::store::summarise(&recent, since_us))
     }
 
     fn exit_file(&self, s: &Session) -> PathBuf {
@@ -117,20 +194,10 @@ impl Sessions {
         } else {
             req.command.clone()
         };
-        let program = command.first().map(String::as_str).unwrap_or_default();
-        if find_program(program, &dir).is_none() {
-            return Err(SessionError::Invalid(format!(
-                "no command {program:?} (not on PATH, or not executable){}",
-                match req.provider {
-                    Provider::Custom => String::new(),
-                    p => format!(": install the {} CLI, or give `-- COMMAND`", p.as_str()),
-                }
-            )));
-        }
+        check_program(&command, req.provider, &dir)?;
         Tmux::version()?;
         self.refresh()?;
         if let Some(twin) = self
-            .store
             .by_name(&name)?
             .into_iter()
             .find(|s| s.state.is_running())
@@ -144,7 +211,15 @@ impl Sessions {
             path: self.logs.clone(),
             reason,
         })?;
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = match req.id {
+            Some(id) if self.get(&id)?.is_some() => {
+                return Err(SessionError::Invalid(format!(
+                    "a session with id {id} exists already"
+                )));
+            }
+            Some(id) => id,
+            None => uuid::Uuid::new_v4().to_string(),
+        };
         let log = self.logs.join(format!("{id}.log"));
         std::fs::File::create(&log).map_err(|reason| SessionError::Log {
             path: log.clone(),
@@ -179,7 +254,7 @@ impl Sessions {
             log: &session.log,
             exit_file: &self.exit_file(&session),
         })?;
-        self.store.save(&session, &[events::started(&session)])?;
+        self.save(&session, &[events::started(&session)])?;
         Ok(session)
     }
 
@@ -187,7 +262,6 @@ impl Sessions {
     /// a session that ended is marked so once, with its `jelmore.session.completed`.
     pub fn refresh(&mut self) -> Result<(), SessionError> {
         let running: Vec<Session> = self
-            .store
             .list(false, usize::MAX)?
             .into_iter()
             .filter(|s| s.host == self.host)
@@ -233,7 +307,7 @@ impl Sessions {
                 } else {
                     vec![events::completed(&s, &tail.join("\n"), now)]
                 };
-                self.store.save(&s, &events)?;
+                self.save(&s, &events)?;
             }
         }
         Ok(())
@@ -262,16 +336,16 @@ impl Sessions {
 
     /// The session `key` names: its id, a unique start of it (4 characters or more), or its
     /// name (the running one, else the newest).
-    pub fn resolve(&self, key: &str) -> Result<Session, SessionError> {
+    pub fn resolve(&mut self, key: &str) -> Result<Session, SessionError> {
         let key = key.trim();
-        if let Some(s) = self.store.get(key)? {
+        if let Some(s) = self.get(key)? {
             return Ok(s);
         }
-        if let Some(s) = self.store.by_name(key)?.into_iter().next() {
+        if let Some(s) = self.by_name(key)?.into_iter().next() {
             return Ok(s);
         }
         if key.len() >= 4 {
-            let found = self.store.by_prefix(key)?;
+            let found = self.by_prefix(key)?;
             match found.len() {
                 0 => {}
                 1 => return Ok(found.into_iter().next().expect("one")),
@@ -290,7 +364,7 @@ impl Sessions {
         Err(SessionError::NotFound(key.to_owned()))
     }
 
-    fn running(&self, key: &str) -> Result<Session, SessionError> {
+    fn running(&mut self, key: &str) -> Result<Session, SessionError> {
         let s = self.resolve(key)?;
         if s.state.is_running() {
             Ok(s)
@@ -349,8 +423,7 @@ impl Sessions {
             (false, false, Some(code)) => format!("ended by the user (Ctrl-C; exited with {code})"),
             (false, false, None) => "ended by the user (Ctrl-C)".into(),
         });
-        self.store
-            .save(&s, &[events::completed(&s, &tail.join("\n"), now)])?;
+        self.save(&s, &[events::completed(&s, &tail.join("\n"), now)])?;
         Ok(s)
     }
 
@@ -360,16 +433,30 @@ impl Sessions {
         match self.mux.send_line(&s.mux_name, text) {
             Ok(()) => {
                 s.prompt_count += 1;
-                self.store.save(&s, &[events::command(&s, "send", None)])?;
+                self.save(&s, &[events::command(&s, "send", None)])?;
                 Ok(s)
             }
             Err(e) => {
-                self.store
-                    .save(&s, &[events::command(&s, "send", Some(&e.to_string()))])?;
+                self.save(&s, &[events::command(&s, "send", Some(&e.to_string()))])?;
                 Err(e.into())
             }
         }
     }
+}
+
+/// The command's program can be run from `dir`, or what to do.
+fn check_program(command: &[String], provider: Provider, dir: &Path) -> Result<(), SessionError> {
+    let program = command.first().map(String::as_str).unwrap_or_default();
+    if find_program(program, dir).is_some() {
+        return Ok(());
+    }
+    Err(SessionError::Invalid(format!(
+        "no command {program:?} (not on PATH, or not executable){}",
+        match provider {
+            Provider::Custom => String::new(),
+            p => format!(": install the {} CLI, or give `-- COMMAND`", p.as_str()),
+        }
+    )))
 }
 
 /// `program` as the session would run it: a path (relative to `dir`) or a name on `PATH`,
@@ -407,17 +494,23 @@ fn log_len(path: &Path) -> u64 {
 
 /// The last few lines a session printed, as text.
 pub fn log_tail(path: &Path) -> Vec<String> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let len = f.metadata().map_or(0, |m| m.len());
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
-    let mut bytes = Vec::new();
-    let _ = f.take(LOG_TAIL_BYTES).read_to_end(&mut bytes);
-    let text = detect::plain(&bytes);
+    let text = tail_text(path, LOG_TAIL_BYTES);
     detect::last_lines(&text, 5)
         .into_iter()
         .map(|l| l.chars().take(300).collect())
         .collect()
+}
+
+/// The last `max_bytes` of the log at `path` as a person reads them (escape sequences removed);
+/// empty when there is no log.
+pub fn tail_text(path: &Path, max_bytes: u64) -> String {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
+    let mut bytes = Vec::new();
+    let _ = f.take(max_bytes).read_to_end(&mut bytes);
+    detect::plain(&bytes)
 }

@@ -33,8 +33,9 @@ pub enum StoreError {
 
 /// Schema changes in order. Never edit a migration that has shipped: add a new one.
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE sessions (
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE sessions (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             running INTEGER NOT NULL,
@@ -53,7 +54,13 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             last_error TEXT
         );
         CREATE INDEX outbox_due ON outbox(next_attempt_us);",
-    )])
+        ),
+        // Requests from the bus already handled, by event id (a redelivery is not run twice).
+        M::up(
+            "CREATE TABLE requests (event_id TEXT PRIMARY KEY, handled_us INTEGER NOT NULL);
+            CREATE INDEX requests_handled ON requests(handled_us);",
+        ),
+    ])
 });
 
 /// An event waiting for the broker.
@@ -79,6 +86,26 @@ pub struct ProviderSummary {
     /// Failed since the time asked about.
     pub failed: usize,
     pub newest: Option<Session>,
+}
+
+/// Per provider: sessions running, failed since `since_us`, and the newest of `sessions`
+/// (newest first).
+pub fn summarise(sessions: &[Session], since_us: Micros) -> Vec<ProviderSummary> {
+    Provider::ALL
+        .into_iter()
+        .map(|provider| {
+            let mine: Vec<&Session> = sessions.iter().filter(|s| s.provider == provider).collect();
+            ProviderSummary {
+                provider,
+                running: mine.iter().filter(|s| s.state.is_running()).count(),
+                failed: mine
+                    .iter()
+                    .filter(|s| s.state == SessionState::Failed && s.created_us >= since_us)
+                    .count(),
+                newest: mine.first().map(|s| (*s).clone()),
+            }
+        })
+        .collect()
 }
 
 /// Backoff before retry number `attempts` (1 s, 2 s, 4 s … capped at 5 min).
@@ -243,24 +270,49 @@ impl SqliteStore {
         bodies.iter().map(|b| self.decode(b)).collect()
     }
 
-    /// Per provider: sessions running, failed since `since_us`, and the newest session (of the
-    /// newest 10,000).
-    pub fn provider_summary(&self, since_us: Micros) -> Result<Vec<ProviderSummary>, StoreError> {
-        let recent = self.list(true, 10_000)?;
-        let mut out = Vec::new();
-        for provider in Provider::ALL {
-            let mine: Vec<&Session> = recent.iter().filter(|s| s.provider == provider).collect();
-            out.push(ProviderSummary {
-                provider,
-                running: mine.iter().filter(|s| s.state.is_running()).count(),
-                failed: mine
-                    .iter()
-                    .filter(|s| s.state == SessionState::Failed && s.created_us >= since_us)
-                    .count(),
-                newest: mine.first().map(|s| (*s).clone()),
-            });
+    /// Queues `events` that go with no session's change (a refused request).
+    pub fn queue(&mut self, events: &[Outgoing]) -> Result<(), StoreError> {
+        let now = candybar_core::time::now_us();
+        for e in events {
+            self.conn
+                .execute(
+                    "INSERT INTO outbox (routing_key, body, created_us) VALUES (?1, ?2, ?3)",
+                    params![e.routing_key, e.body, now],
+                )
+                .map_err(|e| self.sqlite(e))?;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Whether the request `event_id` was handled here (in the last week).
+    pub fn seen(&self, event_id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM requests WHERE event_id = ?1",
+                [event_id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Remembers that the request `event_id` was handled (a week long).
+    pub fn remember(&self, event_id: &str) -> Result<(), StoreError> {
+        let now = candybar_core::time::now_us();
+        self.conn
+            .execute(
+                "DELETE FROM requests WHERE handled_us < ?1",
+                [now - 7 * 86_400 * 1_000_000],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO requests (event_id, handled_us) VALUES (?1, ?2)",
+                params![event_id, now],
+            )
+            .map(|_| ())
+            .map_err(|e| self.sqlite(e))
     }
 
     /// Events due for delivery now, oldest first.

@@ -60,6 +60,7 @@ impl Lab {
 
     fn request(&self, name: &str, command: &[&str]) -> StartRequest {
         StartRequest {
+            id: None,
             name: name.into(),
             provider: Provider::Custom,
             dir: self.path().to_owned(),
@@ -97,7 +98,7 @@ fn wait_for(sessions: &mut Sessions, id: &str, state: SessionState) -> Session {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         sessions.refresh().expect("refresh");
-        let s = sessions.store.get(id).expect("get").expect("kept");
+        let s = sessions.get(id).expect("get").expect("kept");
         if s.state == state {
             return s;
         }
@@ -213,7 +214,7 @@ fn sessions_outlive_candybar_and_one_killed_meanwhile_is_failed_once() {
     let mut b = lab.sessions(Duration::from_mins(1));
     a.refresh().unwrap();
     b.refresh().unwrap();
-    let dead = a.store.get(&killed.id).unwrap().unwrap();
+    let dead = a.get(&killed.id).unwrap().unwrap();
     assert_eq!(dead.state, SessionState::Failed);
     assert!(
         dead.reason
@@ -230,7 +231,7 @@ fn sessions_outlive_candybar_and_one_killed_meanwhile_is_failed_once() {
         })
         .count();
     assert_eq!(completed, 1, "announced once by two candybars");
-    assert!(a.store.get(&keeps.id).unwrap().unwrap().state.is_running());
+    assert!(a.get(&keeps.id).unwrap().unwrap().state.is_running());
     b.send("keeps", "now").unwrap();
     let done = wait_for(&mut a, &keeps.id, SessionState::Terminated);
     assert_eq!(done.exit_code, Some(0));

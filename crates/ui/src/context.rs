@@ -53,6 +53,8 @@ pub struct ViewContext<'a> {
     pub timeline: Option<TimelineInfo<'a>>,
     /// The Charts' range beyond what memory holds, from the journal (when it asks for one).
     pub journal_rates: Option<&'a JournalRates>,
+    /// Coding-agent sessions, when this window runs the sessions worker.
+    pub sessions: Option<crate::sessions::SessionsInfo<'a>>,
 }
 
 /// Events per column over a range of days, from the journal's block indexes.
@@ -140,6 +142,7 @@ impl<'a> ViewContext<'a> {
             journal: None,
             timeline: None,
             journal_rates: None,
+            sessions: None,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`charts`]: rates, histograms, top lists. [`flow`]: the services and how events move.
 //!   [`health`]: the registry's services. [`constellation`]: the agents (its own WGSL shaders).
 //! - [`dictation`]: record, live text, history search, dictation settings.
+//! - [`sessions`]: coding-agent sessions: their states, a start form, a session's live log.
 //! - [`connection`]: the Connection dialog.
 //! - [`timeline`]: the journal's span under the views; picking a moment shows the past.
 //! - [`theme`], [`time_fmt`], [`frame_stats`]: colours, times, the window's own measurements.
@@ -26,6 +27,7 @@ pub mod dictation;
 pub mod flow;
 pub mod frame_stats;
 pub mod health;
+pub mod sessions;
 pub mod stats;
 pub mod stream;
 pub mod theme;
@@ -55,16 +57,18 @@ pub enum View {
     Charts,
     Health,
     Constellation,
+    Sessions,
     Dictation,
 }
 
 impl View {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Stream,
         Self::Flow,
         Self::Charts,
         Self::Health,
         Self::Constellation,
+        Self::Sessions,
         Self::Dictation,
     ];
 
@@ -76,6 +80,7 @@ impl View {
             Self::Charts => "📈 Charts",
             Self::Health => "♥ Health",
             Self::Constellation => "✨ Agents",
+            Self::Sessions => "▶ Sessions",
             Self::Dictation => "🎤 Dictation",
         }
     }
@@ -89,6 +94,7 @@ impl View {
             Self::Charts => "charts",
             Self::Health => "health",
             Self::Constellation => "constellation",
+            Self::Sessions => "sessions",
             Self::Dictation => "dictation",
         }
     }
@@ -134,6 +140,8 @@ pub enum Command {
     TravelTo(Option<candybar_core::time::Micros>),
     /// Find the newest events that match the filter in the whole journal, and show them.
     SearchJournal,
+    /// Start, end, attach to, talk to or pick a coding-agent session.
+    Sessions(sessions::SessionAction),
     /// Quit, even where closing the window would only hide it.
     Quit,
 }

@@ -52,6 +52,7 @@ pub struct Viewer {
     pub tz: TimeZoneChoice,
     pub form: ConnectionForm,
     pub dictation_view: DictationViewState,
+    pub sessions: crate::sessions::SessionsViewState,
     pub stats: FrameStats,
     pub timeline: TimelineState,
     pub(crate) toasts: Vec<Toast>,
@@ -76,6 +77,7 @@ impl Viewer {
             tz,
             form: ConnectionForm::default(),
             dictation_view: DictationViewState::default(),
+            sessions: crate::sessions::SessionsViewState::default(),
             stats: FrameStats::new(started),
             timeline: TimelineState::default(),
             toasts: Vec::new(),
@@ -265,6 +267,7 @@ impl Viewer {
                 }
             }
             View::Dictation => self.dictation_view.ui(ui, &mut vcx),
+            View::Sessions => self.sessions.ui(ui, &mut vcx),
             View::Stream => self.stream_ui(ui, cx),
         }
     }

@@ -1,0 +1,346 @@
+//! The window's sessions worker: a thread of its own refreshes the coding-agent sessions every
+//! second (tmux, their logs, SQLite or Redis), tails the selected session's log, carries out
+//! what the Sessions view asks, and sends the lifecycle events to the broker. The UI thread
+//! only copies its snapshot when it changes. It opens nothing until the view is first shown.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+use candybar_core::redact::SecretUrl;
+use candybar_sessions::{Provider, Session, Sessions, StartRequest};
+use candybar_ui::ToastLevel;
+use candybar_ui::sessions::{SessionAction, SessionRow};
+use parking_lot::Mutex;
+
+/// How often the sessions are refreshed while nothing is asked.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// How much of the selected session's log the view shows.
+const LOG_TAIL_BYTES: u64 = 32 * 1024;
+/// Sessions listed at most.
+const LIST_MAX: usize = 500;
+/// How long End waits after Ctrl-C before closing a session.
+const END_GRACE: Duration = Duration::from_secs(5);
+
+/// What the worker needs: how to open the sessions (on its own thread), and the broker their
+/// events go to.
+pub struct SessionsInit {
+    pub open: Box<dyn FnOnce() -> anyhow::Result<Sessions> + Send>,
+    pub broker: Option<(SecretUrl, String)>,
+    pub rt: tokio::runtime::Handle,
+    /// Where a session started without a directory runs.
+    pub default_dir: PathBuf,
+}
+
+/// What the view shows, as the worker last saw it.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Bumped with every change.
+    pub generation: u64,
+    pub rows: Vec<SessionRow>,
+    pub log: String,
+    pub problem: Option<String>,
+    /// Said once each (toasts).
+    pub notices: Vec<(ToastLevel, String)>,
+}
+
+impl Snapshot {
+    /// What the Sessions view reads this frame.
+    pub fn info(&self) -> candybar_ui::sessions::SessionsInfo<'_> {
+        candybar_ui::sessions::SessionsInfo {
+            rows: &self.rows,
+            log: &self.log,
+            problem: self.problem.as_deref(),
+        }
+    }
+}
+
+pub struct SessionsWorker {
+    tx: SyncSender<SessionAction>,
+    /// What the worker shows, under its lock (held only to swap it).
+    pub snapshot: Arc<Mutex<Snapshot>>,
+    /// The UI thread's copy, taken when the generation changes.
+    pub seen: Snapshot,
+}
+
+impl SessionsWorker {
+    pub fn start(init: SessionsInit, wake: impl Fn() + Send + 'static) -> anyhow::Result<Self> {
+        let (tx, rx) = sync_channel(16);
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let shared = snapshot.clone();
+        std::thread::Builder::new()
+            .name("sessions".into())
+            .spawn(move || run(init, &rx, &shared, &wake))?;
+        Ok(Self {
+            tx,
+            snapshot,
+            seen: Snapshot::default(),
+        })
+    }
+
+    /// Hands `action` to the worker; `false` when it is busy with too many already.
+    pub fn ask(&self, action: SessionAction) -> bool {
+        self.tx.try_send(action).is_ok()
+    }
+}
+
+fn row(s: &Session, host: &str) -> SessionRow {
+    SessionRow {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        provider: s.provider.as_str().into(),
+        state: s.state.as_str().into(),
+        dir: s.dir.display().to_string(),
+        host: s.host.clone(),
+        created_us: s.created_us,
+        ended_us: s.ended_us,
+        last_line: s.last_line.clone(),
+        reason: s.reason.clone(),
+        command: s.command.join(" "),
+        local: s.host == host,
+    }
+}
+
+struct Worker {
+    sessions: Option<Sessions>,
+    selected: Option<String>,
+    show_all: bool,
+    default_dir: PathBuf,
+    notices: Vec<(ToastLevel, String)>,
+}
+
+fn run(
+    init: SessionsInit,
+    rx: &Receiver<SessionAction>,
+    shared: &Mutex<Snapshot>,
+    wake: &(impl Fn() + Send),
+) {
+    let SessionsInit {
+        open,
+        broker,
+        rt,
+        default_dir,
+    } = init;
+    // Nothing is opened (no database, no tmux) until the Sessions view is first shown.
+    let Ok(first) = rx.recv() else { return };
+    let mut problem = None;
+    let sessions = match open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problem = Some(format!("sessions: {e:#}"));
+            None
+        }
+    };
+    let mut w = Worker {
+        sessions,
+        selected: None,
+        show_all: false,
+        default_dir,
+        notices: Vec::new(),
+    };
+    let mut publisher = broker
+        .as_ref()
+        .map(|(url, exchange)| candybar_bus::publish::Publisher::new(url.expose(), exchange));
+    w.act(first);
+    let mut refreshed: Option<Instant> = None;
+    loop {
+        let wait = refreshed.map_or(Duration::ZERO, |t| {
+            REFRESH_EVERY.saturating_sub(t.elapsed())
+        });
+        match rx.recv_timeout(wait) {
+            Ok(action) => w.act(action),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        refreshed = Some(Instant::now());
+        let Some(sessions) = w.sessions.as_mut() else {
+            publish(
+                shared,
+                Vec::new(),
+                String::new(),
+                problem.clone(),
+                &mut w.notices,
+                wake,
+            );
+            continue;
+        };
+        let listed = sessions
+            .refresh()
+            .and_then(|()| sessions.list(w.show_all, LIST_MAX));
+        let (rows, problem) = match listed {
+            Ok(found) => (found.iter().map(|s| row(s, &sessions.host)).collect(), None),
+            Err(e) => (Vec::new(), Some(format!("sessions: {e}"))),
+        };
+        let log = w
+            .selected
+            .as_deref()
+            .and_then(|id| sessions.get(id).ok().flatten())
+            .map(|s| candybar_sessions::manager::tail_text(&s.log, LOG_TAIL_BYTES))
+            .unwrap_or_default();
+        if let Some(p) = publisher.as_mut() {
+            let store = &sessions.store;
+            let now = candybar_core::time::now_us();
+            let _ = rt.block_on(candybar_sessions::outbox::deliver(store, p, now));
+        }
+        publish(shared, rows, log, problem, &mut w.notices, wake);
+    }
+}
+
+/// Puts what the worker sees where the UI reads it, waking the UI when it changed.
+fn publish(
+    shared: &Mutex<Snapshot>,
+    rows: Vec<SessionRow>,
+    log: String,
+    problem: Option<String>,
+    notices: &mut Vec<(ToastLevel, String)>,
+    wake: &impl Fn(),
+) {
+    let mut s = shared.lock();
+    if s.rows == rows && s.log == log && s.problem == problem && notices.is_empty() {
+        return;
+    }
+    s.generation += 1;
+    s.rows = rows;
+    s.log = log;
+    s.problem = problem;
+    s.notices.append(notices);
+    drop(s);
+    wake();
+}
+
+impl Worker {
+    fn say(&mut self, level: ToastLevel, words: String) {
+        self.notices.push((level, words));
+    }
+
+    fn act(&mut self, action: SessionAction) {
+        match action {
+            SessionAction::Select(id) => self.selected = id,
+            SessionAction::ShowAll(all) => self.show_all = all,
+            other => {
+                let Some(sessions) = self.sessions.as_mut() else {
+                    self.say(
+                        ToastLevel::Error,
+                        "sessions are not available (see the Sessions view)".into(),
+                    );
+                    return;
+                };
+                let result = match other {
+                    SessionAction::Start {
+                        name,
+                        provider,
+                        dir,
+                        prompt,
+                        command,
+                    } => {
+                        let command: Vec<String> =
+                            command.split_whitespace().map(str::to_owned).collect();
+                        let provider = if command.is_empty() {
+                            Provider::parse(&provider).unwrap_or(Provider::Claude)
+                        } else {
+                            Provider::Custom
+                        };
+                        let dir = if dir.is_empty() {
+                            self.default_dir.clone()
+                        } else {
+                            PathBuf::from(dir)
+                        };
+                        sessions
+                            .start(StartRequest {
+                                id: None,
+                                name,
+                                provider,
+                                dir,
+                                prompt: (!prompt.is_empty()).then_some(prompt),
+                                command,
+                                metadata: serde_json::json!({}),
+                                correlation_id: None,
+                            })
+                            .map(|s| {
+                                self.selected = Some(s.id.clone());
+                                format!("started {} in {}", s.name, s.dir.display())
+                            })
+                            .map_err(|e| e.to_string())
+                    }
+                    SessionAction::End { id, force } => sessions
+                        .end(&id, force, END_GRACE)
+                        .map(|s| format!("{}: {}", s.name, s.reason.as_deref().unwrap_or("ended")))
+                        .map_err(|e| e.to_string()),
+                    SessionAction::Send { id, text } => sessions
+                        .send(&id, &text)
+                        .map(|s| format!("sent to {}", s.name))
+                        .map_err(|e| e.to_string()),
+                    SessionAction::Attach(id) => sessions
+                        .resolve(&id)
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| open_terminal(&sessions.mux.attach_command(&s.mux_name)))
+                        .map(|terminal| format!("opened {terminal} on the session")),
+                    SessionAction::Select(_) | SessionAction::ShowAll(_) => return,
+                };
+                match result {
+                    Ok(words) => self.say(ToastLevel::Info, words),
+                    Err(e) => self.say(ToastLevel::Error, e),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `attach` in the user's terminal emulator: `$TERMINAL`, else the desktop's
+/// `x-terminal-emulator`, else the usual ones. The terminal's name, or what to do.
+fn open_terminal(attach: &std::process::Command) -> Result<String, String> {
+    let program = attach.get_program().to_owned();
+    let args: Vec<std::ffi::OsString> = attach.get_args().map(ToOwned::to_owned).collect();
+    let mut candidates: Vec<String> = std::env::var("TERMINAL").ok().into_iter().collect();
+    candidates.extend(
+        [
+            "x-terminal-emulator",
+            "gnome-terminal",
+            "konsole",
+            "xfce4-terminal",
+            "alacritty",
+            "kitty",
+            "xterm",
+        ]
+        .map(str::to_owned),
+    );
+    for terminal in candidates {
+        let Some(path) =
+            candybar_sessions::manager::find_program(&terminal, std::path::Path::new("/"))
+        else {
+            continue;
+        };
+        // gnome-terminal takes the command after `--`; the others after `-e`.
+        let separator = if terminal.ends_with("gnome-terminal") {
+            "--"
+        } else {
+            "-e"
+        };
+        let mut c = std::process::Command::new(path);
+        c.arg(separator)
+            .arg(&program)
+            .args(&args)
+            .env_remove("TMUX")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        match c.spawn() {
+            Ok(mut child) => {
+                // Reaped when the person closes it.
+                let _ = std::thread::Builder::new()
+                    .name("terminal".into())
+                    .spawn(move || child.wait());
+                return Ok(terminal);
+            }
+            Err(e) => tracing::info!("{terminal}: {e}"),
+        }
+    }
+    Err(format!(
+        "no terminal emulator found: set $TERMINAL, or attach from one with `{}`",
+        std::iter::once(program.to_string_lossy().into_owned())
+            .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ))
+}

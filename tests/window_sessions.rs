@@ -1,0 +1,162 @@
+//! The Sessions view, driven like a person would (`egui_kittest`), over a real tmux (a private
+//! server) and a real shell script as the agent: start one from the form, see it ask, answer it
+//! from its log pane, end it, find it among the ended ones. A missing tmux fails the test with
+//! what to install.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+
+use candybar::app::sessions::SessionsInit;
+use candybar::app::{AppInit, CandybarApp};
+use candybar_bus::live::Live;
+use candybar_core::store::StoreConfig;
+use candybar_sessions::{MuxSocket, Sessions, SqliteStore, Tmux};
+use candybar_ui::View;
+
+/// Asks, repeats the answer, then waits to be ended.
+const AGENT: &str = r#"#!/bin/sh
+echo "agent starting"
+printf 'Proceed with the refactor? (y/n) '
+read answer
+echo "you said: $answer"
+sleep 600
+"#;
+
+struct Lab {
+    dir: tempfile::TempDir,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(self.dir.path().join("tmux.sock"))
+            .arg("kill-server")
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn app() -> (Harness<'static, CandybarApp>, Lab) {
+    assert!(
+        Tmux::version().is_ok(),
+        "this test needs tmux: sudo apt-get install tmux"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let agent = dir.path().join("agent.sh");
+    std::fs::write(&agent, AGENT).expect("write the agent");
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make the agent executable");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let state: PathBuf = dir.path().join("state");
+    let socket = dir.path().join("tmux.sock");
+    let mut init = AppInit::new(Live::new(StoreConfig::default()));
+    init.view = Some(View::Sessions);
+    init.sessions = Some(SessionsInit {
+        open: Box::new(move || {
+            let store = SqliteStore::open(&state.join("sessions.sqlite3"))?;
+            Ok(Sessions::new(
+                store,
+                Tmux::new(MuxSocket::Path(socket)),
+                state.join("logs"),
+                Duration::from_mins(1),
+            ))
+        }),
+        broker: None,
+        rt: rt.handle().clone(),
+        default_dir: dir.path().to_owned(),
+    });
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| CandybarApp::new(cc, init));
+    harness.run_steps(3);
+    (harness, Lab { dir, _rt: rt })
+}
+
+/// Steps the app until a label containing `text` is on screen (10 s at most).
+fn wait_for_label(harness: &mut Harness<'_, CandybarApp>, text: &str) {
+    let start = Instant::now();
+    while harness.query_all_by_label_contains(text).next().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "waited 10 s for {text:?} on screen"
+        );
+        harness.run_steps(1);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+fn type_into(harness: &mut Harness<'_, CandybarApp>, nth_field: usize, text: &str) {
+    harness
+        .get_all_by_role(Role::TextInput)
+        .nth(nth_field)
+        .expect("the field")
+        .click();
+    harness.run_steps(2);
+    harness
+        .get_all_by_role(Role::TextInput)
+        .nth(nth_field)
+        .expect("the field")
+        .type_text(text);
+    harness.run_steps(2);
+}
+
+#[test]
+fn a_session_is_started_answered_and_ended_from_the_window() {
+    let (mut harness, lab) = app();
+    wait_for_label(&mut harness, "No sessions.");
+
+    // The form: a name and a command (the agent script), then Start.
+    let before = harness.get_all_by_role(Role::TextInput).count();
+    harness.get_by_label("+ New session").click();
+    harness.run_steps(2);
+    // The form's one-line fields come after the others (the filter), in order: name,
+    // directory, command (the prompt is a multi-line field).
+    let after = harness.get_all_by_role(Role::TextInput).count();
+    assert_eq!(after, before + 3, "the form opened");
+    type_into(&mut harness, before, "refactor");
+    let agent = lab.dir.path().join("agent.sh");
+    type_into(&mut harness, before + 2, path_str(&agent));
+    harness.get_by_label("▶ Start").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "started refactor");
+
+    // It asks: the table says so, and the log pane (the new session is selected) shows it.
+    wait_for_label(&mut harness, "waiting for input");
+    wait_for_label(&mut harness, "Proceed with the refactor? (y/n)");
+    assert!(
+        harness
+            .query_all_by_label_contains("agent starting")
+            .next()
+            .is_some()
+    );
+
+    // Answer from the window.
+    let fields = harness.get_all_by_role(Role::TextInput).count();
+    type_into(&mut harness, fields - 1, "y");
+    harness.get_by_label("Send").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "you said: y");
+
+    // End it: Ctrl-C ends the script; it leaves the running list and shows among the ended.
+    harness.get_by_label("⏹ End").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "ended by the user (Ctrl-C");
+    wait_for_label(&mut harness, "No sessions.");
+    harness.get_by_label("Ended too").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "terminated");
+    assert!(harness.query_all_by_label("refactor").next().is_some());
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
