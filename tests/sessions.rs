@@ -516,3 +516,118 @@ fn serve_starts_and_continues_what_the_bus_asks_for_and_refuses_the_rest() {
     assert_eq!(completed.len(), 1, "{got:?}");
     assert_eq!(completed[0]["payload"]["prompt_count"], 3);
 }
+
+#[test]
+#[allow(clippy::too_many_lines)] // one story, read top to bottom
+fn a_workflow_runs_its_steps_by_their_needs_and_publishes_its_progress() {
+    let lab = Lab::new();
+    let url = shared_broker_url();
+    let exchange = unique("t.workflows");
+    let events = bind_queue(&url, &exchange, "workflow.#");
+    let flows = lab.path().join("workflows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let never = lab.path().join("never-ran");
+    std::fs::write(
+        flows.join("release.toml"),
+        format!(
+            r#"description = "check, fix what fails, announce"
+on_failure = "continue"
+
+[[step]]
+id = "announce"
+needs = ["fix"]
+when = "always"
+publish = {{ routing_key = "workflow.release.tested", payload = {{ ok = true }} }}
+
+[[step]]
+id = "check"
+run = ["sh", "-c", "echo checking; exit 3"]
+
+[[step]]
+id = "fix"
+needs = ["check"]
+when = "failed"
+session = {{ name = "fixer", command = ["sh", "-c", "echo fixed; sleep 1"] }}
+
+[[step]]
+id = "package"
+needs = ["check"]
+run = ["touch", "{}"]
+"#,
+            never.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(flows.join("broken.toml"), "[[step]\nid = ").unwrap();
+    let dir = path_str(lab.path());
+    let at = ["--workflows", path_str(&flows)];
+
+    let (code, out, _) = lab.run(&["workflow", "list", at[0], at[1]]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("release: check → fix → announce → package (check, fix what fails, announce)"),
+        "{out}"
+    );
+    assert!(out.contains("broken: does not read:"), "{out}");
+
+    let t = Instant::now();
+    let (code, out, err) = lab.run(&[
+        "workflow",
+        "run",
+        "release",
+        at[0],
+        at[1],
+        "--dir",
+        dir,
+        "--amqp",
+        &url,
+        "--exchange",
+        &exchange,
+    ]);
+    assert_eq!(code, Some(1), "a step failed:\n{out}\n{err}");
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "it waited for the session"
+    );
+    for line in [
+        "[1/4] check: running `sh -c echo checking; exit 3`",
+        "[1/4] check: ✗ failed: `sh -c echo checking; exit 3` exited with 3",
+        "[2/4] fix: starting the session fixer",
+        "[2/4] fix: ✓ done",
+        "[3/4] announce: ✓ done",
+        "[4/4] package: skipped (a step it needs did not succeed)",
+        "workflow release: 2 done, 1 failed, 1 skipped",
+    ] {
+        assert!(out.contains(line), "{line:?} in:\n{out}");
+    }
+    assert!(!never.exists(), "a skipped step ran");
+
+    let types: Vec<String> = take_messages(&url, &events, 9, Duration::from_secs(10))
+        .iter()
+        .map(|b| json_of(b)["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "workflow.run.started",
+            "workflow.step.started",
+            "workflow.step.failed",
+            "workflow.step.started",
+            "workflow.step.completed",
+            "workflow.step.started",
+            "workflow.release.tested",
+            "workflow.step.completed",
+            "workflow.run.failed",
+        ]
+    );
+
+    let (code, _, err) = lab.run(&["workflow", "run", "broken", at[0], at[1]]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("broken.toml: TOML parse error"), "{err}");
+    let (code, _, err) = lab.run(&["workflow", "run", "nope", at[0], at[1]]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no workflow \"nope\"") && err.contains("(there are: broken, release)"),
+        "{err}"
+    );
+}

@@ -674,3 +674,65 @@ fn without_a_registry_real_events_do_not_show_the_example_services() {
         "a service declared only by the example is drawn"
     );
 }
+
+#[test]
+fn a_trace_opens_from_the_detail_pane_and_leads_back_to_its_events() {
+    let mut harness = app(ThemeChoice::Dark);
+    // An invocation that started and ended in the demo feed, with its correlation id.
+    let (seq, corr) = {
+        let store = &harness.state().live.store;
+        (0..EVENTS as u64)
+            .filter_map(|s| store.get(s))
+            .find(|e| e.kind.ends_with("invocation.started") && !e.correlation_ids.is_empty())
+            .map(|e| (e.seq, e.correlation_ids[0].clone()))
+            .expect("the demo feed has invocations")
+    };
+    {
+        let app = harness.state_mut();
+        app.viewer.stream.select(seq);
+        app.viewer.detail_open = true;
+    }
+    harness.run_steps(3);
+    // The button sits under the event's body in the detail pane: scrolled to, then pressed.
+    harness.get_by_label("trace").scroll_to_me();
+    harness.run_steps(3);
+    harness.get_by_label("trace").click();
+    harness.run_steps(3);
+    let app = harness.state();
+    assert_eq!(app.viewer.view, candybar_ui::View::Traces);
+    assert_eq!(app.viewer.trace.key, corr);
+    let trace = app.viewer.trace.trace.clone().expect("the trace is built");
+    assert!(trace.events >= 2, "{trace:?}");
+    let first = trace.spans.first().expect("a span");
+    harness.get_by_label_contains(" events · ");
+    // Its bars are named for assistive technology: the first one, then its events.
+    let name = match &first.agent {
+        Some(a) => format!("{} · {a}", first.name),
+        None => first.name.clone(),
+    };
+    harness
+        .get_all_by_label(&name)
+        .next()
+        .expect("the first bar")
+        .click();
+    harness.run_steps(3);
+    assert_eq!(harness.state().viewer.trace.selected, Some(0));
+    let clock = harness.state().viewer.tz.clock(
+        harness
+            .state()
+            .live
+            .store
+            .meta(first.start_seq)
+            .unwrap()
+            .received_us,
+    );
+    harness
+        .get_all_by_label_contains(&clock)
+        .next()
+        .expect("its start event")
+        .click();
+    harness.run_steps(3);
+    let app = harness.state();
+    assert_eq!(app.viewer.view, candybar_ui::View::Stream);
+    assert_eq!(app.viewer.stream.selected, Some(first.start_seq));
+}

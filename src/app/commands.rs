@@ -98,6 +98,7 @@ impl CandybarApp {
                 Command::SetFilter(_)
                 | Command::Select(_)
                 | Command::OpenDetail(_)
+                | Command::OpenTrace(_)
                 | Command::ToggleDetail
                 | Command::Escape
                 | Command::Copy(_)

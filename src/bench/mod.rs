@@ -13,6 +13,7 @@ mod flow;
 mod journal;
 mod sessions;
 mod soak;
+mod trace;
 mod window;
 
 use std::process::ExitCode;
@@ -76,6 +77,9 @@ pub enum BenchCommand {
     /// The bus while a private broker is killed and restarted under load (durable queue,
     /// publisher confirms): events confirmed, received, missing, duplicated; reconnect times.
     Soak(soak::SoakBenchArgs),
+    /// The Traces view: a 10,000-event trace's waterfall, built from a 200,000-event store,
+    /// then CPU per frame (ui + tessellation, in-process) while it scrolls.
+    Trace(trace::TraceBenchArgs),
     /// Agent sessions (real binary, private tmux, real broker): `session start` → its
     /// `jelmore.session.started` received; `session list` with 1,000 sessions stored.
     Sessions(sessions::SessionsBenchArgs),
@@ -146,6 +150,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Asr(a) => bench_asr(&a).await?,
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
+        BenchCommand::Trace(a) => tokio::task::block_in_place(|| trace::bench_trace(&a)),
         BenchCommand::Sessions(a) => sessions::bench_sessions(&a, source).await?,
         BenchCommand::Journal(a) => tokio::task::block_in_place(|| journal::bench_journal(&a))?,
         BenchCommand::Backfill(a) => tokio::task::block_in_place(|| backfill::bench_backfill(&a))?,

@@ -88,6 +88,10 @@ enum Command {
     /// The agent CLIs' sessions at a glance.
     #[command(subcommand)]
     Agent(session::AgentCommand),
+    /// Workflows: steps from a TOML file that run commands, start sessions and wait for them,
+    /// publish events — with dependencies and a failure policy.
+    #[command(subcommand)]
+    Workflow(session::WorkflowCommand),
     /// Start candybar in the tray when you log in: on, off, or status.
     Autostart {
         #[arg(value_enum)]
@@ -538,6 +542,7 @@ pub fn main(started: std::time::Instant) -> ExitCode {
                 Some(Command::Secret(cmd)) => tokio::task::block_in_place(|| secret::run(&cmd)),
                 Some(Command::Session(cmd)) => session::run(cmd, &cli.source).await,
                 Some(Command::Agent(cmd)) => session::agent(cmd, &cli.source).await,
+                Some(Command::Workflow(cmd)) => session::workflow(cmd, &cli.source).await,
                 Some(Command::Autostart { state }) => autostart(state),
                 None => Ok(ExitCode::SUCCESS),
             }

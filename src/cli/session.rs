@@ -47,6 +47,35 @@ pub enum SessionCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum WorkflowCommand {
+    /// Run a workflow (NAME.toml in the workflows directory, or a path): its steps in order of
+    /// their needs, progress printed and published on the bus. Exit code 1 when a step failed.
+    Run(WorkflowRunArgs),
+    /// The workflows there are, with their steps (or why a file does not read).
+    List(WorkflowDirArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkflowDirArgs {
+    /// Where workflows are [default: workflows in the config dir; env: `CANDYBAR_WORKFLOWS`]
+    #[arg(long, value_name = "DIR", global = true)]
+    workflows: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkflowRunArgs {
+    /// The workflow's name (or a .toml file)
+    name: String,
+    /// Where its steps run unless they say [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    place: WorkflowDirArgs,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AgentCommand {
     /// Per provider: sessions running, failures in the last 24 hours, the last output.
     Status(FormatArgs),
@@ -858,4 +887,95 @@ fn serve_one(
         Err(e) => eprintln!("candybar: request {which} refused: {e}"),
     }
     Ok(true)
+}
+
+/// The workflows' directory: the flag, else `CANDYBAR_WORKFLOWS`, else `workflows` in the
+/// config dir.
+fn workflows_dir(flag: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = flag
+        .cloned()
+        .or_else(|| std::env::var_os("CANDYBAR_WORKFLOWS").map(PathBuf::from))
+    {
+        return Ok(p);
+    }
+    directories::ProjectDirs::from("", "", "candybar")
+        .map(|d| d.config_dir().join("workflows"))
+        .context("no home directory to find workflows in: give --workflows DIR")
+}
+
+pub async fn workflow(cmd: WorkflowCommand, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    use candybar_sessions::workflow::{self, Outcome};
+    let settings = source.settings()?;
+    match cmd {
+        WorkflowCommand::List(args) => {
+            let dir = workflows_dir(args.workflows.as_ref())?;
+            let found = workflow::list(&dir);
+            if found.is_empty() {
+                println!("no workflows in {} (NAME.toml files)", dir.display());
+            }
+            for (name, w) in found {
+                match w {
+                    Ok(w) => {
+                        let steps: Vec<&str> = w.steps.iter().map(|s| s.id.as_str()).collect();
+                        println!("{name}: {} ({})", steps.join(" → "), w.description);
+                    }
+                    Err(e) => println!("{name}: does not read: {e}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkflowCommand::Run(args) => {
+            let dir = workflows_dir(args.place.workflows.as_ref())?;
+            let w = match workflow::load(&dir, &args.name) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("candybar: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let here = match args.dir {
+                Some(d) => d,
+                None => std::env::current_dir().context("no current directory: give --dir")?,
+            };
+            let mut sessions = open(&args.place.state, &settings)?;
+            let broker = source
+                .amqp_url(&settings)
+                .map(|url| Publisher::new(url.expose(), &source.exchange(&settings)));
+            let rt = tokio::runtime::Handle::current();
+            println!("workflow {}: {} steps", w.name, w.steps.len());
+            let ran = tokio::task::block_in_place(|| {
+                let mut publisher = broker;
+                workflow::run(&w, &mut sessions, &here, &mut |line, store| {
+                    println!("{line}");
+                    if let Some(p) = publisher.as_mut() {
+                        let _ = rt.block_on(candybar_sessions::outbox::deliver(store, p, now_us()));
+                    }
+                })
+            });
+            deliver(&sessions, source, &settings).await;
+            match ran {
+                Ok(outcomes) => {
+                    let failed = outcomes
+                        .iter()
+                        .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+                        .count();
+                    let skipped = outcomes
+                        .iter()
+                        .filter(|(_, o)| matches!(o, Outcome::Skipped(_)))
+                        .count();
+                    println!(
+                        "workflow {}: {} done, {failed} failed, {skipped} skipped",
+                        w.name,
+                        outcomes.len() - failed - skipped
+                    );
+                    Ok(if failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Err(e) => Ok(refused(&e)),
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@
 //! - [`registry`]: `registry.yaml`; [`glob`]: AMQP `*`/`#` patterns; [`flow`]: the service
 //!   graph; [`health`]: endpoint probes and the health rules.
 //! - [`agents`]: who works with whom; [`layout`]: the constellation's force layout.
+//! - [`trace`]: one correlation id's or session's events as spans (a waterfall).
 //! - [`demo`]: the deterministic platform simulator; [`export`]: NDJSON / JSON / CSV encoding.
 //! - [`asr`]: the `/asr` protocol, streaming policy, VAD, WER; [`voice`]: dictation as the views
 //!   see it.
@@ -41,4 +42,5 @@ pub mod source;
 pub mod store;
 pub mod text;
 pub mod time;
+pub mod trace;
 pub mod voice;

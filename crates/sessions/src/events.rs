@@ -12,28 +12,46 @@ pub const COMPLETED: &str = "jelmore.session.completed";
 pub const COMMAND_EXECUTED: &str = "jelmore.command.executed";
 pub const COMMAND_FAILED: &str = "jelmore.command.failed";
 
-/// A Bloodbank v1 envelope of `event_type` about `session`.
-fn envelope(event_type: &str, session: &Session, payload: Value) -> Outgoing {
+/// A Bloodbank v1 envelope from candybar on `host` (`kind`: what in candybar sent it), routed by
+/// its type; `extra` fields (an agent context, correlation ids) are added at the top.
+pub fn envelope_v1(
+    host: &str,
+    kind: &str,
+    event_type: &str,
+    payload: Value,
+    extra: Value,
+) -> Outgoing {
     let mut body = json!({
         "event_id": uuid::Uuid::new_v4().to_string(),
         "event_type": event_type,
         "timestamp": format_rfc3339(now_us()),
         "version": "1.0.0",
-        "source": {"host": session.host, "type": "agent_session", "app": "candybar"},
-        "agent_context": {
-            "type": session.provider.as_str(),
-            "name": session.name,
-            "instance_id": session.id,
-        },
+        "source": {"host": host, "type": kind, "app": "candybar"},
     });
-    body["payload"] = payload;
-    if let Some(c) = &session.correlation_id {
-        body["correlation_ids"] = json!([c]);
+    if let (Value::Object(top), Value::Object(more)) = (&mut body, extra) {
+        top.extend(more);
     }
+    body["payload"] = payload;
     Outgoing {
         routing_key: event_type.to_owned(),
         body: body.to_string().into_bytes(),
     }
+}
+
+/// The correlation ids field for `id`, when there is one.
+fn correlation(id: Option<&str>) -> Value {
+    id.map_or_else(|| json!({}), |c| json!({"correlation_ids": [c]}))
+}
+
+/// A Bloodbank v1 envelope of `event_type` about `session`.
+fn envelope(event_type: &str, session: &Session, payload: Value) -> Outgoing {
+    let mut extra = correlation(session.correlation_id.as_deref());
+    extra["agent_context"] = json!({
+        "type": session.provider.as_str(),
+        "name": session.name,
+        "instance_id": session.id,
+    });
+    envelope_v1(&session.host, "agent_session", event_type, payload, extra)
 }
 
 /// `jelmore.session.started` `{session_id, provider, worktree_path, agent_id, metadata}`.
@@ -83,21 +101,13 @@ pub fn request_failed(
 ) -> Outgoing {
     request["command"] = json!(crate::requests::REQUESTED);
     request["error"] = json!(error);
-    let mut body = json!({
-        "event_id": uuid::Uuid::new_v4().to_string(),
-        "event_type": COMMAND_FAILED,
-        "timestamp": format_rfc3339(now_us()),
-        "version": "1.0.0",
-        "source": {"host": host, "type": "agent_session", "app": "candybar"},
-    });
-    body["payload"] = request;
-    if let Some(c) = correlation_id {
-        body["correlation_ids"] = json!([c]);
-    }
-    Outgoing {
-        routing_key: COMMAND_FAILED.to_owned(),
-        body: body.to_string().into_bytes(),
-    }
+    envelope_v1(
+        host,
+        "agent_session",
+        COMMAND_FAILED,
+        request,
+        correlation(correlation_id),
+    )
 }
 
 /// `jelmore.command.executed` / `failed`: a command given to a running session.

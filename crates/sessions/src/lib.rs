@@ -13,6 +13,8 @@
 //! - [`outbox`]: delivering those events to the broker, nothing lost while it is down.
 //! - [`requests`]: `agent.session.requested` from the bus, checked and carried out under
 //!   `session serve`'s policy.
+//! - [`workflow`]: steps from a TOML file (commands, sessions, waits, events) with dependencies
+//!   and a failure policy.
 
 pub mod detect;
 pub mod events;
@@ -23,6 +25,7 @@ pub mod redis_state;
 pub mod requests;
 pub mod store;
 pub mod tmux;
+pub mod workflow;
 
 pub use manager::{SessionError, Sessions, StartRequest, StateStore};
 pub use model::{Provider, Session, SessionState};

@@ -175,6 +175,13 @@ impl DetailState {
                             {
                                 commands.push(Command::SetFilter(format!("corr:{}", quote(key))));
                             }
+                            if ui
+                                .small_button("trace")
+                                .on_hover_text("see these events as a waterfall of spans")
+                                .clicked()
+                            {
+                                commands.push(Command::OpenTrace(key.clone()));
+                            }
                         });
                         let interner = store.interner();
                         for &seq in self.related.iter().take(SHOWN_RELATED) {

@@ -13,6 +13,7 @@
 //!   [`health`]: the registry's services. [`constellation`]: the agents (its own WGSL shaders).
 //! - [`dictation`]: record, live text, history search, dictation settings.
 //! - [`sessions`]: coding-agent sessions: their states, a start form, a session's live log.
+//! - [`trace`]: one correlation id's or session's events as a waterfall.
 //! - [`connection`]: the Connection dialog.
 //! - [`timeline`]: the journal's span under the views; picking a moment shows the past.
 //! - [`theme`], [`time_fmt`], [`frame_stats`]: colours, times, the window's own measurements.
@@ -33,6 +34,7 @@ pub mod stream;
 pub mod theme;
 pub mod time_fmt;
 pub mod timeline;
+pub mod trace;
 pub mod viewer;
 
 use candybar_core::export::ExportFormat;
@@ -58,17 +60,19 @@ pub enum View {
     Health,
     Constellation,
     Sessions,
+    Traces,
     Dictation,
 }
 
 impl View {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Stream,
         Self::Flow,
         Self::Charts,
         Self::Health,
         Self::Constellation,
         Self::Sessions,
+        Self::Traces,
         Self::Dictation,
     ];
 
@@ -81,6 +85,7 @@ impl View {
             Self::Health => "♥ Health",
             Self::Constellation => "✨ Agents",
             Self::Sessions => "▶ Sessions",
+            Self::Traces => "⏱ Traces",
             Self::Dictation => "🎤 Dictation",
         }
     }
@@ -95,6 +100,7 @@ impl View {
             Self::Health => "health",
             Self::Constellation => "constellation",
             Self::Sessions => "sessions",
+            Self::Traces => "traces",
             Self::Dictation => "dictation",
         }
     }
@@ -140,6 +146,8 @@ pub enum Command {
     TravelTo(Option<candybar_core::time::Micros>),
     /// Find the newest events that match the filter in the whole journal, and show them.
     SearchJournal,
+    /// Show the waterfall of this correlation id, event id or session id.
+    OpenTrace(String),
     /// Start, end, attach to, talk to or pick a coding-agent session.
     Sessions(sessions::SessionAction),
     /// Quit, even where closing the window would only hide it.

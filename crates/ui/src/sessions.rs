@@ -365,6 +365,13 @@ impl SessionsViewState {
             }
             let end = r.ended_us.unwrap_or(now);
             ui.label(format_span((end - r.created_us).max(0)));
+            if ui
+                .small_button("trace")
+                .on_hover_text("the events of this session on the bus, as a waterfall")
+                .clicked()
+            {
+                commands.push(Command::OpenTrace(r.id.clone()));
+            }
         });
         ui.label(
             RichText::new(&r.command)

@@ -53,6 +53,7 @@ pub struct Viewer {
     pub form: ConnectionForm,
     pub dictation_view: DictationViewState,
     pub sessions: crate::sessions::SessionsViewState,
+    pub trace: crate::trace::TraceViewState,
     pub stats: FrameStats,
     pub timeline: TimelineState,
     pub(crate) toasts: Vec<Toast>,
@@ -78,6 +79,7 @@ impl Viewer {
             form: ConnectionForm::default(),
             dictation_view: DictationViewState::default(),
             sessions: crate::sessions::SessionsViewState::default(),
+            trace: crate::trace::TraceViewState::default(),
             stats: FrameStats::new(started),
             timeline: TimelineState::default(),
             toasts: Vec::new(),
@@ -147,6 +149,10 @@ impl Viewer {
                 self.detail_open = true;
             }
             Command::OpenDetail(open) => self.detail_open = open,
+            Command::OpenTrace(key) => {
+                self.trace.open(&key);
+                self.view = View::Traces;
+            }
             Command::ToggleDetail => self.detail_open = !self.detail_open,
             Command::Escape => {
                 if self.detail_open {
@@ -268,6 +274,7 @@ impl Viewer {
             }
             View::Dictation => self.dictation_view.ui(ui, &mut vcx),
             View::Sessions => self.sessions.ui(ui, &mut vcx),
+            View::Traces => self.trace.ui(ui, &mut vcx),
             View::Stream => self.stream_ui(ui, cx),
         }
     }

@@ -1,0 +1,636 @@
+//! Workflows: ordered steps from a TOML file — run a command, start a session (and wait for it),
+//! wait for a session, publish an event — with dependencies between steps and a failure policy.
+//! `candybar workflow run NAME` runs one, printing its progress and publishing it on the bus.
+//!
+//! ```toml
+//! description = "test, let an agent fix what fails, announce"
+//! on_failure = "stop"            # or "continue": later steps that do not need the failed one run
+//!
+//! [[step]]
+//! id = "tests"
+//! run = ["cargo", "test"]
+//! timeout_secs = 600
+//!
+//! [[step]]
+//! id = "fix"
+//! needs = ["tests"]
+//! when = "failed"                # run only if a needed step failed (default: "succeeded")
+//! session = { name = "fixer", provider = "claude", prompt = "make the tests pass" }
+//!
+//! [[step]]
+//! id = "announce"
+//! needs = ["fix"]
+//! when = "always"
+//! publish = { routing_key = "workflow.release.tested", payload = { ok = true } }
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::manager::{SessionError, Sessions, StartRequest};
+use crate::model::Provider;
+use crate::store::Outgoing;
+
+/// The longest a step may be given.
+const TIMEOUT_MAX_SECS: f64 = 7.0 * 86_400.0;
+/// A step's timeout when it gives none.
+const DEFAULT_TIMEOUT_SECS: f64 = 3600.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("no workflow {name:?} in {dir}{known}")]
+    NotFound {
+        name: String,
+        dir: PathBuf,
+        known: String,
+    },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// What happens when a step fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Nothing more starts (the default).
+    #[default]
+    Stop,
+    /// Steps that do not need the failed one go on.
+    Continue,
+}
+
+/// When a step runs, given the steps it needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    /// Every needed step succeeded (the default).
+    #[default]
+    Succeeded,
+    /// At least one needed step failed.
+    Failed,
+    /// Whatever became of them.
+    Always,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStep {
+    pub name: String,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Wait for it to end (default true); its failure fails the step.
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PublishStep {
+    pub routing_key: String,
+    #[serde(default)]
+    pub payload: Option<toml::Value>,
+}
+
+/// One step as the file gives it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub id: String,
+    #[serde(default)]
+    pub needs: Vec<String>,
+    #[serde(default)]
+    pub when: When,
+    /// A command, run to its end (not in tmux); a non-zero exit fails the step.
+    #[serde(default)]
+    pub run: Vec<String>,
+    #[serde(default)]
+    pub session: Option<SessionStep>,
+    /// Wait until the session of this name has ended.
+    #[serde(default)]
+    pub wait_for: Option<String>,
+    #[serde(default)]
+    pub publish: Option<PublishStep>,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub timeout_secs: Option<f64>,
+}
+
+/// What a step does, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Run(Vec<String>),
+    Session(SessionStep),
+    WaitFor(String),
+    Publish(PublishStep),
+}
+
+impl Step {
+    fn action(&self) -> Result<Action, String> {
+        let mut kinds = Vec::new();
+        if !self.run.is_empty() {
+            kinds.push(Action::Run(self.run.clone()));
+        }
+        if let Some(s) = &self.session {
+            kinds.push(Action::Session(s.clone()));
+        }
+        if let Some(w) = &self.wait_for {
+            kinds.push(Action::WaitFor(w.clone()));
+        }
+        if let Some(p) = &self.publish {
+            kinds.push(Action::Publish(p.clone()));
+        }
+        match kinds.len() {
+            1 => Ok(kinds.remove(0)),
+            0 => Err(format!(
+                "step {:?} does nothing: give it one of run, session, wait_for, publish",
+                self.id
+            )),
+            _ => Err(format!(
+                "step {:?} does several things: give it one of run, session, wait_for, publish",
+                self.id
+            )),
+        }
+    }
+
+    fn timeout(&self) -> Result<Duration, String> {
+        candybar_core::time::checked_secs(
+            self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
+            0.1,
+            TIMEOUT_MAX_SECS,
+            &format!("step {:?} timeout_secs", self.id),
+        )
+    }
+}
+
+/// A workflow file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+impl Workflow {
+    /// Reads and checks a workflow: every step does one thing, ids are unique, `needs` name
+    /// earlier-or-later steps that exist, and there is no cycle. Its steps come back in an order
+    /// that runs each after what it needs.
+    pub fn parse(text: &str, name: &str, path: &Path) -> Result<Self, WorkflowError> {
+        let invalid = |reason: String| WorkflowError::Invalid {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut w: Self = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if w.name.is_empty() {
+            name.clone_into(&mut w.name);
+        }
+        if w.steps.is_empty() {
+            return Err(invalid("no steps: add [[step]] tables".into()));
+        }
+        let mut ids = HashSet::new();
+        for s in &w.steps {
+            if s.id.trim().is_empty() {
+                return Err(invalid("a step has no id".into()));
+            }
+            if !ids.insert(s.id.as_str()) {
+                return Err(invalid(format!("two steps are called {:?}", s.id)));
+            }
+            s.action().map_err(&invalid)?;
+            s.timeout().map_err(&invalid)?;
+        }
+        for s in &w.steps {
+            if let Some(n) = s.needs.iter().find(|n| !ids.contains(n.as_str())) {
+                return Err(invalid(format!(
+                    "step {:?} needs {n:?}, which is not a step",
+                    s.id
+                )));
+            }
+        }
+        w.steps = order(&w.steps).map_err(invalid)?;
+        Ok(w)
+    }
+}
+
+/// `steps` in an order where each comes after what it needs (stable: file order otherwise).
+fn order(steps: &[Step]) -> Result<Vec<Step>, String> {
+    let mut done: HashSet<&str> = HashSet::new();
+    let mut out = Vec::with_capacity(steps.len());
+    while out.len() < steps.len() {
+        let next = steps.iter().find(|s| {
+            !done.contains(s.id.as_str()) && s.needs.iter().all(|n| done.contains(n.as_str()))
+        });
+        let Some(s) = next else {
+            let stuck: Vec<&str> = steps
+                .iter()
+                .filter(|s| !done.contains(s.id.as_str()))
+                .map(|s| s.id.as_str())
+                .collect();
+            return Err(format!(
+                "the steps {} need each other in a circle",
+                stuck.join(", ")
+            ));
+        };
+        done.insert(&s.id);
+        out.push(s.clone());
+    }
+    Ok(out)
+}
+
+/// The workflows in `dir`: `NAME.toml` files.
+pub fn list(dir: &Path) -> Vec<(String, Result<Workflow, WorkflowError>)> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let w = load_path(&p, &name);
+            (name, w)
+        })
+        .collect()
+}
+
+fn load_path(path: &Path, name: &str) -> Result<Workflow, WorkflowError> {
+    let text = std::fs::read_to_string(path).map_err(|e| WorkflowError::Read {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Workflow::parse(&text, name, path)
+}
+
+/// The workflow `name` (`NAME.toml` in `dir`, or a path to a file).
+pub fn load(dir: &Path, name: &str) -> Result<Workflow, WorkflowError> {
+    let as_path = Path::new(name);
+    if as_path.extension().is_some_and(|x| x == "toml") && as_path.exists() {
+        let stem = as_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return load_path(as_path, &stem);
+    }
+    let clean = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.');
+    let path = dir.join(format!("{name}.toml"));
+    if !clean || !path.exists() {
+        let known: Vec<String> = list(dir).into_iter().map(|(n, _)| n).collect();
+        return Err(WorkflowError::NotFound {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            known: if known.is_empty() {
+                String::new()
+            } else {
+                format!(" (there are: {})", known.join(", "))
+            },
+        });
+    }
+    load_path(&path, name)
+}
+
+/// What became of a step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    Failed(String),
+    /// Not run: what it needed did not go its way, or an earlier failure stopped the run.
+    Skipped(String),
+}
+
+impl Outcome {
+    fn word(&self) -> &'static str {
+        match self {
+            Self::Succeeded => "completed",
+            Self::Failed(_) => "failed",
+            Self::Skipped(_) => "skipped",
+        }
+    }
+}
+
+/// A workflow event: `workflow.{run|step}.{what}` in a Bloodbank v1 envelope.
+fn event(host: &str, event_type: &str, payload: Value) -> Outgoing {
+    crate::events::envelope_v1(host, "workflow", event_type, payload, json!({}))
+}
+
+/// Runs `w`: each step after what it needs, as its `when` and the failure policy say. Progress
+/// goes to `progress` (a line per change, with the outbox its events wait in, to send them on)
+/// and on the bus. The outcome of each step, in the order run.
+pub fn run(
+    w: &Workflow,
+    sessions: &mut Sessions,
+    default_dir: &Path,
+    progress: &mut dyn FnMut(&str, &crate::store::SqliteStore),
+) -> Result<Vec<(String, Outcome)>, SessionError> {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let host = sessions.host.clone();
+    let ids: Vec<&str> = w.steps.iter().map(|s| s.id.as_str()).collect();
+    sessions.store.queue(&[event(
+        &host,
+        "workflow.run.started",
+        json!({"workflow": w.name, "run_id": run_id, "steps": ids}),
+    )])?;
+    let started = Instant::now();
+    let mut outcomes: HashMap<String, Outcome> = HashMap::new();
+    let mut order = Vec::new();
+    let mut stopped = false;
+    for (i, step) in w.steps.iter().enumerate() {
+        let label = format!("[{}/{}] {}", i + 1, w.steps.len(), step.id);
+        let needed: Vec<&Outcome> = step.needs.iter().filter_map(|n| outcomes.get(n)).collect();
+        let any_failed = needed.iter().any(|o| !matches!(o, Outcome::Succeeded));
+        let skip = if stopped {
+            Some("an earlier step failed (on_failure = \"stop\")".to_owned())
+        } else {
+            match step.when {
+                When::Succeeded if any_failed => Some("a step it needs did not succeed".into()),
+                When::Failed if !any_failed => Some("every step it needs succeeded".into()),
+                _ => None,
+            }
+        };
+        let outcome = if let Some(why) = skip {
+            Outcome::Skipped(why)
+        } else {
+            progress(&format!("{label}: {}", describe(step)), &sessions.store);
+            sessions.store.queue(&[event(
+                &host,
+                "workflow.step.started",
+                json!({"workflow": w.name, "run_id": run_id, "step": step.id}),
+            )])?;
+            let t = Instant::now();
+            let o = run_step(step, sessions, default_dir, &host)?;
+            let secs = t.elapsed().as_secs_f64();
+            let mut payload = json!({"workflow": w.name, "run_id": run_id, "step": step.id,
+                "duration_seconds": secs});
+            if let Outcome::Failed(e) = &o {
+                payload["error"] = json!(e);
+            }
+            sessions.store.queue(&[event(
+                &host,
+                &format!("workflow.step.{}", o.word()),
+                payload,
+            )])?;
+            o
+        };
+        match &outcome {
+            Outcome::Succeeded => progress(&format!("{label}: ✓ done"), &sessions.store),
+            Outcome::Failed(e) => {
+                progress(&format!("{label}: ✗ failed: {e}"), &sessions.store);
+                stopped |= w.on_failure == OnFailure::Stop;
+            }
+            Outcome::Skipped(why) => {
+                progress(&format!("{label}: skipped ({why})"), &sessions.store);
+            }
+        }
+        outcomes.insert(step.id.clone(), outcome.clone());
+        order.push((step.id.clone(), outcome));
+    }
+    let failed = order
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+        .count();
+    let word = if failed == 0 { "completed" } else { "failed" };
+    sessions.store.queue(&[event(
+        &host,
+        &format!("workflow.run.{word}"),
+        json!({"workflow": w.name, "run_id": run_id, "failed_steps": failed,
+            "duration_seconds": started.elapsed().as_secs_f64()}),
+    )])?;
+    Ok(order)
+}
+
+fn describe(step: &Step) -> String {
+    match step.action() {
+        Ok(Action::Run(cmd)) => format!("running `{}`", cmd.join(" ")),
+        Ok(Action::Session(s)) => format!("starting the session {}", s.name),
+        Ok(Action::WaitFor(name)) => format!("waiting for the session {name} to end"),
+        Ok(Action::Publish(p)) => format!("publishing {}", p.routing_key),
+        Err(e) => e,
+    }
+}
+
+fn run_step(
+    step: &Step,
+    sessions: &mut Sessions,
+    default_dir: &Path,
+    host: &str,
+) -> Result<Outcome, SessionError> {
+    let timeout = step.timeout().map_err(SessionError::Invalid)?;
+    let dir = step.dir.clone().unwrap_or_else(|| default_dir.to_owned());
+    let action = step.action().map_err(SessionError::Invalid)?;
+    Ok(match action {
+        Action::Run(cmd) => run_command(&cmd, &dir, timeout),
+        Action::Session(s) => {
+            let provider = match s.provider.as_deref() {
+                None if s.command.is_empty() => Provider::Claude,
+                None => Provider::Custom,
+                Some(p) => match Provider::parse(p) {
+                    Some(p) => p,
+                    None => return Ok(Outcome::Failed(format!("unknown provider {p:?}"))),
+                },
+            };
+            let started = sessions.start(StartRequest {
+                id: None,
+                name: s.name.clone(),
+                provider,
+                dir: s.dir.clone().unwrap_or(dir),
+                prompt: s.prompt.clone(),
+                command: s.command.clone(),
+                metadata: json!({"workflow_step": step.id}),
+                correlation_id: None,
+            });
+            match started {
+                Err(e @ (SessionError::Store(_) | SessionError::Redis(_))) => return Err(e),
+                Err(e) => Outcome::Failed(e.to_string()),
+                Ok(_) if !s.wait => Outcome::Succeeded,
+                Ok(session) => wait_for_end(sessions, &session.id, timeout)?,
+            }
+        }
+        Action::WaitFor(name) => match sessions.resolve(&name) {
+            Ok(s) => wait_for_end(sessions, &s.id, timeout)?,
+            Err(e @ (SessionError::Store(_) | SessionError::Redis(_))) => return Err(e),
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
+        Action::Publish(p) => {
+            let payload = p
+                .payload
+                .as_ref()
+                .and_then(|v| serde_json::to_value(v).ok())
+                .unwrap_or_else(|| json!({}));
+            sessions
+                .store
+                .queue(&[event(host, &p.routing_key, payload)])?;
+            Outcome::Succeeded
+        }
+    })
+}
+
+/// Refreshes until the session `id` has ended: succeeded when it exited 0 (or was ended by a
+/// person), failed otherwise or after `timeout`.
+fn wait_for_end(
+    sessions: &mut Sessions,
+    id: &str,
+    timeout: Duration,
+) -> Result<Outcome, SessionError> {
+    let until = Instant::now() + timeout;
+    loop {
+        sessions.refresh()?;
+        let Some(s) = sessions.get(id)? else {
+            return Ok(Outcome::Failed(format!("the session {id} is gone")));
+        };
+        if !s.state.is_running() {
+            return Ok(match s.state {
+                crate::model::SessionState::Terminated => Outcome::Succeeded,
+                _ => Outcome::Failed(format!(
+                    "the session {} {}",
+                    s.name,
+                    s.reason.as_deref().unwrap_or("failed")
+                )),
+            });
+        }
+        if Instant::now() >= until {
+            return Ok(Outcome::Failed(format!(
+                "the session {} did not end within {timeout:?} (it goes on running)",
+                s.name
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Runs `cmd` in `dir` to its end, killing it after `timeout`.
+fn run_command(cmd: &[String], dir: &Path, timeout: Duration) -> Outcome {
+    let Some((program, args)) = cmd.split_first() else {
+        return Outcome::Failed("an empty command".into());
+    };
+    let mut child = match std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome::Failed(format!("cannot run {program:?} in {}: {e}", dir.display()));
+        }
+    };
+    let until = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Outcome::Succeeded,
+            Ok(Some(status)) => {
+                return Outcome::Failed(match status.code() {
+                    Some(c) => format!("`{}` exited with {c}", cmd.join(" ")),
+                    None => format!("`{}` was killed", cmd.join(" ")),
+                });
+            }
+            Ok(None) if Instant::now() >= until => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Outcome::Failed(format!(
+                    "`{}` did not finish within {timeout:?}; it was stopped",
+                    cmd.join(" ")
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Outcome::Failed(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Workflow, String> {
+        Workflow::parse(text, "w", Path::new("w.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn steps_run_after_what_they_need_and_bad_files_say_why() {
+        let w = parse(
+            r#"
+            [[step]]
+            id = "c"
+            needs = ["b"]
+            run = ["true"]
+            [[step]]
+            id = "a"
+            run = ["true"]
+            [[step]]
+            id = "b"
+            needs = ["a"]
+            publish = { routing_key = "x.y", payload = { n = 1 } }
+            "#,
+        )
+        .unwrap();
+        let ids: Vec<&str> = w.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(w.name, "w");
+
+        for (text, says) in [
+            (
+                "[[step]]\nid = \"a\"\nrun = [\"x\"]\nneeds = [\"b\"]\n[[step]]\nid = \"b\"\nrun = [\"y\"]\nneeds = [\"a\"]",
+                "in a circle",
+            ),
+            (
+                "[[step]]\nid = \"a\"\nneeds = [\"nope\"]\nrun = [\"x\"]",
+                "needs \"nope\", which is not a step",
+            ),
+            (
+                "[[step]]\nid = \"a\"\nrun = [\"x\"]\n[[step]]\nid = \"a\"\nrun = [\"y\"]",
+                "two steps are called \"a\"",
+            ),
+            ("[[step]]\nid = \"a\"", "does nothing"),
+            (
+                "[[step]]\nid = \"a\"\nrun = [\"x\"]\nwait_for = \"s\"",
+                "does several things",
+            ),
+            (
+                "[[step]]\nid = \"a\"\nrun = [\"x\"]\ntimeout_secs = 1e99",
+                "timeout_secs = 1e99 is out of range",
+            ),
+            (
+                "[[step]]\nid = \"a\"\nrunn = [\"x\"]",
+                "unknown field `runn`",
+            ),
+            ("[[step]\nid = ", "TOML parse error"),
+            ("description = \"nothing\"", "no steps"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(e.starts_with("w.toml: "), "{e}");
+        }
+    }
+}
