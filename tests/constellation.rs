@@ -148,3 +148,42 @@ fn hovering_a_star_names_its_agent_and_a_click_filters_the_stream() {
         );
     }
 }
+
+#[test]
+fn ctrl_clicking_a_star_opens_its_latest_session_as_a_trace() {
+    let mut harness = app(true);
+    let (i, session) = {
+        let app = harness.state();
+        let agents = app.live.store.agents();
+        let i = (0..agents.agents.len())
+            .filter(|&i| agents.agents[i].last_session != candybar_core::intern::Sym::NONE)
+            .max_by_key(|&i| agents.agents[i].stats.events)
+            .expect("an agent with a session");
+        let session = app
+            .live
+            .store
+            .interner()
+            .resolve(agents.agents[i].last_session)
+            .to_owned();
+        (i, session)
+    };
+    let at = harness.state().viewer.constellation.screen_pos(i).unwrap();
+    harness.hover_at(at);
+    harness.run_steps(3);
+    harness.get_by_label_contains("Ctrl-click: its latest session as a trace");
+    harness.event(egui::Event::ModifiersChanged(egui::Modifiers::COMMAND));
+    for pressed in [true, false] {
+        harness.event(egui::Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::COMMAND,
+        });
+    }
+    harness.run_steps(4);
+    let app = harness.state();
+    assert_eq!(app.viewer.view, View::Traces);
+    assert_eq!(app.viewer.trace.key, session);
+    let trace = app.viewer.trace.trace.as_ref().expect("built");
+    assert!(trace.events > 0, "{trace:?}");
+}

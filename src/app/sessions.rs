@@ -97,13 +97,15 @@ fn row(s: &Session, host: &str) -> SessionRow {
         ended_us: s.ended_us,
         last_line: s.last_line.clone(),
         reason: s.reason.clone(),
-        command: s.command.join(" "),
+        command: candybar_sessions::events::masked_command(s).join(" "),
         local: s.host == host,
     }
 }
 
 struct Worker {
     sessions: Option<Sessions>,
+    /// The selected session's log as last read: its id, the log's length then, the text.
+    log_seen: Option<(String, u64, String)>,
     selected: Option<String>,
     show_all: bool,
     default_dir: PathBuf,
@@ -134,6 +136,7 @@ fn run(
     };
     let mut w = Worker {
         sessions,
+        log_seen: None,
         selected: None,
         show_all: false,
         default_dir,
@@ -172,12 +175,25 @@ fn run(
             Ok(found) => (found.iter().map(|s| row(s, &sessions.host)).collect(), None),
             Err(e) => (Vec::new(), Some(format!("sessions: {e}"))),
         };
-        let log = w
+        let log = match w
             .selected
             .as_deref()
             .and_then(|id| sessions.get(id).ok().flatten())
-            .map(|s| candybar_sessions::manager::tail_text(&s.log, LOG_TAIL_BYTES))
-            .unwrap_or_default();
+        {
+            Some(s) => {
+                // Read again only when the log grew (or another session is picked).
+                let len = std::fs::metadata(&s.log).map_or(0, |m| m.len());
+                match &w.log_seen {
+                    Some((id, seen_len, text)) if *id == s.id && *seen_len == len => text.clone(),
+                    _ => {
+                        let text = candybar_sessions::manager::tail_text(&s.log, LOG_TAIL_BYTES);
+                        w.log_seen = Some((s.id.clone(), len, text.clone()));
+                        text
+                    }
+                }
+            }
+            None => String::new(),
+        };
         if let Some(p) = publisher.as_mut() {
             let store = &sessions.store;
             let now = candybar_core::time::now_us();

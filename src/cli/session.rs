@@ -482,20 +482,30 @@ async fn logs(args: &LogsArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     let mut offset = 0u64;
     let mut stdout = std::io::stdout();
     let mut last_check = std::time::Instant::now();
+    // Bytes after the last newline wait for the rest of their line (escape sequences and
+    // redraws are read whole).
+    let mut partial: Vec<u8> = Vec::new();
     loop {
-        let chunk = read_from(&session.log, &mut offset)?;
-        if !chunk.is_empty() {
+        loop {
+            let chunk = read_from(&session.log, &mut offset)?;
+            if chunk.is_empty() {
+                break;
+            }
             if args.raw {
                 stdout.write_all(&chunk)?;
-            } else {
-                let text = candybar_sessions::detect::plain(&chunk);
-                if !text.is_empty() {
-                    writeln!(stdout, "{text}")?;
-                }
+                continue;
             }
-            stdout.flush()?;
+            partial.extend_from_slice(&chunk);
+            if let Some(end) = partial.iter().rposition(|&b| b == b'\n') {
+                let whole: Vec<u8> = partial.drain(..=end).collect();
+                writeln!(stdout, "{}", candybar_sessions::detect::plain(&whole))?;
+            }
         }
+        stdout.flush()?;
         if !args.follow || !session.state.is_running() {
+            if !partial.is_empty() {
+                writeln!(stdout, "{}", candybar_sessions::detect::plain(&partial))?;
+            }
             return Ok(ExitCode::SUCCESS);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -649,7 +659,10 @@ fn print_status(s: &Session, format: ListFormat) -> anyhow::Result<()> {
         println!("  ended      {r}");
     }
     println!("  provider   {}", s.provider.as_str());
-    println!("  command    {}", s.command.join(" "));
+    println!(
+        "  command    {}",
+        candybar_sessions::events::masked_command(s).join(" ")
+    );
     println!("  directory  {}", s.dir.display());
     println!("  host       {} (tmux session {})", s.host, s.mux_name);
     println!("  running    {}", format_span(s.duration_us(now)));
@@ -762,6 +775,7 @@ async fn serve(
     let mut handled = 0u64;
     let mut told_full = false;
     let mut problem: Option<String> = None;
+    let mut last_refresh: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ctrl_c = tokio::signal::ctrl_c();
@@ -784,8 +798,12 @@ async fn serve(
             _ = &mut ctrl_c => break,
             _ = terminate.recv() => break,
         }
-        let refreshed = tokio::task::block_in_place(|| sessions.refresh());
-        say_once(&mut problem, refreshed.err().map(|e| e.to_string()));
+        // At most twice a second, however many requests arrive.
+        if last_refresh.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            last_refresh = Some(std::time::Instant::now());
+            let refreshed = tokio::task::block_in_place(|| sessions.refresh());
+            say_once(&mut problem, refreshed.err().map(|e| e.to_string()));
+        }
         // In order: a request that would start a session waits for a free slot, and those
         // behind it wait with it (deliveries are acknowledged in order).
         while let Some(msg) = waiting.front() {

@@ -54,6 +54,15 @@ fn envelope(event_type: &str, session: &Session, payload: Value) -> Outgoing {
     envelope_v1(&session.host, "agent_session", event_type, payload, extra)
 }
 
+/// The session's command with any URL password masked (arguments are said on the bus and on
+/// screens).
+pub fn masked_command(s: &Session) -> Vec<String> {
+    s.command
+        .iter()
+        .map(|a| candybar_core::redact::mask_secrets_in(a))
+        .collect()
+}
+
 /// `jelmore.session.started` `{session_id, provider, worktree_path, agent_id, metadata}`.
 pub fn started(s: &Session) -> Outgoing {
     envelope(
@@ -65,7 +74,7 @@ pub fn started(s: &Session) -> Outgoing {
             "worktree_path": s.dir.to_string_lossy(),
             "agent_id": s.name,
             "metadata": s.metadata,
-            "command": s.command,
+            "command": masked_command(s),
             "host": s.host,
         }),
     )

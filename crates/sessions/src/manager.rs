@@ -19,6 +19,8 @@ const QUIET_BEFORE_ASKING_US: Micros = 1_500_000;
 const LOG_TAIL_BYTES: u64 = 16 * 1024;
 /// Longest session name.
 const NAME_MAX_CHARS: usize = 64;
+/// An `end` that left its marker longer ago than this died on the way: refresh takes over.
+const ENDING_MAX_US: Micros = 120_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -160,6 +162,11 @@ impl Sessions {
         self.logs.join(format!("{}.exit", s.id))
     }
 
+    /// Present while `end` ends the session: `refresh` leaves it to `end`.
+    fn ending_file(&self, s: &Session) -> PathBuf {
+        self.logs.join(format!("{}.ending", s.id))
+    }
+
     /// Starts a session; it runs detached in tmux with its output logged. The
     /// `jelmore.session.started` event is queued with it.
     pub fn start(&mut self, req: StartRequest) -> Result<Session, SessionError> {
@@ -272,6 +279,9 @@ impl Sessions {
         let alive = self.mux.running()?;
         let now = now_us();
         for before in running {
+            if file_mtime(&self.ending_file(&before)).is_some_and(|t| now - t < ENDING_MAX_US) {
+                continue;
+            }
             let mut s = before.clone();
             let exit = std::fs::read_to_string(self.exit_file(&s))
                 .ok()
@@ -338,10 +348,15 @@ impl Sessions {
     /// name (the running one, else the newest).
     pub fn resolve(&mut self, key: &str) -> Result<Session, SessionError> {
         let key = key.trim();
+        // A running session's name first: an id a requester chose cannot shadow it.
+        let named = self.by_name(key)?;
+        if let Some(s) = named.iter().find(|s| s.state.is_running()) {
+            return Ok(s.clone());
+        }
         if let Some(s) = self.get(key)? {
             return Ok(s);
         }
-        if let Some(s) = self.by_name(key)?.into_iter().next() {
+        if let Some(s) = named.into_iter().next() {
             return Ok(s);
         }
         if key.len() >= 4 {
@@ -388,6 +403,9 @@ impl Sessions {
         self.refresh()?;
         let mut s = self.running(key)?;
         let exit_file = self.exit_file(&s);
+        let ending = self.ending_file(&s);
+        // Other candybars' refreshes leave it to this one meanwhile.
+        let _ = std::fs::write(&ending, b"");
         let gone = |mux: &Tmux| {
             exit_file.exists() || mux.running().is_ok_and(|r| !r.contains(&s.mux_name))
         };
@@ -423,7 +441,14 @@ impl Sessions {
             (false, false, Some(code)) => format!("ended by the user (Ctrl-C; exited with {code})"),
             (false, false, None) => "ended by the user (Ctrl-C)".into(),
         });
-        self.save(&s, &[events::completed(&s, &tail.join("\n"), now)])?;
+        let kept = self.save(&s, &[events::completed(&s, &tail.join("\n"), now)]);
+        let _ = std::fs::remove_file(&ending);
+        if !kept? {
+            // Another candybar saw it end first: what it kept is what happened.
+            return self
+                .get(&s.id)?
+                .ok_or_else(|| SessionError::NotFound(s.id.clone()));
+        }
         Ok(s)
     }
 

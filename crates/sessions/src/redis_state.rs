@@ -4,8 +4,9 @@
 //! Keys (under a prefix, `candybar:` by default):
 //! - `session:{id}`: the session as JSON; an ended session expires after the retention (`TTL`).
 //! - `sessions`: a sorted set of ids by creation time (the index `list` reads newest first).
-//! - `running`: the set of running sessions' ids. Removing an id from it is the one atomic step
-//!   that marks a session ended — of two candybars that see one end, one announces it.
+//! - `running`: the set of running sessions' ids. Removing an id from it marks a session ended —
+//!   of two candybars that see one end, one announces it; each save is one Lua script, so a
+//!   session is never half-written nor brought back once ended.
 //!
 //! Ids whose key has expired are dropped from the index when a list meets them.
 
@@ -30,6 +31,27 @@ pub enum RedisStateError {
 fn masked(url: &str) -> String {
     candybar_core::redact::mask_secrets_in(url)
 }
+
+/// Keeps a session in one step (a Lua script runs alone on the server). KEYS: the session,
+/// the index, the running set; ARGV: id, JSON, created, seconds an ended one is kept, running
+/// (1/0). A running session is written only while it is new or still in the running set (an
+/// end another candybar saw is not undone); an end only by whoever takes it out of that set.
+const SAVE_SCRIPT: &str = r"
+if ARGV[5] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then
+    return 0
+  end
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[1])
+else
+  if redis.call('SREM', KEYS[3], ARGV[1]) == 0 then
+    return 0
+  end
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+";
 
 /// Sessions in Redis.
 pub struct RedisState {
@@ -116,39 +138,19 @@ impl RedisState {
         let ttl_secs = self.retention.as_secs().max(1);
         let running = session.state.is_running();
         self.run(|c, p| {
-            // An end is kept by whoever takes the id out of the running set.
-            if !running {
-                let removed: i64 = redis::cmd("SREM")
-                    .arg(format!("{p}running"))
-                    .arg(&session.id)
-                    .query(c)?;
-                if removed == 0 {
-                    return Ok(false);
-                }
-            }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            let set = pipe
-                .cmd("SET")
+            redis::cmd("EVAL")
+                .arg(SAVE_SCRIPT)
+                .arg(3)
                 .arg(format!("{p}session:{}", session.id))
-                .arg(&body);
-            if !running {
-                set.arg("EX").arg(ttl_secs);
-            }
-            set.ignore()
-                .cmd("ZADD")
                 .arg(format!("{p}sessions"))
-                .arg(session.created_us)
+                .arg(format!("{p}running"))
                 .arg(&session.id)
-                .ignore();
-            if running {
-                pipe.cmd("SADD")
-                    .arg(format!("{p}running"))
-                    .arg(&session.id)
-                    .ignore();
-            }
-            pipe.query::<()>(c)?;
-            Ok(true)
+                .arg(&body)
+                .arg(session.created_us)
+                .arg(ttl_secs)
+                .arg(i32::from(running))
+                .query::<i64>(c)
+                .map(|kept| kept == 1)
         })
     }
 

@@ -86,6 +86,15 @@ pub fn parse(msg: &RawMessage) -> Result<SessionRequest, String> {
     };
     let prompt = text(body, "prompt")?;
     if prompt
+        .as_deref()
+        .is_some_and(|p| p.trim_start().starts_with('-'))
+    {
+        // The agent CLI would read it as an option (`--dangerously-skip-permissions`…).
+        return Err(
+            "a prompt may not begin with '-' (the agent CLI would read it as an option)".into(),
+        );
+    }
+    if prompt
         .as_ref()
         .is_some_and(|p| p.chars().count() > PROMPT_MAX_CHARS)
     {
@@ -222,6 +231,15 @@ impl Sessions {
         let mut metadata = req.metadata.clone();
         match (req.mode, known) {
             (Continuation::New, Some(_)) => return Ok(Handled::Duplicate),
+            (Continuation::Continue | Continuation::Resume, Some(s))
+                if s.provider == Provider::Custom && !policy.allow_custom =>
+            {
+                return Err(SessionError::Invalid(format!(
+                    "{} runs a command of its own; this candybar types into such sessions only \
+                     when started with `session serve --allow-custom`",
+                    s.short_id()
+                )));
+            }
             (Continuation::Continue | Continuation::Resume, Some(s)) if s.state.is_running() => {
                 let prompt = req.prompt.as_deref().ok_or_else(|| {
                     SessionError::Invalid(format!(
@@ -382,6 +400,10 @@ mod tests {
             ),
             (r#"{"metadata":[1]}"#, "metadata must be an object"),
             (r#"{"session_id":"../../etc"}"#, "session_id \"../../etc\""),
+            (
+                r#"{"prompt":" --dangerously-skip-permissions"}"#,
+                "may not begin with '-'",
+            ),
         ] {
             let e = parse(&msg(bad)).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

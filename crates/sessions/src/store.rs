@@ -185,9 +185,10 @@ impl SqliteStore {
             .map_err(|reason| StoreError::Sqlite { path, reason })?;
         let done = (|| {
             let changed = if session.state.is_running() {
+                // Never brings back a session another candybar has seen end.
                 tx.execute(
                     "INSERT INTO sessions (id, name, running, created_us, body) VALUES (?1, ?2, 1, ?3, ?4)
-                     ON CONFLICT(id) DO UPDATE SET name = ?2, running = 1, body = ?4",
+                     ON CONFLICT(id) DO UPDATE SET name = ?2, body = ?4 WHERE sessions.running = 1",
                     params![session.id, session.name, session.created_us, body],
                 )?
             } else {
@@ -315,27 +316,37 @@ impl SqliteStore {
             .map_err(|e| self.sqlite(e))
     }
 
-    /// Events due for delivery now, oldest first.
+    /// Events due for delivery by `now_us`, oldest first — and none while the oldest waits
+    /// (its backoff holds the ones after it: they go out in order).
     pub fn outbox_due(&self, now_us: Micros, max: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, routing_key, body, attempts FROM outbox WHERE next_attempt_us <= ?1
-                 ORDER BY id LIMIT ?2",
+                "SELECT id, routing_key, body, attempts, next_attempt_us FROM outbox
+                 ORDER BY id LIMIT ?1",
             )
             .map_err(|e| self.sqlite(e))?;
-        stmt.query_map(params![now_us, max as i64], |r| {
-            Ok(OutboxItem {
-                id: r.get(0)?,
-                event: Outgoing {
-                    routing_key: r.get(1)?,
-                    body: r.get(2)?,
-                },
-                attempts: r.get(3)?,
+        let rows: Vec<(OutboxItem, Micros)> = stmt
+            .query_map(params![max as i64], |r| {
+                Ok((
+                    OutboxItem {
+                        id: r.get(0)?,
+                        event: Outgoing {
+                            routing_key: r.get(1)?,
+                            body: r.get(2)?,
+                        },
+                        attempts: r.get(3)?,
+                    },
+                    r.get(4)?,
+                ))
             })
-        })
-        .and_then(Iterator::collect)
-        .map_err(|e| self.sqlite(e))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.sqlite(e))?;
+        Ok(rows
+            .into_iter()
+            .take_while(|(_, due)| *due <= now_us)
+            .map(|(item, _)| item)
+            .collect())
     }
 
     /// The broker confirmed `id`.

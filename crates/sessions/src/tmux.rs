@@ -61,12 +61,16 @@ pub struct Launch<'a> {
 
 /// The wrapper: wait until the output is logged, run, keep the exit status (written whole:
 /// a temporary file renamed). It outlives a Ctrl-C meant for the command (a handler, not an
-/// ignored signal, so the command still gets it) to keep the status.
+/// ignored signal, so the command still gets it) to keep the status. Its own variables are
+/// private names, unset before the command runs: a candybar started inside a session must see
+/// the person's settings, not the wrapper's.
 const WRAPPER: &str = r#"trap : INT
-tmux "$CANDYBAR_TMUX_FLAG" "$CANDYBAR_TMUX_SOCKET" wait-for "$CANDYBAR_GO"
+go="$_CB_GO"; exit_file="$_CB_EXIT"; flag="$_CB_MUX_FLAG"; socket="$_CB_MUX_SOCKET"
+unset _CB_GO _CB_EXIT _CB_MUX_FLAG _CB_MUX_SOCKET
+tmux "$flag" "$socket" wait-for "$go"
 "$@"
 code=$?
-printf '%s\n' "$code" > "$CANDYBAR_EXIT.tmp" && mv "$CANDYBAR_EXIT.tmp" "$CANDYBAR_EXIT"
+printf '%s\n' "$code" > "$exit_file.tmp" && mv "$exit_file.tmp" "$exit_file"
 exit "$code""#;
 
 /// A tmux server.
@@ -149,13 +153,13 @@ impl Tmux {
             "-y".into(),
             "50".into(),
             "-e".into(),
-            env("CANDYBAR_TMUX_FLAG", flag.as_ref()),
+            env("_CB_MUX_FLAG", flag.as_ref()),
             "-e".into(),
-            env("CANDYBAR_TMUX_SOCKET", socket),
+            env("_CB_MUX_SOCKET", socket),
             "-e".into(),
-            env("CANDYBAR_GO", go.as_ref()),
+            env("_CB_GO", go.as_ref()),
             "-e".into(),
-            env("CANDYBAR_EXIT", launch.exit_file.as_os_str()),
+            env("_CB_EXIT", launch.exit_file.as_os_str()),
             "--".into(),
             "sh".into(),
             "-c".into(),
@@ -213,7 +217,8 @@ impl Tmux {
 
     /// Types `text` into the session, then Enter.
     pub fn send_line(&self, name: &str, text: &str) -> Result<(), MuxError> {
-        self.keys(name, &["-l", text])?;
+        // `--`: a line that begins with `-` is text, not an option of send-keys.
+        self.keys(name, &["-l", "--", text])?;
         self.keys(name, &["Enter"])
     }
 

@@ -370,7 +370,9 @@ pub fn run(
         let label = format!("[{}/{}] {}", i + 1, w.steps.len(), step.id);
         let needed: Vec<&Outcome> = step.needs.iter().filter_map(|n| outcomes.get(n)).collect();
         let any_failed = needed.iter().any(|o| !matches!(o, Outcome::Succeeded));
-        let skip = if stopped {
+        // After a failure with on_failure = "stop", only steps meant for failures (and those
+        // that run whatever happened) still run.
+        let skip = if stopped && step.when == When::Succeeded {
             Some("an earlier step failed (on_failure = \"stop\")".to_owned())
         } else {
             match step.when {

@@ -142,7 +142,8 @@ fn an_agent_asks_is_answered_and_its_exit_is_kept_and_announced() {
     // The question is on the screen: waiting for input, with the question as the last line.
     let asking = wait_for(&mut sessions, &s.id, SessionState::WaitingInput);
     assert_eq!(asking.last_line, "Apply the patch? (y/n)");
-    sessions.send(&s.short_id()[..6], "yes").expect("send");
+    // A line that begins with `-` is text for the agent, not an option of tmux.
+    sessions.send(&s.short_id()[..6], "--yes").expect("send");
 
     // It exits with 3: failed, with the status and its last lines.
     let ended = wait_for(&mut sessions, &s.id, SessionState::Failed);
@@ -152,7 +153,7 @@ fn an_agent_asks_is_answered_and_its_exit_is_kept_and_announced() {
     let log = std::fs::read(&ended.log).expect("the log");
     let text = candybar_sessions::detect::plain(&log);
     assert!(
-        text.contains("agent starting: hello world") && text.contains("you said: yes"),
+        text.contains("agent starting: hello world") && text.contains("you said: --yes"),
         "the log holds everything from the first byte: {text}"
     );
 
@@ -236,6 +237,16 @@ fn sessions_outlive_candybar_and_one_killed_meanwhile_is_failed_once() {
     let done = wait_for(&mut a, &keeps.id, SessionState::Terminated);
     assert_eq!(done.exit_code, Some(0));
     assert_eq!(done.last_line, "bye now");
+    // A candybar that still holds it as running cannot bring it back.
+    let stale = Session {
+        state: SessionState::Active,
+        ..done.clone()
+    };
+    assert!(!b.save(&stale, &[]).unwrap(), "an end is not undone");
+    assert_eq!(
+        a.get(&keeps.id).unwrap().unwrap().state,
+        SessionState::Terminated
+    );
 }
 
 #[test]
@@ -343,4 +354,73 @@ fn bad_requests_are_refused_with_what_to_do() {
     let e = sessions.resolve("nobody").unwrap_err().to_string();
     assert!(e.contains("no session \"nobody\""), "{e}");
     assert!(sessions.resolve("twin").is_ok());
+}
+
+#[test]
+fn a_session_sees_the_persons_environment_not_the_wrappers() {
+    let lab = Lab::new();
+    let mut sessions = lab.sessions(Duration::from_mins(1));
+    let s = sessions
+        .start(lab.request("env", &["sh", "-c", "env; echo env-done"]))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !candybar_sessions::manager::tail_text(&s.log, 1 << 20).contains("env-done") {
+        assert!(Instant::now() < end, "the session did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let env = candybar_sessions::manager::tail_text(&s.log, 1 << 20);
+    assert!(
+        !env.contains("_CB_") && !env.contains("CANDYBAR_TMUX"),
+        "a candybar run inside a session would read the wrapper's settings:\n{env}"
+    );
+}
+
+#[test]
+fn after_a_failure_only_the_steps_meant_for_it_run() {
+    let lab = Lab::new();
+    let mut sessions = lab.sessions(Duration::from_mins(1));
+    let text = r#"
+        [[step]]
+        id = "check"
+        run = ["false"]
+        [[step]]
+        id = "fix"
+        needs = ["check"]
+        when = "failed"
+        run = ["true"]
+        [[step]]
+        id = "ship"
+        run = ["true"]
+        [[step]]
+        id = "report"
+        when = "always"
+        run = ["true"]
+    "#;
+    let w = candybar_sessions::workflow::Workflow::parse(text, "w", Path::new("w.toml")).unwrap();
+    let mut lines = Vec::new();
+    let outcomes = candybar_sessions::workflow::run(&w, &mut sessions, lab.path(), &mut |l, _| {
+        lines.push(l.to_owned());
+    })
+    .unwrap();
+    let words: Vec<(&str, &str)> = outcomes
+        .iter()
+        .map(|(id, o)| {
+            let w = match o {
+                candybar_sessions::workflow::Outcome::Succeeded => "ok",
+                candybar_sessions::workflow::Outcome::Failed(_) => "failed",
+                candybar_sessions::workflow::Outcome::Skipped(_) => "skipped",
+            };
+            (id.as_str(), w)
+        })
+        .collect();
+    assert_eq!(
+        words,
+        [
+            ("check", "failed"),
+            ("fix", "ok"),
+            ("ship", "skipped"),
+            ("report", "ok")
+        ],
+        "{lines:?}"
+    );
 }

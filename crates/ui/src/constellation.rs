@@ -689,12 +689,19 @@ impl ConstellationViewState {
             && let Some(i) = under
             && let Some(a) = agents.agents.get(i)
         {
-            let name = store.interner().resolve(a.name);
-            commands.push(Command::SetFilter(format!(
-                "agent:{}",
-                crate::detail::quote(name)
-            )));
-            commands.push(Command::SetView(View::Stream));
+            let ctrl = ui.input(|inp| inp.modifiers.command);
+            if ctrl && a.last_session != candybar_core::intern::Sym::NONE {
+                // Its latest session's trace.
+                let session = store.interner().resolve(a.last_session);
+                commands.push(Command::OpenTrace(session.to_owned()));
+            } else {
+                let name = store.interner().resolve(a.name);
+                commands.push(Command::SetFilter(format!(
+                    "agent:{}",
+                    crate::detail::quote(name)
+                )));
+                commands.push(Command::SetView(View::Stream));
+            }
         }
         // Draw.
         let epoch = self.epoch_us.unwrap_or(now_us);
@@ -870,9 +877,18 @@ impl ConstellationViewState {
             a.stats.events,
             a.stats.error_share() * 100.0,
         );
+        let has_session = a.last_session != candybar_core::intern::Sym::NONE;
         response.clone().on_hover_ui_at_pointer(|ui| {
             ui.label(RichText::new(name).strong());
             ui.label(text);
+            ui.label(
+                RichText::new(if has_session {
+                    "click: its events · Ctrl-click: its latest session as a trace"
+                } else {
+                    "click: its events"
+                })
+                .weak(),
+            );
         });
     }
 

@@ -136,9 +136,10 @@ fn bar_color(span: &Span, theme: Theme) -> Color32 {
 
 /// A row as assistive technology (and the UI tests) name it.
 fn label_for(span: &Span) -> String {
+    let name = candybar_core::text::printable(&span.name);
     match &span.agent {
-        Some(a) => format!("{} · {a}", span.name),
-        None => span.name.clone(),
+        Some(a) => format!("{name} · {}", candybar_core::text::printable(a)),
+        None => name.into_owned(),
     }
 }
 
