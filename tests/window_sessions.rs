@@ -43,6 +43,10 @@ impl Drop for Lab {
 }
 
 fn app() -> (Harness<'static, CandybarApp>, Lab) {
+    app_with(Live::new(StoreConfig::default()))
+}
+
+fn app_with(live: Live) -> (Harness<'static, CandybarApp>, Lab) {
     assert!(
         Tmux::version().is_ok(),
         "this test needs tmux: sudo apt-get install tmux"
@@ -58,7 +62,7 @@ fn app() -> (Harness<'static, CandybarApp>, Lab) {
         .expect("a runtime");
     let state: PathBuf = dir.path().join("state");
     let socket = dir.path().join("tmux.sock");
-    let mut init = AppInit::new(Live::new(StoreConfig::default()));
+    let mut init = AppInit::new(live);
     init.view = Some(View::Sessions);
     init.sessions = Some(SessionsInit {
         open: Box::new(move || {
@@ -159,4 +163,70 @@ fn a_session_is_started_answered_and_ended_from_the_window() {
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
+}
+
+/// A lifecycle event another host published.
+fn lifecycle(
+    kind: &str,
+    payload: &serde_json::Value,
+    at_us: i64,
+) -> candybar_core::event::RawMessage {
+    let body = serde_json::json!({
+        "event_id": format!("e-{at_us}"),
+        "event_type": kind,
+        "source": {"host": "build-02", "type": "agent_session", "app": "candybar"},
+        "payload": payload,
+    });
+    candybar_core::event::RawMessage {
+        received_us: at_us,
+        routing_key: kind.to_owned(),
+        props: None,
+        body: body.to_string().into_bytes(),
+        precut: None,
+    }
+}
+
+#[test]
+fn sessions_other_hosts_announce_on_the_bus_are_listed_too() {
+    let now = candybar_core::time::now_us();
+    let mut live = Live::new(StoreConfig::default());
+    for (kind, payload, at) in [
+        (
+            "jelmore.session.started",
+            serde_json::json!({"session_id": "s-remote-1", "provider": "claude", "agent_id": "nightly",
+                "worktree_path": "/srv/app", "host": "build-02", "command": ["claude", "go"]}),
+            now - 60_000_000,
+        ),
+        (
+            "jelmore.session.started",
+            serde_json::json!({"session_id": "s-remote-2", "provider": "codex", "agent_id": "lint-fixer",
+                "worktree_path": "/srv/lib", "host": "build-02"}),
+            now - 50_000_000,
+        ),
+        (
+            "jelmore.session.completed",
+            serde_json::json!({"session_id": "s-remote-2", "success": false, "duration_seconds": 9.0,
+                "summary": "cargo clippy\nerror: 3 warnings", "reason": "exited with 1"}),
+            now - 40_000_000,
+        ),
+    ] {
+        live.store.insert(&lifecycle(kind, &payload, at));
+    }
+    let (mut harness, _lab) = app_with(live);
+    wait_for_label(&mut harness, "nightly");
+    assert!(
+        harness.query_all_by_label("lint-fixer").next().is_none(),
+        "an ended one only with Ended too"
+    );
+    harness
+        .get_all_by_label("nightly")
+        .next()
+        .expect("the row")
+        .click();
+    harness.run_steps(3);
+    wait_for_label(&mut harness, "runs on build-02: attach and end it there");
+    harness.get_by_label("Ended too").click();
+    harness.run_steps(3);
+    wait_for_label(&mut harness, "lint-fixer");
+    wait_for_label(&mut harness, "error: 3 warnings");
 }

@@ -70,7 +70,7 @@ impl CandybarApp {
                 Command::TravelTo(at) => self.travel_to(at),
                 Command::SearchJournal => self.search_journal(),
                 Command::Sessions(action) => {
-                    let taken = self.sessions.as_ref().is_some_and(|w| w.ask(action));
+                    let taken = self.sessions.as_mut().is_some_and(|w| w.ask(action));
                     if !taken {
                         self.toast(
                             ToastLevel::Error,

@@ -628,7 +628,7 @@ impl CandybarApp {
                 hover: &j.hover,
                 warning: j.warning.as_deref(),
             }),
-            sessions: self.sessions.as_ref().map(|w| w.seen.info()),
+            sessions: self.sessions.as_ref().map(sessions::SessionsWorker::info),
             journal_rates: if long_range {
                 self.travel.as_ref().and_then(travel::Travel::rates)
             } else {
@@ -745,15 +745,19 @@ impl CandybarApp {
     /// Copies what the sessions worker shows when it changed, and says what it has to say.
     fn poll_sessions(&mut self) {
         let Some(w) = &mut self.sessions else { return };
+        // Other hosts' sessions, from the lifecycle events that arrived (only while the view is
+        // shown: the bus's rows are merged for it).
+        let bus_changed = self.viewer.view == View::Sessions && w.bus.scan(&self.live.store);
         let notices = {
             let mut s = w.snapshot.lock();
-            if s.generation == w.seen.generation {
+            if s.generation == w.seen.generation && !bus_changed {
                 return;
             }
             let notices = std::mem::take(&mut s.notices);
             w.seen.clone_from(&s);
             notices
         };
+        w.rows = w.bus.merged(&w.seen.rows, w.show_all);
         for (level, words) in notices {
             self.viewer.toast(&self.ctx, level, words);
         }

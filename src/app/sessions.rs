@@ -45,19 +45,25 @@ pub struct Snapshot {
     pub notices: Vec<(ToastLevel, String)>,
 }
 
-impl Snapshot {
+impl SessionsWorker {
     /// What the Sessions view reads this frame.
     pub fn info(&self) -> candybar_ui::sessions::SessionsInfo<'_> {
         candybar_ui::sessions::SessionsInfo {
             rows: &self.rows,
-            log: &self.log,
-            problem: self.problem.as_deref(),
+            log: &self.seen.log,
+            problem: self.seen.problem.as_deref(),
         }
     }
 }
 
 pub struct SessionsWorker {
     tx: SyncSender<SessionAction>,
+    /// Sessions other hosts announce on the bus.
+    pub bus: BusSessions,
+    /// What the view shows: `seen`'s rows and the bus's, merged.
+    pub rows: Vec<SessionRow>,
+    /// The view lists ended sessions too.
+    pub show_all: bool,
     /// What the worker shows, under its lock (held only to swap it).
     pub snapshot: Arc<Mutex<Snapshot>>,
     /// The UI thread's copy, taken when the generation changes.
@@ -74,13 +80,20 @@ impl SessionsWorker {
             .spawn(move || run(init, &rx, &shared, &wake))?;
         Ok(Self {
             tx,
+            bus: BusSessions::default(),
+            rows: Vec::new(),
+            show_all: false,
             snapshot,
             seen: Snapshot::default(),
         })
     }
 
     /// Hands `action` to the worker; `false` when it is busy with too many already.
-    pub fn ask(&self, action: SessionAction) -> bool {
+    pub fn ask(&mut self, action: SessionAction) -> bool {
+        if let SessionAction::ShowAll(all) = action {
+            self.show_all = all;
+            self.rows = self.bus.merged(&self.seen.rows, all);
+        }
         self.tx.try_send(action).is_ok()
     }
 }
@@ -359,4 +372,123 @@ fn open_terminal(attach: &std::process::Command) -> Result<String, String> {
             .collect::<Vec<_>>()
             .join(" ")
     ))
+}
+
+/// Sessions other hosts announce on the bus (`jelmore.session.started|completed`), for the
+/// Sessions view next to this host's own: read from the store as events arrive.
+#[derive(Default)]
+pub struct BusSessions {
+    /// The next sequence number to look at.
+    next_seq: u64,
+    rows: std::collections::HashMap<String, SessionRow>,
+}
+
+impl BusSessions {
+    /// Reads the events that arrived since the last call; whether a row changed.
+    pub fn scan(&mut self, store: &candybar_core::store::EventStore) -> bool {
+        let interner = store.interner();
+        let (Some(started), completed) = (
+            interner.lookup(candybar_sessions::events::STARTED),
+            interner.lookup(candybar_sessions::events::COMPLETED),
+        ) else {
+            self.next_seq = store.end_seq();
+            return false;
+        };
+        let from = self.next_seq.max(store.first_seq());
+        let mut hits = Vec::new();
+        for view in store.blocks_from(from) {
+            let first = view.first_seq();
+            for (i, m) in view.metas().iter().enumerate() {
+                let seq = first + i as u64;
+                if seq >= from && (m.kind == started || Some(m.kind) == completed) {
+                    hits.push(seq);
+                }
+            }
+        }
+        self.next_seq = store.end_seq();
+        let mut changed = false;
+        for seq in hits {
+            if let Some(e) = store.get(seq) {
+                changed |= self.read(&e);
+            }
+        }
+        changed
+    }
+
+    /// One lifecycle event into its row.
+    fn read(&mut self, e: &candybar_core::event::Event) -> bool {
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&e.body) else {
+            return false;
+        };
+        let payload = body
+            .get("payload")
+            .or_else(|| body.get("data"))
+            .unwrap_or(&body);
+        let text = |v: &serde_json::Value, k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let Some(id) = text(payload, "session_id") else {
+            return false;
+        };
+        let at = e.published_us.unwrap_or(e.received_us);
+        let row = self.rows.entry(id.clone()).or_insert_with(|| SessionRow {
+            id,
+            state: "active".into(),
+            created_us: at,
+            ..SessionRow::default()
+        });
+        if e.kind == candybar_sessions::events::STARTED {
+            row.name = text(payload, "agent_id").unwrap_or_else(|| row.id.clone());
+            row.provider = text(payload, "provider").unwrap_or_default();
+            row.dir = text(payload, "worktree_path").unwrap_or_default();
+            row.host = text(payload, "host")
+                .or_else(|| {
+                    body.pointer("/source/host")
+                        .and_then(|h| h.as_str().map(str::to_owned))
+                })
+                .unwrap_or_else(|| "another host".into());
+            row.created_us = at;
+            row.command = payload
+                .get("command")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .map(candybar_core::redact::mask_secrets_in)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+        } else {
+            let ok = payload.get("success").and_then(serde_json::Value::as_bool) == Some(true);
+            row.state = if ok { "terminated" } else { "failed" }.into();
+            row.ended_us = Some(at);
+            row.reason = text(payload, "reason");
+            if let Some(summary) = text(payload, "summary") {
+                summary
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .clone_into(&mut row.last_line);
+            }
+        }
+        true
+    }
+
+    /// `own` (this host's sessions, as the worker sees them) and the others seen on the bus that
+    /// are not among them, newest first; ended ones only with `all`.
+    pub fn merged(&self, own: &[SessionRow], all: bool) -> Vec<SessionRow> {
+        let mut rows = own.to_vec();
+        rows.extend(
+            self.rows
+                .values()
+                .filter(|r| !own.iter().any(|o| o.id == r.id))
+                .filter(|r| all || !matches!(r.state.as_str(), "terminated" | "failed"))
+                .cloned(),
+        );
+        rows.sort_by_key(|r| std::cmp::Reverse(r.created_us));
+        rows
+    }
 }
