@@ -3,6 +3,8 @@
 //! from its log pane, end it, find it among the ended ones. A missing tmux fails the test with
 //! what to install.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -43,10 +45,10 @@ impl Drop for Lab {
 }
 
 fn app() -> (Harness<'static, CandybarApp>, Lab) {
-    app_with(Live::new(StoreConfig::default()))
+    app_with(Live::new(StoreConfig::default()), None)
 }
 
-fn app_with(live: Live) -> (Harness<'static, CandybarApp>, Lab) {
+fn app_with(live: Live, terminal: Option<String>) -> (Harness<'static, CandybarApp>, Lab) {
     assert!(
         Tmux::version().is_ok(),
         "this test needs tmux: sudo apt-get install tmux"
@@ -77,6 +79,7 @@ fn app_with(live: Live) -> (Harness<'static, CandybarApp>, Lab) {
         broker: None,
         rt: rt.handle().clone(),
         default_dir: dir.path().to_owned(),
+        terminal,
     });
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])
@@ -212,7 +215,7 @@ fn sessions_other_hosts_announce_on_the_bus_are_listed_too() {
     ] {
         live.store.insert(&lifecycle(kind, &payload, at));
     }
-    let (mut harness, _lab) = app_with(live);
+    let (mut harness, _lab) = app_with(live, None);
     wait_for_label(&mut harness, "nightly");
     assert!(
         harness.query_all_by_label("lint-fixer").next().is_none(),
@@ -229,4 +232,67 @@ fn sessions_other_hosts_announce_on_the_bus_are_listed_too() {
     harness.run_steps(3);
     wait_for_label(&mut harness, "lint-fixer");
     wait_for_label(&mut harness, "error: 3 warnings");
+}
+
+/// tmux's clients of the lab's server: a terminal attached to a session is one.
+fn clients(lab: &Lab) -> String {
+    let out = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(lab.dir.path().join("tmux.sock"))
+        .args(["list-clients", "-F", "#{client_session}"])
+        .output()
+        .expect("run tmux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn attach_opens_a_real_terminal_on_the_session() {
+    let x = support::Xvfb::start();
+    assert!(
+        std::process::Command::new("xterm")
+            .arg("-version")
+            .output()
+            .is_ok(),
+        "this test needs a terminal emulator: sudo apt-get install xterm"
+    );
+    // `[sessions] terminal`: xterm on the test's X server.
+    let scripts = tempfile::tempdir().expect("temp dir");
+    let term = scripts.path().join("term.sh");
+    std::fs::write(
+        &term,
+        format!("#!/bin/sh\nexec env DISPLAY={} xterm \"$@\"\n", x.display),
+    )
+    .expect("write the terminal script");
+    std::fs::set_permissions(&term, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make it executable");
+    let (mut harness, lab) = app_with(
+        Live::new(StoreConfig::default()),
+        Some(term.to_string_lossy().into_owned()),
+    );
+    wait_for_label(&mut harness, "No sessions.");
+    let before = harness.get_all_by_role(Role::TextInput).count();
+    harness.get_by_label("+ New session").click();
+    harness.run_steps(2);
+    type_into(&mut harness, before, "attachable");
+    type_into(&mut harness, before + 2, "sleep 600");
+    harness.get_by_label("▶ Start").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "started attachable");
+    wait_for_label(&mut harness, "Attach");
+    assert!(clients(&lab).trim().is_empty(), "no terminal yet");
+    harness.get_by_label("Attach").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "on the session");
+    let start = Instant::now();
+    while !clients(&lab).contains("cb-attachable-") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no terminal attached to the session"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Ending the session closes the terminal's client with it.
+    harness.get_by_label("Force end").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "ended by the user (--force)");
 }

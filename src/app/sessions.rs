@@ -31,6 +31,8 @@ pub struct SessionsInit {
     pub rt: tokio::runtime::Handle,
     /// Where a session started without a directory runs.
     pub default_dir: PathBuf,
+    /// The terminal emulator Attach opens (`[sessions] terminal`), before the usual ones.
+    pub terminal: Option<String>,
 }
 
 /// What the view shows, as the worker last saw it.
@@ -117,6 +119,7 @@ fn row(s: &Session, host: &str) -> SessionRow {
 
 struct Worker {
     sessions: Option<Sessions>,
+    terminal: Option<String>,
     /// The selected session's log as last read: its id, the log's length then, the text.
     log_seen: Option<(String, u64, String)>,
     selected: Option<String>,
@@ -136,6 +139,7 @@ fn run(
         broker,
         rt,
         default_dir,
+        terminal,
     } = init;
     // Nothing is opened (no database, no tmux) until the Sessions view is first shown.
     let Ok(first) = rx.recv() else { return };
@@ -149,6 +153,7 @@ fn run(
     };
     let mut w = Worker {
         sessions,
+        terminal,
         log_seen: None,
         selected: None,
         show_all: false,
@@ -303,7 +308,10 @@ impl Worker {
                     SessionAction::Attach(id) => sessions
                         .resolve(&id)
                         .map_err(|e| e.to_string())
-                        .and_then(|s| open_terminal(&sessions.mux.attach_command(&s.mux_name)))
+                        .and_then(|s| {
+                            let attach = sessions.mux.attach_command(&s.mux_name);
+                            open_terminal(&attach, self.terminal.as_deref())
+                        })
                         .map(|terminal| format!("opened {terminal} on the session")),
                     SessionAction::Select(_) | SessionAction::ShowAll(_) => return,
                 };
@@ -316,12 +324,17 @@ impl Worker {
     }
 }
 
-/// Runs `attach` in the user's terminal emulator: `$TERMINAL`, else the desktop's
-/// `x-terminal-emulator`, else the usual ones. The terminal's name, or what to do.
-fn open_terminal(attach: &std::process::Command) -> Result<String, String> {
+/// Runs `attach` in the user's terminal emulator: `preferred` (`[sessions] terminal`), else
+/// `$TERMINAL`, else the desktop's `x-terminal-emulator`, else the usual ones. The terminal's
+/// name, or what to do.
+fn open_terminal(
+    attach: &std::process::Command,
+    preferred: Option<&str>,
+) -> Result<String, String> {
     let program = attach.get_program().to_owned();
     let args: Vec<std::ffi::OsString> = attach.get_args().map(ToOwned::to_owned).collect();
-    let mut candidates: Vec<String> = std::env::var("TERMINAL").ok().into_iter().collect();
+    let mut candidates: Vec<String> = preferred.map(str::to_owned).into_iter().collect();
+    candidates.extend(std::env::var("TERMINAL").ok());
     candidates.extend(
         [
             "x-terminal-emulator",

@@ -301,7 +301,9 @@ pub(crate) fn window_init(
     rt: tokio::runtime::Handle,
 ) -> crate::app::sessions::SessionsInit {
     let section = settings.file.sessions.clone();
+    let terminal = section.terminal.clone();
     crate::app::sessions::SessionsInit {
+        terminal,
         open: Box::new(move || open_with(None, None, &section)),
         broker: source
             .amqp_url(settings)

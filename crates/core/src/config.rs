@@ -44,6 +44,10 @@ pub struct SessionsSection {
     pub state: Option<String>,
     /// How long Redis keeps an ended session, in days (default 30).
     pub keep_days: Option<f64>,
+    /// The terminal emulator the window opens to attach to a session (default: `$TERMINAL`,
+    /// else `x-terminal-emulator`, gnome-terminal, konsole, xterm…); it runs the attach command
+    /// after `-e` (after `--` for gnome-terminal).
+    pub terminal: Option<String>,
 }
 
 /// `[journal]`: the on-disk history (`candybar record`, `candybar query`).
