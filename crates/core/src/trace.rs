@@ -248,6 +248,15 @@ mod tests {
         }
     }
 
+    /// The names of the spans on the critical path, in start order.
+    fn critical_names(t: &Trace) -> Vec<&str> {
+        t.spans
+            .iter()
+            .filter(|s| s.critical)
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
     #[test]
     fn starts_and_ends_pair_into_nested_spans_with_a_critical_path() {
         let t = Trace::build(vec![
@@ -285,12 +294,7 @@ mod tests {
         let kai = &t.spans[4];
         assert!(kai.open && kai.end_us == 100_000);
         // The outer invocation ends last; nothing ended before it began.
-        let critical: Vec<&str> = t
-            .spans
-            .iter()
-            .filter(|s| s.critical)
-            .map(|s| s.name.as_str())
-            .collect();
+        let critical = critical_names(&t);
         assert_eq!(critical, ["agent.invocation"]);
         assert!(Trace::build(Vec::new()).spans.is_empty());
         // A conversation turn: the prompt opens it, the response closes it.
@@ -315,12 +319,7 @@ mod tests {
             ev(5, 35, "c.started", "x"),
             ev(6, 80, "c.completed", "x"),
         ]);
-        let critical: Vec<&str> = t
-            .spans
-            .iter()
-            .filter(|s| s.critical)
-            .map(|s| s.name.as_str())
-            .collect();
+        let critical = critical_names(&t);
         assert_eq!(critical, ["a", "c"]);
     }
 }

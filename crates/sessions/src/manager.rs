@@ -83,6 +83,8 @@ pub struct Sessions {
     pub host: String,
     /// No output for this long: idle.
     pub idle_us: Micros,
+    /// Per session: the output time its screen was last read for, and whether it asked.
+    screens_read: std::collections::HashMap<String, (Micros, bool)>,
 }
 
 impl Sessions {
@@ -94,6 +96,7 @@ impl Sessions {
             logs,
             host: candybar_bus::host_name(),
             idle_us: idle.as_micros().min(i64::MAX as u128) as Micros,
+            screens_read: std::collections::HashMap::new(),
         }
     }
 
@@ -311,6 +314,9 @@ impl Sessions {
             } else {
                 s.state = self.running_state(&s, now);
             }
+            if !s.state.is_running() {
+                self.screens_read.remove(&s.id);
+            }
             if s != before {
                 let events = if s.state.is_running() {
                     Vec::new()
@@ -324,17 +330,26 @@ impl Sessions {
     }
 
     /// A live session's state from its output's age and, when it has gone quiet, its screen.
-    fn running_state(&self, s: &Session, now: Micros) -> SessionState {
+    /// The screen changes only with output, so it is read once per quiet spell (a session that
+    /// waits for an hour is not asked of tmux every second).
+    fn running_state(&mut self, s: &Session, now: Micros) -> SessionState {
         let Some(last) = s.last_output_us.filter(|_| log_len(&s.log) > 0) else {
             return SessionState::Initializing;
         };
         let quiet = now - last;
-        if quiet >= QUIET_BEFORE_ASKING_US
-            && self
-                .mux
-                .screen(&s.mux_name)
-                .is_ok_and(|screen| detect::asks_for_input(&screen))
-        {
+        let asks = quiet >= QUIET_BEFORE_ASKING_US
+            && match self.screens_read.get(&s.id) {
+                Some(&(read_for, asks)) if read_for == last => asks,
+                _ => {
+                    let asks = self
+                        .mux
+                        .screen(&s.mux_name)
+                        .is_ok_and(|screen| detect::asks_for_input(&screen));
+                    self.screens_read.insert(s.id.clone(), (last, asks));
+                    asks
+                }
+            };
+        if asks {
             return SessionState::WaitingInput;
         }
         if quiet >= self.idle_us {
