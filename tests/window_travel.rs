@@ -53,6 +53,11 @@ fn today(i: usize) -> RawMessage {
 /// A window whose journal (real, on disk) holds yesterday's and today's events and whose memory
 /// holds today's.
 fn app(journal: &std::path::Path) -> Harness<'static, CandybarApp> {
+    app_with(journal, &[])
+}
+
+/// [`app`] with more events, journaled and — those of the last minute — in memory too.
+fn app_with(journal: &std::path::Path, more: &[RawMessage]) -> Harness<'static, CandybarApp> {
     let mut w = JournalWriter::open(JournalConfig::new(journal.to_owned()), "test")
         .expect("a new journal opens");
     for i in 0..YESTERDAY {
@@ -61,11 +66,17 @@ fn app(journal: &std::path::Path) -> Harness<'static, CandybarApp> {
     for i in 0..TODAY {
         w.append(&today(i));
     }
+    for m in more {
+        w.append(m);
+    }
     w.flush().expect("the journal is written");
     drop(w);
     let mut live = Live::new(StoreConfig::default());
     for i in 0..TODAY {
         live.store.insert(&today(i));
+    }
+    for m in more.iter().filter(|m| m.received_us >= NOW_US - 60_000_000) {
+        live.store.insert(m);
     }
     live.describe = "the journal (test)".into();
     live.state = SourceState::Connected {
@@ -314,4 +325,69 @@ fn a_filter_searches_the_whole_journal_beyond_memory() {
     assert_eq!(types[YESTERDAY], "travel.today.completed");
     // Rows from two days say which day.
     harness.get_by_label("01-01 11:59:19.900");
+}
+
+/// An event of the job `corr` (its correlation id).
+fn job(kind: &str, corr: &str, received_us: i64) -> RawMessage {
+    RawMessage {
+        received_us,
+        routing_key: kind.into(),
+        body: format!(
+            r#"{{"event_id":"{kind}-{received_us}","event_type":"{kind}","timestamp":"{}","correlation_ids":["{corr}"],"agent_context":{{"type":"claude-code","name":"ada"}},"payload":{{}}}}"#,
+            candybar_core::time::format_rfc3339(received_us)
+        )
+        .into_bytes(),
+        ..RawMessage::default()
+    }
+}
+
+#[test]
+fn a_trace_that_began_yesterday_is_read_from_the_whole_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    // A job that started yesterday (on disk only) and ended a few seconds ago (also in memory),
+    // with a tool call in each.
+    let more = [
+        job("job.run.started", "job-7", NOW_US - DAY_US + 50_000),
+        job("job.tool.started", "job-7", NOW_US - DAY_US + 60_000),
+        job("job.tool.completed", "job-7", NOW_US - DAY_US + 90_000),
+        job("job.tool.started", "job-7", NOW_US - 5_000_000),
+        job("job.tool.failed", "job-7", NOW_US - 4_000_000),
+        job("job.run.completed", "job-7", NOW_US - 3_000_000),
+        job("job.run.started", "job-8", NOW_US - 2_000_000),
+    ];
+    let mut harness = app_with(&dir.path().join("journal"), &more);
+    {
+        let viewer = &mut harness.state_mut().viewer;
+        viewer.trace.open("job-7");
+        viewer.view = candybar_ui::View::Traces;
+    }
+    harness.run_steps(3);
+    // Memory holds its end only: three events, and a run that never started.
+    let trace = harness.state().viewer.trace.trace.clone().expect("built");
+    assert_eq!(trace.events, 3, "{trace:?}");
+    harness.get_by_label("🔍 Whole journal").click();
+    wait(&mut harness, "the journal's trace", travelling);
+    let trace = harness.state().viewer.trace.trace.clone().expect("rebuilt");
+    assert_eq!(trace.events, 6, "{trace:?}");
+    let run = trace
+        .spans
+        .iter()
+        .find(|s| s.name == "job.run")
+        .expect("the run is a span");
+    assert!(
+        !run.open,
+        "the run's start was read from yesterday: {run:?}"
+    );
+    assert_eq!(run.end_us - run.start_us, DAY_US - 3_000_000 - 50_000);
+    assert_eq!(trace.errors, 1, "the failed tool call: {trace:?}");
+    harness.get_by_label("from the whole journal (6 events)");
+    assert_eq!(harness.state().viewer.view, candybar_ui::View::Traces);
+    // Live again: the trace of what memory holds.
+    harness.get_by_label("⏵ Live").click();
+    harness.run_steps(3);
+    assert!(!travelling(harness.state()));
+    assert_eq!(
+        harness.state().viewer.trace.trace.as_ref().unwrap().events,
+        3
+    );
 }

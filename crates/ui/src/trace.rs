@@ -44,6 +44,12 @@ impl TraceViewState {
         self.selected = None;
     }
 
+    /// Builds the trace again from the store (it changed: its sequence numbers mean other events).
+    pub fn rebuild(&mut self) {
+        self.stale = !self.key.is_empty();
+        self.selected = None;
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_, '_>) {
         let theme = cx.theme;
         ui.horizontal(|ui| {
@@ -61,6 +67,9 @@ impl TraceViewState {
             if !self.key.is_empty() && ui.button("↻ Refresh").clicked() {
                 self.stale = true;
             }
+            if !self.key.is_empty() {
+                journal_ui(ui, &self.key, cx);
+            }
         });
         if self.stale {
             self.stale = false;
@@ -77,7 +86,13 @@ impl TraceViewState {
             return;
         };
         if trace.spans.is_empty() {
-            ui.label(format!("No events in memory carry {:?}.", self.key));
+            let searched = cx.data.timeline.and_then(|t| t.search).is_some();
+            let place = if searched {
+                "the journal's matches"
+            } else {
+                "memory"
+            };
+            ui.label(format!("No events in {place} carry {:?}.", self.key));
             return;
         }
         ui.horizontal(|ui| {
@@ -120,6 +135,52 @@ impl TraceViewState {
         if let Some(span) = self.selected.and_then(|i| trace.spans.get(i)) {
             ui.separator();
             selected_ui(ui, span, cx);
+        }
+    }
+}
+
+/// The filter that finds `key`'s trace: events whose id, correlation or causation is `key`, and
+/// those of the session `key` — what [`events_of`] picks from a store.
+#[must_use]
+pub fn journal_filter(key: &str) -> String {
+    let quoted = format!("\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""));
+    format!("corr:{quoted} OR session:{quoted}")
+}
+
+/// Where the trace comes from, and a button that reads it from the whole journal (memory holds
+/// only the newest events; a trace that began yesterday is partly on disk).
+fn journal_ui(ui: &mut egui::Ui, key: &str, cx: &mut ViewCx<'_, '_>) {
+    let Some(timeline) = cx.data.timeline else {
+        return;
+    };
+    let filter = journal_filter(key);
+    match timeline.search {
+        Some(s) if s.filter == filter && s.running => {
+            ui.spinner();
+            ui.label(format!(
+                "reading the journal: {} of {} blocks, {} events",
+                s.blocks_done, s.blocks_total, s.matches
+            ));
+        }
+        Some(s) if s.filter == filter => {
+            // The timeline's "Live" goes back to the events in memory.
+            ui.label(
+                RichText::new(format!("from the whole journal ({} events)", s.matches))
+                    .color(cx.theme.weak_text()),
+            );
+        }
+        _ => {
+            if ui
+                .button("🔍 Whole journal")
+                .on_hover_text(
+                    "read this trace from every day the journal keeps, not only from the \
+                     events in memory",
+                )
+                .clicked()
+            {
+                cx.commands.push(Command::SetFilter(filter));
+                cx.commands.push(Command::SearchJournal);
+            }
         }
     }
 }

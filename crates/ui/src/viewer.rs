@@ -133,6 +133,7 @@ impl Viewer {
         self.flow.invalidate();
         self.constellation = ConstellationViewState::default();
         self.detail = DetailState::default();
+        self.trace.rebuild();
     }
 
     /// Applies a command that only changes the window; returns the others for the app.
