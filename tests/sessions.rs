@@ -114,6 +114,30 @@ fn a_session_is_announced_on_the_bus_when_it_starts_and_when_it_ends() {
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["state"], "active");
 
+    // Paused and resumed by name: said on the terminal, in the list and on the bus.
+    for (verb, state, kind) in [
+        ("pause", "paused", "jelmore.session.paused"),
+        ("resume", "", "jelmore.session.resumed"),
+    ] {
+        let mut args = vec!["session", verb, "builder"];
+        args.extend_from_slice(&bus);
+        let (code, out, err) = lab.run(&args);
+        assert_eq!(code, Some(0), "{verb}: {err}");
+        if !state.is_empty() {
+            assert!(out.contains(&format!("state      {state}")), "{out}");
+            let (_, list, _) = lab.run(&["session", "list"]);
+            assert!(list.contains("paused"), "{list}");
+            let (code, _, err) = lab.run(&args);
+            assert_eq!(code, Some(2), "pausing twice is refused");
+            assert!(err.contains("is already paused"), "{err}");
+        }
+        let said = take_messages(&url, &queue, 1, Duration::from_secs(10));
+        assert_eq!(said.len(), 1, "{kind} on the bus");
+        let e = json_of(&said[0]);
+        assert_eq!(e["event_type"], kind);
+        assert_eq!(e["payload"]["session_id"], id.as_str());
+    }
+
     let mut end = vec!["session", "end", &id[..8], "--grace", "3"];
     end.extend_from_slice(&bus);
     let (code, out, err) = lab.run(&end);

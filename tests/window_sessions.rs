@@ -153,6 +153,16 @@ fn a_session_is_started_answered_and_ended_from_the_window() {
     harness.run_steps(2);
     wait_for_label(&mut harness, "you said: y");
 
+    // Pause it, and resume it.
+    harness.get_by_label("⏸ Pause").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "refactor is paused");
+    wait_for_label(&mut harness, "▶ Resume");
+    assert!(harness.query_all_by_label("paused").next().is_some());
+    harness.get_by_label("▶ Resume").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "⏸ Pause");
+
     // End it: Ctrl-C ends the script; it leaves the running list and shows among the ended.
     harness.get_by_label("⏹ End").click();
     harness.run_steps(2);
@@ -212,6 +222,11 @@ fn sessions_other_hosts_announce_on_the_bus_are_listed_too() {
                 "summary": "cargo clippy\nerror: 3 warnings", "reason": "exited with 1"}),
             now - 40_000_000,
         ),
+        (
+            "jelmore.session.paused",
+            serde_json::json!({"session_id": "s-remote-1", "paused_at": "2026-12-06T10:00:00Z"}),
+            now - 30_000_000,
+        ),
     ] {
         live.store.insert(&lifecycle(kind, &payload, at));
     }
@@ -228,6 +243,8 @@ fn sessions_other_hosts_announce_on_the_bus_are_listed_too() {
         .click();
     harness.run_steps(3);
     wait_for_label(&mut harness, "runs on build-02: attach and end it there");
+    // Paused over there: the row says so.
+    assert!(harness.query_all_by_label("paused").next().is_some());
     harness.get_by_label("Ended too").click();
     harness.run_steps(3);
     wait_for_label(&mut harness, "lint-fixer");

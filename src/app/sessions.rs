@@ -301,6 +301,13 @@ impl Worker {
                         .end(&id, force, END_GRACE)
                         .map(|s| format!("{}: {}", s.name, s.reason.as_deref().unwrap_or("ended")))
                         .map_err(|e| e.to_string()),
+                    SessionAction::Pause { id, pause } => if pause {
+                        sessions.pause(&id)
+                    } else {
+                        sessions.resume(&id)
+                    }
+                    .map(|s| format!("{} is {}", s.name, s.state.as_str()))
+                    .map_err(|e| e.to_string()),
                     SessionAction::Send { id, text } => sessions
                         .send(&id, &text)
                         .map(|s| format!("sent to {}", s.name))
@@ -400,20 +407,23 @@ impl BusSessions {
     /// Reads the events that arrived since the last call; whether a row changed.
     pub fn scan(&mut self, store: &candybar_core::store::EventStore) -> bool {
         let interner = store.interner();
-        let (Some(started), completed) = (
-            interner.lookup(candybar_sessions::events::STARTED),
-            interner.lookup(candybar_sessions::events::COMPLETED),
-        ) else {
+        let Some(started) = interner.lookup(candybar_sessions::events::STARTED) else {
             self.next_seq = store.end_seq();
             return false;
         };
+        let others = [
+            candybar_sessions::events::COMPLETED,
+            candybar_sessions::events::PAUSED,
+            candybar_sessions::events::RESUMED,
+        ]
+        .map(|k| interner.lookup(k));
         let from = self.next_seq.max(store.first_seq());
         let mut hits = Vec::new();
         for view in store.blocks_from(from) {
             let first = view.first_seq();
             for (i, m) in view.metas().iter().enumerate() {
                 let seq = first + i as u64;
-                if seq >= from && (m.kind == started || Some(m.kind) == completed) {
+                if seq >= from && (m.kind == started || others.contains(&Some(m.kind))) {
                     hits.push(seq);
                 }
             }
@@ -474,6 +484,14 @@ impl BusSessions {
                         .join(" ")
                 })
                 .unwrap_or_default();
+        } else if e.kind == candybar_sessions::events::PAUSED {
+            if row.ended_us.is_none() {
+                row.state = "paused".into();
+            }
+        } else if e.kind == candybar_sessions::events::RESUMED {
+            if row.ended_us.is_none() {
+                row.state = "active".into();
+            }
         } else {
             let ok = payload.get("success").and_then(serde_json::Value::as_bool) == Some(true);
             row.state = if ok { "terminated" } else { "failed" }.into();

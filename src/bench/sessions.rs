@@ -249,6 +249,7 @@ fn sessions_like(dir: &Path, n: usize) -> Vec<Session> {
             prompt_count: 3,
             metadata: json!({"issue": i}),
             correlation_id: None,
+            paused_us: None,
         })
         .collect()
 }

@@ -41,6 +41,11 @@ pub enum SessionCommand {
     Send(SendArgs),
     /// End a session: Ctrl-C, then close it after a grace period (`--force`: at once).
     End(EndArgs),
+    /// Pause a session: its processes are stopped (SIGSTOP) and keep their place until resumed;
+    /// announced as `jelmore.session.paused`.
+    Pause(IdArgs),
+    /// Resume a paused session (SIGCONT); announced as `jelmore.session.resumed`.
+    Resume(IdArgs),
     /// The headless control plane: start (or continue) sessions other services request on the
     /// bus (`agent.session.requested`), publish their lifecycle, keep their states current.
     Serve(ServeArgs),
@@ -394,6 +399,8 @@ pub async fn run(cmd: SessionCommand, source: &SourceArgs) -> anyhow::Result<Exi
             }
         }
         SessionCommand::Serve(args) => serve(args, source, &settings).await,
+        SessionCommand::Pause(args) => pause_or_resume(&args, true, source, &settings).await,
+        SessionCommand::Resume(args) => pause_or_resume(&args, false, source, &settings).await,
         SessionCommand::End(args) => {
             let grace =
                 checked_secs(args.grace, 0.0, 3600.0, "--grace").map_err(anyhow::Error::msg)?;
@@ -414,6 +421,31 @@ pub async fn run(cmd: SessionCommand, source: &SourceArgs) -> anyhow::Result<Exi
                 Err(e) => Ok(refused(&e)),
             }
         }
+    }
+}
+
+/// `session pause` / `session resume`: the session's new state, or why not.
+async fn pause_or_resume(
+    args: &IdArgs,
+    pause: bool,
+    source: &SourceArgs,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    let mut sessions = open(&args.format.state, settings)?;
+    let done = tokio::task::block_in_place(|| {
+        if pause {
+            sessions.pause(&args.id)
+        } else {
+            sessions.resume(&args.id)
+        }
+    });
+    deliver(&sessions, source, settings).await;
+    match done {
+        Ok(s) => {
+            print_status(&s, args.format.format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(refused(&e)),
     }
 }
 
@@ -659,6 +691,9 @@ fn print_status(s: &Session, format: ListFormat) -> anyhow::Result<()> {
     println!("  state      {}", s.state.as_str());
     if let Some(r) = &s.reason {
         println!("  ended      {r}");
+    }
+    if let Some(since) = s.paused_us {
+        println!("  paused     {} ago", format_span(now - since));
     }
     println!("  provider   {}", s.provider.as_str());
     println!(

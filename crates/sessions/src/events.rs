@@ -9,6 +9,8 @@ use crate::store::Outgoing;
 
 pub const STARTED: &str = "jelmore.session.started";
 pub const COMPLETED: &str = "jelmore.session.completed";
+pub const PAUSED: &str = "jelmore.session.paused";
+pub const RESUMED: &str = "jelmore.session.resumed";
 pub const COMMAND_EXECUTED: &str = "jelmore.command.executed";
 pub const COMMAND_FAILED: &str = "jelmore.command.failed";
 
@@ -96,6 +98,32 @@ pub fn completed(s: &Session, summary: &str, now: Micros) -> Outgoing {
             "state": s.state.as_str(),
             "exit_code": s.exit_code,
             "reason": s.reason,
+        }),
+    )
+}
+
+/// `jelmore.session.paused` `{session_id, paused_at}`.
+pub fn paused(s: &Session, now: Micros) -> Outgoing {
+    envelope(
+        PAUSED,
+        s,
+        json!({
+            "session_id": s.id,
+            "paused_at": format_rfc3339(now),
+            "duration_seconds": s.duration_us(now) as f64 / 1e6,
+        }),
+    )
+}
+
+/// `jelmore.session.resumed` `{session_id, resumed_at, paused_seconds}`.
+pub fn resumed(s: &Session, paused_us: Micros, now: Micros) -> Outgoing {
+    envelope(
+        RESUMED,
+        s,
+        json!({
+            "session_id": s.id,
+            "resumed_at": format_rfc3339(now),
+            "paused_seconds": (now - paused_us).max(0) as f64 / 1e6,
         }),
     )
 }

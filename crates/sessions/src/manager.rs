@@ -42,6 +42,8 @@ pub enum SessionError {
         id: String,
         state: &'static str,
     },
+    #[error("session {id} is already {what}")]
+    Already { id: String, what: &'static str },
     #[error("cannot keep the session's log in {path}: {reason}")]
     Log {
         path: PathBuf,
@@ -255,6 +257,7 @@ impl Sessions {
             prompt_count: 0,
             metadata: req.metadata,
             correlation_id: req.correlation_id,
+            paused_us: None,
         };
         session.prompt_count = u32::from(session.prompt.is_some());
         self.mux.start(&Launch {
@@ -311,7 +314,7 @@ impl Sessions {
                     "ended without an exit status: killed from outside, or its tmux server stopped"
                         .into(),
                 );
-            } else {
+            } else if s.state != SessionState::Paused {
                 s.state = self.running_state(&s, now);
             }
             if !s.state.is_running() {
@@ -417,6 +420,10 @@ impl Sessions {
     ) -> Result<Session, SessionError> {
         self.refresh()?;
         let mut s = self.running(key)?;
+        if s.state == SessionState::Paused {
+            // A stopped process hears no Ctrl-C (nor the hang-up) until it runs again.
+            let _ = self.mux.signal_stop(&s.mux_name, false);
+        }
         let exit_file = self.exit_file(&s);
         let ending = self.ending_file(&s);
         // Other candybars' refreshes leave it to this one meanwhile.
@@ -464,6 +471,49 @@ impl Sessions {
                 .get(&s.id)?
                 .ok_or_else(|| SessionError::NotFound(s.id.clone()));
         }
+        Ok(s)
+    }
+
+    /// Pauses a running session (SIGSTOP to its processes): it keeps its memory and its place,
+    /// prints nothing and uses no CPU until [`Self::resume`].
+    pub fn pause(&mut self, key: &str) -> Result<Session, SessionError> {
+        self.refresh()?;
+        let mut s = self.running(key)?;
+        if s.state == SessionState::Paused {
+            return Err(SessionError::Already {
+                id: s.short_id().to_owned(),
+                what: "paused",
+            });
+        }
+        if let Err(e) = self.mux.signal_stop(&s.mux_name, true) {
+            self.save(&s, &[events::command(&s, "pause", Some(&e.to_string()))])?;
+            return Err(e.into());
+        }
+        let now = now_us();
+        s.state = SessionState::Paused;
+        s.paused_us = Some(now);
+        self.save(&s, &[events::paused(&s, now)])?;
+        Ok(s)
+    }
+
+    /// Continues a paused session (SIGCONT); its state is read again from its output.
+    pub fn resume(&mut self, key: &str) -> Result<Session, SessionError> {
+        self.refresh()?;
+        let mut s = self.running(key)?;
+        if s.state != SessionState::Paused {
+            return Err(SessionError::Already {
+                id: s.short_id().to_owned(),
+                what: "running (not paused)",
+            });
+        }
+        if let Err(e) = self.mux.signal_stop(&s.mux_name, false) {
+            self.save(&s, &[events::command(&s, "resume", Some(&e.to_string()))])?;
+            return Err(e.into());
+        }
+        let now = now_us();
+        let since = s.paused_us.take().unwrap_or(now);
+        s.state = self.running_state(&s, now);
+        self.save(&s, &[events::resumed(&s, since, now)])?;
         Ok(s)
     }
 

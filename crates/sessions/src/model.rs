@@ -17,6 +17,8 @@ pub enum SessionState {
     Idle,
     /// The agent asked something (a question, a confirmation) and waits for an answer.
     WaitingInput,
+    /// Stopped by the user (`session pause`: SIGSTOP to its processes) until resumed.
+    Paused,
     /// Ended: the command exited 0, or the user ended it.
     Terminated,
     /// Ended otherwise: a non-zero exit, killed from outside, or died while nobody watched.
@@ -24,11 +26,12 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Initializing,
         Self::Active,
         Self::Idle,
         Self::WaitingInput,
+        Self::Paused,
         Self::Terminated,
         Self::Failed,
     ];
@@ -39,6 +42,7 @@ impl SessionState {
             Self::Active => "active",
             Self::Idle => "idle",
             Self::WaitingInput => "waiting_input",
+            Self::Paused => "paused",
             Self::Terminated => "terminated",
             Self::Failed => "failed",
         }
@@ -135,6 +139,9 @@ pub struct Session {
     pub metadata: serde_json::Value,
     /// The request's correlation id, carried on the lifecycle events.
     pub correlation_id: Option<String>,
+    /// Since when it is paused (while [`SessionState::Paused`]).
+    #[serde(default)]
+    pub paused_us: Option<Micros>,
 }
 
 impl Session {

@@ -227,6 +227,53 @@ impl Tmux {
         self.keys(name, &["C-c"])
     }
 
+    /// The process id of the session's pane: the wrapper, leader of the process group the
+    /// command runs in.
+    pub fn pane_pid(&self, name: &str) -> Result<u32, MuxError> {
+        let out = self.run(
+            "display-message",
+            &["display-message", "-p", "-t", &pane(name), "#{pane_pid}"],
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim().parse().map_err(|_| MuxError::Failed {
+            what: "display-message",
+            reason: format!("no pane process id in {:?}", text.trim()),
+        })
+    }
+
+    /// Stops (`pause`) or continues the session's command: SIGSTOP or SIGCONT to every process
+    /// under the pane's wrapper (the wrapper itself stays: tmux continues a pane whose own
+    /// process stops, and the wrapper only waits).
+    pub fn signal_stop(&self, name: &str, pause: bool) -> Result<(), MuxError> {
+        let what = if pause { "SIGSTOP" } else { "SIGCONT" };
+        let pane = self.pane_pid(name)?;
+        let signal = if pause {
+            rustix::process::Signal::STOP
+        } else {
+            rustix::process::Signal::CONT
+        };
+        let mut reached = 0;
+        for pid in descendants(pane) {
+            let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            else {
+                continue;
+            };
+            // One that exited meanwhile is no longer there to stop.
+            if rustix::process::kill_process(pid, signal).is_ok() {
+                reached += 1;
+            }
+        }
+        if reached == 0 {
+            return Err(MuxError::Failed {
+                what,
+                reason: "the session runs no command (it is starting or has just ended)".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Ends the session at once (its processes get SIGHUP).
     pub fn kill(&self, name: &str) -> Result<(), MuxError> {
         self.run("kill-session", &["kill-session", "-t", &format!("={name}")])
@@ -241,6 +288,45 @@ impl Tmux {
             .arg(format!("={name}"));
         c
     }
+}
+
+/// Every process under `root` (children, theirs, …), parents first, from `/proc`.
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parent_of = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(parent) = parent {
+            parent_of.push((pid, parent));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, _) in parent_of.iter().filter(|(_, pp)| *pp == p) {
+            if !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
 }
 
 /// The session's (only) pane, the session matched exactly.

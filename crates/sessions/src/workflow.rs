@@ -5,6 +5,8 @@
 //! ```toml
 //! description = "test, let an agent fix what fails, announce"
 //! on_failure = "stop"            # or "continue": later steps that do not need the failed one run
+//! parallel = 1                   # steps run at once when what they need is done (default 1:
+//!                                # one at a time, in file order)
 //!
 //! [[step]]
 //! id = "tests"
@@ -99,6 +101,13 @@ fn yes() -> bool {
     true
 }
 
+fn one() -> usize {
+    1
+}
+
+/// The most steps a workflow may run at once.
+const PARALLEL_MAX: usize = 64;
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PublishStep {
@@ -189,6 +198,9 @@ pub struct Workflow {
     pub description: String,
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// How many steps may run at once (branches whose needs are met start together).
+    #[serde(default = "one")]
+    pub parallel: usize,
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
 }
@@ -208,6 +220,12 @@ impl Workflow {
         }
         if w.steps.is_empty() {
             return Err(invalid("no steps: add [[step]] tables".into()));
+        }
+        if !(1..=PARALLEL_MAX).contains(&w.parallel) {
+            return Err(invalid(format!(
+                "parallel = {} is out of range: 1 to {PARALLEL_MAX} steps at once",
+                w.parallel
+            )));
         }
         let mut ids = HashSet::new();
         for s in &w.steps {
@@ -345,9 +363,205 @@ fn event(host: &str, event_type: &str, payload: Value) -> Outgoing {
     crate::events::envelope_v1(host, "workflow", event_type, payload, json!({}))
 }
 
-/// Runs `w`: each step after what it needs, as its `when` and the failure policy say. Progress
-/// goes to `progress` (a line per change, with the outbox its events wait in, to send them on)
-/// and on the bus. The outcome of each step, in the order run.
+/// A step under way.
+struct InFlight {
+    index: usize,
+    started: Instant,
+    work: Work,
+}
+
+/// What a step under way waits for.
+enum Work {
+    Command {
+        child: std::process::Child,
+        cmd: Vec<String>,
+        until: Instant,
+        timeout: Duration,
+    },
+    Session {
+        id: String,
+        until: Instant,
+        timeout: Duration,
+    },
+}
+
+/// A run's bookkeeping: what each step came to, the failure policy, the progress lines.
+struct Runner<'a> {
+    w: &'a Workflow,
+    run_id: &'a str,
+    host: &'a str,
+    outcomes: HashMap<String, Outcome>,
+    order: Vec<(String, Outcome)>,
+    stopped: bool,
+    progress: &'a mut dyn FnMut(&str, &crate::store::SqliteStore),
+    /// Steps not started yet, in file order (which runs each after what it needs).
+    pending: Vec<usize>,
+    /// Steps under way.
+    flight: Vec<InFlight>,
+    polled_sessions: Option<Instant>,
+}
+
+impl Runner<'_> {
+    /// Starts what may start: the first ready steps in file order, up to `parallel` under way.
+    fn start_ready(
+        &mut self,
+        sessions: &mut Sessions,
+        default_dir: &Path,
+    ) -> Result<(), SessionError> {
+        let w = self.w;
+        let mut k = 0;
+        while k < self.pending.len() && self.flight.len() < w.parallel {
+            let index = self.pending[k];
+            let step = &w.steps[index];
+            if !step.needs.iter().all(|n| self.outcomes.contains_key(n)) {
+                k += 1;
+                continue;
+            }
+            self.pending.remove(k);
+            if let Some(why) = self.skip_reason(step) {
+                self.finish(index, Outcome::Skipped(why), None, sessions)?;
+                // What it decided may make an earlier pending step ready.
+                k = 0;
+                continue;
+            }
+            self.line(
+                &format!("{}: {}", self.label(index), describe(step)),
+                sessions,
+            );
+            sessions.store.queue(&[event(
+                self.host,
+                "workflow.step.started",
+                json!({"workflow": w.name, "run_id": self.run_id, "step": step.id}),
+            )])?;
+            let began = Instant::now();
+            match begin_step(step, sessions, default_dir, self.host)? {
+                Ok(work) => self.flight.push(InFlight {
+                    index,
+                    started: began,
+                    work,
+                }),
+                Err(o) => {
+                    let secs = began.elapsed().as_secs_f64();
+                    self.finish(index, o, Some(secs), sessions)?;
+                    k = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Why `step` does not run, given what became of the steps it needs and the policy.
+    fn skip_reason(&self, step: &Step) -> Option<String> {
+        let any_failed = step
+            .needs
+            .iter()
+            .filter_map(|n| self.outcomes.get(n))
+            .any(|o| !matches!(o, Outcome::Succeeded));
+        // After a failure with on_failure = "stop", only steps meant for failures (and those
+        // that run whatever happened) still start.
+        if self.stopped && step.when == When::Succeeded {
+            return Some("an earlier step failed (on_failure = \"stop\")".to_owned());
+        }
+        match step.when {
+            When::Succeeded if any_failed => Some("a step it needs did not succeed".into()),
+            When::Failed if !any_failed => Some("every step it needs succeeded".into()),
+            _ => None,
+        }
+    }
+
+    /// Looks at the steps under way (sessions at most every [`SESSION_POLL`]); whether one
+    /// ended.
+    fn poll(&mut self, sessions: &mut Sessions) -> Result<bool, SessionError> {
+        let look_at_sessions = self
+            .flight
+            .iter()
+            .any(|f| matches!(f.work, Work::Session { .. }))
+            && self
+                .polled_sessions
+                .is_none_or(|t| t.elapsed() >= SESSION_POLL);
+        if look_at_sessions {
+            sessions.refresh()?;
+            self.polled_sessions = Some(Instant::now());
+        }
+        let mut ended = false;
+        let mut f = 0;
+        while f < self.flight.len() {
+            let outcome = match &mut self.flight[f].work {
+                Work::Command {
+                    child,
+                    cmd,
+                    until,
+                    timeout,
+                } => poll_command(child, cmd, *until, *timeout),
+                Work::Session { id, until, timeout } if look_at_sessions => {
+                    poll_session(sessions, id, *until, *timeout)?
+                }
+                Work::Session { .. } => None,
+            };
+            if let Some(o) = outcome {
+                let done = self.flight.swap_remove(f);
+                let secs = done.started.elapsed().as_secs_f64();
+                self.finish(done.index, o, Some(secs), sessions)?;
+                ended = true;
+            } else {
+                f += 1;
+            }
+        }
+        Ok(ended)
+    }
+
+    fn label(&self, i: usize) -> String {
+        format!("[{}/{}] {}", i + 1, self.w.steps.len(), self.w.steps[i].id)
+    }
+
+    fn line(&mut self, text: &str, sessions: &Sessions) {
+        (self.progress)(text, &sessions.store);
+    }
+
+    /// Records how step `i` ended (`secs`: how long it ran, `None` when it did not): its event,
+    /// its line, the policy.
+    fn finish(
+        &mut self,
+        i: usize,
+        o: Outcome,
+        secs: Option<f64>,
+        sessions: &mut Sessions,
+    ) -> Result<(), SessionError> {
+        let step = &self.w.steps[i];
+        if let Some(secs) = secs {
+            let mut payload = json!({"workflow": self.w.name, "run_id": self.run_id,
+                "step": step.id, "duration_seconds": secs});
+            if let Outcome::Failed(e) = &o {
+                payload["error"] = json!(e);
+            }
+            sessions.store.queue(&[event(
+                self.host,
+                &format!("workflow.step.{}", o.word()),
+                payload,
+            )])?;
+        }
+        let label = self.label(i);
+        match &o {
+            Outcome::Succeeded => self.line(&format!("{label}: ✓ done"), sessions),
+            Outcome::Failed(e) => {
+                self.line(&format!("{label}: ✗ failed: {e}"), sessions);
+                self.stopped |= self.w.on_failure == OnFailure::Stop;
+            }
+            Outcome::Skipped(why) => self.line(&format!("{label}: skipped ({why})"), sessions),
+        }
+        self.outcomes.insert(step.id.clone(), o.clone());
+        self.order.push((step.id.clone(), o));
+        Ok(())
+    }
+}
+
+/// How often sessions under way are looked at (tmux is asked each time).
+const SESSION_POLL: Duration = Duration::from_millis(250);
+
+/// Runs `w`: each step after what it needs, as its `when` and the failure policy say, up to
+/// `w.parallel` at once. Progress goes to `progress` (a line per change, with the outbox its
+/// events wait in, to send them on) and on the bus. The outcome of each step, in the order they
+/// ended.
 pub fn run(
     w: &Workflow,
     sessions: &mut Sessions,
@@ -360,64 +574,36 @@ pub fn run(
     sessions.store.queue(&[event(
         &host,
         "workflow.run.started",
-        json!({"workflow": w.name, "run_id": run_id, "steps": ids}),
+        json!({"workflow": w.name, "run_id": run_id, "steps": ids, "parallel": w.parallel}),
     )])?;
     let started = Instant::now();
-    let mut outcomes: HashMap<String, Outcome> = HashMap::new();
-    let mut order = Vec::new();
-    let mut stopped = false;
-    for (i, step) in w.steps.iter().enumerate() {
-        let label = format!("[{}/{}] {}", i + 1, w.steps.len(), step.id);
-        let needed: Vec<&Outcome> = step.needs.iter().filter_map(|n| outcomes.get(n)).collect();
-        let any_failed = needed.iter().any(|o| !matches!(o, Outcome::Succeeded));
-        // After a failure with on_failure = "stop", only steps meant for failures (and those
-        // that run whatever happened) still run.
-        let skip = if stopped && step.when == When::Succeeded {
-            Some("an earlier step failed (on_failure = \"stop\")".to_owned())
-        } else {
-            match step.when {
-                When::Succeeded if any_failed => Some("a step it needs did not succeed".into()),
-                When::Failed if !any_failed => Some("every step it needs succeeded".into()),
-                _ => None,
+    let mut runner = Runner {
+        w,
+        run_id: &run_id,
+        host: &host,
+        outcomes: HashMap::new(),
+        order: Vec::new(),
+        stopped: false,
+        progress,
+        pending: (0..w.steps.len()).collect(),
+        flight: Vec::new(),
+        polled_sessions: None,
+    };
+    while !runner.pending.is_empty() || !runner.flight.is_empty() {
+        runner.start_ready(sessions, default_dir)?;
+        if runner.flight.is_empty() {
+            // Every pending step needs one that will never end: cannot happen after `order`.
+            for index in std::mem::take(&mut runner.pending) {
+                let why = Outcome::Skipped("what it needs never ran".into());
+                runner.finish(index, why, None, sessions)?;
             }
-        };
-        let outcome = if let Some(why) = skip {
-            Outcome::Skipped(why)
-        } else {
-            progress(&format!("{label}: {}", describe(step)), &sessions.store);
-            sessions.store.queue(&[event(
-                &host,
-                "workflow.step.started",
-                json!({"workflow": w.name, "run_id": run_id, "step": step.id}),
-            )])?;
-            let t = Instant::now();
-            let o = run_step(step, sessions, default_dir, &host)?;
-            let secs = t.elapsed().as_secs_f64();
-            let mut payload = json!({"workflow": w.name, "run_id": run_id, "step": step.id,
-                "duration_seconds": secs});
-            if let Outcome::Failed(e) = &o {
-                payload["error"] = json!(e);
-            }
-            sessions.store.queue(&[event(
-                &host,
-                &format!("workflow.step.{}", o.word()),
-                payload,
-            )])?;
-            o
-        };
-        match &outcome {
-            Outcome::Succeeded => progress(&format!("{label}: ✓ done"), &sessions.store),
-            Outcome::Failed(e) => {
-                progress(&format!("{label}: ✗ failed: {e}"), &sessions.store);
-                stopped |= w.on_failure == OnFailure::Stop;
-            }
-            Outcome::Skipped(why) => {
-                progress(&format!("{label}: skipped ({why})"), &sessions.store);
-            }
+            break;
         }
-        outcomes.insert(step.id.clone(), outcome.clone());
-        order.push((step.id.clone(), outcome));
+        if !runner.poll(sessions)? {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+    let order = runner.order;
     let failed = order
         .iter()
         .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
@@ -442,24 +628,31 @@ fn describe(step: &Step) -> String {
     }
 }
 
-fn run_step(
+/// Starts `step`: what to wait for, or its outcome at once (`Err`: it is over already).
+fn begin_step(
     step: &Step,
     sessions: &mut Sessions,
     default_dir: &Path,
     host: &str,
-) -> Result<Outcome, SessionError> {
+) -> Result<Result<Work, Outcome>, SessionError> {
     let timeout = step.timeout().map_err(SessionError::Invalid)?;
+    let until = Instant::now() + timeout;
     let dir = step.dir.clone().unwrap_or_else(|| default_dir.to_owned());
     let action = step.action().map_err(SessionError::Invalid)?;
     Ok(match action {
-        Action::Run(cmd) => run_command(&cmd, &dir, timeout),
+        Action::Run(cmd) => spawn_command(&cmd, &dir).map(|child| Work::Command {
+            child,
+            cmd,
+            until,
+            timeout,
+        }),
         Action::Session(s) => {
             let provider = match s.provider.as_deref() {
                 None if s.command.is_empty() => Provider::Claude,
                 None => Provider::Custom,
                 Some(p) => match Provider::parse(p) {
                     Some(p) => p,
-                    None => return Ok(Outcome::Failed(format!("unknown provider {p:?}"))),
+                    None => return Ok(Err(Outcome::Failed(format!("unknown provider {p:?}")))),
                 },
             };
             let started = sessions.start(StartRequest {
@@ -474,15 +667,23 @@ fn run_step(
             });
             match started {
                 Err(e @ (SessionError::Store(_) | SessionError::Redis(_))) => return Err(e),
-                Err(e) => Outcome::Failed(e.to_string()),
-                Ok(_) if !s.wait => Outcome::Succeeded,
-                Ok(session) => wait_for_end(sessions, &session.id, timeout)?,
+                Err(e) => Err(Outcome::Failed(e.to_string())),
+                Ok(_) if !s.wait => Err(Outcome::Succeeded),
+                Ok(session) => Ok(Work::Session {
+                    id: session.id,
+                    until,
+                    timeout,
+                }),
             }
         }
         Action::WaitFor(name) => match sessions.resolve(&name) {
-            Ok(s) => wait_for_end(sessions, &s.id, timeout)?,
+            Ok(s) => Ok(Work::Session {
+                id: s.id,
+                until,
+                timeout,
+            }),
             Err(e @ (SessionError::Store(_) | SessionError::Redis(_))) => return Err(e),
-            Err(e) => Outcome::Failed(e.to_string()),
+            Err(e) => Err(Outcome::Failed(e.to_string())),
         },
         Action::Publish(p) => {
             let payload = p
@@ -493,81 +694,77 @@ fn run_step(
             sessions
                 .store
                 .queue(&[event(host, &p.routing_key, payload)])?;
-            Outcome::Succeeded
+            Err(Outcome::Succeeded)
         }
     })
 }
 
-/// Refreshes until the session `id` has ended: succeeded when it exited 0 (or was ended by a
-/// person), failed otherwise or after `timeout`.
-fn wait_for_end(
+/// The session `id`'s outcome once it has ended: succeeded when it exited 0 (or was ended by a
+/// person), failed otherwise or after `timeout`; `None` while it runs.
+fn poll_session(
     sessions: &mut Sessions,
     id: &str,
+    until: Instant,
     timeout: Duration,
-) -> Result<Outcome, SessionError> {
-    let until = Instant::now() + timeout;
-    loop {
-        sessions.refresh()?;
-        let Some(s) = sessions.get(id)? else {
-            return Ok(Outcome::Failed(format!("the session {id} is gone")));
-        };
-        if !s.state.is_running() {
-            return Ok(match s.state {
-                crate::model::SessionState::Terminated => Outcome::Succeeded,
-                _ => Outcome::Failed(format!(
-                    "the session {} {}",
-                    s.name,
-                    s.reason.as_deref().unwrap_or("failed")
-                )),
-            });
-        }
-        if Instant::now() >= until {
-            return Ok(Outcome::Failed(format!(
-                "the session {} did not end within {timeout:?} (it goes on running)",
-                s.name
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(250));
+) -> Result<Option<Outcome>, SessionError> {
+    let Some(s) = sessions.get(id)? else {
+        return Ok(Some(Outcome::Failed(format!("the session {id} is gone"))));
+    };
+    if !s.state.is_running() {
+        return Ok(Some(match s.state {
+            crate::model::SessionState::Terminated => Outcome::Succeeded,
+            _ => Outcome::Failed(format!(
+                "the session {} {}",
+                s.name,
+                s.reason.as_deref().unwrap_or("failed")
+            )),
+        }));
     }
+    if Instant::now() >= until {
+        return Ok(Some(Outcome::Failed(format!(
+            "the session {} did not end within {timeout:?} (it goes on running)",
+            s.name
+        ))));
+    }
+    Ok(None)
 }
 
-/// Runs `cmd` in `dir` to its end, killing it after `timeout`.
-fn run_command(cmd: &[String], dir: &Path, timeout: Duration) -> Outcome {
+/// Starts `cmd` in `dir` (not in tmux: its output goes where candybar's does).
+fn spawn_command(cmd: &[String], dir: &Path) -> Result<std::process::Child, Outcome> {
     let Some((program, args)) = cmd.split_first() else {
-        return Outcome::Failed("an empty command".into());
+        return Err(Outcome::Failed("an empty command".into()));
     };
-    let mut child = match std::process::Command::new(program)
+    std::process::Command::new(program)
         .args(args)
         .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome::Failed(format!("cannot run {program:?} in {}: {e}", dir.display()));
+        .map_err(|e| Outcome::Failed(format!("cannot run {program:?} in {}: {e}", dir.display())))
+}
+
+/// The command's outcome once it has exited (it is killed after `timeout`); `None` while it runs.
+fn poll_command(
+    child: &mut std::process::Child,
+    cmd: &[String],
+    until: Instant,
+    timeout: Duration,
+) -> Option<Outcome> {
+    match child.try_wait() {
+        Ok(Some(status)) if status.success() => Some(Outcome::Succeeded),
+        Ok(Some(status)) => Some(Outcome::Failed(match status.code() {
+            Some(c) => format!("`{}` exited with {c}", cmd.join(" ")),
+            None => format!("`{}` was killed", cmd.join(" ")),
+        })),
+        Ok(None) if Instant::now() >= until => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Some(Outcome::Failed(format!(
+                "`{}` did not finish within {timeout:?}; it was stopped",
+                cmd.join(" ")
+            )))
         }
-    };
-    let until = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Outcome::Succeeded,
-            Ok(Some(status)) => {
-                return Outcome::Failed(match status.code() {
-                    Some(c) => format!("`{}` exited with {c}", cmd.join(" ")),
-                    None => format!("`{}` was killed", cmd.join(" ")),
-                });
-            }
-            Ok(None) if Instant::now() >= until => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Outcome::Failed(format!(
-                    "`{}` did not finish within {timeout:?}; it was stopped",
-                    cmd.join(" ")
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Outcome::Failed(e.to_string()),
-        }
+        Ok(None) => None,
+        Err(e) => Some(Outcome::Failed(e.to_string())),
     }
 }
 
@@ -629,6 +826,14 @@ mod tests {
             ),
             ("[[step]\nid = ", "TOML parse error"),
             ("description = \"nothing\"", "no steps"),
+            (
+                "parallel = 0\n[[step]]\nid = \"a\"\nrun = [\"x\"]",
+                "parallel = 0 is out of range",
+            ),
+            (
+                "parallel = -1\n[[step]]\nid = \"a\"\nrun = [\"x\"]",
+                "invalid value",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(says), "{text}: {e}");

@@ -424,3 +424,132 @@ fn after_a_failure_only_the_steps_meant_for_it_run() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_paused_session_prints_nothing_until_resumed_and_both_are_announced() {
+    let lab = Lab::new();
+    let mut sessions = lab.sessions(Duration::from_millis(500));
+    let ticker = sessions
+        .start(lab.request(
+            "ticker",
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done",
+            ],
+        ))
+        .unwrap();
+    wait_for(&mut sessions, &ticker.id, SessionState::Active);
+    let log_len = || std::fs::metadata(&ticker.log).map_or(0, |m| m.len());
+
+    let paused = sessions.pause("ticker").expect("pause");
+    assert_eq!(paused.state, SessionState::Paused);
+    // The pipe to the log may still hold a line: let it settle, then nothing more comes.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = log_len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(log_len(), before, "a paused session went on printing");
+    // Quiet for longer than the idle time, it is still paused (not idle), also in the store.
+    sessions.refresh().unwrap();
+    assert_eq!(
+        sessions.get(&ticker.id).unwrap().unwrap().state,
+        SessionState::Paused
+    );
+    assert!(matches!(
+        sessions.pause(&ticker.id),
+        Err(SessionError::Already { .. })
+    ));
+
+    let resumed = sessions.resume("ticker").expect("resume");
+    assert!(resumed.state.is_running() && resumed.state != SessionState::Paused);
+    assert_eq!(resumed.paused_us, None);
+    wait_for(&mut sessions, &ticker.id, SessionState::Active);
+    assert!(log_len() > before, "a resumed session prints again");
+    assert!(matches!(
+        sessions.resume(&ticker.id),
+        Err(SessionError::Already { .. })
+    ));
+
+    let events = outbox(&sessions);
+    let (_, p) = events
+        .iter()
+        .find(|(k, _)| k == "jelmore.session.paused")
+        .expect("paused announced");
+    assert_eq!(p["payload"]["session_id"], ticker.id);
+    let (_, r) = events
+        .iter()
+        .find(|(k, _)| k == "jelmore.session.resumed")
+        .expect("resumed announced");
+    let secs = r["payload"]["paused_seconds"].as_f64().unwrap();
+    assert!((1.2..10.0).contains(&secs), "paused for {secs} s");
+    assert_eq!(r["correlation_ids"][0], "corr-1");
+
+    // A paused session ends like any other: it is continued to hear Ctrl-C.
+    sessions.pause(&ticker.id).unwrap();
+    let t = Instant::now();
+    let ended = sessions
+        .end(&ticker.id, false, Duration::from_secs(5))
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(ended.state, SessionState::Terminated);
+    assert_eq!(ended.exit_code, Some(130), "{ended:?}");
+}
+
+#[test]
+fn independent_branches_run_at_once_and_a_join_waits_for_both() {
+    let lab = Lab::new();
+    let mut sessions = lab.sessions(Duration::from_mins(1));
+    let stamp = |name: &str| {
+        format!(
+            "date +%s%N > {}/{name}.start; sleep 1.2",
+            lab.path().display()
+        )
+    };
+    let text = format!(
+        r#"
+        parallel = 4
+        [[step]]
+        id = "build"
+        run = ["sh", "-c", "{build}"]
+        [[step]]
+        id = "agent"
+        session = {{ name = "reviewer", command = ["sh", "-c", "{agent}"] }}
+        [[step]]
+        id = "join"
+        needs = ["build", "agent"]
+        run = ["sh", "-c", "date +%s%N > {dir}/join.start"]
+        "#,
+        build = stamp("build"),
+        agent = stamp("agent"),
+        dir = lab.path().display()
+    );
+    let w = candybar_sessions::workflow::Workflow::parse(&text, "w", Path::new("w.toml")).unwrap();
+    let t = Instant::now();
+    let outcomes =
+        candybar_sessions::workflow::run(&w, &mut sessions, lab.path(), &mut |_, _| {}).unwrap();
+    let took = t.elapsed();
+    let ok = |id: &str| {
+        outcomes
+            .iter()
+            .any(|(i, o)| i == id && *o == candybar_sessions::workflow::Outcome::Succeeded)
+    };
+    assert!(ok("build") && ok("agent") && ok("join"), "{outcomes:?}");
+    assert_eq!(outcomes.last().unwrap().0, "join");
+    let at = |name: &str| -> i64 {
+        std::fs::read_to_string(lab.path().join(format!("{name}.start")))
+            .unwrap_or_else(|e| panic!("{name} never started: {e}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (build, agent, join) = (at("build"), at("agent"), at("join"));
+    // The two branches began together (one after the other would be 1.2 s apart) …
+    assert!((build - agent).abs() < 800_000_000, "{build} {agent}");
+    // … and the join only after both had run their 1.2 s.
+    assert!(
+        join - build.max(agent) >= 1_200_000_000,
+        "{join} {build} {agent}"
+    );
+    // In all, well under the 2.4 s the branches take one after the other.
+    assert!(took < Duration::from_millis(2_300), "{took:?}");
+}

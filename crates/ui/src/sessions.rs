@@ -69,6 +69,11 @@ pub enum SessionAction {
         id: String,
         force: bool,
     },
+    /// Stop its processes until resumed (`true`), or continue them.
+    Pause {
+        id: String,
+        pause: bool,
+    },
     /// Open the user's terminal on it.
     Attach(String),
     Send {
@@ -398,6 +403,18 @@ impl SessionsViewState {
                     .clicked()
                 {
                     commands.push(Command::Sessions(SessionAction::Attach(r.id.clone())));
+                }
+                let paused = r.state == "paused";
+                let (label, hover) = if paused {
+                    ("▶ Resume", "continue its processes")
+                } else {
+                    ("⏸ Pause", "stop its processes (SIGSTOP) until resumed")
+                };
+                if ui.button(label).on_hover_text(hover).clicked() {
+                    commands.push(Command::Sessions(SessionAction::Pause {
+                        id: r.id.clone(),
+                        pause: !paused,
+                    }));
                 }
                 if ui
                     .button("⏹ End")
