@@ -23,6 +23,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod instance;
+pub mod mission;
 pub mod procfs;
 pub mod secrets;
 

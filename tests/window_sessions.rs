@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::kit::wait_for_label;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -86,19 +88,6 @@ fn app_with(live: Live, terminal: Option<String>) -> (Harness<'static, CandybarA
         .build_eframe(|cc| CandybarApp::new(cc, init));
     harness.run_steps(3);
     (harness, Lab { dir, _rt: rt })
-}
-
-/// Steps the app until a label containing `text` is on screen (10 s at most).
-fn wait_for_label(harness: &mut Harness<'_, CandybarApp>, text: &str) {
-    let start = Instant::now();
-    while harness.query_all_by_label_contains(text).next().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "waited 10 s for {text:?} on screen"
-        );
-        harness.run_steps(1);
-        std::thread::sleep(Duration::from_millis(30));
-    }
 }
 
 fn type_into(harness: &mut Harness<'_, CandybarApp>, nth_field: usize, text: &str) {

@@ -2,12 +2,13 @@
 //! journal's span, "Older" pages the Stream back beyond what is in memory, a click on the
 //! timeline shows the platform as it was then in every view, and "Live" returns to now.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 
-use candybar::app::history::History;
 use candybar::app::{AppInit, CandybarApp, Clock};
 use candybar_bus::live::Live;
 use candybar_core::event::RawMessage;
@@ -86,13 +87,7 @@ fn app_with(journal: &std::path::Path, more: &[RawMessage]) -> Harness<'static, 
     init.tz = Some(candybar_ui::time_fmt::TimeZoneChoice::Utc);
     init.clock = Clock::Fixed(NOW_US);
     init.view = Some(candybar_ui::View::Stream);
-    init.history = Some(History {
-        dir: journal.to_owned(),
-        status: std::sync::Arc::default(),
-        recorder: None,
-        takeover: None,
-        own: None,
-    });
+    init.history = Some(support::kit::journal_history(journal));
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])
         .build_eframe(|cc| CandybarApp::new(cc, init));

@@ -69,6 +69,16 @@ impl CandybarApp {
                 Command::Connect(req) => self.connect(req),
                 Command::TravelTo(at) => self.travel_to(at),
                 Command::SearchJournal => self.search_journal(),
+                Command::Mission(candybar_ui::mission::MissionAction::Wake) => self.start_mission(),
+                Command::Mission(candybar_ui::mission::MissionAction::Brief {
+                    since_us,
+                    until_us,
+                }) => {
+                    self.start_mission();
+                    if let Some(m) = &mut self.mission {
+                        m.write_brief(since_us, until_us);
+                    }
+                }
                 Command::Sessions(action) => {
                     let taken = self.sessions.as_mut().is_some_and(|w| w.ask(action));
                     if !taken {

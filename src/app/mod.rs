@@ -15,6 +15,7 @@ mod commands;
 mod dictation;
 pub mod export;
 pub mod history;
+pub mod mission;
 mod run;
 #[cfg(target_os = "linux")]
 pub mod runtime_libs;
@@ -212,6 +213,8 @@ pub struct CandybarApp {
     show_requested: Arc<std::sync::atomic::AtomicBool>,
     /// The coding-agent sessions, on their worker's thread.
     sessions: Option<sessions::SessionsWorker>,
+    /// Mission Control, once its view was first shown.
+    pub mission: Option<mission::MissionState>,
     /// `candybar record` asking (through the local socket) for the journal this window writes.
     journal_releases: (
         SyncSender<history::ReleaseRequest>,
@@ -232,6 +235,7 @@ pub struct CandybarApp {
 }
 
 impl CandybarApp {
+    #[allow(clippy::too_many_lines)] // every field of the app, one per line
     pub fn new(cc: &eframe::CreationContext<'_>, init: AppInit) -> Self {
         let persisted: Persisted = cc
             .storage
@@ -281,6 +285,7 @@ impl CandybarApp {
             dictation: None,
             show_requested: Arc::default(),
             sessions: None,
+            mission: None,
             journal_releases: sync_channel(1),
             dictation_edited: persisted.dictation.is_some(),
             tray: None,
@@ -629,6 +634,7 @@ impl CandybarApp {
                 warning: j.warning.as_deref(),
             }),
             sessions: self.sessions.as_ref().map(sessions::SessionsWorker::info),
+            mission: self.mission.as_ref().map(mission::MissionState::info),
             journal_rates: if long_range {
                 self.travel.as_ref().and_then(travel::Travel::rates)
             } else {
@@ -719,6 +725,7 @@ impl CandybarApp {
         self.step_export();
         self.poll_history();
         self.poll_sessions();
+        self.poll_mission();
         self.poll_dialogs();
         self.poll_secrets();
         self.poll_devices();
@@ -732,6 +739,35 @@ impl CandybarApp {
         self.viewer
             .stats
             .record_ingest(self.frame_start.elapsed().as_secs_f32());
+    }
+
+    /// Mission Control reads what arrived, and brings its answers up to date while shown.
+    fn poll_mission(&mut self) {
+        let Some(m) = &mut self.mission else { return };
+        m.scan(&self.live.store);
+        if self.viewer.view == View::Mission {
+            m.derive(self.clock.now_us());
+            if m.loading().is_some() {
+                self.ctx.request_repaint_after(Duration::from_millis(200));
+            } else {
+                // SLA countdowns and ages move with the clock.
+                self.ctx.request_repaint_after(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Starts Mission Control (its view asked): from the journal when there is one.
+    pub(super) fn start_mission(&mut self) {
+        if self.mission.is_some() {
+            return;
+        }
+        let journal = self.history.as_ref().map(|h| h.dir.clone());
+        let waker = self.ctx.clone();
+        let mut m = mission::MissionState::start(journal, &self.live.store, move || {
+            waker.request_repaint();
+        });
+        m.derive(self.clock.now_us());
+        self.mission = Some(m);
     }
 
     fn start_sessions(&mut self, init: sessions::SessionsInit) {

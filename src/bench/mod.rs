@@ -11,6 +11,7 @@ mod constellation;
 pub mod dictation;
 mod flow;
 mod journal;
+mod mission;
 mod sessions;
 mod soak;
 mod trace;
@@ -80,6 +81,9 @@ pub enum BenchCommand {
     /// The Traces view: a 10,000-event trace's waterfall, built from a 200,000-event store,
     /// then CPU per frame (ui + tessellation, in-process) while it scrolls.
     Trace(trace::TraceBenchArgs),
+    /// Mission Control over a day of demo events in a journal: the day's briefing from nothing,
+    /// then CPU per frame of each Mission tab while 20,000 events/s arrive (in-process).
+    Mission(mission::MissionBenchArgs),
     /// Agent sessions (real binary, private tmux, real broker): `session start` → its
     /// `jelmore.session.started` received; `session list` with 1,000 sessions stored.
     Sessions(sessions::SessionsBenchArgs),
@@ -151,6 +155,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
         BenchCommand::Trace(a) => tokio::task::block_in_place(|| trace::bench_trace(&a)),
+        BenchCommand::Mission(a) => tokio::task::block_in_place(|| mission::bench_mission(&a))?,
         BenchCommand::Sessions(a) => sessions::bench_sessions(&a, source).await?,
         BenchCommand::Journal(a) => tokio::task::block_in_place(|| journal::bench_journal(&a))?,
         BenchCommand::Backfill(a) => tokio::task::block_in_place(|| backfill::bench_backfill(&a))?,

@@ -4,6 +4,7 @@
 pub(crate) mod asr;
 pub(crate) mod dictate;
 pub(crate) mod journal;
+pub(crate) mod mission;
 mod publish;
 mod registry;
 mod secret;
@@ -92,6 +93,9 @@ enum Command {
     /// publish events — with dependencies and a failure policy.
     #[command(subcommand)]
     Workflow(session::WorkflowCommand),
+    /// Mission Control from the journal: portfolio, decisions, drift, risks, the briefing.
+    #[command(subcommand)]
+    Mission(mission::MissionCommand),
     /// Start candybar in the tray when you log in: on, off, or status.
     Autostart {
         #[arg(value_enum)]
@@ -543,6 +547,9 @@ pub fn main(started: std::time::Instant) -> ExitCode {
                 Some(Command::Session(cmd)) => session::run(cmd, &cli.source).await,
                 Some(Command::Agent(cmd)) => session::agent(cmd, &cli.source).await,
                 Some(Command::Workflow(cmd)) => session::workflow(cmd, &cli.source).await,
+                Some(Command::Mission(cmd)) => {
+                    tokio::task::block_in_place(|| mission::run(&cmd, &cli.source))
+                }
                 Some(Command::Autostart { state }) => autostart(state),
                 None => Ok(ExitCode::SUCCESS),
             }

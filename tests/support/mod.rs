@@ -10,6 +10,7 @@
 )]
 
 pub mod journal;
+pub mod kit;
 
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};

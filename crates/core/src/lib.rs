@@ -36,6 +36,7 @@ pub mod glob;
 pub mod health;
 pub mod intern;
 pub mod layout;
+pub mod mission;
 pub mod redact;
 pub mod registry;
 pub mod source;

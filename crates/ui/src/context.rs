@@ -55,6 +55,8 @@ pub struct ViewContext<'a> {
     pub journal_rates: Option<&'a JournalRates>,
     /// Coding-agent sessions, when this window runs the sessions worker.
     pub sessions: Option<crate::sessions::SessionsInfo<'a>>,
+    /// Mission Control's answers, once the view has asked for them.
+    pub mission: Option<crate::mission::MissionInfo<'a>>,
 }
 
 /// Events per column over a range of days, from the journal's block indexes.
@@ -143,6 +145,7 @@ impl<'a> ViewContext<'a> {
             timeline: None,
             journal_rates: None,
             sessions: None,
+            mission: None,
         }
     }
 }

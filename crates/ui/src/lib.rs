@@ -12,6 +12,7 @@
 //! - [`charts`]: rates, histograms, top lists. [`flow`]: the services and how events move.
 //!   [`health`]: the registry's services. [`constellation`]: the agents (its own WGSL shaders).
 //! - [`dictation`]: record, live text, history search, dictation settings.
+//! - [`mission`]: Mission Control: portfolio, decision radar, plans and drift, risks, briefings.
 //! - [`sessions`]: coding-agent sessions: their states, a start form, a session's live log.
 //! - [`trace`]: one correlation id's or session's events as a waterfall.
 //! - [`connection`]: the Connection dialog.
@@ -28,6 +29,7 @@ pub mod dictation;
 pub mod flow;
 pub mod frame_stats;
 pub mod health;
+pub mod mission;
 pub mod sessions;
 pub mod stats;
 pub mod stream;
@@ -59,18 +61,20 @@ pub enum View {
     Charts,
     Health,
     Constellation,
+    Mission,
     Sessions,
     Traces,
     Dictation,
 }
 
 impl View {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Stream,
         Self::Flow,
         Self::Charts,
         Self::Health,
         Self::Constellation,
+        Self::Mission,
         Self::Sessions,
         Self::Traces,
         Self::Dictation,
@@ -84,6 +88,7 @@ impl View {
             Self::Charts => "📈 Charts",
             Self::Health => "♥ Health",
             Self::Constellation => "✨ Agents",
+            Self::Mission => "🎯 Mission",
             Self::Sessions => "▶ Sessions",
             Self::Traces => "⏱ Traces",
             Self::Dictation => "🎤 Dictation",
@@ -99,6 +104,7 @@ impl View {
             Self::Charts => "charts",
             Self::Health => "health",
             Self::Constellation => "constellation",
+            Self::Mission => "mission",
             Self::Sessions => "sessions",
             Self::Traces => "traces",
             Self::Dictation => "dictation",
@@ -150,6 +156,8 @@ pub enum Command {
     OpenTrace(String),
     /// Start, end, attach to, talk to or pick a coding-agent session.
     Sessions(sessions::SessionAction),
+    /// Mission Control: start reading, write a briefing.
+    Mission(mission::MissionAction),
     /// Quit, even where closing the window would only hide it.
     Quit,
 }

@@ -53,6 +53,7 @@ pub struct Viewer {
     pub form: ConnectionForm,
     pub dictation_view: DictationViewState,
     pub sessions: crate::sessions::SessionsViewState,
+    pub mission: crate::mission::MissionViewState,
     pub trace: crate::trace::TraceViewState,
     pub stats: FrameStats,
     pub timeline: TimelineState,
@@ -79,6 +80,7 @@ impl Viewer {
             form: ConnectionForm::default(),
             dictation_view: DictationViewState::default(),
             sessions: crate::sessions::SessionsViewState::default(),
+            mission: crate::mission::MissionViewState::default(),
             trace: crate::trace::TraceViewState::default(),
             stats: FrameStats::new(started),
             timeline: TimelineState::default(),
@@ -275,6 +277,7 @@ impl Viewer {
             }
             View::Dictation => self.dictation_view.ui(ui, &mut vcx),
             View::Sessions => self.sessions.ui(ui, &mut vcx),
+            View::Mission => self.mission.ui(ui, &mut vcx),
             View::Traces => self.trace.ui(ui, &mut vcx),
             View::Stream => self.stream_ui(ui, cx),
         }

@@ -1,7 +1,8 @@
 //! The demo simulator: a realistic platform built from a registry — agents with sessions,
 //! correlation chains (a prompt, the model calls and tool runs it causes, a completion or a
 //! failure), heartbeats, both envelope styles. Deterministic for a seed and a clock, so tests
-//! and benchmarks see the same events every run. Pure: the caller supplies the time.
+//! and benchmarks see the same events every run. Pure: the caller supplies the time. Mission
+//! Control's projects, decisions and risks come from [`mission`].
 
 // Payload structs sit next to the code that fills them, and their field names follow the
 // platform's schemas; the two big generators are one `match` each, read top to bottom.
@@ -10,6 +11,8 @@
     clippy::struct_field_names,
     clippy::too_many_lines
 )]
+
+mod mission;
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -30,6 +33,9 @@ pub struct DemoConfig {
     pub heartbeat_secs: u32,
     /// Shorter payloads (events of ~300 bytes instead of ~500), for benchmarks stated at that size.
     pub compact: bool,
+    /// Mission Control's events too (projects, decisions, gates, escalations; not when
+    /// `compact`): see [`mission`].
+    pub mission: bool,
 }
 
 impl Default for DemoConfig {
@@ -40,6 +46,7 @@ impl Default for DemoConfig {
             failure_rate: 0.04,
             heartbeat_secs: 5,
             compact: false,
+            mission: true,
         }
     }
 }
@@ -131,6 +138,7 @@ pub struct Demo {
     /// Producer names from the registry (`hookd`, `llm-gateway`, …) for the v1 `source.app`.
     apps: Apps,
     buf: Vec<u8>,
+    mission: Option<mission::MissionSim>,
 }
 
 struct Apps {
@@ -246,6 +254,7 @@ fn handoff(agent: usize, parent: &str, agents: usize) -> usize {
 impl Demo {
     #[must_use]
     pub fn new(cfg: DemoConfig, registry: &Registry) -> Self {
+        let mission = (cfg.mission && !cfg.compact).then(|| mission::MissionSim::new(cfg.seed));
         let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed);
         let agents = (0..cfg.agents.max(1))
             .map(|i| {
@@ -273,6 +282,7 @@ impl Demo {
             tick: 0,
             apps: Apps::from_registry(registry),
             buf: Vec::with_capacity(512),
+            mission,
         }
     }
 
@@ -287,6 +297,12 @@ impl Demo {
         {
             self.last_heartbeat_us = now_us;
             return self.heartbeat(now_us, &time);
+        }
+        // Mission Control's events: its past one every other message at first, then a few.
+        if self.counter.is_multiple_of(2)
+            && let Some(m) = self.mission.as_mut().and_then(|m| m.next(now_us))
+        {
+            return m;
         }
         // Keep a handful of chains going; start one when there are few.
         if self.chains.len() < 3 + self.agents.len() / 8 || self.rng.random_bool(0.15) {
@@ -522,7 +538,7 @@ impl Demo {
                     Some("tool call timed out after 120s"),
                 ),
                 (true, false) => ("bloodbank.v1.agent.invocation.completed", None),
-                _ => ("bloodbank.v1.repo.decision.recorded", None),
+                _ => ("bloodbank.v1.agent.plan.recorded", None),
             };
             let d = Outcome {
                 summary: &summary,

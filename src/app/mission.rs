@@ -1,0 +1,238 @@
+//! The window's Mission Control: a [`Mission`] fed from the live store as events arrive (only
+//! the types it reads are decompressed), started from the journal's past on a thread, and the
+//! answers the view draws — recomputed when something changed, at most a few times a second.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
+use std::time::{Duration, Instant};
+
+use candybar_core::intern::Sym;
+use candybar_core::mission::{
+    self, Briefing, Mission, PlanDrift, PortfolioCard, RankedDecision, Risks,
+};
+use candybar_core::store::EventStore;
+use candybar_core::time::Micros;
+
+/// The answers are recomputed at most this often (SLA countdowns and ages move with the clock).
+const DERIVE_EVERY: Duration = Duration::from_millis(500);
+/// Decisions the radar lists: the last week.
+const RADAR_US: Micros = 7 * 24 * 3_600_000_000;
+
+/// The journal's past, being read.
+struct Loading {
+    done: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+    rx: Receiver<Result<crate::mission::Loaded, String>>,
+}
+
+/// What the view draws, derived from the model.
+#[derive(Default)]
+struct Derived {
+    portfolio: Vec<PortfolioCard>,
+    decisions: Vec<RankedDecision>,
+    risks: Risks,
+    drift: Vec<PlanDrift>,
+    version: u64,
+    at: Option<Instant>,
+    now_us: Micros,
+}
+
+pub struct MissionState {
+    pub mission: Mission,
+    /// The next live event to read.
+    next_seq: u64,
+    /// Whether a type (by its symbol in the live store) is one Mission Control reads.
+    wanted: std::collections::HashMap<Sym, bool>,
+    loading: Option<Loading>,
+    /// Events read from the journal, and live.
+    from_journal: u64,
+    live_events: u64,
+    journal_note: Option<String>,
+    source: String,
+    derived: Derived,
+    pub brief: Option<Briefing>,
+}
+
+impl MissionState {
+    /// Starts reading: the journal in `journal` (on a thread; until then the live events alone
+    /// are shown), then the live store.
+    pub fn start(
+        journal: Option<PathBuf>,
+        store: &EventStore,
+        wake: impl Fn() + Send + 'static,
+    ) -> Self {
+        let loading = journal.map(|dir| {
+            // The journal up to the oldest event in memory: from there on the store has them.
+            let until = store.oldest_received_us().map_or(Micros::MAX, |t| t - 1);
+            let done = Arc::new(AtomicUsize::new(0));
+            let total = Arc::new(AtomicUsize::new(0));
+            let (tx, rx) = sync_channel(1);
+            let (d, t) = (done.clone(), total.clone());
+            let spawned = std::thread::Builder::new()
+                .name("mission".into())
+                .spawn(move || {
+                    let result = crate::mission::load(&dir, until, &mut |n, of| {
+                        d.store(n, Ordering::Relaxed);
+                        t.store(of, Ordering::Relaxed);
+                    });
+                    let _ = tx.send(result);
+                    wake();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("cannot read the journal for Mission Control: {e}");
+            }
+            Loading { done, total, rx }
+        });
+        let mut s = Self {
+            mission: Mission::new(),
+            next_seq: store.first_seq(),
+            wanted: std::collections::HashMap::new(),
+            loading,
+            from_journal: 0,
+            live_events: 0,
+            journal_note: None,
+            source: String::new(),
+            derived: Derived::default(),
+            brief: None,
+        };
+        s.scan(store);
+        s
+    }
+
+    /// Reads the live events that arrived since the last call (and takes the journal's past
+    /// once it is read); whether anything changed.
+    pub fn scan(&mut self, store: &EventStore) -> bool {
+        let mut changed = self.poll_loading(store);
+        let from = self.next_seq.max(store.first_seq());
+        let end = store.end_seq();
+        if from >= end {
+            self.next_seq = end;
+            return changed;
+        }
+        let interner = store.interner();
+        let mut hits = Vec::new();
+        for view in store.blocks_from(from) {
+            let first = view.first_seq();
+            for (i, m) in view.metas().iter().enumerate() {
+                let seq = first + i as u64;
+                if seq < from {
+                    continue;
+                }
+                let wanted = *self
+                    .wanted
+                    .entry(m.kind)
+                    .or_insert_with(|| mission::wants(interner.resolve(m.kind)));
+                if wanted {
+                    hits.push(seq);
+                }
+            }
+        }
+        self.next_seq = end;
+        for seq in hits {
+            if let Some(e) = store.get(seq)
+                && self.mission.ingest_event(&e)
+            {
+                self.live_events += 1;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Takes the journal's past when its thread is done: the model starts over from it, and
+    /// the live events in memory are read again on top.
+    fn poll_loading(&mut self, store: &EventStore) -> bool {
+        let Some(l) = &self.loading else {
+            return false;
+        };
+        let result = match l.rx.try_recv() {
+            Ok(r) => r,
+            Err(TryRecvError::Empty) => return false,
+            Err(TryRecvError::Disconnected) => Err("the reading thread stopped".into()),
+        };
+        self.loading = None;
+        match result {
+            Ok(loaded) => {
+                self.from_journal = loaded.events;
+                self.mission = loaded.mission;
+                self.live_events = 0;
+                self.next_seq = store.first_seq();
+                self.journal_note = Some(format!(
+                    "{} from the journal ({} blocks read, {} ruled out, {} ms)",
+                    loaded.events,
+                    loaded.blocks_read,
+                    loaded.blocks_skipped,
+                    loaded.took.as_millis()
+                ));
+            }
+            Err(e) => self.journal_note = Some(format!("the journal could not be read: {e}")),
+        }
+        self.derived.at = None;
+        true
+    }
+
+    /// The journal being read: blocks done of total.
+    pub fn loading(&self) -> Option<(usize, usize)> {
+        self.loading.as_ref().map(|l| {
+            (
+                l.done.load(Ordering::Relaxed),
+                l.total.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Brings the answers up to date for `now_us` when the model changed or time moved on.
+    pub fn derive(&mut self, now_us: Micros) {
+        let d = &self.derived;
+        let fresh =
+            d.version == self.mission.version && d.at.is_some_and(|t| t.elapsed() < DERIVE_EVERY);
+        if fresh {
+            return;
+        }
+        let m = &self.mission;
+        self.derived = Derived {
+            portfolio: mission::portfolio(m, now_us),
+            decisions: mission::ranked_decisions(m, now_us - RADAR_US, now_us, now_us),
+            risks: mission::risks(m, now_us),
+            drift: mission::drift(m),
+            version: m.version,
+            at: Some(Instant::now()),
+            now_us,
+        };
+        self.source = match &self.journal_note {
+            Some(j) => format!("{j} · {} live events", self.live_events),
+            None if self.loading.is_some() => format!("{} live events so far", self.live_events),
+            None => format!(
+                "{} events from the live feed (no journal)",
+                self.live_events
+            ),
+        };
+    }
+
+    /// Writes the briefing of `[since_us, until_us]`.
+    pub fn write_brief(&mut self, since_us: Micros, until_us: Micros) {
+        let title = crate::cli::mission::brief_title(until_us);
+        self.brief = Some(mission::brief(
+            &self.mission,
+            &title,
+            since_us,
+            until_us,
+            until_us,
+        ));
+    }
+
+    pub fn info(&self) -> candybar_ui::mission::MissionInfo<'_> {
+        candybar_ui::mission::MissionInfo {
+            portfolio: &self.derived.portfolio,
+            decisions: &self.derived.decisions,
+            risks: &self.derived.risks,
+            drift: &self.derived.drift,
+            brief: self.brief.as_ref(),
+            loading: self.loading(),
+            source: &self.source,
+            now_us: self.derived.now_us,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! `candybar mission …` (the real binary) over a real journal on disk: the demo's projects,
+//! decisions, risks, drift and briefing in every format, and bad input with a clear message.
+
+mod support;
+
+use std::path::Path;
+
+use candybar_core::demo::{Demo, DemoConfig};
+use candybar_core::event::RawMessage;
+use candybar_core::registry::Registry;
+use candybar_core::time::format_rfc3339;
+use candybar_journal::{JournalConfig, JournalWriter};
+use serde_json::Value;
+use support::{path_str, run};
+
+/// 2026-01-27T10:00:00Z.
+const T0_US: i64 = 1_769_508_000_000_000;
+const EVENTS: i64 = 3_000;
+const STEP_US: i64 = 100_000;
+
+/// A journal of five minutes of the demo feed, with `more` after it; the moment it ends.
+fn journal(dir: &Path, more: &[RawMessage]) -> String {
+    let mut w = JournalWriter::open(JournalConfig::new(dir.to_owned()), "test").expect("journal");
+    let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
+    for i in 0..EVENTS {
+        w.append(&demo.next_message(T0_US + i * STEP_US));
+    }
+    for m in more {
+        w.append(m);
+    }
+    w.flush().expect("written");
+    format_rfc3339(T0_US + EVENTS * STEP_US + 1_000_000)
+}
+
+fn mission(dir: &Path, what: &str, until: &str, format: &str) -> String {
+    let (code, out, err) = run(&[
+        "mission",
+        what,
+        "--journal",
+        path_str(dir),
+        "--until",
+        until,
+        "--since",
+        "24h",
+        "--format",
+        format,
+    ]);
+    assert_eq!(code, Some(0), "mission {what} --format {format}: {err}");
+    assert!(err.contains("Mission Control events from"), "{err}");
+    out
+}
+
+#[test]
+fn the_journal_answers_in_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let until = journal(&dir, &[]);
+
+    let cards: Value = serde_json::from_str(&mission(&dir, "portfolio", &until, "json")).unwrap();
+    let cards = cards.as_array().unwrap();
+    assert_eq!(cards.len(), 5);
+    assert_eq!(cards[0]["name"], "Atlas API", "the top mover first");
+    let health = |name: &str| {
+        cards.iter().find(|c| c["name"] == name).unwrap()["health"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(health("Delta infra"), "blocked");
+    assert_eq!(health("Ember mobile"), "stalled");
+    let md = mission(&dir, "portfolio", &until, "md");
+    assert!(md.starts_with("# Portfolio\n\n| project |"), "{md}");
+    assert!(
+        md.contains("| Delta infra | blocked | blocked | 2 open blockers"),
+        "{md}"
+    );
+    let csv = mission(&dir, "portfolio", &until, "csv");
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(rows.records().count(), 5);
+
+    let decisions: Value =
+        serde_json::from_str(&mission(&dir, "decisions", &until, "json")).unwrap();
+    let decisions = decisions.as_array().unwrap();
+    assert!(decisions.len() >= 8, "{decisions:?}");
+    assert_eq!(decisions[0]["impact"], "critical");
+    assert_eq!(decisions[0]["autonomy_alert"], true);
+    let ranks: Vec<f64> = decisions
+        .iter()
+        .map(|d| d["rank"].as_f64().unwrap())
+        .collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] >= w[1]),
+        "highest first: {ranks:?}"
+    );
+    assert!(mission(&dir, "decisions", &until, "md").contains("⚠ autonomy alert: **Atlas API**"));
+
+    let risks = mission(&dir, "risks", &until, "md");
+    assert!(
+        risks.contains("**escalation** critical — Delta infra: staging deploys fail"),
+        "{risks}"
+    );
+    assert!(risks.contains("overdue by"), "{risks}");
+    assert!(risks.contains("options: approve / deny / defer"), "{risks}");
+    let drift = mission(&dir, "drift", &until, "md");
+    assert!(
+        drift.contains("## Beacon web — drift significant, 1 scope change"),
+        "{drift}"
+    );
+    assert!(
+        drift.contains("roadmap v1 → v2 (scope_change): added"),
+        "{drift}"
+    );
+
+    let brief = mission(&dir, "brief", &until, "md");
+    assert!(
+        brief.starts_with("# AM briefing — Tue 27 Jan 2026") || brief.starts_with("# PM briefing"),
+        "{brief}"
+    );
+    for section in [
+        "## Needle-movers",
+        "## Decisions",
+        "## Risks watchlist",
+        "[^1]: ",
+    ] {
+        assert!(brief.contains(section), "{section}: {brief}");
+    }
+    let again = mission(&dir, "brief", &until, "md");
+    assert_eq!(brief, again, "deterministic");
+    let json: Value = serde_json::from_str(&mission(&dir, "brief", &until, "json")).unwrap();
+    assert!(!json["sources"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_records_and_bad_input_get_a_clear_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    // Records Mission Control cannot make much of: not JSON, binary, wrong types, a huge array.
+    let at = T0_US + EVENTS * STEP_US;
+    let raw = |kind: &str, body: Vec<u8>| RawMessage {
+        received_us: at,
+        routing_key: kind.into(),
+        body,
+        ..RawMessage::default()
+    };
+    let huge: Vec<String> = (0..50_000)
+        .map(|i| format!(r#"{{"id":"b{i}","kind":"x"}}"#))
+        .collect();
+    let until = journal(
+        &dir,
+        &[
+            raw("lifecycle.status.updated", b"not json {".to_vec()),
+            raw("portfolio.escalation.raised", vec![0xff, 0x00, 0x9c, 0x12]),
+            raw(
+                "lifecycle.status.updated",
+                format!(
+                    r#"{{"event_type":"lifecycle.status.updated","payload":{{"lifecycle_id":"lc-x","current":7,"blockers":[{}]}}}}"#,
+                    huge.join(",")
+                )
+                .into_bytes(),
+            ),
+            raw(
+                "repo.decision.recorded",
+                br#"{"event_type":"repo.decision.recorded","payload":{"impact":"galactic","decided_by":["x"]}}"#.to_vec(),
+            ),
+        ],
+    );
+    let cards: Value = serde_json::from_str(&mission(&dir, "portfolio", &until, "json")).unwrap();
+    let x = cards
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "lc-x")
+        .expect("a project known only from a malformed status is shown");
+    assert_eq!(x["open_blockers"], 200, "a huge list is read in part");
+    let brief = mission(&dir, "brief", &until, "md");
+    assert!(
+        brief.contains("2 events could not be read (not JSON)."),
+        "{brief}"
+    );
+
+    for (args, says) in [
+        (
+            vec!["mission", "portfolio", "--journal", "/nonexistent/j"],
+            "no journal in /nonexistent/j",
+        ),
+        (
+            vec![
+                "mission",
+                "brief",
+                "--journal",
+                path_str(&dir),
+                "--format",
+                "csv",
+            ],
+            "a briefing is Markdown or JSON",
+        ),
+        (
+            vec![
+                "mission",
+                "risks",
+                "--journal",
+                path_str(&dir),
+                "--since",
+                "yesterday",
+            ],
+            "--since \"yesterday\" is neither a duration",
+        ),
+        (
+            vec![
+                "mission",
+                "decisions",
+                "--journal",
+                path_str(&dir),
+                "--since",
+                "2099-01-01T00:00:00Z",
+            ],
+            "--since is after --until",
+        ),
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

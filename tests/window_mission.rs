@@ -1,0 +1,181 @@
+//! The Mission view driven like a person would (`egui_kittest`): the demo feed's projects as
+//! cards (a click shows a project's events in the Stream), the decision radar with its autonomy
+//! alert, plans and drift, risks with an overdue gate and an approval's options, a briefing whose
+//! footnotes lead to events — and the past read from a real journal on disk.
+
+mod support;
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+
+use candybar::app::{AppInit, CandybarApp, Clock};
+use candybar_bus::live::Live;
+use candybar_core::demo::{Demo, DemoConfig};
+use candybar_core::registry::Registry;
+use candybar_core::source::SourceState;
+use candybar_core::store::StoreConfig;
+use candybar_journal::{JournalConfig, JournalWriter};
+use candybar_ui::View;
+use support::kit::{journal_history, wait_for_label};
+
+/// 2026-01-27T10:00:00Z.
+const T0_US: i64 = 1_769_508_000_000_000;
+/// Four minutes of demo at 10 events a second: its projects' past, then a gate's SLA runs out.
+const EVENTS: i64 = 2_400;
+const STEP_US: i64 = 100_000;
+
+fn demo_messages() -> Vec<candybar_core::event::RawMessage> {
+    let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
+    (0..EVENTS)
+        .map(|i| demo.next_message(T0_US + i * STEP_US))
+        .collect()
+}
+
+/// A window over the demo's events: all in memory, or (with `journal`) the first half only in
+/// the journal on disk.
+fn app(journal: Option<&std::path::Path>) -> Harness<'static, CandybarApp> {
+    let messages = demo_messages();
+    let mut live = Live::new(StoreConfig::default());
+    let split = if let Some(dir) = journal {
+        let mut w = JournalWriter::open(JournalConfig::new(dir.to_owned()), "test")
+            .expect("a new journal opens");
+        let half = messages.len() / 2;
+        for m in &messages[..half] {
+            w.append(m);
+        }
+        w.flush().expect("the journal is written");
+        half
+    } else {
+        0
+    };
+    for m in &messages[split..] {
+        live.store.insert(m);
+    }
+    live.describe = "demo feed (seeded)".into();
+    live.demo_reason = Some("test".into());
+    live.state = SourceState::Connected {
+        detail: "demo".into(),
+    };
+    let mut init = AppInit::new(live);
+    init.tz = Some(candybar_ui::time_fmt::TimeZoneChoice::Utc);
+    init.clock = Clock::Fixed(T0_US + EVENTS * STEP_US);
+    init.view = Some(View::Mission);
+    init.history = journal.map(journal_history);
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| CandybarApp::new(cc, init));
+    harness.run_steps(3);
+    harness
+}
+
+fn tab(harness: &mut Harness<'_, CandybarApp>, name: &str) {
+    harness
+        .query_all_by_label_contains(name)
+        .next()
+        .unwrap_or_else(|| panic!("no {name} tab"))
+        .click();
+    harness.run_steps(3);
+}
+
+/// Keeps a picture of the window for people to look at (`CANDYBAR_ARTIFACTS`).
+fn picture(harness: &mut Harness<'_, CandybarApp>, name: &str) {
+    if let Ok(dir) = std::env::var("CANDYBAR_ARTIFACTS") {
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(image) = harness.render() {
+            let _ = image.save(std::path::Path::new(&dir).join(format!("{name}.png")));
+        }
+    }
+}
+
+#[test]
+fn every_mission_tab_shows_the_demo_platform_and_leads_to_its_events() {
+    let mut harness = app(None);
+    wait_for_label(&mut harness, "Portfolio (5)");
+    // A card per project, with its health and why.
+    for words in [
+        "Atlas API",
+        "2 open blockers (ci_failing, dependency_not_ready) and no runnable work",
+        "with 3 runnable items",
+        "human_review gate gate-review-118 is",
+        "Beacon web",
+    ] {
+        wait_for_label(&mut harness, words);
+    }
+    picture(&mut harness, "mission-portfolio");
+
+    tab(&mut harness, "Decision radar");
+    wait_for_label(&mut harness, "split billing out of the monolith");
+    assert!(
+        harness.query_all_by_label("⚠").next().is_some(),
+        "an agent's critical decision raises the autonomy alert"
+    );
+    picture(&mut harness, "mission-decisions");
+
+    tab(&mut harness, "Plans & drift");
+    wait_for_label(&mut harness, "drift significant");
+    wait_for_label(&mut harness, "roadmap v1 ➡ v2 (scope_change)");
+    picture(&mut harness, "mission-drift");
+
+    tab(&mut harness, "Risks & blockers");
+    wait_for_label(&mut harness, "staging deploys fail since 09:10");
+    wait_for_label(&mut harness, "overdue by");
+    wait_for_label(&mut harness, "options: approve / deny / defer");
+    picture(&mut harness, "mission-risks");
+
+    tab(&mut harness, "Briefing");
+    harness.get_by_label("📝 Write the briefing").click();
+    harness.run_steps(3);
+    wait_for_label(&mut harness, "Needle-movers");
+    wait_for_label(&mut harness, "Risks watchlist");
+    picture(&mut harness, "mission-briefing");
+    // A footnote leads to its event in the Stream.
+    harness
+        .query_all_by_label_contains("[^1]:")
+        .next()
+        .expect("the briefing's sources")
+        .scroll_to_me();
+    harness.run_steps(2);
+    harness
+        .query_all_by_label_contains("[^1]:")
+        .next()
+        .unwrap()
+        .click();
+    harness.run_steps(3);
+    let app = harness.state();
+    assert_eq!(app.viewer.view, View::Stream);
+    assert!(
+        app.viewer.filter_text.starts_with("id:mission-"),
+        "{}",
+        app.viewer.filter_text
+    );
+    assert_eq!(app.viewer.stream.view.len(), 1, "the footnote's event");
+
+    // Back to the portfolio: a card shows its project's events.
+    harness.get_by_label("🎯 Mission").click();
+    harness.run_steps(2);
+    tab(&mut harness, "Portfolio");
+    harness
+        .query_all_by_label_contains("Delta infra")
+        .next()
+        .unwrap()
+        .click();
+    harness.run_steps(3);
+    let app = harness.state();
+    assert_eq!(app.viewer.view, View::Stream);
+    assert_eq!(app.viewer.filter_text, "\"lc-delta\"");
+    assert!(app.viewer.stream.view.len() >= 3, "its lifecycle's events");
+}
+
+#[test]
+fn the_past_comes_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let mut harness = app(Some(&journal));
+    // The projects were created in the half on disk only: they are there all the same.
+    wait_for_label(&mut harness, "from the journal");
+    wait_for_label(&mut harness, "Portfolio (5)");
+    wait_for_label(&mut harness, "Ember mobile");
+    let m = &harness.state().mission.as_ref().unwrap().mission;
+    assert_eq!(m.projects.len(), 5);
+    assert_eq!(m.unreadable, 0);
+}
