@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod instance;
 pub mod mission;
+pub mod pdf;
 pub mod procfs;
 pub mod secrets;
 

@@ -222,3 +222,100 @@ fn bad_records_and_bad_input_get_a_clear_answer() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// `tool` from poppler-utils, or a failure saying what to install.
+fn poppler(tool: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{tool} is needed to check PDFs: apt-get install poppler-utils ({e})")
+        });
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_pdf_opens_and_reads_like_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let until = journal(&dir, &[]);
+    for what in ["portfolio", "risks", "brief"] {
+        let pdf = tmp.path().join(format!("{what}.pdf"));
+        let (code, out, err) = run(&[
+            "mission",
+            what,
+            "--journal",
+            path_str(&dir),
+            "--until",
+            &until,
+            "--format",
+            "pdf",
+            "--out",
+            path_str(&pdf),
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.is_empty());
+        assert!(err.contains("wrote"), "{err}");
+        // A reader opens it: its text is the report's, and its first page renders.
+        let text = poppler("pdftotext", &["-layout", path_str(&pdf), "-"]);
+        let expect = match what {
+            "portfolio" => "Delta infra",
+            "risks" => "staging deploys fail since 09:10",
+            _ => "Needle-movers",
+        };
+        assert!(text.contains(expect), "{what}: {text}");
+        assert!(text.contains("page 1 of"), "{text}");
+        let png = tmp.path().join(what);
+        poppler(
+            "pdftoppm",
+            &[
+                "-png",
+                "-r",
+                "60",
+                "-f",
+                "1",
+                "-l",
+                "1",
+                path_str(&pdf),
+                path_str(&png),
+            ],
+        );
+        let page = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| {
+                e.file_name().to_string_lossy().starts_with(what)
+                    && e.file_name().to_string_lossy().ends_with(".png")
+            })
+            .expect("pdftoppm drew the first page");
+        assert!(
+            page.metadata().unwrap().len() > 2_000,
+            "a page with something on it"
+        );
+        if let Ok(out) = std::env::var("CANDYBAR_ARTIFACTS") {
+            let _ = std::fs::create_dir_all(&out);
+            let _ = std::fs::copy(
+                page.path(),
+                Path::new(&out).join(format!("mission-{what}-pdf.png")),
+            );
+        }
+    }
+    // A PDF is not written to a terminal (stdout is a pipe here: it is written).
+    let (code, out, _) = run(&[
+        "mission",
+        "risks",
+        "--journal",
+        path_str(&dir),
+        "--until",
+        &until,
+        "--format",
+        "pdf",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("%PDF-"));
+}

@@ -179,3 +179,43 @@ fn the_past_comes_from_the_journal() {
     assert_eq!(m.projects.len(), 5);
     assert_eq!(m.unreadable, 0);
 }
+
+#[test]
+fn every_tab_exports_in_every_format() {
+    use candybar_core::mission::report::Report;
+    use candybar_ui::mission::DocFormat;
+    let mut harness = app(None);
+    wait_for_label(&mut harness, "Portfolio (5)");
+    let dir = tempfile::tempdir().unwrap();
+    for report in Report::ALL {
+        for doc in DocFormat::ALL {
+            if report == Report::Brief && doc == DocFormat::Csv {
+                continue;
+            }
+            let path = dir
+                .path()
+                .join(format!("{}.{}", report.name(), doc.extension()));
+            harness.state_mut().export_mission(&path, report, doc);
+            wait_for_label(&mut harness, &format!("Saved {}", path.display()));
+            let bytes = std::fs::read(&path).unwrap();
+            match doc {
+                DocFormat::Json => {
+                    serde_json::from_slice::<serde_json::Value>(&bytes).expect("JSON");
+                }
+                DocFormat::Csv => {
+                    let rows = csv::Reader::from_reader(&bytes[..]).records().count();
+                    assert!(rows >= 3, "{report:?}: {rows} rows");
+                }
+                DocFormat::Markdown => assert!(bytes.starts_with(b"# "), "{report:?}"),
+                DocFormat::Pdf => assert!(bytes.starts_with(b"%PDF-"), "{report:?}"),
+            }
+        }
+    }
+    // A folder that does not exist: said, not a panic.
+    harness.state_mut().export_mission(
+        std::path::Path::new("/nonexistent/mission.pdf"),
+        Report::Risks,
+        DocFormat::Pdf,
+    );
+    wait_for_label(&mut harness, "the folder does not exist");
+}

@@ -12,8 +12,10 @@ use candybar_bus::replay::{Pace, ReplayConfig};
 use candybar_bus::{amqp, demo, replay};
 use candybar_core::demo::DemoConfig;
 use candybar_core::export::ExportFormat;
+use candybar_core::mission::report::{Report, ReportFormat, render};
 use candybar_core::redact::Secret;
 use candybar_core::registry::Registry;
+use candybar_ui::mission::DocFormat;
 use candybar_ui::stream::{format_bytes, format_count};
 use candybar_ui::{Command, ConnectRequest, ToastLevel};
 use candybar_voice::dictation::Request;
@@ -29,6 +31,7 @@ const EXPORT_BUDGET: Duration = Duration::from_millis(4);
 pub(super) enum SavePurpose {
     Filtered(ExportFormat),
     Event(u64),
+    Mission(Report, DocFormat),
 }
 
 pub(super) struct DialogResult {
@@ -70,6 +73,12 @@ impl CandybarApp {
                 Command::TravelTo(at) => self.travel_to(at),
                 Command::SearchJournal => self.search_journal(),
                 Command::Mission(candybar_ui::mission::MissionAction::Wake) => self.start_mission(),
+                Command::Mission(candybar_ui::mission::MissionAction::Export {
+                    report,
+                    format,
+                }) => {
+                    self.save_dialog(SavePurpose::Mission(report, format));
+                }
                 Command::Mission(candybar_ui::mission::MissionAction::Brief {
                     since_us,
                     until_us,
@@ -164,6 +173,10 @@ impl CandybarApp {
             SavePurpose::Event(seq) => {
                 (format!("candybar-event-{seq}.ndjson"), ExportFormat::Ndjson)
             }
+            SavePurpose::Mission(report, doc) => {
+                self.mission_dialog(report, doc);
+                return;
+            }
         };
         let tx = self.dialogs.0.clone();
         let ctx = self.ctx.clone();
@@ -203,6 +216,87 @@ impl CandybarApp {
                 SavePurpose::Event(seq) => {
                     self.start_export(&path, ExportFormat::Ndjson, vec![seq], true);
                 }
+                SavePurpose::Mission(report, doc) => self.export_mission(&path, report, doc),
+            }
+        }
+    }
+
+    /// Asks where to save a Mission tab.
+    fn mission_dialog(&self, report: Report, doc: DocFormat) {
+        let tx = self.dialogs.0.clone();
+        let ctx = self.ctx.clone();
+        let name = format!("candybar-{}.{}", report.name(), doc.extension());
+        let spawned = std::thread::Builder::new()
+            .name("file-dialog".into())
+            .spawn(move || {
+                let start = Instant::now();
+                let path = rfd::FileDialog::new()
+                    .set_file_name(name)
+                    .add_filter(doc.label(), &[doc.extension()])
+                    .save_file();
+                let _ = tx.send(DialogResult {
+                    purpose: SavePurpose::Mission(report, doc),
+                    path,
+                    elapsed: start.elapsed(),
+                });
+                ctx.request_repaint();
+            });
+        if spawned.is_err() {
+            tracing::warn!("cannot start a file dialog thread");
+        }
+    }
+
+    /// Writes a Mission tab to `path` (the document is made here, the file written on a thread;
+    /// a toast says how it went).
+    pub fn export_mission(&mut self, path: &Path, report: Report, doc: DocFormat) {
+        self.start_mission();
+        let Some(m) = &self.mission else { return };
+        let until = self.clock.now_us();
+        let since = until - 12 * 3_600_000_000;
+        let title = crate::cli::mission::brief_title(until);
+        let text_format = match doc {
+            DocFormat::Markdown | DocFormat::Pdf => ReportFormat::Markdown,
+            DocFormat::Json => ReportFormat::Json,
+            DocFormat::Csv => ReportFormat::Csv,
+        };
+        let bytes = match render(&m.mission, report, since, until, &title, text_format) {
+            Ok(text) if doc == DocFormat::Pdf => {
+                crate::pdf::markdown_to_pdf(&text, &format!("candybar — {}", report.name()))
+            }
+            Ok(text) => text.into_bytes(),
+            Err(e) => {
+                self.toast(ToastLevel::Error, format!("cannot export: {e}"));
+                return;
+            }
+        };
+        let path = path.to_owned();
+        let (tx, ctx) = (self.mission_exports.0.clone(), self.ctx.clone());
+        let spawned = std::thread::Builder::new()
+            .name("mission-export".into())
+            .spawn(move || {
+                let done = std::fs::write(&path, &bytes)
+                    .map(|()| {
+                        format!(
+                            "Saved {} ({})",
+                            path.display(),
+                            format_bytes(bytes.len() as u64)
+                        )
+                    })
+                    .map_err(|e| super::export::describe_io_error(&path, &e));
+                let _ = tx.send(done);
+                ctx.request_repaint();
+            });
+        if spawned.is_err() {
+            self.toast(ToastLevel::Error, "cannot start writing the file");
+        }
+    }
+
+    /// Says how Mission exports went.
+    pub(super) fn poll_mission_exports(&mut self) {
+        while let Ok(done) = self.mission_exports.1.try_recv() {
+            match done {
+                Ok(words) => self.toast(ToastLevel::Info, words),
+                Err(e) => self.toast(ToastLevel::Error, e),
             }
         }
     }

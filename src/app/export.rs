@@ -211,7 +211,7 @@ fn write_chunks(
 }
 
 /// An I/O error in words, with what to do about it.
-fn describe_io_error(path: &Path, e: &std::io::Error) -> String {
+pub(super) fn describe_io_error(path: &Path, e: &std::io::Error) -> String {
     use std::io::ErrorKind;
     let hint = match e.kind() {
         ErrorKind::PermissionDenied => " — choose a folder you can write to",

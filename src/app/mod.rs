@@ -62,6 +62,9 @@ const JOURNAL_EXIT_GRACE: Duration = Duration::from_secs(5);
 /// How long quitting waits for a recording in progress to be kept.
 const EXIT_GRACE: Duration = Duration::from_secs(20);
 
+/// Both ends of a channel a worker thread answers on.
+type Channel<T> = (SyncSender<T>, Receiver<T>);
+
 /// Where "now" comes from: the system clock, or a fixed instant (tests and snapshots).
 #[derive(Clone, Copy, Debug)]
 pub enum Clock {
@@ -215,6 +218,8 @@ pub struct CandybarApp {
     sessions: Option<sessions::SessionsWorker>,
     /// Mission Control, once its view was first shown.
     pub mission: Option<mission::MissionState>,
+    /// Mission exports written (what to say).
+    mission_exports: Channel<Result<String, String>>,
     /// `candybar record` asking (through the local socket) for the journal this window writes.
     journal_releases: (
         SyncSender<history::ReleaseRequest>,
@@ -286,6 +291,7 @@ impl CandybarApp {
             show_requested: Arc::default(),
             sessions: None,
             mission: None,
+            mission_exports: sync_channel(4),
             journal_releases: sync_channel(1),
             dictation_edited: persisted.dictation.is_some(),
             tray: None,
@@ -726,6 +732,7 @@ impl CandybarApp {
         self.poll_history();
         self.poll_sessions();
         self.poll_mission();
+        self.poll_mission_exports();
         self.poll_dialogs();
         self.poll_secrets();
         self.poll_devices();

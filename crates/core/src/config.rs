@@ -25,6 +25,48 @@ pub struct FileConfig {
     pub health: HealthSection,
     pub journal: JournalSection,
     pub sessions: SessionsSection,
+    pub mission: MissionSection,
+}
+
+/// `[mission]`: Mission Control.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MissionSection {
+    /// Local times of day the window writes a briefing of the 12 hours before (default
+    /// `["08:00", "17:00"]`; `[]` for none).
+    pub briefings: Option<Vec<String>>,
+    /// Where briefings are kept (default: `briefings` in the data dir).
+    pub archive: Option<PathBuf>,
+}
+
+impl MissionSection {
+    pub const DEFAULT_BRIEFINGS: [&str; 2] = ["08:00", "17:00"];
+
+    /// The briefings' times of day as (hour, minute), checked.
+    ///
+    /// # Errors
+    /// A time that is not `HH:MM` on a 24-hour clock, named.
+    pub fn briefing_times(&self) -> Result<Vec<(u32, u32)>, String> {
+        let given: Vec<String> = match &self.briefings {
+            Some(v) => v.clone(),
+            None => Self::DEFAULT_BRIEFINGS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        };
+        given
+            .iter()
+            .map(|t| {
+                let (h, m) = t.trim().split_once(':').unwrap_or((t, ""));
+                match (h.parse::<u32>(), m.parse::<u32>()) {
+                    (Ok(h), Ok(m)) if h < 24 && m < 60 => Ok((h, m)),
+                    _ => Err(format!(
+                        "[mission] briefings: {t:?} is not a time of day (HH:MM, e.g. \"08:00\")"
+                    )),
+                }
+            })
+            .collect()
+    }
 }
 
 /// `[sessions]`: agent sessions (`candybar session …`).

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use candybar_core::mission::report::Report;
 use candybar_core::mission::{
     Briefing, Health, ImpactLevel, PlanDrift, PortfolioCard, RankedDecision, RiskItem, RiskKind,
     Risks,
@@ -46,6 +47,41 @@ pub enum MissionAction {
     Wake,
     /// Write the briefing of this range.
     Brief { since_us: Micros, until_us: Micros },
+    /// Save this tab as a file (a save dialog asks where).
+    Export { report: Report, format: DocFormat },
+}
+
+/// What a Mission tab is saved as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocFormat {
+    Markdown,
+    Json,
+    Csv,
+    Pdf,
+}
+
+impl DocFormat {
+    pub const ALL: [Self; 4] = [Self::Markdown, Self::Json, Self::Csv, Self::Pdf];
+
+    #[must_use]
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Markdown => "md",
+            Self::Json => "json",
+            Self::Csv => "csv",
+            Self::Pdf => "pdf",
+        }
+    }
+
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Markdown => "Markdown",
+            Self::Json => "JSON",
+            Self::Csv => "CSV",
+            Self::Pdf => "PDF",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,6 +102,17 @@ impl MissionTab {
         Self::Risks,
         Self::Briefing,
     ];
+
+    /// The report a tab saves as.
+    pub fn report(self) -> Report {
+        match self {
+            Self::Portfolio => Report::Portfolio,
+            Self::Decisions => Report::Decisions,
+            Self::Drift => Report::Drift,
+            Self::Risks => Report::Risks,
+            Self::Briefing => Report::Brief,
+        }
+    }
 
     fn label(self) -> &'static str {
         match self {
@@ -132,6 +179,25 @@ impl MissionViewState {
                 };
                 ui.selectable_value(&mut self.tab, tab, label);
             }
+            ui.separator();
+            let tab = self.tab;
+            ui.menu_button("⬇ Export", |ui| {
+                for format in DocFormat::ALL {
+                    // A briefing is text, not a table.
+                    if format == DocFormat::Csv && tab == MissionTab::Briefing {
+                        continue;
+                    }
+                    if ui.button(format.label()).clicked() {
+                        cx.commands.push(Command::Mission(MissionAction::Export {
+                            report: tab.report(),
+                            format,
+                        }));
+                        ui.close();
+                    }
+                }
+            })
+            .response
+            .on_hover_text("save this tab as Markdown, JSON, CSV or a PDF to print");
             ui.separator();
             if let Some((done, total)) = info.loading {
                 ui.spinner();

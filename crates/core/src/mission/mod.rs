@@ -10,6 +10,7 @@
 //! has (a decision without an impact gets one inferred, and says so).
 
 mod brief;
+pub mod report;
 mod rules;
 
 pub use brief::{Briefing, brief};
