@@ -168,15 +168,23 @@ impl CandybarApp {
     }
 
     fn save_dialog(&self, purpose: SavePurpose) {
-        let (name, format) = match purpose {
-            SavePurpose::Filtered(f) => (format!("candybar-events.{}", f.extension()), f),
-            SavePurpose::Event(seq) => {
-                (format!("candybar-event-{seq}.ndjson"), ExportFormat::Ndjson)
-            }
-            SavePurpose::Mission(report, doc) => {
-                self.mission_dialog(report, doc);
-                return;
-            }
+        // The file's name, and the filter's label and extension.
+        let (name, label, extension) = match purpose {
+            SavePurpose::Filtered(f) => (
+                format!("candybar-events.{}", f.extension()),
+                f.label(),
+                f.extension(),
+            ),
+            SavePurpose::Event(seq) => (
+                format!("candybar-event-{seq}.ndjson"),
+                ExportFormat::Ndjson.label(),
+                ExportFormat::Ndjson.extension(),
+            ),
+            SavePurpose::Mission(report, doc) => (
+                format!("candybar-{}.{}", report.name(), doc.extension()),
+                doc.label(),
+                doc.extension(),
+            ),
         };
         let tx = self.dialogs.0.clone();
         let ctx = self.ctx.clone();
@@ -186,7 +194,7 @@ impl CandybarApp {
                 let start = Instant::now();
                 let path = rfd::FileDialog::new()
                     .set_file_name(name)
-                    .add_filter(format.label(), &[format.extension()])
+                    .add_filter(label, &[extension])
                     .save_file();
                 let _ = tx.send(DialogResult {
                     purpose,
@@ -218,31 +226,6 @@ impl CandybarApp {
                 }
                 SavePurpose::Mission(report, doc) => self.export_mission(&path, report, doc),
             }
-        }
-    }
-
-    /// Asks where to save a Mission tab.
-    fn mission_dialog(&self, report: Report, doc: DocFormat) {
-        let tx = self.dialogs.0.clone();
-        let ctx = self.ctx.clone();
-        let name = format!("candybar-{}.{}", report.name(), doc.extension());
-        let spawned = std::thread::Builder::new()
-            .name("file-dialog".into())
-            .spawn(move || {
-                let start = Instant::now();
-                let path = rfd::FileDialog::new()
-                    .set_file_name(name)
-                    .add_filter(doc.label(), &[doc.extension()])
-                    .save_file();
-                let _ = tx.send(DialogResult {
-                    purpose: SavePurpose::Mission(report, doc),
-                    path,
-                    elapsed: start.elapsed(),
-                });
-                ctx.request_repaint();
-            });
-        if spawned.is_err() {
-            tracing::warn!("cannot start a file dialog thread");
         }
     }
 

@@ -546,26 +546,12 @@ fn drift_ui(ui: &mut egui::Ui, info: MissionInfo<'_>, cx: &mut ViewCx<'_, '_>) {
                 });
                 progress_chart(ui, p, info.now_us, theme);
                 for d in &p.diffs {
-                    let mut what = Vec::new();
-                    if !d.added.is_empty() {
-                        what.push(format!("+ {}", d.added.join(", ")));
-                    }
-                    if !d.removed.is_empty() {
-                        what.push(format!("− {}", d.removed.join(", ")));
-                    }
-                    for (a, b) in &d.renamed {
-                        what.push(format!("{a} ➡ {b}"));
-                    }
                     ui.label(format!(
                         "roadmap v{} ➡ v{} ({}): {}",
                         d.from,
                         d.to,
                         d.change_reason.as_deref().unwrap_or("no reason given"),
-                        if what.is_empty() {
-                            "no phase changed".into()
-                        } else {
-                            what.join(" · ")
-                        }
+                        d.words("➡")
                     ));
                 }
                 for (issue, drift, reasons, at) in &p.reviews {

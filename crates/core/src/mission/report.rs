@@ -327,26 +327,13 @@ fn drift(m: &Mission, format: ReportFormat) -> Result<String, String> {
                     if p.scope_changes == 1 { "" } else { "s" }
                 );
                 for d in &p.diffs {
-                    let mut what = Vec::new();
-                    if !d.added.is_empty() {
-                        what.push(format!("added {}", d.added.join(", ")));
-                    }
-                    if !d.removed.is_empty() {
-                        what.push(format!("removed {}", d.removed.join(", ")));
-                    }
-                    for (a, b) in &d.renamed {
-                        what.push(format!("renamed {a} → {b}"));
-                    }
-                    if what.is_empty() {
-                        what.push("no phase changed".into());
-                    }
                     let _ = writeln!(
                         s,
                         "- roadmap v{} → v{} ({}): {}",
                         d.from,
                         d.to,
                         d.change_reason.as_deref().unwrap_or("no reason given"),
-                        what.join("; ")
+                        d.words("→")
                     );
                 }
                 for (name, kind, at) in &p.checkpoints {

@@ -659,6 +659,28 @@ pub struct PlanDrift {
     pub worst_drift: String,
 }
 
+impl RoadmapDiff {
+    /// What changed, in words: "added GA; renamed Beta → Public beta" (`arrow` between names).
+    #[must_use]
+    pub fn words(&self, arrow: &str) -> String {
+        let mut what = Vec::new();
+        if !self.added.is_empty() {
+            what.push(format!("added {}", self.added.join(", ")));
+        }
+        if !self.removed.is_empty() {
+            what.push(format!("removed {}", self.removed.join(", ")));
+        }
+        for (a, b) in &self.renamed {
+            what.push(format!("renamed {a} {arrow} {b}"));
+        }
+        if what.is_empty() {
+            "no phase changed".into()
+        } else {
+            what.join("; ")
+        }
+    }
+}
+
 /// `a` → `b`: phases added, removed, renamed.
 #[must_use]
 pub fn roadmap_diff(a: &super::Roadmap, b: &super::Roadmap) -> RoadmapDiff {
