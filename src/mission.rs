@@ -141,3 +141,172 @@ pub fn load(
         newest_us,
     })
 }
+
+/// Where briefings are kept: `[mission] archive`, else `briefings` in the data dir.
+#[must_use]
+pub fn archive_dir(section: &candybar_core::config::MissionSection) -> Option<std::path::PathBuf> {
+    section.archive.clone().or_else(|| {
+        directories::ProjectDirs::from("", "", "candybar").map(|d| d.data_dir().join("briefings"))
+    })
+}
+
+/// Keeps `b` in `dir` as `YYYY-MM-DD-HHMM.md` (local time of its end), written whole or not at
+/// all; its path.
+///
+/// # Errors
+/// The directory or the file cannot be written (said with the path and what to do).
+pub fn save_briefing(
+    dir: &Path,
+    b: &candybar_core::mission::Briefing,
+) -> Result<std::path::PathBuf, String> {
+    use chrono::{Local, TimeZone as _};
+    let name = Local.timestamp_micros(b.until_us).single().map_or_else(
+        || format!("{}", b.until_us),
+        |t| t.format("%Y-%m-%d-%H%M").to_string(),
+    );
+    let path = dir.join(format!("{name}.md"));
+    let words = |e: std::io::Error, p: &Path| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => " — choose a folder you can write to",
+            std::io::ErrorKind::StorageFull => " — the disk is full",
+            _ => "",
+        };
+        format!("cannot keep the briefing in {}: {e}{hint}", p.display())
+    };
+    std::fs::create_dir_all(dir).map_err(|e| words(e, dir))?;
+    let tmp = dir.join(format!(".{name}.md.tmp"));
+    std::fs::write(&tmp, &b.markdown).map_err(|e| words(e, &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(|e| words(e, &path))?;
+    Ok(path)
+}
+
+/// The briefings kept in `dir`, newest first: (path, title).
+#[must_use]
+pub fn archived(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::path::PathBuf, String)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .map(|p| {
+            let title = std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .next()
+                        .map(|l| l.trim_start_matches("# ").to_owned())
+                })
+                .unwrap_or_default();
+            (p, title)
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found
+}
+
+/// `reporting.report.started` for a briefing run (before it is written).
+#[must_use]
+pub fn report_started(
+    host: &str,
+    run_id: &str,
+    b: &candybar_core::mission::Briefing,
+) -> candybar_core::event::RawMessage {
+    report_event(
+        host,
+        "reporting.report.started",
+        serde_json::json!({
+            "run_id": run_id,
+            "report_date": candybar_core::time::format_rfc3339(b.until_us),
+            "kind": "briefing",
+            "title": b.title,
+            "since": candybar_core::time::format_rfc3339(b.since_us),
+            "until": candybar_core::time::format_rfc3339(b.until_us),
+        }),
+    )
+}
+
+/// `reporting.report.completed` (kept at `path`) or `reporting.report.failed` (`Err`: why).
+#[must_use]
+pub fn report_finished(
+    host: &str,
+    run_id: &str,
+    b: &candybar_core::mission::Briefing,
+    kept: &Result<std::path::PathBuf, String>,
+) -> candybar_core::event::RawMessage {
+    let sections: Vec<&str> = b
+        .markdown
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .collect();
+    let mut payload = serde_json::json!({
+        "run_id": run_id,
+        "report_date": candybar_core::time::format_rfc3339(b.until_us),
+        "kind": "briefing",
+        "title": b.title,
+        "sections": sections,
+        "sources": b.sources.len(),
+    });
+    let kind = match kept {
+        Ok(path) => {
+            payload["path"] = serde_json::json!(path.display().to_string());
+            payload["markdown"] = serde_json::json!(b.markdown);
+            "reporting.report.completed"
+        }
+        Err(e) => {
+            payload["error"] = serde_json::json!(e);
+            "reporting.report.failed"
+        }
+    };
+    report_event(host, kind, payload)
+}
+
+fn report_event(
+    host: &str,
+    kind: &str,
+    payload: serde_json::Value,
+) -> candybar_core::event::RawMessage {
+    let out = candybar_sessions::events::envelope_v1(
+        host,
+        "briefing",
+        kind,
+        payload,
+        serde_json::json!({}),
+    );
+    candybar_core::event::RawMessage {
+        received_us: candybar_core::time::now_us(),
+        routing_key: out.routing_key,
+        body: out.body,
+        ..candybar_core::event::RawMessage::default()
+    }
+}
+
+/// Writes the briefing into `archive` and, with a broker, announces the run on it: `started`,
+/// then `completed` or `failed`. What happened, in words (the file is kept whatever the bus does).
+pub async fn keep_and_announce(
+    b: &candybar_core::mission::Briefing,
+    archive: &Path,
+    bus: Option<(&str, &str)>,
+) -> Result<(std::path::PathBuf, Option<String>), String> {
+    let host = candybar_bus::host_name();
+    let run_id = format!("briefing-{}", b.until_us);
+    let mut publisher =
+        bus.map(|(url, exchange)| candybar_bus::publish::Publisher::new(url, exchange));
+    let mut bus_error = None;
+    if let Some(p) = &mut publisher
+        && let Err(e) = p.publish_window(&[report_started(&host, &run_id, b)]).await
+    {
+        bus_error = Some(e.to_string());
+    }
+    let kept = save_briefing(archive, b);
+    if let Some(p) = &mut publisher
+        && bus_error.is_none()
+        && let Err(e) = p
+            .publish_window(&[report_finished(&host, &run_id, b, &kept)])
+            .await
+    {
+        bus_error = Some(e.to_string());
+    }
+    kept.map(|path| (path, bus_error))
+}

@@ -11,7 +11,7 @@ use candybar_core::registry::Registry;
 use candybar_core::time::format_rfc3339;
 use candybar_journal::{JournalConfig, JournalWriter};
 use serde_json::Value;
-use support::{path_str, run};
+use support::{bind_queue, path_str, run, shared_broker_url, take_messages, unique};
 
 /// 2026-01-27T10:00:00Z.
 const T0_US: i64 = 1_769_508_000_000_000;
@@ -318,4 +318,78 @@ fn a_pdf_opens_and_reads_like_the_report() {
     ]);
     assert_eq!(code, Some(0));
     assert!(out.starts_with("%PDF-"));
+}
+
+#[test]
+fn a_saved_briefing_is_kept_and_announced_on_the_bus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let archive = tmp.path().join("briefings");
+    let until = journal(&dir, &[]);
+    let url = shared_broker_url();
+    let exchange = unique("t.mission");
+    let queue = bind_queue(&url, &exchange, "reporting.#");
+    let save = |bus: &[&str]| {
+        let mut args = vec![
+            "mission",
+            "brief",
+            "--journal",
+            path_str(&dir),
+            "--until",
+            &until,
+            "--save",
+            "--archive",
+            path_str(&archive),
+        ];
+        args.extend_from_slice(bus);
+        run(&args)
+    };
+    let (code, out, err) = save(&["--amqp", &url, "--exchange", &exchange]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("the briefing is kept in"), "{err}");
+    let kept: Vec<_> = std::fs::read_dir(&archive)
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(kept.len(), 1, "one file, no temporary left");
+    let text = std::fs::read_to_string(kept[0].path()).unwrap();
+    assert_eq!(text, out, "the file is what was printed");
+    let events: Vec<Value> = take_messages(&url, &queue, 2, std::time::Duration::from_secs(10))
+        .iter()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["reporting.report.started", "reporting.report.completed"]
+    );
+    assert_eq!(
+        events[0]["payload"]["run_id"],
+        events[1]["payload"]["run_id"]
+    );
+    let done = &events[1]["payload"];
+    assert_eq!(done["path"], kept[0].path().display().to_string());
+    assert!(
+        done["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "Risks watchlist")
+    );
+
+    // A dead broker: the briefing is kept all the same, and the bus's refusal said.
+    let (code, _, err) = save(&["--amqp", "amqp://guest:guest@127.0.0.1:1/%2f"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("the briefing is kept in"), "{err}");
+    assert!(
+        err.contains("the bus did not take its reporting events"),
+        "{err}"
+    );
+    // A briefing is what --save keeps.
+    let (code, _, err) = run(&["mission", "risks", "--journal", path_str(&dir), "--save"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--save keeps briefings"), "{err}");
 }

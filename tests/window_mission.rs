@@ -34,6 +34,14 @@ fn demo_messages() -> Vec<candybar_core::event::RawMessage> {
 /// A window over the demo's events: all in memory, or (with `journal`) the first half only in
 /// the journal on disk.
 fn app(journal: Option<&std::path::Path>) -> Harness<'static, CandybarApp> {
+    app_with(journal, candybar::app::mission::BriefingPlan::default())
+}
+
+/// [`app`] with briefings written by the window itself.
+fn app_with(
+    journal: Option<&std::path::Path>,
+    briefings: candybar::app::mission::BriefingPlan,
+) -> Harness<'static, CandybarApp> {
     let messages = demo_messages();
     let mut live = Live::new(StoreConfig::default());
     let split = if let Some(dir) = journal {
@@ -61,6 +69,11 @@ fn app(journal: Option<&std::path::Path>) -> Harness<'static, CandybarApp> {
     init.clock = Clock::Fixed(T0_US + EVENTS * STEP_US);
     init.view = Some(View::Mission);
     init.history = journal.map(journal_history);
+    // Briefings are written whatever the view: the Stream then.
+    if !briefings.times.is_empty() {
+        init.view = Some(View::Stream);
+    }
+    init.briefings = briefings;
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])
         .build_eframe(|cc| CandybarApp::new(cc, init));
@@ -218,4 +231,57 @@ fn every_tab_exports_in_every_format() {
         DocFormat::Pdf,
     );
     wait_for_label(&mut harness, "the folder does not exist");
+}
+
+#[test]
+fn the_window_writes_the_scheduled_briefing_and_keeps_it() {
+    use chrono::{Local, TimeZone as _, Timelike as _};
+    let archive = tempfile::tempdir().unwrap();
+    // A briefing due a minute after the window's "now".
+    let now = T0_US + EVENTS * STEP_US;
+    let due = Local.timestamp_micros(now + 60_000_000).single().unwrap();
+    let plan = candybar::app::mission::BriefingPlan {
+        times: vec![(due.hour(), due.minute())],
+        archive: Some(archive.path().to_owned()),
+        bus: None,
+    };
+    let mut harness = app_with(None, plan);
+    harness.run_steps(5);
+    assert!(
+        harness.state().mission.is_none(),
+        "nothing read before it is due"
+    );
+    assert_eq!(
+        std::fs::read_dir(archive.path()).map_or(0, Iterator::count),
+        0
+    );
+    // Two minutes later: it is written, kept, said, and listed.
+    harness.state_mut().clock = Clock::Fixed(now + 120_000_000);
+    wait_for_label(&mut harness, "is ready:");
+    let kept: Vec<_> = std::fs::read_dir(archive.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(kept.len(), 1);
+    let text = std::fs::read_to_string(kept[0].path()).unwrap();
+    assert!(text.contains("## Needle-movers"), "{text}");
+    assert!(text.contains("Atlas API"), "{text}");
+    harness.get_by_label("🎯 Mission").click();
+    harness.run_steps(3);
+    tab(&mut harness, "Briefing");
+    let name = kept[0]
+        .path()
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    wait_for_label(&mut harness, &name);
+    // Not written twice for the same time.
+    harness.state_mut().clock = Clock::Fixed(now + 180_000_000);
+    harness.run_steps(5);
+    assert_eq!(std::fs::read_dir(archive.path()).unwrap().count(), 1);
+    // A kept one opens.
+    harness.get_by_label(&name).click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "opened");
 }

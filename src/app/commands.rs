@@ -73,6 +73,11 @@ impl CandybarApp {
                 Command::TravelTo(at) => self.travel_to(at),
                 Command::SearchJournal => self.search_journal(),
                 Command::Mission(candybar_ui::mission::MissionAction::Wake) => self.start_mission(),
+                Command::Mission(candybar_ui::mission::MissionAction::OpenArchived(path)) => {
+                    if let Some(m) = &self.mission {
+                        m.open_archived(path);
+                    }
+                }
                 Command::Mission(candybar_ui::mission::MissionAction::Export {
                     report,
                     format,

@@ -20,6 +20,65 @@ const DERIVE_EVERY: Duration = Duration::from_millis(500);
 /// Decisions the radar lists: the last week.
 const RADAR_US: Micros = 7 * 24 * 3_600_000_000;
 
+/// When and where the window writes briefings by itself.
+#[derive(Clone, Debug, Default)]
+pub struct BriefingPlan {
+    /// Local times of day: (hour, minute).
+    pub times: Vec<(u32, u32)>,
+    /// Where they are kept (`None`: not kept, only shown).
+    pub archive: Option<PathBuf>,
+    /// The broker their `reporting.report.*` events go to: (URL, exchange).
+    pub bus: Option<(candybar_core::redact::SecretUrl, String)>,
+}
+
+/// When scheduled briefings fall due: the window looks every frame (cheap), whether or not
+/// Mission Control was opened.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    /// Local times of day: (hour, minute).
+    pub times: Vec<(u32, u32)>,
+    /// When it was last looked at.
+    last_tick_us: Option<Micros>,
+}
+
+impl Schedule {
+    #[must_use]
+    pub fn new(times: Vec<(u32, u32)>) -> Self {
+        Self {
+            times,
+            last_tick_us: None,
+        }
+    }
+
+    /// Whether a scheduled briefing fell due since the last look (none on the first look: a
+    /// window opened at 09:00 does not write the 08:00 one late).
+    pub fn briefing_due(&mut self, now_us: Micros) -> bool {
+        use chrono::{Local, TimeZone as _};
+        let Some(last) = self.last_tick_us.replace(now_us) else {
+            return false;
+        };
+        if now_us <= last || now_us - last > 24 * 3_600_000_000 {
+            return false;
+        }
+        let (Some(a), Some(b)) = (
+            Local.timestamp_micros(last).single(),
+            Local.timestamp_micros(now_us).single(),
+        ) else {
+            return false;
+        };
+        self.times.iter().any(|&(h, m)| {
+            [a.date_naive(), b.date_naive()].iter().any(|day| {
+                day.and_hms_opt(h, m, 0)
+                    .and_then(|t| t.and_local_timezone(Local).earliest())
+                    .is_some_and(|t| t > a && t <= b)
+            })
+        })
+    }
+}
+
+/// What a briefing run came to: the path, and what the bus said, or why it was not kept.
+type Kept = Result<(PathBuf, Option<String>), String>;
+
 /// The journal's past, being read.
 struct Loading {
     done: Arc<AtomicUsize>,
@@ -53,6 +112,20 @@ pub struct MissionState {
     source: String,
     derived: Derived,
     pub brief: Option<Briefing>,
+    plan: BriefingPlan,
+    /// A scheduled briefing waits for the journal's past to be read (its moment).
+    pub pending_brief: Option<Micros>,
+    /// Briefings kept: (path, title), newest first.
+    pub archive: Vec<(PathBuf, String)>,
+    /// Answers of the threads that keep briefings and list or read the archive.
+    done: (std::sync::mpsc::SyncSender<Done>, Receiver<Done>),
+}
+
+/// What a background job of the briefings came back with.
+enum Done {
+    Kept(Kept),
+    Listed(Vec<(PathBuf, String)>),
+    Opened(PathBuf, Result<String, String>),
 }
 
 impl MissionState {
@@ -60,6 +133,7 @@ impl MissionState {
     /// are shown), then the live store.
     pub fn start(
         journal: Option<PathBuf>,
+        plan: BriefingPlan,
         store: &EventStore,
         wake: impl Fn() + Send + 'static,
     ) -> Self {
@@ -96,9 +170,111 @@ impl MissionState {
             source: String::new(),
             derived: Derived::default(),
             brief: None,
+            plan,
+            pending_brief: None,
+            archive: Vec::new(),
+            done: sync_channel(16),
         };
         s.scan(store);
+        s.list_archive();
         s
+    }
+
+    /// Lists the archive on a thread.
+    fn list_archive(&self) {
+        let Some(dir) = self.plan.archive.clone() else {
+            return;
+        };
+        let tx = self.done.0.clone();
+        let _ = std::thread::Builder::new()
+            .name("briefings".into())
+            .spawn(move || {
+                let _ = tx.send(Done::Listed(crate::mission::archived(&dir)));
+            });
+    }
+
+    /// Reads a kept briefing (on a thread) to show it.
+    pub fn open_archived(&self, path: PathBuf) {
+        let tx = self.done.0.clone();
+        let _ = std::thread::Builder::new()
+            .name("briefings".into())
+            .spawn(move || {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()));
+                let _ = tx.send(Done::Opened(path, text));
+            });
+    }
+
+    /// Writes the briefing of the 12 hours before `now_us` and keeps it (on a thread, with its
+    /// events on the bus when there is one).
+    pub fn scheduled_briefing(&mut self, now_us: Micros, wake: impl Fn() + Send + 'static) {
+        self.write_brief(now_us - 12 * 3_600_000_000, now_us);
+        let (Some(b), Some(archive)) = (self.brief.clone(), self.plan.archive.clone()) else {
+            return;
+        };
+        let bus = self.plan.bus.clone();
+        let tx = self.done.0.clone();
+        let spawned = std::thread::Builder::new()
+            .name("briefing".into())
+            .spawn(move || {
+                let kept = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(crate::mission::keep_and_announce(
+                        &b,
+                        &archive,
+                        bus.as_ref().map(|(u, x)| (u.expose(), x.as_str())),
+                    )),
+                    Err(e) => Err(format!("cannot start the briefing's writer: {e}")),
+                };
+                let _ = tx.send(Done::Kept(kept));
+                wake();
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot keep the briefing: {e}");
+        }
+    }
+
+    /// What the briefing threads came back with: words for a toast (`Ok`: news, `Err`: a
+    /// problem).
+    pub fn poll_done(&mut self) -> Vec<Result<String, String>> {
+        let mut said = Vec::new();
+        while let Ok(done) = self.done.1.try_recv() {
+            match done {
+                Done::Kept(Ok((path, bus_error))) => {
+                    let title = self
+                        .brief
+                        .as_ref()
+                        .map_or("The briefing", |b| b.title.as_str());
+                    said.push(Ok(format!("{title} is ready: {}", path.display())));
+                    if let Some(e) = bus_error {
+                        said.push(Err(format!(
+                            "the bus did not take the briefing's events: {}",
+                            candybar_core::redact::mask_secrets_in(&e)
+                        )));
+                    }
+                    self.list_archive();
+                }
+                Done::Kept(Err(e)) | Done::Opened(_, Err(e)) => said.push(Err(e)),
+                Done::Listed(list) => self.archive = list,
+                Done::Opened(path, Ok(text)) => {
+                    let title = text
+                        .lines()
+                        .next()
+                        .map_or_else(String::new, |l| l.trim_start_matches("# ").to_owned());
+                    self.brief = Some(Briefing {
+                        title,
+                        since_us: 0,
+                        until_us: 0,
+                        markdown: text,
+                        sources: Vec::new(),
+                    });
+                    said.push(Ok(format!("opened {}", path.display())));
+                }
+            }
+        }
+        said
     }
 
     /// Reads the live events that arrived since the last call (and takes the journal's past
@@ -230,6 +406,7 @@ impl MissionState {
             risks: &self.derived.risks,
             drift: &self.derived.drift,
             brief: self.brief.as_ref(),
+            archive: &self.archive,
             loading: self.loading(),
             source: &self.source,
             now_us: self.derived.now_us,

@@ -125,6 +125,8 @@ pub struct AppInit {
     pub at: Option<Micros>,
     /// The coding-agent sessions (the Sessions view), when this window runs them.
     pub sessions: Option<sessions::SessionsInit>,
+    /// Briefings the window writes by itself (none unless given).
+    pub briefings: mission::BriefingPlan,
 }
 
 impl AppInit {
@@ -150,6 +152,7 @@ impl AppInit {
             autostart: false,
             history: None,
             sessions: None,
+            briefings: mission::BriefingPlan::default(),
             at: None,
         }
     }
@@ -218,6 +221,9 @@ pub struct CandybarApp {
     sessions: Option<sessions::SessionsWorker>,
     /// Mission Control, once its view was first shown.
     pub mission: Option<mission::MissionState>,
+    /// When the window writes briefings by itself, where it keeps them, the bus it tells.
+    briefing_plan: mission::BriefingPlan,
+    schedule: mission::Schedule,
     /// Mission exports written (what to say).
     mission_exports: Channel<Result<String, String>>,
     /// `candybar record` asking (through the local socket) for the journal this window writes.
@@ -292,6 +298,8 @@ impl CandybarApp {
             sessions: None,
             mission: None,
             mission_exports: sync_channel(4),
+            schedule: mission::Schedule::new(init.briefings.times.clone()),
+            briefing_plan: init.briefings.clone(),
             journal_releases: sync_channel(1),
             dictation_edited: persisted.dictation.is_some(),
             tray: None,
@@ -750,8 +758,35 @@ impl CandybarApp {
 
     /// Mission Control reads what arrived, and brings its answers up to date while shown.
     fn poll_mission(&mut self) {
+        let now = self.clock.now_us();
+        if !self.schedule.times.is_empty() {
+            // An idle window still looks at the schedule once a minute.
+            self.ctx.request_repaint_after(Duration::from_mins(1));
+        }
+        if self.schedule.briefing_due(now) {
+            // Mission Control starts (reading the journal) if it has not yet; the briefing is
+            // written once the past is read.
+            self.start_mission();
+            if let Some(m) = &mut self.mission {
+                m.pending_brief = Some(now);
+            }
+        }
         let Some(m) = &mut self.mission else { return };
         m.scan(&self.live.store);
+        if m.loading().is_none()
+            && let Some(at) = m.pending_brief.take()
+        {
+            let waker = self.ctx.clone();
+            m.scheduled_briefing(at, move || waker.request_repaint());
+        }
+        let said = m.poll_done();
+        for s in said {
+            match s {
+                Ok(words) => self.toast(ToastLevel::Info, words),
+                Err(e) => self.toast(ToastLevel::Error, e),
+            }
+        }
+        let Some(m) = &mut self.mission else { return };
         if self.viewer.view == View::Mission {
             m.derive(self.clock.now_us());
             if m.loading().is_some() {
@@ -770,7 +805,8 @@ impl CandybarApp {
         }
         let journal = self.history.as_ref().map(|h| h.dir.clone());
         let waker = self.ctx.clone();
-        let mut m = mission::MissionState::start(journal, &self.live.store, move || {
+        let plan = self.briefing_plan.clone();
+        let mut m = mission::MissionState::start(journal, plan, &self.live.store, move || {
             waker.request_repaint();
         });
         m.derive(self.clock.now_us());

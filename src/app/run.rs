@@ -245,6 +245,17 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
             &settings,
             tokio::runtime::Handle::current(),
         )),
+        briefings: super::mission::BriefingPlan {
+            times: settings
+                .file
+                .mission
+                .briefing_times()
+                .map_err(anyhow::Error::msg)?,
+            archive: crate::mission::archive_dir(&settings.file.mission),
+            bus: source
+                .amqp_url(&settings)
+                .map(|u| (u, source.exchange(&settings))),
+        },
     };
     #[cfg(target_os = "linux")]
     {

@@ -21,7 +21,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::flow::{measure_frame, percentiles, view_cx};
-use crate::app::mission::MissionState;
+use crate::app::mission::{BriefingPlan, MissionState};
 
 #[derive(Args, Debug)]
 pub struct MissionBenchArgs {
@@ -77,7 +77,7 @@ pub fn bench_mission(a: &MissionBenchArgs) -> anyhow::Result<Value> {
 
     // The views: the model from the journal, then events arriving at `rate`.
     let mut store = EventStore::new(StoreConfig::default());
-    let mut state = MissionState::start(Some(dir.clone()), &store, || {});
+    let mut state = MissionState::start(Some(dir.clone()), BriefingPlan::default(), &store, || {});
     let until = Instant::now() + Duration::from_mins(5);
     while state.loading().is_some() {
         anyhow::ensure!(

@@ -58,6 +58,14 @@ pub struct MissionArgs {
     /// Write to this file instead of stdout
     #[arg(long, short = 'o', value_name = "FILE")]
     out: Option<PathBuf>,
+    /// `brief`: also keep the briefing in the archive and, with a broker configured, announce it
+    /// (`reporting.report.started`, then `completed` or `failed`)
+    #[arg(long)]
+    save: bool,
+    /// Where `--save` keeps briefings [default: `[mission] archive`, else briefings in the data
+    /// dir]
+    #[arg(long, value_name = "DIR")]
+    archive: Option<PathBuf>,
 }
 
 pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode> {
@@ -102,6 +110,38 @@ pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode
         MissionCommand::Brief(_) => Report::Brief,
     };
     let title = brief_title(until);
+    if args.save {
+        if report != Report::Brief {
+            return Ok(bad("--save keeps briefings: use it with `mission brief`"));
+        }
+        let Some(archive) = args
+            .archive
+            .clone()
+            .or_else(|| crate::mission::archive_dir(&settings.file.mission))
+        else {
+            return Ok(bad(
+                "no home directory to keep briefings in: give --archive DIR",
+            ));
+        };
+        let b = candybar_core::mission::brief(&loaded.mission, &title, since, until, until);
+        let url = source.amqp_url(&settings);
+        let exchange = source.exchange(&settings);
+        let bus = url.as_ref().map(|u| (u.expose(), exchange.as_str()));
+        let done = tokio::runtime::Handle::current()
+            .block_on(crate::mission::keep_and_announce(&b, &archive, bus));
+        match done {
+            Ok((path, bus_error)) => {
+                eprintln!("candybar: the briefing is kept in {}", path.display());
+                if let Some(e) = bus_error {
+                    eprintln!(
+                        "candybar: the bus did not take its reporting events: {}",
+                        candybar_core::redact::mask_secrets_in(&e)
+                    );
+                }
+            }
+            Err(e) => return Ok(bad(&e)),
+        }
+    }
     let text_format = match args.format {
         MissionFormat::Md | MissionFormat::Pdf => ReportFormat::Markdown,
         MissionFormat::Json => ReportFormat::Json,

@@ -32,6 +32,8 @@ pub struct MissionInfo<'a> {
     pub drift: &'a [PlanDrift],
     /// The briefing last generated.
     pub brief: Option<&'a Briefing>,
+    /// Briefings kept: (path, title), newest first.
+    pub archive: &'a [(std::path::PathBuf, String)],
     /// The journal being read: blocks done of total.
     pub loading: Option<(usize, usize)>,
     /// Where the answers come from, in words ("the journal (2 d) and 3,412 live events").
@@ -47,6 +49,8 @@ pub enum MissionAction {
     Wake,
     /// Write the briefing of this range.
     Brief { since_us: Micros, until_us: Micros },
+    /// Show a kept briefing.
+    OpenArchived(std::path::PathBuf),
     /// Save this tab as a file (a save dialog asks where).
     Export { report: Report, format: DocFormat },
 }
@@ -237,6 +241,24 @@ impl MissionViewState {
                 }));
             }
         });
+        if !info.archive.is_empty() {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(RichText::new("Kept:").color(cx.theme.weak_text()));
+                for (path, title) in info.archive.iter().take(8) {
+                    let name = path
+                        .file_stem()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                    if ui
+                        .small_button(name)
+                        .on_hover_text(format!("{title}\n{}", path.display()))
+                        .clicked()
+                    {
+                        cx.commands
+                            .push(Command::Mission(MissionAction::OpenArchived(path.clone())));
+                    }
+                }
+            });
+        }
         ui.separator();
         let Some(b) = info.brief else {
             ui.label(
