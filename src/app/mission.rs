@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use candybar_core::intern::Sym;
 use candybar_core::mission::{
-    self, Briefing, Mission, PlanDrift, PortfolioCard, RankedDecision, Risks,
+    self, Briefing, Mission, PlanDrift, PortfolioCard, RankedDecision, RiskItem, RiskKind, Risks,
 };
 use candybar_core::store::EventStore;
 use candybar_core::time::Micros;
@@ -112,6 +112,8 @@ pub struct MissionState {
     source: String,
     derived: Derived,
     pub brief: Option<Briefing>,
+    /// The failing services the answers were derived with.
+    failing: Vec<(String, String)>,
     plan: BriefingPlan,
     /// A scheduled briefing waits for the journal's past to be read (its moment).
     pub pending_brief: Option<Micros>,
@@ -170,6 +172,7 @@ impl MissionState {
             source: String::new(),
             derived: Derived::default(),
             brief: None,
+            failing: Vec::new(),
             plan,
             pending_brief: None,
             archive: Vec::new(),
@@ -359,19 +362,48 @@ impl MissionState {
         })
     }
 
-    /// Brings the answers up to date for `now_us` when the model changed or time moved on.
-    pub fn derive(&mut self, now_us: Micros) {
+    /// Brings the answers up to date for `now_us` when the model changed or time moved on;
+    /// `failing` are the services Health finds failing (name, why). Whether they were
+    /// recomputed.
+    pub fn derive(&mut self, now_us: Micros, failing: &[(String, String)]) -> bool {
         let d = &self.derived;
         let fresh =
             d.version == self.mission.version && d.at.is_some_and(|t| t.elapsed() < DERIVE_EVERY);
         if fresh {
-            return;
+            return false;
         }
         let m = &self.mission;
+        let mut risks = mission::risks(m, now_us);
+        // Failing services come before stalls and blockers (as gates do).
+        let at = risks
+            .items
+            .iter()
+            .position(|r| matches!(r.kind, RiskKind::Stalled | RiskKind::Blocker))
+            .unwrap_or(risks.items.len());
+        for (i, (name, why)) in failing.iter().enumerate() {
+            risks.items.insert(
+                at + i,
+                RiskItem {
+                    kind: RiskKind::Service,
+                    project: String::new(),
+                    project_name: "Health".into(),
+                    title: format!("{name} is failing"),
+                    detail: why.clone(),
+                    severity: "failing".into(),
+                    owner: None,
+                    due_us: None,
+                    overdue: false,
+                    since_us: None,
+                    at: None,
+                    options: Vec::new(),
+                },
+            );
+        }
+        failing.clone_into(&mut self.failing);
         self.derived = Derived {
             portfolio: mission::portfolio(m, now_us),
             decisions: mission::ranked_decisions(m, now_us - RADAR_US, now_us, now_us),
-            risks: mission::risks(m, now_us),
+            risks,
             drift: mission::drift(m),
             version: m.version,
             at: Some(Instant::now()),
@@ -385,6 +417,16 @@ impl MissionState {
                 self.live_events
             ),
         };
+        true
+    }
+
+    /// The alerts the answers hold (what notifications say).
+    pub fn alerts(&self) -> Vec<candybar_core::mission::alerts::Alert> {
+        candybar_core::mission::alerts::alerts(
+            &self.derived.risks,
+            &self.derived.portfolio,
+            &self.failing,
+        )
     }
 
     /// Writes the briefing of `[since_us, until_us]`.

@@ -16,6 +16,7 @@ mod dictation;
 pub mod export;
 pub mod history;
 pub mod mission;
+pub mod notify;
 mod run;
 #[cfg(target_os = "linux")]
 pub mod runtime_libs;
@@ -127,6 +128,8 @@ pub struct AppInit {
     pub sessions: Option<sessions::SessionsInit>,
     /// Briefings the window writes by itself (none unless given).
     pub briefings: mission::BriefingPlan,
+    /// Desktop notifications of Mission Control's alerts (none unless given).
+    pub notify: Option<notify::NotifyPlan>,
 }
 
 impl AppInit {
@@ -153,6 +156,7 @@ impl AppInit {
             history: None,
             sessions: None,
             briefings: mission::BriefingPlan::default(),
+            notify: None,
             at: None,
         }
     }
@@ -224,6 +228,8 @@ pub struct CandybarApp {
     /// When the window writes briefings by itself, where it keeps them, the bus it tells.
     briefing_plan: mission::BriefingPlan,
     schedule: mission::Schedule,
+    /// Desktop notifications of Mission Control's alerts (when asked for).
+    notifier: Option<notify::Notifier>,
     /// Mission exports written (what to say).
     mission_exports: Channel<Result<String, String>>,
     /// `candybar record` asking (through the local socket) for the journal this window writes.
@@ -299,6 +305,7 @@ impl CandybarApp {
             mission: None,
             mission_exports: sync_channel(4),
             schedule: mission::Schedule::new(init.briefings.times.clone()),
+            notifier: init.notify.clone().and_then(notify::Notifier::start),
             briefing_plan: init.briefings.clone(),
             journal_releases: sync_channel(1),
             dictation_edited: persisted.dictation.is_some(),
@@ -771,6 +778,10 @@ impl CandybarApp {
                 m.pending_brief = Some(now);
             }
         }
+        // Notifications watch whatever the view.
+        if self.notifier.is_some() && self.mission.is_none() {
+            self.start_mission();
+        }
         let Some(m) = &mut self.mission else { return };
         m.scan(&self.live.store);
         if m.loading().is_none()
@@ -780,21 +791,64 @@ impl CandybarApp {
             m.scheduled_briefing(at, move || waker.request_repaint());
         }
         let said = m.poll_done();
+        let shown = self.viewer.view == View::Mission;
+        let watched = self.notifier.is_some();
+        if shown || watched {
+            let failing = if self.registry.services.is_empty() {
+                Vec::new()
+            } else {
+                let probes = self
+                    .health_poller
+                    .as_ref()
+                    .map(candybar_bus::health_poll::HealthPoller::results)
+                    .unwrap_or_default();
+                candybar_ui::health::failing_services(
+                    &self.registry,
+                    &self.live.store,
+                    &probes,
+                    now,
+                )
+            };
+            let fresh = m.derive(now, &failing);
+            // Alerts once the journal's past is in: what was already open is said together.
+            if fresh
+                && m.loading().is_none()
+                && let Some(n) = &mut self.notifier
+            {
+                n.step(m.alerts(), now);
+            }
+            if shown {
+                if m.loading().is_some() {
+                    self.ctx.request_repaint_after(Duration::from_millis(200));
+                } else {
+                    // SLA countdowns and ages move with the clock.
+                    self.ctx.request_repaint_after(Duration::from_secs(1));
+                }
+            } else {
+                self.ctx.request_repaint_after(Duration::from_secs(2));
+            }
+        }
         for s in said {
             match s {
-                Ok(words) => self.toast(ToastLevel::Info, words),
+                Ok(words) => {
+                    if let Some(n) = &self.notifier
+                        && words.contains(" is ready: ")
+                    {
+                        n.say("candybar: briefing", &words);
+                    }
+                    self.toast(ToastLevel::Info, words);
+                }
                 Err(e) => self.toast(ToastLevel::Error, e),
             }
         }
-        let Some(m) = &mut self.mission else { return };
-        if self.viewer.view == View::Mission {
-            m.derive(self.clock.now_us());
-            if m.loading().is_some() {
-                self.ctx.request_repaint_after(Duration::from_millis(200));
-            } else {
-                // SLA countdowns and ages move with the clock.
-                self.ctx.request_repaint_after(Duration::from_secs(1));
-            }
+        if let Some(e) = self.notifier.as_mut().and_then(notify::Notifier::failure) {
+            self.toast(
+                ToastLevel::Info,
+                format!(
+                    "Desktop notifications are unavailable ({e}); Mission Control's alerts show \
+                     in its Risks tab"
+                ),
+            );
         }
     }
 
@@ -809,7 +863,7 @@ impl CandybarApp {
         let mut m = mission::MissionState::start(journal, plan, &self.live.store, move || {
             waker.request_repaint();
         });
-        m.derive(self.clock.now_us());
+        m.derive(self.clock.now_us(), &[]);
         self.mission = Some(m);
     }
 

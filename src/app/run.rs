@@ -256,6 +256,15 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
                 .amqp_url(&settings)
                 .map(|u| (u, source.exchange(&settings))),
         },
+        notify: {
+            let kinds = settings
+                .file
+                .mission
+                .notify_kinds()
+                .map_err(anyhow::Error::msg)?;
+            let quiet = settings.file.mission.quiet().map_err(anyhow::Error::msg)?;
+            (!kinds.is_empty()).then_some(super::notify::NotifyPlan { kinds, quiet })
+        },
     };
     #[cfg(target_os = "linux")]
     {

@@ -116,7 +116,7 @@ pub fn bench_mission(a: &MissionBenchArgs) -> anyhow::Result<Value> {
             ingest_one(&mut store, &mut clock);
             let t = Instant::now();
             state.scan(&store);
-            state.derive(clock);
+            state.derive(clock, &[]);
             let model = t.elapsed();
             let mut data = candybar_ui::ViewContext::standalone(&store, clock, &registry);
             data.mission = Some(state.info());

@@ -37,10 +37,62 @@ pub struct MissionSection {
     pub briefings: Option<Vec<String>>,
     /// Where briefings are kept (default: `briefings` in the data dir).
     pub archive: Option<PathBuf>,
+    /// What the window says in desktop notifications: `escalation` (critical ones), `gate` (past
+    /// its SLA), `blocked` (a project turning blocked), `service` (failing); default all, `[]`
+    /// for none.
+    pub notify: Option<Vec<String>>,
+    /// No notifications in these local hours, e.g. `"22:00-07:00"` (what turns up is said after).
+    pub quiet_hours: Option<String>,
 }
 
 impl MissionSection {
     pub const DEFAULT_BRIEFINGS: [&str; 2] = ["08:00", "17:00"];
+
+    /// The kinds notified, checked.
+    ///
+    /// # Errors
+    /// A kind that is not one of them, named.
+    pub fn notify_kinds(&self) -> Result<Vec<crate::mission::alerts::AlertKind>, String> {
+        use crate::mission::alerts::AlertKind;
+        match &self.notify {
+            None => Ok(AlertKind::ALL.to_vec()),
+            Some(v) => v
+                .iter()
+                .map(|k| {
+                    AlertKind::parse(k.trim()).ok_or_else(|| {
+                        format!(
+                            "[mission] notify: {k:?} is not one of escalation, gate, blocked, service"
+                        )
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// The quiet hours as minutes of the day (from, to), checked; `None` when there are none.
+    ///
+    /// # Errors
+    /// Not `HH:MM-HH:MM`.
+    pub fn quiet(&self) -> Result<Option<(u32, u32)>, String> {
+        let Some(hours) = self.quiet_hours.as_deref().filter(|q| !q.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let bad = || {
+            format!(
+                "[mission] quiet_hours: {hours:?} is not a range of hours (e.g. \"22:00-07:00\")"
+            )
+        };
+        let (from, to) = hours.split_once('-').ok_or_else(bad)?;
+        let minute = |t: &str| {
+            let (hour, min) = t.trim().split_once(':')?;
+            let (hour, min) = (hour.parse::<u32>().ok()?, min.parse::<u32>().ok()?);
+            (hour < 24 && min < 60).then_some(hour * 60 + min)
+        };
+        Ok(Some((
+            minute(from).ok_or_else(bad)?,
+            minute(to).ok_or_else(bad)?,
+        )))
+    }
 
     /// The briefings' times of day as (hour, minute), checked.
     ///

@@ -56,6 +56,32 @@ fn stats_by_service(registry: &Registry, store: &EventStore) -> FxHashMap<String
     out
 }
 
+/// The registry's services Health finds failing, with why: (name, why) — Mission Control lists
+/// them among the risks and notifies them.
+#[must_use]
+pub fn failing_services(
+    registry: &Registry,
+    store: &EventStore,
+    probes: &Probes,
+    now_us: Micros,
+) -> Vec<(String, String)> {
+    rows(registry, store, probes, now_us)
+        .into_iter()
+        .filter(|r| r.health == Health::Bad)
+        .map(|r| {
+            let why = match &r.probe {
+                Some(p) if !p.ok() => format!("its health endpoint answered {}", p.words()),
+                _ if r.stats.events > 0 && r.stats.error_share() >= 0.2 => format!(
+                    "{:.0} % of its events are errors",
+                    r.stats.error_share() * 100.0
+                ),
+                _ => format!("silent since {}", ago(now_us, r.stats.last_received_us)),
+            };
+            (r.name, why)
+        })
+        .collect()
+}
+
 fn rows(registry: &Registry, store: &EventStore, probes: &Probes, now_us: Micros) -> Vec<Row> {
     let layer_of = |key: &str| {
         registry

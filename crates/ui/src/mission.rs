@@ -653,7 +653,9 @@ fn progress_chart(ui: &mut egui::Ui, p: &PlanDrift, now_us: Micros, theme: Theme
 
 fn risk_color(r: &RiskItem, theme: Theme) -> Color32 {
     match (r.kind, r.severity.as_str(), r.overdue) {
-        (_, _, true) | (RiskKind::Escalation, "critical", _) => theme.bad(),
+        (_, _, true) | (RiskKind::Escalation, "critical", _) | (RiskKind::Service, _, _) => {
+            theme.bad()
+        }
         (RiskKind::Escalation, "warning", _) | (RiskKind::Stalled, _, _) => theme.warn(),
         (RiskKind::Approval, _, _) => theme.accent(),
         _ => theme.overlay_line(),
@@ -694,6 +696,7 @@ fn risks_ui(ui: &mut egui::Ui, info: MissionInfo<'_>, cx: &mut ViewCx<'_, '_>) {
                         RiskKind::Approval => "approval",
                         RiskKind::Blocker => "blocker",
                         RiskKind::Stalled => "stalled",
+                        RiskKind::Service => "service",
                     };
                     ui.label(
                         RichText::new(format!("{kind} · {}", item.severity))

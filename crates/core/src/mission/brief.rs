@@ -269,6 +269,7 @@ impl Writer {
                 RiskKind::Approval => "approval waiting".into(),
                 RiskKind::Blocker => format!("blocker ({})", r.severity),
                 RiskKind::Stalled => "stalled".into(),
+                RiskKind::Service => "failing service".into(),
             };
             let _ = writeln!(
                 self.md,

@@ -9,6 +9,7 @@
 //! `data` or `payload`); unknown fields are ignored; a record missing fields is kept with what it
 //! has (a decision without an impact gets one inferred, and says so).
 
+pub mod alerts;
 mod brief;
 pub mod report;
 mod rules;

@@ -368,6 +368,7 @@ fn risks(m: &Mission, now: Micros, format: ReportFormat) -> Result<String, Strin
         RiskKind::Approval => "approval",
         RiskKind::Blocker => "blocker",
         RiskKind::Stalled => "stalled",
+        RiskKind::Service => "service",
     };
     Ok(match format {
         ReportFormat::Json => to_json(&r)?,

@@ -421,6 +421,8 @@ pub enum RiskKind {
     Approval,
     Blocker,
     Stalled,
+    /// A service Health finds failing (the window adds them; the journal alone does not know).
+    Service,
 }
 
 /// One open risk.
@@ -467,7 +469,7 @@ pub fn risks(m: &Mission, now_us: Micros) -> Risks {
             (_, _, true) => 1,
             (RiskKind::Escalation, "warning", _) => 2,
             (RiskKind::Approval, _, _) => 3,
-            (RiskKind::Gate, _, _) => 4,
+            (RiskKind::Gate | RiskKind::Service, _, _) => 4,
             (RiskKind::Stalled, _, _) => 5,
             (RiskKind::Blocker, _, _) => 6,
             _ => 7,
