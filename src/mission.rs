@@ -33,7 +33,7 @@ fn mission_types(
 }
 
 /// What a load did.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Loaded {
     pub mission: Mission,
     pub blocks_read: usize,
@@ -44,6 +44,69 @@ pub struct Loaded {
     pub took: Duration,
     /// The newest receive time read (live reading goes on from there).
     pub newest_us: Option<Micros>,
+    /// It started from the model saved by the last load (only the blocks after it were read).
+    pub from_snapshot: bool,
+    /// Everything up to here is in `mission`: worth saving ([`Loaded::save`]) when `Some`.
+    pub save_until: Option<Micros>,
+}
+
+impl Loaded {
+    /// Saves the model beside the journal in `dir` for the next load (after the answers are out:
+    /// it takes a while on a big model).
+    pub fn save(&self, dir: &Path) {
+        if let Some(until) = self.save_until {
+            write_snapshot(dir, &self.mission, until);
+        }
+    }
+}
+
+/// The model a load saves beside the journal, so the next one reads only what came after.
+const SNAPSHOT: &str = "mission-snapshot.json";
+/// Its layout; another is ignored (read from the start again).
+const SNAPSHOT_FORMAT: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    format: u32,
+    /// Every event received up to here is in `mission`.
+    until_us: Micros,
+    mission: Mission,
+}
+
+/// The model saved in `dir`, when there is one of this format (a broken one is ignored).
+fn read_snapshot(dir: &Path) -> Option<Snapshot> {
+    let bytes = std::fs::read(dir.join(SNAPSHOT)).ok()?;
+    let snap: Snapshot = serde_json::from_slice(&bytes)
+        .map_err(|e| {
+            tracing::warn!("the saved Mission model does not read ({e}): reading the journal");
+        })
+        .ok()?;
+    (snap.format == SNAPSHOT_FORMAT).then_some(snap)
+}
+
+/// Saves the model beside the journal (whole or not at all; a journal one may not write to is
+/// read from the start next time).
+fn write_snapshot(dir: &Path, mission: &Mission, until_us: Micros) {
+    #[derive(serde::Serialize)]
+    struct Saving<'a> {
+        format: u32,
+        until_us: Micros,
+        mission: &'a Mission,
+    }
+    let snap = Saving {
+        format: SNAPSHOT_FORMAT,
+        until_us,
+        mission,
+    };
+    let tmp = dir.join(format!(".{SNAPSHOT}.tmp"));
+    let written = serde_json::to_vec(&snap)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| std::fs::write(&tmp, bytes).map_err(|e| e.to_string()))
+        .and_then(|()| std::fs::rename(&tmp, dir.join(SNAPSHOT)).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!("cannot save the Mission model in {}: {e}", dir.display());
+    }
 }
 
 /// Reads the journal in `dir` up to `until_us` (receive time) into a [`Mission`];
@@ -68,16 +131,21 @@ pub fn load(
         .map_err(|e| format!("cannot read the journal in {}: {e}", dir.display()))?;
     let filter = Filter::new(FILTER).map_err(|e| format!("mission filter: {e}"))?;
     let now = now_us();
+    // The model saved last time, when it is not newer than asked for: only what came after it
+    // is read.
+    let saved = read_snapshot(dir).filter(|s| s.until_us <= until_us);
+    let from_us = saved.as_ref().map(|s| s.until_us);
     let mut blocks: Vec<_> = reader
         .blocks()
-        .filter(|b| b.header.min_us <= until_us)
+        .filter(|b| b.header.min_us <= until_us && from_us.is_none_or(|f| b.header.max_us > f))
         .copied()
         .collect();
     // Time order: a later status overrides an earlier one (an import may have added old blocks
     // at the end).
     blocks.sort_by_key(|b| (b.header.min_us, b.header.max_us));
     let total = blocks.len();
-    let mut mission = Mission::new();
+    let from_snapshot = saved.is_some();
+    let mut mission = saved.map_or_else(Mission::new, |s| s.mission);
     let (mut read, mut skipped, mut events) = (0, 0, 0u64);
     let mut newest_us = None;
     for (i, b) in blocks.iter().enumerate() {
@@ -110,7 +178,7 @@ pub fn load(
         read += 1;
         for e in &entries {
             let Entry::Event(m) = e else { continue };
-            if m.received_us > until_us {
+            if m.received_us > until_us || from_us.is_some_and(|f| m.received_us <= f) {
                 continue;
             }
             if let Some(finders) = &finders {
@@ -132,6 +200,11 @@ pub fn load(
         }
     }
     progress(total, total);
+    // Worth saving for next time: everything up to the newest event the journal holds (or
+    // `until_us`).
+    let newest = reader.newest_us().map_or(until_us, |n| n.min(until_us));
+    let save_until =
+        (!from_snapshot || events > 0 || from_us.is_some_and(|f| newest > f)).then_some(newest);
     Ok(Loaded {
         mission,
         blocks_read: read,
@@ -139,6 +212,8 @@ pub fn load(
         events,
         took: started.elapsed(),
         newest_us,
+        from_snapshot,
+        save_until,
     })
 }
 

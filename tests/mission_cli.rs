@@ -393,3 +393,77 @@ fn a_saved_briefing_is_kept_and_announced_on_the_bus() {
     assert_eq!(code, Some(2));
     assert!(err.contains("--save keeps briefings"), "{err}");
 }
+
+#[test]
+fn the_model_is_saved_beside_the_journal_and_the_next_read_starts_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let until = journal(&dir, &[]);
+    let first = mission(&dir, "portfolio", &until, "json");
+    assert!(dir.join("mission-snapshot.json").exists(), "saved");
+    // Again: from the saved model, nothing read, the same answers.
+    let (code, again, err) = run(&[
+        "mission",
+        "portfolio",
+        "--journal",
+        path_str(&dir),
+        "--until",
+        &until,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("the saved model and 0 Mission Control events from 0 blocks"),
+        "{err}"
+    );
+    assert_eq!(again, first);
+
+    // A project that starts later: read on top of the saved model.
+    let later = T0_US + EVENTS * STEP_US + 5_000_000;
+    let body = r#"{"event_type":"lifecycle.mission.created","event_id":"late-1","payload":{"lifecycle_id":"lc-late","name":"Late project","repo":"late","status":"active","health":"nominal"}}"#;
+    {
+        let mut w = JournalWriter::open(JournalConfig::new(dir.clone()), "test").unwrap();
+        w.append(&RawMessage {
+            received_us: later,
+            routing_key: "lifecycle.mission.created".into(),
+            body: body.as_bytes().to_vec(),
+            ..RawMessage::default()
+        });
+        w.flush().unwrap();
+    }
+    let until2 = format_rfc3339(later + 1_000_000);
+    let (code, out, err) = run(&[
+        "mission",
+        "portfolio",
+        "--journal",
+        path_str(&dir),
+        "--until",
+        &until2,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("the saved model and 1 Mission Control events from 1 blocks"),
+        "{err}"
+    );
+    let cards: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(cards.as_array().unwrap().len(), 6, "{out}");
+
+    // A broken saved model is ignored: everything is read again, the answers the same.
+    std::fs::write(dir.join("mission-snapshot.json"), b"{ not json").unwrap();
+    let (code, out2, err) = run(&[
+        "mission",
+        "portfolio",
+        "--journal",
+        path_str(&dir),
+        "--until",
+        &until2,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("the saved model"), "{err}");
+    assert_eq!(out2, out);
+}

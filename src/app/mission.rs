@@ -153,8 +153,17 @@ impl MissionState {
                         d.store(n, Ordering::Relaxed);
                         t.store(of, Ordering::Relaxed);
                     });
+                    // The view first; the model is saved for the next start after.
+                    let saving = result
+                        .as_ref()
+                        .ok()
+                        .filter(|l| l.save_until.is_some())
+                        .cloned();
                     let _ = tx.send(result);
                     wake();
+                    if let Some(l) = saving {
+                        l.save(&dir);
+                    }
                 });
             if let Err(e) = spawned {
                 tracing::warn!("cannot read the journal for Mission Control: {e}");

@@ -1,6 +1,8 @@
 //! `candybar bench mission`: Mission Control over a day of demo events in a real journal on disk.
 //! - the briefing of that day: reading the journal (its indexes rule out blocks without Mission
 //!   Control's types) and writing the Markdown, from nothing, as `candybar mission brief` does;
+//! - the view's first answers after a start: with no saved model (the whole journal read), and
+//!   after a restart (the model the first start saved beside the journal, plus what came after);
 //! - CPU per frame of each Mission tab (ui + egui's tessellation, in-process; the GPU's part is
 //!   not in it) while 20,000 events a second arrive and are read into the model, its answers
 //!   recomputed twice a second — after the journal's day was read into it. The baseline, in the
@@ -75,18 +77,37 @@ pub fn bench_mission(a: &MissionBenchArgs) -> anyhow::Result<Value> {
     let brief_ms = t.elapsed().as_secs_f64() * 1e3;
     let total_ms = read_ms + brief_ms;
 
-    // The views: the model from the journal, then events arriving at `rate`.
-    let mut store = EventStore::new(StoreConfig::default());
-    let mut state = MissionState::start(Some(dir.clone()), BriefingPlan::default(), &store, || {});
+    // The view's first answers after a start: with no saved model (the journal read from its
+    // beginning), then after a restart (the model the first start saved, and what came after).
+    let store = EventStore::new(StoreConfig::default());
+    let first_view = |store: &EventStore| -> anyhow::Result<(MissionState, f64)> {
+        let t = Instant::now();
+        let mut state =
+            MissionState::start(Some(dir.clone()), BriefingPlan::default(), store, || {});
+        let until = Instant::now() + Duration::from_mins(5);
+        while state.loading().is_some() {
+            anyhow::ensure!(
+                Instant::now() < until,
+                "the journal took over 5 minutes to read"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+            state.scan(store);
+        }
+        state.derive(end, &[]);
+        Ok((state, t.elapsed().as_secs_f64() * 1e3))
+    };
+    let snapshot = dir.join("mission-snapshot.json");
+    let _ = std::fs::remove_file(&snapshot);
+    let (_, cold_ms) = first_view(&store)?;
+    // The first start saves the model after its answers are out: wait for it.
     let until = Instant::now() + Duration::from_mins(5);
-    while state.loading().is_some() {
-        anyhow::ensure!(
-            Instant::now() < until,
-            "the journal took over 5 minutes to read"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        state.scan(&store);
+    while !snapshot.exists() {
+        anyhow::ensure!(Instant::now() < until, "the model was not saved");
+        std::thread::sleep(Duration::from_millis(10));
     }
+    let snapshot_bytes = std::fs::metadata(&snapshot).map_or(0, |m| m.len());
+    let (mut state, warm_ms) = first_view(&store)?;
+    let mut store = store;
     state.write_brief(end - DAY_US / 2, end);
     let ctx = egui::Context::default();
     let theme = Theme::new(ThemeChoice::Dark);
@@ -151,6 +172,11 @@ pub fn bench_mission(a: &MissionBenchArgs) -> anyhow::Result<Value> {
         "mission_events_in_journal": loaded.events,
         "blocks_read": loaded.blocks_read,
         "blocks_ruled_out": loaded.blocks_skipped,
+        "first_view_ms": {
+            "no_saved_model": cold_ms.round(),
+            "after_a_restart": (warm_ms * 10.0).round() / 10.0,
+            "saved_model_bytes": snapshot_bytes,
+        },
         "brief_day": {
             "read_journal_ms": read_ms.round(),
             "write_markdown_ms": (brief_ms * 10.0).round() / 10.0,

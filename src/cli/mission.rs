@@ -94,8 +94,13 @@ pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode
         Err(e) => return Ok(bad(&e)),
     };
     eprintln!(
-        "candybar: {} Mission Control events from {} blocks of {} ({} ruled out by their index) \
-         in {} ms",
+        "candybar: {}{} Mission Control events from {} blocks of {} ({} ruled out by their \
+         index) in {} ms",
+        if loaded.from_snapshot {
+            "the saved model and "
+        } else {
+            ""
+        },
         loaded.events,
         loaded.blocks_read,
         dir.display(),
@@ -114,32 +119,9 @@ pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode
         if report != Report::Brief {
             return Ok(bad("--save keeps briefings: use it with `mission brief`"));
         }
-        let Some(archive) = args
-            .archive
-            .clone()
-            .or_else(|| crate::mission::archive_dir(&settings.file.mission))
-        else {
-            return Ok(bad(
-                "no home directory to keep briefings in: give --archive DIR",
-            ));
-        };
         let b = candybar_core::mission::brief(&loaded.mission, &title, since, until, until);
-        let url = source.amqp_url(&settings);
-        let exchange = source.exchange(&settings);
-        let bus = url.as_ref().map(|u| (u.expose(), exchange.as_str()));
-        let done = tokio::runtime::Handle::current()
-            .block_on(crate::mission::keep_and_announce(&b, &archive, bus));
-        match done {
-            Ok((path, bus_error)) => {
-                eprintln!("candybar: the briefing is kept in {}", path.display());
-                if let Some(e) = bus_error {
-                    eprintln!(
-                        "candybar: the bus did not take its reporting events: {}",
-                        candybar_core::redact::mask_secrets_in(&e)
-                    );
-                }
-            }
-            Err(e) => return Ok(bad(&e)),
+        if let Err(e) = save_brief(&b, args, source, &settings) {
+            return Ok(bad(&e));
         }
     }
     let text_format = match args.format {
@@ -153,14 +135,47 @@ pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode
     };
     if args.format == MissionFormat::Pdf {
         let pdf = crate::pdf::markdown_to_pdf(&text, &format!("candybar — {}", report.name()));
-        return write_binary(&pdf, args.out.as_deref());
+        let written = write_binary(&pdf, args.out.as_deref());
+        loaded.save(&dir);
+        return written;
     }
-    match &args.out {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
-        None => print!("{text}"),
+    if let Some(path) = &args.out {
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    } else {
+        use std::io::Write as _;
+        print!("{text}");
+        let _ = std::io::stdout().flush();
     }
+    loaded.save(&dir);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--save`: the briefing kept in the archive and announced on the bus when there is one.
+fn save_brief(
+    b: &candybar_core::mission::Briefing,
+    args: &MissionArgs,
+    source: &SourceArgs,
+    settings: &super::Settings,
+) -> Result<(), String> {
+    let archive = args
+        .archive
+        .clone()
+        .or_else(|| crate::mission::archive_dir(&settings.file.mission))
+        .ok_or("no home directory to keep briefings in: give --archive DIR")?;
+    let url = source.amqp_url(settings);
+    let exchange = source.exchange(settings);
+    let bus = url.as_ref().map(|u| (u.expose(), exchange.as_str()));
+    let (path, bus_error) = tokio::runtime::Handle::current()
+        .block_on(crate::mission::keep_and_announce(b, &archive, bus))?;
+    eprintln!("candybar: the briefing is kept in {}", path.display());
+    if let Some(e) = bus_error {
+        eprintln!(
+            "candybar: the bus did not take its reporting events: {}",
+            candybar_core::redact::mask_secrets_in(&e)
+        );
+    }
+    Ok(())
 }
 
 /// A PDF to `out`, or to stdout when it is not a terminal.

@@ -23,7 +23,7 @@ pub use rules::{
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::{Event, short_type};
@@ -37,7 +37,7 @@ const KEEP_PER_PROJECT: usize = 5_000;
 const KEEP_REFS: usize = 64;
 
 /// Where a statement comes from: an event, findable in the Stream by its id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvRef {
     /// The store's sequence number when the event came from one (the window), else 0.
     #[serde(skip)]
@@ -79,7 +79,7 @@ pub fn wants(kind: &str) -> bool {
 }
 
 /// A blocker as `lifecycle.status.updated` lists it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Blocker {
     pub id: String,
     pub kind: String,
@@ -90,7 +90,7 @@ pub struct Blocker {
 }
 
 /// A roadmap version.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Roadmap {
     pub id: String,
     pub version: String,
@@ -103,7 +103,7 @@ pub struct Roadmap {
 }
 
 /// A checkpoint reached.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub id: String,
     pub name: String,
@@ -114,7 +114,7 @@ pub struct Checkpoint {
 }
 
 /// A project: one lifecycle (or a repo that has none).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Project {
     /// The lifecycle id, else `repo:NAME`, else `project:ID`.
     pub key: String,
@@ -132,14 +132,14 @@ pub struct Project {
     pub active_runs: Option<u64>,
     pub last_progress_us: Option<Micros>,
     /// The events that did work (a task completed, a checkpoint reached, progress made).
-    #[serde(skip)]
+    #[serde(default)]
     pub work: VecDeque<EvRef>,
     /// Progress over time: (when, percent).
     pub progress_points: Vec<(Micros, f64)>,
     pub roadmaps: Vec<Roadmap>,
     pub checkpoints: Vec<Checkpoint>,
     /// The newest events about it.
-    #[serde(skip)]
+    #[serde(default)]
     pub refs: VecDeque<EvRef>,
     pub first_us: Micros,
     pub last_us: Micros,
@@ -195,7 +195,7 @@ impl Project {
 }
 
 /// A gate of a lifecycle.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gate {
     pub id: String,
     pub project: String,
@@ -210,7 +210,7 @@ pub struct Gate {
 }
 
 /// An escalation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Escalation {
     pub id: String,
     pub project: String,
@@ -224,7 +224,7 @@ pub struct Escalation {
 }
 
 /// An approval asked of a person.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     pub id: String,
     pub project: String,
@@ -238,12 +238,12 @@ pub struct Approval {
 }
 
 /// A decision, from whichever event recorded it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub project: String,
     pub text: String,
     /// Where it was recorded: `repo.decision.recorded`, `triage`, `approval`, `gate`, `meeting`.
-    pub source: &'static str,
+    pub source: String,
     pub category: String,
     pub impact: ImpactLevel,
     /// Why the impact is what it is, when the record gave none ("inferred: touches 4 things").
@@ -257,7 +257,7 @@ pub struct Decision {
 }
 
 /// An autonomous review's verdict on an issue.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Review {
     pub project: String,
     pub issue: String,
@@ -269,7 +269,7 @@ pub struct Review {
 }
 
 /// A session started or ended, for the briefing.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionNote {
     pub session_id: String,
     pub provider: Option<String>,
@@ -280,7 +280,7 @@ pub struct SessionNote {
 }
 
 /// A briefing run the platform announced (`reporting.report.*`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReportNote {
     pub run_id: String,
     pub state: String,
@@ -288,7 +288,7 @@ pub struct ReportNote {
 }
 
 /// Everything Mission Control knows, built from events.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Mission {
     pub projects: BTreeMap<String, Project>,
     /// Repo name → the project (lifecycle) it belongs to.
@@ -757,7 +757,7 @@ impl Mission {
         self.decide(Decision {
             project: key,
             text: format!("gate {id} {resolution}"),
-            source: "gate",
+            source: "gate".into(),
             category: "process".into(),
             impact: ImpactLevel::Medium,
             impact_inferred: Some("inferred: a gate resolution".into()),
@@ -801,7 +801,7 @@ impl Mission {
         self.decide(Decision {
             project: key,
             text: decision,
-            source: "repo.decision.recorded",
+            source: "repo.decision.recorded".into(),
             category,
             impact,
             impact_inferred: inferred,
@@ -840,7 +840,7 @@ impl Mission {
         self.decide(Decision {
             project: key,
             text: summary,
-            source: "triage",
+            source: "triage".into(),
             category: "product".into(),
             impact,
             impact_inferred: priority
@@ -900,7 +900,7 @@ impl Mission {
         self.decide(Decision {
             project: key,
             text: format!("{decision}: {what}"),
-            source: "approval",
+            source: "approval".into(),
             category: "process".into(),
             impact: ImpactLevel::Medium,
             impact_inferred: Some("inferred: an approval".into()),
@@ -951,7 +951,7 @@ impl Mission {
         self.decide(Decision {
             project: key,
             text: text(p, "comment_text").unwrap_or_default(),
-            source: "meeting",
+            source: "meeting".into(),
             category: category
                 .split('_')
                 .next()

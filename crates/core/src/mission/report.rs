@@ -230,7 +230,7 @@ fn decisions(
                         d.by_agent.to_string(),
                         r.autonomy_alert.to_string(),
                         opt(d.reversible),
-                        d.source.into(),
+                        d.source.clone(),
                         d.text.clone(),
                         opt(d.at.id.as_ref()),
                     ]
