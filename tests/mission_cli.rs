@@ -399,19 +399,23 @@ fn the_model_is_saved_beside_the_journal_and_the_next_read_starts_from_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("journal");
     let until = journal(&dir, &[]);
+    // The portfolio as JSON as of `until`: (exit code, stdout, stderr).
+    let portfolio = |until: &str| {
+        run(&[
+            "mission",
+            "portfolio",
+            "--journal",
+            path_str(&dir),
+            "--until",
+            until,
+            "--format",
+            "json",
+        ])
+    };
     let first = mission(&dir, "portfolio", &until, "json");
     assert!(dir.join("mission-snapshot.json").exists(), "saved");
     // Again: from the saved model, nothing read, the same answers.
-    let (code, again, err) = run(&[
-        "mission",
-        "portfolio",
-        "--journal",
-        path_str(&dir),
-        "--until",
-        &until,
-        "--format",
-        "json",
-    ]);
+    let (code, again, err) = portfolio(&until);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("the saved model and 0 Mission Control events from 0 blocks"),
@@ -433,16 +437,7 @@ fn the_model_is_saved_beside_the_journal_and_the_next_read_starts_from_it() {
         w.flush().unwrap();
     }
     let until2 = format_rfc3339(later + 1_000_000);
-    let (code, out, err) = run(&[
-        "mission",
-        "portfolio",
-        "--journal",
-        path_str(&dir),
-        "--until",
-        &until2,
-        "--format",
-        "json",
-    ]);
+    let (code, out, err) = portfolio(&until2);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("the saved model and 1 Mission Control events from 1 blocks"),
@@ -453,16 +448,7 @@ fn the_model_is_saved_beside_the_journal_and_the_next_read_starts_from_it() {
 
     // A broken saved model is ignored: everything is read again, the answers the same.
     std::fs::write(dir.join("mission-snapshot.json"), b"{ not json").unwrap();
-    let (code, out2, err) = run(&[
-        "mission",
-        "portfolio",
-        "--journal",
-        path_str(&dir),
-        "--until",
-        &until2,
-        "--format",
-        "json",
-    ]);
+    let (code, out2, err) = portfolio(&until2);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("the saved model"), "{err}");
     assert_eq!(out2, out);
