@@ -371,14 +371,17 @@ impl MissionState {
         })
     }
 
+    /// Whether the answers are due to be recomputed (the model changed, or time moved on).
+    pub fn stale(&self) -> bool {
+        let d = &self.derived;
+        d.version != self.mission.version || d.at.is_none_or(|t| t.elapsed() >= DERIVE_EVERY)
+    }
+
     /// Brings the answers up to date for `now_us` when the model changed or time moved on;
     /// `failing` are the services Health finds failing (name, why). Whether they were
     /// recomputed.
     pub fn derive(&mut self, now_us: Micros, failing: &[(String, String)]) -> bool {
-        let d = &self.derived;
-        let fresh =
-            d.version == self.mission.version && d.at.is_some_and(|t| t.elapsed() < DERIVE_EVERY);
-        if fresh {
+        if !self.stale() {
             return false;
         }
         let m = &self.mission;

@@ -794,7 +794,8 @@ impl CandybarApp {
         let shown = self.viewer.view == View::Mission;
         let watched = self.notifier.is_some();
         if shown || watched {
-            let failing = if self.registry.services.is_empty() {
+            // Health's failing services only when the answers are recomputed (not every frame).
+            let failing = if self.registry.services.is_empty() || !m.stale() {
                 Vec::new()
             } else {
                 let probes = self
