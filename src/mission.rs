@@ -385,3 +385,89 @@ pub async fn keep_and_announce(
     }
     kept.map(|path| (path, bus_error))
 }
+
+/// What the model is asked to do with a briefing.
+const REWRITE_PROMPT: &str = "You edit an operations briefing for busy engineers. Rewrite the \
+Markdown below so it reads well: keep every heading, every fact, every number and every \
+footnote marker such as [^3] exactly where it belongs; add nothing that is not in it. Answer \
+with the Markdown only.";
+
+/// The briefing rewritten by an OpenAI-compatible chat endpoint (`url` ends before
+/// `/chat/completions`); its sources list is kept as written. `Err` (the briefing is then used as
+/// it is): the endpoint did not answer well, or the rewrite lost a heading or a source.
+///
+/// # Errors
+/// An endpoint that cannot be reached or answers with an error, an answer without text, or a
+/// rewrite that dropped a heading or a footnote marker.
+pub async fn rewrite(
+    b: &candybar_core::mission::Briefing,
+    url: &str,
+    model: &str,
+    key: Option<&str>,
+) -> Result<candybar_core::mission::Briefing, String> {
+    let (body, sources) = match b.markdown.find("\n---\n") {
+        Some(i) => b.markdown.split_at(i),
+        None => (b.markdown.as_str(), ""),
+    };
+    let endpoint = format!("{}/chat/completions", url.trim_end_matches('/'));
+    let request = serde_json::json!({
+        "model": model,
+        "temperature": 0.2,
+        "messages": [
+            {"role": "system", "content": REWRITE_PROMPT},
+            {"role": "user", "content": body},
+        ],
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_mins(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut req = client.post(&endpoint).json(&request);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let shown = candybar_core::redact::mask_secrets_in(&endpoint);
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("the rewriting model at {shown} did not answer: {e}"))?;
+    let status = resp.status();
+    let answer: serde_json::Value = resp.json().await.map_err(|e| {
+        format!("the rewriting model at {shown} answered {status} without JSON: {e}")
+    })?;
+    if !status.is_success() {
+        let why = answer
+            .pointer("/error/message")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("no reason given");
+        return Err(format!(
+            "the rewriting model at {shown} answered {status}: {why}"
+        ));
+    }
+    let text = answer
+        .pointer("/choices/0/message/content")
+        .and_then(serde_json::Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| format!("the rewriting model at {shown} answered without text"))?;
+    // Nothing may be lost: every heading and every source marker is still there.
+    let marks = |t: &str| -> std::collections::BTreeSet<String> {
+        t.match_indices("[^")
+            .filter_map(|(i, _)| t[i..].find(']').map(|j| t[i..=i + j].to_owned()))
+            .chain(
+                t.lines()
+                    .filter(|l| l.starts_with('#'))
+                    .map(|l| l.trim().to_owned()),
+            )
+            .collect()
+    };
+    let lost: Vec<String> = marks(body).difference(&marks(text)).cloned().collect();
+    if !lost.is_empty() {
+        return Err(format!(
+            "the rewrite lost {} (kept the briefing as written)",
+            lost.join(", ")
+        ));
+    }
+    let mut out = b.clone();
+    out.markdown = format!("{}\n{sources}", text.trim_end());
+    Ok(out)
+}

@@ -391,7 +391,7 @@ fn a_saved_briefing_is_kept_and_announced_on_the_bus() {
     // A briefing is what --save keeps.
     let (code, _, err) = run(&["mission", "risks", "--journal", path_str(&dir), "--save"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("--save keeps briefings"), "{err}");
+    assert!(err.contains("--save and --llm are for briefings"), "{err}");
 }
 
 #[test]
@@ -452,4 +452,132 @@ fn the_model_is_saved_beside_the_journal_and_the_next_read_starts_from_it() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("the saved model"), "{err}");
     assert_eq!(out2, out);
+}
+
+/// A stand-in for an OpenAI-compatible chat endpoint (no local model server runs here): answers
+/// each request with `reply(the user message)` as (status, the assistant's text or an error).
+/// Its address, and the requests it saw.
+fn chat_stand_in(
+    reply: fn(&str) -> (u16, String),
+) -> (String, std::sync::Arc<parking_lot::Mutex<Vec<Value>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the stand-in");
+    let url = format!("http://{}/v1", listener.local_addr().expect("its address"));
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::Builder::new()
+        .name("chat-stand-in".into())
+        .spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let user = request["messages"][1]["content"].as_str().unwrap_or("").to_owned();
+                log.lock().push(request);
+                let (status, text) = reply(&user);
+                let answer = if status == 200 {
+                    serde_json::json!({"choices": [{"message": {"role": "assistant", "content": text}}]})
+                } else {
+                    serde_json::json!({"error": {"message": text}})
+                };
+                let answer = answer.to_string();
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        })
+        .expect("a thread for the stand-in");
+    (url, seen)
+}
+
+#[test]
+fn llm_rewrites_a_briefing_only_when_it_keeps_every_fact_and_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    let until = journal(&dir, &[]);
+    let brief = |url: &str| {
+        let config = tmp.path().join(format!("{}.toml", url.len()));
+        std::fs::write(
+            &config,
+            format!("[mission]\nllm_url = \"{url}\"\nllm_model = \"tiny\"\n"),
+        )
+        .unwrap();
+        support::run_env(
+            &[
+                "mission",
+                "brief",
+                "--journal",
+                path_str(&dir),
+                "--until",
+                &until,
+                "--llm",
+                "--config",
+                path_str(&config),
+            ],
+            &[("CANDYBAR_LLM_KEY", "sk-test-1")],
+        )
+    };
+    // The briefing as written (the same range: the default 12 h).
+    let (code, plain, err) = run(&[
+        "mission",
+        "brief",
+        "--journal",
+        path_str(&dir),
+        "--until",
+        &until,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // A rewrite that keeps every heading and source marker is used; the sources list stays.
+    let (url, seen) = chat_stand_in(|user| (200, format!("Rewritten for reading.\n\n{user}")));
+    let (code, out, err) = brief(&url);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("Rewritten for reading."), "{out}");
+    assert!(out.contains("[^1]: "), "the sources list is kept: {out}");
+    let asked = seen.lock()[0].clone();
+    assert_eq!(asked["model"], "tiny");
+    assert!(
+        asked["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("## Decisions")
+    );
+    assert!(
+        !asked.to_string().contains("[^1]: "),
+        "the sources list is not sent"
+    );
+
+    // One that loses sources is refused: the briefing as written, and why.
+    let (url, _) = chat_stand_in(|user| (200, user.replace("[^1]", "")));
+    let (code, out, err) = brief(&url);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("the rewrite lost [^1]"), "{err}");
+    assert_eq!(out, plain);
+
+    // An endpoint that fails or is not there: said, the briefing as written, no key in the words.
+    let (url, _) = chat_stand_in(|_| (500, "model not loaded".into()));
+    let (_, out, err) = brief(&url);
+    assert!(
+        err.contains("answered 500 Internal Server Error: model not loaded"),
+        "{err}"
+    );
+    assert_eq!(out, plain);
+    let (_, out, err) = brief("http://127.0.0.1:1/v1");
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(!err.contains("sk-test-1"), "{err}");
+    assert_eq!(out, plain);
 }

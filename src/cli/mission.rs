@@ -66,6 +66,10 @@ pub struct MissionArgs {
     /// dir]
     #[arg(long, value_name = "DIR")]
     archive: Option<PathBuf>,
+    /// `brief`: have it rewritten for reading by the OpenAI-compatible model `[mission] llm_url`
+    /// names (the facts and sources are checked to be kept, else it is used as written)
+    #[arg(long)]
+    llm: bool,
 }
 
 pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode> {
@@ -115,11 +119,20 @@ pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode
         MissionCommand::Brief(_) => Report::Brief,
     };
     let title = brief_title(until);
-    if args.save {
-        if report != Report::Brief {
-            return Ok(bad("--save keeps briefings: use it with `mission brief`"));
-        }
+    if (args.save || args.llm) && report != Report::Brief {
+        return Ok(bad(
+            "--save and --llm are for briefings: use them with `mission brief`",
+        ));
+    }
+    // Rewritten once, for what is printed and what is kept.
+    let llm_brief = args.llm.then(|| {
         let b = candybar_core::mission::brief(&loaded.mission, &title, since, until, until);
+        rewritten(b, &settings)
+    });
+    if args.save {
+        let b = llm_brief.clone().unwrap_or_else(|| {
+            candybar_core::mission::brief(&loaded.mission, &title, since, until, until)
+        });
         if let Err(e) = save_brief(&b, args, source, &settings) {
             return Ok(bad(&e));
         }
@@ -129,7 +142,14 @@ pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode
         MissionFormat::Json => ReportFormat::Json,
         MissionFormat::Csv => ReportFormat::Csv,
     };
-    let text = match render(&loaded.mission, report, since, until, &title, text_format) {
+    let text = match (&llm_brief, text_format) {
+        (Some(b), ReportFormat::Markdown) => Ok(b.markdown.clone()),
+        (Some(b), ReportFormat::Json) => serde_json::to_string_pretty(b)
+            .map(|t| t + "\n")
+            .map_err(|e| e.to_string()),
+        _ => render(&loaded.mission, report, since, until, &title, text_format),
+    };
+    let text = match text {
         Ok(t) => t,
         Err(e) => return Ok(bad(&e)),
     };
@@ -149,6 +169,36 @@ pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode
     }
     loaded.save(&dir);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--llm`: the briefing rewritten by the configured model, else as written (with why).
+fn rewritten(
+    b: candybar_core::mission::Briefing,
+    settings: &super::Settings,
+) -> candybar_core::mission::Briefing {
+    let m = &settings.file.mission;
+    let Some(url) = m.llm_url.as_deref() else {
+        eprintln!(
+            "candybar: --llm needs [mission] llm_url (an OpenAI-compatible endpoint); the briefing is as written"
+        );
+        return b;
+    };
+    let model = m.llm_model.as_deref().unwrap_or("default");
+    let key = std::env::var("CANDYBAR_LLM_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    match tokio::runtime::Handle::current().block_on(crate::mission::rewrite(
+        &b,
+        url,
+        model,
+        key.as_deref(),
+    )) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("candybar: {e}; the briefing is as written");
+            b
+        }
+    }
 }
 
 /// `--save`: the briefing kept in the archive and announced on the bus when there is one.

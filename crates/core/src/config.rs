@@ -43,6 +43,11 @@ pub struct MissionSection {
     pub notify: Option<Vec<String>>,
     /// No notifications in these local hours, e.g. `"22:00-07:00"` (what turns up is said after).
     pub quiet_hours: Option<String>,
+    /// An OpenAI-compatible endpoint (`http://localhost:11434/v1`) that rewrites briefings for
+    /// reading (`mission brief --llm`); its key, if it needs one, in `CANDYBAR_LLM_KEY`.
+    pub llm_url: Option<String>,
+    /// The model it is asked for.
+    pub llm_model: Option<String>,
 }
 
 impl MissionSection {
