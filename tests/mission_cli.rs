@@ -32,6 +32,14 @@ fn journal(dir: &Path, more: &[RawMessage]) -> String {
     format_rfc3339(T0_US + EVENTS * STEP_US + 1_000_000)
 }
 
+/// A temporary directory with [`journal`]'s journal in it: (the directory, the journal, its end).
+fn demo_journal() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let dir = tmp.path().join("journal");
+    let until = journal(&dir, &[]);
+    (tmp, dir, until)
+}
+
 fn mission(dir: &Path, what: &str, until: &str, format: &str) -> String {
     let (code, out, err) = run(&[
         "mission",
@@ -52,9 +60,7 @@ fn mission(dir: &Path, what: &str, until: &str, format: &str) -> String {
 
 #[test]
 fn the_journal_answers_in_every_format() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("journal");
-    let until = journal(&dir, &[]);
+    let (_tmp, dir, until) = demo_journal();
 
     let cards: Value = serde_json::from_str(&mission(&dir, "portfolio", &until, "json")).unwrap();
     let cards = cards.as_array().unwrap();
@@ -241,9 +247,7 @@ fn poppler(tool: &str, args: &[&str]) -> String {
 
 #[test]
 fn a_pdf_opens_and_reads_like_the_report() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("journal");
-    let until = journal(&dir, &[]);
+    let (tmp, dir, until) = demo_journal();
     for what in ["portfolio", "risks", "brief"] {
         let pdf = tmp.path().join(format!("{what}.pdf"));
         let (code, out, err) = run(&[
@@ -396,9 +400,7 @@ fn a_saved_briefing_is_kept_and_announced_on_the_bus() {
 
 #[test]
 fn the_model_is_saved_beside_the_journal_and_the_next_read_starts_from_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("journal");
-    let until = journal(&dir, &[]);
+    let (_tmp, dir, until) = demo_journal();
     // The portfolio as JSON as of `until`: (exit code, stdout, stderr).
     let portfolio = |until: &str| {
         run(&[
@@ -506,9 +508,7 @@ fn chat_stand_in(
 
 #[test]
 fn llm_rewrites_a_briefing_only_when_it_keeps_every_fact_and_source() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("journal");
-    let until = journal(&dir, &[]);
+    let (tmp, dir, until) = demo_journal();
     let brief = |url: &str| {
         let config = tmp.path().join(format!("{}.toml", url.len()));
         std::fs::write(
