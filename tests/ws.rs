@@ -95,6 +95,11 @@ fn relay(amqp: &str, exchange: &str) -> Relay {
                         Err(refused)
                     }
                 };
+                // Registered before anything is sent: a kick while a send is under way is not
+                // lost (a `notified()` made afresh in each turn of the loop would miss it).
+                let kick = kicked.notified();
+                tokio::pin!(kick);
+                kick.as_mut().enable();
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, check).await else {
                     return;
                 };
@@ -111,7 +116,7 @@ fn relay(amqp: &str, exchange: &str) -> Relay {
                                 return;
                             }
                         }
-                        () = kicked.notified() => {
+                        () = &mut kick => {
                             let _ = ws.close(None).await;
                             return;
                         }
