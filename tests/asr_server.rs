@@ -268,7 +268,7 @@ fn finals_go_on_the_bus_and_a_dead_broker_does_not_block_them() {
         "--exchange",
         &exchange,
         "-n",
-        "1",
+        "2",
         "--format",
         "ndjson",
     ]);
@@ -280,7 +280,12 @@ fn finals_go_on_the_bus_and_a_dead_broker_does_not_block_them() {
         .iter()
         .find(|m| m["type"] == "final")
         .expect("a final");
-    let event: Value = serde_json::from_str(&tail.lines(1, Duration::from_secs(20))[0]).unwrap();
+    let events: Vec<Value> = tail
+        .lines(2, Duration::from_secs(20))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let event = &events[0];
     assert_eq!(event["type"], "talkytonny.transcription.completed");
     assert_eq!(event["source"], "candybar");
     assert_eq!(event["body"]["payload"]["text"], fin["text"]);
@@ -291,8 +296,19 @@ fn finals_go_on_the_bus_and_a_dead_broker_does_not_block_them() {
             .unwrap()
             > 1.0
     );
-    // /status counts it as published (confirmed by the broker), nothing dropped.
-    let finals = s.messages.iter().filter(|m| m["type"] == "final").count() as u64;
+    // The same transcript in the platform's canonical shape.
+    let canonical = &events[1];
+    assert_eq!(canonical["type"], "transcription.voice.completed");
+    let p = &canonical["body"]["payload"];
+    assert_eq!(p["text"], fin["text"]);
+    assert_eq!(p["source"], "asr-server");
+    assert!(p["session_id"].as_str().unwrap().starts_with("ws-"), "{p}");
+    assert_eq!(p["audio_metadata"]["model"], "ggml-tiny.en");
+    assert_eq!(p["audio_metadata"]["language"], "en");
+    assert_eq!(p["audio_metadata"]["sample_rate"], 16_000);
+    assert!(p["audio_metadata"]["duration_seconds"].as_f64().unwrap() > 1.0);
+    // /status counts both as published (confirmed by the broker), nothing dropped.
+    let finals = 2 * s.messages.iter().filter(|m| m["type"] == "final").count() as u64;
     let bus_status = |addr: &str| {
         let (code, body) = http_get(addr, "/status");
         assert_eq!(code, 200);

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use candybar_asr::engine::{Engine, list_models, model_dir, resolve_model};
-use candybar_asr::wav::read_wav;
+use candybar_asr::engine::{
+    DecodeOptions, Engine, check_language, list_models, model_dir, resolve_model,
+};
+use candybar_asr::media::decode_audio;
 use candybar_core::asr::wer;
 use clap::{Args, Subcommand};
 
@@ -26,7 +28,7 @@ pub struct ModelArg {
 
 #[derive(Subcommand, Debug)]
 pub enum AsrCommand {
-    /// Transcribe 16 kHz mono WAV files and print the text.
+    /// Transcribe audio files (WAV, FLAC, MP3, Ogg Vorbis, M4A) and print the text.
     Transcribe(TranscribeArgs),
     /// Serve speech to text over WebSocket (`ws://HOST:PORT/asr`) with health and metrics.
     Serve(ServeArgs),
@@ -37,11 +39,13 @@ pub enum AsrCommand {
 
 #[derive(Args, Debug)]
 pub struct TranscribeArgs {
-    /// WAV files (16 kHz, mono, 16-bit)
-    #[arg(required = true, value_name = "WAV")]
+    /// Audio files, any rate and channel count
+    #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    language: LanguageArg,
     /// Decoding threads (default: the machine's cores, at most 4)
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -53,10 +57,27 @@ pub struct TranscribeArgs {
     score: bool,
 }
 
+/// `--language`, shared by the commands that decode speech.
+#[derive(Args, Debug, Clone)]
+pub struct LanguageArg {
+    /// The spoken language: an ISO 639-1 code (en, de, fr, es, …) or auto to detect it (other
+    /// languages than English need a multilingual model such as ggml-tiny.bin; default: English
+    /// for `.en` models, detected for the others)
+    #[arg(long = "language", short = 'l', value_name = "CODE|auto", value_parser = parse_language)]
+    pub code: Option<String>,
+}
+
+fn parse_language(s: &str) -> Result<String, String> {
+    let code = s.trim().to_ascii_lowercase();
+    check_language(&code, true).map(|()| code)
+}
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    language: LanguageArg,
     /// Address to listen on (only this machine by default)
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -121,6 +142,7 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         workers: args.workers.max(1),
         max_clients: args.max_clients.max(1),
         token: args.token.filter(|t| !t.is_empty()),
+        language: args.language.code.clone(),
         bus: bus.clone(),
         pause_ms: args.pause_ms,
         early_decode_ms: args.early_decode_ms,
@@ -131,7 +153,7 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", args.host, args.port))?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "candybar: listening on http://{addr} (ws://{addr}/asr){}; loading {}",
+        "candybar: listening on http://{addr} (ws://{addr}/asr, OpenAI-compatible http://{addr}/v1){}; loading {}",
         if cfg.token.is_some() {
             ", token required"
         } else {
@@ -190,10 +212,25 @@ fn transcribe(args: &TranscribeArgs) -> anyhow::Result<ExitCode> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
     let mut worker = engine.worker(threads)?;
+    if let Some(code) = &args.language.code {
+        check_language(code, engine.multilingual()).map_err(anyhow::Error::msg)?;
+    }
+    let opts = DecodeOptions {
+        language: args.language.code.clone(),
+        ..DecodeOptions::default()
+    };
     let (mut errors, mut ref_words) = (0usize, 0usize);
     let mut failed = false;
     for file in &args.files {
-        let samples = match read_wav(file) {
+        let decoded = std::fs::read(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))
+            .and_then(|bytes| {
+                let ext = file
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_ascii_lowercase());
+                decode_audio(bytes, ext.as_deref()).map_err(|e| format!("{}: {e}", file.display()))
+            });
+        let samples = match decoded {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("candybar: {e}");
@@ -201,7 +238,7 @@ fn transcribe(args: &TranscribeArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let t = worker.transcribe(&samples)?;
+        let t = worker.transcribe_with(&samples, &opts)?;
         let score = if args.score {
             let reference = std::fs::read_to_string(file.with_extension("txt")).map_err(|e| {
                 anyhow::anyhow!(
@@ -223,6 +260,7 @@ fn transcribe(args: &TranscribeArgs) -> anyhow::Result<ExitCode> {
                     "file": file.display().to_string(),
                     "model": engine.name(),
                     "text": t.text,
+                    "language": t.language,
                     "confidence": t.confidence,
                     "segments": t.segments,
                     "audio_ms": t.audio_ms,

@@ -93,6 +93,7 @@ pub fn list_models() -> Vec<PathBuf> {
 pub struct Engine {
     ctx: WhisperContext,
     path: PathBuf,
+    multilingual: bool,
 }
 
 impl Engine {
@@ -109,7 +110,12 @@ impl Engine {
                 path: shown.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { ctx, path: shown })
+        let multilingual = ctx.is_multilingual();
+        Ok(Self {
+            ctx,
+            path: shown,
+            multilingual,
+        })
     }
 
     /// The model's file name without `.bin` (`ggml-tiny.en`).
@@ -117,6 +123,11 @@ impl Engine {
         self.path
             .file_stem()
             .map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned())
+    }
+
+    /// Whether the model knows languages other than English (`ggml-tiny.bin`, not `tiny.en`).
+    pub fn multilingual(&self) -> bool {
+        self.multilingual
     }
 
     /// A decoding state with its buffers; keep it and reuse it.
@@ -128,6 +139,7 @@ impl Engine {
         Ok(Worker {
             state,
             threads: threads.max(1),
+            multilingual: self.multilingual,
         })
     }
 }
@@ -138,6 +150,13 @@ pub struct Segment {
     pub text: String,
     pub start_ms: u64,
     pub end_ms: u64,
+    /// Mean log probability of its text tokens (Whisper's `avg_logprob`).
+    pub avg_logprob: f32,
+    /// The model's belief that the segment's audio holds no speech, 0..1.
+    pub no_speech_prob: f32,
+    /// Bytes of text over bytes deflated: repetition loops score high (Whisper's
+    /// `compression_ratio`).
+    pub compression_ratio: f32,
 }
 
 /// A word of the transcript and where it sits in the audio (from token timestamps: ±100 ms).
@@ -160,6 +179,37 @@ pub struct DecodeOptions {
     /// Run the encoder over Whisper's whole 30 s window, as other engines do, instead of a
     /// context cut to the audio's length (the benchmark's like-for-like comparison).
     pub full_context: bool,
+    /// The spoken language (ISO 639-1: `en`, `de`, …) or `auto` to detect it; `None` is English
+    /// for an English-only model and `auto` for a multilingual one. See [`check_language`].
+    pub language: Option<String>,
+}
+
+/// Checks a requested language against the model: a known ISO 639-1 code (or `auto`), and
+/// English only for an English-only model. The error says what to do instead.
+pub fn check_language(code: &str, multilingual: bool) -> Result<(), String> {
+    if code == "auto" || whisper_rs::get_lang_id(code).is_some() {
+        if multilingual || code == "en" || code == "auto" {
+            Ok(())
+        } else {
+            Err(format!(
+                "language '{code}' needs a multilingual model: this one is English-only (a `.en` model); \
+                 load e.g. ggml-tiny.bin or ggml-base.bin"
+            ))
+        }
+    } else {
+        Err(format!(
+            "unknown language code '{}': use an ISO 639-1 code such as en, de, fr, es (or auto)",
+            code.chars().take(16).collect::<String>()
+        ))
+    }
+}
+
+/// The English name Whisper gives a language code (`de` → `german`), for OpenAI's verbose
+/// answers.
+pub fn language_name(code: &str) -> &'static str {
+    whisper_rs::get_lang_id(code)
+        .and_then(whisper_rs::get_lang_str_full)
+        .unwrap_or("unknown")
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -173,11 +223,15 @@ pub struct Transcript {
     pub words: Vec<Word>,
     pub audio_ms: u64,
     pub decode_ms: u64,
+    /// The language decoded: the one asked for, or the one detected (`en` for English-only
+    /// models).
+    pub language: String,
 }
 
 pub struct Worker {
     state: WhisperState,
     threads: usize,
+    multilingual: bool,
 }
 
 impl Worker {
@@ -204,7 +258,12 @@ impl Worker {
         }
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(i32::try_from(self.threads).unwrap_or(1));
-        params.set_language(Some("en"));
+        let language = match opts.language.as_deref() {
+            _ if !self.multilingual => "en",
+            None | Some("auto") => "auto",
+            Some(code) => code,
+        };
+        params.set_language(Some(language));
         params.set_translate(false);
         params.set_no_context(true);
         params.set_temperature(0.0);
@@ -250,6 +309,7 @@ impl Worker {
                 .map_err(|e| AsrError::Decode(e.to_string()))?
                 .trim()
                 .to_owned();
+            let (mut seg_logprob, mut seg_tokens) = (0.0f32, 0u32);
             for t in 0..seg.n_tokens() {
                 let Some(tok) = seg.get_token(t) else {
                     continue;
@@ -260,6 +320,8 @@ impl Worker {
                 if is_text {
                     prob_sum += tok.token_probability();
                     prob_n += 1;
+                    seg_logprob += tok.token_data().plog;
+                    seg_tokens += 1;
                     let piece = tok
                         .to_str_lossy()
                         .map(std::borrow::Cow::into_owned)
@@ -295,9 +357,16 @@ impl Worker {
             }
             text.push_str(&seg_text);
             segments.push(Segment {
+                compression_ratio: compression_ratio(&seg_text),
                 text: seg_text,
                 start_ms: u64::try_from(seg.start_timestamp()).unwrap_or(0) * 10,
                 end_ms: (u64::try_from(seg.end_timestamp()).unwrap_or(0) * 10).min(audio_ms.max(1)),
+                avg_logprob: if seg_tokens == 0 {
+                    0.0
+                } else {
+                    seg_logprob / seg_tokens as f32
+                },
+                no_speech_prob: seg.no_speech_probability(),
             });
         }
         let confidence = if prob_n == 0 {
@@ -310,6 +379,13 @@ impl Worker {
         if !opts.word_times || words.len() != candybar_core::asr::wer::words(&text).len() {
             words.clear();
         }
+        let language = if language == "auto" {
+            whisper_rs::get_lang_str(self.state.full_lang_id_from_state())
+                .unwrap_or("en")
+                .to_owned()
+        } else {
+            language.to_owned()
+        };
         Ok(Transcript {
             text,
             confidence,
@@ -317,8 +393,24 @@ impl Worker {
             words,
             audio_ms,
             decode_ms: started.elapsed().as_millis() as u64,
+            language,
         })
     }
+}
+
+/// Whisper's `compression_ratio`: text bytes over their deflated size (repetition loops, a
+/// sign of hallucination, compress well and score above ~2.4).
+pub fn compression_ratio(text: &str) -> f32 {
+    use std::io::Write as _;
+    if text.is_empty() {
+        return 0.0;
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let packed = z
+        .write_all(text.as_bytes())
+        .and_then(|()| z.finish())
+        .map_or(text.len(), |v| v.len());
+    text.len() as f32 / packed.max(1) as f32
 }
 
 /// whisper.cpp asks this between steps of a decode whether to stop. whisper-rs 0.16's safe

@@ -4,9 +4,12 @@
 //!
 //! # Layout
 //! - [`engine`]: models (lookup, loading), one decode state per worker, decode options.
-//! - [`server`]: the axum server: `/asr`, `/health`, `/models`, `/status`, `/metrics`.
+//! - [`server`]: the axum server: `/asr`, `/health`, `/models`, `/status`, `/metrics`, and the
+//!   OpenAI-compatible `/v1/audio/transcriptions` and `/v1/models`.
+//! - [`media`]: uploaded audio files of any common kind, decoded to 16 kHz mono.
 //! - [`wav`]: 16 kHz mono WAV files.
 
 pub mod engine;
+pub mod media;
 pub mod server;
 pub mod wav;

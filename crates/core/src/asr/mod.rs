@@ -3,6 +3,8 @@
 
 pub mod audio;
 pub mod protocol;
+pub mod resample;
 pub mod streaming;
+pub mod subtitles;
 pub mod vad;
 pub mod wer;

@@ -106,6 +106,64 @@ pub fn transcript_event(
     }
 }
 
+/// Routing key of the platform's canonical transcript event (DESIGN.md, "Voice").
+pub const VOICE_COMPLETED_ROUTING_KEY: &str = "transcription.voice.completed";
+
+/// A finished transcript as the canonical event describes it.
+#[derive(Clone, Debug)]
+pub struct VoiceTranscript<'a> {
+    pub text: &'a str,
+    pub duration_ms: u64,
+    pub sample_rate: u32,
+    pub model: &'a str,
+    /// ISO 639-1, detected or asked for.
+    pub language: &'a str,
+    /// What produced it: `asr-server` (the WebSocket), `openai-api` (an upload), `dictation`.
+    pub source: &'a str,
+    /// The connection, upload or dictation session it belongs to.
+    pub session_id: &'a str,
+}
+
+/// A transcript as the platform's canonical `transcription.voice.completed` event, payload
+/// `{text, timestamp, source, session_id, audio_metadata{duration_seconds, sample_rate, model,
+/// language}}`, in a Bloodbank v1 envelope from `host`.
+#[must_use]
+pub fn voice_completed_event(
+    host: &str,
+    t: &VoiceTranscript<'_>,
+    at_us: crate::time::Micros,
+) -> crate::event::RawMessage {
+    let time = crate::time::format_rfc3339(at_us);
+    let id = format!("{:016x}-{:08x}-v", at_us, std::process::id());
+    let body = serde_json::json!({
+        "event_id": id,
+        "event_type": VOICE_COMPLETED_ROUTING_KEY,
+        "timestamp": time,
+        "version": "1.0.0",
+        "source": { "host": host, "type": "manual", "app": "candybar" },
+        "correlation_ids": [],
+        "payload": {
+            "text": t.text,
+            "timestamp": time,
+            "source": t.source,
+            "session_id": t.session_id,
+            "audio_metadata": {
+                "duration_seconds": t.duration_ms as f64 / 1000.0,
+                "sample_rate": t.sample_rate,
+                "model": t.model,
+                "language": t.language,
+            },
+        },
+    });
+    crate::event::RawMessage {
+        received_us: at_us,
+        routing_key: VOICE_COMPLETED_ROUTING_KEY.to_owned(),
+        props: None,
+        body: body.to_string().into_bytes(),
+        precut: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +196,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r["type"], "ready");
+    }
+
+    #[test]
+    fn the_canonical_event_carries_the_platforms_fields() {
+        let transcript = VoiceTranscript {
+            text: "hallo welt",
+            duration_ms: 1_500,
+            sample_rate: 16_000,
+            model: "ggml-tiny",
+            language: "de",
+            source: "openai-api",
+            session_id: "upload-7",
+        };
+        let msg = voice_completed_event("box", &transcript, 1_700_000_000_000_000);
+        assert_eq!(msg.routing_key, "transcription.voice.completed");
+        let v: serde_json::Value = serde_json::from_slice(&msg.body).unwrap();
+        assert_eq!(v["event_type"], "transcription.voice.completed");
+        let p = &v["payload"];
+        assert_eq!(p["text"], "hallo welt");
+        assert_eq!(p["source"], "openai-api");
+        assert_eq!(p["session_id"], "upload-7");
+        assert_eq!(p["timestamp"], v["timestamp"]);
+        assert_eq!(p["audio_metadata"]["duration_seconds"], 1.5);
+        assert_eq!(p["audio_metadata"]["sample_rate"], 16_000);
+        assert_eq!(p["audio_metadata"]["model"], "ggml-tiny");
+        assert_eq!(p["audio_metadata"]["language"], "de");
+        // It decodes as a platform event like any other.
+        let decoded = crate::decode::decode(&msg);
+        assert_eq!(decoded.kind, "transcription.voice.completed");
+        assert_eq!(decoded.source.as_deref(), Some("candybar"));
     }
 
     #[test]

@@ -29,7 +29,11 @@ use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::engine::{AsrError, Engine, Transcript, Worker, list_models};
+use crate::engine::{
+    AsrError, DecodeOptions, Engine, Transcript, Worker, check_language, list_models,
+};
+
+mod openai;
 
 /// Silence kept before the first speech of an utterance (300 ms).
 const LEAD_IN: usize = SAMPLE_RATE_HZ as usize * 3 / 10;
@@ -73,8 +77,11 @@ pub struct ServerConfig {
     pub pause_ms: u32,
     /// Frames quieter than this RMS are silence.
     pub vad_threshold_rms: f32,
-    /// Required as `Authorization: Bearer …` or `?token=…` when set.
+    /// Required as `Authorization: Bearer …` or `?token=…` when set (on `/asr` and `/v1`).
     pub token: Option<String>,
+    /// The spoken language when a client does not say (ISO 639-1, or `auto` to detect it with a
+    /// multilingual model); `None`: English for `.en` models, detected for the others.
+    pub language: Option<String>,
     /// Publish each final transcript to this broker.
     pub bus: Option<BusConfig>,
 }
@@ -108,6 +115,7 @@ impl Default for ServerConfig {
             pause_ms: 800,
             vad_threshold_rms: DEFAULT_THRESHOLD_RMS,
             token: None,
+            language: None,
             bus: None,
         }
     }
@@ -115,6 +123,7 @@ impl Default for ServerConfig {
 
 struct Loaded {
     name: String,
+    multilingual: bool,
     pool: Mutex<Vec<Worker>>,
     permits: Semaphore,
 }
@@ -137,6 +146,10 @@ struct AppState {
     bus: Option<tokio::sync::mpsc::Sender<candybar_core::event::RawMessage>>,
     bus_dropped: AtomicU64,
     bus_published: Arc<AtomicU64>,
+    /// Files transcribed through the OpenAI-compatible endpoint.
+    uploads: AtomicU64,
+    /// Uploads refused (bad form, format, language, audio; too large).
+    uploads_refused: AtomicU64,
 }
 
 type Shared = Arc<AppState>;
@@ -164,6 +177,8 @@ pub async fn serve(
         bus,
         bus_dropped: AtomicU64::new(0),
         bus_published,
+        uploads: AtomicU64::new(0),
+        uploads_refused: AtomicU64::new(0),
     });
     let loader = state.clone();
     tokio::task::spawn_blocking(move || {
@@ -180,6 +195,7 @@ pub async fn serve(
         .route("/models", get(models))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .merge(openai::routes())
         .with_state(state.clone());
     accept_loop(listener, app, &state, shutdown).await;
     Ok(())
@@ -289,8 +305,12 @@ fn load(cfg: &ServerConfig) -> Result<Loaded, AsrError> {
         .collect::<Result<Vec<_>, _>>()?;
     let n = workers.len();
     // The states keep the model alive (whisper-rs reference-counts the context).
+    if let Some(code) = &cfg.language {
+        check_language(code, engine.multilingual()).map_err(AsrError::State)?;
+    }
     Ok(Loaded {
         name: engine.name(),
+        multilingual: engine.multilingual(),
         pool: Mutex::new(workers),
         permits: Semaphore::new(n),
     })
@@ -301,7 +321,24 @@ fn loaded(state: &AppState) -> Option<&Loaded> {
 }
 
 /// Runs a decode on a free worker (waiting for one: the queue with backpressure).
-async fn decode(state: &Shared, samples: Vec<f32>) -> Result<Transcript, String> {
+async fn decode(
+    state: &Shared,
+    samples: Vec<f32>,
+    language: Option<&str>,
+) -> Result<Transcript, String> {
+    let opts = DecodeOptions {
+        language: language.map(str::to_owned),
+        ..DecodeOptions::default()
+    };
+    decode_with(state, samples, opts).await
+}
+
+/// [`decode`] with every option.
+async fn decode_with(
+    state: &Shared,
+    samples: Vec<f32>,
+    opts: DecodeOptions,
+) -> Result<Transcript, String> {
     let Some(l) = loaded(state) else {
         return Err("the model is not loaded".into());
     };
@@ -310,7 +347,7 @@ async fn decode(state: &Shared, samples: Vec<f32>) -> Result<Transcript, String>
         return Err("no decoder free".into());
     };
     let (worker, result) = tokio::task::spawn_blocking(move || {
-        let r = worker.transcribe(&samples);
+        let r = worker.transcribe_with(&samples, &opts);
         (worker, r)
     })
     .await
@@ -326,28 +363,68 @@ async fn decode(state: &Shared, samples: Vec<f32>) -> Result<Transcript, String>
     Ok(t)
 }
 
-fn publish_transcript(state: &AppState, text: &str, duration_ms: u64) {
+/// Publishes a final transcript twice: as the configured event (`talkytonny…` by default,
+/// `{text, duration_seconds, model, timestamp}`) and as the platform's canonical
+/// `transcription.voice.completed`.
+fn publish_transcript(state: &AppState, t: &Transcript, source: &str, session_id: &str) {
     let (Some(bus), Some(cfg)) = (&state.bus, &state.cfg.bus) else {
         return;
     };
-    if text.is_empty() {
+    if t.text.is_empty() {
         return;
     }
     let model = loaded(state).map_or("", |l| l.name.as_str());
-    if bus
-        .try_send(candybar_core::asr::protocol::transcript_event(
-            &candybar_bus::host_name(),
+    let host = candybar_bus::host_name();
+    let at = now_us();
+    let canonical = candybar_core::asr::protocol::VoiceTranscript {
+        text: &t.text,
+        duration_ms: t.audio_ms,
+        sample_rate: SAMPLE_RATE_HZ,
+        model,
+        language: &t.language,
+        source,
+        session_id,
+    };
+    for msg in [
+        candybar_core::asr::protocol::transcript_event(
+            &host,
             &cfg.routing_key,
-            text,
-            duration_ms,
+            &t.text,
+            t.audio_ms,
             model,
-            now_us(),
-        ))
-        .is_err()
-    {
-        state.bus_dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("the bus queue is full (broker down?): a transcript was not published");
+            at,
+        ),
+        candybar_core::asr::protocol::voice_completed_event(&host, &canonical, at),
+    ] {
+        if bus.try_send(msg).is_err() {
+            state.bus_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("the bus queue is full (broker down?): a transcript was not published");
+        }
     }
+}
+
+/// Whether a request carries the server's token (`Authorization: Bearer …` or `?token=…`), or
+/// the server has none.
+fn authorized(state: &AppState, headers: &HeaderMap, query_token: Option<&str>) -> bool {
+    let Some(expected) = &state.cfg.token else {
+        return true;
+    };
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    bearer == Some(expected.as_str()) || query_token == Some(expected.as_str())
+}
+
+/// A session id for a connection or an upload: unique on this host.
+fn session_id(kind: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{kind}-{:x}-{:x}-{}",
+        now_us(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 async fn health(State(state): State<Shared>) -> Response {
@@ -409,6 +486,9 @@ async fn status(State(state): State<Shared>) -> Json<serde_json::Value> {
         "bus": { "published": state.bus_published.load(Ordering::Relaxed), "dropped": state.bus_dropped.load(Ordering::Relaxed) },
         "final_latency_ms": { "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99) },
         "real_time_factor": rtf(&state),
+        "uploads": { "transcribed": state.uploads.load(Ordering::Relaxed), "refused": state.uploads_refused.load(Ordering::Relaxed) },
+        "language": state.cfg.language.clone().unwrap_or_else(|| "default".into()),
+        "multilingual": loaded(&state).map(|l| l.multilingual),
     }))
 }
 
@@ -483,6 +563,8 @@ async fn metrics(State(state): State<Shared>) -> String {
 #[derive(serde::Deserialize)]
 struct AsrQuery {
     token: Option<String>,
+    /// The spoken language for this connection (as WhisperLiveKit's clients send it).
+    language: Option<String>,
 }
 
 async fn asr(
@@ -491,26 +573,21 @@ async fn asr(
     headers: HeaderMap,
     Query(q): Query<AsrQuery>,
 ) -> Response {
-    if let Some(expected) = &state.cfg.token {
-        let bearer = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if bearer != Some(expected.as_str()) && q.token.as_deref() != Some(expected.as_str()) {
-            state.rejected.fetch_add(1, Ordering::Relaxed);
-            return (
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong token: send Authorization: Bearer <token> or ?token=<token>\n",
-            )
-                .into_response();
-        }
+    if !authorized(&state, &headers, q.token.as_deref()) {
+        state.rejected.fetch_add(1, Ordering::Relaxed);
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send Authorization: Bearer <token> or ?token=<token>\n",
+        )
+            .into_response();
     }
+    let language = q.language.filter(|l| !l.is_empty());
     // One limit for binary and text frames, enforced by the transport before a frame is read
     // into memory; `connection` answers a frame over it with an error message and close 1009.
     let limit = state.cfg.max_frame_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| connection(socket, state))
+        .on_upgrade(move |socket| connection(socket, state, language))
 }
 
 /// Close codes: 1008 policy (limits), 1009 too big, 1011 server error, 1013 try again later.
@@ -548,7 +625,7 @@ impl Drop for ClientGuard {
 }
 
 #[allow(clippy::too_many_lines)] // the connection's whole life, read top to bottom
-async fn connection(mut socket: WebSocket, state: Shared) {
+async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<String>) {
     let n = state.clients.fetch_add(1, Ordering::Relaxed) + 1;
     let _guard = ClientGuard(state.clone());
     if n > state.cfg.max_clients {
@@ -564,7 +641,8 @@ async fn connection(mut socket: WebSocket, state: Shared) {
         .await;
         return;
     }
-    let Some(model) = loaded(&state).map(|l| l.name.clone()) else {
+    let Some((model, multilingual)) = loaded(&state).map(|l| (l.name.clone(), l.multilingual))
+    else {
         close(
             &mut socket,
             1013,
@@ -586,6 +664,14 @@ async fn connection(mut socket: WebSocket, state: Shared) {
         return;
     }
     let cfg = &state.cfg;
+    let session = session_id("ws");
+    if let Some(Err(m)) = language.as_deref().map(|l| check_language(l, multilingual)) {
+        language = None;
+        if !send(&mut socket, &ServerMsg::Error { message: m }).await {
+            return;
+        }
+    }
+    let mut language = language.or_else(|| cfg.language.clone());
     let max_samples = cfg.max_utterance_secs as usize * SAMPLE_RATE_HZ as usize;
     let partial_every = cfg.partial_every_ms as usize * SAMPLE_RATE_HZ as usize / 1000;
     let early_after = cfg.early_decode_ms as usize * SAMPLE_RATE_HZ as usize / 1000;
@@ -678,7 +764,20 @@ async fn connection(mut socket: WebSocket, state: Shared) {
             }
             Message::Text(text) => match parse_client_text(&text) {
                 Ok(ClientText::Eos) => End::Eos,
-                Ok(ClientText::Config { sample_rate, .. }) => {
+                Ok(ClientText::Config {
+                    sample_rate,
+                    language: asked,
+                }) => {
+                    if let Some(code) = asked.filter(|l| !l.is_empty()) {
+                        match check_language(&code, multilingual) {
+                            Ok(()) => language = Some(code),
+                            Err(m) => {
+                                if !send(&mut socket, &ServerMsg::Error { message: m }).await {
+                                    return;
+                                }
+                            }
+                        }
+                    }
                     if let Some(rate) = sample_rate.filter(|&r| r != SAMPLE_RATE_HZ) {
                         let m = format!(
                             "sample_rate {rate} is not supported: send 16000 Hz mono s16le"
@@ -722,11 +821,11 @@ async fn connection(mut socket: WebSocket, state: Shared) {
                     Ok(t)
                 } else {
                     audio.truncate((spoken + TAIL_KEEP).max(SAMPLE_RATE_HZ as usize));
-                    decode(&state, audio).await
+                    decode(&state, audio, language.as_deref()).await
                 };
                 let msg = match result {
                     Ok(t) => {
-                        publish_transcript(&state, &t.text, audio_ms);
+                        publish_transcript(&state, &t, "asr-server", &session);
                         ServerMsg::Final(TranscriptMsg {
                             text: t.text,
                             is_final: true,
@@ -773,7 +872,7 @@ async fn connection(mut socket: WebSocket, state: Shared) {
         {
             since_partial = 0;
             let read = samples.len();
-            if let Ok(t) = decode(&state, samples.clone()).await {
+            if let Ok(t) = decode(&state, samples.clone(), language.as_deref()).await {
                 agreement.push(&t.text);
                 let msg = ServerMsg::Partial(TranscriptMsg {
                     text: agreement.text(),
