@@ -161,3 +161,104 @@ fn word_times_and_stopping_a_decode() {
     assert!(worker.transcribe_with(&samples, &stop).is_err());
     assert_eq!(worker.transcribe(&samples).unwrap().text, t.text);
 }
+
+/// Writes 16 kHz mono 16-bit samples in -1..1.
+fn write_wav(path: &std::path::Path, samples: impl Iterator<Item = f32>) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).expect("create wav");
+    for s in samples {
+        writer
+            .write_sample((s.clamp(-1.0, 1.0) * 32_767.0) as i16)
+            .expect("write sample");
+    }
+    writer.finalize().expect("finalize wav");
+}
+
+/// Uniform noise in -1..1 from a small LCG: the same every run.
+fn noise(seed: u64) -> impl FnMut() -> f32 {
+    let mut x = seed;
+    move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// Silence, hiss, white noise, mains hum and music-like tones: what tiny.en turns into "you",
+/// `[BLANK_AUDIO]` or "Thank you." when left to itself. None of it may become text; speech beside
+/// them still does.
+#[test]
+fn silence_noise_and_music_give_no_text() {
+    use std::f32::consts::TAU;
+    let model = test_model();
+    let _one_at_a_time = model_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 16_000 * 6;
+    let t = |i: usize| i as f32 / 16_000.0;
+    let mut hiss = noise(1);
+    let mut white = noise(2);
+    let mut drum = noise(3);
+    let notes = [196.0f32, 246.9, 293.7, 392.0, 329.6, 261.6, 220.0];
+    let inputs: Vec<(&str, Vec<f32>)> = vec![
+        ("digital-silence", vec![0.0; n]),
+        ("hiss", (0..n).map(|_| 0.001 * hiss()).collect()),
+        ("white-noise", (0..n).map(|_| 0.4 * white()).collect()),
+        (
+            "hum",
+            (0..n)
+                .map(|i| 0.1 * (TAU * 50.0 * t(i)).sin() + 0.05 * (TAU * 150.0 * t(i)).sin())
+                .collect(),
+        ),
+        (
+            "music",
+            (0..n)
+                .map(|i| {
+                    let (k, phase) = ((t(i) / 0.4) as usize, (t(i) % 0.4) / 0.4);
+                    let f = notes[k % notes.len()];
+                    let tick = if t(i) % 0.8 < 0.03 { 0.3 * drum() } else { 0.0 };
+                    0.4 * (-3.0 * phase).exp()
+                        * ((TAU * f * t(i)).sin() + 0.4 * (TAU * f * 2.01 * t(i)).sin())
+                        + tick
+                })
+                .collect(),
+        ),
+    ];
+    let mut args = vec![
+        "asr".to_owned(),
+        "transcribe".into(),
+        "--model".into(),
+        path_str(&model).into(),
+        "--format".into(),
+        "ndjson".into(),
+    ];
+    for (name, samples) in &inputs {
+        let path = dir.path().join(format!("{name}.wav"));
+        write_wav(&path, samples.iter().copied());
+        args.push(path_str(&path).into());
+    }
+    args.push(fixtures()[0].clone());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = run(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let results: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), inputs.len() + 1, "{out}");
+    for ((name, _), r) in inputs.iter().zip(&results) {
+        assert_eq!(r["text"], "", "{name} became text: {r}");
+    }
+    assert!(
+        results[inputs.len()]["text"]
+            .as_str()
+            .unwrap()
+            .contains("schedule a meeting"),
+        "{out}"
+    );
+}

@@ -174,7 +174,7 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     let (code, status) = support::http_get(&addr, "/status");
     assert_eq!(code, 200);
     let status: Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(status["uploads"]["transcribed"], 1, "{status}");
+    assert_eq!(status["uploads"]["transcribed"], 2, "{status}");
     assert_eq!(status["uploads"]["refused"], 7, "{status}");
     assert!(!server.stderr().contains(KEY), "the key reached the log");
 }

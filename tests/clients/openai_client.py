@@ -7,8 +7,10 @@ object with what the client returned. MODE `errors`: the requests that must fail
 status and message the client raised, then one good request; prints one JSON object.
 """
 
+import io
 import json
 import sys
+import wave
 
 import openai
 from openai import OpenAI
@@ -73,6 +75,15 @@ def errors(base_url, key, audio):
     attempt("too_big", good, model="whisper-1", file=("big.wav", speech + bytes(26 * 1024 * 1024)))
     r = good().audio.transcriptions.create(model="whisper-1", file=("a.wav", speech))
     out["after"] = r.text
+    quiet = io.BytesIO()
+    with wave.open(quiet, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(2 * 16000 * 3))
+    out["silence"] = good().audio.transcriptions.create(
+        model="whisper-1", file=("quiet.wav", quiet.getvalue())
+    ).text
     return out
 
 

@@ -10,6 +10,7 @@ use std::sync::Once;
 use std::time::Instant;
 
 use candybar_core::asr::audio::SAMPLE_RATE_HZ;
+use candybar_core::asr::hallucination::{self, SegmentQuality, Verdict};
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
@@ -226,6 +227,9 @@ pub struct Transcript {
     /// The language decoded: the one asked for, or the one detected (`en` for English-only
     /// models).
     pub language: String,
+    /// Segments left out as not speech ("you", `[BLANK_AUDIO]`, stock phrases over silence,
+    /// loops: see [`candybar_core::asr::hallucination`]).
+    pub dropped_segments: u32,
 }
 
 pub struct Worker {
@@ -269,6 +273,8 @@ impl Worker {
         params.set_temperature(0.0);
         params.set_temperature_inc(0.0);
         params.set_suppress_blank(true);
+        // Music signs, brackets and the like, as OpenAI's Whisper suppresses them by default.
+        params.set_suppress_nst(true);
         params.set_print_progress(false);
         params.set_print_realtime(false);
         params.set_print_special(false);
@@ -303,7 +309,10 @@ impl Worker {
         let mut segments = Vec::new();
         let mut words: Vec<Word> = Vec::new();
         let (mut prob_sum, mut prob_n) = (0.0f32, 0u32);
+        let mut dropped_segments = 0u32;
         for seg in self.state.as_iter() {
+            // What this segment adds, taken back if it is judged not speech.
+            let (words_before, sum_before, n_before) = (words.len(), prob_sum, prob_n);
             let seg_text = seg
                 .to_str_lossy()
                 .map_err(|e| AsrError::Decode(e.to_string()))?
@@ -352,21 +361,37 @@ impl Worker {
             if seg_text.is_empty() {
                 continue;
             }
+            let avg_logprob = if seg_tokens == 0 {
+                0.0
+            } else {
+                seg_logprob / seg_tokens as f32
+            };
+            let compression_ratio = compression_ratio(&seg_text);
+            let no_speech_prob = seg.no_speech_probability();
+            let verdict = hallucination::judge(&SegmentQuality {
+                text: &seg_text,
+                no_speech_prob,
+                avg_logprob,
+                compression_ratio,
+            });
+            if verdict != Verdict::Speech {
+                tracing::debug!("left out {seg_text:?}: {verdict:?}");
+                dropped_segments += 1;
+                words.truncate(words_before);
+                (prob_sum, prob_n) = (sum_before, n_before);
+                continue;
+            }
             if !text.is_empty() {
                 text.push(' ');
             }
             text.push_str(&seg_text);
             segments.push(Segment {
-                compression_ratio: compression_ratio(&seg_text),
                 text: seg_text,
                 start_ms: u64::try_from(seg.start_timestamp()).unwrap_or(0) * 10,
                 end_ms: (u64::try_from(seg.end_timestamp()).unwrap_or(0) * 10).min(audio_ms.max(1)),
-                avg_logprob: if seg_tokens == 0 {
-                    0.0
-                } else {
-                    seg_logprob / seg_tokens as f32
-                },
-                no_speech_prob: seg.no_speech_probability(),
+                avg_logprob,
+                no_speech_prob,
+                compression_ratio,
             });
         }
         let confidence = if prob_n == 0 {
@@ -394,6 +419,7 @@ impl Worker {
             audio_ms,
             decode_ms: started.elapsed().as_millis() as u64,
             language,
+            dropped_segments,
         })
     }
 }

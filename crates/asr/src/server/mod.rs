@@ -150,6 +150,8 @@ struct AppState {
     uploads: AtomicU64,
     /// Uploads refused (bad form, format, language, audio; too large).
     uploads_refused: AtomicU64,
+    /// Decoded segments left out as not speech (hallucinations over silence or noise).
+    non_speech_dropped: AtomicU64,
 }
 
 type Shared = Arc<AppState>;
@@ -179,6 +181,7 @@ pub async fn serve(
         bus_published,
         uploads: AtomicU64::new(0),
         uploads_refused: AtomicU64::new(0),
+        non_speech_dropped: AtomicU64::new(0),
     });
     let loader = state.clone();
     tokio::task::spawn_blocking(move || {
@@ -360,6 +363,9 @@ async fn decode_with(
     state
         .decode_ms_total
         .fetch_add(t.decode_ms, Ordering::Relaxed);
+    state
+        .non_speech_dropped
+        .fetch_add(u64::from(t.dropped_segments), Ordering::Relaxed);
     Ok(t)
 }
 
@@ -489,6 +495,7 @@ async fn status(State(state): State<Shared>) -> Json<serde_json::Value> {
         "uploads": { "transcribed": state.uploads.load(Ordering::Relaxed), "refused": state.uploads_refused.load(Ordering::Relaxed) },
         "language": state.cfg.language.clone().unwrap_or_else(|| "default".into()),
         "multilingual": loaded(&state).map(|l| l.multilingual),
+        "non_speech_dropped": state.non_speech_dropped.load(Ordering::Relaxed),
     }))
 }
 
@@ -539,6 +546,18 @@ async fn metrics(State(state): State<Shared>) -> String {
             .refused_connections
             .load(Ordering::Relaxed)
             .to_string(),
+    );
+    line(
+        "candybar_asr_non_speech_dropped_total",
+        "counter",
+        "Decoded segments left out as not speech (\"you\", [BLANK_AUDIO], stock phrases over silence)",
+        state.non_speech_dropped.load(Ordering::Relaxed).to_string(),
+    );
+    line(
+        "candybar_asr_uploads_total",
+        "counter",
+        "Files transcribed through /v1/audio/transcriptions",
+        state.uploads.load(Ordering::Relaxed).to_string(),
     );
     line(
         "candybar_asr_real_time_factor",

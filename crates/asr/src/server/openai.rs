@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use candybar_core::asr::audio::SAMPLE_RATE_HZ;
 use candybar_core::asr::subtitles::{Cue, srt, vtt};
+use candybar_core::asr::vad::SpeechTracker;
 use serde_json::json;
 
 use super::{Shared, authorized, decode_with, loaded, publish_transcript, session_id};
@@ -271,16 +273,38 @@ async fn transcribe(
         language: asked.language,
         ..DecodeOptions::default()
     };
-    let t = decode_with(state, samples, opts)
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("transcription failed: {e}"),
-            param: None,
-            code: None,
-        })?;
+    // Audio with no frame over the voice threshold is not decoded: Whisper invents words for
+    // silence.
+    let mut vad = SpeechTracker::new(state.cfg.vad_threshold_rms, 0);
+    vad.push(&samples);
+    let t = if vad.heard_speech() {
+        decode_with(state, samples, opts)
+            .await
+            .map_err(|e| ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("transcription failed: {e}"),
+                param: None,
+                code: None,
+            })?
+    } else {
+        silent(&samples, opts.language.as_deref())
+    };
     publish_transcript(state, &t, "openai-api", &session_id("upload"));
     Ok(render(&t, asked.format, asked.words, asked.segments))
+}
+
+/// The transcript of audio without speech: no words, in the language asked for.
+fn silent(samples: &[f32], language: Option<&str>) -> Transcript {
+    Transcript {
+        text: String::new(),
+        confidence: 0.0,
+        segments: Vec::new(),
+        words: Vec::new(),
+        audio_ms: samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ),
+        decode_ms: 0,
+        language: language.filter(|l| *l != "auto").unwrap_or("en").to_owned(),
+        dropped_segments: 0,
+    }
 }
 
 /// What a valid form asks for.

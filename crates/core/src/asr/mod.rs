@@ -2,6 +2,7 @@
 //! the streaming policy (LocalAgreement-2), voice activity, word error rate, PCM conversion.
 
 pub mod audio;
+pub mod hallucination;
 pub mod protocol;
 pub mod resample;
 pub mod streaming;
