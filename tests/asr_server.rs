@@ -5,10 +5,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use support::asr::{rt, stream};
 use support::{Candybar, asr_server as server, http_get, model_lock, repo};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -18,71 +19,6 @@ fn fixture(n: usize) -> (Vec<u8>, String) {
     let text = std::fs::read_to_string(dir.join(format!("utt{n:02}.txt"))).unwrap();
     // The fixtures are canonical 44-byte-header WAVs.
     (wav[44..].to_vec(), text)
-}
-
-struct Session {
-    messages: Vec<Value>,
-    /// Messages that arrived before the client sent end-of-speech.
-    before_eos: usize,
-}
-
-/// Streams `pcm` in 100 ms frames at `speed` × real time, then eos; collects until `done`.
-async fn stream(addr: &str, pcm: &[u8], speed: f64) -> Session {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/asr"))
-        .await
-        .expect("connect");
-    let (mut tx, mut rx) = ws.split();
-    let ready: Value = match rx.next().await {
-        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
-        other => panic!("expected ready, got {other:?}"),
-    };
-    assert_eq!(ready["type"], "ready");
-    tx.send(Message::Text(
-        r#"{"type":"config","sample_rate":16000,"language":"en"}"#.into(),
-    ))
-    .await
-    .unwrap();
-    let collector = tokio::spawn(async move {
-        let mut msgs = Vec::new();
-        while let Some(Ok(m)) = rx.next().await {
-            if let Message::Text(t) = m {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                let done = v["type"] == "done";
-                msgs.push((Instant::now(), v));
-                if done {
-                    break;
-                }
-            }
-        }
-        msgs
-    });
-    for chunk in pcm.chunks(3200) {
-        tx.send(Message::Binary(chunk.to_vec().into()))
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_secs_f64(0.1 / speed)).await;
-    }
-    let eos_at = Instant::now();
-    tx.send(Message::Text(r#"{"type":"eos"}"#.into()))
-        .await
-        .unwrap();
-    let msgs = tokio::time::timeout(Duration::from_mins(1), collector)
-        .await
-        .expect("done within 60 s")
-        .unwrap();
-    let before_eos = msgs.iter().filter(|(t, _)| *t < eos_at).count();
-    Session {
-        messages: msgs.into_iter().map(|(_, v)| v).collect(),
-        before_eos,
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

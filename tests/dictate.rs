@@ -108,6 +108,7 @@ fn dictated_speech_is_kept_searchable_and_delivered_to_webhook_and_bus() {
     let amqp = support::shared_broker_url();
     let exchange = unique("candybar.test.dictate");
     let queue = bind_queue(&amqp, &exchange, "talkytonny.#");
+    let canonical = bind_queue(&amqp, &exchange, "transcription.voice.completed");
     let hook = Hook::start_on("127.0.0.1:0");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("history.sqlite3");
@@ -140,7 +141,10 @@ fn dictated_speech_is_kept_searchable_and_delivered_to_webhook_and_bus() {
         errors += e;
         words += w;
         assert_eq!(r["protocol"], "candybar");
-        assert_eq!(r["delivered"], 2, "webhook and bus both delivered: {r}");
+        assert_eq!(
+            r["delivered"], 3,
+            "webhook and bus (both events) delivered: {r}"
+        );
         assert_eq!(r["pending"], 0);
         // The tokens never reach the output.
         assert!(!err.contains("hook-secret") && !lines.concat().contains("hook-secret"));
@@ -162,13 +166,15 @@ fn dictated_speech_is_kept_searchable_and_delivered_to_webhook_and_bus() {
     assert_eq!(rows.len(), 5);
     assert_eq!(rows[0]["text"].as_str().unwrap(), texts[4]);
     assert_eq!(rows[0]["model"], "ggml-tiny.en");
+    assert_eq!(rows[0]["language"], "en", "the server's language is kept");
     let outputs: Vec<&str> = rows[0]["deliveries"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| d["state"].as_str().unwrap())
         .collect();
-    assert_eq!(outputs, ["delivered", "delivered"]);
+    // The webhook, the configured event and the canonical one.
+    assert_eq!(outputs, ["delivered", "delivered", "delivered"]);
     let (code, out, _) = run(&["history", "search", "deploy", "--history", path_str(&db)]);
     assert_eq!(code, Some(0));
     assert_eq!(out.lines().count(), 1, "{out}");
@@ -193,13 +199,27 @@ fn dictated_speech_is_kept_searchable_and_delivered_to_webhook_and_bus() {
     assert_eq!(posts[0].0.as_deref(), Some("Bearer hook-secret"));
     assert_eq!(posts[0].1["text"].as_str().unwrap(), texts[0]);
     assert_eq!(posts[0].1["source"], "candybar");
+    bus_got_both_events(&amqp, &queue, &canonical, &texts);
+}
+
+/// The bus got talkytonny.transcription.completed for each text, and the canonical
+/// transcription.voice.completed.
+fn bus_got_both_events(amqp: &str, queue: &str, canonical: &str, texts: &[String]) {
     // The bus got talkytonny.transcription.completed for each.
-    let events = take_messages(&amqp, &queue, 5, Duration::from_secs(10));
+    let events = take_messages(amqp, queue, 5, Duration::from_secs(10));
     assert_eq!(events.len(), 5);
     let e: Value = serde_json::from_slice(&events[1]).unwrap();
     assert_eq!(e["event_type"], "talkytonny.transcription.completed");
     assert_eq!(e["payload"]["text"].as_str().unwrap(), texts[1]);
     assert!(e["payload"]["duration_seconds"].as_f64().unwrap() > 4.0);
+    // And transcription.voice.completed, the platform's canonical shape, for each.
+    let events = take_messages(amqp, canonical, 5, Duration::from_secs(10));
+    assert_eq!(events.len(), 5);
+    let e: Value = serde_json::from_slice(&events[1]).unwrap();
+    assert_eq!(e["payload"]["text"].as_str().unwrap(), texts[1]);
+    assert_eq!(e["payload"]["source"], "dictation");
+    assert_eq!(e["payload"]["audio_metadata"]["language"], "en");
+    assert_eq!(e["payload"]["audio_metadata"]["model"], "ggml-tiny.en");
 }
 
 #[test]
@@ -368,7 +388,8 @@ fn a_broker_that_is_down_gets_the_event_when_it_is_back() {
     ]);
     assert_eq!(code, Some(0), "{err}");
     let r = result_of(&lines);
-    assert_eq!(r["pending"], 1, "{r}");
+    // The configured event and the canonical one wait.
+    assert_eq!(r["pending"], 2, "{r}");
     assert!(
         err.contains("wait in the outbox"),
         "the user is told: {err}"

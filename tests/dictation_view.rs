@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
@@ -29,6 +31,10 @@ const SAID: [&str; 3] = [
 ];
 
 fn app(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Harness<'static, CandybarApp> {
+    // The model directory holds the real tiny.en (linked, not copied).
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(support::test_model(), models.join("ggml-tiny.en.bin")).unwrap();
     let db = dir.join("history.sqlite3");
     let mut h = History::open(&db).unwrap();
     for (i, text) in SAID.iter().enumerate() {
@@ -41,6 +47,7 @@ fn app(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Harness<'static, 
                 model: "ggml-tiny.en.bin".into(),
                 protocol: "candybar".into(),
                 confidence: Some(0.9),
+                language: Some("en".into()),
             },
             &[],
         )
@@ -66,6 +73,7 @@ fn app(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Harness<'static, 
         bus_target: None,
         local_server: LocalServerConfig::default(),
         local_auto_start: false,
+        model_dir: Some(models),
     });
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])
@@ -144,4 +152,43 @@ fn snapshot_dictation_view() {
         "dictation_dark",
         &SnapshotOptions::new().threshold(1.0).max_failed_pixels(200),
     );
+}
+
+#[test]
+fn the_installed_models_are_listed_and_their_speed_measured_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut harness = app(dir.path(), &rt);
+    harness.run_steps(3);
+    harness.get_by_label("tiny.en");
+    harness.get_by_label("English");
+    assert!(harness.query_by_label_contains("real time").is_none());
+    harness.get_by_label("⏱ Measure their speed").click();
+    // tiny.en decodes the 4.6 s sentence twice on a thread; the result comes back to the view.
+    let end = Instant::now() + Duration::from_mins(1);
+    while harness.query_by_label_contains("× real time").is_none() {
+        assert!(Instant::now() < end, "no speed shown within a minute");
+        harness.run_steps(2);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shown = {
+        use egui_kittest::kittest::NodeT as _;
+        let node = harness.get_by_label_contains("× real time");
+        let node = node.accesskit_node();
+        node.label().or_else(|| node.value()).unwrap_or_default()
+    };
+    let times: f32 = shown
+        .split('×')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: {shown:?}"));
+    assert!(
+        times >= 1.0,
+        "tiny.en runs faster than real time here: {shown}"
+    );
+    // Kept beside the models for the next start.
+    let saved = std::fs::read_to_string(dir.path().join("models/speeds.json")).unwrap();
+    assert!(saved.contains("\"tiny.en\""), "{saved}");
 }

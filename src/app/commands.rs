@@ -117,6 +117,7 @@ impl CandybarApp {
                     self.apply_dictation(&draft);
                 }
                 Command::ListDevices => self.list_devices(),
+                Command::MeasureModels => self.measure_models(),
                 Command::Quit => self.quit(ctx),
                 // The viewer's own; `Viewer::apply` took them.
                 Command::SetFilter(_)

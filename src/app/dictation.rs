@@ -38,6 +38,8 @@ pub struct DictationInit {
     /// The built-in ASR server the app can run as a child process.
     pub local_server: LocalServerConfig,
     pub local_auto_start: bool,
+    /// Where the models the view lists are (`None`: no model directory).
+    pub model_dir: Option<PathBuf>,
 }
 
 type DeviceSlot = Arc<parking_lot::Mutex<Option<Result<Vec<InputDevice>, String>>>>;
@@ -59,6 +61,11 @@ pub(super) struct DictationParts {
     /// The input devices, filled by a `list-devices` thread.
     devices_slot: DeviceSlot,
     devices: Option<Result<Vec<InputDevice>, String>>,
+    /// The model directory's models and their measured speeds.
+    models: Vec<candybar_core::voice::ModelInfo>,
+    models_slot: super::models::SpeedSlot,
+    measuring: bool,
+    model_dir: Option<PathBuf>,
 }
 
 impl DictationParts {
@@ -70,6 +77,8 @@ impl DictationParts {
             server: self.local.status_cell(),
             server_port: self.local_cfg.port,
             devices: self.devices.as_ref(),
+            models: &self.models,
+            measuring: self.measuring,
         }
     }
 }
@@ -94,6 +103,7 @@ impl CandybarApp {
             local_model: di.local_server.model.clone(),
             local_port: di.local_server.port.to_string(),
             local_auto_start: di.local_auto_start,
+            language: di.cfg.language.clone().unwrap_or_default(),
         };
         if let Some(saved) = saved {
             draft = saved;
@@ -115,6 +125,14 @@ impl CandybarApp {
             served: None,
             devices_slot: Arc::default(),
             devices: None,
+            models: di
+                .model_dir
+                .as_deref()
+                .map(super::models::list)
+                .unwrap_or_default(),
+            models_slot: Arc::default(),
+            measuring: false,
+            model_dir: di.model_dir.clone(),
         };
         if let Some((listener, path)) = di.instance {
             let handle = parts.handle.clone();
@@ -200,6 +218,7 @@ impl CandybarApp {
         cfg.device = Some(draft.device.clone()).filter(|d| !d.is_empty());
         cfg.clipboard = draft.clipboard;
         cfg.typing = draft.typing;
+        cfg.language = Some(draft.language.trim().replace(' ', "")).filter(|l| !l.is_empty());
         let token = cfg.outputs.webhook.as_ref().and_then(|w| w.token.clone());
         cfg.outputs.webhook = Some(draft.webhook_url.trim())
             .filter(|u| !u.is_empty())
@@ -279,13 +298,35 @@ impl CandybarApp {
         }
     }
 
-    /// Takes the device list once the thread has it.
+    /// Takes the device list once the thread has it, and the models' speeds once measured.
     pub(super) fn poll_devices(&mut self) {
-        if let Some(parts) = &mut self.dictation
-            && let Some(list) = parts.devices_slot.lock().take()
-        {
-            parts.devices = Some(list);
+        if let Some(parts) = &mut self.dictation {
+            if let Some(list) = parts.devices_slot.lock().take() {
+                parts.devices = Some(list);
+            }
+            if let Some(models) = parts.models_slot.lock().take() {
+                parts.models = models;
+                parts.measuring = false;
+            }
         }
+    }
+
+    /// Measures each installed model's speed on a thread (the view shows "measuring…").
+    pub(super) fn measure_models(&mut self) {
+        let Some(parts) = &mut self.dictation else {
+            return;
+        };
+        let Some(dir) = parts.model_dir.clone() else {
+            return;
+        };
+        if parts.measuring {
+            return;
+        }
+        parts.measuring = true;
+        let ctx = self.ctx.clone();
+        super::models::measure(dir, parts.models_slot.clone(), move || {
+            ctx.request_repaint();
+        });
     }
 
     /// Quitting while the microphone runs must not lose what was said: stop the recording and

@@ -16,6 +16,7 @@ mod dictation;
 pub mod export;
 pub mod history;
 pub mod mission;
+mod models;
 pub mod notify;
 mod run;
 #[cfg(target_os = "linux")]

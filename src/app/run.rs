@@ -120,6 +120,7 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
         mode: app_dictation.mode,
         local_server: app_dictation.local_server,
         local_auto_start: app_dictation.local_auto_start,
+        model_dir: candybar_asr::engine::model_dir(),
         rt: tokio::runtime::Handle::current(),
         secrets: Arc::new(crate::secrets::Keychain),
         instance: listener.map(|l| (l, socket)),

@@ -11,6 +11,7 @@ mod constellation;
 pub mod dictation;
 mod flow;
 mod journal;
+mod languages;
 mod mission;
 mod sessions;
 mod soak;
@@ -49,6 +50,10 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// The ASR server: speech end → final latency and real-time factor over WAV clips.
     Asr(AsrBenchArgs),
+    /// A multilingual model beside the English-only one: streaming latency and word error rate
+    /// on the English clips for both, then per language (espeak-ng speech) word error rate and
+    /// language detection.
+    Languages(languages::LanguagesBenchArgs),
     /// The window (needs a display; use Xvfb headless): first frame, CPU per frame with a million
     /// events and 20,000 events/s, event → visible row, idle CPU.
     Window(window::WindowBenchArgs),
@@ -152,6 +157,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Store(a) => bench_store(&a),
         BenchCommand::Ingest(a) => bench_ingest(&a, source).await?,
         BenchCommand::Asr(a) => bench_asr(&a).await?,
+        BenchCommand::Languages(a) => languages::bench_languages(&a).await?,
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
         BenchCommand::Trace(a) => tokio::task::block_in_place(|| trace::bench_trace(&a)),

@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use candybar_asr::engine::{
-    DecodeOptions, Engine, check_language, list_models, model_dir, resolve_model,
-};
+use candybar_asr::engine::{DecodeOptions, Engine, check_language, model_dir, resolve_model};
 use candybar_asr::media::decode_audio;
 use candybar_core::asr::wer;
 use clap::{Args, Subcommand};
@@ -32,9 +30,46 @@ pub enum AsrCommand {
     Transcribe(TranscribeArgs),
     /// Serve speech to text over WebSocket (`ws://HOST:PORT/asr`) with health and metrics.
     Serve(ServeArgs),
-    /// List the ggml models in the model directory (`$CANDYBAR_MODEL_DIR` or
-    /// `~/.local/share/candybar/models`).
-    Models,
+    /// The models in the model directory (`$CANDYBAR_MODEL_DIR` or
+    /// `~/.local/share/candybar/models`) and the catalogue: list, add, pull, remove.
+    Models {
+        #[command(subcommand)]
+        cmd: Option<ModelsCommand>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// The installed models (size, languages, kind) and the catalogue's others (the default)
+    List,
+    /// Copy a ggml model file into the model directory (checked to be a Whisper model first)
+    Add {
+        file: PathBuf,
+        /// Its name there (`--model NAME` finds it): the file's own by default
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Download a model: a catalogue name (tiny, base, small.en, …) checked against
+    /// whisper.cpp's published SHA-1, or a URL with --sha1 or --sha256. A broken download is
+    /// resumed by the next pull.
+    Pull {
+        #[arg(value_name = "NAME|URL")]
+        what: String,
+        /// Where catalogue names are downloaded from
+        #[arg(long, value_name = "URL", env = "CANDYBAR_MODEL_MIRROR", default_value = candybar_asr::models::DEFAULT_MIRROR)]
+        from: String,
+        /// The SHA-1 a URL's file must have
+        #[arg(long, value_name = "HEX", conflicts_with = "sha256")]
+        sha1: Option<String>,
+        /// The SHA-256 a URL's file must have
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Its name in the model directory (default: the catalogue name, or the URL's file name)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Delete a model from the model directory
+    Remove { name: String },
 }
 
 #[derive(Args, Debug)]
@@ -60,15 +95,16 @@ pub struct TranscribeArgs {
 /// `--language`, shared by the commands that decode speech.
 #[derive(Args, Debug, Clone)]
 pub struct LanguageArg {
-    /// The spoken language: an ISO 639-1 code (en, de, fr, es, …) or auto to detect it (other
-    /// languages than English need a multilingual model such as ggml-tiny.bin; default: English
-    /// for `.en` models, detected for the others)
-    #[arg(long = "language", short = 'l', value_name = "CODE|auto", value_parser = parse_language)]
+    /// The spoken language: an ISO 639-1 code (en, de, fr, es, …), auto to detect it, or a list
+    /// (de,fr,en) to detect which of those it is (other languages than English need a
+    /// multilingual model such as ggml-base.bin; default: English for `.en` models, detected for
+    /// the others)
+    #[arg(long = "language", short = 'l', value_name = "CODE|auto|CODE,CODE…", value_parser = parse_language)]
     pub code: Option<String>,
 }
 
 fn parse_language(s: &str) -> Result<String, String> {
-    let code = s.trim().to_ascii_lowercase();
+    let code = s.trim().to_ascii_lowercase().replace(' ', "");
     check_language(&code, true).map(|()| code)
 }
 
@@ -186,22 +222,174 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
 pub fn run(cmd: AsrCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AsrCommand::Serve(_) => anyhow::bail!("serve runs on the async runtime"),
-        AsrCommand::Models => {
-            let dir = model_dir().map_or_else(
-                || "(no model directory)".to_owned(),
-                |d| d.display().to_string(),
-            );
-            let models = list_models();
-            if models.is_empty() {
-                println!("no models in {dir}");
-            }
-            for m in models {
-                let size = std::fs::metadata(&m).map_or(0, |md| md.len());
-                println!("{}  {:.1} MB", m.display(), size as f64 / 1e6);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        AsrCommand::Models { cmd } => models(cmd.unwrap_or(ModelsCommand::List)),
         AsrCommand::Transcribe(args) => transcribe(&args),
+    }
+}
+
+/// The installed models (size, languages, kind) and the catalogue.
+fn print_models() {
+    use candybar_asr::models::{self, CATALOGUE, mb};
+    let dir = model_dir().map_or_else(
+        || "(no model directory)".to_owned(),
+        |d| d.display().to_string(),
+    );
+    let installed = models::installed();
+    if installed.is_empty() {
+        println!("no models in {dir}");
+    } else {
+        println!("in {dir}:");
+    }
+    for m in &installed {
+        let what = match m.header {
+            Some(h) => format!(
+                "{:<13} {} ({})",
+                if h.multilingual() {
+                    "99 languages"
+                } else {
+                    "English only"
+                },
+                h.size_class(),
+                match h.ftype % 1000 {
+                    0 => "f32",
+                    1 => "f16",
+                    _ => "quantized",
+                }
+            ),
+            None => "not a Whisper model".to_owned(),
+        };
+        println!("  {:<22} {:>9}  {what}", m.name, mb(m.bytes));
+    }
+    println!("catalogue (candybar asr models pull NAME):");
+    for e in CATALOGUE {
+        let here = installed.iter().any(|m| m.name == e.name);
+        println!(
+            "  {:<22} {:>5} MiB  {:<13}{}",
+            e.name,
+            e.size_mib,
+            if e.multilingual {
+                "99 languages"
+            } else {
+                "English only"
+            },
+            if here { "  installed" } else { "" }
+        );
+    }
+}
+
+fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
+    use candybar_asr::models::{self, Checksum, catalogue_entry};
+    match cmd {
+        ModelsCommand::List => print_models(),
+        ModelsCommand::Add { file, name } => {
+            let dest = models::add(&file, name.as_deref())?;
+            println!("{}", dest.display());
+        }
+        ModelsCommand::Remove { name } => {
+            let gone = models::remove(&name)?;
+            eprintln!("candybar: removed {}", gone.display());
+        }
+        ModelsCommand::Pull {
+            what,
+            from,
+            sha1,
+            sha256,
+            name,
+        } => {
+            let is_url = what.starts_with("http://") || what.starts_with("https://");
+            let (url, sum, short) = if is_url {
+                let sum = match (sha1, sha256) {
+                    (Some(x), _) => Checksum::Sha1(x),
+                    (None, Some(x)) => Checksum::Sha256(x),
+                    (None, None) => anyhow::bail!(
+                        "a URL needs the sum its file must have: --sha1 HEX or --sha256 HEX"
+                    ),
+                };
+                let file = what.rsplit('/').next().unwrap_or("model.bin");
+                let short = name.unwrap_or_else(|| models::short_name(std::path::Path::new(file)));
+                (what.clone(), sum, short)
+            } else {
+                let e = catalogue_entry(&what)
+                    .ok_or_else(|| models::ModelError::Unknown(what.clone()))?;
+                let url = format!("{}/ggml-{}.bin", from.trim_end_matches('/'), e.name);
+                (
+                    url,
+                    Checksum::Sha1(e.sha1.to_owned()),
+                    name.unwrap_or_else(|| e.name.to_owned()),
+                )
+            };
+            let dir = model_dir().ok_or(models::ModelError::NoDir)?;
+            std::fs::create_dir_all(&dir)?;
+            let dest = dir.join(format!("ggml-{short}.bin"));
+            eprintln!(
+                "candybar: pulling {} into {}",
+                candybar_core::redact::mask_url(&url),
+                dest.display()
+            );
+            let mut bar = Progress::new();
+            let got = tokio::runtime::Handle::current().block_on(models::pull(
+                &url,
+                &dest,
+                &sum,
+                |done, total| bar.show(done, total),
+            ))?;
+            bar.finish();
+            println!("{}", got.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A download's progress on stderr: one line redrawn on a terminal, a line per tenth otherwise.
+struct Progress {
+    started: std::time::Instant,
+    last: std::time::Instant,
+    tenth: u64,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal as _;
+        let now = std::time::Instant::now();
+        Self {
+            started: now,
+            last: now,
+            tenth: 0,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, done: u64, total: Option<u64>) {
+        use candybar_asr::models::mb;
+        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001) / 1e6;
+        let line = match total {
+            Some(t) if t > 0 => format!(
+                "{} of {} ({:.0} %), {rate:.1} MB/s",
+                mb(done),
+                mb(t),
+                done as f64 * 100.0 / t as f64
+            ),
+            _ => format!("{}, {rate:.1} MB/s", mb(done)),
+        };
+        if self.terminal {
+            if self.last.elapsed() >= std::time::Duration::from_millis(200) {
+                eprint!("\r  {line}    ");
+                self.last = std::time::Instant::now();
+            }
+        } else if let Some(t) = total.filter(|t| *t > 0) {
+            let tenth = done * 10 / t;
+            if tenth > self.tenth {
+                self.tenth = tenth;
+                eprintln!("  {line}");
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
     }
 }
 

@@ -168,6 +168,7 @@ pub fn app_dictation(source: &SourceArgs, s: &super::Settings) -> anyhow::Result
             outputs,
             clipboard: d.clipboard.unwrap_or(true),
             typing: d.typing.unwrap_or(false),
+            language: env("CANDYBAR_LANGUAGE").or_else(|| d.language.clone()),
             ..DictationConfig::default()
         },
         hotkey: env("CANDYBAR_HOTKEY")
@@ -251,6 +252,10 @@ pub struct DictateArgs {
     /// Print JSON lines (states, text as it changes, the result) instead of text
     #[arg(long)]
     json: bool,
+    /// The spoken language: an ISO 639-1 code, auto, or a list to detect among (de,en)
+    /// [default: the server's]
+    #[arg(long, value_name = "CODE|auto|CODE,CODE…", env = "CANDYBAR_LANGUAGE")]
+    language: Option<String>,
     #[command(flatten)]
     outputs: OutputArgs,
 }
@@ -361,6 +366,10 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
             .or_else(|| crate::secrets::get("asr-token").ok()?.0)
             .map(Secret::new),
         reconnect_for: Duration::from_secs(args.reconnect_secs),
+        language: args
+            .language
+            .clone()
+            .or_else(|| settings.file.dictation.language.clone()),
         ..ClientConfig::default()
     };
     // Room for minutes of audio: the client always drains it, even while reconnecting.
@@ -434,6 +443,7 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         model: done.model.clone(),
         protocol: done.protocol.as_str().to_owned(),
         confidence: done.confidence,
+        language: done.language.clone(),
     };
     let id = if done.text.trim().is_empty() {
         None
@@ -457,6 +467,7 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
             "model": done.model,
             "protocol": done.protocol,
             "confidence": done.confidence,
+            "language": done.language,
             "reconnects": done.reconnects,
             "final_after_ms": done.final_after_ms,
             "delivered": report.delivered,
@@ -627,6 +638,7 @@ pub async fn history(cmd: HistoryCommand, source: &SourceArgs) -> anyhow::Result
                         "server",
                         "model",
                         "confidence",
+                        "language",
                     ])?;
                     for t in &all {
                         w.write_record([
@@ -637,6 +649,7 @@ pub async fn history(cmd: HistoryCommand, source: &SourceArgs) -> anyhow::Result
                             t.server.clone(),
                             t.model.clone(),
                             t.confidence.map(|c| format!("{c:.3}")).unwrap_or_default(),
+                            t.language.clone().unwrap_or_default(),
                         ])?;
                     }
                     w.flush()?;
@@ -673,8 +686,12 @@ fn print_list(list: &[Transcript], json: bool) {
             } else {
                 String::new()
             };
+            let language = t
+                .language
+                .as_deref()
+                .map_or_else(String::new, |l| format!("[{l}] "));
             println!(
-                "{:>5}  {}  {:>5.1} s  {}{note}",
+                "{:>5}  {}  {:>5.1} s  {language}{}{note}",
                 t.id,
                 format_rfc3339(t.created_us),
                 t.duration_ms as f64 / 1000.0,

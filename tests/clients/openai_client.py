@@ -2,7 +2,8 @@
 
     python openai_client.py BASE_URL API_KEY MODE AUDIO [AUDIO2]
 
-MODE `formats`: one transcription per response_format (and the model list); prints one JSON
+MODE `verbose`: AUDIO transcribed as verbose_json (AUDIO2, when given, is the language); prints
+it. MODE `formats`: one transcription per response_format (and the model list); prints one JSON
 object with what the client returned. MODE `errors`: the requests that must fail, each with the
 status and message the client raised, then one good request; prints one JSON object.
 """
@@ -90,7 +91,14 @@ def errors(base_url, key, audio):
 def main():
     base_url, key, mode, audio = sys.argv[1:5]
     client = OpenAI(base_url=base_url, api_key=key, max_retries=0)
-    if mode == "formats":
+    if mode == "verbose":
+        extra = {"language": sys.argv[5]} if len(sys.argv) > 5 else {}
+        with open(audio, "rb") as f:
+            v = client.audio.transcriptions.create(
+                model="whisper-1", file=f, response_format="verbose_json", **extra
+            )
+        result = {"language": v.language, "text": v.text, "duration": v.duration}
+    elif mode == "formats":
         result = formats(client, audio, sys.argv[5])
     else:
         result = errors(base_url, key, audio)

@@ -9,6 +9,7 @@
     clippy::match_wild_err_arm
 )]
 
+pub mod asr;
 pub mod journal;
 pub mod kit;
 
@@ -564,8 +565,12 @@ pub fn test_model() -> PathBuf {
 
 /// Starts `candybar asr serve` with the test model on a free port (or the `--port` in `extra`) and waits until /health says the model is loaded.
 pub fn asr_server(extra: &[&str]) -> (Candybar, String) {
-    let model = test_model();
-    let mut args = vec!["asr", "serve", "--model", path_str(&model)];
+    asr_server_with(&test_model(), extra)
+}
+
+/// [`asr_server`] with another model.
+pub fn asr_server_with(model: &Path, extra: &[&str]) -> (Candybar, String) {
+    let mut args = vec!["asr", "serve", "--model", path_str(model)];
     if !extra.contains(&"--port") {
         args.extend(["--port", "0"]);
     }

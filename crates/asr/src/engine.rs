@@ -180,29 +180,35 @@ pub struct DecodeOptions {
     /// Run the encoder over Whisper's whole 30 s window, as other engines do, instead of a
     /// context cut to the audio's length (the benchmark's like-for-like comparison).
     pub full_context: bool,
-    /// The spoken language (ISO 639-1: `en`, `de`, …) or `auto` to detect it; `None` is English
-    /// for an English-only model and `auto` for a multilingual one. See [`check_language`].
+    /// The spoken language (ISO 639-1: `en`, `de`, …), `auto` to detect it, or a list
+    /// (`de,fr,en`) to detect which of those it is; `None` is English for an English-only model
+    /// and `auto` for a multilingual one. See [`check_language`].
     pub language: Option<String>,
 }
 
-/// Checks a requested language against the model: a known ISO 639-1 code (or `auto`), and
-/// English only for an English-only model. The error says what to do instead.
-pub fn check_language(code: &str, multilingual: bool) -> Result<(), String> {
-    if code == "auto" || whisper_rs::get_lang_id(code).is_some() {
-        if multilingual || code == "en" || code == "auto" {
-            Ok(())
-        } else {
-            Err(format!(
+/// Checks a requested language against the model: `auto`, a known ISO 639-1 code, or a list of
+/// them (`de,fr,en`: one of these); English only for an English-only model. The error says what
+/// to do instead.
+pub fn check_language(spec: &str, multilingual: bool) -> Result<(), String> {
+    if spec == "auto" {
+        return Ok(());
+    }
+    for code in spec.split(',').map(str::trim) {
+        if whisper_rs::get_lang_id(code).is_none() {
+            return Err(format!(
+                "unknown language code '{}': use an ISO 639-1 code such as en, de, fr, es, auto, \
+                 or a list such as de,en",
+                code.chars().take(16).collect::<String>()
+            ));
+        }
+        if !multilingual && code != "en" {
+            return Err(format!(
                 "language '{code}' needs a multilingual model: this one is English-only (a `.en` model); \
                  load e.g. ggml-tiny.bin or ggml-base.bin"
-            ))
+            ));
         }
-    } else {
-        Err(format!(
-            "unknown language code '{}': use an ISO 639-1 code such as en, de, fr, es (or auto)",
-            code.chars().take(16).collect::<String>()
-        ))
     }
+    Ok(())
 }
 
 /// The English name Whisper gives a language code (`de` → `german`), for OpenAI's verbose
@@ -262,9 +268,14 @@ impl Worker {
         }
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(i32::try_from(self.threads).unwrap_or(1));
+        let among;
         let language = match opts.language.as_deref() {
             _ if !self.multilingual => "en",
             None | Some("auto") => "auto",
+            Some(list) if list.contains(',') => {
+                among = self.detect_among(pcm, list)?;
+                among.as_str()
+            }
             Some(code) => code,
         };
         params.set_language(Some(language));
@@ -437,6 +448,30 @@ pub fn compression_ratio(text: &str) -> f32 {
         .and_then(|()| z.finish())
         .map_or(text.len(), |v| v.len());
     text.len() as f32 / packed.max(1) as f32
+}
+
+impl Worker {
+    /// Which of the languages in `list` (`de,fr,en`) `pcm` is most likely spoken in: Whisper's
+    /// language detection, its probabilities read only for those. Costs what `auto` costs (one
+    /// encoder pass before the decode), and cannot pick a language the speaker does not speak.
+    fn detect_among(&mut self, pcm: &[f32], list: &str) -> Result<String, AsrError> {
+        self.state
+            .pcm_to_mel(pcm, self.threads)
+            .map_err(|e| AsrError::Decode(e.to_string()))?;
+        let (_, probs) = self
+            .state
+            .lang_detect(0, self.threads)
+            .map_err(|e| AsrError::Decode(e.to_string()))?;
+        list.split(',')
+            .map(str::trim)
+            .filter_map(|code| {
+                let id = whisper_rs::get_lang_id(code)?;
+                Some((code, *probs.get(usize::try_from(id).ok()?)?))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(code, _)| code.to_owned())
+            .ok_or_else(|| AsrError::Decode(format!("no known language in '{list}'")))
+    }
 }
 
 /// whisper.cpp asks this between steps of a decode whether to stop. whisper-rs 0.16's safe

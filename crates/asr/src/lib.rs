@@ -7,9 +7,11 @@
 //! - [`server`]: the axum server: `/asr`, `/health`, `/models`, `/status`, `/metrics`, and the
 //!   OpenAI-compatible `/v1/audio/transcriptions` and `/v1/models`.
 //! - [`media`]: uploaded audio files of any common kind, decoded to 16 kHz mono.
+//! - [`models`]: the catalogue, the installed models, downloads (resumed, checked).
 //! - [`wav`]: 16 kHz mono WAV files.
 
 pub mod engine;
 pub mod media;
+pub mod models;
 pub mod server;
 pub mod wav;

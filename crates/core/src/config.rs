@@ -249,6 +249,9 @@ pub struct DictationSection {
     pub hotkey: Option<String>,
     /// `hold` (push-to-talk, default) or `toggle`.
     pub hotkey_mode: Option<crate::voice::HotkeyMode>,
+    /// The spoken language sent to the server: an ISO 639-1 code, `auto`, or a list (`de,en`)
+    /// to detect among; default: the server's own.
+    pub language: Option<String>,
 }
 
 /// `[ws]`: a WebSocket relay to watch through (the token comes from `CANDYBAR_WS_TOKEN` or

@@ -196,6 +196,8 @@ pub struct Transcript {
     pub model: String,
     pub protocol: String,
     pub confidence: Option<f32>,
+    /// ISO 639-1, as the server reported it (`None`: older rows, servers that do not say).
+    pub language: Option<String>,
     pub deliveries: Vec<Delivery>,
 }
 
@@ -249,6 +251,20 @@ impl ServerState {
             Self::Failed(e) => format!("failed: {e}"),
         }
     }
+}
+
+/// A Whisper model in the model directory, as the Dictation view lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    /// As `--model` takes it (`tiny.en`).
+    pub name: String,
+    pub bytes: u64,
+    /// `Some(true)`: 99 languages; `Some(false)`: English only; `None`: not a readable model.
+    pub multilingual: Option<bool>,
+    /// `tiny`, `base, quantized`, …
+    pub kind: String,
+    /// Decode time over audio time on this machine, once measured (lower is faster).
+    pub real_time_factor: Option<f32>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -10,7 +10,7 @@ use candybar_core::registry::Registry;
 use candybar_core::source::SourceState;
 use candybar_core::store::EventStore;
 use candybar_core::time::Micros;
-use candybar_core::voice::{DictationStatus, HotkeyMode, InputDevice, ServerStatus};
+use candybar_core::voice::{DictationStatus, HotkeyMode, InputDevice, ModelInfo, ServerStatus};
 
 use crate::Command;
 use crate::theme::Theme;
@@ -182,6 +182,11 @@ pub struct DictationInfo<'a> {
     pub server_port: u16,
     /// The input devices, once listed (the view asks with [`crate::Command::ListDevices`]).
     pub devices: Option<&'a Result<Vec<InputDevice>, String>>,
+    /// The models in the model directory, with their speed once measured
+    /// ([`crate::Command::MeasureModels`]).
+    pub models: &'a [ModelInfo],
+    /// Their speed is being measured.
+    pub measuring: bool,
 }
 
 /// The hotkey as registered, for the view and the status bar.

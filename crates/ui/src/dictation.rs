@@ -37,6 +37,8 @@ pub struct DictationDraft {
     pub local_port: String,
     /// Start the built-in server with the window.
     pub local_auto_start: bool,
+    /// The spoken language sent to the server (`de`, `auto`, `de,en`); empty: the server's.
+    pub language: String,
 }
 
 #[derive(Default)]
@@ -79,7 +81,7 @@ impl DictationViewState {
                     self.settings_ui(ui, d, theme, commands);
                     ui.separator();
                     let server = d.server.lock();
-                    self.local_server_ui(ui, (&server, d.server_port), theme, commands);
+                    self.local_server_ui(ui, (&server, d.server_port), d, theme, commands);
                 });
             });
         // The worker updates its status under this lock; a frame holds it for microseconds.
@@ -194,6 +196,7 @@ impl DictationViewState {
         &mut self,
         ui: &mut egui::Ui,
         (status, port): (&ServerStatus, u16),
+        info: &DictationInfo<'_>,
         theme: Theme,
         commands: &mut Vec<Command>,
     ) {
@@ -232,6 +235,7 @@ impl DictationViewState {
             ui.label("port");
             ui.add(egui::TextEdit::singleline(&mut d.local_port).desired_width(50.0));
         });
+        models_ui(ui, &mut d.local_model, info, theme, commands);
         ui.checkbox(&mut d.local_auto_start, "start it with candybar");
         ui.label(
             RichText::new(format!(
@@ -268,6 +272,8 @@ impl DictationViewState {
                 .hint_text(DEFAULT_SERVER)
                 .desired_width(f32::INFINITY),
         );
+        ui.add_space(6.0);
+        language_ui(ui, &mut d.language);
         ui.add_space(6.0);
         ui.label("Microphone");
         let shown = if d.device.is_empty() {
@@ -355,6 +361,87 @@ impl DictationViewState {
     }
 }
 
+/// The spoken language the client asks the server for.
+fn language_ui(ui: &mut egui::Ui, language: &mut String) {
+    ui.horizontal(|ui| {
+        ui.label("Language");
+        ui.add(
+            egui::TextEdit::singleline(language)
+                .hint_text("the server's")
+                .desired_width(90.0),
+        )
+        .on_hover_text(
+            "an ISO 639-1 code (en, de, fr, es…), auto to detect it, or a list (de,en) to \
+             detect which of those it is; other languages than English need a multilingual \
+             model (not a .en one)",
+        );
+    });
+}
+
+/// The installed models to pick from, each with its size, its languages and — once measured —
+/// its speed here; and the button that measures them.
+fn models_ui(
+    ui: &mut egui::Ui,
+    chosen: &mut String,
+    info: &DictationInfo<'_>,
+    theme: Theme,
+    commands: &mut Vec<Command>,
+) {
+    if info.models.is_empty() {
+        ui.label(
+            RichText::new("No models in the model directory: `candybar asr models pull tiny.en`")
+                .small()
+                .color(theme.warn()),
+        );
+        return;
+    }
+    egui::Grid::new("installed-models")
+        .num_columns(4)
+        .spacing([8.0, 2.0])
+        .show(ui, |ui| {
+            for m in info.models {
+                let languages = match m.multilingual {
+                    Some(true) => "99 languages",
+                    Some(false) => "English",
+                    None => "not a model",
+                };
+                ui.radio_value(chosen, m.name.clone(), &m.name)
+                    .on_hover_text(&m.kind);
+                ui.label(
+                    RichText::new(format!("{:.0} MB", m.bytes as f64 / 1e6))
+                        .small()
+                        .color(theme.weak_text()),
+                );
+                ui.label(RichText::new(languages).small().color(theme.weak_text()));
+                match m.real_time_factor {
+                    Some(rtf) if rtf > 0.0 => {
+                        ui.label(RichText::new(format!("{:.0}× real time", 1.0 / rtf)).small())
+                            .on_hover_text(format!(
+                                "decodes a second of speech in {:.0} ms on this machine",
+                                rtf * 1000.0
+                            ));
+                    }
+                    _ => {
+                        ui.label("");
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    let label = if info.measuring {
+        "⏱ measuring…"
+    } else {
+        "⏱ Measure their speed"
+    };
+    if ui
+        .add_enabled(!info.measuring, egui::Button::new(label).small())
+        .on_hover_text("decodes a 4 s sentence with each model, one after another")
+        .clicked()
+    {
+        commands.push(Command::MeasureModels);
+    }
+}
+
 /// One kept transcript: when, how long, what happened to it, the text and its actions.
 fn transcript_ui(
     ui: &mut egui::Ui,
@@ -375,6 +462,15 @@ fn transcript_ui(
                 RichText::new(format!("{:.1} s", t.duration_ms as f64 / 1000.0))
                     .color(theme.weak_text()),
             );
+            if let Some(language) = &t.language {
+                ui.label(
+                    RichText::new(language)
+                        .monospace()
+                        .small()
+                        .color(theme.weak_text()),
+                )
+                .on_hover_text("the spoken language, as the server heard it");
+            }
             for d in &t.deliveries {
                 let (icon, color) = match d.state.as_str() {
                     "delivered" => ("✔", theme.good()),

@@ -144,6 +144,9 @@ pub enum Command {
     ApplyDictation(DictationDraft),
     /// List the input devices (the answer arrives in [`DictationInfo::devices`]).
     ListDevices,
+    /// Measure each installed model's speed on this machine (the answer arrives in
+    /// [`DictationInfo::models`]).
+    MeasureModels,
     /// Start (true) or stop the built-in ASR server.
     LocalServer(bool),
     /// Keep a token in the keychain: its name and value.

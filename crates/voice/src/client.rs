@@ -107,6 +107,8 @@ pub struct Dictated {
     pub model: String,
     /// Mean of the finals' confidences (our protocol only).
     pub confidence: Option<f32>,
+    /// The language of the last final that said one (ISO 639-1).
+    pub language: Option<String>,
     pub reconnects: u32,
     /// From the end of the audio to the final text.
     pub final_after_ms: u64,
@@ -188,6 +190,7 @@ struct Text {
     lines: String,
     tentative: String,
     confidences: Vec<f32>,
+    language: Option<String>,
 }
 
 impl Text {
@@ -334,6 +337,7 @@ impl Utterance {
                 model
             },
             confidence: (!c.is_empty()).then(|| c.iter().sum::<f32>() / c.len() as f32),
+            language: self.text.language.clone(),
             reconnects,
             final_after_ms: end.elapsed().as_millis() as u64,
         }
@@ -677,6 +681,9 @@ fn on_candybar(
             if !text.is_empty() {
                 st.text.finals.push(text.to_owned());
                 st.text.confidences.push(t.confidence);
+                if t.language.is_some() {
+                    st.text.language = t.language;
+                }
             }
             let end = base + (t.end_ms as usize).saturating_mul(SAMPLE_RATE_HZ as usize) / 1000;
             st.committed_samples = end.min(st.buf.len()).max(st.committed_samples);

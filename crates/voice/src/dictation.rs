@@ -46,6 +46,8 @@ pub struct DictationConfig {
     pub clipboard: bool,
     pub typing: bool,
     pub reconnect_for: Duration,
+    /// Sent to the server as the spoken language (`de`, `auto`, `de,en`); `None`: the server's.
+    pub language: Option<String>,
 }
 
 impl Default for DictationConfig {
@@ -59,6 +61,7 @@ impl Default for DictationConfig {
             clipboard: true,
             typing: false,
             reconnect_for: Duration::from_secs(30),
+            language: None,
         }
     }
 }
@@ -379,6 +382,7 @@ impl Worker {
                         model: t.model,
                         protocol: t.protocol,
                         confidence: t.confidence,
+                        language: t.language,
                     });
                     h.queue(id, &planned, now_us())?;
                     Ok(Some(if planned.is_empty() {
@@ -523,6 +527,7 @@ impl Worker {
             url: self.cfg.server.clone(),
             token: self.cfg.token.clone(),
             reconnect_for: self.cfg.reconnect_for,
+            language: self.cfg.language.clone(),
             ..ClientConfig::default()
         };
         let (status, waker, back) = (self.status.clone(), self.waker.clone(), self.tx.clone());
@@ -639,6 +644,7 @@ impl Worker {
             model: done.model.clone(),
             protocol: done.protocol.as_str().to_owned(),
             confidence: done.confidence,
+            language: done.language.clone(),
         };
         // History first: whatever fails next, the words are kept.
         let history_id = match &mut self.history {

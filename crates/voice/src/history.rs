@@ -37,8 +37,9 @@ pub enum HistoryError {
 /// Schema changes in order; a database is brought up to the last one when opened. Never edit a
 /// migration that has shipped: add a new one.
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE transcripts (
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE transcripts (
             id INTEGER PRIMARY KEY,
             created_us INTEGER NOT NULL,
             duration_ms INTEGER NOT NULL,
@@ -76,7 +77,11 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         );
         CREATE INDEX deliveries_due ON deliveries(state, next_attempt_us);
         CREATE INDEX deliveries_transcript ON deliveries(transcript_id);",
-    )])
+        ),
+        // The spoken language (ISO 639-1) the server detected or was told; NULL for older rows
+        // and servers that do not say.
+        M::up("ALTER TABLE transcripts ADD COLUMN language TEXT;"),
+    ])
 });
 
 /// A transcript about to be kept.
@@ -91,6 +96,8 @@ pub struct NewTranscript {
     /// `candybar` or `whisperlivekit`.
     pub protocol: String,
     pub confidence: Option<f32>,
+    /// ISO 639-1, as the server reported it.
+    pub language: Option<String>,
 }
 
 /// A delivery to queue with the transcript: the output, where it goes (a URL without secrets,
@@ -211,8 +218,8 @@ impl History {
         };
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute(
-            "INSERT INTO transcripts (created_us, duration_ms, text, server, model, protocol, confidence)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO transcripts (created_us, duration_ms, text, server, model, protocol, confidence, language)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 t.created_us,
                 t.duration_ms as i64,
@@ -220,7 +227,8 @@ impl History {
                 t.server,
                 t.model,
                 t.protocol,
-                t.confidence.map(f64::from)
+                t.confidence.map(f64::from),
+                t.language
             ],
         )
         .map_err(sql)?;
@@ -262,7 +270,7 @@ impl History {
     /// Newest first.
     pub fn recent(&self, limit: usize) -> Result<Vec<Transcript>, HistoryError> {
         self.query(
-            "SELECT id, created_us, duration_ms, text, server, model, protocol, confidence
+            "SELECT id, created_us, duration_ms, text, server, model, protocol, confidence, language
              FROM transcripts ORDER BY created_us DESC, id DESC LIMIT ?1",
             &[&(limit as i64)],
         )
@@ -275,7 +283,7 @@ impl History {
             return self.recent(limit);
         };
         self.query(
-            "SELECT t.id, t.created_us, t.duration_ms, t.text, t.server, t.model, t.protocol, t.confidence
+            "SELECT t.id, t.created_us, t.duration_ms, t.text, t.server, t.model, t.protocol, t.confidence, t.language
              FROM transcripts_fts f JOIN transcripts t ON t.id = f.rowid
              WHERE transcripts_fts MATCH ?1 ORDER BY rank, t.created_us DESC LIMIT ?2",
             &[&fts, &(limit as i64)],
@@ -284,7 +292,7 @@ impl History {
 
     pub fn get(&self, id: i64) -> Result<Transcript, HistoryError> {
         self.query(
-            "SELECT id, created_us, duration_ms, text, server, model, protocol, confidence
+            "SELECT id, created_us, duration_ms, text, server, model, protocol, confidence, language
              FROM transcripts WHERE id = ?1",
             &[&id],
         )?
@@ -330,6 +338,7 @@ impl History {
                     model: r.get(5)?,
                     protocol: r.get(6)?,
                     confidence: r.get::<_, Option<f64>>(7)?.map(|c| c as f32),
+                    language: r.get(8)?,
                     deliveries: Vec::new(),
                 })
             })
@@ -560,6 +569,7 @@ mod tests {
             model: "ggml-tiny.en.bin".into(),
             protocol: "candybar".into(),
             confidence: Some(0.9),
+            language: Some("en".into()),
         }
     }
 

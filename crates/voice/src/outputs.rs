@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use candybar_bus::publish::Publisher;
-use candybar_core::asr::protocol::transcript_event;
+use candybar_core::asr::audio::SAMPLE_RATE_HZ;
+use candybar_core::asr::protocol::{VoiceTranscript, transcript_event, voice_completed_event};
 use candybar_core::redact::{Secret, SecretUrl, mask_url};
 use candybar_core::time::{Micros, format_rfc3339, now_us};
 use candybar_core::voice::Output;
@@ -70,6 +71,25 @@ impl Outputs {
                 output: Output::Bus,
                 target: format!("{}/{}", b.exchange, b.routing_key),
                 payload: msg.body,
+            });
+            // The same words in the platform's canonical shape.
+            let canonical = voice_completed_event(
+                &candybar_bus::host_name(),
+                &VoiceTranscript {
+                    text: &t.text,
+                    duration_ms: t.duration_ms,
+                    sample_rate: SAMPLE_RATE_HZ,
+                    model: &t.model,
+                    language: t.language.as_deref().unwrap_or("en"),
+                    source: "dictation",
+                    session_id: &format!("dictation-{:x}", t.created_us),
+                },
+                t.created_us,
+            );
+            out.push(PlannedDelivery {
+                output: Output::Bus,
+                target: format!("{}/{}", b.exchange, canonical.routing_key),
+                payload: canonical.body,
             });
         }
         out
@@ -258,7 +278,7 @@ mod tests {
             ..NewTranscript::default()
         };
         let plan = outputs.plan(&t);
-        assert_eq!(plan.len(), 2);
+        assert_eq!(plan.len(), 3);
         let hook: serde_json::Value = serde_json::from_slice(&plan[0].payload).unwrap();
         assert_eq!(hook["text"], "Ship it.");
         assert_eq!(hook["source"], "candybar");
@@ -274,6 +294,17 @@ mod tests {
         assert_eq!(
             plan[1].target,
             "bloodbank.events.v1/talkytonny.transcription.completed"
+        );
+        let canonical: serde_json::Value = serde_json::from_slice(&plan[2].payload).unwrap();
+        assert_eq!(
+            plan[2].target,
+            "bloodbank.events.v1/transcription.voice.completed"
+        );
+        assert_eq!(canonical["payload"]["text"], "Ship it.");
+        assert_eq!(canonical["payload"]["source"], "dictation");
+        assert_eq!(
+            canonical["payload"]["audio_metadata"]["duration_seconds"],
+            2.5
         );
         for p in &plan {
             let all = format!("{}{}", p.target, String::from_utf8_lossy(&p.payload));

@@ -24,6 +24,7 @@ use candybar_core::asr::protocol::{
 };
 use candybar_core::asr::streaming::LocalAgreement;
 use candybar_core::asr::vad::{DEFAULT_THRESHOLD_RMS, SpeechTracker};
+use candybar_core::asr::wlk;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -579,19 +580,60 @@ async fn metrics(State(state): State<Shared>) -> String {
     out
 }
 
-#[derive(serde::Deserialize)]
+/// `/asr`'s query. Read leniently: a parameter given twice (WhisperLiveKit's client adds
+/// `mode=diff` a second time) takes its last value, and unknown ones are ignored.
+#[derive(Default)]
 struct AsrQuery {
     token: Option<String>,
     /// The spoken language for this connection (as WhisperLiveKit's clients send it).
     language: Option<String>,
+    /// `candybar` or `whisperlivekit`: the protocol, when the client says.
+    protocol: Option<String>,
+    /// WhisperLiveKit's output mode: `diff` for a snapshot then diffs.
+    mode: Option<String>,
+}
+
+impl AsrQuery {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut q = Self::default();
+        for (k, v) in pairs {
+            let slot = match k.as_str() {
+                "token" => &mut q.token,
+                "language" => &mut q.language,
+                "protocol" => &mut q.protocol,
+                "mode" => &mut q.mode,
+                _ => continue,
+            };
+            *slot = Some(v);
+        }
+        q
+    }
+}
+
+/// Which protocol a connection speaks: what it asks for (`?protocol=`), else WhisperLiveKit's for
+/// browsers (its page and extension send an `Origin`), Python's `websockets` (its `wlk-test`
+/// client) and `?mode=`; ours otherwise.
+fn speaks_whisperlivekit(q: &AsrQuery, headers: &HeaderMap) -> bool {
+    match q.protocol.as_deref() {
+        Some("candybar") => false,
+        Some("whisperlivekit" | "wlk") => true,
+        _ => {
+            let python_websockets = headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ua| ua.starts_with("Python/") && ua.contains("websockets"));
+            q.mode.is_some() || headers.contains_key("origin") || python_websockets
+        }
+    }
 }
 
 async fn asr(
     ws: WebSocketUpgrade,
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(q): Query<AsrQuery>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let q = AsrQuery::from_pairs(pairs);
     if !authorized(&state, &headers, q.token.as_deref()) {
         state.rejected.fetch_add(1, Ordering::Relaxed);
         return (
@@ -600,13 +642,21 @@ async fn asr(
         )
             .into_response();
     }
+    let reply = if speaks_whisperlivekit(&q, &headers) {
+        Reply::Wlk {
+            messages: wlk::Messages::new(q.mode.as_deref() == Some("diff")),
+            state: wlk::State::default(),
+        }
+    } else {
+        Reply::Ours
+    };
     let language = q.language.filter(|l| !l.is_empty());
     // One limit for binary and text frames, enforced by the transport before a frame is read
     // into memory; `connection` answers a frame over it with an error message and close 1009.
     let limit = state.cfg.max_frame_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| connection(socket, state, language))
+        .on_upgrade(move |socket| connection(socket, state, language, reply))
 }
 
 /// Close codes: 1008 policy (limits), 1009 too big, 1011 server error, 1013 try again later.
@@ -628,11 +678,61 @@ async fn close(socket: &mut WebSocket, code: u16, message: &str) {
         .await;
 }
 
-async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
-    socket
-        .send(Message::Text(msg.to_json().into()))
-        .await
-        .is_ok()
+/// How a connection's answers are written: in our protocol, or in WhisperLiveKit's (its
+/// `config` for our `ready`, the whole transcript — or a diff — for each partial and final, its
+/// `ready_to_stop` for our `done`).
+enum Reply {
+    Ours,
+    Wlk {
+        messages: wlk::Messages,
+        state: wlk::State,
+    },
+}
+
+impl Reply {
+    async fn send(&mut self, socket: &mut WebSocket, msg: &ServerMsg) -> bool {
+        let text = match self {
+            Self::Ours => msg.to_json(),
+            Self::Wlk { messages, state } => {
+                match msg {
+                    // Raw PCM: WhisperLiveKit's page then records with an AudioWorklet.
+                    ServerMsg::Ready { .. } => wlk::config_message(true, messages.diff()),
+                    ServerMsg::Done => wlk::READY_TO_STOP.to_owned(),
+                    ServerMsg::Partial(t) => {
+                        state.buffer.clone_from(&t.text);
+                        state.lag_ms = 0;
+                        let Some(m) = messages.next(state) else {
+                            return true;
+                        };
+                        m
+                    }
+                    ServerMsg::Final(t) => {
+                        if !t.text.trim().is_empty() {
+                            state.lines.push(wlk::Line {
+                                text: t.text.trim().to_owned(),
+                                start_ms: t.start_ms,
+                                end_ms: t.end_ms,
+                                language: t.language.clone(),
+                            });
+                        }
+                        state.buffer.clear();
+                        let Some(m) = messages.next(state) else {
+                            return true;
+                        };
+                        m
+                    }
+                    ServerMsg::Error { message } => {
+                        state.error = Some(message.clone());
+                        let m = messages.next(state);
+                        state.error = None;
+                        let Some(m) = m else { return true };
+                        m
+                    }
+                }
+            }
+        };
+        socket.send(Message::Text(text.into())).await.is_ok()
+    }
 }
 
 struct ClientGuard(Shared);
@@ -644,7 +744,12 @@ impl Drop for ClientGuard {
 }
 
 #[allow(clippy::too_many_lines)] // the connection's whole life, read top to bottom
-async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<String>) {
+async fn connection(
+    mut socket: WebSocket,
+    state: Shared,
+    mut language: Option<String>,
+    mut reply: Reply,
+) {
     let n = state.clients.fetch_add(1, Ordering::Relaxed) + 1;
     let _guard = ClientGuard(state.clone());
     if n > state.cfg.max_clients {
@@ -670,15 +775,16 @@ async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<S
         .await;
         return;
     };
-    if !send(
-        &mut socket,
-        &ServerMsg::Ready {
-            model,
-            sample_rate: SAMPLE_RATE_HZ,
-            protocol: PROTOCOL_VERSION,
-        },
-    )
-    .await
+    if !reply
+        .send(
+            &mut socket,
+            &ServerMsg::Ready {
+                model,
+                sample_rate: SAMPLE_RATE_HZ,
+                protocol: PROTOCOL_VERSION,
+            },
+        )
+        .await
     {
         return;
     }
@@ -686,7 +792,10 @@ async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<S
     let session = session_id("ws");
     if let Some(Err(m)) = language.as_deref().map(|l| check_language(l, multilingual)) {
         language = None;
-        if !send(&mut socket, &ServerMsg::Error { message: m }).await {
+        if !reply
+            .send(&mut socket, &ServerMsg::Error { message: m })
+            .await
+        {
             return;
         }
     }
@@ -791,7 +900,10 @@ async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<S
                         match check_language(&code, multilingual) {
                             Ok(()) => language = Some(code),
                             Err(m) => {
-                                if !send(&mut socket, &ServerMsg::Error { message: m }).await {
+                                if !reply
+                                    .send(&mut socket, &ServerMsg::Error { message: m })
+                                    .await
+                                {
                                     return;
                                 }
                             }
@@ -801,14 +913,20 @@ async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<S
                         let m = format!(
                             "sample_rate {rate} is not supported: send 16000 Hz mono s16le"
                         );
-                        if !send(&mut socket, &ServerMsg::Error { message: m }).await {
+                        if !reply
+                            .send(&mut socket, &ServerMsg::Error { message: m })
+                            .await
+                        {
                             return;
                         }
                     }
                     End::No
                 }
                 Err(m) => {
-                    if !send(&mut socket, &ServerMsg::Error { message: m }).await {
+                    if !reply
+                        .send(&mut socket, &ServerMsg::Error { message: m })
+                        .await
+                    {
                         return;
                     }
                     End::No
@@ -846,6 +964,7 @@ async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<S
                     Ok(t) => {
                         publish_transcript(&state, &t, "asr-server", &session);
                         ServerMsg::Final(TranscriptMsg {
+                            language: Some(t.language.clone()),
                             text: t.text,
                             is_final: true,
                             timestamp: format_rfc3339(now_us()),
@@ -862,7 +981,7 @@ async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<S
                 started_ms += audio_ms;
                 segment += 1;
                 state.utterances.fetch_add(1, Ordering::Relaxed);
-                let ok = send(&mut socket, &msg).await;
+                let ok = reply.send(&mut socket, &msg).await;
                 let _ = state
                     .final_latency_us
                     .lock()
@@ -873,7 +992,7 @@ async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<S
             }
             // `done` answers the client's end of speech; a pause that ended the utterance by itself
             // only brings the final.
-            if end == End::Eos && !send(&mut socket, &ServerMsg::Done).await {
+            if end == End::Eos && !reply.send(&mut socket, &ServerMsg::Done).await {
                 return;
             }
             continue;
@@ -894,6 +1013,7 @@ async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<S
             if let Ok(t) = decode(&state, samples.clone(), language.as_deref()).await {
                 agreement.push(&t.text);
                 let msg = ServerMsg::Partial(TranscriptMsg {
+                    language: Some(t.language.clone()),
                     text: agreement.text(),
                     is_final: false,
                     timestamp: format_rfc3339(now_us()),
@@ -903,7 +1023,7 @@ async fn connection(mut socket: WebSocket, state: Shared, mut language: Option<S
                     segment,
                 });
                 latest = Some((read, t));
-                if !send(&mut socket, &msg).await {
+                if !reply.send(&mut socket, &msg).await {
                     return;
                 }
             }

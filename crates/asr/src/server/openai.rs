@@ -302,7 +302,11 @@ fn silent(samples: &[f32], language: Option<&str>) -> Transcript {
         words: Vec::new(),
         audio_ms: samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ),
         decode_ms: 0,
-        language: language.filter(|l| *l != "auto").unwrap_or("en").to_owned(),
+        language: language
+            .filter(|l| *l != "auto")
+            .and_then(|l| l.split(',').next())
+            .unwrap_or("en")
+            .to_owned(),
         dropped_segments: 0,
     }
 }

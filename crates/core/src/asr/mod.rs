@@ -9,3 +9,4 @@ pub mod streaming;
 pub mod subtitles;
 pub mod vad;
 pub mod wer;
+pub mod wlk;

@@ -35,6 +35,10 @@ pub struct TranscriptMsg {
     pub end_ms: u64,
     /// Utterance number on this connection, from 0.
     pub segment: u32,
+    /// The spoken language (ISO 639-1), detected or asked for; absent from servers that do not
+    /// say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// Messages the server sends.
@@ -171,6 +175,7 @@ mod tests {
     #[test]
     fn wire_format_matches_the_design() {
         let m = ServerMsg::Final(TranscriptMsg {
+            language: None,
             text: "hello world".into(),
             is_final: true,
             timestamp: "2026-11-22T04:00:00.000000Z".into(),
