@@ -1,7 +1,8 @@
 //! `candybar asr serve` speaking WhisperLiveKit's protocol (0.2.26) to WhisperLiveKit's own
 //! client: `whisperlivekit/test_client.py` from its PyPI package (installed by
-//! `.ci/python-clients`), run against the real server and model. Browsers are told apart by their
-//! `Origin` header (checked here with a plain WebSocket client that sends one).
+//! `.ci/python-clients`), run against the real server and model; and its web page from the same
+//! package in headless Chromium with a WAV file as the microphone (`tests/clients/wlk_page.py`
+//! drives it over Chromium's debugging protocol). Browsers are told apart by their `Origin` header.
 
 // Helpers outside `#[test]` functions: a failed step panics with its message.
 #![allow(clippy::unwrap_used)]
@@ -184,4 +185,52 @@ fn a_browser_gets_whisperlivekits_config_and_our_clients_get_ours() {
             assert_eq!(first["type"], kind, "{first}");
         }
     });
+}
+
+#[test]
+fn whisperlivekits_web_page_in_chromium_transcribes_through_candybar() {
+    let _one_at_a_time = model_lock();
+    let (_server, addr) = server(&[]);
+    let (wav, reference) = fixture(1);
+    let shot = std::env::var_os("CANDYBAR_ARTIFACTS")
+        .map(|d| PathBuf::from(d).join("whisperlivekit-page.png"));
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/clients/wlk_page.py")).args([
+        &format!("ws://{addr}/asr"),
+        &wav,
+        "6",
+    ]);
+    if let Some(shot) = &shot {
+        std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+        cmd.arg(shot);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the page run failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    // Its own status line once the server said ready_to_stop.
+    assert_eq!(
+        page["status"], "Finished processing audio! Ready to record again.",
+        "{page}"
+    );
+    // The fake microphone plays the clip on a loop: the sentence is there, whole, at least once.
+    let text = page["text"].as_str().unwrap();
+    let said = text.lines().last().unwrap_or_default();
+    let first = said.split_inclusive('.').next().unwrap_or_default();
+    assert!(
+        wer::wer(&reference, first) <= 0.25,
+        "{first:?} vs {reference:?} in {page}"
+    );
+    // The words showed while it listened, growing.
+    let seen = page["seen"].as_array().unwrap();
+    assert!(seen.len() >= 2, "{page}");
+    // Its line header: speaker 1, the times, the language candybar detected.
+    assert!(
+        text.contains("0:00:00.00 - 0:00:0") && text.contains("en"),
+        "{text}"
+    );
 }

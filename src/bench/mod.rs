@@ -17,6 +17,7 @@ mod sessions;
 mod soak;
 mod trace;
 mod window;
+mod wlk;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -54,6 +55,9 @@ pub enum BenchCommand {
     /// on the English clips for both, then per language (espeak-ng speech) word error rate and
     /// language detection.
     Languages(languages::LanguagesBenchArgs),
+    /// The server as WhisperLiveKit's clients see it (speech onset → first words, speech end →
+    /// last words, in real time), and four clients at once (speech end → final, memory).
+    Wlk(wlk::WlkBenchArgs),
     /// The window (needs a display; use Xvfb headless): first frame, CPU per frame with a million
     /// events and 20,000 events/s, event → visible row, idle CPU.
     Window(window::WindowBenchArgs),
@@ -158,6 +162,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Ingest(a) => bench_ingest(&a, source).await?,
         BenchCommand::Asr(a) => bench_asr(&a).await?,
         BenchCommand::Languages(a) => languages::bench_languages(&a).await?,
+        BenchCommand::Wlk(a) => wlk::bench_wlk(&a).await?,
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
         BenchCommand::Trace(a) => tokio::task::block_in_place(|| trace::bench_trace(&a)),

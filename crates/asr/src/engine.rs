@@ -15,6 +15,16 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
+/// The compute backend whisper.cpp was built for: `cpu`, or `cuda` / `vulkan` with those
+/// features.
+pub const BACKEND: &str = if cfg!(feature = "cuda") {
+    "cuda"
+} else if cfg!(feature = "vulkan") {
+    "vulkan"
+} else {
+    "cpu"
+};
+
 /// Whisper's encoder frames per second of audio (1500 frames = 30 s).
 const AUDIO_CTX_PER_SEC: f64 = 50.0;
 const FULL_AUDIO_CTX: i32 = 1500;
