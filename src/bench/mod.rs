@@ -723,17 +723,6 @@ async fn stream_clips(
     };
     let _ = stop_tx.send(());
     let _ = server.await;
-    let quantiles = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let q = |p: f64| {
-            let x = v
-                .get(((v.len() as f64 - 1.0) * p).round() as usize)
-                .copied()
-                .unwrap_or(0.0);
-            (x * 10.0).round() / 10.0
-        };
-        json!({ "p50": q(0.5), "p95": q(0.95), "max": q(1.0) })
-    };
     let [recorded, cut] = latencies_ms;
     let rate = |(e, n): (usize, usize)| {
         if n == 0 {
@@ -753,6 +742,19 @@ async fn stream_clips(
         "word_error_rate_eos_at_last_word": rate(errors[1]),
         "real_time_factor": status["real_time_factor"],
     }))
+}
+
+/// p50, p95 and max of latencies in ms, to a tenth.
+fn quantiles(mut v: Vec<f64>) -> serde_json::Value {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let x = v
+            .get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0);
+        (x * 10.0).round() / 10.0
+    };
+    json!({ "p50": q(0.5), "p95": q(0.95), "max": q(1.0) })
 }
 
 /// Streams `pcm` (16 kHz s16le) to `/asr` at `speed` × real time in 100 ms frames, then eos;

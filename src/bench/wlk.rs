@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use candybar_core::asr::vad::{DEFAULT_THRESHOLD_RMS, FRAME_SAMPLES, SpeechTracker};
 use clap::Args;
+
+use super::quantiles;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -67,18 +69,6 @@ fn clips() -> anyhow::Result<Vec<Clip>> {
             })
         })
         .collect()
-}
-
-fn quantiles(mut v: Vec<f64>) -> serde_json::Value {
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| {
-        let x = v
-            .get(((v.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0);
-        (x * 10.0).round() / 10.0
-    };
-    json!({ "p50": q(0.5), "p95": q(0.95), "max": q(1.0), "n": v.len() })
 }
 
 fn rss_mb() -> f64 {
