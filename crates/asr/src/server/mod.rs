@@ -39,6 +39,10 @@ mod openai;
 /// Silence kept before the first speech of an utterance (300 ms).
 const LEAD_IN: usize = SAMPLE_RATE_HZ as usize * 3 / 10;
 
+/// Speech before the first partial decode of an utterance (500 ms): the first words show within
+/// about a second of the voice starting.
+const FIRST_PARTIAL: usize = SAMPLE_RATE_HZ as usize / 2;
+
 /// Silence kept after the last speech when the utterance is decoded (200 ms): enough for a word's
 /// quiet ending, and decoding more silence only costs time.
 const TAIL_KEEP: usize = SAMPLE_RATE_HZ as usize / 5;
@@ -1000,13 +1004,15 @@ async fn connection(
         }
         // Decode again when there is speech no decode has read: every `partial_every` of new
         // audio, and at once when a pause begins, so that if the speech has ended the final text
-        // is ready.
+        // is ready. The first words come sooner: after half a second of the utterance.
         let spoken = samples.len().saturating_sub(tracker.trailing_silence());
         let unread = latest.as_ref().is_none_or(|(read, _)| *read < spoken);
         let pause_began = early_after > 0 && tracker.trailing_silence() >= early_after;
+        let first_words = latest.is_none() && samples.len() >= LEAD_IN + FIRST_PARTIAL;
         if tracker.heard_speech()
             && unread
             && (pause_began
+                || first_words
                 || (since_partial >= partial_every && samples.len() >= SAMPLE_RATE_HZ as usize))
         {
             since_partial = 0;
