@@ -104,8 +104,7 @@ pub struct LanguageArg {
 }
 
 fn parse_language(s: &str) -> Result<String, String> {
-    let code = s.trim().to_ascii_lowercase().replace(' ', "");
-    check_language(&code, true).map(|()| code)
+    check_language(s, true)
 }
 
 #[derive(Args, Debug)]
@@ -305,7 +304,9 @@ fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                         "a URL needs the sum its file must have: --sha1 HEX or --sha256 HEX"
                     ),
                 };
-                let file = what.rsplit('/').next().unwrap_or("model.bin");
+                // The last path segment, without a signed URL's query or a fragment.
+                let path = what.split(['?', '#']).next().unwrap_or_default();
+                let file = path.rsplit('/').next().unwrap_or("model.bin");
                 let short = name.unwrap_or_else(|| models::short_name(std::path::Path::new(file)));
                 (what.clone(), sum, short)
             } else {
@@ -318,6 +319,7 @@ fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                     name.unwrap_or_else(|| e.name.to_owned()),
                 )
             };
+            models::check_name(&short)?;
             let dir = model_dir().ok_or(models::ModelError::NoDir)?;
             std::fs::create_dir_all(&dir)?;
             let dest = dir.join(format!("ggml-{short}.bin"));

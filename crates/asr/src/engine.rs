@@ -196,34 +196,52 @@ pub struct DecodeOptions {
     pub language: Option<String>,
 }
 
-/// Checks a requested language against the model: `auto`, a known ISO 639-1 code, or a list of
-/// them (`de,fr,en`: one of these); English only for an English-only model. The error says what
-/// to do instead.
-pub fn check_language(spec: &str, multilingual: bool) -> Result<(), String> {
+/// Checks a requested language against the model and returns it normalized: `auto`, a known
+/// ISO 639-1 code, or a list of them (`de,fr,en`: one of these), lowercase and without spaces
+/// (Whisper's names, `german`, become codes); English only for an English-only model. The error
+/// says what to do instead.
+pub fn check_language(spec: &str, multilingual: bool) -> Result<String, String> {
+    let spec = spec.trim().to_ascii_lowercase();
     if spec == "auto" {
-        return Ok(());
+        return Ok(spec);
     }
-    for code in spec.split(',').map(str::trim) {
-        if whisper_rs::get_lang_id(code).is_none() {
+    let mut codes = Vec::new();
+    for code in spec.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        // whisper-rs panics on a NUL byte; no language name is long.
+        let known = (code.len() <= 20 && !code.contains('\0'))
+            .then(|| whisper_rs::get_lang_id(code))
+            .flatten()
+            .and_then(whisper_rs::get_lang_str);
+        let Some(known) = known else {
             return Err(format!(
                 "unknown language code '{}': use an ISO 639-1 code such as en, de, fr, es, auto, \
                  or a list such as de,en",
-                code.chars().take(16).collect::<String>()
+                code.chars()
+                    .filter(|c| !c.is_control())
+                    .take(16)
+                    .collect::<String>()
             ));
-        }
-        if !multilingual && code != "en" {
+        };
+        if !multilingual && known != "en" {
             return Err(format!(
-                "language '{code}' needs a multilingual model: this one is English-only (a `.en` model); \
+                "language '{known}' needs a multilingual model: this one is English-only (a `.en` model); \
                  load e.g. ggml-tiny.bin or ggml-base.bin"
             ));
         }
+        codes.push(known);
     }
-    Ok(())
+    if codes.is_empty() {
+        return Err("no language given: use an ISO 639-1 code such as en, or auto".into());
+    }
+    Ok(codes.join(","))
 }
 
 /// The English name Whisper gives a language code (`de` → `german`), for OpenAI's verbose
 /// answers.
 pub fn language_name(code: &str) -> &'static str {
+    if code.contains('\0') {
+        return "unknown";
+    }
     whisper_rs::get_lang_id(code)
         .and_then(whisper_rs::get_lang_str_full)
         .unwrap_or("unknown")
@@ -278,8 +296,14 @@ impl Worker {
         }
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(i32::try_from(self.threads).unwrap_or(1));
+        let asked = match &opts.language {
+            Some(spec) if self.multilingual => {
+                Some(check_language(spec, true).map_err(AsrError::Decode)?)
+            }
+            _ => None,
+        };
         let among;
-        let language = match opts.language.as_deref() {
+        let language = match asked.as_deref() {
             _ if !self.multilingual => "en",
             None | Some("auto") => "auto",
             Some(list) if list.contains(',') => {
@@ -306,7 +330,12 @@ impl Worker {
             audio_ctx_for(pcm.len())
         });
         params.set_token_timestamps(opts.word_times);
-        if let Some(prompt) = opts.prompt.as_deref().filter(|p| !p.is_empty()) {
+        // Whisper reads at most 224 tokens of prompt; whisper-rs panics on a NUL byte.
+        let prompt: Option<String> = opts
+            .prompt
+            .as_deref()
+            .map(|p| p.chars().filter(|&c| c != '\0').take(1000).collect());
+        if let Some(prompt) = prompt.as_deref().filter(|p| !p.is_empty()) {
             params.set_initial_prompt(prompt);
         }
         if let Some(flag) = &opts.abort {
@@ -513,6 +542,25 @@ mod tests {
         assert_eq!(audio_ctx_for(16_000), 256);
         assert_eq!(audio_ctx_for(16_000 * 10), 628);
         assert_eq!(audio_ctx_for(16_000 * 60), 1500);
+    }
+
+    #[test]
+    fn languages_are_checked_and_normalized() {
+        assert_eq!(check_language(" DE , en", true).as_deref(), Ok("de,en"));
+        assert_eq!(check_language("German", true).as_deref(), Ok("de"));
+        assert_eq!(check_language("auto", false).as_deref(), Ok("auto"));
+        assert!(
+            check_language("de", false)
+                .unwrap_err()
+                .contains("multilingual")
+        );
+        assert!(
+            check_language("d\0e", true)
+                .unwrap_err()
+                .contains("unknown language")
+        );
+        assert!(check_language(&"x".repeat(10_000), true).is_err());
+        assert!(check_language(" , ", true).is_err());
     }
 
     #[test]

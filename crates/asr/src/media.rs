@@ -194,5 +194,11 @@ mod tests {
         forged.extend((0..=255u8).cycle().take(10_240));
         let e = decode_audio(forged, Some("webm")).unwrap_err();
         assert!(e.to_string().contains("send WAV"), "{e}");
+        // A header claiming 2,147,483,647 samples a second: refused before any buffer is sized
+        // by it (the resampler's would be gigabytes).
+        let mut absurd = wav(16_000, 1, 0.5);
+        absurd[24..28].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        let e = decode_audio(absurd, Some("wav")).unwrap_err();
+        assert!(e.to_string().contains("384000 Hz"), "{e}");
     }
 }

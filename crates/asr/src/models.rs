@@ -222,8 +222,9 @@ fn dir_or_err() -> Result<PathBuf, ModelError> {
 /// after checking it is one. Returns where it went.
 pub fn add(file: &Path, name: Option<&str>) -> Result<PathBuf, ModelError> {
     read_header(file)?;
-    let dir = dir_or_err()?;
     let name = name.map_or_else(|| short_name(file), str::to_owned);
+    check_name(&name)?;
+    let dir = dir_or_err()?;
     let dest = dir.join(format!("ggml-{name}.bin"));
     let part = dest.with_extension("bin.part");
     std::fs::copy(file, &part)
@@ -243,7 +244,10 @@ pub fn add(file: &Path, name: Option<&str>) -> Result<PathBuf, ModelError> {
 pub fn remove(name: &str) -> Result<PathBuf, ModelError> {
     let dir = model_dir().ok_or(ModelError::NoDir)?;
     let short = name.trim_start_matches("ggml-").trim_end_matches(".bin");
+    check_name(short)?;
     let path = dir.join(format!("ggml-{short}.bin"));
+    // A download that broke off goes with it.
+    let _ = std::fs::remove_file(path.with_extension("bin.part"));
     if !path.is_file() {
         return Err(ModelError::NotInstalled(
             short.to_owned(),
@@ -253,6 +257,24 @@ pub fn remove(name: &str) -> Result<PathBuf, ModelError> {
     std::fs::remove_file(&path)
         .map_err(|e| ModelError::Io(format!("cannot remove {}: {e}", path.display())))?;
     Ok(path)
+}
+
+/// A model's name in the model directory: letters, digits, `.`, `-`, `_` (no paths).
+pub fn check_name(name: &str) -> Result<(), ModelError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::Io(format!(
+            "'{}' is not a model name: use letters, digits, '.', '-' and '_'",
+            name.chars().take(40).collect::<String>()
+        )))
+    }
 }
 
 /// The sum a download must have.
@@ -273,7 +295,7 @@ pub async fn pull(
 ) -> Result<PathBuf, ModelError> {
     let part = dest.with_extension("bin.part");
     let fail = |reason: String, kept: bool| ModelError::Download {
-        url: url.to_owned(),
+        url: candybar_core::redact::mask_url(url),
         reason,
         kept: if kept {
             format!(

@@ -157,6 +157,8 @@ struct AppState {
     uploads_refused: AtomicU64,
     /// Decoded segments left out as not speech (hallucinations over silence or noise).
     non_speech_dropped: AtomicU64,
+    /// Uploads being read or waiting for a decoder: each holds its audio in memory.
+    upload_slots: Semaphore,
 }
 
 type Shared = Arc<AppState>;
@@ -187,6 +189,7 @@ pub async fn serve(
         uploads: AtomicU64::new(0),
         uploads_refused: AtomicU64::new(0),
         non_speech_dropped: AtomicU64::new(0),
+        upload_slots: Semaphore::new(openai::MAX_UPLOADS),
     });
     let loader = state.clone();
     tokio::task::spawn_blocking(move || {
@@ -350,17 +353,24 @@ async fn decode_with(
     let Some(l) = loaded(state) else {
         return Err("the model is not loaded".into());
     };
-    let _permit = l.permits.acquire().await.map_err(|e| e.to_string())?;
+    let permit = l.permits.acquire().await.map_err(|e| e.to_string())?;
     let Some(mut worker) = l.pool.lock().pop() else {
         return Err("no decoder free".into());
     };
-    let (worker, result) = tokio::task::spawn_blocking(move || {
+    // The decode gives its worker and its permit back itself: a client that goes away while it
+    // runs (its request's future dropped) must not take the worker with it.
+    permit.forget();
+    let back = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
         let r = worker.transcribe_with(&samples, &opts);
-        (worker, r)
+        if let Some(l) = loaded(&back) {
+            l.pool.lock().push(worker);
+            l.permits.add_permits(1);
+        }
+        r
     })
     .await
     .map_err(|e| format!("decoder crashed: {e}"))?;
-    l.pool.lock().push(worker);
     let t = result.map_err(|e| e.to_string())?;
     state
         .audio_ms_total
@@ -795,14 +805,18 @@ async fn connection(
     }
     let cfg = &state.cfg;
     let session = session_id("ws");
-    if let Some(Err(m)) = language.as_deref().map(|l| check_language(l, multilingual)) {
-        language = None;
-        if !reply
-            .send(&mut socket, &ServerMsg::Error { message: m })
-            .await
-        {
-            return;
+    match language.as_deref().map(|l| check_language(l, multilingual)) {
+        Some(Ok(normalized)) => language = Some(normalized),
+        Some(Err(m)) => {
+            language = None;
+            if !reply
+                .send(&mut socket, &ServerMsg::Error { message: m })
+                .await
+            {
+                return;
+            }
         }
+        None => {}
     }
     let mut language = language.or_else(|| cfg.language.clone());
     let max_samples = cfg.max_utterance_secs as usize * SAMPLE_RATE_HZ as usize;
@@ -903,7 +917,7 @@ async fn connection(
                 }) => {
                     if let Some(code) = asked.filter(|l| !l.is_empty()) {
                         match check_language(&code, multilingual) {
-                            Ok(()) => language = Some(code),
+                            Ok(normalized) => language = Some(normalized),
                             Err(m) => {
                                 if !reply
                                     .send(&mut socket, &ServerMsg::Error { message: m })

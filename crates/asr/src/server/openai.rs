@@ -24,6 +24,9 @@ use crate::media::{MediaError, decode_audio};
 /// OpenAI's limit on an upload: 25 MB.
 pub const MAX_UPLOAD_BYTES: usize = 25 * 1024 * 1024;
 
+/// Uploads taken at once (read, waiting for a decoder or decoding); more are told to retry.
+pub const MAX_UPLOADS: usize = 2;
+
 /// The name OpenAI's clients ask for; it means the loaded model.
 const OPENAI_MODEL: &str = "whisper-1";
 
@@ -228,6 +231,14 @@ async fn transcribe(
     if !authorized(state, headers, None) {
         return Err(ApiError::unauthorized());
     }
+    let Ok(_slot) = state.upload_slots.try_acquire() else {
+        return Err(ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!("{MAX_UPLOADS} uploads are being transcribed; retry when one is done"),
+            param: None,
+            code: Some("rate_limit_exceeded"),
+        });
+    };
     let multipart = multipart.map_err(|e| {
         ApiError::bad(
             "file",
@@ -369,11 +380,10 @@ fn check_form(
     }
     let language = form
         .language
-        .clone()
-        .or_else(|| default_language.map(str::to_owned));
-    if let Some(code) = &language {
-        check_language(code, multilingual).map_err(|m| ApiError::bad("language", m))?;
-    }
+        .as_deref()
+        .or(default_language)
+        .map(|code| check_language(code, multilingual).map_err(|m| ApiError::bad("language", m)))
+        .transpose()?;
     let segments =
         form.granularities.is_empty() || form.granularities.iter().any(|g| g == "segment");
     Ok(Asked {

@@ -14,6 +14,9 @@ pub enum ResampleError {
     File(String),
 }
 
+/// The highest rate taken (384 kHz, the most any audio interface records at).
+pub const MAX_RATE_HZ: u32 = 384_000;
+
 /// A streaming converter from mono `f32` at the device's rate to 16 kHz `i16`.
 pub struct ToSpeechRate {
     /// `None` when the input is already 16 kHz.
@@ -50,6 +53,13 @@ impl ToSpeechRate {
             return Err(ResampleError::Setup {
                 rate: rate_hz,
                 reason: "the rate is too low to carry speech".into(),
+            });
+        }
+        // A file's header can claim any rate; the resampler's buffers grow with it.
+        if rate_hz > MAX_RATE_HZ {
+            return Err(ResampleError::Setup {
+                rate: rate_hz,
+                reason: format!("audio devices and files stop at {MAX_RATE_HZ} Hz"),
             });
         }
         // 20 ms chunks: short enough that capture stays live, long enough to be efficient.
