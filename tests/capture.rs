@@ -194,3 +194,140 @@ fn a_microphone_that_goes_away_ends_the_recording_with_a_clear_message() {
         "the audio before the failure was sent: {heard} ms"
     );
 }
+
+/// `dictate --source …` until its result; returns it and the command's stderr.
+fn record(pulse: &Pulse, addr: &str, db: &std::path::Path, args: &[&str]) -> Candybar {
+    let (key, value) = pulse.env();
+    let server = format!("ws://{addr}/asr");
+    let mut all = vec![
+        "dictate",
+        "--json",
+        "--server",
+        &server,
+        "--history",
+        path_str(db),
+    ];
+    all.extend_from_slice(args);
+    let c = Candybar::spawn_env(&all, &[(key, &value)]);
+    wait_for_line(&c, "streaming", Duration::from_secs(10));
+    c
+}
+
+fn result(c: Candybar) -> (Value, String) {
+    let lines = wait_for_line(&c, "\"result\"", Duration::from_secs(40));
+    let (code, err) = c.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{err}");
+    (serde_json::from_str(lines.last().unwrap()).unwrap(), err)
+}
+
+fn script(n: usize) -> String {
+    std::fs::read_to_string(repo().join(format!("tests/fixtures/speech/utt{n:02}.txt"))).unwrap()
+}
+
+fn speech(n: usize) -> std::path::PathBuf {
+    repo().join(format!("tests/fixtures/speech/utt{n:02}.wav"))
+}
+
+fn assert_heard(reference: &str, text: &str) {
+    let (e, n) = candybar_core::asr::wer::errors(reference, text);
+    assert!(
+        e as f64 / n as f64 <= 0.25,
+        "heard {text:?}, played {reference:?}"
+    );
+}
+
+/// What the computer plays (the default output's monitor), one application's stream, and the
+/// microphone and the speakers together, each transcribed; the microphone is not heard where it
+/// is not asked for.
+#[test]
+fn what_plays_one_application_and_a_meeting_become_text() {
+    let _alone = ONE_SOUND_SERVER.lock();
+    let _model = model_lock();
+    let pulse = Pulse::start();
+    let (_server, addr) = asr_server(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite3");
+
+    // Everything that plays; someone talking into the microphone meanwhile is not recorded.
+    let c = record(
+        &pulse,
+        &addr,
+        &db,
+        &["--source", "system", "--seconds", "7"],
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| pulse.play(&speech(3)));
+        pulse.play_out(&speech(1));
+    });
+    let (r, _) = result(c);
+    let text = r["text"].as_str().unwrap();
+    assert_heard(&script(1), text);
+    let (mic_words, _) = candybar_core::asr::wer::errors(&script(3), text);
+    assert!(
+        mic_words as f64 >= 0.8 * script(3).split_whitespace().count() as f64,
+        "the microphone was heard: {text:?}"
+    );
+
+    // One application: it is listed, followed while it plays, and its end ends the recording
+    // in words. (paplay of a clip with a second of silence first, so the recording starts
+    // before the words.)
+    let clip = dir.path().join("lead-in.wav");
+    with_silence_first(&speech(1), &clip, 1.5);
+    let mut player = pulse.start_playing(&clip);
+    let (key, value) = pulse.env();
+    let end = Instant::now() + Duration::from_secs(5);
+    let listed = loop {
+        let (code, out, err) = support::run_env(&["dictate", "--list-apps"], &[(key, &value)]);
+        assert_eq!(code, Some(0), "{err}");
+        if out.contains("paplay") || Instant::now() > end {
+            break out;
+        }
+    };
+    assert!(listed.contains("paplay"), "{listed}");
+    let c = record(&pulse, &addr, &db, &["--source", "app:paplay"]);
+    let (r, err) = result(c);
+    let _ = player.wait();
+    assert_heard(&script(1), r["text"].as_str().unwrap());
+    assert!(
+        err.contains("recording paplay") && err.contains("what was heard so far is kept"),
+        "{err}"
+    );
+    let (code, _, err) = support::run_env(
+        &["dictate", "--source", "app:no-such-player"],
+        &[(key, &value)],
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("no application named \"no-such-player\" is playing; playing now:"),
+        "{err}"
+    );
+
+    // A meeting: you speak, then they answer through the speakers; both are in the transcript.
+    let c = record(
+        &pulse,
+        &addr,
+        &db,
+        &["--source", "mic+system", "--seconds", "12"],
+    );
+    pulse.play(&speech(1));
+    pulse.play_out(&speech(2));
+    let (r, _) = result(c);
+    assert_heard(
+        &format!("{} {}", script(1), script(2)),
+        r["text"].as_str().unwrap(),
+    );
+}
+
+/// `src` with `secs` of silence before it.
+fn with_silence_first(src: &std::path::Path, dst: &std::path::Path, secs: f32) {
+    let mut reader = hound::WavReader::open(src).unwrap();
+    let spec = reader.spec();
+    let mut writer = hound::WavWriter::create(dst, spec).unwrap();
+    for _ in 0..(spec.sample_rate as f32 * secs) as usize * usize::from(spec.channels) {
+        writer.write_sample(0i16).unwrap();
+    }
+    for s in reader.samples::<i16>() {
+        writer.write_sample(s.unwrap()).unwrap();
+    }
+    writer.finalize().unwrap();
+}

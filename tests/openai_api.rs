@@ -143,6 +143,25 @@ fn the_official_client_transcribes_a_file_in_every_format() {
 }
 
 #[test]
+fn browser_recordings_and_voice_notes_in_opus_are_transcribed() {
+    let _one_at_a_time = model_lock();
+    let (_server, addr) = server(&["--token", KEY]);
+    let dir = repo().join("tests/fixtures/speech");
+    let base = format!("http://{addr}/v1");
+    // Chromium's MediaRecorder (WebM/Opus, a live recording) and an Ogg/Opus voice note.
+    for (file, n) in [("utt01.webm", 1), ("utt02.opus", 2)] {
+        let (_, reference) = fixture(n);
+        let r = client(&[&base, KEY, "verbose", path_str(&dir.join(file))]);
+        let text = r["text"].as_str().unwrap();
+        assert!(
+            wer::wer(&reference, text) <= 0.25,
+            "{file}: {text:?} vs {reference:?}"
+        );
+        assert!(r["duration"].as_f64().unwrap() > 3.0, "{file}: {r}");
+    }
+}
+
+#[test]
 fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     let _one_at_a_time = model_lock();
     let (server, addr) = server(&["--token", KEY]);

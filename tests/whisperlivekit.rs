@@ -187,20 +187,17 @@ fn a_browser_gets_whisperlivekits_config_and_our_clients_get_ours() {
     });
 }
 
-#[test]
-fn whisperlivekits_web_page_in_chromium_transcribes_through_candybar() {
-    let _one_at_a_time = model_lock();
-    let (_server, addr) = server(&[]);
-    let (wav, reference) = fixture(1);
-    let shot = std::env::var_os("CANDYBAR_ARTIFACTS")
-        .map(|d| PathBuf::from(d).join("whisperlivekit-page.png"));
+/// Runs WhisperLiveKit's page against `addr` with `wav` as the microphone; asserts it finished
+/// and transcribed the clip; returns what it printed.
+fn page_run(addr: &str, n: usize, screenshot: Option<&PathBuf>) -> Value {
+    let (wav, reference) = fixture(n);
     let mut cmd = Command::new(python());
     cmd.arg(repo().join("tests/clients/wlk_page.py")).args([
         &format!("ws://{addr}/asr"),
         &wav,
         "6",
     ]);
-    if let Some(shot) = &shot {
+    if let Some(shot) = screenshot {
         std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
         cmd.arg(shot);
     }
@@ -228,9 +225,43 @@ fn whisperlivekits_web_page_in_chromium_transcribes_through_candybar() {
     // The words showed while it listened, growing.
     let seen = page["seen"].as_array().unwrap();
     assert!(seen.len() >= 2, "{page}");
+    page
+}
+
+#[test]
+fn whisperlivekits_web_page_in_chromium_transcribes_through_candybar() {
+    let _one_at_a_time = model_lock();
+    let (_server, addr) = server(&[]);
+    let shot = std::env::var_os("CANDYBAR_ARTIFACTS")
+        .map(|d| PathBuf::from(d).join("whisperlivekit-page.png"));
+    let page = page_run(&addr, 1, shot.as_ref());
+    assert!(
+        page["statuses"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("Connected. Using AudioWorklet (PCM).")),
+        "{page}"
+    );
     // Its line header: speaker 1, the times, the language candybar detected.
+    let text = page["text"].as_str().unwrap();
     assert!(
         text.contains("0:00:00.00 - 0:00:0") && text.contains("en"),
         "{text}"
+    );
+}
+
+#[test]
+fn whisperlivekits_page_recording_webm_opus_transcribes_through_candybar() {
+    let _one_at_a_time = model_lock();
+    // Asked for WebM, the page records as it does against WhisperLiveKit's own server by
+    // default: a MediaRecorder, Opus in WebM, a chunk every 100 ms.
+    let (_server, addr) = server(&["--wlk-input", "webm"]);
+    let page = page_run(&addr, 2, None);
+    assert!(
+        page["statuses"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("Connected. Using MediaRecorder (WebM).")),
+        "{page}"
     );
 }

@@ -1,7 +1,8 @@
 //! `candybar bench dictation`: speech end → text in the focused window, end to end, with the
 //! real parts: the built-in ASR server (`asr serve`, a child), the real window (this binary,
-//! typing on), a virtual microphone that `paplay` speaks into (`.ci/pulse`, or any sound server
-//! whose default input hears its default output), and xev as the focused window, which prints
+//! typing on), a virtual microphone that `paplay` speaks into (any sound server whose default
+//! input hears what `paplay` plays: with `.ci/pulse`, `PULSE_SINK=vroom`, the room its microphone
+//! hears), and xev as the focused window, which prints
 //! every key it receives. For each clip: start recording (the local socket, as a Wayland
 //! shortcut does), play the clip, stop, and take the time of the last typed character. Each
 //! clip is spoken two ways: cut where the voice ends and stopped when it has played (the user lets

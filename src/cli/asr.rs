@@ -103,6 +103,12 @@ pub struct LanguageArg {
     pub code: Option<String>,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum WlkInput {
+    Pcm,
+    Webm,
+}
+
 fn parse_language(s: &str) -> Result<String, String> {
     check_language(s, true)
 }
@@ -150,6 +156,10 @@ pub struct ServeArgs {
         env = "CANDYBAR_ASR_TOKEN"
     )]
     token: Option<String>,
+    /// What WhisperLiveKit's browser page is asked to send: raw PCM (its `--pcm-input` mode) or
+    /// WebM/Opus from a MediaRecorder (its server's default). Both are accepted either way.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "pcm")]
+    wlk_input: WlkInput,
     /// Exit when the process that started this one exits (the window runs the server this way)
     #[arg(long, hide = true)]
     exit_with_parent: bool,
@@ -181,6 +191,7 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         bus: bus.clone(),
         pause_ms: args.pause_ms,
         early_decode_ms: args.early_decode_ms,
+        wlk_webm: args.wlk_input == WlkInput::Webm,
         ..defaults
     };
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))

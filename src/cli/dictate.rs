@@ -12,7 +12,7 @@ use candybar_core::asr::protocol::TRANSCRIPT_ROUTING_KEY;
 use candybar_core::redact::Secret;
 use candybar_core::redact::mask_url;
 use candybar_core::time::{checked_secs, format_rfc3339, now_us};
-use candybar_core::voice::Transcript;
+use candybar_core::voice::{AudioSource, Transcript};
 use candybar_voice::capture::{Capture, FRAME_SAMPLES};
 use candybar_voice::client::{self, ClientConfig, ClientEvent, ClientState};
 use candybar_voice::dictation::DictationConfig;
@@ -192,7 +192,7 @@ pub fn app_dictation(source: &SourceArgs, s: &super::Settings) -> anyhow::Result
 
 #[derive(Args, Debug)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
-#[command(group = clap::ArgGroup::new("input").required(true).args(["wav", "mic", "list_devices", "toggle", "start", "stop", "status", "server_status"]))]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["wav", "mic", "source", "list_devices", "list_apps", "toggle", "start", "stop", "status", "server_status"]))]
 pub struct DictateArgs {
     /// Start or stop the running candybar's recording (bind this to a desktop shortcut on
     /// Wayland)
@@ -217,6 +217,10 @@ pub struct DictateArgs {
     /// Record from the microphone until Enter, Ctrl+C or --seconds
     #[arg(long)]
     mic: bool,
+    /// Record from: mic, system (what the computer plays), app:NAME (one application, see
+    /// --list-apps) or mic+system (a meeting: you and them); until Enter, Ctrl+C or --seconds
+    #[arg(long, value_name = "SOURCE", value_parser = parse_source)]
+    source: Option<AudioSource>,
     /// The input device (a name from --list-devices; default: the system's default input)
     #[arg(long, value_name = "NAME", env = "CANDYBAR_INPUT_DEVICE")]
     device: Option<String>,
@@ -226,6 +230,9 @@ pub struct DictateArgs {
     /// List the input devices and exit
     #[arg(long)]
     list_devices: bool,
+    /// List the applications playing sound (for --source app:NAME) and exit
+    #[arg(long)]
+    list_apps: bool,
     /// Also write the audio sent (16 kHz mono WAV) to this file
     #[arg(long, value_name = "FILE")]
     save_audio: Option<PathBuf>,
@@ -258,6 +265,10 @@ pub struct DictateArgs {
     language: Option<String>,
     #[command(flatten)]
     outputs: OutputArgs,
+}
+
+fn parse_source(s: &str) -> Result<AudioSource, String> {
+    s.parse()
 }
 
 /// Sends a file in 50 ms frames, like the microphone path; at the pace it was spoken if asked.
@@ -348,6 +359,17 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.list_apps {
+        let apps = candybar_voice::system_audio::playing_apps()?;
+        if apps.is_empty() {
+            eprintln!("candybar: no application is playing sound");
+        }
+        for a in apps {
+            let paused = if a.paused { "  (paused)" } else { "" };
+            println!("{}  [{}]  {}{paused}", a.name, a.binary, a.media);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = source.settings()?;
     let (history_path, mut outputs) = args.outputs.resolve_with(source, &settings)?;
     fill_webhook_token(&mut outputs);
@@ -378,7 +400,8 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         let pcm = candybar_voice::resample::read_wav_16k(wav)?;
         tokio::spawn(feed_file(pcm, tx, args.realtime))
     } else {
-        let capture = Capture::start(args.device.as_deref(), tx)?;
+        let from = args.source.clone().unwrap_or_default();
+        let capture = Capture::start_source(&from, args.device.as_deref(), tx)?;
         if !args.json {
             eprintln!(
                 "candybar: recording from {:?} ({} Hz); press Enter to stop",

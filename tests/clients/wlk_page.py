@@ -6,12 +6,12 @@ speech server, with a WAV file as the microphone.
 Serves the package's page on a local port, opens it in Chromium (fake microphone playing
 AUDIO.wav on a loop), points the page at WS_URL, presses its record button, lets it listen for
 SECONDS, presses it again, waits for the page to finish, and prints one JSON object: the text
-the page shows, its status line, and the texts it showed along the way (and a screenshot of the
-page when asked).
+the page shows, its status line, the texts and status lines it showed along the way (and a
+screenshot of the page when asked).
 """
 
 import base64
-
+import contextlib
 import functools
 import http.server
 import importlib.util
@@ -71,13 +71,12 @@ class Page:
         return r.get("result", {}).get("value")
 
 
-def main():
-    ws_url, audio, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    screenshot = sys.argv[4] if len(sys.argv) > 4 else None
+@contextlib.contextmanager
+def chromium_page(audio, url):
+    """Headless Chromium with AUDIO (a WAV, looped) as its microphone, showing URL: a Page."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         sys.exit("chromium is not installed (apt-get install chromium; .ci/install-deps does)")
-    page_port = serve_page()
     debug_port = free_port()
     profile = tempfile.mkdtemp(prefix="wlk-chromium-")
     browser = subprocess.Popen(
@@ -108,47 +107,16 @@ def main():
                 time.sleep(0.1)
         if version is None:
             sys.exit("chromium's DevTools never answered")
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{debug_port}/json/new?http://127.0.0.1:{page_port}/web/live_transcription.html",
-            method="PUT",
-        )
+        req = urllib.request.Request(f"http://127.0.0.1:{debug_port}/json/new?{url}", method="PUT")
         with urllib.request.urlopen(req) as r:
             target = json.load(r)
         page = Page(target["webSocketDebuggerUrl"])
         page.call("Runtime.enable")
         for _ in range(100):
-            if page.js("document.readyState") == "complete" and page.js(
-                "!!document.getElementById('recordButton')"
-            ):
+            if page.js("document.readyState") == "complete":
                 break
             time.sleep(0.1)
-        # Point the page at the server, as a user types it into its settings.
-        page.js(
-            "(() => { const i = document.getElementById('websocketInput');"
-            f" i.value = {json.dumps(ws_url)}; i.dispatchEvent(new Event('change')); }})()"
-        )
-        page.js("document.getElementById('recordButton').click()")
-        seen = []
-        text = lambda: page.js("document.getElementById('linesTranscript').innerText") or ""
-        end = time.time() + seconds
-        while time.time() < end:
-            t = text().strip()
-            if t and (not seen or seen[-1] != t):
-                seen.append(t)
-            time.sleep(0.2)
-        page.js("document.getElementById('recordButton').click()")
-        status = ""
-        for _ in range(150):
-            status = page.js("document.getElementById('status').textContent") or ""
-            if "Finished processing" in status:
-                break
-            time.sleep(0.2)
-        if screenshot:
-            page.call("Emulation.setDeviceMetricsOverride", width=1100, height=700, deviceScaleFactor=1, mobile=False)
-            shot = page.call("Page.captureScreenshot", format="png")
-            with open(screenshot, "wb") as f:
-                f.write(base64.b64decode(shot["data"]))
-        print(json.dumps({"text": text().strip(), "status": status, "seen": seen}))
+        yield page
     finally:
         browser.terminate()
         try:
@@ -156,6 +124,56 @@ def main():
         except subprocess.TimeoutExpired:
             browser.kill()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def main():
+    ws_url, audio, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    screenshot = sys.argv[4] if len(sys.argv) > 4 else None
+    page_port = serve_page()
+    url = f"http://127.0.0.1:{page_port}/web/live_transcription.html"
+    with chromium_page(audio, url) as page:
+        for _ in range(100):
+            if page.js("!!document.getElementById('recordButton')"):
+                break
+            time.sleep(0.1)
+        # Point the page at the server, as a user types it into its settings.
+        page.js(
+            "(() => { const i = document.getElementById('websocketInput');"
+            f" i.value = {json.dumps(ws_url)}; i.dispatchEvent(new Event('change')); }})()"
+        )
+        # Every status line the page shows, however briefly.
+        page.js(
+            "(() => { window.statuses = []; const s = document.getElementById('status');"
+            " new MutationObserver(() => { const t = s.textContent.trim();"
+            " if (t && !window.statuses.includes(t)) window.statuses.push(t); })"
+            ".observe(s, {childList: true, characterData: true, subtree: true}); })()"
+        )
+        page.js("document.getElementById('recordButton').click()")
+        seen = []
+        text = lambda: page.js("document.getElementById('linesTranscript').innerText") or ""
+        status = lambda: page.js("document.getElementById('status').textContent") or ""
+        end = time.time() + seconds
+        while time.time() < end:
+            t = text().strip()
+            if t and (not seen or seen[-1] != t):
+                seen.append(t)
+            time.sleep(0.2)
+        page.js("document.getElementById('recordButton').click()")
+        final_status = ""
+        for _ in range(150):
+            final_status = status()
+            if "Finished processing" in final_status:
+                break
+            time.sleep(0.2)
+        if screenshot:
+            page.call("Emulation.setDeviceMetricsOverride", width=1100, height=700, deviceScaleFactor=1, mobile=False)
+            shot = page.call("Page.captureScreenshot", format="png")
+            with open(screenshot, "wb") as f:
+                f.write(base64.b64decode(shot["data"]))
+        statuses = page.js("window.statuses")
+        print(
+            json.dumps({"text": text().strip(), "status": final_status, "seen": seen, "statuses": statuses})
+        )
 
 
 if __name__ == "__main__":

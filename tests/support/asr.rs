@@ -25,6 +25,17 @@ pub async fn stream(addr: &str, pcm: &[u8], speed: f64) -> Session {
 
 /// [`stream`] to `url` (with its query), sending `config` as the first text frame.
 pub async fn stream_to(url: &str, config: &str, pcm: &[u8], speed: f64) -> Session {
+    // 100 ms of 16 kHz s16le.
+    stream_chunks(url, config, pcm.chunks(3200), 0.1 / speed).await
+}
+
+/// Sends each chunk as a binary frame, `pause_secs` apart, then eos; collects until `done`.
+pub async fn stream_chunks<'a>(
+    url: &str,
+    config: &str,
+    chunks: impl Iterator<Item = &'a [u8]>,
+    pause_secs: f64,
+) -> Session {
     let (ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connect");
@@ -49,11 +60,11 @@ pub async fn stream_to(url: &str, config: &str, pcm: &[u8], speed: f64) -> Sessi
         }
         msgs
     });
-    for chunk in pcm.chunks(3200) {
+    for chunk in chunks {
         tx.send(Message::Binary(chunk.to_vec().into()))
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_secs_f64(0.1 / speed)).await;
+        tokio::time::sleep(Duration::from_secs_f64(pause_secs)).await;
     }
     let eos_at = Instant::now();
     tx.send(Message::Text(r#"{"type":"eos"}"#.into()))

@@ -698,8 +698,30 @@ impl Pulse {
 
     /// Plays a file into the virtual microphone; returns when it has been played.
     pub fn play(&self, wav: &Path) {
+        self.play_on("vroom", wav);
+    }
+
+    /// Plays a file through the speakers (what the computer plays); returns when it has been
+    /// played.
+    pub fn play_out(&self, wav: &Path) {
+        self.play_on("vspk", wav);
+    }
+
+    /// Starts playing a file through the speakers as `paplay`, an application: its process.
+    pub fn start_playing(&self, wav: &Path) -> std::process::Child {
+        let (k, v) = self.env();
+        Command::new("paplay")
+            .args(["--device", "vspk"])
+            .arg(wav)
+            .env(k, v)
+            .spawn()
+            .expect("run paplay (pulseaudio-utils)")
+    }
+
+    fn play_on(&self, sink: &str, wav: &Path) {
         let (k, v) = self.env();
         let out = Command::new("paplay")
+            .args(["--device", sink])
             .arg(wav)
             .env(k, v)
             .output()

@@ -8,10 +8,12 @@
 //!   OpenAI-compatible `/v1/audio/transcriptions` and `/v1/models`.
 //! - [`media`]: uploaded audio files of any common kind, decoded to 16 kHz mono.
 //! - [`models`]: the catalogue, the installed models, downloads (resumed, checked).
+//! - [`opus`]: Opus (browsers' WebM recordings, Ogg voice notes) to 16 kHz mono.
 //! - [`wav`]: 16 kHz mono WAV files.
 
 pub mod engine;
 pub mod media;
 pub mod models;
+pub mod opus;
 pub mod server;
 pub mod wav;

@@ -1,9 +1,14 @@
 //! Audio files of any common kind (WAV, FLAC, MP3, Ogg Vorbis, M4A/AAC, Matroska/WebM with
 //! those codecs) decoded with symphonia, downmixed and resampled to 16 kHz mono: what the
-//! OpenAI-compatible endpoint accepts as an upload.
+//! OpenAI-compatible endpoint accepts as an upload. Opus — a browser's WebM recording, an Ogg
+//! voice note — goes to [`crate::opus`] (symphonia has no Opus decoder, and its Matroska reader
+//! stops at a live recording's second Cluster).
 
 use candybar_core::asr::audio::{SAMPLE_RATE_HZ, pcm_to_f32};
 use candybar_core::asr::resample::{ToSpeechRate, downmix};
+use candybar_core::asr::webm::EBML_MAGIC;
+
+use crate::opus::{OpusStream, OpusStreamError, decode_webm};
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, DecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
@@ -17,14 +22,10 @@ pub const MAX_AUDIO_SECS: u64 = 3600;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MediaError {
-    #[error("cannot read it as audio ({0}); send WAV, FLAC, MP3, Ogg Vorbis or M4A")]
+    #[error("cannot read it as audio ({0}); send WAV, FLAC, MP3, Ogg (Vorbis, Opus), M4A or WebM")]
     Unreadable(String),
     #[error("the file holds no audio track")]
     NoAudio,
-    #[error(
-        "{0} audio cannot be decoded here yet; send WAV, FLAC, MP3, Ogg Vorbis or M4A (e.g. `ffmpeg -i in.webm out.wav`)"
-    )]
-    Codec(&'static str),
     #[error("the file holds more than {} minutes of audio; split it", MAX_AUDIO_SECS / 60)]
     TooLong,
     #[error("the file's audio is broken: {0}")]
@@ -47,6 +48,20 @@ pub fn decode_audio(bytes: Vec<u8>, extension: Option<&str>) -> Result<Vec<f32>,
 }
 
 fn decode_inner(bytes: Vec<u8>, extension: Option<&str>) -> Result<Vec<f32>, MediaError> {
+    let limit = MAX_AUDIO_SECS as usize * SAMPLE_RATE_HZ as usize;
+    if bytes.starts_with(&EBML_MAGIC) {
+        match decode_webm(&bytes, limit) {
+            Ok(samples) if samples.len() > limit => return Err(MediaError::TooLong),
+            Ok(samples) if samples.is_empty() => {
+                return Err(MediaError::Broken("no Opus packet in the recording".into()));
+            }
+            Ok(samples) => return Ok(samples),
+            // Vorbis in WebM, a file with known sizes: symphonia's reader may do.
+            Err(OpusStreamError::Codec(_)) => {}
+            Err(e @ OpusStreamError::Webm(_)) => return Err(MediaError::Unreadable(e.to_string())),
+            Err(e) => return Err(MediaError::Broken(e.to_string())),
+        }
+    }
     let mss = MediaSourceStream::new(
         Box::new(std::io::Cursor::new(bytes)),
         symphonia::core::io::MediaSourceStreamOptions::default(),
@@ -69,10 +84,14 @@ fn decode_inner(bytes: Vec<u8>, extension: Option<&str>) -> Result<Vec<f32>, Med
         .iter()
         .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
         .ok_or(MediaError::NoAudio)?;
-    if track.codec_params.codec == CODEC_TYPE_OPUS {
-        return Err(MediaError::Codec("Opus"));
-    }
     let track_id = track.id;
+    if track.codec_params.codec == CODEC_TYPE_OPUS {
+        let channels = track.codec_params.channels.map_or(1, |c| c.count() as u64);
+        let head = track.codec_params.extra_data.as_deref().unwrap_or_default();
+        let opus =
+            OpusStream::new(channels, head).map_err(|e| MediaError::Broken(e.to_string()))?;
+        return decode_opus_packets(format.as_mut(), track_id, opus, limit);
+    }
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| MediaError::Unreadable(short(&e)))?;
@@ -81,19 +100,7 @@ fn decode_inner(bytes: Vec<u8>, extension: Option<&str>) -> Result<Vec<f32>, Med
     let mut out: Vec<i16> = Vec::new();
     let mut mono = Vec::new();
     let mut decoded_any = false;
-    let limit = MAX_AUDIO_SECS as usize * SAMPLE_RATE_HZ as usize;
-    loop {
-        let packet = match format.next_packet() {
-            Ok(p) => p,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break;
-            }
-            Err(SymphoniaError::ResetRequired) => break,
-            Err(e) => return Err(MediaError::Broken(short(&e))),
-        };
-        if packet.track_id() != track_id {
-            continue;
-        }
+    while let Some(packet) = next_packet(format.as_mut(), track_id)? {
         let buf = match decoder.decode(&packet) {
             Ok(b) => b,
             // One damaged packet: skip it, as players do.
@@ -131,6 +138,45 @@ fn decode_inner(bytes: Vec<u8>, extension: Option<&str>) -> Result<Vec<f32>, Med
         return Err(MediaError::Broken("no packet could be decoded".into()));
     }
     Ok(out.into_iter().map(pcm_to_f32).collect())
+}
+
+/// The track's next packet; `None` at the end of the file.
+fn next_packet(
+    format: &mut dyn symphonia::core::formats::FormatReader,
+    track_id: u32,
+) -> Result<Option<symphonia::core::formats::Packet>, MediaError> {
+    loop {
+        match format.next_packet() {
+            Ok(p) if p.track_id() == track_id => return Ok(Some(p)),
+            Ok(_) => {}
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(None);
+            }
+            Err(SymphoniaError::ResetRequired) => return Ok(None),
+            Err(e) => return Err(MediaError::Broken(short(&e))),
+        }
+    }
+}
+
+/// Opus packets from symphonia's demuxer (Ogg), decoded by [`OpusStream`].
+fn decode_opus_packets(
+    format: &mut dyn symphonia::core::formats::FormatReader,
+    track_id: u32,
+    mut opus: OpusStream,
+    limit: usize,
+) -> Result<Vec<f32>, MediaError> {
+    let mut out = Vec::new();
+    while let Some(packet) = next_packet(format, track_id)? {
+        // One damaged packet: skip it, as players do.
+        let _ = opus.decode(&packet.data, &mut out);
+        if out.len() > limit {
+            return Err(MediaError::TooLong);
+        }
+    }
+    if out.is_empty() {
+        return Err(MediaError::Broken("no packet could be decoded".into()));
+    }
+    Ok(out)
 }
 
 /// An error's first line, at most 200 characters (no file contents echoed back).

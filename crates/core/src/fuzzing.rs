@@ -14,11 +14,12 @@ use crate::store::{EventStore, StoreConfig};
 pub type Target = fn(&[u8]);
 
 /// The targets by name, as `fuzz/` names them.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("decode", decode),
     ("filter", filter),
     ("asr_frames", asr_frames),
     ("config", config),
+    ("webm", webm),
 ];
 
 /// Any body and routing key: decoding, storing, reading back and NDJSON round trips never panic,
@@ -91,6 +92,24 @@ pub fn asr_frames(data: &[u8]) {
         rest = after;
     }
     assert!(samples.iter().all(|s| (-1.0..=1.0).contains(s)));
+}
+
+/// Any bytes after WebM's magic, cut into chunks anywhere: the demuxer reads frames or refuses
+/// the stream, never panics, and holds no more than one element it reads plus one chunk.
+pub fn webm(data: &[u8]) {
+    use crate::asr::webm::{EBML_MAGIC, MAX_ELEMENT_BYTES, WebmDemuxer};
+    let (cut, rest) = data.split_first().unwrap_or((&1, &[]));
+    let chunk = usize::from(*cut).max(1);
+    let stream = [&EBML_MAGIC[..], rest].concat();
+    let mut demuxer = WebmDemuxer::new();
+    let mut frames = Vec::new();
+    for c in stream.chunks(chunk) {
+        if demuxer.push(c, &mut frames).is_err() {
+            break;
+        }
+        assert!(demuxer.pending_bytes() <= MAX_ELEMENT_BYTES + chunk + 16);
+    }
+    assert!(frames.iter().map(Vec::len).sum::<usize>() <= stream.len());
 }
 
 /// Any config file: parsed into the settings or refused with a message, and the store's limits

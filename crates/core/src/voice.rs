@@ -211,6 +211,90 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+/// What a recording listens to: the microphone, what the computer plays (the default output's
+/// monitor), one playing application's stream, or the microphone and the computer together (a
+/// meeting: your voice and theirs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AudioSource {
+    #[default]
+    Mic,
+    System,
+    /// An application, by its name or program as the sound system lists it (`firefox`).
+    App(String),
+    MicAndSystem,
+}
+
+impl AudioSource {
+    /// Whether the microphone is part of it.
+    pub fn uses_mic(&self) -> bool {
+        matches!(self, Self::Mic | Self::MicAndSystem)
+    }
+}
+
+impl std::str::FromStr for AudioSource {
+    type Err = String;
+
+    /// `mic`, `system`, `app:NAME`, `mic+system` (as `--source` and the config write them).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "mic" | "microphone" => Ok(Self::Mic),
+            "system" => Ok(Self::System),
+            "mic+system" | "system+mic" => Ok(Self::MicAndSystem),
+            lower if lower.starts_with("app:") => {
+                let name = t[4..].trim();
+                if name.is_empty() {
+                    Err(
+                        "app: needs an application's name (see `candybar dictate --list-apps`)"
+                            .to_owned(),
+                    )
+                } else {
+                    Ok(Self::App(name.chars().take(128).collect()))
+                }
+            }
+            _ => Err(format!(
+                "unknown source {:?}: use mic, system, app:NAME or mic+system",
+                t.chars().take(40).collect::<String>()
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for AudioSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Mic => f.write_str("mic"),
+            Self::System => f.write_str("system"),
+            Self::App(name) => write!(f, "app:{name}"),
+            Self::MicAndSystem => f.write_str("mic+system"),
+        }
+    }
+}
+
+/// An application playing sound (a PulseAudio / PipeWire-Pulse sink input).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlayingApp {
+    /// The sound system's index of its stream.
+    pub index: u32,
+    /// `application.name` (`Firefox`), else its program.
+    pub name: String,
+    /// `application.process.binary` (`firefox`), if given.
+    pub binary: String,
+    /// `media.name`: what it plays (a tab's title, "Playback").
+    pub media: String,
+    /// Paused streams are listed too; they deliver silence.
+    pub paused: bool,
+}
+
+impl PlayingApp {
+    /// Whether `wanted` (from `app:NAME`) names this application: its name or program, without
+    /// regard to case.
+    pub fn answers_to(&self, wanted: &str) -> bool {
+        let w = wanted.trim();
+        self.name.eq_ignore_ascii_case(w) || self.binary.eq_ignore_ascii_case(w)
+    }
+}
+
 /// An audio input the system offers.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InputDevice {
@@ -273,4 +357,45 @@ pub struct ServerStatus {
     pub log: VecDeque<String>,
     /// Restarts after the server died.
     pub restarts: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_read_as_people_write_them_and_round_trip() {
+        for (text, source) in [
+            ("mic", AudioSource::Mic),
+            ("System", AudioSource::System),
+            ("mic+system", AudioSource::MicAndSystem),
+            ("app:Firefox", AudioSource::App("Firefox".into())),
+            (" APP: zoom ", AudioSource::App("zoom".into())),
+        ] {
+            assert_eq!(text.parse::<AudioSource>(), Ok(source.clone()), "{text}");
+            assert_eq!(source.to_string().parse::<AudioSource>(), Ok(source));
+        }
+        let e = "speakers".parse::<AudioSource>().unwrap_err();
+        assert!(e.contains("mic, system, app:NAME or mic+system"), "{e}");
+        assert!(
+            "app:"
+                .parse::<AudioSource>()
+                .unwrap_err()
+                .contains("--list-apps")
+        );
+    }
+
+    #[test]
+    fn an_app_answers_to_its_name_or_program_in_any_case() {
+        let app = PlayingApp {
+            index: 3,
+            name: "Firefox".into(),
+            binary: "firefox-esr".into(),
+            media: "A meeting".into(),
+            paused: false,
+        };
+        assert!(app.answers_to("firefox"));
+        assert!(app.answers_to("FIREFOX-ESR"));
+        assert!(!app.answers_to("fire"));
+    }
 }

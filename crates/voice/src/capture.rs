@@ -1,6 +1,7 @@
-//! Microphone capture (cpal): the chosen or default input device, any native rate and sample
-//! format, converted to 16 kHz mono s16le ([`super::resample`]) and handed over in frames of
-//! 50 ms through a bounded channel.
+//! Capture: the microphone (cpal: the chosen or default input device, any native rate and sample
+//! format), what the computer plays or one application ([`super::system_audio`]), or the
+//! microphone and what plays mixed — converted to 16 kHz mono s16le ([`super::resample`]) and
+//! handed over in frames of 50 ms through a bounded channel.
 //!
 //! The stream lives on its own thread (`audio-capture`): cpal streams are not `Send` everywhere,
 //! and PulseAudio's `play()` blocks until the first data arrives, which must never hold up the UI
@@ -18,13 +19,14 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use candybar_core::asr::audio::SAMPLE_RATE_HZ;
-use candybar_core::voice::{InputDevice, LevelMeter};
-use cpal::traits::{DeviceTrait as _, HostTrait as _, StreamTrait as _};
+use candybar_core::voice::{AudioSource, InputDevice, LevelMeter};
+use cpal::traits::{DeviceTrait as _, HostTrait as _, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::resample::{ToSpeechRate, downmix};
+use crate::system_audio::{self, Recorder, SystemAudioError, Target};
 
 /// 50 ms of 16 kHz audio.
 pub const FRAME_SAMPLES: usize = SAMPLE_RATE_HZ as usize / 20;
@@ -42,6 +44,8 @@ pub enum CaptureError {
     Open { device: String, reason: String },
     #[error("the audio system cannot list devices: {0}")]
     Host(String),
+    #[error(transparent)]
+    System(#[from] SystemAudioError),
 }
 
 fn name_of(d: &cpal::Device) -> String {
@@ -140,6 +144,9 @@ struct Shared {
     device_frames: AtomicU64,
     sent_frames: AtomicU64,
     error: Mutex<Option<String>>,
+    /// No microphone in the recording: what plays may pause for minutes, so silence from the
+    /// source is no sign that it went away (its recorder ending is).
+    quiet_ok: AtomicBool,
 }
 
 /// Seconds of device audio the ring between the callback and the capture thread holds.
@@ -163,7 +170,12 @@ struct Pipeline {
     frame: Vec<i16>,
     /// Taken at the end: dropping it closes the channel, the end of speech.
     tx: Option<mpsc::Sender<Vec<i16>>>,
+    /// With the microphone and what plays together: what plays (16 kHz), added to each frame.
+    mix: Option<std::collections::VecDeque<f32>>,
 }
+
+/// What plays, queued for mixing, is held at most this long (the microphone stalled).
+const MIX_MAX_SAMPLES: usize = SAMPLE_RATE_HZ as usize;
 
 impl Pipeline {
     fn take(&mut self, interleaved: &[f32], shared: &Shared) {
@@ -181,7 +193,13 @@ impl Pipeline {
         self.mono = mono;
         while self.frame.len() >= FRAME_SAMPLES {
             let rest = self.frame.split_off(FRAME_SAMPLES);
-            let full = std::mem::replace(&mut self.frame, rest);
+            let mut full = std::mem::replace(&mut self.frame, rest);
+            if let Some(mix) = &mut self.mix {
+                for s in &mut full {
+                    let other = mix.pop_front().unwrap_or(0.0);
+                    *s = (f32::from(*s) + other * 32_767.0).clamp(-32_768.0, 32_767.0) as i16;
+                }
+            }
             if tx.try_send(full).is_err() {
                 shared.dropped_frames.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -211,8 +229,28 @@ impl Capture {
         device: Option<&str>,
         frames: mpsc::Sender<Vec<i16>>,
     ) -> Result<Self, CaptureError> {
+        Self::start_source(&AudioSource::Mic, device, frames)
+    }
+
+    /// [`Capture::start`] for any source: the microphone (`device`), what the computer plays,
+    /// one application, or the microphone and what plays mixed.
+    pub fn start_source(
+        source: &AudioSource,
+        device: Option<&str>,
+        frames: mpsc::Sender<Vec<i16>>,
+    ) -> Result<Self, CaptureError> {
         let started = Instant::now();
-        let shared = Arc::new(Shared::default());
+        // Which stream to follow is settled here, so a wrong app name is an error at once.
+        let target = match source {
+            AudioSource::Mic => None,
+            AudioSource::System | AudioSource::MicAndSystem => Some(Target::DefaultMonitor),
+            AudioSource::App(name) => Some(Target::App(system_audio::find_app(name)?)),
+        };
+        let with_mic = source.uses_mic();
+        let shared = Arc::new(Shared {
+            quiet_ok: AtomicBool::new(!with_mic),
+            ..Shared::default()
+        });
         let (ready_tx, ready_rx) = sync_channel::<Result<(String, u32), CaptureError>>(1);
         let (flushed_tx, flushed_rx) = sync_channel::<()>(1);
         let wanted = device.map(str::to_owned);
@@ -221,14 +259,14 @@ impl Capture {
             .name("audio-capture".into())
             .spawn(move || {
                 let _ = thread_shared.thread.set(std::thread::current());
-                run(
-                    wanted.as_deref(),
+                let wiring = Wiring {
                     frames,
-                    &thread_shared,
+                    shared: &thread_shared,
                     started,
-                    &ready_tx,
-                    &flushed_tx,
-                );
+                    ready: &ready_tx,
+                    flushed: &flushed_tx,
+                };
+                run(with_mic, wanted.as_deref(), target.as_ref(), wiring);
             })
             .map_err(|e| CaptureError::Host(e.to_string()))?;
         // PulseAudio may take a few tries (see `audio_host`) before the device opens.
@@ -275,6 +313,9 @@ impl Capture {
             return Some(e);
         }
         // Some audio systems remove a device without telling the stream: it just goes quiet.
+        if self.shared.quiet_ok.load(Ordering::Relaxed) {
+            return None;
+        }
         let started = self.first_audio_after().is_some();
         let last = Duration::from_micros(self.shared.last_frame_us.load(Ordering::Relaxed));
         (started && self.started.elapsed().saturating_sub(last) > Duration::from_secs(2)).then(|| {
@@ -341,98 +382,63 @@ fn find_device(host: &cpal::Host, wanted: Option<&str>) -> Result<cpal::Device, 
     })
 }
 
-#[allow(clippy::too_many_arguments)] // the thread's whole wiring, passed once
-fn run(
-    wanted: Option<&str>,
+/// What the capture thread is handed.
+struct Wiring<'a> {
     frames: mpsc::Sender<Vec<i16>>,
-    shared: &Arc<Shared>,
+    shared: &'a Arc<Shared>,
     started: Instant,
-    ready: &SyncSender<Result<(String, u32), CaptureError>>,
-    flushed: &SyncSender<()>,
-) {
-    let opened = audio_host().and_then(|host| {
-        let device = find_device(&host, wanted)?;
-        let name = name_of(&device);
-        let open_err = |reason: String| CaptureError::Open {
-            device: name.clone(),
-            reason,
-        };
-        let supported = device
-            .default_input_config()
-            .map_err(|e| open_err(e.to_string()))?;
-        let rate = supported.sample_rate();
-        let config = supported.config();
-        let conv = ToSpeechRate::new(rate).map_err(|e| open_err(e.to_string()))?;
-        let pipeline = Pipeline {
-            channels: usize::from(config.channels.max(1)),
-            mono: Vec::new(),
-            conv,
-            frame: Vec::with_capacity(FRAME_SAMPLES * 2),
-            tx: Some(frames),
-        };
-        // 20 ms buffers: the default lets PulseAudio pick 2 s fragments on real hardware. Some
-        // devices refuse a fixed size; for them the default is the fallback, and the first
-        // refusal is the error shown.
-        let mut first_error = None;
-        let mut stream = None;
-        let ring_samples = rate as usize * usize::from(config.channels.max(1)) * RING_SECS;
-        for buffer_size in [
-            cpal::BufferSize::Fixed(rate / 50),
-            cpal::BufferSize::Default,
-        ] {
-            let config = cpal::StreamConfig {
-                buffer_size,
-                ..config
-            };
-            let sample_format = supported.sample_format();
-            let (producer, consumer) = rtrb::RingBuffer::<f32>::new(ring_samples);
-            match build(&device, &config, sample_format, shared, started, producer) {
-                Ok(s) => {
-                    stream = Some((s, consumer));
-                    break;
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        let (stream, consumer) = stream.ok_or_else(|| open_err(first_error.unwrap_or_default()))?;
-        Ok((name, rate, stream, pipeline, consumer))
-    });
-    let (name, rate, stream, mut pipeline, mut ring) = match opened {
-        Ok(v) => v,
+    ready: &'a SyncSender<Result<(String, u32), CaptureError>>,
+    flushed: &'a SyncSender<()>,
+}
+
+/// The microphone's stream, opened.
+struct Mic {
+    name: String,
+    rate: u32,
+    stream: cpal::Stream,
+    pipeline: Pipeline,
+    ring: rtrb::Consumer<f32>,
+}
+
+/// The recorder of what plays, on its own thread, filling a ring (mono, at
+/// [`system_audio::RECORD_RATE_HZ`]).
+struct Playing {
+    stopper: system_audio::Stopper,
+    ring: rtrb::Consumer<f32>,
+}
+
+/// The capture thread: opens the microphone (`device`, or the default) when `with_mic`, and/or
+/// the recorder of what plays (`target`), then converts until stopped.
+fn run(with_mic: bool, device: Option<&str>, target: Option<&Target>, w: Wiring<'_>) {
+    let Wiring {
+        frames,
+        shared,
+        started,
+        ready,
+        flushed,
+    } = w;
+    let opened = open_sources(with_mic, device, target, frames, shared, started);
+    let mut sources = match opened {
+        Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
+    let (name, rate) = (sources.name.clone(), sources.rate);
     let _ = ready.send(Ok((name.clone(), rate)));
-    if let Err(e) = stream.play() {
+    let played = sources.stream.as_ref().map_or(Ok(()), StreamTrait::play);
+    if let Err(e) = played {
         *shared.error.lock() = Some(format!("the microphone {name:?} cannot start: {e}"));
     } else {
-        // The callback wakes this thread; the timeout is only a safety net.
-        let mut samples = Vec::with_capacity(ring.buffer().capacity());
-        loop {
-            let stopping = shared.stop.load(Ordering::Acquire);
-            samples.clear();
-            if let Ok(chunk) = ring.read_chunk(ring.slots()) {
-                let (a, b) = chunk.as_slices();
-                samples.extend_from_slice(a);
-                samples.extend_from_slice(b);
-                chunk.commit_all();
-            }
-            if !samples.is_empty() {
-                pipeline.take(&samples, shared);
-            }
-            if stopping {
-                break;
-            }
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
+        pump(&mut sources, shared);
+    }
+    if let Some(p) = &sources.playing {
+        p.stopper.stop();
     }
     // End the utterance first: closing a PulseAudio stream can take seconds, and nobody should
     // wait for that.
-    pipeline.flush(shared);
+    sources.pipeline.flush(shared);
     tracing::debug!(
         "capture of {name:?} ended after {:?}: {} device frames at {rate} Hz, {} frames of 50 ms sent, {} dropped",
         started.elapsed(),
@@ -441,7 +447,233 @@ fn run(
         shared.dropped_frames.load(Ordering::Relaxed),
     );
     let _ = flushed.send(());
-    drop(stream);
+    drop(sources);
+}
+
+/// What the capture thread reads from.
+struct Sources {
+    name: String,
+    rate: u32,
+    stream: Option<cpal::Stream>,
+    pipeline: Pipeline,
+    mic_ring: Option<rtrb::Consumer<f32>>,
+    playing: Option<Playing>,
+}
+
+fn open_sources(
+    with_mic: bool,
+    device: Option<&str>,
+    target: Option<&Target>,
+    frames: mpsc::Sender<Vec<i16>>,
+    shared: &Arc<Shared>,
+    started: Instant,
+) -> Result<Sources, CaptureError> {
+    let playing = target
+        .map(|t| start_playing(t, shared, started, !with_mic))
+        .transpose()?;
+    let described = target.map(Target::describe).unwrap_or_default();
+    if !with_mic {
+        let conv = ToSpeechRate::new(system_audio::RECORD_RATE_HZ)
+            .map_err(|e| CaptureError::Host(e.to_string()))?;
+        return Ok(Sources {
+            name: described,
+            rate: system_audio::RECORD_RATE_HZ,
+            stream: None,
+            pipeline: Pipeline {
+                channels: 1,
+                mono: Vec::new(),
+                conv,
+                frame: Vec::with_capacity(FRAME_SAMPLES * 2),
+                tx: Some(frames),
+                mix: None,
+            },
+            mic_ring: None,
+            playing,
+        });
+    }
+    let mic = match open_mic(device, frames, shared, started) {
+        Ok(m) => m,
+        Err(e) => {
+            if let Some(p) = &playing {
+                p.stopper.stop();
+            }
+            return Err(e);
+        }
+    };
+    let mut pipeline = mic.pipeline;
+    let name = if playing.is_some() {
+        pipeline.mix = Some(std::collections::VecDeque::new());
+        format!("{} + {described}", mic.name)
+    } else {
+        mic.name
+    };
+    Ok(Sources {
+        name,
+        rate: mic.rate,
+        stream: Some(mic.stream),
+        pipeline,
+        mic_ring: Some(mic.ring),
+        playing,
+    })
+}
+
+/// Converts what arrives until stopped. The callback (or the recorder's reader) wakes this
+/// thread; the timeout is only a safety net.
+fn pump(sources: &mut Sources, shared: &Shared) {
+    // Mixing: what plays brought to 16 kHz on its own, then added to the microphone's frames.
+    let mut mix_conv = ToSpeechRate::new(system_audio::RECORD_RATE_HZ).ok();
+    let mut mix_16k: Vec<i16> = Vec::new();
+    let mut samples = Vec::new();
+    let pipeline = &mut sources.pipeline;
+    loop {
+        let stopping = shared.stop.load(Ordering::Acquire);
+        if let Some(p) = &mut sources.playing {
+            drain(&mut p.ring, &mut samples);
+            match (&mut pipeline.mix, &mut mix_conv) {
+                (Some(mix), Some(conv)) => {
+                    mix_16k.clear();
+                    conv.push(&samples, &mut mix_16k);
+                    mix.extend(mix_16k.iter().map(|&s| f32::from(s) / 32_768.0));
+                    let over = mix.len().saturating_sub(MIX_MAX_SAMPLES);
+                    mix.drain(..over);
+                }
+                _ if !samples.is_empty() => pipeline.take(&samples, shared),
+                _ => {}
+            }
+        }
+        if let Some(ring) = &mut sources.mic_ring {
+            drain(ring, &mut samples);
+            if !samples.is_empty() {
+                pipeline.take(&samples, shared);
+            }
+        }
+        if stopping {
+            break;
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
+/// Moves what a ring holds into `samples` (cleared first).
+fn drain(ring: &mut rtrb::Consumer<f32>, samples: &mut Vec<f32>) {
+    samples.clear();
+    if let Ok(chunk) = ring.read_chunk(ring.slots()) {
+        let (a, b) = chunk.as_slices();
+        samples.extend_from_slice(a);
+        samples.extend_from_slice(b);
+        chunk.commit_all();
+    }
+}
+
+/// Starts recording what plays; a reader thread fills the ring and wakes the capture thread.
+/// `alone`: no microphone, so this source's timing is the recording's.
+fn start_playing(
+    target: &Target,
+    shared: &Arc<Shared>,
+    started: Instant,
+    alone: bool,
+) -> Result<Playing, CaptureError> {
+    let mut recorder = Recorder::start(target)?;
+    let stopper = recorder.stopper();
+    let (mut producer, consumer) =
+        rtrb::RingBuffer::<f32>::new(system_audio::RECORD_RATE_HZ as usize * RING_SECS);
+    let s = shared.clone();
+    let what = target.describe();
+    std::thread::Builder::new()
+        .name("system-audio".into())
+        .spawn(move || {
+            let why = recorder.read_into(|samples| {
+                if alone {
+                    let now_us = started.elapsed().as_micros() as u64;
+                    if s.first_frame_us.load(Ordering::Relaxed) == 0 {
+                        s.first_frame_us.store(now_us + 1, Ordering::Relaxed);
+                    }
+                    s.last_frame_us.store(now_us, Ordering::Relaxed);
+                }
+                let n = producer
+                    .write_chunk_uninit(samples.len().min(producer.slots()))
+                    .map_or(0, |chunk| chunk.fill_from_iter(samples.iter().copied()));
+                if n < samples.len() {
+                    s.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(t) = s.thread.get() {
+                    t.unpark();
+                }
+            });
+            if !s.stop.load(Ordering::Acquire) {
+                let message =
+                    format!("recording {what} ended: {why}; what was heard so far is kept");
+                tracing::warn!("{message}");
+                *s.error.lock() = Some(message);
+                s.request_stop();
+            }
+        })
+        .map_err(|e| CaptureError::Host(e.to_string()))?;
+    Ok(Playing {
+        stopper,
+        ring: consumer,
+    })
+}
+
+/// Opens the microphone: the device, its stream (not yet playing) and the conversion to 16 kHz.
+fn open_mic(
+    wanted: Option<&str>,
+    frames: mpsc::Sender<Vec<i16>>,
+    shared: &Arc<Shared>,
+    started: Instant,
+) -> Result<Mic, CaptureError> {
+    let host = audio_host()?;
+    let device = find_device(&host, wanted)?;
+    let name = name_of(&device);
+    let open_err = |reason: String| CaptureError::Open {
+        device: name.clone(),
+        reason,
+    };
+    let supported = device
+        .default_input_config()
+        .map_err(|e| open_err(e.to_string()))?;
+    let rate = supported.sample_rate();
+    let config = supported.config();
+    let conv = ToSpeechRate::new(rate).map_err(|e| open_err(e.to_string()))?;
+    let pipeline = Pipeline {
+        channels: usize::from(config.channels.max(1)),
+        mono: Vec::new(),
+        conv,
+        frame: Vec::with_capacity(FRAME_SAMPLES * 2),
+        tx: Some(frames),
+        mix: None,
+    };
+    // 20 ms buffers: the default lets PulseAudio pick 2 s fragments on real hardware. Some
+    // devices refuse a fixed size; for them the default is the fallback, and the first refusal
+    // is the error shown.
+    let mut first_error = None;
+    let ring_samples = rate as usize * usize::from(config.channels.max(1)) * RING_SECS;
+    for buffer_size in [
+        cpal::BufferSize::Fixed(rate / 50),
+        cpal::BufferSize::Default,
+    ] {
+        let config = cpal::StreamConfig {
+            buffer_size,
+            ..config
+        };
+        let sample_format = supported.sample_format();
+        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(ring_samples);
+        match build(&device, &config, sample_format, shared, started, producer) {
+            Ok(stream) => {
+                return Ok(Mic {
+                    name,
+                    rate,
+                    stream,
+                    pipeline,
+                    ring: consumer,
+                });
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(open_err(first_error.unwrap_or_default()))
 }
 
 fn build(

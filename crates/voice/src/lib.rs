@@ -8,6 +8,7 @@
 //!   deliveries that wait to be retried.
 //! - [`outputs`]: webhook and bus deliveries from the outbox.
 //! - [`capture`]: the microphone (cpal) on its own thread; [`resample`]: any rate to 16 kHz mono.
+//! - [`system_audio`]: what the computer plays, or one application (PulseAudio's `parec`).
 //! - [`dictation`]: the app's recordings: one worker that the hotkey, tray, socket and view ask.
 //! - [`desktop`]: clipboard and typing into the focused window. [`hotkey`]: the global hotkey.
 //! - [`local_server`]: `candybar asr serve` as a child process the app starts, watches, restarts.
@@ -24,3 +25,4 @@ pub mod hotkey;
 pub mod local_server;
 pub mod outputs;
 pub mod resample;
+pub mod system_audio;

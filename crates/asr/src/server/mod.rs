@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use candybar_core::asr::audio::{SAMPLE_RATE_HZ, s16le_to_f32};
+use candybar_core::asr::audio::SAMPLE_RATE_HZ;
 use candybar_core::asr::protocol::{
     ClientText, PROTOCOL_VERSION, ServerMsg, TranscriptMsg, parse_client_text,
 };
@@ -34,6 +34,7 @@ use crate::engine::{
     AsrError, DecodeOptions, Engine, Transcript, Worker, check_language, list_models,
 };
 
+mod input;
 mod openai;
 
 /// Silence kept before the first speech of an utterance (300 ms).
@@ -89,6 +90,10 @@ pub struct ServerConfig {
     pub language: Option<String>,
     /// Publish each final transcript to this broker.
     pub bus: Option<BusConfig>,
+    /// Ask WhisperLiveKit's page to record WebM/Opus (`MediaRecorder`, its own server's default)
+    /// rather than raw PCM (an `AudioWorklet`, as its `--pcm-input`). Both are accepted from any
+    /// client either way; PCM skips an encoder's delay.
+    pub wlk_webm: bool,
 }
 
 /// Where final transcripts go on the event bus.
@@ -122,6 +127,7 @@ impl Default for ServerConfig {
             token: None,
             language: None,
             bus: None,
+            wlk_webm: false,
         }
     }
 }
@@ -661,6 +667,7 @@ async fn asr(
         Reply::Wlk {
             messages: wlk::Messages::new(q.mode.as_deref() == Some("diff")),
             state: wlk::State::default(),
+            webm: state.cfg.wlk_webm,
         }
     } else {
         Reply::Ours
@@ -675,15 +682,15 @@ async fn asr(
 }
 
 /// Close codes: 1008 policy (limits), 1009 too big, 1011 server error, 1013 try again later.
-async fn close(socket: &mut WebSocket, code: u16, message: &str) {
-    let _ = socket
-        .send(Message::Text(
-            ServerMsg::Error {
+/// The error goes first, in the connection's protocol.
+async fn close(socket: &mut WebSocket, reply: &mut Reply, code: u16, message: &str) {
+    reply
+        .send(
+            socket,
+            &ServerMsg::Error {
                 message: message.to_owned(),
-            }
-            .to_json()
-            .into(),
-        ))
+            },
+        )
         .await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
@@ -701,6 +708,8 @@ enum Reply {
     Wlk {
         messages: wlk::Messages,
         state: wlk::State,
+        /// Ask for WebM/Opus rather than PCM.
+        webm: bool,
     },
 }
 
@@ -708,10 +717,15 @@ impl Reply {
     async fn send(&mut self, socket: &mut WebSocket, msg: &ServerMsg) -> bool {
         let text = match self {
             Self::Ours => msg.to_json(),
-            Self::Wlk { messages, state } => {
+            Self::Wlk {
+                messages,
+                state,
+                webm,
+            } => {
                 match msg {
-                    // Raw PCM: WhisperLiveKit's page then records with an AudioWorklet.
-                    ServerMsg::Ready { .. } => wlk::config_message(true, messages.diff()),
+                    // Raw PCM: WhisperLiveKit's page then records with an AudioWorklet; else
+                    // WebM/Opus with a MediaRecorder.
+                    ServerMsg::Ready { .. } => wlk::config_message(!*webm, messages.diff()),
                     ServerMsg::Done => wlk::READY_TO_STOP.to_owned(),
                     ServerMsg::Partial(t) => {
                         state.buffer.clone_from(&t.text);
@@ -771,6 +785,7 @@ async fn connection(
         state.rejected.fetch_add(1, Ordering::Relaxed);
         close(
             &mut socket,
+            &mut reply,
             1013,
             &format!(
                 "too many clients (limit {}); try again later",
@@ -784,6 +799,7 @@ async fn connection(
     else {
         close(
             &mut socket,
+            &mut reply,
             1013,
             "the model is still loading (see /health); try again shortly",
         )
@@ -830,14 +846,14 @@ async fn connection(
     let mut tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
     let mut segment = 0u32;
     let mut started_ms = 0u64; // utterance start within the connection's audio
-    // A frame may end halfway through a sample: its first byte waits for the next frame.
-    let mut odd_byte: Option<u8> = None;
+    let mut input = input::AudioInput::default();
     let idle = Duration::from_secs(u64::from(cfg.idle_timeout_secs.max(1)));
     loop {
         let msg = match tokio::time::timeout(idle, socket.recv()).await {
             Err(_) => {
                 close(
                     &mut socket,
+                    &mut reply,
                     1008,
                     &format!("no audio for {} s: closing", cfg.idle_timeout_secs),
                 )
@@ -852,6 +868,7 @@ async fn connection(
                 if text.contains("too long") || text.contains("Space limit") {
                     close(
                         &mut socket,
+                        &mut reply,
                         1009,
                         &format!(
                             "a frame is over the limit of {} bytes: send audio in smaller frames \
@@ -871,6 +888,7 @@ async fn connection(
                 if bytes.len() > cfg.max_frame_bytes {
                     close(
                         &mut socket,
+                        &mut reply,
                         1009,
                         &format!(
                             "frame of {} bytes is over the limit of {} bytes",
@@ -881,20 +899,11 @@ async fn connection(
                     .await;
                     return;
                 }
-                // Clients may cut frames anywhere: a byte left over is the first half of the
-                // next frame's first sample.
-                let joined;
-                let mut pcm: &[u8] = &bytes;
-                if let Some(b) = odd_byte.take() {
-                    joined = [&[b][..], &bytes].concat();
-                    pcm = &joined;
-                }
-                if pcm.len() % 2 == 1 {
-                    odd_byte = pcm.last().copied();
-                    pcm = &pcm[..pcm.len() - 1];
-                }
                 let before = samples.len();
-                s16le_to_f32(pcm, &mut samples);
+                if let Err(m) = input.push(&bytes, &mut samples) {
+                    close(&mut socket, &mut reply, 1007, &m).await;
+                    return;
+                }
                 since_partial += samples.len() - before;
                 tracker.push(&samples[before..]);
                 if !tracker.heard_speech() && samples.len() > LEAD_IN {
@@ -956,8 +965,7 @@ async fn connection(
         };
         if end != End::No {
             let speech_end = Instant::now();
-            // Half a sample at the very end of an utterance is not audio.
-            odd_byte = None;
+            input.end_utterance();
             let mut audio = std::mem::take(&mut samples);
             since_partial = 0;
             agreement = LocalAgreement::default();
