@@ -20,6 +20,8 @@ pub enum InstanceRequest {
     /// Stop the recording (its text is kept and delivered).
     Stop,
     Toggle,
+    /// Start transcribing what the computer plays, or stop.
+    TogglePlaying,
     /// Dictation's state in one word (idle, starting, recording, finishing).
     Status,
     /// The built-in ASR server's state.
@@ -32,10 +34,11 @@ pub enum InstanceRequest {
 }
 
 impl InstanceRequest {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Start,
         Self::Stop,
         Self::Toggle,
+        Self::TogglePlaying,
         Self::Status,
         Self::ServerStatus,
         Self::Show,
@@ -48,6 +51,7 @@ impl InstanceRequest {
             Self::Start => "start",
             Self::Stop => "stop",
             Self::Toggle => "toggle",
+            Self::TogglePlaying => "toggle-playing",
             Self::Status => "status",
             Self::ServerStatus => "server-status",
             Self::Show => "show",

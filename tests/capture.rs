@@ -249,11 +249,25 @@ fn what_plays_one_application_and_a_meeting_become_text() {
     let db = dir.path().join("h.sqlite3");
 
     // Everything that plays; someone talking into the microphone meanwhile is not recorded.
+    // It is kept with its times and sent on as a long transcript with its segments.
+    let amqp = support::shared_broker_url();
+    let exchange = support::unique("candybar.test.playing");
+    let long = support::bind_queue(&amqp, &exchange, "audio.transcription.completed");
     let c = record(
         &pulse,
         &addr,
         &db,
-        &["--source", "system", "--seconds", "7"],
+        &[
+            "--source",
+            "system",
+            "--seconds",
+            "7",
+            "--bus",
+            "--amqp",
+            &amqp,
+            "--exchange",
+            &exchange,
+        ],
     );
     std::thread::scope(|s| {
         s.spawn(|| pulse.play(&speech(3)));
@@ -267,6 +281,7 @@ fn what_plays_one_application_and_a_meeting_become_text() {
         mic_words as f64 >= 0.8 * script(3).split_whitespace().count() as f64,
         "the microphone was heard: {text:?}"
     );
+    long_transcript_was_sent_and_exports(&amqp, &long, &r, &db);
 
     // One application: it is listed, followed while it plays, and its end ends the recording
     // in words. (paplay of a clip with a second of silence first, so the recording starts
@@ -316,6 +331,58 @@ fn what_plays_one_application_and_a_meeting_become_text() {
         &format!("{} {}", script(1), script(2)),
         r["text"].as_str().unwrap(),
     );
+}
+
+/// The `system` recording `r` reached the bus as `audio.transcription.completed` with its
+/// segments, and exports as subtitles and notes.
+fn long_transcript_was_sent_and_exports(amqp: &str, long: &str, r: &Value, db: &std::path::Path) {
+    let text = r["text"].as_str().unwrap();
+    let event: Value =
+        serde_json::from_slice(&support::take_messages(amqp, long, 1, Duration::from_secs(10))[0])
+            .unwrap();
+    let p = &event["payload"];
+    assert_eq!(p["transcript_text"], text);
+    assert_eq!(p["source"], "system");
+    let segments = p["segments"].as_array().unwrap();
+    assert!(!segments.is_empty(), "{event}");
+    // The words end where the sentence did, a few seconds into the recording.
+    let (start, end) = (
+        segments[0]["start"].as_f64().unwrap(),
+        segments.last().unwrap()["end"].as_f64().unwrap(),
+    );
+    assert!(start < end && (3.0..=6.5).contains(&end), "{event}");
+    let id = r["history_id"].as_i64().unwrap().to_string();
+    let history = path_str(db);
+    let export = |format: &str| {
+        support::run_env(
+            &[
+                "history",
+                "export",
+                "--id",
+                &id,
+                "--format",
+                format,
+                "--history",
+                history,
+            ],
+            &[],
+        )
+    };
+    let (code, srt, err) = export("srt");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        srt.starts_with("1\n00:00:0") && srt.contains(" --> "),
+        "{srt}"
+    );
+    let (_, notes, _) = export("markdown");
+    assert!(notes.starts_with("# What played — "), "{notes}");
+    assert!(notes.contains("**0:00:0"), "{notes}");
+    let (code, _, err) = support::run_env(
+        &["history", "export", "--format", "srt", "--history", history],
+        &[],
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("add --id ID"), "{err}");
 }
 
 /// `src` with `secs` of silence before it.

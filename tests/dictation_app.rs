@@ -207,6 +207,30 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     // Stopping when nothing records is not an error.
     assert_eq!(ask("--stop").1, "not recording");
 
+    // What the computer plays, toggled on and off (the tray's and the view's "Transcribe what
+    // plays"): kept with its source and times, and never typed into the focused window.
+    let target = TypingTarget::start(Some(&x.display), "typing-target").unwrap();
+    let (code, answer) = ask("--toggle-playing");
+    assert_eq!(code, Some(0), "{answer}");
+    assert_eq!(answer, "recording (from what the computer plays)");
+    pulse.play_out(&repo().join("tests/fixtures/speech/utt01.wav"));
+    assert_eq!(
+        ask("--start").1,
+        "recording (from what the computer plays)",
+        "dictation waits until it is off"
+    );
+    let (code, answer) = ask("--toggle-playing");
+    assert_eq!(code, Some(0), "{answer}");
+    let rows = wait_history(&app, &db, 3, Duration::from_secs(30));
+    wer_ok("utt01.txt", &rows[0]);
+    let history = candybar_voice::history::History::open(&db).unwrap();
+    let kept = history.get(history.recent(1).unwrap()[0].id).unwrap();
+    assert_eq!(kept.source, "system");
+    assert!(!kept.segments.is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(target.typed().0.trim().is_empty(), "{:?}", target.typed());
+    drop(target);
+
     // 3. Quitting (Ctrl+Q) in the middle of a recording keeps what was said.
     let (code, answer) = ask("--start");
     assert_eq!(code, Some(0), "{answer}");
@@ -240,7 +264,7 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let rows = wait_history(&app, &db, 3, Duration::from_secs(1));
+    let rows = wait_history(&app, &db, 4, Duration::from_secs(1));
     // Its last words were spoken just before quitting (tiny.en may hear "remove the public west"
     // for "review the pull request": the point is that the recording was kept to its end).
     assert!(rows[0].to_lowercase().contains("lunch"), "{rows:?}");

@@ -48,6 +48,8 @@ fn app(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Harness<'static, 
                 protocol: "candybar".into(),
                 confidence: Some(0.9),
                 language: Some("en".into()),
+                source: "mic".into(),
+                segments: Vec::new(),
             },
             &[],
         )

@@ -145,6 +145,7 @@ impl CandybarApp {
                 InstanceRequest::Start => handle.ask(Request::Start),
                 InstanceRequest::Stop => handle.ask(Request::Stop),
                 InstanceRequest::Toggle => handle.ask(Request::Toggle),
+                InstanceRequest::TogglePlaying => handle.ask(Request::TogglePlaying),
                 InstanceRequest::Status => handle.with_status(|s| {
                     let mut line = s.word().to_owned();
                     if let Some(e) = &s.error {

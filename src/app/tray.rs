@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
-use candybar_core::voice::{DictationStatus, Phase, ServerState};
+use candybar_core::voice::{AudioSource, DictationStatus, Phase, ServerState};
 use candybar_voice::dictation::{Dictation, Request};
 use candybar_voice::local_server::LocalServer;
 use parking_lot::Mutex;
@@ -223,6 +223,8 @@ struct MenuUi {
     tray: tray_icon::TrayIcon,
     show: tray_icon::menu::MenuItem,
     record: tray_icon::menu::MenuItem,
+    /// Checked while what plays is being transcribed.
+    playing: tray_icon::menu::CheckMenuItem,
     asr: tray_icon::menu::MenuItem,
     bus: tray_icon::menu::MenuItem,
     pause: tray_icon::menu::CheckMenuItem,
@@ -230,7 +232,7 @@ struct MenuUi {
     dictation: Option<Dictation>,
     local: Option<LocalServer>,
     state: Arc<Mutex<TrayState>>,
-    shown: Option<(IconState, String, TrayState, String, bool)>,
+    shown: Option<(IconState, String, TrayState, String, bool, bool)>,
 }
 
 fn icon(s: IconState) -> Option<tray_icon::Icon> {
@@ -250,6 +252,7 @@ impl MenuUi {
         use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
         let show = MenuItem::new("Hide window", true, None);
         let record = MenuItem::new("Start dictation", dictation.is_some(), None);
+        let playing = CheckMenuItem::new("Transcribe what plays", dictation.is_some(), false, None);
         let asr = MenuItem::new("Dictation: idle", false, None);
         let bus = MenuItem::new("Bus: …", false, None);
         let pause = CheckMenuItem::new("Pause stream", true, false, None);
@@ -259,6 +262,7 @@ impl MenuUi {
         menu.append_items(&[
             &show,
             &record,
+            &playing,
             &PredefinedMenuItem::separator(),
             &asr,
             &bus,
@@ -283,6 +287,7 @@ impl MenuUi {
                 pause.id().clone(),
                 quit.id().clone(),
                 server.id().clone(),
+                playing.id().clone(),
             );
             let (tx, waker, dictation, state, local) = (
                 tx.clone(),
@@ -301,6 +306,11 @@ impl MenuUi {
                 } else if e.id == ids.1 {
                     if let Some(d) = &dictation {
                         d.send(Request::Toggle);
+                    }
+                    None
+                } else if e.id == ids.5 {
+                    if let Some(d) = &dictation {
+                        d.send(Request::TogglePlaying);
                     }
                     None
                 } else if e.id == ids.2 {
@@ -325,6 +335,7 @@ impl MenuUi {
             tray,
             show,
             record,
+            playing,
             asr,
             bus,
             pause,
@@ -338,15 +349,18 @@ impl MenuUi {
 
     /// Redraws the icon and the menu when something they show changed.
     fn refresh(&mut self) {
-        let (icon_state, words, recording) = self.dictation.as_ref().map_or(
-            (IconState::Idle, "Dictation: off".to_owned(), false),
+        let (icon_state, words, recording, playing) = self.dictation.as_ref().map_or(
+            (IconState::Idle, "Dictation: off".to_owned(), false, false),
             |d| {
                 d.with_status(|s| {
+                    let recording = s.phase == Phase::Recording;
+                    let playing = recording && s.source != AudioSource::Mic;
                     let words = match s.word() {
                         "idle" if s.error.is_some() => "Dictation: ✖ see the window".to_owned(),
+                        "recording" if playing => "Dictation: transcribing what plays".to_owned(),
                         w => format!("Dictation: {w}"),
                     };
-                    (IconState::of(s), words, s.phase == Phase::Recording)
+                    (IconState::of(s), words, recording, playing)
                 })
             },
         );
@@ -359,11 +373,12 @@ impl MenuUi {
             }
             Some(_) => "Stop the built-in ASR server (starting)".to_owned(),
         };
-        let now = (icon_state, words, app, server_text, recording);
+        let now = (icon_state, words, app, server_text, recording, playing);
         if self.shown.as_ref() == Some(&now) {
             return;
         }
-        let (icon_state, words, app, server_text, recording) = &now;
+        let (icon_state, words, app, server_text, recording, playing) = &now;
+        self.playing.set_checked(*playing);
         self.server.set_text(server_text);
         if self.shown.as_ref().is_none_or(|s| s.0 != *icon_state) {
             let _ = self.tray.set_icon(icon(*icon_state));

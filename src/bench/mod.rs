@@ -12,6 +12,7 @@ pub mod dictation;
 mod flow;
 mod journal;
 mod languages;
+mod longform;
 mod mission;
 mod sessions;
 mod soak;
@@ -58,6 +59,10 @@ pub enum BenchCommand {
     /// The server as WhisperLiveKit's clients see it (speech onset → first words, speech end →
     /// last words, in real time), and four clients at once (speech end → final, memory).
     Wlk(wlk::WlkBenchArgs),
+    /// A long session (a meeting, what plays): an hour of audio through the dictation client
+    /// and the built-in server in this process; resident memory every five minutes, the text's
+    /// word error rate at the end.
+    Longform(longform::LongformBenchArgs),
     /// The window (needs a display; use Xvfb headless): first frame, CPU per frame with a million
     /// events and 20,000 events/s, event → visible row, idle CPU.
     Window(window::WindowBenchArgs),
@@ -163,6 +168,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Asr(a) => bench_asr(&a).await?,
         BenchCommand::Languages(a) => languages::bench_languages(&a).await?,
         BenchCommand::Wlk(a) => wlk::bench_wlk(&a).await?,
+        BenchCommand::Longform(a) => longform::bench_longform(&a).await?,
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
         BenchCommand::Trace(a) => tokio::task::block_in_place(|| trace::bench_trace(&a)),

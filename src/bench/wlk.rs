@@ -82,10 +82,17 @@ fn rss_mb() -> f64 {
         .map_or(0.0, |kb| (kb / 1024.0 * 10.0).round() / 10.0)
 }
 
-pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
-    let model = candybar_asr::engine::resolve_model(&a.model)?;
+/// The built-in server in this process on a free port, its model loaded: its address, what
+/// stops it, and its task.
+pub async fn start_server(
+    model: &std::path::Path,
+) -> anyhow::Result<(
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
     let cfg = candybar_asr::server::ServerConfig {
-        model: model.clone(),
+        model: model.to_owned(),
         ..candybar_asr::server::ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -99,6 +106,12 @@ pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
         anyhow::ensure!(Instant::now() < deadline, "the model did not load");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok((addr, stop_tx, server))
+}
+
+pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let model = candybar_asr::engine::resolve_model(&a.model)?;
+    let (addr, stop_tx, server) = start_server(&model).await?;
     let clips = clips()?;
     let (mut first, mut last) = (Vec::new(), Vec::new());
     for _ in 0..a.rounds.max(1) {

@@ -192,12 +192,16 @@ pub fn app_dictation(source: &SourceArgs, s: &super::Settings) -> anyhow::Result
 
 #[derive(Args, Debug)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
-#[command(group = clap::ArgGroup::new("input").required(true).args(["wav", "mic", "source", "list_devices", "list_apps", "toggle", "start", "stop", "status", "server_status"]))]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["wav", "mic", "source", "list_devices", "list_apps", "toggle", "toggle_playing", "start", "stop", "status", "server_status"]))]
 pub struct DictateArgs {
     /// Start or stop the running candybar's recording (bind this to a desktop shortcut on
     /// Wayland)
     #[arg(long)]
     toggle: bool,
+    /// Start or stop the running candybar's transcription of what the computer plays (kept
+    /// with its times, never typed)
+    #[arg(long)]
+    toggle_playing: bool,
     /// Start the running candybar's recording
     #[arg(long)]
     start: bool,
@@ -334,6 +338,7 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         .map_err(anyhow::Error::msg)?;
     for (on, request) in [
         (args.toggle, InstanceRequest::Toggle),
+        (args.toggle_playing, InstanceRequest::TogglePlaying),
         (args.start, InstanceRequest::Start),
         (args.stop, InstanceRequest::Stop),
         (args.status, InstanceRequest::Status),
@@ -467,6 +472,12 @@ pub async fn run(args: DictateArgs, source: &SourceArgs) -> anyhow::Result<ExitC
         protocol: done.protocol.as_str().to_owned(),
         confidence: done.confidence,
         language: done.language.clone(),
+        source: if args.wav.is_some() {
+            "file".to_owned()
+        } else {
+            args.source.clone().unwrap_or_default().to_string()
+        },
+        segments: done.segments.clone(),
     };
     let id = if done.text.trim().is_empty() {
         None
@@ -578,10 +589,14 @@ pub enum HistoryCommand {
         #[command(flatten)]
         outputs: OutputArgs,
     },
-    /// Every transcript, oldest first, as NDJSON or CSV
+    /// Every transcript, oldest first, as NDJSON or CSV; or one (--id) with its times as
+    /// subtitles (SRT, VTT), Markdown notes or text
     Export {
         #[arg(long, value_enum, default_value_t = HistoryFormat::Ndjson)]
         format: HistoryFormat,
+        /// The transcript to export (needed for srt, vtt, markdown and text)
+        #[arg(long, value_name = "ID")]
+        id: Option<i64>,
         #[command(flatten)]
         outputs: OutputArgs,
     },
@@ -599,6 +614,121 @@ pub enum HistoryCommand {
 pub enum HistoryFormat {
     Ndjson,
     Csv,
+    Srt,
+    Vtt,
+    Markdown,
+    Text,
+}
+
+/// `history export`: the whole history as NDJSON or CSV, or one transcript (`id`) in any format.
+fn export_history(h: &History, format: HistoryFormat, id: Option<i64>) -> anyhow::Result<()> {
+    if let Some(id) = id {
+        let t = h.get(id)?;
+        print!("{}", export_one(&t, format)?);
+        return Ok(());
+    }
+    anyhow::ensure!(
+        matches!(format, HistoryFormat::Ndjson | HistoryFormat::Csv),
+        "--format {} is for one transcript: add --id ID (see `candybar history list`)",
+        format
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_owned())
+    );
+    let mut all = h.recent(usize::MAX >> 1)?;
+    all.reverse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        HistoryFormat::Ndjson => {
+            for t in &all {
+                writeln!(out, "{}", serde_json::to_string(t)?)?;
+            }
+        }
+        HistoryFormat::Srt | HistoryFormat::Vtt | HistoryFormat::Markdown | HistoryFormat::Text => {
+        }
+        HistoryFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "id",
+                "time",
+                "duration_ms",
+                "text",
+                "server",
+                "model",
+                "confidence",
+                "language",
+            ])?;
+            for t in &all {
+                w.write_record([
+                    t.id.to_string(),
+                    format_rfc3339(t.created_us),
+                    t.duration_ms.to_string(),
+                    t.text.clone(),
+                    t.server.clone(),
+                    t.model.clone(),
+                    t.confidence.map(|c| format!("{c:.3}")).unwrap_or_default(),
+                    t.language.clone().unwrap_or_default(),
+                ])?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// One transcript in `format`. Its segments give the times; a transcript kept without them (a
+/// short dictation, an older row) is one cue over its whole length.
+fn export_one(t: &Transcript, format: HistoryFormat) -> anyhow::Result<String> {
+    use candybar_core::asr::subtitles::{Cue, markdown, srt, vtt};
+    let whole = [Cue {
+        start_ms: 0,
+        end_ms: t.duration_ms,
+        text: &t.text,
+    }];
+    let cues: Vec<Cue<'_>> = t
+        .segments
+        .iter()
+        .map(|s| Cue {
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            text: &s.text,
+        })
+        .collect();
+    let cues = if cues.is_empty() { &whole[..] } else { &cues };
+    Ok(match format {
+        HistoryFormat::Srt => srt(cues),
+        HistoryFormat::Vtt => vtt(cues),
+        HistoryFormat::Markdown => {
+            let when = format_rfc3339(t.created_us);
+            let title = format!(
+                "{} — {} ({})",
+                match t.source.as_str() {
+                    "mic" => "Dictation".to_owned(),
+                    "system" => "What played".to_owned(),
+                    "mic+system" => "Call".to_owned(),
+                    other => other.strip_prefix("app:").unwrap_or(other).to_owned(),
+                },
+                when.get(..16).unwrap_or(&when).replace('T', " "),
+                format_duration_ms(t.duration_ms)
+            );
+            markdown(&title, cues)
+        }
+        HistoryFormat::Text => format!("{}\n", t.text.trim()),
+        HistoryFormat::Ndjson => format!("{}\n", serde_json::to_string(t)?),
+        HistoryFormat::Csv => {
+            anyhow::bail!("--format csv is for the whole history: leave out --id")
+        }
+    })
+}
+
+/// `1 h 02 min`, `3 min 05 s`, `12 s`.
+fn format_duration_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s / 60 % 60),
+    }
 }
 
 pub async fn history(cmd: HistoryCommand, source: &SourceArgs) -> anyhow::Result<ExitCode> {
@@ -639,45 +769,13 @@ pub async fn history(cmd: HistoryCommand, source: &SourceArgs) -> anyhow::Result
             h.delete(id)?;
             eprintln!("candybar: deleted transcript {id}");
         }
-        HistoryCommand::Export { format, outputs } => {
+        HistoryCommand::Export {
+            format,
+            id,
+            outputs,
+        } => {
             let h = History::open(&outputs_of(&outputs)?.0)?;
-            let mut all = h.recent(usize::MAX >> 1)?;
-            all.reverse();
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            match format {
-                HistoryFormat::Ndjson => {
-                    for t in &all {
-                        writeln!(out, "{}", serde_json::to_string(t)?)?;
-                    }
-                }
-                HistoryFormat::Csv => {
-                    let mut w = csv::Writer::from_writer(out);
-                    w.write_record([
-                        "id",
-                        "time",
-                        "duration_ms",
-                        "text",
-                        "server",
-                        "model",
-                        "confidence",
-                        "language",
-                    ])?;
-                    for t in &all {
-                        w.write_record([
-                            t.id.to_string(),
-                            format_rfc3339(t.created_us),
-                            t.duration_ms.to_string(),
-                            t.text.clone(),
-                            t.server.clone(),
-                            t.model.clone(),
-                            t.confidence.map(|c| format!("{c:.3}")).unwrap_or_default(),
-                            t.language.clone().unwrap_or_default(),
-                        ])?;
-                    }
-                    w.flush()?;
-                }
-            }
+            export_history(&h, format, id)?;
         }
         HistoryCommand::Deliver { wait_secs, outputs } => {
             let (path, outs) = outputs_of(&outputs)?;

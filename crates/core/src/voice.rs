@@ -42,6 +42,9 @@ pub enum DictationAction {
     Start,
     Stop,
     Toggle,
+    /// Start transcribing what the computer plays (a meeting, a video), or stop it: kept as one
+    /// transcript with its times, never typed.
+    TogglePlaying,
     /// Show the history rows matching this text (all when empty).
     Search(String),
     Delete(i64),
@@ -111,6 +114,8 @@ pub struct DictationStatus {
     /// The microphone has delivered audio (a sound server can take a moment after opening).
     pub listening: bool,
     pub device: String,
+    /// What the current (or last) recording listens to.
+    pub source: AudioSource,
     /// The ASR connection in words ("streaming to a candybar server (tiny.en)").
     pub connection: String,
     pub reconnecting: bool,
@@ -198,6 +203,10 @@ pub struct Transcript {
     pub confidence: Option<f32>,
     /// ISO 639-1, as the server reported it (`None`: older rows, servers that do not say).
     pub language: Option<String>,
+    /// What was recorded: `mic`, `system`, `app:NAME`, `mic+system`.
+    pub source: String,
+    /// The text with its times (filled when one transcript is asked for, not in lists).
+    pub segments: Vec<TimedText>,
     pub deliveries: Vec<Delivery>,
 }
 
@@ -269,6 +278,14 @@ impl std::fmt::Display for AudioSource {
             Self::MicAndSystem => f.write_str("mic+system"),
         }
     }
+}
+
+/// A piece of a transcript between two moments (milliseconds from the recording's start).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TimedText {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
 }
 
 /// An application playing sound (a PulseAudio / PipeWire-Pulse sink input).

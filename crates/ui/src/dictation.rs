@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use candybar_core::redact::Secret;
 use candybar_core::voice::{
-    DEFAULT_SERVER, DictationAction, DictationStatus, HotkeyMode, Output, Phase, ServerState,
-    ServerStatus, Transcript,
+    AudioSource, DEFAULT_SERVER, DictationAction, DictationStatus, HotkeyMode, Output, Phase,
+    ServerState, ServerStatus, Transcript,
 };
 use egui::{Color32, RichText};
 
@@ -535,6 +535,21 @@ fn recorder_ui(
         .min_size(egui::vec2(190.0, 40.0));
         if ui.add(button).clicked() {
             commands.push(Command::Dictation(request));
+        }
+        // A meeting, a video: what the computer plays, kept as one transcript with its times.
+        let playing = recording && status.source != AudioSource::Mic;
+        let toggle = ui
+            .add_enabled(
+                !recording || playing,
+                egui::Button::selectable(playing, "🔊 Transcribe what plays"),
+            )
+            .on_hover_text(
+                "Transcribe what the computer plays (a meeting, a video) until you click again: \
+                 kept in the history with its times, never typed",
+            )
+            .on_disabled_hover_text("Stop dictating first");
+        if toggle.clicked() {
+            commands.push(Command::Dictation(DictationAction::TogglePlaying));
         }
         ui.vertical(|ui| {
             let phase = match status.phase {

@@ -8,12 +8,17 @@
 //! turned into final text: nothing said is lost. With our protocol that is the audio after the
 //! last final's `end_ms`; WhisperLiveKit gives no such mark, so the whole utterance is sent again
 //! and its text starts over.
+//!
+//! Sessions may last hours (a meeting, what plays): with our protocol the audio already turned
+//! into final text is let go, so memory stays bounded; a WhisperLiveKit session keeps its last
+//! ten minutes (what a reconnect sends again).
 
 use std::time::{Duration, Instant};
 
 use candybar_core::asr::audio::SAMPLE_RATE_HZ;
 use candybar_core::asr::protocol::ServerMsg;
 use candybar_core::redact::{Secret, mask_url};
+use candybar_core::voice::TimedText;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -112,6 +117,8 @@ pub struct Dictated {
     pub reconnects: u32,
     /// From the end of the audio to the final text.
     pub final_after_ms: u64,
+    /// The text with its times (from the start of the recording), final by final.
+    pub segments: Vec<TimedText>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,14 +193,26 @@ enum ConnEnd {
 struct Text {
     /// Our protocol: the finals so far.
     finals: Vec<String>,
+    /// Our protocol: the finals with their times.
+    timed: Vec<TimedText>,
     /// WhisperLiveKit: the last snapshot's lines.
     lines: String,
+    /// WhisperLiveKit: the last snapshot's lines with their times.
+    timed_lines: Vec<TimedText>,
     tentative: String,
     confidences: Vec<f32>,
     language: Option<String>,
 }
 
 impl Text {
+    fn segments(&self) -> Vec<TimedText> {
+        self.timed
+            .iter()
+            .chain(&self.timed_lines)
+            .cloned()
+            .collect()
+    }
+
     fn settled(&self) -> String {
         let mut s = self.finals.join(" ");
         if !self.lines.is_empty() {
@@ -216,6 +235,7 @@ pub async fn dictate(
     let shown_url = mask_url(&cfg.url);
     let mut st = Utterance {
         buf: Vec::new(),
+        dropped: 0,
         audio_open: true,
         audio_end: None,
         committed_samples: 0,
@@ -234,7 +254,7 @@ pub async fn dictate(
             loop {
                 tokio::select! {
                     r = &mut fut => break r,
-                    f = audio.recv(), if st.audio_open => st.take(f),
+                    f = audio.recv(), if st.audio_open => st.take(f, None),
                 }
             }
         };
@@ -292,18 +312,23 @@ pub async fn dictate(
         loop {
             tokio::select! {
                 () = &mut sleep => break,
-                f = audio.recv(), if st.audio_open => st.take(f),
+                f = audio.recv(), if st.audio_open => st.take(f, None),
             }
         }
     }
 }
 
+/// How much of a WhisperLiveKit session is kept to send again after a reconnect: ten minutes.
+const WLK_KEEP_SAMPLES: usize = 10 * 60 * SAMPLE_RATE_HZ as usize;
+
 struct Utterance {
-    /// Every sample of the utterance so far.
+    /// The samples not yet let go: every sample after the first `dropped`.
     buf: Vec<i16>,
+    /// Samples already turned into final text and let go (positions count them).
+    dropped: usize,
     audio_open: bool,
     audio_end: Option<Instant>,
-    /// The prefix of `buf` already turned into final text (our protocol).
+    /// The samples already turned into final text (our protocol), from the start.
     committed_samples: usize,
     text: Text,
     /// The current connection brought text or lasted a while.
@@ -311,17 +336,37 @@ struct Utterance {
 }
 
 impl Utterance {
-    fn take(&mut self, frame: Option<Vec<i16>>) {
+    fn take(&mut self, frame: Option<Vec<i16>>, protocol: Option<Protocol>) {
         if let Some(f) = frame {
             self.buf.extend_from_slice(&f);
+            if protocol == Some(Protocol::WhisperLiveKit) && self.buf.len() > WLK_KEEP_SAMPLES {
+                let over = self.buf.len() - WLK_KEEP_SAMPLES;
+                self.buf.drain(..over);
+                self.dropped += over;
+            }
         } else {
             self.audio_open = false;
             self.audio_end = Some(Instant::now());
         }
     }
 
+    /// All the audio so far, from the start.
+    fn total_samples(&self) -> usize {
+        self.dropped + self.buf.len()
+    }
+
     fn buffered_ms(&self) -> u64 {
-        self.buf.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ)
+        self.total_samples() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ)
+    }
+
+    /// Lets go of the audio up to `committed_samples` (our protocol: it will not be sent again).
+    fn let_go(&mut self) {
+        let n = self
+            .committed_samples
+            .saturating_sub(self.dropped)
+            .min(self.buf.len());
+        self.buf.drain(..n);
+        self.dropped += n;
     }
 
     fn finished(&self, protocol: Protocol, model: String, reconnects: u32) -> Dictated {
@@ -338,6 +383,7 @@ impl Utterance {
             },
             confidence: (!c.is_empty()).then(|| c.iter().sum::<f32>() / c.len() as f32),
             language: self.text.language.clone(),
+            segments: self.text.segments(),
             reconnects,
             final_after_ms: end.elapsed().as_millis() as u64,
         }
@@ -537,14 +583,15 @@ async fn exchange(
 ) -> Result<ConnEnd, String> {
     // Where this connection's audio starts within the utterance.
     let base = match protocol {
-        Protocol::Candybar => st.committed_samples.min(st.buf.len()),
+        Protocol::Candybar => st.committed_samples.clamp(st.dropped, st.total_samples()),
         Protocol::WhisperLiveKit => {
             st.text.lines.clear();
+            st.text.timed_lines.clear();
             st.text.tentative.clear();
-            0
+            st.dropped
         }
     };
-    for chunk in st.buf[base..].chunks(RESEND_FRAME) {
+    for chunk in st.buf[base - st.dropped..].chunks(RESEND_FRAME) {
         tx.send(pcm_message(chunk))
             .await
             .map_err(|e| e.to_string())?;
@@ -573,10 +620,10 @@ async fn exchange(
             frame = audio.recv(), if st.audio_open => {
                 let msg = if let Some(f) = frame {
                     let msg = pcm_message(&f);
-                    st.take(Some(f));
+                    st.take(Some(f), Some(protocol));
                     msg
                 } else {
-                    st.take(None);
+                    st.take(None, Some(protocol));
                     eos_sent_at = Some(Instant::now());
                     on_event(ClientEvent::State(ClientState::Finishing));
                     end_of_speech.clone()
@@ -685,8 +732,17 @@ fn on_candybar(
                     st.text.language = t.language;
                 }
             }
+            let base_ms = base as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+            if !text.is_empty() {
+                st.text.timed.push(TimedText {
+                    start_ms: base_ms + t.start_ms,
+                    end_ms: base_ms + t.end_ms.max(t.start_ms),
+                    text: text.to_owned(),
+                });
+            }
             let end = base + (t.end_ms as usize).saturating_mul(SAMPLE_RATE_HZ as usize) / 1000;
-            st.committed_samples = end.min(st.buf.len()).max(st.committed_samples);
+            st.committed_samples = end.min(st.total_samples()).max(st.committed_samples);
+            st.let_go();
             st.text.tentative.clear();
             emit_text(st, on_event);
         }
@@ -725,16 +781,32 @@ fn on_wlk(text: &str, st: &mut Utterance, on_event: &mut impl FnMut(ClientEvent)
     let Some(lines) = v.get("lines").and_then(|l| l.as_array()) else {
         return false; // config, status messages
     };
-    let words: Vec<&str> = lines
-        .iter()
-        // Speaker -2 marks silence.
-        .filter(|l| l["speaker"] != -2)
+    // Speaker -2 marks silence.
+    let spoken = || lines.iter().filter(|l| l["speaker"] != -2);
+    let words: Vec<&str> = spoken()
         .filter_map(|l| l["text"].as_str())
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .collect();
     st.progress = true;
     st.text.lines = words.join(" ");
+    // This connection's times start where its audio did.
+    let base_ms = st.dropped as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+    st.text.timed_lines = spoken()
+        .filter_map(|l| {
+            let text = l["text"].as_str()?.trim();
+            let start = l.get("start").or_else(|| l.get("beg"))?.as_str()?;
+            let end = l["end"].as_str()?;
+            if text.is_empty() {
+                return None;
+            }
+            Some(TimedText {
+                start_ms: base_ms + wlk_time_ms(start)?,
+                end_ms: base_ms + wlk_time_ms(end)?,
+                text: text.to_owned(),
+            })
+        })
+        .collect();
     st.text.tentative.clear();
     st.text.tentative.push_str(
         v["buffer_transcription"]
@@ -753,6 +825,18 @@ fn emit_text(st: &Utterance, on_event: &mut impl FnMut(ClientEvent)) {
     });
 }
 
+/// WhisperLiveKit's `H:MM:SS` or `H:MM:SS.cc`, in milliseconds.
+fn wlk_time_ms(t: &str) -> Option<u64> {
+    let mut parts = t.trim().split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    let secs: f64 = s.parse().ok()?;
+    if parts.next().is_some() || !(0.0..60.0).contains(&secs) {
+        return None;
+    }
+    let ms = (h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60) * 1000;
+    Some(ms + (secs * 1000.0).round() as u64)
+}
+
 fn unreadable(text: &str) -> String {
     let shown: String = text.chars().take(80).collect();
     format!("the server sent a message candybar cannot read: {shown:?}")
@@ -765,6 +849,7 @@ mod tests {
     fn utterance() -> Utterance {
         Utterance {
             buf: vec![0; 16_000 * 3],
+            dropped: 0,
             audio_open: false,
             audio_end: None,
             committed_samples: 0,
@@ -787,8 +872,19 @@ mod tests {
             &mut err,
             &mut |e| events.push(e)
         ));
-        // base half a second in + 1.5 s of this connection = 2 s into the utterance.
+        // base half a second in + 1.5 s of this connection = 2 s into the utterance; that much
+        // is let go, and the final keeps its place in time.
         assert_eq!(st.committed_samples, 32_000);
+        assert_eq!((st.dropped, st.buf.len()), (32_000, 16_000));
+        assert_eq!(st.buffered_ms(), 3_000);
+        assert_eq!(
+            st.text.segments(),
+            [TimedText {
+                start_ms: 500,
+                end_ms: 2_000,
+                text: "Hello there.".into()
+            }]
+        );
         assert_eq!(st.text.settled(), "Hello there.");
         assert!(on_candybar(
             r#"{"type":"done"}"#,
@@ -824,6 +920,18 @@ mod tests {
                 tentative: "you today".into()
             })
         );
+        // Its lines keep their times (`start`, or `beg` in older versions; silence left out).
+        assert_eq!(
+            st.text
+                .segments()
+                .iter()
+                .map(|t| (t.start_ms, t.end_ms))
+                .collect::<Vec<_>>(),
+            [(0, 1_000), (2_000, 3_000)]
+        );
+        assert_eq!(wlk_time_ms("1:02:03.45"), Some(3_723_450));
+        assert_eq!(wlk_time_ms("0:00:75"), None);
+        assert_eq!(wlk_time_ms("soon"), None);
         assert!(on_wlk(r#"{"type":"ready_to_stop"}"#, &mut st, &mut |e| {
             events.push(e);
         }));

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use candybar_core::redact::{Secret, mask_url};
 use candybar_core::time::now_us;
 use candybar_core::voice::{
-    DEFAULT_SERVER, DictationAction, DictationStatus, LastResult, Output, Phase,
+    AudioSource, DEFAULT_SERVER, DictationAction, DictationStatus, LastResult, Output, Phase,
 };
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
@@ -72,6 +72,8 @@ pub enum Request {
     Start,
     Stop,
     Toggle,
+    /// Transcribe what the computer plays, or stop doing so (see [`DictationAction`]).
+    TogglePlaying,
     Configure(Box<DictationConfig>),
     /// Show the history rows matching this text (all when empty).
     Search(String),
@@ -92,6 +94,7 @@ impl From<DictationAction> for Request {
             DictationAction::Start => Self::Start,
             DictationAction::Stop => Self::Stop,
             DictationAction::Toggle => Self::Toggle,
+            DictationAction::TogglePlaying => Self::TogglePlaying,
             DictationAction::Search(q) => Self::Search(q),
             DictationAction::Delete(id) => Self::Delete(id),
             DictationAction::Copy(id) => Self::Copy(id),
@@ -107,6 +110,7 @@ enum Msg {
     Finished {
         id: u64,
         started_us: i64,
+        source: AudioSource,
         result: Box<Result<Dictated, Failed>>,
     },
 }
@@ -223,6 +227,7 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) {
 struct Recording {
     id: u64,
     capture: Capture,
+    source: AudioSource,
 }
 
 struct OutboxShared {
@@ -282,8 +287,9 @@ impl Worker {
                 Ok(Msg::Finished {
                     id,
                     started_us,
+                    source,
                     result,
-                }) => self.finished(id, started_us, *result),
+                }) => self.finished(id, started_us, &source, *result),
                 Err(RecvTimeoutError::Timeout) => self.watch_device(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -335,15 +341,23 @@ impl Worker {
 
     fn handle(&mut self, r: Request) -> String {
         match r {
-            Request::Start => self.start_recording(),
+            Request::Start => self.start_recording(AudioSource::Mic),
             Request::Stop => self.stop_recording(),
             Request::Toggle => {
                 if self.current.is_some() {
                     self.stop_recording()
                 } else {
-                    self.start_recording()
+                    self.start_recording(AudioSource::Mic)
                 }
             }
+            Request::TogglePlaying => match &self.current {
+                Some(rec) if rec.source != AudioSource::Mic => self.stop_recording(),
+                Some(rec) => format!(
+                    "recording from {} (stop it first to transcribe what plays)",
+                    rec.capture.device
+                ),
+                None => self.start_recording(AudioSource::System),
+            },
             Request::Configure(cfg) => {
                 let cfg = self.with_secrets(*cfg);
                 self.set_config(cfg);
@@ -383,6 +397,8 @@ impl Worker {
                         protocol: t.protocol,
                         confidence: t.confidence,
                         language: t.language,
+                        source: t.source,
+                        segments: t.segments,
                     });
                     h.queue(id, &planned, now_us())?;
                     Ok(Some(if planned.is_empty() {
@@ -493,12 +509,12 @@ impl Worker {
         });
     }
 
-    fn start_recording(&mut self) -> String {
+    fn start_recording(&mut self, source: AudioSource) -> String {
         if let Some(rec) = &self.current {
             return format!("recording (from {})", rec.capture.device);
         }
         let (tx, rx) = mpsc::channel::<Vec<i16>>(4096);
-        let capture = match Capture::start(self.cfg.device.as_deref(), tx) {
+        let capture = match Capture::start_source(&source, self.cfg.device.as_deref(), tx) {
             Ok(c) => c,
             Err(e) => {
                 let msg = e.to_string();
@@ -516,6 +532,7 @@ impl Worker {
             s.recording_since = Some(Instant::now());
             s.listening = false;
             s.device.clone_from(&device);
+            s.source = source.clone();
             s.level = Some(level);
             s.settled.clear();
             s.tentative.clear();
@@ -533,6 +550,7 @@ impl Worker {
         let (status, waker, back) = (self.status.clone(), self.waker.clone(), self.tx.clone());
         let latest = self.latest.clone();
         latest.store(id, std::sync::atomic::Ordering::Relaxed);
+        let finished_source = source.clone();
         let started_us = now_us();
         self.rt.spawn(async move {
             let on_event = |e: ClientEvent| {
@@ -559,12 +577,17 @@ impl Worker {
             let msg = Msg::Finished {
                 id,
                 started_us,
+                source: finished_source,
                 result: Box::new(result),
             };
             // The worker may be busy for a moment; never block the runtime on it.
             let _ = tokio::task::spawn_blocking(move || back.send(msg)).await;
         });
-        self.current = Some(Recording { id, capture });
+        self.current = Some(Recording {
+            id,
+            capture,
+            source,
+        });
         format!("recording (from {device})")
     }
 
@@ -601,7 +624,13 @@ impl Worker {
         }
     }
 
-    fn finished(&mut self, id: u64, started_us: i64, result: Result<Dictated, Failed>) {
+    fn finished(
+        &mut self,
+        id: u64,
+        started_us: i64,
+        source: &AudioSource,
+        result: Result<Dictated, Failed>,
+    ) {
         if self.current.as_ref().is_some_and(|r| r.id == id) {
             // The client gave up while the microphone was still open (a refused token, say):
             // close it; this recording was never counted as finishing.
@@ -613,14 +642,14 @@ impl Worker {
         }
         let shown = id == self.latest_id;
         match result {
-            Ok(done) => self.keep(started_us, &done, shown),
+            Ok(done) => self.keep(started_us, source, &done, shown),
             Err(failed) => self.keep_failed(started_us, &failed),
         }
         self.set_phase();
         self.refresh_history();
     }
 
-    fn keep(&mut self, started_us: i64, done: &Dictated, shown: bool) {
+    fn keep(&mut self, started_us: i64, source: &AudioSource, done: &Dictated, shown: bool) {
         let text = done.text.trim().to_owned();
         if text.is_empty() {
             if shown {
@@ -645,6 +674,8 @@ impl Worker {
             protocol: done.protocol.as_str().to_owned(),
             confidence: done.confidence,
             language: done.language.clone(),
+            source: source.to_string(),
+            segments: done.segments.clone(),
         };
         // History first: whatever fails next, the words are kept.
         let history_id = match &mut self.history {
@@ -660,10 +691,13 @@ impl Worker {
         };
         let mut outputs = Vec::new();
         let put = Instant::now();
-        if self.cfg.typing {
+        // Dictation goes where the user is typing; a meeting or a video is only kept (and sent
+        // on): an hour of text must never be typed into whatever window has the focus.
+        let dictated = *source == AudioSource::Mic;
+        if dictated && self.cfg.typing {
             outputs.push((Output::Typed, self.desktop.type_or_copy(&text)));
         }
-        if self.cfg.clipboard && !self.cfg.typing {
+        if dictated && self.cfg.clipboard && !self.cfg.typing {
             outputs.push((Output::Clipboard, self.desktop.copy(&text)));
         }
         if let (Some(h), Some(id)) = (&self.history, history_id) {

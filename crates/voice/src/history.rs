@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use candybar_core::time::Micros;
-use candybar_core::voice::{Delivery, Output, Transcript};
+use candybar_core::voice::{Delivery, Output, TimedText, Transcript};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use rusqlite_migration::{M, Migrations};
 
@@ -81,6 +81,13 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         // The spoken language (ISO 639-1) the server detected or was told; NULL for older rows
         // and servers that do not say.
         M::up("ALTER TABLE transcripts ADD COLUMN language TEXT;"),
+        // What was recorded (`mic`, `system`, `app:NAME`, `mic+system`; NULL: the microphone,
+        // before there was a choice) and the text's times (a JSON array of
+        // `{start_ms, end_ms, text}`; NULL: none kept).
+        M::up(
+            "ALTER TABLE transcripts ADD COLUMN source TEXT;
+             ALTER TABLE transcripts ADD COLUMN segments TEXT;",
+        ),
     ])
 });
 
@@ -98,6 +105,10 @@ pub struct NewTranscript {
     pub confidence: Option<f32>,
     /// ISO 639-1, as the server reported it.
     pub language: Option<String>,
+    /// What was recorded: `mic`, `system`, `app:NAME`, `mic+system`.
+    pub source: String,
+    /// The text with its times, final by final.
+    pub segments: Vec<TimedText>,
 }
 
 /// A delivery to queue with the transcript: the output, where it goes (a URL without secrets,
@@ -218,8 +229,8 @@ impl History {
         };
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute(
-            "INSERT INTO transcripts (created_us, duration_ms, text, server, model, protocol, confidence, language)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO transcripts (created_us, duration_ms, text, server, model, protocol, confidence, language, source, segments)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 t.created_us,
                 t.duration_ms as i64,
@@ -228,7 +239,10 @@ impl History {
                 t.model,
                 t.protocol,
                 t.confidence.map(f64::from),
-                t.language
+                t.language,
+                t.source,
+                (!t.segments.is_empty())
+                    .then(|| serde_json::to_string(&t.segments).unwrap_or_default()),
             ],
         )
         .map_err(sql)?;
@@ -270,7 +284,7 @@ impl History {
     /// Newest first.
     pub fn recent(&self, limit: usize) -> Result<Vec<Transcript>, HistoryError> {
         self.query(
-            "SELECT id, created_us, duration_ms, text, server, model, protocol, confidence, language
+            "SELECT id, created_us, duration_ms, text, server, model, protocol, confidence, language, source
              FROM transcripts ORDER BY created_us DESC, id DESC LIMIT ?1",
             &[&(limit as i64)],
         )
@@ -283,21 +297,36 @@ impl History {
             return self.recent(limit);
         };
         self.query(
-            "SELECT t.id, t.created_us, t.duration_ms, t.text, t.server, t.model, t.protocol, t.confidence, t.language
+            "SELECT t.id, t.created_us, t.duration_ms, t.text, t.server, t.model, t.protocol, t.confidence, t.language, t.source
              FROM transcripts_fts f JOIN transcripts t ON t.id = f.rowid
              WHERE transcripts_fts MATCH ?1 ORDER BY rank, t.created_us DESC LIMIT ?2",
             &[&fts, &(limit as i64)],
         )
     }
 
+    /// One transcript with its segments (lists leave them out: a meeting's can be long).
     pub fn get(&self, id: i64) -> Result<Transcript, HistoryError> {
-        self.query(
-            "SELECT id, created_us, duration_ms, text, server, model, protocol, confidence, language
-             FROM transcripts WHERE id = ?1",
-            &[&id],
-        )?
-        .pop()
-        .ok_or(HistoryError::NotFound(id))
+        let mut t = self
+            .query(
+                "SELECT id, created_us, duration_ms, text, server, model, protocol, confidence, language, source
+                 FROM transcripts WHERE id = ?1",
+                &[&id],
+            )?
+            .pop()
+            .ok_or(HistoryError::NotFound(id))?;
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT segments FROM transcripts WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        // Unreadable segments (a file edited by hand): the text is still there.
+        t.segments = json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default();
+        Ok(t)
     }
 
     /// Deletes a transcript and its deliveries (pending ones are dropped with it).
@@ -339,6 +368,10 @@ impl History {
                     protocol: r.get(6)?,
                     confidence: r.get::<_, Option<f64>>(7)?.map(|c| c as f32),
                     language: r.get(8)?,
+                    source: r
+                        .get::<_, Option<String>>(9)?
+                        .unwrap_or_else(|| "mic".to_owned()),
+                    segments: Vec::new(),
                     deliveries: Vec::new(),
                 })
             })
@@ -570,7 +603,51 @@ mod tests {
             protocol: "candybar".into(),
             confidence: Some(0.9),
             language: Some("en".into()),
+            source: "mic".into(),
+            segments: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_long_recording_keeps_its_times_and_where_it_came_from() {
+        let mut h = History::open_in_memory().unwrap();
+        let segments = vec![
+            TimedText {
+                start_ms: 0,
+                end_ms: 2_000,
+                text: "Welcome everyone.".into(),
+            },
+            TimedText {
+                start_ms: 3_540_000,
+                end_ms: 3_543_000,
+                text: "See you next week.".into(),
+            },
+        ];
+        let id = h
+            .add(
+                &NewTranscript {
+                    source: "app:Firefox".into(),
+                    segments: segments.clone(),
+                    ..t("Welcome everyone. See you next week.", 1)
+                },
+                &[],
+            )
+            .unwrap();
+        let kept = h.get(id).unwrap();
+        assert_eq!(kept.source, "app:Firefox");
+        assert_eq!(kept.segments, segments);
+        // Lists leave the segments out; search still finds the words.
+        assert!(h.recent(5).unwrap()[0].segments.is_empty());
+        assert_eq!(h.search("next week", 5).unwrap()[0].id, id);
+        // Rows from before sources were kept read as the microphone's.
+        h.conn
+            .execute(
+                "UPDATE transcripts SET source = NULL, segments = 'not json'",
+                [],
+            )
+            .unwrap();
+        let old = h.get(id).unwrap();
+        assert_eq!((old.source.as_str(), old.segments.len()), ("mic", 0));
     }
 
     #[test]

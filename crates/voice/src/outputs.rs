@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use candybar_bus::publish::Publisher;
 use candybar_core::asr::audio::SAMPLE_RATE_HZ;
-use candybar_core::asr::protocol::{VoiceTranscript, transcript_event, voice_completed_event};
+use candybar_core::asr::protocol::{
+    VoiceTranscript, audio_transcription_event, transcript_event, voice_completed_event,
+};
 use candybar_core::redact::{Secret, SecretUrl, mask_url};
 use candybar_core::time::{Micros, format_rfc3339, now_us};
 use candybar_core::voice::Output;
@@ -73,24 +75,46 @@ impl Outputs {
                 payload: msg.body,
             });
             // The same words in the platform's canonical shape.
-            let canonical = voice_completed_event(
-                &candybar_bus::host_name(),
-                &VoiceTranscript {
-                    text: &t.text,
-                    duration_ms: t.duration_ms,
-                    sample_rate: SAMPLE_RATE_HZ,
-                    model: &t.model,
-                    language: t.language.as_deref().unwrap_or("en"),
-                    source: "dictation",
-                    session_id: &format!("dictation-{:x}", t.created_us),
-                },
-                t.created_us,
-            );
+            let session_id = format!("dictation-{:x}", t.created_us);
+            // The microphone (or a file sent as if spoken) is dictation; what plays says what
+            // it was (`system`, `app:…`).
+            let source = if matches!(t.source.as_str(), "" | "mic" | "file") {
+                "dictation"
+            } else {
+                t.source.as_str()
+            };
+            let voice = VoiceTranscript {
+                text: &t.text,
+                duration_ms: t.duration_ms,
+                sample_rate: SAMPLE_RATE_HZ,
+                model: &t.model,
+                language: t.language.as_deref().unwrap_or("en"),
+                source,
+                session_id: &session_id,
+            };
+            let host = candybar_bus::host_name();
+            let canonical = voice_completed_event(&host, &voice, t.created_us);
             out.push(PlannedDelivery {
                 output: Output::Bus,
                 target: format!("{}/{}", b.exchange, canonical.routing_key),
                 payload: canonical.body,
             });
+            // A long recording (what plays, a call) also as the platform's transcript with
+            // its segments.
+            if source != "dictation" {
+                let long = audio_transcription_event(
+                    &host,
+                    &session_id,
+                    &voice,
+                    &t.segments,
+                    t.created_us,
+                );
+                out.push(PlannedDelivery {
+                    output: Output::Bus,
+                    target: format!("{}/{}", b.exchange, long.routing_key),
+                    payload: long.body,
+                });
+            }
         }
         out
     }
@@ -313,6 +337,23 @@ mod tests {
             }
         }
         // Nothing said, nothing sent.
+        // What plays, recorded at length: also `audio.transcription.completed` with segments.
+        let long = NewTranscript {
+            source: "system".into(),
+            segments: vec![candybar_core::voice::TimedText {
+                start_ms: 0,
+                end_ms: 2_500,
+                text: "Ship it.".into(),
+            }],
+            ..t.clone()
+        };
+        let plan = outputs.plan(&long);
+        assert_eq!(plan.len(), 4);
+        let canonical: serde_json::Value = serde_json::from_slice(&plan[2].payload).unwrap();
+        assert_eq!(canonical["payload"]["source"], "system");
+        let segments: serde_json::Value = serde_json::from_slice(&plan[3].payload).unwrap();
+        assert_eq!(segments["event_type"], "audio.transcription.completed");
+        assert_eq!(segments["payload"]["segments"][0]["end"], 2.5);
         let empty = NewTranscript {
             text: "  ".into(),
             ..t

@@ -168,6 +168,58 @@ pub fn voice_completed_event(
     }
 }
 
+/// The routing key of a long transcript with its segments (a session of what plays, a call).
+pub const AUDIO_TRANSCRIPTION_ROUTING_KEY: &str = "audio.transcription.completed";
+
+/// A long transcript as the platform's `audio.transcription.completed` event, payload
+/// `{transcription_id, transcript_text, language_detected, duration_seconds, segments[{start,
+/// end, text}], source}` (seconds), in a Bloodbank v1 envelope from `host`.
+#[must_use]
+pub fn audio_transcription_event(
+    host: &str,
+    transcription_id: &str,
+    t: &VoiceTranscript<'_>,
+    segments: &[crate::voice::TimedText],
+    at_us: crate::time::Micros,
+) -> crate::event::RawMessage {
+    let time = crate::time::format_rfc3339(at_us);
+    let id = format!("{:016x}-{:08x}-a", at_us, std::process::id());
+    let segments: Vec<serde_json::Value> = segments
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "start": s.start_ms as f64 / 1000.0,
+                "end": s.end_ms as f64 / 1000.0,
+                "text": s.text,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "event_id": id,
+        "event_type": AUDIO_TRANSCRIPTION_ROUTING_KEY,
+        "timestamp": time,
+        "version": "1.0.0",
+        "source": { "host": host, "type": "manual", "app": "candybar" },
+        "correlation_ids": [],
+        "payload": {
+            "transcription_id": transcription_id,
+            "transcript_text": t.text,
+            "language_detected": t.language,
+            "duration_seconds": t.duration_ms as f64 / 1000.0,
+            "segments": segments,
+            "source": t.source,
+            "model": t.model,
+        },
+    });
+    crate::event::RawMessage {
+        received_us: at_us,
+        routing_key: AUDIO_TRANSCRIPTION_ROUTING_KEY.to_owned(),
+        props: None,
+        body: body.to_string().into_bytes(),
+        precut: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +283,48 @@ mod tests {
         let decoded = crate::decode::decode(&msg);
         assert_eq!(decoded.kind, "transcription.voice.completed");
         assert_eq!(decoded.source.as_deref(), Some("candybar"));
+    }
+
+    #[test]
+    fn a_long_transcript_carries_its_segments_in_seconds() {
+        let transcript = VoiceTranscript {
+            text: "first part second part",
+            duration_ms: 3_600_500,
+            sample_rate: 16_000,
+            model: "ggml-tiny.en",
+            language: "en",
+            source: "system",
+            session_id: "s",
+        };
+        let segments = [
+            crate::voice::TimedText {
+                start_ms: 0,
+                end_ms: 1_500,
+                text: "first part".into(),
+            },
+            crate::voice::TimedText {
+                start_ms: 3_599_000,
+                end_ms: 3_600_500,
+                text: "second part".into(),
+            },
+        ];
+        let msg = audio_transcription_event("box", "17", &transcript, &segments, 1);
+        assert_eq!(msg.routing_key, "audio.transcription.completed");
+        let v: serde_json::Value = serde_json::from_slice(&msg.body).unwrap();
+        let p = &v["payload"];
+        assert_eq!(p["transcription_id"], "17");
+        assert_eq!(p["transcript_text"], "first part second part");
+        assert_eq!(p["language_detected"], "en");
+        assert_eq!(p["duration_seconds"], 3600.5);
+        assert_eq!(p["source"], "system");
+        assert_eq!(
+            p["segments"][1],
+            serde_json::json!({"start": 3599.0, "end": 3600.5, "text": "second part"})
+        );
+        assert_eq!(
+            crate::decode::decode(&msg).kind,
+            "audio.transcription.completed"
+        );
     }
 
     #[test]

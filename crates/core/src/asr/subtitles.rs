@@ -1,5 +1,5 @@
 //! Timed text as subtitles: SRT and VTT (WEBVTT) files, for the OpenAI-compatible
-//! endpoint's `response_format` and for exporting long transcripts.
+//! endpoint's `response_format` and for exporting long transcripts; and as Markdown notes.
 
 use std::fmt::Write as _;
 
@@ -39,6 +39,23 @@ pub fn srt(cues: &[Cue<'_>]) -> String {
             clock(c.start_ms, ','),
             clock(c.end_ms.max(c.start_ms), ','),
             cue_text(c.text)
+        );
+    }
+    out
+}
+
+/// Markdown notes: a heading, then one paragraph per cue led by its time (`**0:01:23**`).
+pub fn markdown(title: &str, cues: &[Cue<'_>]) -> String {
+    let mut out = format!("# {}\n\n", title.trim());
+    for c in cues {
+        let s = c.start_ms / 1000;
+        let _ = write!(
+            out,
+            "**{}:{:02}:{:02}** {}\n\n",
+            s / 3600,
+            s / 60 % 60,
+            s % 60,
+            cue_text(c.text).replace('\n', " ")
         );
     }
     out
@@ -93,5 +110,13 @@ mod tests {
              01:02:03.004 --> 01:02:05.000\nAn hour later,\nand -> on.\n\n"
         );
         assert_eq!(vtt(&[]), "WEBVTT\n\n");
+    }
+
+    #[test]
+    fn markdown_leads_each_paragraph_with_its_time() {
+        assert_eq!(
+            markdown(" Weekly sync ", &CUES),
+            "# Weekly sync\n\n**0:00:00** Hello there.\n\n**1:02:03** An hour later, and -> on.\n\n"
+        );
     }
 }
