@@ -219,6 +219,11 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
         "recording (from what the computer plays)",
         "dictation waits until it is off"
     );
+    // Neither the hotkey's toggle nor letting go of it ends the transcript of what plays.
+    assert!(ask("--toggle").1.starts_with("transcribing what plays"));
+    xdotool(&x.display, &["key", "ctrl+alt+space"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ask("--status").1, "recording");
     let (code, answer) = ask("--toggle-playing");
     assert_eq!(code, Some(0), "{answer}");
     let rows = wait_history(&app, &db, 3, Duration::from_secs(30));

@@ -516,7 +516,9 @@ fn recorder_ui(
     commands: &mut Vec<Command>,
 ) {
     ui.horizontal(|ui| {
-        let recording = status.phase == Phase::Recording;
+        // A meeting, a video: what the computer plays, kept as one transcript with its times.
+        let playing = status.phase == Phase::Recording && status.source != AudioSource::Mic;
+        let recording = status.phase == Phase::Recording && !playing;
         let (label, request) = if recording {
             ("⏹ Stop dictation", DictationAction::Stop)
         } else {
@@ -533,14 +535,15 @@ fn recorder_ui(
             ui.visuals().widgets.inactive.weak_bg_fill
         })
         .min_size(egui::vec2(190.0, 40.0));
-        if ui.add(button).clicked() {
+        let button = ui
+            .add_enabled(!playing, button)
+            .on_disabled_hover_text("Transcribing what plays: switch it off to dictate");
+        if button.clicked() {
             commands.push(Command::Dictation(request));
         }
-        // A meeting, a video: what the computer plays, kept as one transcript with its times.
-        let playing = recording && status.source != AudioSource::Mic;
         let toggle = ui
             .add_enabled(
-                !recording || playing,
+                !recording,
                 egui::Button::selectable(playing, "🔊 Transcribe what plays"),
             )
             .on_hover_text(

@@ -28,6 +28,10 @@ use crate::outputs::{Deliverer, Outputs};
 
 /// Rows of history the view shows for a query.
 const HISTORY_ROWS: usize = 200;
+/// The answer to dictation's start/stop while what plays is being transcribed.
+const PLAYING_GOES_ON: &str =
+    "transcribing what plays (switch \"Transcribe what plays\" off to dictate)";
+
 /// How often the worker checks a recording for a device that went away.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -74,6 +78,9 @@ pub enum Request {
     Toggle,
     /// Transcribe what the computer plays, or stop doing so (see [`DictationAction`]).
     TogglePlaying,
+    /// The hold-to-talk hotkey let go: stops dictation, never a transcription of what plays
+    /// (letting go of a key the user pressed during a meeting must not end its transcript).
+    StopDictation,
     Configure(Box<DictationConfig>),
     /// Show the history rows matching this text (all when empty).
     Search(String),
@@ -343,13 +350,15 @@ impl Worker {
         match r {
             Request::Start => self.start_recording(AudioSource::Mic),
             Request::Stop => self.stop_recording(),
-            Request::Toggle => {
-                if self.current.is_some() {
-                    self.stop_recording()
-                } else {
-                    self.start_recording(AudioSource::Mic)
-                }
-            }
+            Request::StopDictation => match &self.current {
+                Some(rec) if rec.source != AudioSource::Mic => PLAYING_GOES_ON.to_owned(),
+                _ => self.stop_recording(),
+            },
+            Request::Toggle => match &self.current {
+                Some(rec) if rec.source != AudioSource::Mic => PLAYING_GOES_ON.to_owned(),
+                Some(_) => self.stop_recording(),
+                None => self.start_recording(AudioSource::Mic),
+            },
             Request::TogglePlaying => match &self.current {
                 Some(rec) if rec.source != AudioSource::Mic => self.stop_recording(),
                 Some(rec) => format!(

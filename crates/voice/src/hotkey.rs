@@ -14,7 +14,7 @@ pub use candybar_core::voice::{DEFAULT_HOTKEY, HotkeyMode};
 pub fn request_for(mode: HotkeyMode, state: HotKeyState) -> Option<Request> {
     match (mode, state) {
         (HotkeyMode::Hold, HotKeyState::Pressed) => Some(Request::Start),
-        (HotkeyMode::Hold, HotKeyState::Released) => Some(Request::Stop),
+        (HotkeyMode::Hold, HotKeyState::Released) => Some(Request::StopDictation),
         (HotkeyMode::Toggle, HotKeyState::Pressed) => Some(Request::Toggle),
         (HotkeyMode::Toggle, HotKeyState::Released) => None,
     }
@@ -126,7 +126,7 @@ mod tests {
         ));
         assert!(matches!(
             request_for(HotkeyMode::Hold, HotKeyState::Released),
-            Some(Request::Stop)
+            Some(Request::StopDictation)
         ));
         assert!(matches!(
             request_for(HotkeyMode::Toggle, HotKeyState::Pressed),
