@@ -54,6 +54,7 @@ pub async fn bench_longform(a: &LongformBenchArgs) -> anyhow::Result<serde_json:
         clips.push((pcm, script));
     }
     let total_samples = a.minutes as usize * 60 * 16_000;
+    let total_min = a.minutes;
 
     let (tx, rx) = mpsc::channel::<Vec<i16>>(4096);
     let cfg = ClientConfig {
@@ -75,11 +76,15 @@ pub async fn bench_longform(a: &LongformBenchArgs) -> anyhow::Result<serde_json:
                 sent += frame.len();
                 let minutes = (sent / 16_000 / 60) as u64;
                 if minutes >= next_sample_min {
-                    let _ = sampled_tx.try_send((
-                        minutes,
-                        super::rss_mib().0,
-                        started.elapsed().as_secs_f64(),
-                    ));
+                    let rss = super::rss_mib().0;
+                    // Progress for whoever waits (the hour takes minutes): to stderr, the JSON
+                    // stays alone on stdout.
+                    eprintln!(
+                        "longform: {minutes} of {total_min} min of audio sent after {:.0} s, \
+                         resident memory {rss:.1} MiB",
+                        started.elapsed().as_secs_f64()
+                    );
+                    let _ = sampled_tx.try_send((minutes, rss, started.elapsed().as_secs_f64()));
                     next_sample_min += SAMPLE_EVERY_MIN;
                 }
                 if sent >= total_samples {
