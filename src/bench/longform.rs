@@ -41,7 +41,7 @@ pub async fn bench_longform(a: &LongformBenchArgs) -> anyhow::Result<serde_json:
         a.minutes
     );
     let model = candybar_asr::engine::resolve_model(&a.model)?;
-    let (addr, stop, server) = super::wlk::start_server(&model).await?;
+    let (addr, stop, server) = super::wlk::start_server(&model, None).await?;
 
     // The clips and their scripts, each clip followed by two seconds of silence.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speech");

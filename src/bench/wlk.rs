@@ -27,6 +27,10 @@ pub struct WlkBenchArgs {
     /// Times each clip is streamed
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// The server's `--early-decode-ms` (silence after speech that starts the final decode);
+    /// default: the server's
+    #[arg(long, value_name = "MS")]
+    early_decode_ms: Option<u32>,
 }
 
 /// A clip as 16 kHz s16le bytes, with the first and last voiced 20 ms frame (in samples).
@@ -86,14 +90,17 @@ fn rss_mb() -> f64 {
 /// stops it, and its task.
 pub async fn start_server(
     model: &std::path::Path,
+    early_decode_ms: Option<u32>,
 ) -> anyhow::Result<(
     String,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 )> {
+    let defaults = candybar_asr::server::ServerConfig::default();
     let cfg = candybar_asr::server::ServerConfig {
         model: model.to_owned(),
-        ..candybar_asr::server::ServerConfig::default()
+        early_decode_ms: early_decode_ms.unwrap_or(defaults.early_decode_ms),
+        ..defaults
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
@@ -111,7 +118,7 @@ pub async fn start_server(
 
 pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
     let model = candybar_asr::engine::resolve_model(&a.model)?;
-    let (addr, stop_tx, server) = start_server(&model).await?;
+    let (addr, stop_tx, server) = start_server(&model, a.early_decode_ms).await?;
     let clips = clips()?;
     let (mut first, mut last) = (Vec::new(), Vec::new());
     for _ in 0..a.rounds.max(1) {
@@ -139,6 +146,7 @@ pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "bench": "wlk",
         "model": model.display().to_string(),
+        "early_decode_ms": a.early_decode_ms.unwrap_or(candybar_asr::server::ServerConfig::default().early_decode_ms),
         "whisperlivekit_protocol": {
             "speech_onset_to_first_text_ms": quantiles(first),
             "speech_end_to_last_text_ms": quantiles(last),
