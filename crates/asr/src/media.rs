@@ -181,13 +181,7 @@ fn decode_opus_packets(
 
 /// An error's first line, at most 200 characters (no file contents echoed back).
 fn short(e: &SymphoniaError) -> String {
-    e.to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect()
+    candybar_core::text::first_line(&e.to_string(), 200)
 }
 
 #[cfg(test)]

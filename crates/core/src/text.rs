@@ -11,6 +11,19 @@ fn unsafe_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// The first non-empty line of a message from elsewhere (an error, a tool's stderr), trimmed and
+/// cut to `max_chars`: enough to say what went wrong, never a whole file echoed back.
+#[must_use]
+pub fn first_line(s: &str, max_chars: usize) -> String {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .chars()
+        .take(max_chars)
+        .collect()
+}
+
 /// `s` with every control character written as `\u{…}` (`\n`, `\r`, `\t` as themselves escaped),
 /// unchanged (and not copied) when it has none.
 #[must_use]
@@ -45,5 +58,15 @@ mod tests {
         assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
         assert_eq!(printable("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
         assert_eq!(printable("née ✓ 日本"), "née ✓ 日本");
+    }
+
+    #[test]
+    fn first_line_skips_blank_lines_and_is_cut() {
+        assert_eq!(
+            first_line("\n  \n  Stream error: gone  \nmore", 200),
+            "Stream error: gone"
+        );
+        assert_eq!(first_line("abcdef", 3), "abc");
+        assert_eq!(first_line("", 3), "");
     }
 }

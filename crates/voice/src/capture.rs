@@ -153,6 +153,16 @@ struct Shared {
 const RING_SECS: usize = 5;
 
 impl Shared {
+    /// Audio arrived now: the first and latest arrival, from `started` (atomics only: the audio
+    /// callback calls it).
+    fn note_audio(&self, started: Instant) {
+        let now_us = started.elapsed().as_micros() as u64;
+        if self.first_frame_us.load(Ordering::Relaxed) == 0 {
+            self.first_frame_us.store(now_us + 1, Ordering::Relaxed);
+        }
+        self.last_frame_us.store(now_us, Ordering::Relaxed);
+    }
+
     /// Asks the capture thread to end (it flushes what it has).
     fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
@@ -584,11 +594,7 @@ fn start_playing(
         .spawn(move || {
             let why = recorder.read_into(|samples| {
                 if alone {
-                    let now_us = started.elapsed().as_micros() as u64;
-                    if s.first_frame_us.load(Ordering::Relaxed) == 0 {
-                        s.first_frame_us.store(now_us + 1, Ordering::Relaxed);
-                    }
-                    s.last_frame_us.store(now_us, Ordering::Relaxed);
+                    s.note_audio(started);
                 }
                 let n = producer
                     .write_chunk_uninit(samples.len().min(producer.slots()))
@@ -714,11 +720,7 @@ where
         *config,
         move |data: &[T], _| {
             // Real time: no allocation, no lock, nothing that blocks.
-            let now_us = started.elapsed().as_micros() as u64;
-            if s.first_frame_us.load(Ordering::Relaxed) == 0 {
-                s.first_frame_us.store(now_us + 1, Ordering::Relaxed);
-            }
-            s.last_frame_us.store(now_us, Ordering::Relaxed);
+            s.note_audio(started);
             let n = ring
                 .write_chunk_uninit(data.len().min(ring.slots()))
                 .map_or(0, |chunk| {

@@ -244,14 +244,7 @@ impl Stopper {
 }
 
 fn first_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect()
+    candybar_core::text::first_line(&String::from_utf8_lossy(bytes), 200)
 }
 
 #[cfg(test)]
