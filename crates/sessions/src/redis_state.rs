@@ -252,21 +252,32 @@ pub struct LocalRedis {
 impl LocalRedis {
     /// Starts one keeping its files in `dir`; `Ok(None)` when redis-server is not installed.
     pub fn start(dir: &std::path::Path) -> std::io::Result<Option<Self>> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = match Self::spawn(port, dir) {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let redis = Self {
-            child,
-            port,
-            dir: dir.to_owned(),
-        };
-        redis.wait_ready()?;
-        Ok(Some(redis))
+        // The free port is free when asked, not always when redis-server binds it (another test
+        // may take it meanwhile): a server that exits at once is started again on another port.
+        let mut last = None;
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let child = match Self::spawn(port, dir) {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut redis = Self {
+                child,
+                port,
+                dir: dir.to_owned(),
+            };
+            match redis.wait_ready() {
+                Ok(()) => return Ok(Some(redis)),
+                Err(e) => {
+                    redis.stop();
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("redis-server did not start")))
     }
 
     fn spawn(port: u16, dir: &std::path::Path) -> std::io::Result<std::process::Child> {
@@ -286,9 +297,24 @@ impl LocalRedis {
             .spawn()
     }
 
-    fn wait_ready(&self) -> std::io::Result<()> {
+    /// Waits until this server answers on its port (not another process that holds it).
+    fn wait_ready(&mut self) -> std::io::Result<()> {
         let until = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(std::io::Error::other(format!(
+                    "redis-server exited at once ({status}; port {} taken?)",
+                    self.port
+                )));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                // Still ours a moment later: a server that could not bind exits at once.
+                std::thread::sleep(Duration::from_millis(50));
+                if self.child.try_wait()?.is_none() {
+                    return Ok(());
+                }
+                continue;
+            }
             if std::time::Instant::now() >= until {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -297,7 +323,6 @@ impl LocalRedis {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 
     pub fn url(&self) -> String {
