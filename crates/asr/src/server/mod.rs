@@ -698,6 +698,17 @@ async fn close(socket: &mut WebSocket, reply: &mut Reply, code: u16, message: &s
             reason: message.chars().take(100).collect::<String>().into(),
         })))
         .await;
+    // The closing handshake: read on until the client answers our Close (or goes), so what it
+    // still had in flight does not make the kernel reset the connection under our error and
+    // Close before the client reads them.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// How a connection's answers are written: in our protocol, or in WhisperLiveKit's (its
