@@ -11,6 +11,7 @@
 //! - [`app`]: the window's workers, commands applied in one place, the tray, the export writer.
 //! - [`config`]: the config file and the environment. [`secrets`]: tokens in the keychain.
 //! - [`instance`]: one candybar per user; the local socket a second launch talks to.
+//! - [`talk`]: a conversation with the architect that ends in a spec (`talk`, the window).
 //! - [`autostart`]: starting in the tray at login. [`procfs`]: a process's CPU time.
 //! - `bench` (feature `bench`, on by default): `candybar bench …`, the README's figures.
 //!
@@ -27,6 +28,7 @@ pub mod mission;
 pub mod pdf;
 pub mod procfs;
 pub mod secrets;
+pub mod talk;
 
 /// When this process was launched: now, or `CANDYBAR_LAUNCH_US` (microseconds since the epoch,
 /// set by a launcher such as `candybar bench window`) when it is a plausible moment in the last

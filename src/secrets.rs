@@ -19,10 +19,12 @@ const SERVICE: &str = "candybar";
 const KEYCHAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The secrets candybar knows, with the environment variable that overrides each.
-pub const KNOWN: [(&str, &str); 3] = [
+pub const KNOWN: [(&str, &str); 5] = [
     ("asr-token", "CANDYBAR_ASR_TOKEN"),
     ("webhook-token", "CANDYBAR_WEBHOOK_TOKEN"),
     ("amqp-password", "CANDYBAR_AMQP_PASSWORD"),
+    ("github-token", "CANDYBAR_GITHUB_TOKEN"),
+    ("llm-key", "CANDYBAR_LLM_KEY"),
 ];
 
 /// What the keychain and the file said, per name, so a slow keychain is asked once per run.
@@ -52,7 +54,9 @@ impl Place {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("unknown secret {0:?}: candybar keeps asr-token, webhook-token and amqp-password")]
+    #[error(
+        "unknown secret {0:?}: candybar keeps asr-token, webhook-token, amqp-password, github-token and llm-key"
+    )]
     Unknown(String),
     #[error("cannot write {path}: {reason}")]
     File {

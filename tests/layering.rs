@@ -10,7 +10,7 @@ use std::process::Command;
 
 use support::repo;
 
-/// A workspace with the eight crates of the real one, empty; `core_deps` is added to the core's
+/// A workspace with the nine crates of the real one, empty; `core_deps` is added to the core's
 /// `[dependencies]`.
 fn stand_in(dir: &Path, core_deps: &str) {
     let crates = [
@@ -39,6 +39,11 @@ fn stand_in(dir: &Path, core_deps: &str) {
             "sessions",
             "candybar-sessions",
             "candybar-core = { path = \"../core\" }".into(),
+        ),
+        (
+            "specs",
+            "candybar-specs",
+            "candybar-sessions = { path = \"../sessions\" }".into(),
         ),
         (
             "ui",

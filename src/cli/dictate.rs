@@ -276,7 +276,7 @@ fn parse_source(s: &str) -> Result<AudioSource, String> {
 }
 
 /// Sends a file in 50 ms frames, like the microphone path; at the pace it was spoken if asked.
-async fn feed_file(pcm: Vec<i16>, tx: mpsc::Sender<Vec<i16>>, realtime: bool) {
+pub(crate) async fn feed_file(pcm: Vec<i16>, tx: mpsc::Sender<Vec<i16>>, realtime: bool) {
     let started = Instant::now();
     for (i, frame) in pcm.chunks(FRAME_SAMPLES).enumerate() {
         if tx.send(frame.to_vec()).await.is_err() {
@@ -293,7 +293,7 @@ async fn feed_file(pcm: Vec<i16>, tx: mpsc::Sender<Vec<i16>>, realtime: bool) {
 
 /// Records until Enter, Ctrl+C, `seconds` or the device going away, then stops the capture
 /// (which flushes the last audio and ends the utterance).
-async fn record_until_stopped(capture: Capture, limit: Option<Duration>) {
+pub(crate) async fn record_until_stopped(capture: Capture, limit: Option<Duration>) {
     let limit = limit.unwrap_or(Duration::MAX);
     // Enter stops; a closed stdin (scripts, services) does not.
     let enter = async {

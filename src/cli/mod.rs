@@ -10,7 +10,9 @@ mod registry;
 mod secret;
 mod service;
 pub(crate) mod session;
+pub(crate) mod spec;
 mod tail;
+pub(crate) mod talk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +98,14 @@ enum Command {
     /// Mission Control from the journal: portfolio, decisions, drift, risks, the briefing.
     #[command(subcommand)]
     Mission(mission::MissionCommand),
+    /// Feature specs (`.sentra/specs` in a project): list, show, diff, new, revise, approve,
+    /// reject, and file as a GitHub issue.
+    #[command(subcommand)]
+    Spec(spec::SpecCommand),
+    /// Talk a feature through with the architect (an LLM): spoken turns (microphone or --wav)
+    /// or typed ones (--say), replies printed and spoken; "I'm done" writes the spec. `talk
+    /// list|show` read the conversations kept.
+    Talk(talk::TalkArgs),
     /// Start candybar in the tray when you log in: on, off, or status.
     Autostart {
         #[arg(value_enum)]
@@ -545,6 +555,8 @@ pub fn main(started: std::time::Instant) -> ExitCode {
                 Some(Command::History(cmd)) => dictate::history(cmd, &cli.source).await,
                 Some(Command::Secret(cmd)) => tokio::task::block_in_place(|| secret::run(&cmd)),
                 Some(Command::Session(cmd)) => session::run(cmd, &cli.source).await,
+                Some(Command::Spec(cmd)) => spec::run(cmd, &cli.source).await,
+                Some(Command::Talk(args)) => Box::pin(talk::run(args, &cli.source)).await,
                 Some(Command::Agent(cmd)) => session::agent(cmd, &cli.source).await,
                 Some(Command::Workflow(cmd)) => session::workflow(cmd, &cli.source).await,
                 Some(Command::Mission(cmd)) => {

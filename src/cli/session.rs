@@ -231,7 +231,7 @@ fn provider_parser() -> impl clap::builder::TypedValueParser<Value = Provider> {
 
 /// The sessions' directory: the flag, else `[sessions] dir` / `CANDYBAR_SESSIONS_DIR`, else
 /// `sessions` in the data dir.
-fn sessions_dir(
+pub(crate) fn sessions_dir(
     flag: Option<&PathBuf>,
     section: &candybar_core::config::SessionsSection,
 ) -> anyhow::Result<PathBuf> {

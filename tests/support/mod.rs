@@ -10,6 +10,7 @@
 )]
 
 pub mod asr;
+pub mod github;
 pub mod journal;
 pub mod kit;
 

@@ -26,6 +26,55 @@ pub struct FileConfig {
     pub journal: JournalSection,
     pub sessions: SessionsSection,
     pub mission: MissionSection,
+    pub architect: ArchitectSection,
+    pub specs: SpecsSection,
+    pub github: GitHubSection,
+}
+
+/// `[architect]`: the LLM a feature is talked through with (the Conversation view).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchitectSection {
+    /// An OpenAI-compatible API's base: a local llama.cpp (`http://127.0.0.1:8080/v1`), Ollama
+    /// (`http://127.0.0.1:11434/v1`) or a hosted one [env: `CANDYBAR_ARCHITECT_URL`]; its key,
+    /// when it needs one, in the keychain (`candybar secret set llm-key`) or `CANDYBAR_LLM_KEY`.
+    pub url: Option<String>,
+    /// The model asked for (default `default`; llama.cpp serves the one it loaded).
+    pub model: Option<String>,
+    /// The architect's role (default: a short one that asks questions and answers briefly).
+    pub system_prompt: Option<String>,
+    /// Seconds the first piece of a reply may take (default 60).
+    pub first_token_timeout_secs: Option<f64>,
+    /// How replies are spoken: `espeak-ng` (default, offline), `off`, or an OpenAI-compatible
+    /// speech API's base (`http://host:port/v1`, its `/audio/speech`).
+    pub speech: Option<String>,
+    /// The voice: espeak-ng's (`en-us`) or the speech API's (`alloy`).
+    pub voice: Option<String>,
+    /// The speech API's model (default `tts-1`).
+    pub speech_model: Option<String>,
+}
+
+/// `[specs]`: where specs are kept.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpecsSection {
+    /// The project directory whose `.sentra/specs` holds them (default: the current directory)
+    /// [env: `CANDYBAR_SPECS_DIR`].
+    pub dir: Option<PathBuf>,
+    /// The project a new spec belongs to (default: the directory's name).
+    pub project: Option<String>,
+}
+
+/// `[github]`: where approved specs are filed.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitHubSection {
+    /// `owner/name` [env: `CANDYBAR_GITHUB_REPO`]; the token in the keychain (`candybar secret
+    /// set github-token`) or `CANDYBAR_GITHUB_TOKEN`.
+    pub repo: Option<String>,
+    /// The API's base (default `https://api.github.com`; GitHub Enterprise:
+    /// `https://HOST/api/v3`) [env: `CANDYBAR_GITHUB_API`].
+    pub api: Option<String>,
 }
 
 /// `[mission]`: Mission Control.
@@ -367,6 +416,18 @@ impl FileConfig {
         }
         if let Some(v) = get("CANDYBAR_SESSIONS_STATE") {
             self.sessions.state = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_ARCHITECT_URL") {
+            self.architect.url = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_SPECS_DIR") {
+            self.specs.dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CANDYBAR_GITHUB_REPO") {
+            self.github.repo = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_GITHUB_API") {
+            self.github.api = Some(v);
         }
         if let Some(v) = get("CANDYBAR_TMUX_SOCKET") {
             self.sessions.tmux_socket = Some(PathBuf::from(v));

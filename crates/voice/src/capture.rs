@@ -62,7 +62,7 @@ const PULSE_ATTEMPTS: u32 = 3;
 /// the user would record silence from a null device. Here a PulseAudio that is there is asked
 /// again, each failure is logged with its reason, and one that never answers is an error the
 /// user can act on, never a silent switch.
-fn audio_host() -> Result<cpal::Host, CaptureError> {
+pub(crate) fn audio_host() -> Result<cpal::Host, CaptureError> {
     #[cfg(target_os = "linux")]
     if cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
         let mut last = String::new();

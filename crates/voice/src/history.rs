@@ -293,7 +293,7 @@ impl History {
     /// Full-text search: every word must match as a word prefix ("deploy" finds "deployment",
     /// "deployed"), so results follow the user's typing. Best match first.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Transcript>, HistoryError> {
-        let Some(fts) = fts_query(query) else {
+        let Some(fts) = candybar_core::text::fts_query(query) else {
             return self.recent(limit);
         };
         self.query(
@@ -580,15 +580,6 @@ impl History {
 /// The user's words as an FTS5 query: each word quoted (so `-`, `:`, `"` and FTS keywords are
 /// plain text) and a prefix, all required. No stemming: Porter's stems differ between a word
 /// and its prefixes ("deploy" → "deploi", "deployment" → "deploy"), which breaks typing ahead.
-fn fts_query(input: &str) -> Option<String> {
-    let words: Vec<String> = input
-        .split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .filter(|w| !w.is_empty())
-        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

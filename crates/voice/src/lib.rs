@@ -11,6 +11,7 @@
 //! - [`system_audio`]: what the computer plays, or one application (PulseAudio's `parec`).
 //! - [`dictation`]: the app's recordings: one worker that the hotkey, tray, socket and view ask.
 //! - [`desktop`]: clipboard and typing into the focused window. [`hotkey`]: the global hotkey.
+//! - [`speech`]: replies said aloud (espeak-ng or a speech API) on the output device.
 //! - [`local_server`]: `candybar asr serve` as a child process the app starts, watches, restarts.
 //!
 //! What the views read of all this (status, transcripts, devices) is plain data in
@@ -25,4 +26,5 @@ pub mod hotkey;
 pub mod local_server;
 pub mod outputs;
 pub mod resample;
+pub mod speech;
 pub mod system_audio;

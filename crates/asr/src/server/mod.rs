@@ -791,9 +791,11 @@ async fn connection(
     mut reply: Reply,
 ) {
     let n = state.clients.fetch_add(1, Ordering::Relaxed) + 1;
-    let _guard = ClientGuard(state.clone());
+    let guard = ClientGuard(state.clone());
     if n > state.cfg.max_clients {
         state.rejected.fetch_add(1, Ordering::Relaxed);
+        // A client turned away holds no place while the closing handshake runs.
+        drop(guard);
         close(
             &mut socket,
             &mut reply,
@@ -808,6 +810,7 @@ async fn connection(
     }
     let Some((model, multilingual)) = loaded(&state).map(|l| (l.name.clone(), l.multilingual))
     else {
+        drop(guard);
         close(
             &mut socket,
             &mut reply,
