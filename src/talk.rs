@@ -68,6 +68,11 @@ pub struct Talk {
     specs: SpecStore,
 }
 
+/// The most a spoken reply may run to, in tokens (unless the config says otherwise).
+const REPLY_TOKENS: u32 = 300;
+/// The most a spec may run to, in tokens.
+const SPEC_TOKENS: u32 = 2_000;
+
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
@@ -148,7 +153,10 @@ impl Talk {
         let mut first: Option<Instant> = None;
         let mut unsaid = String::new();
         let speaker = &self.speaker;
-        let result = chat::complete(&self.http, &self.cfg.chat, &messages, |piece| {
+        // A spoken answer is short; a small local model left alone can ramble for minutes.
+        let mut chat_cfg = self.cfg.chat.clone();
+        chat_cfg.max_tokens = chat_cfg.max_tokens.or(Some(REPLY_TOKENS));
+        let result = chat::complete(&self.http, &chat_cfg, &messages, |piece| {
             first.get_or_insert_with(Instant::now);
             on(TalkEvent::Piece(piece.to_owned()));
             unsaid.push_str(piece);
@@ -215,7 +223,9 @@ impl Talk {
     async fn draft(&mut self, speech_end: Instant, on: &mut impl FnMut(TalkEvent)) -> Outcome {
         let messages = self.messages(Some(prompt::DRAFT_REQUEST));
         let mut first: Option<Instant> = None;
-        let result = chat::complete(&self.http, &self.cfg.chat, &messages, |piece| {
+        let mut chat_cfg = self.cfg.chat.clone();
+        chat_cfg.max_tokens = chat_cfg.max_tokens.or(Some(SPEC_TOKENS));
+        let result = chat::complete(&self.http, &chat_cfg, &messages, |piece| {
             first.get_or_insert_with(Instant::now);
             on(TalkEvent::Piece(piece.to_owned()));
         })

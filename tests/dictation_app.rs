@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use candybar::bench::dictation::TypingTarget;
-use support::{Candybar, Pulse, Xvfb, asr_server, model_lock, path_str, repo, run_env};
+use support::{Candybar, Pulse, Xvfb, asr_server, free_port, model_lock, path_str, repo, run_env};
 
 fn wer_ok(script_file: &str, text: &str) {
     let script =
@@ -277,15 +277,6 @@ fn the_running_app_records_on_request_and_on_the_hotkey_and_types_the_text() {
     let (code, answer) = ask("--status");
     assert_eq!(code, Some(2), "{answer}");
     assert!(answer.contains("not running"), "{answer}");
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The pid in "running on 127.0.0.1:P (pid N)".

@@ -43,6 +43,28 @@ pub(super) struct DialogResult {
 
 impl CandybarApp {
     /// Applies what the views asked for this frame, in order.
+    /// Hands a Conversation or Specs command to the architect worker.
+    fn ask_architect(&mut self, command: Command) {
+        let Some(w) = self.architect.as_mut() else {
+            self.toast(
+                ToastLevel::Error,
+                "the architect is not available in this window",
+            );
+            return;
+        };
+        let taken = match command {
+            Command::Conversation(a) => w.conversation(a),
+            Command::Specs(a) => w.spec(a),
+            _ => true,
+        };
+        if !taken {
+            self.toast(
+                ToastLevel::Error,
+                "the architect is busy; try again in a moment",
+            );
+        }
+    }
+
     pub(super) fn apply_commands(&mut self, ctx: &egui::Context) {
         for cmd in self.viewer.take_commands() {
             let (store, _) = super::shown(&self.live, self.travel.as_ref(), self.clock);
@@ -93,6 +115,7 @@ impl CandybarApp {
                         m.write_brief(since_us, until_us);
                     }
                 }
+                c @ (Command::Conversation(_) | Command::Specs(_)) => self.ask_architect(c),
                 Command::Sessions(action) => {
                     let taken = self.sessions.as_mut().is_some_and(|w| w.ask(action));
                     if !taken {

@@ -148,6 +148,9 @@ impl CandybarApp {
                 InstanceRequest::TogglePlaying => handle.ask(Request::TogglePlaying),
                 InstanceRequest::Status => handle.with_status(|s| {
                     let mut line = s.word().to_owned();
+                    if s.handed_off {
+                        line.push_str("; the microphone talks to the architect");
+                    }
                     if let Some(e) = &s.error {
                         let _ = write!(line, "; last error: {e}");
                     }

@@ -11,6 +11,9 @@
 //! - [`travel`]: the journal's timeline, and the past loaded from it when a moment is picked.
 //! - [`tray`]: the tray icon and its menu. [`run`]: opening the window.
 
+pub mod architect;
+
+use architect::ArchitectWorker;
 mod commands;
 mod dictation;
 pub mod export;
@@ -127,6 +130,9 @@ pub struct AppInit {
     pub at: Option<Micros>,
     /// The coding-agent sessions (the Sessions view), when this window runs them.
     pub sessions: Option<sessions::SessionsInit>,
+    /// The architect and the specs (the Conversation and Specs views), when this window runs
+    /// them.
+    pub architect: Option<architect::ArchitectInit>,
     /// Briefings the window writes by itself (none unless given).
     pub briefings: mission::BriefingPlan,
     /// Desktop notifications of Mission Control's alerts (none unless given).
@@ -156,6 +162,7 @@ impl AppInit {
             autostart: false,
             history: None,
             sessions: None,
+            architect: None,
             briefings: mission::BriefingPlan::default(),
             notify: None,
             at: None,
@@ -224,6 +231,8 @@ pub struct CandybarApp {
     show_requested: Arc<std::sync::atomic::AtomicBool>,
     /// The coding-agent sessions, on their worker's thread.
     sessions: Option<sessions::SessionsWorker>,
+    /// The architect's conversation and the specs, on their worker's thread.
+    architect: Option<architect::ArchitectWorker>,
     /// Mission Control, once its view was first shown.
     pub mission: Option<mission::MissionState>,
     /// When the window writes briefings by itself, where it keeps them, the bus it tells.
@@ -303,6 +312,7 @@ impl CandybarApp {
             dictation: None,
             show_requested: Arc::default(),
             sessions: None,
+            architect: None,
             mission: None,
             mission_exports: sync_channel(4),
             schedule: mission::Schedule::new(init.briefings.times.clone()),
@@ -337,6 +347,15 @@ impl CandybarApp {
         }
         if let Some(si) = init.sessions {
             app.start_sessions(si);
+        }
+        if let Some(ai) = init.architect {
+            let dictation = app.dictation.as_ref().map(|d| d.handle.clone());
+            let waker = app.ctx.clone();
+            match architect::ArchitectWorker::start(ai, dictation, move || waker.request_repaint())
+            {
+                Ok(w) => app.architect = Some(w),
+                Err(e) => tracing::warn!("cannot start the architect worker: {e}"),
+            }
         }
         if let Some((rt, interval, timeout)) = &init.health_poll {
             app.start_health_poller(rt, *interval, *timeout);
@@ -606,6 +625,25 @@ impl CandybarApp {
         ctx.send_viewport_cmd(egui::ViewportCommand::Close);
     }
 
+    /// Things that change with time alone ask for their own next frame; nothing else does.
+    fn schedule_repaint(&self, ctx: &egui::Context) {
+        let recording = self
+            .dictation
+            .as_ref()
+            .is_some_and(|d| d.handle.with_status(|s| s.phase == Phase::Recording));
+        if recording {
+            // The level meter and the timer.
+            ctx.request_repaint_after(Duration::from_millis(50));
+        } else if self.live.retry_in().is_some()
+            || self.viewer.stream.view.filter().is_time_relative()
+            || (self.viewer.view != View::Stream && self.live.rate_per_sec() > 0.0)
+        {
+            ctx.request_repaint_after(Duration::from_millis(250));
+        } else if self.live.rate_per_sec() > 0.0 {
+            ctx.request_repaint_after(Duration::from_secs(1));
+        }
+    }
+
     /// Everything a frame does, drawing into `ui` (the whole window).
     pub fn frame_ui(&mut self, ui: &mut egui::Ui, prev_frame_cpu_secs: Option<f32>) {
         let ui_start = Instant::now();
@@ -657,6 +695,11 @@ impl CandybarApp {
             }),
             sessions: self.sessions.as_ref().map(sessions::SessionsWorker::info),
             mission: self.mission.as_ref().map(mission::MissionState::info),
+            conversation: self
+                .architect
+                .as_ref()
+                .map(ArchitectWorker::conversation_info),
+            specs: self.architect.as_ref().map(ArchitectWorker::specs_info),
             journal_rates: if long_range {
                 self.travel.as_ref().and_then(travel::Travel::rates)
             } else {
@@ -681,22 +724,7 @@ impl CandybarApp {
         self.viewer.frame_ui(ui, &cx);
         self.apply_commands(&ctx);
         self.run_options(&ctx);
-        // Things that change with time alone ask for their own next frame; nothing else does.
-        let recording = self
-            .dictation
-            .as_ref()
-            .is_some_and(|d| d.handle.with_status(|s| s.phase == Phase::Recording));
-        if recording {
-            // The level meter and the timer.
-            ctx.request_repaint_after(Duration::from_millis(50));
-        } else if self.live.retry_in().is_some()
-            || self.viewer.stream.view.filter().is_time_relative()
-            || (self.viewer.view != View::Stream && self.live.rate_per_sec() > 0.0)
-        {
-            ctx.request_repaint_after(Duration::from_millis(250));
-        } else if self.live.rate_per_sec() > 0.0 {
-            ctx.request_repaint_after(Duration::from_secs(1));
-        }
+        self.schedule_repaint(&ctx);
         let ui_secs = ui_start.elapsed().as_secs_f32();
         self.viewer
             .stats
@@ -747,6 +775,7 @@ impl CandybarApp {
         self.step_export();
         self.poll_history();
         self.poll_sessions();
+        self.poll_architect();
         self.poll_mission();
         self.poll_mission_exports();
         self.poll_dialogs();
@@ -895,6 +924,31 @@ impl CandybarApp {
         w.rows = w.bus.merged(&w.seen.rows, w.show_all);
         for (level, words) in notices {
             self.viewer.toast(&self.ctx, level, words);
+        }
+    }
+
+    /// Copies what the architect worker shows when it changed; says its notices; follows it to
+    /// the view it asks for (a spec written opens in the Specs view).
+    fn poll_architect(&mut self) {
+        let Some(w) = &mut self.architect else { return };
+        let (notices, go_to) = {
+            let mut s = w.snapshot.lock();
+            if s.generation == w.seen.generation {
+                return;
+            }
+            let taken = (std::mem::take(&mut s.notices), s.go_to.take());
+            w.seen.clone_from(&s);
+            taken
+        };
+        for (level, words) in notices {
+            self.viewer.toast(&self.ctx, level, words);
+        }
+        if let Some((view, spec)) = go_to {
+            self.viewer.view = view;
+            if let Some(id) = spec {
+                self.viewer.specs.selected = Some(id.clone());
+                w.spec(candybar_ui::specs::SpecAction::Show { id, version: None });
+            }
         }
     }
 

@@ -246,6 +246,7 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
             &settings,
             tokio::runtime::Handle::current(),
         )),
+        architect: Some(crate::cli::talk::window_init(source, &settings)),
         briefings: super::mission::BriefingPlan {
             times: settings
                 .file

@@ -142,6 +142,50 @@ pub(crate) fn talk_config(args: &TurnArgs, settings: &Settings) -> anyhow::Resul
 }
 
 #[allow(clippy::too_many_lines)] // one conversation's story, turn by turn
+/// What the window's architect worker needs: the conversation as configured (or why there is
+/// none), where filing goes, the outbox and the broker.
+pub(crate) fn window_init(
+    source: &SourceArgs,
+    settings: &Settings,
+) -> crate::app::architect::ArchitectInit {
+    let none = TurnArgs {
+        wav: Vec::new(),
+        say: Vec::new(),
+        project: None,
+        dir: None,
+        continue_spec: None,
+        architect: None,
+        speech: None,
+        server: None,
+        conversations: None,
+        json: false,
+    };
+    let outbox = super::session::sessions_dir(None, &settings.file.sessions)
+        .unwrap_or_else(|_| PathBuf::from("sessions"))
+        .join("sessions.sqlite3");
+    crate::app::architect::ArchitectInit {
+        talk: talk_config(&none, settings).map_err(|e| format!("{e:#}")),
+        repo: settings.file.github.repo.clone(),
+        github_api: settings
+            .file
+            .github
+            .api
+            .clone()
+            .unwrap_or_else(|| candybar_specs::github::DEFAULT_API.to_owned()),
+        github_token: Box::new(|| {
+            crate::secrets::get("github-token")
+                .ok()
+                .and_then(|(v, _)| v)
+                .map(Secret::new)
+        }),
+        outbox,
+        broker: source
+            .amqp_url(settings)
+            .map(|url| (url, source.exchange(settings))),
+        rt: tokio::runtime::Handle::current(),
+    }
+}
+
 pub async fn run(args: TalkArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(TalkCommand::List(a)) => return list(&a),

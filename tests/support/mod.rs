@@ -13,6 +13,7 @@ pub mod asr;
 pub mod github;
 pub mod journal;
 pub mod kit;
+pub mod llm;
 
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -114,7 +115,7 @@ pub fn shared_broker_url() -> String {
     BROKER.get_or_init(Broker::start).url()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     // Ask the OS for a free port; the broker binds it a moment later.
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let p = l.local_addr().expect("addr").port();
@@ -706,6 +707,24 @@ impl Pulse {
     /// played.
     pub fn play_out(&self, wav: &Path) {
         self.play_on("vspk", wav);
+    }
+
+    /// Starts recording what the speakers play (16 kHz mono s16le into `raw`): `parec`'s
+    /// process, to be killed when done.
+    pub fn record_speakers(&self, raw: &Path) -> std::process::Child {
+        let (k, v) = self.env();
+        Command::new("parec")
+            .args([
+                "--device",
+                "vspk.monitor",
+                "--rate=16000",
+                "--channels=1",
+                "--format=s16le",
+            ])
+            .stdout(std::fs::File::create(raw).expect("create the recording"))
+            .env(k, v)
+            .spawn()
+            .expect("run parec (pulseaudio-utils)")
     }
 
     /// Starts playing a file through the speakers as `paplay`, an application: its process.

@@ -136,6 +136,9 @@ pub struct DictationStatus {
     pub level: Option<LevelMeter>,
     /// Recordings started since the app started.
     pub recordings: u64,
+    /// The microphone's words go to the conversation with the architect (its view is shown),
+    /// not to the desktop.
+    pub handed_off: bool,
 }
 
 impl DictationStatus {

@@ -1,11 +1,10 @@
-//! The architect's chat client against a real local model server — llama.cpp's `llama-server`
-//! with SmolLM2-135M (`.ci/llm-server` builds and fetches them) — and, for the faults a real
-//! server does not make on demand (garbage, silence, a stream cut short, an error mid-stream), a
-//! scripted stand-in speaking the same OpenAI chat protocol.
+//! The architect's chat client against the faults a real server does not make on demand
+//! (garbage, silence, a stream cut short, an error mid-stream, a refused key): a scripted
+//! stand-in speaking the OpenAI chat protocol. The real server (llama.cpp with SmolLM2-135M) is
+//! in the binary's tests/talk.rs.
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::response::{IntoResponse, Response};
@@ -19,139 +18,11 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The real server, killed when dropped.
-struct LlamaServer {
-    child: Child,
-    url: String,
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn need(var: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs a local LLM server and model: run `.ci/llm-server` (it builds \
-             llama.cpp's llama-server and fetches SmolLM2-135M) and set the two variables it \
-             prints ({var} is not set)"
-            )
-        })
-}
-
-fn llama_server() -> LlamaServer {
-    let server = need("CANDYBAR_TEST_LLM_SERVER");
-    let model = need("CANDYBAR_TEST_LLM_MODEL");
-    let port = free_port();
-    let child = Command::new(&server)
-        .args([
-            "-m",
-            &model,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .args(["-c", "2048", "-t", "2", "--no-webui"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {server}: {e}"));
-    let mut s = LlamaServer {
-        child,
-        url: format!("http://127.0.0.1:{port}/v1"),
-    };
-    let end = Instant::now() + Duration::from_mins(1);
-    loop {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut c| {
-            use std::io::{Read as _, Write as _};
-            let _ = c.write_all(b"GET /health HTTP/1.0\r\n\r\n");
-            let mut answer = String::new();
-            let _ = c.read_to_string(&mut answer);
-            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
-        });
-        if ok {
-            return s;
-        }
-        if let Ok(Some(status)) = s.child.try_wait() {
-            panic!("llama-server exited ({status}) before it was ready");
-        }
-        assert!(Instant::now() < end, "llama-server was not ready in 60 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn ask(text: &str) -> Vec<Message> {
     vec![
         Message::new(Role::System, "You are a helpful software architect."),
         Message::new(Role::User, text),
     ]
-}
-
-#[test]
-fn a_real_local_model_answers_in_pieces_and_in_one() {
-    let server = llama_server();
-    let rt = rt();
-    let http = reqwest::Client::new();
-    let mut cfg = ChatConfig::new(&server.url, "smollm2");
-    cfg.max_tokens = Some(48);
-    cfg.temperature = Some(0.0);
-    let mut pieces = Vec::new();
-    let reply = rt
-        .block_on(complete(
-            &http,
-            &cfg,
-            &ask("Name one thing a voice notes feature needs."),
-            |p| pieces.push(p.to_owned()),
-        ))
-        .unwrap();
-    assert!(pieces.len() > 3, "streamed in {} pieces", pieces.len());
-    assert_eq!(pieces.concat(), reply.text);
-    assert!(
-        reply.text.split_whitespace().count() >= 3,
-        "{:?}",
-        reply.text
-    );
-    let first = reply.first_token.unwrap();
-    assert!(first < reply.total, "{first:?} vs {:?}", reply.total);
-    assert!(matches!(
-        reply.finish_reason.as_deref(),
-        Some("stop" | "length")
-    ));
-
-    // The same server, not streamed: one piece, the same kind of answer.
-    cfg.stream = false;
-    let mut calls = 0;
-    let reply = rt
-        .block_on(complete(&http, &cfg, &ask("Say hello."), |_| calls += 1))
-        .unwrap();
-    assert_eq!(calls, 1);
-    assert!(!reply.text.trim().is_empty());
-
-    // The server gone: said so, with where it was looked for.
-    drop(server);
-    let e = rt
-        .block_on(complete(&http, &cfg, &ask("Hello?"), |_| {}))
-        .unwrap_err();
-    assert!(
-        matches!(&e, ChatError::Unreachable { url, .. } if url == &cfg.url),
-        "{e}"
-    );
-    assert!(e.to_string().contains("start it, or set [architect] url"));
 }
 
 /// A scripted OpenAI-compatible server: each request gets the next answer of `script`.

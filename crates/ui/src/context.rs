@@ -57,6 +57,10 @@ pub struct ViewContext<'a> {
     pub sessions: Option<crate::sessions::SessionsInfo<'a>>,
     /// Mission Control's answers, once the view has asked for them.
     pub mission: Option<crate::mission::MissionInfo<'a>>,
+    /// The conversation with the architect, when this window runs it.
+    pub conversation: Option<crate::conversation::ConversationInfo<'a>>,
+    /// The project's specs, when this window runs the specs worker.
+    pub specs: Option<crate::specs::SpecsInfo<'a>>,
 }
 
 /// Events per column over a range of days, from the journal's block indexes.
@@ -146,6 +150,8 @@ impl<'a> ViewContext<'a> {
             journal_rates: None,
             sessions: None,
             mission: None,
+            conversation: None,
+            specs: None,
         }
     }
 }

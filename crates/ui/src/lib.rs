@@ -24,6 +24,7 @@ pub mod chrome;
 pub mod connection;
 pub mod constellation;
 pub mod context;
+pub mod conversation;
 pub mod detail;
 pub mod dictation;
 pub mod flow;
@@ -31,6 +32,7 @@ pub mod frame_stats;
 pub mod health;
 pub mod mission;
 pub mod sessions;
+pub mod specs;
 pub mod stats;
 pub mod stream;
 pub mod theme;
@@ -65,10 +67,12 @@ pub enum View {
     Sessions,
     Traces,
     Dictation,
+    Conversation,
+    Specs,
 }
 
 impl View {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Stream,
         Self::Flow,
         Self::Charts,
@@ -78,6 +82,8 @@ impl View {
         Self::Sessions,
         Self::Traces,
         Self::Dictation,
+        Self::Conversation,
+        Self::Specs,
     ];
 
     #[must_use]
@@ -92,6 +98,8 @@ impl View {
             Self::Sessions => "▶ Sessions",
             Self::Traces => "⏱ Traces",
             Self::Dictation => "🎤 Dictation",
+            Self::Conversation => "💬 Talk",
+            Self::Specs => "📝 Specs",
         }
     }
 
@@ -108,6 +116,8 @@ impl View {
             Self::Sessions => "sessions",
             Self::Traces => "traces",
             Self::Dictation => "dictation",
+            Self::Conversation => "conversation",
+            Self::Specs => "specs",
         }
     }
 
@@ -161,6 +171,10 @@ pub enum Command {
     Sessions(sessions::SessionAction),
     /// Mission Control: start reading, write a briefing.
     Mission(mission::MissionAction),
+    /// Talk with the architect.
+    Conversation(conversation::ConversationAction),
+    /// Specs: show, approve, reject, continue, file.
+    Specs(specs::SpecAction),
     /// Quit, even where closing the window would only hide it.
     Quit,
 }

@@ -54,6 +54,8 @@ pub struct Viewer {
     pub dictation_view: DictationViewState,
     pub sessions: crate::sessions::SessionsViewState,
     pub mission: crate::mission::MissionViewState,
+    pub conversation: crate::conversation::ConversationViewState,
+    pub specs: crate::specs::SpecsViewState,
     pub trace: crate::trace::TraceViewState,
     pub stats: FrameStats,
     pub timeline: TimelineState,
@@ -81,6 +83,8 @@ impl Viewer {
             dictation_view: DictationViewState::default(),
             sessions: crate::sessions::SessionsViewState::default(),
             mission: crate::mission::MissionViewState::default(),
+            conversation: crate::conversation::ConversationViewState::default(),
+            specs: crate::specs::SpecsViewState::default(),
             trace: crate::trace::TraceViewState::default(),
             stats: FrameStats::new(started),
             timeline: TimelineState::default(),
@@ -244,6 +248,10 @@ impl Viewer {
         cards_ui(ui, &figures, theme, &mut self.commands);
         ui.add_space(4.0);
         let no_registry = *cx.registry_status == RegistryStatus::NotConfigured;
+        if self.view != View::Conversation {
+            // The dictation hotkey dictates again once the conversation is not in view.
+            self.conversation.hidden(&mut self.commands);
+        }
         let mut vcx = ViewCx {
             data: cx,
             theme,
@@ -278,6 +286,8 @@ impl Viewer {
             View::Dictation => self.dictation_view.ui(ui, &mut vcx),
             View::Sessions => self.sessions.ui(ui, &mut vcx),
             View::Mission => self.mission.ui(ui, &mut vcx),
+            View::Conversation => self.conversation.ui(ui, &mut vcx),
+            View::Specs => self.specs.ui(ui, &mut vcx),
             View::Traces => self.trace.ui(ui, &mut vcx),
             View::Stream => self.stream_ui(ui, cx),
         }

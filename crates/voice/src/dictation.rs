@@ -93,6 +93,31 @@ pub enum Request {
     RetryOutbox,
     /// A token was saved: read the keychain again.
     ReloadSecrets,
+    /// Hand what the microphone hears to a conversation (the architect) instead of typing it,
+    /// or (`None`) dictate again.
+    HandOff(Option<HandOffTo>),
+}
+
+/// What a conversation hears from dictation while it holds the microphone's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandOff {
+    /// A recording started: the person is talking (barge-in: the reply's voice stops).
+    Started,
+    /// A recording's words, `final_after_ms` after the audio ended.
+    Heard { text: String, final_after_ms: u64 },
+    /// Nothing usable came of a recording.
+    Failed(String),
+}
+
+/// Where [`HandOff`]s go.
+#[derive(Clone, Debug)]
+pub struct HandOffTo(pub SyncSender<HandOff>);
+
+impl PartialEq for HandOffTo {
+    /// Senders are not compared: two hand-offs are never the same request.
+    fn eq(&self, _: &Self) -> bool {
+        false
+    }
 }
 
 impl From<DictationAction> for Request {
@@ -185,6 +210,7 @@ impl Dictation {
             store,
             secrets: None,
             explicit: (None, None),
+            hand_off: None,
         };
         spawn_named("dictation", move || worker.run(&rx));
         let d = Self { tx, status };
@@ -265,6 +291,8 @@ struct Worker {
     store: Arc<dyn SecretStore>,
     /// The tokens the app's config gave (the environment): they win over the keychain.
     explicit: (Option<Secret>, Option<Secret>),
+    /// A conversation that takes the microphone's words instead of the desktop.
+    hand_off: Option<HandOffTo>,
 }
 
 impl Worker {
@@ -346,6 +374,7 @@ impl Worker {
         });
     }
 
+    #[allow(clippy::too_many_lines)] // one arm per request, read top to bottom
     fn handle(&mut self, r: Request) -> String {
         match r {
             Request::Start => self.start_recording(AudioSource::Mic),
@@ -439,6 +468,17 @@ impl Worker {
                 }
                 self.outbox.wake.notify_one();
                 "retrying".into()
+            }
+            Request::HandOff(to) => {
+                self.hand_off = to;
+                let to_conversation = self.hand_off.is_some();
+                self.update(|s| s.handed_off = to_conversation);
+                if to_conversation {
+                    "talking"
+                } else {
+                    "dictating"
+                }
+                .into()
             }
         }
     }
@@ -534,6 +574,11 @@ impl Worker {
         self.next_id += 1;
         let id = self.next_id;
         self.latest_id = id;
+        if source == AudioSource::Mic
+            && let Some(to) = &self.hand_off
+        {
+            let _ = to.0.try_send(HandOff::Started);
+        }
         let device = capture.device.clone();
         let level = capture.level_meter();
         self.update(|s| {
@@ -650,6 +695,35 @@ impl Worker {
             self.finishing = self.finishing.saturating_sub(1);
         }
         let shown = id == self.latest_id;
+        if *source == AudioSource::Mic
+            && let Some(to) = &self.hand_off
+        {
+            let said = match &result {
+                Ok(done) if !done.text.trim().is_empty() => HandOff::Heard {
+                    text: done.text.trim().to_owned(),
+                    final_after_ms: done.final_after_ms,
+                },
+                Ok(_) => {
+                    HandOff::Failed("nothing was heard (is the right microphone chosen?)".into())
+                }
+                Err(failed) => HandOff::Failed(failed.error.to_string()),
+            };
+            if to.0.try_send(said).is_ok() {
+                if let Ok(done) = &result {
+                    let text = done.text.trim().to_owned();
+                    self.update(|s| {
+                        s.last = Some(LastResult {
+                            text,
+                            history_id: None,
+                            outputs: Vec::new(),
+                            final_after_ms: done.final_after_ms,
+                        });
+                    });
+                }
+                self.set_phase();
+                return;
+            }
+        }
         match result {
             Ok(done) => self.keep(started_us, source, &done, shown),
             Err(failed) => self.keep_failed(started_us, &failed),

@@ -278,7 +278,8 @@ struct Shared {
     generation: AtomicU64,
 }
 
-/// Says sentences on a thread of its own.
+/// Says sentences on a thread of its own (a clone speaks through the same thread).
+#[derive(Clone)]
 pub struct Speaker {
     tx: SyncSender<(u64, Cmd)>,
     shared: Arc<Shared>,
