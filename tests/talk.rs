@@ -380,3 +380,115 @@ fn a_real_local_model_answers_in_pieces_and_in_one() {
     );
     assert!(e.to_string().contains("start it, or set [architect] url"));
 }
+
+/// RMS of the 16 kHz s16le recording between `from` and `to` after its start.
+fn rms_between(raw: &Path, from: Duration, to: Duration) -> f64 {
+    let bytes = std::fs::read(raw).unwrap_or_default();
+    let at = |d: Duration| ((d.as_secs_f64() * 16_000.0) as usize * 2).min(bytes.len());
+    let part = &bytes[at(from)..at(to)];
+    let n = (part.len() / 2).max(1) as f64;
+    let sum: f64 = part
+        .chunks_exact(2)
+        .map(|b| (f64::from(i16::from_le_bytes([b[0], b[1]])) / 32_768.0).powi(2))
+        .sum();
+    (sum / n).sqrt()
+}
+
+#[test]
+fn talking_again_silences_the_reply_at_once() {
+    use std::io::Write as _;
+    let _model = model_lock();
+    let pulse = Pulse::start();
+    let (_asr, addr) = asr_server(&[]);
+    let llm = LlmServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!("ws://{addr}/asr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_candybar"))
+        .args([
+            "talk",
+            "--architect",
+            &llm.url,
+            "--speech",
+            "espeak-ng",
+            "--server",
+            &server,
+        ])
+        .args(["--dir", path_str(dir.path()), "--project", "barge"])
+        .arg("--conversations")
+        .arg(dir.path().join("c.sqlite3"))
+        .env("PULSE_SERVER", pulse.env().1)
+        .env("CANDYBAR_NO_KEYCHAIN", "1")
+        .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let said = || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    let mut stdin = child.stdin.take().unwrap();
+    let speakers = dir.path().join("speakers.raw");
+    let mut recorder = pulse.record_speakers(&speakers);
+    // How much the recorder has written: the recording's own clock.
+    let written = || {
+        let len = std::fs::metadata(&speakers).map_or(0, |m| m.len());
+        Duration::from_secs_f64(len as f64 / 32_000.0)
+    };
+    // Enter, speak, Enter: a turn from the microphone.
+    stdin.write_all(b"\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    pulse.play(&repo().join("tests/fixtures/speech/utt03.wav"));
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(b"\n").unwrap();
+    // The reply is heard…
+    let end = Instant::now() + Duration::from_mins(2);
+    let heard_at = loop {
+        let now = written();
+        if let Some(before) = now.checked_sub(Duration::from_millis(400))
+            && rms_between(&speakers, before, now) > 0.01
+        {
+            break now;
+        }
+        assert!(
+            Instant::now() < end,
+            "the reply was never heard\n{}",
+            said()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // …and the person starts talking again while it speaks: the voice stops.
+    std::thread::sleep(Duration::from_millis(600));
+    let barge = written();
+    assert!(
+        rms_between(
+            &speakers,
+            barge.saturating_sub(Duration::from_millis(500)),
+            barge
+        ) > 0.01,
+        "the reply was over before the person spoke again (heard at {heard_at:?})\n{}",
+        said()
+    );
+    stdin.write_all(b"\n").unwrap();
+    while written() < barge + Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let quiet = rms_between(
+        &speakers,
+        barge + Duration::from_millis(500),
+        barge + Duration::from_secs(2),
+    );
+    assert!(
+        quiet < 0.003,
+        "still speaking after the person talked: RMS {quiet}\n{}",
+        said()
+    );
+    // Enter ends the empty turn; the end of input ends the conversation.
+    stdin.write_all(b"\n").unwrap();
+    drop(stdin);
+    let end = Instant::now() + Duration::from_mins(1);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "talk did not end with its input");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = recorder.kill();
+    let _ = recorder.wait();
+}

@@ -16,6 +16,7 @@ mod longform;
 mod mission;
 mod sessions;
 mod soak;
+mod talk;
 mod trace;
 mod window;
 mod wlk;
@@ -63,6 +64,10 @@ pub enum BenchCommand {
     /// and the built-in server in this process; resident memory every five minutes, the text's
     /// word error rate at the end.
     Longform(longform::LongformBenchArgs),
+    /// A spoken conversation with the architect (fixtures through the built-in Whisper server,
+    /// an OpenAI-compatible LLM, espeak-ng): speech end → text, → first reply token, → first
+    /// sound; and how long saving a spec takes.
+    Talk(talk::TalkBenchArgs),
     /// The window (needs a display; use Xvfb headless): first frame, CPU per frame with a million
     /// events and 20,000 events/s, event → visible row, idle CPU.
     Window(window::WindowBenchArgs),
@@ -169,6 +174,7 @@ pub async fn run(cmd: BenchCommand, source: &SourceArgs) -> anyhow::Result<ExitC
         BenchCommand::Languages(a) => languages::bench_languages(&a).await?,
         BenchCommand::Wlk(a) => wlk::bench_wlk(&a).await?,
         BenchCommand::Longform(a) => longform::bench_longform(&a).await?,
+        BenchCommand::Talk(a) => talk::bench_talk(&a).await?,
         BenchCommand::Capture(a) => tokio::task::block_in_place(|| bench_capture(&a))?,
         BenchCommand::Soak(a) => tokio::task::block_in_place(|| soak::bench_soak(&a))?,
         BenchCommand::Trace(a) => tokio::task::block_in_place(|| trace::bench_trace(&a)),
