@@ -108,7 +108,8 @@ pub async fn bench_talk(a: &TalkBenchArgs) -> anyhow::Result<serde_json::Value> 
                 matches!(outcome, Outcome::Answered),
                 "the turn was not answered"
             );
-            talk.speaker.wait_quiet(Duration::from_mins(2));
+            // The person listens a moment, then talks again (which silences the rest).
+            talk.speaker.wait_quiet(Duration::from_secs(3));
             eprintln!(
                 "bench talk: round {} turn {} ({:.0} s)",
                 round + 1,

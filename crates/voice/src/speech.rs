@@ -272,6 +272,8 @@ enum Cmd {
 
 struct Shared {
     status: Mutex<SpeakerStatus>,
+    /// When the current turn began: a sound from before it is not its first.
+    turn_since: Mutex<Instant>,
     /// Sentences queued or being synthesized.
     pending: AtomicUsize,
     /// Bumped by `stop`: sentences of an older generation are dropped unsaid.
@@ -294,6 +296,7 @@ impl Speaker {
             }),
             pending: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
+            turn_since: Mutex::new(Instant::now()),
         });
         // Sentences of a reply or two; a caller that outpaces the speaker waits.
         let (tx, rx) = sync_channel(1024);
@@ -331,6 +334,7 @@ impl Speaker {
 
     /// A new turn: its first sound is measured afresh.
     pub fn new_turn(&self) {
+        *self.shared.turn_since.lock() = Instant::now();
         self.shared.status.lock().first_audio = None;
     }
 
@@ -383,11 +387,12 @@ fn run(engine: &SpeechEngine, rx: &Receiver<(u64, Cmd)>, shared: &Arc<Shared>) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
+        let since = *shared.turn_since.lock();
         let mut status = shared.status.lock();
         match &output {
             Some(o) => {
                 if status.first_audio.is_none()
-                    && let Some(t) = o.first_sound()
+                    && let Some(t) = o.first_sound().filter(|t| *t >= since)
                 {
                     status.first_audio = Some(t);
                 }
@@ -559,6 +564,8 @@ where
                     if let Ok(chunk) = ring.read_chunk(n) {
                         chunk.commit_all();
                     }
+                    // What sounds next is a new turn's first sound.
+                    s.first_sound_ns.store(0, Ordering::SeqCst);
                 }
                 let mut sounded = false;
                 for frame in data.chunks_mut(channels) {
