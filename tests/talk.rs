@@ -395,6 +395,7 @@ fn rms_between(raw: &Path, from: Duration, to: Duration) -> f64 {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one conversation, told in order
 fn talking_again_silences_the_reply_at_once() {
     use std::io::Write as _;
     let _model = model_lock();
@@ -476,9 +477,20 @@ fn talking_again_silences_the_reply_at_once() {
         barge + Duration::from_millis(500),
         barge + Duration::from_secs(2),
     );
+    let profile: Vec<String> = (0..25)
+        .map(|k| {
+            let at =
+                barge.saturating_sub(Duration::from_millis(500)) + Duration::from_millis(100 * k);
+            format!(
+                "{:.3}",
+                rms_between(&speakers, at, at + Duration::from_millis(100))
+            )
+        })
+        .collect();
     assert!(
         quiet < 0.003,
-        "still speaking after the person talked: RMS {quiet}\n{}",
+        "still speaking after the person talked: RMS {quiet} (heard at {heard_at:?}, barge at \
+         {barge:?}; per 100 ms from 0.5 s before: {profile:?})\n{}",
         said()
     );
     // Enter ends the empty turn; the end of input ends the conversation.

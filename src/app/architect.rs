@@ -66,6 +66,8 @@ pub struct Snapshot {
     pub notices: Vec<(ToastLevel, String)>,
     /// A view to switch to, and the spec to show there (taken once).
     pub go_to: Option<(candybar_ui::View, Option<String>)>,
+    /// Text for the clipboard (taken once).
+    pub copy: Option<String>,
 }
 
 enum Msg {
@@ -82,6 +84,8 @@ pub struct ArchitectWorker {
     pub seen: Snapshot,
     dictation: Option<Dictation>,
     hand_off: SyncSender<HandOff>,
+    /// The conversation's speaker, to hush it from the UI thread while the worker streams.
+    hush: Arc<Mutex<Option<Speaker>>>,
 }
 
 impl ArchitectWorker {
@@ -100,6 +104,7 @@ impl ArchitectWorker {
         let (hand_off, heard) = sync_channel::<HandOff>(16);
         let forward = tx.clone();
         let hush_now = hush.clone();
+        let hush_here = hush.clone();
         std::thread::Builder::new()
             .name("architect-ears".into())
             .spawn(move || {
@@ -117,13 +122,14 @@ impl ArchitectWorker {
         let self_tx = tx.clone();
         std::thread::Builder::new()
             .name("architect".into())
-            .spawn(move || run(init, &rx, &self_tx, &shared, &hush, wake.as_ref()))?;
+            .spawn(move || run(init, &rx, &self_tx, &shared, &hush_here, wake.as_ref()))?;
         Ok(Self {
             tx,
             snapshot,
             seen: Snapshot::default(),
             dictation,
             hand_off,
+            hush,
         })
     }
 
@@ -134,6 +140,12 @@ impl ArchitectWorker {
                     let to = shown.then(|| HandOffTo(self.hand_off.clone()));
                     d.send(Request::HandOff(to));
                 }
+            }
+            ConversationAction::Hush => {
+                if let Some(s) = self.hush.lock().as_ref() {
+                    s.hush();
+                }
+                return true;
             }
             ConversationAction::Talk(down) => {
                 // The button is the hotkey's twin: dictation records, and hands the words over.
@@ -168,6 +180,7 @@ impl ArchitectWorker {
             hearing: &s.hearing,
             error: s.error.as_deref(),
             project: &s.project,
+            dir: &s.dir,
             architect: &s.architect,
             speech: &s.speech,
             continuing: s.continuing.as_deref(),
@@ -216,6 +229,8 @@ struct Worker<'a> {
     watcher: Option<notify::RecommendedWatcher>,
     tx: SyncSender<Msg>,
     showing: Option<Showing>,
+    /// The reply is still being said (the view says "speaking" until it ends).
+    speaking: bool,
 }
 
 fn run(
@@ -236,11 +251,12 @@ fn run(
         watcher: None,
         tx: tx.clone(),
         showing: None,
+        speaking: false,
     };
     w.describe();
     let mut last_change: Option<Instant> = None;
     loop {
-        let wait = if last_change.is_some() {
+        let wait = if last_change.is_some() || w.speaking {
             Duration::from_millis(200)
         } else {
             Duration::from_hours(1)
@@ -257,6 +273,15 @@ fn run(
         if last_change.is_some_and(|t| t.elapsed() > Duration::from_millis(150)) {
             last_change = None;
             w.list_specs();
+        }
+        // The reply's voice ends by itself: the view says so.
+        if w.speaking && !w.talk.as_ref().is_some_and(|t| t.speaker.status().speaking) {
+            w.speaking = false;
+            w.update(|s| {
+                if s.state == "speaking" {
+                    s.state = "ready".into();
+                }
+            });
         }
     }
 }
@@ -382,11 +407,24 @@ impl Worker<'_> {
                     t.speaker.stop();
                 }
             }
-            ConversationAction::New { project } => {
-                if let Ok(c) = &mut self.init.talk
-                    && !project.is_empty()
-                {
-                    c.project = project;
+            ConversationAction::New { project, dir } => {
+                let dir = PathBuf::from(dir);
+                if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                    let e = format!("{} is not a directory", dir.display());
+                    self.update(|s| s.error = Some(e));
+                    return;
+                }
+                if let Ok(c) = &mut self.init.talk {
+                    if !project.is_empty() {
+                        c.project = project;
+                    }
+                    if !dir.as_os_str().is_empty() && dir != c.project_dir {
+                        c.project_dir = dir;
+                        // The Specs view follows the conversation's project.
+                        self.specs = None;
+                        self.watcher = None;
+                        self.showing = None;
+                    }
                     c.continue_spec = None;
                 }
                 self.talk = None;
@@ -409,6 +447,18 @@ impl Worker<'_> {
                 self.update(|s| s.go_to = Some((candybar_ui::View::Specs, Some(id))));
             }
             ConversationAction::Search(q) => self.past(&q),
+            ConversationAction::Copy(id) => {
+                let Ok(c) = &self.init.talk else { return };
+                let found = candybar_specs::conversation::Conversations::open(&c.conversations)
+                    .and_then(|db| db.get(&id));
+                match found {
+                    Ok((summary, turns)) => {
+                        let md = candybar_specs::conversation::markdown(&summary, &turns);
+                        self.update(|s| s.copy = Some(md));
+                    }
+                    Err(e) => self.say(ToastLevel::Error, e.to_string()),
+                }
+            }
         }
     }
 
@@ -471,7 +521,7 @@ impl Worker<'_> {
                 }),
                 TalkEvent::Piece(p) => {
                     s.reply.push_str(&p);
-                    s.state = "speaking".into();
+                    s.state = "answering".into();
                 }
                 TalkEvent::Replied(turn) => {
                     s.reply.clear();
@@ -497,7 +547,18 @@ impl Worker<'_> {
             Outcome::Spec(meta) => Some(talk.spec_event(meta)),
             _ => None,
         };
-        self.update(|s| s.state = "ready".into());
+        // A voice that cannot speak (no espeak-ng, no sound output) is said where the person
+        // looks, not only in the log.
+        let voice = talk.speaker.status();
+        self.speaking = voice.speaking;
+        let voice = voice.error;
+        let state = if self.speaking { "speaking" } else { "ready" };
+        self.update(|s| {
+            s.state = state.into();
+            if let Some(e) = voice {
+                s.error = Some(e);
+            }
+        });
         if let Outcome::Spec(meta) = outcome {
             let words = format!("spec {} v{} written", meta.id, meta.latest());
             self.say(ToastLevel::Info, words);

@@ -931,15 +931,27 @@ impl CandybarApp {
     /// the view it asks for (a spec written opens in the Specs view).
     fn poll_architect(&mut self) {
         let Some(w) = &mut self.architect else { return };
-        let (notices, go_to) = {
+        let (notices, go_to, copy) = {
             let mut s = w.snapshot.lock();
             if s.generation == w.seen.generation {
                 return;
             }
-            let taken = (std::mem::take(&mut s.notices), s.go_to.take());
+            let taken = (
+                std::mem::take(&mut s.notices),
+                s.go_to.take(),
+                s.copy.take(),
+            );
             w.seen.clone_from(&s);
             taken
         };
+        if let Some(text) = copy {
+            self.ctx.copy_text(text);
+            self.viewer.toast(
+                &self.ctx,
+                ToastLevel::Info,
+                "the conversation is on the clipboard, as Markdown",
+            );
+        }
         for (level, words) in notices {
             self.viewer.toast(&self.ctx, level, words);
         }

@@ -141,7 +141,6 @@ pub(crate) fn talk_config(args: &TurnArgs, settings: &Settings) -> anyhow::Resul
     })
 }
 
-#[allow(clippy::too_many_lines)] // one conversation's story, turn by turn
 /// What the window's architect worker needs: the conversation as configured (or why there is
 /// none), where filing goes, the outbox and the broker.
 pub(crate) fn window_init(
@@ -186,6 +185,7 @@ pub(crate) fn window_init(
     }
 }
 
+#[allow(clippy::too_many_lines)] // one conversation's story, turn by turn
 pub async fn run(args: TalkArgs, source: &SourceArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(TalkCommand::List(a)) => return list(&a),
@@ -224,6 +224,10 @@ pub async fn run(args: TalkArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
     let mut turns: Vec<Turn> = args.wav.iter().cloned().map(Turn::Wav).collect();
     turns.extend(args.say.iter().cloned().map(Turn::Say));
     let mut next = turns.into_iter();
+    // The terminal's lines, read on a thread of their own: Enter can cut into a reply.
+    let mut enter = if scripted { None } else { Some(enter_lines()?) };
+    // Enter came while the architect answered: the person is already talking.
+    let mut interrupted = false;
     loop {
         let turn = if scripted {
             match next.next() {
@@ -233,22 +237,41 @@ pub async fn run(args: TalkArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
         } else {
             Turn::Mic
         };
-        let heard = match hear(&turn, &asr, &talk, json).await {
-            Ok(Some(h)) => h,
-            Ok(None) => break,
-            Err(e) => {
-                printer.event(&TalkEvent::Error(format!("{e:#}")));
-                if scripted {
-                    return Ok(ExitCode::FAILURE);
+        let heard =
+            match Box::pin(hear(&turn, &asr, &talk, json, enter.as_mut(), interrupted)).await {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    printer.event(&TalkEvent::Error(format!("{e:#}")));
+                    if scripted {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    continue;
                 }
-                continue;
+            };
+        interrupted = false;
+        let speaker = talk.speaker.clone();
+        let mut show = |e: TalkEvent| printer.event(&e);
+        let answer = talk.turn(&heard.text, heard.speech_end, heard.asr_ms, &mut show);
+        let outcome = match enter.as_mut() {
+            None => answer.await,
+            Some(lines) => {
+                tokio::pin!(answer);
+                tokio::select! {
+                    outcome = &mut answer => outcome,
+                    line = lines.recv() => {
+                        // Barge-in: the person talks again; the rest of the reply is dropped.
+                        speaker.hush();
+                        if line != Some(true) {
+                            break;
+                        }
+                        interrupted = true;
+                        eprintln!();
+                        Outcome::Answered
+                    }
+                }
             }
         };
-        let outcome = talk
-            .turn(&heard.text, heard.speech_end, heard.asr_ms, &mut |e| {
-                printer.event(&e);
-            })
-            .await;
         match outcome {
             Outcome::Spec(meta) => {
                 super::spec::announce(vec![talk.spec_event(&meta)], source, &settings).await;
@@ -302,11 +325,30 @@ struct Heard {
 
 /// The person's next words: from the file, the text, or the microphone (Enter to start, Enter
 /// to send; an empty stdin ends the conversation). `None`: the person left.
+/// The terminal's lines as they are typed (`false`: its end).
+fn enter_lines() -> anyhow::Result<mpsc::Receiver<bool>> {
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::Builder::new()
+        .name("talk-stdin".into())
+        .spawn(move || {
+            loop {
+                let mut line = String::new();
+                let more = std::io::stdin().read_line(&mut line).unwrap_or(0) > 0;
+                if tx.blocking_send(more).is_err() || !more {
+                    return;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
 async fn hear(
     turn: &Turn,
     asr: &ClientConfig,
     talk: &Talk,
     json: bool,
+    enter: Option<&mut mpsc::Receiver<bool>>,
+    interrupted: bool,
 ) -> anyhow::Result<Option<Heard>> {
     let (tx, rx) = mpsc::channel::<Vec<i16>>(4096);
     let feeder = match turn {
@@ -322,11 +364,16 @@ async fn hear(
             tokio::spawn(super::dictate::feed_file(pcm, tx, true))
         }
         Turn::Mic => {
-            if !json {
-                eprint!("candybar: press Enter to talk (Ctrl+D to leave) ");
-            }
-            if !wait_enter().await {
+            let Some(enter) = enter else {
                 return Ok(None);
+            };
+            if !interrupted {
+                if !json {
+                    eprint!("candybar: press Enter to talk (Ctrl+D to leave) ");
+                }
+                if enter.recv().await != Some(true) {
+                    return Ok(None);
+                }
             }
             // Talking stops the architect's voice at once.
             talk.speaker.stop();
@@ -334,11 +381,26 @@ async fn hear(
             if !json {
                 eprintln!("candybar: listening on {:?}; Enter to send", capture.device);
             }
-            tokio::spawn(super::dictate::record_until_stopped(capture, None))
+            let words = client::dictate(asr, rx, |_| {});
+            tokio::pin!(words);
+            // Enter (or the end of input) stops the microphone, which ends the utterance.
+            let result = tokio::select! {
+                r = &mut words => r,
+                _ = enter.recv() => {
+                    let _ = tokio::task::spawn_blocking(move || capture.stop()).await;
+                    words.await
+                }
+            };
+            return finish(result);
         }
     };
     let result = client::dictate(asr, rx, |_| {}).await;
     feeder.abort();
+    finish(result)
+}
+
+/// The person's words from a finished utterance, with when their speech ended.
+fn finish(result: Result<client::Dictated, client::Failed>) -> anyhow::Result<Option<Heard>> {
     let done = result.map_err(|f| anyhow::anyhow!(f.error))?;
     let asr_ms = done.final_after_ms;
     // The client measured from the end of the audio to its final text.
@@ -353,15 +415,6 @@ async fn hear(
         speech_end,
         asr_ms: Some(asr_ms),
     }))
-}
-
-async fn wait_enter() -> bool {
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).unwrap_or(0) > 0
-    })
-    .await
-    .unwrap_or(false)
 }
 
 struct Printer {

@@ -29,12 +29,14 @@ pub struct ConversationInfo<'a> {
     pub turns: &'a [TurnRow],
     /// The reply being written.
     pub reply: &'a str,
-    /// `ready`, `listening`, `transcribing`, `thinking`, `speaking`, `writing the spec`.
+    /// `ready`, `listening`, `thinking`, `answering` (the reply being written), `speaking`.
     pub state: &'a str,
     /// What the microphone has heard so far in this turn.
     pub hearing: &'a str,
     pub error: Option<&'a str>,
     pub project: &'a str,
+    /// The project's directory (its `.sentra/specs`, its `CLAUDE.md`).
+    pub dir: &'a str,
     /// The architect's endpoint and model, in words (no key).
     pub architect: &'a str,
     /// How replies are spoken.
@@ -61,15 +63,18 @@ pub enum ConversationAction {
     Done,
     /// Silence the reply's voice.
     Hush,
-    /// A new conversation about this project.
+    /// A new conversation about this project, kept in this directory.
     New {
         project: String,
+        dir: String,
     },
     SetRole(String),
     /// Show the spec written in the Specs view.
     OpenSpec(String),
     /// Search the conversations kept.
     Search(String),
+    /// Put a kept conversation on the clipboard, as Markdown.
+    Copy(String),
 }
 
 /// What lasts between frames.
@@ -77,6 +82,7 @@ pub enum ConversationAction {
 pub struct ConversationViewState {
     pub typed: String,
     pub project: String,
+    pub dir: String,
     pub role: String,
     pub role_open: bool,
     pub search: String,
@@ -108,12 +114,18 @@ impl ConversationViewState {
         if self.project.is_empty() {
             info.project.clone_into(&mut self.project);
         }
+        if self.dir.is_empty() {
+            info.dir.clone_into(&mut self.dir);
+        }
         if self.role.is_empty() {
             info.role.clone_into(&mut self.role);
         }
         ui.horizontal_wrapped(|ui| {
             ui.label("Project");
-            ui.add(egui::TextEdit::singleline(&mut self.project).desired_width(140.0));
+            ui.add(egui::TextEdit::singleline(&mut self.project).desired_width(120.0));
+            ui.label("in");
+            ui.add(egui::TextEdit::singleline(&mut self.dir).desired_width(220.0))
+                .on_hover_text("the project directory: its .sentra/specs keeps the specs");
             if ui
                 .button("+ New conversation")
                 .on_hover_text("start again about this project")
@@ -122,6 +134,7 @@ impl ConversationViewState {
                 cx.commands
                     .push(Command::Conversation(ConversationAction::New {
                         project: self.project.trim().to_owned(),
+                        dir: self.dir.trim().to_owned(),
                     }));
             }
             ui.separator();
@@ -220,7 +233,7 @@ impl ConversationViewState {
                     .push(Command::Conversation(ConversationAction::Talk(false)));
             }
             ui.label(RichText::new(info.state).color(theme.weak_text()));
-            if info.state == "speaking" && ui.button("⏹ Hush").clicked() {
+            if matches!(info.state, "answering" | "speaking") && ui.button("⏹ Hush").clicked() {
                 cx.commands
                     .push(Command::Conversation(ConversationAction::Hush));
             }
@@ -267,6 +280,14 @@ impl ConversationViewState {
                 ui.horizontal(|ui| {
                     ui.label(RichText::new(id).monospace().color(theme.weak_text()));
                     ui.label(title);
+                    if ui
+                        .small_button("⎘ Markdown")
+                        .on_hover_text("copy the conversation as Markdown")
+                        .clicked()
+                    {
+                        cx.commands
+                            .push(Command::Conversation(ConversationAction::Copy(id.clone())));
+                    }
                     if let Some(s) = spec
                         && ui.link(format!("→ {s}")).clicked()
                     {

@@ -274,6 +274,8 @@ struct Shared {
     status: Mutex<SpeakerStatus>,
     /// When the current turn began: a sound from before it is not its first.
     turn_since: Mutex<Instant>,
+    /// Hushed: the rest of this turn is not said.
+    muted: AtomicBool,
     /// Sentences queued or being synthesized.
     pending: AtomicUsize,
     /// Bumped by `stop`: sentences of an older generation are dropped unsaid.
@@ -297,6 +299,7 @@ impl Speaker {
             pending: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             turn_since: Mutex::new(Instant::now()),
+            muted: AtomicBool::new(false),
         });
         // Sentences of a reply or two; a caller that outpaces the speaker waits.
         let (tx, rx) = sync_channel(1024);
@@ -312,7 +315,7 @@ impl Speaker {
 
     /// Queues a sentence.
     pub fn say(&self, sentence: &str) {
-        if sentence.trim().is_empty() {
+        if sentence.trim().is_empty() || self.shared.muted.load(Ordering::SeqCst) {
             return;
         }
         self.shared.pending.fetch_add(1, Ordering::SeqCst);
@@ -333,7 +336,15 @@ impl Speaker {
     }
 
     /// A new turn: its first sound is measured afresh.
+    /// Silences it for the rest of this turn: what plays, what is queued, and what the reply
+    /// still brings.
+    pub fn hush(&self) {
+        self.shared.muted.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
     pub fn new_turn(&self) {
+        self.shared.muted.store(false, Ordering::SeqCst);
         *self.shared.turn_since.lock() = Instant::now();
         self.shared.status.lock().first_audio = None;
     }
@@ -468,23 +479,47 @@ impl Output {
             .default_output_config()
             .map_err(|e| SpeechError::Output(e.to_string()))?;
         let rate = supported.sample_rate();
-        let config = supported.config();
         let capacity = rate as usize * RING_SECS;
-        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(capacity);
         let shared = Arc::new(OutShared {
             clear: AtomicBool::new(false),
             first_sound_ns: AtomicU64::new(0),
             last_sound_ns: AtomicU64::new(0),
             base: Instant::now(),
         });
-        let stream = match supported.sample_format() {
-            SampleFormat::F32 => typed::<f32>(&device, &config, consumer, &shared),
-            SampleFormat::I16 => typed::<i16>(&device, &config, consumer, &shared),
-            SampleFormat::U16 => typed::<u16>(&device, &config, consumer, &shared),
-            SampleFormat::I32 => typed::<i32>(&device, &config, consumer, &shared),
-            other => Err(format!("sample format {other:?} is not supported")),
+        // 40 ms buffers: with the sound server's default (seconds on PulseAudio) a reply would
+        // go on that long after the person starts talking. A device that refuses a fixed size
+        // gets the default; the first refusal is the error shown.
+        let mut first_error = None;
+        let mut opened = None;
+        for buffer_size in [
+            cpal::BufferSize::Fixed(rate / 25),
+            cpal::BufferSize::Default,
+        ] {
+            let config = cpal::StreamConfig {
+                buffer_size,
+                ..supported.config()
+            };
+            let (producer, consumer) = rtrb::RingBuffer::<f32>::new(capacity);
+            let built = match supported.sample_format() {
+                SampleFormat::F32 => typed::<f32>(&device, &config, consumer, &shared),
+                SampleFormat::I16 => typed::<i16>(&device, &config, consumer, &shared),
+                SampleFormat::U16 => typed::<u16>(&device, &config, consumer, &shared),
+                SampleFormat::I32 => typed::<i32>(&device, &config, consumer, &shared),
+                other => Err(format!("sample format {other:?} is not supported")),
+            };
+            match built {
+                Ok(stream) => {
+                    opened = Some((stream, producer));
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        .map_err(SpeechError::Output)?;
+        let Some((stream, producer)) = opened else {
+            return Err(SpeechError::Output(first_error.unwrap_or_default()));
+        };
         stream
             .play()
             .map_err(|e| SpeechError::Output(e.to_string()))?;
