@@ -504,3 +504,126 @@ fn talking_again_silences_the_reply_at_once() {
     let _ = recorder.kill();
     let _ = recorder.wait();
 }
+
+/// What the speech stand-in was asked: each request's JSON and `Authorization`.
+type Asked = std::sync::Arc<parking_lot::Mutex<Vec<(Value, String)>>>;
+
+/// A stand-in for an OpenAI-compatible speech API (`POST /v1/audio/speech`; no such server can
+/// be had from the package registries here): it answers with espeak-ng's WAV of the input, or
+/// with `fail` as an HTTP status, and records each request's JSON and `Authorization`.
+fn speech_stand_in(fail: Option<u16>) -> (String, Asked, tokio::runtime::Runtime) {
+    use axum::response::IntoResponse as _;
+    let asked = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = asked.clone();
+    let app = axum::Router::new().route(
+        "/v1/audio/speech",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().push((v.clone(), auth));
+                    if let Some(status) = fail {
+                        return (
+                            axum::http::StatusCode::from_u16(status).unwrap(),
+                            "the voice model is not loaded",
+                        )
+                            .into_response();
+                    }
+                    let wav = tempfile::NamedTempFile::new().unwrap();
+                    let input = v["input"].as_str().unwrap_or("nothing").to_owned();
+                    let ok = Command::new("espeak-ng")
+                        .arg("-w")
+                        .arg(wav.path())
+                        .arg(input)
+                        .status()
+                        .expect("these tests need espeak-ng: sudo apt-get install espeak-ng");
+                    assert!(ok.success());
+                    (
+                        [("content-type", "audio/wav")],
+                        std::fs::read(wav.path()).unwrap(),
+                    )
+                        .into_response()
+                }
+            },
+        ),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), asked, rt)
+}
+
+#[test]
+fn replies_are_spoken_by_a_speech_api_too_and_its_failure_is_said() {
+    let pulse = Pulse::start();
+    let llm = LlmServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pulse_server = pulse.env().1;
+    let env = [
+        ("PULSE_SERVER", pulse_server.as_str()),
+        ("CANDYBAR_LLM_KEY", "sk-test-speech"),
+    ];
+    let talk = |speech: &str, project: &str| {
+        run_env(
+            &[
+                "talk",
+                "--architect",
+                &llm.url,
+                "--speech",
+                speech,
+                "--dir",
+                path_str(dir.path()),
+                "--project",
+                project,
+                "--conversations",
+                path_str(&dir.path().join("c.sqlite3")),
+                "--say",
+                "Say hello.",
+                "--say",
+                "I'm done",
+            ],
+            &env,
+        )
+    };
+    let (api, asked, _rt) = speech_stand_in(None);
+    let speakers = dir.path().join("speakers.raw");
+    let mut recorder = pulse.record_speakers(&speakers);
+    let (code, out, err) = talk(&api, "api");
+    let _ = recorder.kill();
+    let _ = recorder.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("spec "), "{out}");
+    let (peak, loud) = loudness(&speakers, 0.02);
+    assert!(
+        loud >= 3 && peak > 0.05,
+        "nothing was heard: {peak} {loud}\n{err}"
+    );
+    let asked = asked.lock().clone();
+    assert!(!asked.is_empty());
+    let (first, auth) = &asked[0];
+    assert_eq!(first["model"], "tts-1");
+    assert_eq!(first["voice"], "alloy");
+    assert_eq!(first["response_format"], "wav");
+    assert!(!first["input"].as_str().unwrap().is_empty());
+    assert_eq!(auth, "Bearer sk-test-speech");
+    // A speech API that fails: said, with its answer; the conversation goes on in text.
+    let (api, _, _rt) = speech_stand_in(Some(503));
+    let (code, out, err) = talk(&api, "failing");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("spec "), "{out}");
+    assert!(
+        err.contains("the speech API at http://127.0.0.1:")
+            && err.contains("HTTP 503: the voice model is not loaded"),
+        "{err}"
+    );
+    assert!(!err.contains("sk-test-speech"), "{err}");
+}
