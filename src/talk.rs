@@ -28,6 +28,9 @@ pub struct TalkConfig {
     pub conversations: PathBuf,
     /// A spec to continue: the conversation changes it into its next version.
     pub continue_spec: Option<String>,
+    /// The most tokens a spoken reply and a spec may run to.
+    pub reply_tokens: u32,
+    pub spec_tokens: u32,
 }
 
 /// What a conversation reports as it goes.
@@ -69,9 +72,12 @@ pub struct Talk {
 }
 
 /// The most a spoken reply may run to, in tokens (unless the config says otherwise).
-const REPLY_TOKENS: u32 = 300;
+pub const REPLY_TOKENS: u32 = 300;
 /// The most a spec may run to, in tokens.
-const SPEC_TOKENS: u32 = 2_000;
+pub const SPEC_TOKENS: u32 = 2_000;
+/// How long a spec may take to write: it streams onto the screen as it comes, a stalled server
+/// is caught by the idle timeout, and a slow local model on a CPU needs minutes for a long one.
+const SPEC_TOTAL_TIMEOUT: Duration = Duration::from_mins(20);
 
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
@@ -155,7 +161,7 @@ impl Talk {
         let speaker = &self.speaker;
         // A spoken answer is short; a small local model left alone can ramble for minutes.
         let mut chat_cfg = self.cfg.chat.clone();
-        chat_cfg.max_tokens = chat_cfg.max_tokens.or(Some(REPLY_TOKENS));
+        chat_cfg.max_tokens = Some(self.cfg.reply_tokens);
         let result = chat::complete(&self.http, &chat_cfg, &messages, |piece| {
             first.get_or_insert_with(Instant::now);
             on(TalkEvent::Piece(piece.to_owned()));
@@ -224,7 +230,8 @@ impl Talk {
         let messages = self.messages(Some(prompt::DRAFT_REQUEST));
         let mut first: Option<Instant> = None;
         let mut chat_cfg = self.cfg.chat.clone();
-        chat_cfg.max_tokens = chat_cfg.max_tokens.or(Some(SPEC_TOKENS));
+        chat_cfg.max_tokens = Some(self.cfg.spec_tokens);
+        chat_cfg.total_timeout = chat_cfg.total_timeout.max(SPEC_TOTAL_TIMEOUT);
         let result = chat::complete(&self.http, &chat_cfg, &messages, |piece| {
             first.get_or_insert_with(Instant::now);
             on(TalkEvent::Piece(piece.to_owned()));

@@ -48,6 +48,18 @@ fn loudness(raw: &Path, floor: f64) -> (f64, usize) {
     )
 }
 
+/// SmolLM2-135M does not stop writing a spec by itself: at the default 2,000 tokens a test that
+/// runs beside others waited minutes for it (CI once gave up after 300 s). Specs of 256 tokens
+/// say what the tests check.
+const SMALL_SPECS: &str = "spec_max_tokens = 256\n";
+
+/// A config file with [`SMALL_SPECS`] and nothing else.
+fn small_specs_config(dir: &Path) -> PathBuf {
+    let path = dir.join("small-specs.toml");
+    std::fs::write(&path, format!("[architect]\n{SMALL_SPECS}")).unwrap();
+    path
+}
+
 fn specs_in(project_dir: &Path, project: &str) -> Vec<PathBuf> {
     std::fs::read_dir(project_dir.join(".sentra/specs").join(project))
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -74,7 +86,7 @@ fn the_window_hears_a_feature_answers_aloud_and_writes_spec_v1() {
     std::fs::write(
         &config,
         format!(
-            "[architect]\nurl = \"{}\"\nspeech = \"espeak-ng\"\n\n[specs]\ndir = \"{}\"\nproject = \"demo\"\n",
+            "[architect]\nurl = \"{}\"\nspeech = \"espeak-ng\"\n{SMALL_SPECS}\n[specs]\ndir = \"{}\"\nproject = \"demo\"\n",
             llm.url,
             path_str(&project)
         ),
@@ -212,6 +224,7 @@ fn the_window_hears_a_feature_answers_aloud_and_writes_spec_v1() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // the command line's turns and faults, told in order
 fn the_command_line_talks_from_files_and_says_what_goes_wrong() {
     let _model = model_lock();
     let (_asr, addr) = asr_server(&[]);
@@ -219,9 +232,12 @@ fn the_command_line_talks_from_files_and_says_what_goes_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("conversations.sqlite3");
     let server = format!("ws://{addr}/asr");
+    let config = small_specs_config(dir.path());
     let talk = |extra: &[&str], env: &[(&str, &str)]| {
         let mut args = vec![
             "talk",
+            "--config",
+            path_str(&config),
             "--dir",
             path_str(dir.path()),
             "--project",
@@ -317,6 +333,43 @@ fn the_command_line_talks_from_files_and_says_what_goes_wrong() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("apt-get install espeak-ng"), "{err}");
     assert!(out.contains("spec "), "{out}");
+}
+
+#[test]
+fn absurd_token_limits_in_the_config_are_refused_before_anything_is_heard() {
+    let dir = tempfile::tempdir().unwrap();
+    let absurd = dir.path().join("absurd.toml");
+    let down = format!("http://127.0.0.1:{}/v1", free_port());
+    for (line, said) in [
+        (
+            "spec_max_tokens = 0",
+            "[architect] spec_max_tokens = 0 is out of range",
+        ),
+        (
+            "reply_max_tokens = 4000000",
+            "[architect] reply_max_tokens = 4000000 is out of range",
+        ),
+        ("reply_max_tokens = -3", "reply_max_tokens"),
+    ] {
+        std::fs::write(&absurd, format!("[architect]\n{line}\n")).unwrap();
+        let (code, _, err) = run_env(
+            &[
+                "talk",
+                "--config",
+                path_str(&absurd),
+                "--architect",
+                &down,
+                "--dir",
+                path_str(dir.path()),
+                "--say",
+                "hello",
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(2), "{line}: {err}");
+        assert!(err.contains(said), "{line}: {err}");
+        assert!(!err.contains("cannot reach"), "{line}: {err}");
+    }
 }
 
 fn chat_ask(text: &str) -> Vec<Message> {
@@ -419,7 +472,7 @@ fn talking_again_silences_the_reply_at_once() {
         .arg(dir.path().join("c.sqlite3"))
         .env("PULSE_SERVER", pulse.env().1)
         .env("CANDYBAR_NO_KEYCHAIN", "1")
-        .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
+        .env("CANDYBAR_CONFIG", small_specs_config(dir.path()))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
@@ -572,10 +625,13 @@ fn replies_are_spoken_by_a_speech_api_too_and_its_failure_is_said() {
         ("PULSE_SERVER", pulse_server.as_str()),
         ("CANDYBAR_LLM_KEY", "sk-test-speech"),
     ];
+    let config = small_specs_config(dir.path());
     let talk = |speech: &str, project: &str| {
         run_env(
             &[
                 "talk",
+                "--config",
+                path_str(&config),
                 "--architect",
                 &llm.url,
                 "--speech",

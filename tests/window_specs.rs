@@ -52,6 +52,8 @@ fn app(gh: &GitHub) -> (Harness<'static, CandybarApp>, Lab, SpecStore) {
             speech: candybar_voice::speech::SpeechEngine::Off,
             conversations: dir.path().join("conversations.sqlite3"),
             continue_spec: None,
+            reply_tokens: candybar::talk::REPLY_TOKENS,
+            spec_tokens: candybar::talk::SPEC_TOKENS,
         }),
         repo: Some(github::REPO.into()),
         github_api: gh.api.clone(),

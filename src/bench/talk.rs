@@ -73,6 +73,8 @@ pub async fn bench_talk(a: &TalkBenchArgs) -> anyhow::Result<serde_json::Value> 
             speech: SpeechEngine::from_setting(Some(&a.speech), None, None, None),
             conversations: dir.path().join("conversations.sqlite3"),
             continue_spec: None,
+            reply_tokens: crate::talk::REPLY_TOKENS,
+            spec_tokens: crate::talk::SPEC_TOKENS,
         })?;
         for wav in &wavs {
             let pcm = candybar_voice::resample::read_wav_16k(wav)?;

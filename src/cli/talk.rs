@@ -117,6 +117,22 @@ pub(crate) fn talk_config(args: &TurnArgs, settings: &Settings) -> anyhow::Resul
         )
         .map_err(anyhow::Error::msg)?;
     }
+    let tokens = |n: Option<u32>, default: u32, what: &str| match n.unwrap_or(default) {
+        n @ 16..=200_000 => Ok(n),
+        n => Err(anyhow::anyhow!(
+            "[architect] {what} = {n} is out of range: give a number of tokens from 16 to 200000"
+        )),
+    };
+    let reply_tokens = tokens(
+        a.reply_max_tokens,
+        crate::talk::REPLY_TOKENS,
+        "reply_max_tokens",
+    )?;
+    let spec_tokens = tokens(
+        a.spec_max_tokens,
+        crate::talk::SPEC_TOKENS,
+        "spec_max_tokens",
+    )?;
     let dir = super::spec::project_dir(args.dir.as_ref(), settings)?;
     let project = super::spec::project_name(args.project.as_deref(), &dir, settings);
     Ok(TalkConfig {
@@ -138,6 +154,8 @@ pub(crate) fn talk_config(args: &TurnArgs, settings: &Settings) -> anyhow::Resul
             .clone()
             .unwrap_or_else(crate::talk::default_conversations_path),
         continue_spec: args.continue_spec.clone(),
+        reply_tokens,
+        spec_tokens,
     })
 }
 

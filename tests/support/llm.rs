@@ -45,7 +45,9 @@ impl LlmServer {
                 "--port",
                 &port.to_string(),
             ])
-            .args(["-c", "4096", "-t", "2", "--no-webui"])
+            // One thread: the suite runs tests side by side on few cores, where llama.cpp's
+            // threads waiting on each other ran at half the speed of one (measured, 2 cores).
+            .args(["-c", "4096", "-t", "1", "--no-webui"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

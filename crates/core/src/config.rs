@@ -45,6 +45,11 @@ pub struct ArchitectSection {
     pub system_prompt: Option<String>,
     /// Seconds the first piece of a reply may take (default 60).
     pub first_token_timeout_secs: Option<f64>,
+    /// The most tokens a spoken reply may run to (default 300).
+    pub reply_max_tokens: Option<u32>,
+    /// The most tokens a written spec may run to (default 2000; a small local model that does
+    /// not stop by itself writes this many).
+    pub spec_max_tokens: Option<u32>,
     /// How replies are spoken: `espeak-ng` (default, offline), `off`, or an OpenAI-compatible
     /// speech API's base (`http://host:port/v1`, its `/audio/speech`).
     pub speech: Option<String>,
