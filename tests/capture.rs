@@ -195,6 +195,48 @@ fn a_microphone_that_goes_away_ends_the_recording_with_a_clear_message() {
     );
 }
 
+/// Following one application that stopped playing, the recording waits for it; when the
+/// sound server itself goes away meanwhile, the recording ends in words and keeps its text.
+#[test]
+fn the_sound_server_going_away_while_an_app_is_awaited_ends_the_recording_in_words() {
+    let _alone = ONE_SOUND_SERVER.lock();
+    let _model = model_lock();
+    let pulse = Pulse::start();
+    let (_server, addr) = asr_server(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite3");
+    let clip = dir.path().join("lead-in.wav");
+    with_silence_first(&speech(1), &clip, 1.0);
+    let mut player = pulse.start_playing(&clip);
+    listed_within_5s(&pulse, "paplay");
+    let c = record(&pulse, &addr, &db, &["--source", "app:paplay"]);
+    let _ = player.wait();
+    c.wait_stderr("waiting for it to play again", 1, Duration::from_secs(10));
+    pulse.stop();
+    let (r, err) = result(c);
+    assert_heard(&script(1), r["text"].as_str().unwrap());
+    assert!(
+        err.contains("recording paplay (")
+            && err.contains("ended: the sound server does not answer")
+            && err.contains("what was heard so far is kept"),
+        "{err}"
+    );
+}
+
+/// `dictate --list-apps` lists `app` as playing within 5 s.
+fn listed_within_5s(pulse: &Pulse, app: &str) {
+    let (key, value) = pulse.env();
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, out, err) = support::run_env(&["dictate", "--list-apps"], &[(key, &value)]);
+        assert_eq!(code, Some(0), "{err}");
+        if out.contains(app) {
+            return;
+        }
+        assert!(Instant::now() < end, "{app} was never listed as playing: {out}");
+    }
+}
+
 /// `dictate --source …` until its result; returns it and the command's stderr.
 fn record(pulse: &Pulse, addr: &str, db: &std::path::Path, args: &[&str]) -> Candybar {
     let (key, value) = pulse.env();
@@ -283,28 +325,34 @@ fn what_plays_one_application_and_a_meeting_become_text() {
     );
     long_transcript_was_sent_and_exports(&amqp, &long, &r, &db);
 
-    // One application: it is listed, followed while it plays, and its end ends the recording
-    // in words. (paplay of a clip with a second of silence first, so the recording starts
-    // before the words.)
+    // One application: it is listed and followed across its streams — when one ends (a tab
+    // muted and unmuted, the next track), the recording says so, waits for the application's
+    // next stream and goes on with it. (paplay of a clip with a second of silence first, so the
+    // recording starts before the words; then, after a pause, another paplay.)
     let clip = dir.path().join("lead-in.wav");
     with_silence_first(&speech(1), &clip, 1.5);
     let mut player = pulse.start_playing(&clip);
+    listed_within_5s(&pulse, "paplay");
     let (key, value) = pulse.env();
-    let end = Instant::now() + Duration::from_secs(5);
-    let listed = loop {
-        let (code, out, err) = support::run_env(&["dictate", "--list-apps"], &[(key, &value)]);
-        assert_eq!(code, Some(0), "{err}");
-        if out.contains("paplay") || Instant::now() > end {
-            break out;
-        }
-    };
-    assert!(listed.contains("paplay"), "{listed}");
-    let c = record(&pulse, &addr, &db, &["--source", "app:paplay"]);
-    let (r, err) = result(c);
+    let c = record(
+        &pulse,
+        &addr,
+        &db,
+        &["--source", "app:paplay", "--seconds", "16"],
+    );
     let _ = player.wait();
-    assert_heard(&script(1), r["text"].as_str().unwrap());
+    std::thread::sleep(Duration::from_secs(1));
+    let next = dir.path().join("next.wav");
+    with_silence_first(&speech(2), &next, 0.5);
+    let _ = pulse.start_playing(&next).wait();
+    let (r, err) = result(c);
+    assert_heard(
+        &format!("{} {}", script(1), script(2)),
+        r["text"].as_str().unwrap(),
+    );
     assert!(
-        err.contains("recording paplay") && err.contains("what was heard so far is kept"),
+        err.contains("paplay stopped playing; waiting for it to play again")
+            && err.contains("paplay plays again; recording it"),
         "{err}"
     );
     let (code, _, err) = support::run_env(

@@ -10,6 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use candybar_core::redact::SecretUrl;
+use candybar_sessions::outbox::keep_and_send;
 use candybar_sessions::store::Outgoing;
 use candybar_specs::github::{self, GitHub};
 use candybar_specs::store::{FiledIssue, Meta, SpecStore};
@@ -736,26 +737,19 @@ impl Worker<'_> {
 
     /// Queues the events in the sessions' outbox and sends what the broker takes.
     fn announce(&self, events: &[Outgoing]) {
-        let store = candybar_sessions::SqliteStore::open(&self.init.outbox).and_then(|mut s| {
-            s.queue(events)?;
-            Ok(s)
-        });
-        let store = match store {
-            Ok(s) => s,
-            Err(e) => {
-                self.say(
-                    ToastLevel::Error,
-                    format!("the spec's events are not kept: {e}"),
-                );
-                return;
-            }
-        };
-        if let Some((url, exchange)) = &self.init.broker {
-            let mut p = candybar_bus::publish::Publisher::new(url.expose(), exchange);
-            let _ =
-                self.init
-                    .rt
-                    .block_on(candybar_sessions::outbox::deliver(&store, &mut p, i64::MAX));
+        let broker = self
+            .init
+            .broker
+            .as_ref()
+            .map(|(url, exchange)| (url.expose(), exchange.as_str()));
+        let outbox = &self.init.outbox;
+        let kept = self.init.rt.block_on(keep_and_send(outbox, events, broker));
+        // Events the broker did not take wait in the outbox for the next delivery.
+        if let Err(e) = kept {
+            self.say(
+                ToastLevel::Error,
+                format!("the spec's events are not kept: {e}"),
+            );
         }
     }
 }

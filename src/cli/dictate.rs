@@ -306,8 +306,18 @@ pub(crate) async fn record_until_stopped(capture: Capture, limit: Option<Duratio
             std::future::pending::<()>().await;
         }
     };
+    // The recording's notices as they change (an application followed across its streams),
+    // until it cannot go on.
     let gone = async {
+        let mut said = None;
         while capture.error().is_none() {
+            let notice = capture.notice();
+            if notice != said {
+                if let Some(n) = &notice {
+                    eprintln!("candybar: {n}");
+                }
+                said = notice;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };

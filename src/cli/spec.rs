@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use candybar_bus::publish::Publisher;
-use candybar_sessions::SqliteStore;
+use candybar_sessions::outbox::keep_and_send;
 use candybar_sessions::store::Outgoing;
 use candybar_specs::events;
 use candybar_specs::github::{self, GitHub, GitHubError};
@@ -201,29 +200,17 @@ pub(crate) async fn announce(events: Vec<Outgoing>, source: &SourceArgs, setting
             return;
         }
     };
-    let queued = SqliteStore::open(&dir.join("sessions.sqlite3")).and_then(|mut store| {
-        store.queue(&events)?;
-        Ok(store)
-    });
-    let store = match queued {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("candybar: the spec's events are not kept: {e}");
-            return;
-        }
-    };
-    let Some(url) = source.amqp_url(settings) else {
-        return;
-    };
-    let mut publisher = Publisher::new(url.expose(), &source.exchange(settings));
-    match candybar_sessions::outbox::deliver(&store, &mut publisher, i64::MAX).await {
-        Ok(r) if r.pending > 0 => eprintln!(
+    let url = source.amqp_url(settings);
+    let exchange = source.exchange(settings);
+    let broker = url.as_ref().map(|u| (u.expose(), exchange.as_str()));
+    match keep_and_send(&dir.join("sessions.sqlite3"), &events, broker).await {
+        Ok(Some(r)) if r.pending > 0 => eprintln!(
             "candybar: {} event(s) wait for the broker ({}); they are sent by the next command",
             r.pending,
             candybar_core::redact::mask_secrets_in(r.error.as_deref().unwrap_or("not sent yet"))
         ),
         Ok(_) => {}
-        Err(e) => eprintln!("candybar: {e}"),
+        Err(e) => eprintln!("candybar: the spec's events are not kept: {e}"),
     }
 }
 

@@ -125,6 +125,9 @@ pub struct DictationStatus {
     pub last: Option<LastResult>,
     /// The latest error the user can act on; cleared when a recording starts.
     pub error: Option<String>,
+    /// What the recording is doing that the user should know, while it goes on ("Firefox
+    /// stopped playing; waiting for it to play again"); cleared when a recording starts.
+    pub notice: Option<String>,
     /// History rows for `query`, newest first.
     pub history: Vec<Transcript>,
     pub query: String,

@@ -8,7 +8,7 @@ use candybar_bus::publish::Publisher;
 use candybar_core::event::RawMessage;
 use candybar_core::time::{Micros, now_us};
 
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{Outgoing, SqliteStore, StoreError};
 
 /// How long one delivery may wait for the broker's confirm.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,6 +21,31 @@ pub struct Delivered {
     pub pending: usize,
     /// Why the last attempt failed, when one did.
     pub error: Option<String>,
+}
+
+/// A one-shot command's way: keeps `events` in the outbox at `path` and, given a broker
+/// (`url`, `exchange`), sends everything waiting there, these events last. `Ok(None)`: kept, no
+/// broker to send to. An error means the events were not kept.
+pub async fn keep_and_send(
+    path: &std::path::Path,
+    events: &[Outgoing],
+    broker: Option<(&str, &str)>,
+) -> Result<Option<Delivered>, StoreError> {
+    let mut store = SqliteStore::open(path)?;
+    store.queue(events)?;
+    let Some((url, exchange)) = broker else {
+        return Ok(None);
+    };
+    let mut publisher = Publisher::new(url, exchange);
+    match deliver(&store, &mut publisher, Micros::MAX).await {
+        Ok(d) => Ok(Some(d)),
+        // Kept: the next command or the window sends them.
+        Err(e) => Ok(Some(Delivered {
+            sent: 0,
+            pending: events.len(),
+            error: Some(e.to_string()),
+        })),
+    }
 }
 
 /// Sends what is due by `due_by_us` (a long-running deliverer: now, keeping the backoff; a

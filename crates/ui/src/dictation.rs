@@ -569,6 +569,11 @@ fn recorder_ui(
                 Phase::Finishing => "waiting for the final text…".to_owned(),
             };
             ui.label(RichText::new(phase).strong());
+            if status.phase == Phase::Recording
+                && let Some(n) = &status.notice
+            {
+                ui.label(RichText::new(n).color(theme.warn()));
+            }
             let keys = if hotkey.error.is_some() {
                 "hotkey unavailable (see settings)".to_owned()
             } else {

@@ -144,6 +144,9 @@ struct Shared {
     device_frames: AtomicU64,
     sent_frames: AtomicU64,
     error: Mutex<Option<String>>,
+    /// What the recording is doing that the user should know, while it goes on ("Firefox
+    /// stopped playing; waiting for it to play again").
+    notice: Mutex<Option<String>>,
     /// No microphone in the recording: what plays may pause for minutes, so silence from the
     /// source is no sign that it went away (its recorder ending is).
     quiet_ok: AtomicBool,
@@ -184,6 +187,17 @@ struct Pipeline {
     mix: Option<std::collections::VecDeque<f32>>,
 }
 
+fn rms_i16(frame: &[i16]) -> f32 {
+    let sum: f32 = frame
+        .iter()
+        .map(|&s| {
+            let v = f32::from(s) / 32_768.0;
+            v * v
+        })
+        .sum();
+    (sum / frame.len().max(1) as f32).sqrt()
+}
+
 /// What plays, queued for mixing, is held at most this long (the microphone stalled).
 const MIX_MAX_SAMPLES: usize = SAMPLE_RATE_HZ as usize;
 
@@ -209,6 +223,8 @@ impl Pipeline {
                     let other = mix.pop_front().unwrap_or(0.0);
                     *s = (f32::from(*s) + other * 32_767.0).clamp(-32_768.0, 32_767.0) as i16;
                 }
+                // The meter shows what is recorded: the microphone and what plays together.
+                shared.level.set(rms_i16(&full));
             }
             if tx.try_send(full).is_err() {
                 shared.dropped_frames.fetch_add(1, Ordering::Relaxed);
@@ -315,6 +331,12 @@ impl Capture {
             0 => None,
             us => Some(Duration::from_micros(us - 1)),
         }
+    }
+
+    /// What the recording is doing that the user should know, while it goes on (an
+    /// application followed across its streams: waiting for it, recording it again).
+    pub fn notice(&self) -> Option<String> {
+        self.shared.notice.lock().clone()
     }
 
     /// Why the capture cannot go on (the device went away or stopped delivering), if so.
@@ -588,11 +610,11 @@ fn start_playing(
     let (mut producer, consumer) =
         rtrb::RingBuffer::<f32>::new(system_audio::RECORD_RATE_HZ as usize * RING_SECS);
     let s = shared.clone();
-    let what = target.describe();
+    let target = target.clone();
     std::thread::Builder::new()
         .name("system-audio".into())
         .spawn(move || {
-            let why = recorder.read_into(|samples| {
+            let mut take = |samples: &[f32]| {
                 if alone {
                     s.note_audio(started);
                 }
@@ -605,10 +627,15 @@ fn start_playing(
                 if let Some(t) = s.thread.get() {
                     t.unpark();
                 }
-            });
-            if !s.stop.load(Ordering::Acquire) {
-                let message =
-                    format!("recording {what} ended: {why}; what was heard so far is kept");
+            };
+            let why = follow(&mut recorder, &target, &s, &mut take);
+            if let Some(why) = why
+                && !s.stop.load(Ordering::Acquire)
+            {
+                let message = format!(
+                    "recording {} ended: {why}; what was heard so far is kept",
+                    target.describe()
+                );
                 tracing::warn!("{message}");
                 *s.error.lock() = Some(message);
                 s.request_stop();
@@ -619,6 +646,48 @@ fn start_playing(
         stopper,
         ring: consumer,
     })
+}
+
+/// How often the sound server is asked whether a followed application plays again.
+const APP_POLL: Duration = Duration::from_millis(250);
+
+/// Records `target` until stopped. One application is followed across its streams: when one
+/// ends, the recording waits (saying so) for the application's next one and goes on with it.
+/// Returns why the recording ended by itself, or `None` when it was stopped.
+fn follow(
+    recorder: &mut Recorder,
+    target: &Target,
+    s: &Shared,
+    take: &mut impl FnMut(&[f32]),
+) -> Option<String> {
+    let stopped = || s.stop.load(Ordering::Acquire);
+    loop {
+        let why = recorder.read_into(take);
+        if stopped() {
+            return None;
+        }
+        let Target::App(app) = target else {
+            return Some(why);
+        };
+        let waiting = format!("{} stopped playing; waiting for it to play again", app.name);
+        tracing::info!("{waiting} ({why})");
+        *s.notice.lock() = Some(waiting);
+        let next = match system_audio::wait_for_app(&app.name, APP_POLL, stopped) {
+            Ok(Some(next)) => next,
+            Ok(None) => return None,
+            Err(e) => return Some(e.to_string()),
+        };
+        if let Err(e) = recorder.restart(&Target::App(next.clone())) {
+            return Some(e.to_string());
+        }
+        // A stop that came while the new stream was being opened finds no recorder to end.
+        if stopped() {
+            recorder.stopper().stop();
+        }
+        let again = format!("{} plays again; recording it", next.name);
+        tracing::info!("{again}");
+        *s.notice.lock() = Some(again);
+    }
 }
 
 /// Opens the microphone: the device, its stream (not yet playing) and the conversion to 16 kHz.
@@ -748,4 +817,37 @@ where
         None,
     );
     built.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mixed with what plays, the meter shows the recording, not the microphone alone: a quiet
+    /// microphone while the other side talks still moves it.
+    #[test]
+    fn the_meter_of_a_meeting_shows_what_plays_too() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut pipeline = Pipeline {
+            channels: 1,
+            mono: Vec::new(),
+            conv: ToSpeechRate::new(SAMPLE_RATE_HZ).unwrap(),
+            frame: Vec::new(),
+            tx: Some(tx),
+            mix: Some(
+                (0..SAMPLE_RATE_HZ)
+                    .map(|k| 0.3 * (k as f32 * 0.2).sin())
+                    .collect(),
+            ),
+        };
+        let shared = Shared::default();
+        pipeline.take(&vec![0.0; FRAME_SAMPLES * 4], &shared);
+        let level = shared.level.level();
+        assert!((0.15..0.3).contains(&level), "the meter shows {level}");
+        assert!(rx.try_recv().is_ok(), "no frame was sent");
+        // The microphone alone (nothing plays): silence is silence.
+        pipeline.mix = None;
+        pipeline.take(&vec![0.0; FRAME_SAMPLES], &shared);
+        assert!(shared.level.level() < 0.001);
+    }
 }

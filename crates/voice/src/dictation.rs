@@ -591,6 +591,7 @@ impl Worker {
             s.settled.clear();
             s.tentative.clear();
             s.error = None;
+            s.notice = None;
             s.connection = "connecting".into();
             s.recordings += 1;
         });
@@ -671,6 +672,10 @@ impl Worker {
         let Some(rec) = &self.current else { return };
         if rec.capture.first_audio_after().is_some() && !self.status.lock().listening {
             self.update(|s| s.listening = true);
+        }
+        let notice = rec.capture.notice();
+        if notice != self.status.lock().notice {
+            self.update(|s| s.notice = notice);
         }
         if let Some(e) = rec.capture.error() {
             self.stop_recording();

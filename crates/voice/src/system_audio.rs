@@ -12,7 +12,8 @@
 use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 
 use candybar_core::voice::PlayingApp;
 
@@ -130,48 +131,96 @@ pub fn parse_sink_inputs(json: &str) -> Result<Vec<PlayingApp>, String> {
         .collect())
 }
 
+/// Waits until an application answering to `wanted` plays (a stream that is not paused), asking
+/// the sound server every `every`; `None` once `stopped` says so. What a recording of one
+/// application does when its stream ends: a meeting tab muted and unmuted, a player's next
+/// track, an app restarted — each is a new stream of the same application.
+pub fn wait_for_app(
+    wanted: &str,
+    every: Duration,
+    stopped: impl Fn() -> bool,
+) -> Result<Option<PlayingApp>, SystemAudioError> {
+    loop {
+        if stopped() {
+            return Ok(None);
+        }
+        if let Some(app) = playing_apps()?
+            .into_iter()
+            .find(|a| !a.paused && a.answers_to(wanted))
+        {
+            return Ok(Some(app));
+        }
+        // Sleep in short steps, so a stop is heard at once.
+        let until = std::time::Instant::now() + every;
+        while std::time::Instant::now() < until {
+            if stopped() {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// A running `parec`: 48 kHz mono s16le on its stdout.
 pub struct Recorder {
     child: Child,
-    /// Cleared before the child is reaped, so a [`Stopper`] never signals a reused pid.
+    /// The child's pid, and whether it is still to be signalled: cleared before the child is
+    /// reaped, so a [`Stopper`] never signals a reused pid. Shared with the stoppers, which
+    /// follow the recorder across [`Recorder::restart`].
+    pid: Arc<AtomicU32>,
     running: Arc<AtomicBool>,
+}
+
+fn spawn_parec(target: &Target) -> Result<Child, SystemAudioError> {
+    let mut cmd = Command::new("parec");
+    cmd.args([
+        "--raw",
+        "--format=s16le",
+        &format!("--rate={RECORD_RATE_HZ}"),
+        "--channels=1",
+        // Small fragments: text follows the sound within a frame or two.
+        "--latency-msec=50",
+        "--client-name=candybar",
+        "--stream-name=transcription",
+    ]);
+    match target {
+        Target::DefaultMonitor => cmd.args(["--device", "@DEFAULT_MONITOR@"]),
+        Target::App(app) => cmd.arg(format!("--monitor-stream={}", app.index)),
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SystemAudioError::NoTools("parec"),
+            _ => SystemAudioError::Server(e.to_string()),
+        })
 }
 
 impl Recorder {
     pub fn start(target: &Target) -> Result<Self, SystemAudioError> {
-        let mut cmd = Command::new("parec");
-        cmd.args([
-            "--raw",
-            "--format=s16le",
-            &format!("--rate={RECORD_RATE_HZ}"),
-            "--channels=1",
-            // Small fragments: text follows the sound within a frame or two.
-            "--latency-msec=50",
-            "--client-name=candybar",
-            "--stream-name=transcription",
-        ]);
-        match target {
-            Target::DefaultMonitor => cmd.args(["--device", "@DEFAULT_MONITOR@"]),
-            Target::App(app) => cmd.arg(format!("--monitor-stream={}", app.index)),
-        };
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => SystemAudioError::NoTools("parec"),
-                _ => SystemAudioError::Server(e.to_string()),
-            })?;
+        let child = spawn_parec(target)?;
         Ok(Self {
+            pid: Arc::new(AtomicU32::new(child.id())),
             child,
             running: Arc::new(AtomicBool::new(true)),
         })
     }
 
+    /// Records `target` in place of the stream that ended (after [`Recorder::read_into`]
+    /// returned); stoppers handed out before stop this one.
+    pub fn restart(&mut self, target: &Target) -> Result<(), SystemAudioError> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_parec(target)?;
+        self.pid.store(self.child.id(), Ordering::Release);
+        self.running.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Reads samples until the stream ends, handing each read's samples (-1..1) to `take`;
     /// returns why it ended (the sound server's words), for the user.
-    pub fn read_into(&mut self, mut take: impl FnMut(&[f32])) -> String {
+    pub fn read_into(&mut self, take: &mut impl FnMut(&[f32])) -> String {
         let Some(mut out) = self.child.stdout.take() else {
             return "the recorder has no output".to_owned();
         };
@@ -215,16 +264,16 @@ impl Recorder {
     /// A handle that stops the recorder from another thread.
     pub fn stopper(&self) -> Stopper {
         Stopper {
-            pid: self.child.id(),
+            pid: self.pid.clone(),
             running: self.running.clone(),
         }
     }
 }
 
-/// Stops a [`Recorder`] (its stdout then ends).
+/// Stops a [`Recorder`] (its stdout then ends), whichever stream it records by then.
 #[derive(Clone, Debug)]
 pub struct Stopper {
-    pid: u32,
+    pid: Arc<AtomicU32>,
     running: Arc<AtomicBool>,
 }
 
@@ -234,7 +283,7 @@ impl Stopper {
             return;
         }
         // SIGTERM: parec exits; its pipe then ends the reader, which reaps it.
-        if let Some(pid) = i32::try_from(self.pid)
+        if let Some(pid) = i32::try_from(self.pid.load(Ordering::Acquire))
             .ok()
             .and_then(rustix::process::Pid::from_raw)
         {
