@@ -233,7 +233,10 @@ fn listed_within_5s(pulse: &Pulse, app: &str) {
         if out.contains(app) {
             return;
         }
-        assert!(Instant::now() < end, "{app} was never listed as playing: {out}");
+        assert!(
+            Instant::now() < end,
+            "{app} was never listed as playing: {out}"
+        );
     }
 }
 

@@ -207,6 +207,25 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         },
         model.display()
     );
+    match (
+        candybar_asr::engine::BACKEND,
+        candybar_asr::engine::gpu_devices(),
+    ) {
+        ("cpu", _) => {}
+        ("vulkan", []) => eprintln!(
+            "candybar: whisper.cpp is built for Vulkan, but found no Vulkan GPU: decoding on the \
+             CPU (install your GPU's Vulkan driver; a CPU Vulkan driver such as Mesa's lavapipe is \
+             used only when named, e.g. GGML_VK_VISIBLE_DEVICES=0)"
+        ),
+        (backend, devices) => eprintln!(
+            "candybar: whisper.cpp decodes with {backend} on {}",
+            if devices.is_empty() {
+                "the first device".to_owned()
+            } else {
+                devices.join(", ")
+            }
+        ),
+    }
     let parent = std::os::unix::process::parent_id();
     let exit_with_parent = args.exit_with_parent;
     let orphaned = async move {

@@ -137,9 +137,14 @@ impl Candybar {
 
     /// Like [`Self::spawn`], with extra environment variables.
     pub fn spawn_env(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::spawn_bin(Path::new(env!("CARGO_BIN_EXE_candybar")), args, envs)
+    }
+
+    /// Like [`Self::spawn_env`], for another build of candybar (`bin`).
+    pub fn spawn_bin(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         // A window of its own: never handed over to a candybar already running for this user.
         let socket = std::env::temp_dir().join(format!("{}.sock", unique("candybar-test")));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_candybar"))
+        let mut child = Command::new(bin)
             .args(args)
             .env("CANDYBAR_SOCKET", socket)
             .env("CANDYBAR_NO_KEYCHAIN", "1")
@@ -572,12 +577,22 @@ pub fn asr_server(extra: &[&str]) -> (Candybar, String) {
 
 /// [`asr_server`] with another model.
 pub fn asr_server_with(model: &Path, extra: &[&str]) -> (Candybar, String) {
+    asr_server_of(Path::new(env!("CARGO_BIN_EXE_candybar")), model, extra, &[])
+}
+
+/// [`asr_server_with`] from another build of candybar (`bin`), with extra environment variables.
+pub fn asr_server_of(
+    bin: &Path,
+    model: &Path,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> (Candybar, String) {
     let mut args = vec!["asr", "serve", "--model", path_str(model)];
     if !extra.contains(&"--port") {
         args.extend(["--port", "0"]);
     }
     args.extend_from_slice(extra);
-    let s = Candybar::spawn(&args);
+    let s = Candybar::spawn_bin(bin, &args, envs);
     s.wait_stderr("listening on http://", 1, Duration::from_secs(20));
     let line = s.stderr();
     let addr = line

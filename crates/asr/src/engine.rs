@@ -25,6 +25,23 @@ pub const BACKEND: &str = if cfg!(feature = "cuda") {
     "cpu"
 };
 
+/// The devices whisper.cpp's GPU backend sees, by name (`llvmpipe (LLVM 15.0.6, 256 bits)`,
+/// `NVIDIA GeForce RTX 4070`): none in the CPU build, nor when no driver offers one (whisper.cpp
+/// then decodes on the CPU). CUDA's are not listed (whisper-rs does not enumerate them).
+pub fn gpu_devices() -> &'static [String] {
+    static DEVICES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    DEVICES.get_or_init(|| {
+        #[cfg(feature = "vulkan")]
+        let devices = whisper_rs::vulkan::list_devices()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        #[cfg(not(feature = "vulkan"))]
+        let devices = Vec::new();
+        devices
+    })
+}
+
 /// Whisper's encoder frames per second of audio (1500 frames = 30 s).
 const AUDIO_CTX_PER_SEC: f64 = 50.0;
 const FULL_AUDIO_CTX: i32 = 1500;

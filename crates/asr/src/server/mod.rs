@@ -505,6 +505,7 @@ async fn status(State(state): State<Shared>) -> Json<serde_json::Value> {
     Json(json!({
         "model": loaded(&state).map(|l| l.name.clone()),
         "backend": crate::engine::BACKEND,
+        "devices": crate::engine::gpu_devices(),
         "uptime_secs": state.started.elapsed().as_secs(),
         "clients": state.clients.load(Ordering::Relaxed),
         "utterances": state.utterances.load(Ordering::Relaxed),
