@@ -385,5 +385,26 @@ fn a_final_after_a_pause_is_the_decode_begun_at_the_pause() {
             "{text}"
         );
         assert_eq!(early_finals(), 1, "no pause before the end: a fresh decode");
+
+        // What the pause's decode showed is what the final says: the words do not change
+        // again when the final comes (the earlier partials' agreed words may differ from it).
+        let (pcm, _) = fixture(4);
+        let s = stream(&addr, &pcm, 1.0).await;
+        let at = s
+            .messages
+            .iter()
+            .position(|m| m["type"] == "final")
+            .unwrap();
+        let last_partial = s.messages[..at]
+            .iter()
+            .rev()
+            .find(|m| m["type"] == "partial")
+            .unwrap();
+        assert_eq!(
+            last_partial["text"], s.messages[at]["text"],
+            "{:?}",
+            s.messages
+        );
+        assert_eq!(early_finals(), 2);
     });
 }

@@ -35,6 +35,7 @@ pub struct WlkBenchArgs {
 
 /// A clip as 16 kHz s16le bytes, with the first and last voiced 20 ms frame (in samples).
 struct Clip {
+    name: String,
     pcm: Vec<u8>,
     onset: usize,
     end: usize,
@@ -67,6 +68,10 @@ fn clips() -> anyhow::Result<Vec<Clip>> {
                 .flat_map(|s| ((s * 32_768.0).clamp(-32_768.0, 32_767.0) as i16).to_le_bytes())
                 .collect();
             Ok(Clip {
+                name: p
+                    .file_stem()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 pcm,
                 onset: voiced.first().copied().unwrap_or(0),
                 end: voiced.last().map_or(samples.len(), |v| v + FRAME_SAMPLES),
@@ -121,11 +126,20 @@ pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
     let (addr, stop_tx, server) = start_server(&model, a.early_decode_ms).await?;
     let clips = clips()?;
     let (mut first, mut last) = (Vec::new(), Vec::new());
-    for _ in 0..a.rounds.max(1) {
+    // Per clip, each round: when its last words came, and what that last change was.
+    let mut per_clip: Vec<serde_json::Value> = Vec::new();
+    for round in 0..a.rounds.max(1) {
         for clip in &clips {
-            let (f, l) = wlk_session(&addr, clip).await?;
-            first.push(f);
-            last.push(l);
+            let s = wlk_session(&addr, clip).await?;
+            first.push(s.first_ms);
+            last.push(s.last_ms);
+            per_clip.push(json!({
+                "clip": clip.name,
+                "round": round,
+                "speech_end_to_last_text_ms": (s.last_ms * 10.0).round() / 10.0,
+                "shown_before_last_change": s.last_change.0,
+                "shown_after": s.last_change.1,
+            }));
         }
     }
     let rss_before = rss_mb();
@@ -150,6 +164,7 @@ pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
         "whisperlivekit_protocol": {
             "speech_onset_to_first_text_ms": quantiles(first),
             "speech_end_to_last_text_ms": quantiles(last),
+            "sessions": per_clip,
         },
         "four_clients": {
             "speech_end_to_final_ms": quantiles(finals),
@@ -176,9 +191,17 @@ async fn model_loaded(addr: &str) -> bool {
     body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200")
 }
 
-/// One clip through WhisperLiveKit's protocol in real time: (voice onset sent → first words
-/// shown, voice end sent → last change of the words shown), in ms.
-async fn wlk_session(addr: &str, clip: &Clip) -> anyhow::Result<(f64, f64)> {
+/// One clip through WhisperLiveKit's protocol in real time.
+struct Session {
+    /// Voice onset sent → first words shown, ms.
+    first_ms: f64,
+    /// Voice end sent → the last change of the words shown, ms.
+    last_ms: f64,
+    /// What was shown before the last change, and after it.
+    last_change: (String, String),
+}
+
+async fn wlk_session(addr: &str, clip: &Clip) -> anyhow::Result<Session> {
     let mut req = format!("ws://{addr}/asr").into_client_request()?;
     req.headers_mut()
         .insert("origin", "http://localhost:8000".parse()?);
@@ -187,7 +210,7 @@ async fn wlk_session(addr: &str, clip: &Clip) -> anyhow::Result<(f64, f64)> {
     let _config = rx.next().await;
     // Arrival times of each message whose words differ from the last one's.
     let reader = tokio::spawn(async move {
-        let mut changes: Vec<Instant> = Vec::new();
+        let mut changes: Vec<(Instant, String)> = Vec::new();
         let mut shown = String::new();
         while let Some(Ok(m)) = rx.next().await {
             let Message::Text(t) = m else { continue };
@@ -206,7 +229,7 @@ async fn wlk_session(addr: &str, clip: &Clip) -> anyhow::Result<(f64, f64)> {
             if now.trim() != shown.trim() {
                 shown = now;
                 if !shown.trim().is_empty() {
-                    changes.push(Instant::now());
+                    changes.push((Instant::now(), shown.trim().to_owned()));
                 }
             }
         }
@@ -230,13 +253,19 @@ async fn wlk_session(addr: &str, clip: &Clip) -> anyhow::Result<(f64, f64)> {
     }
     tx.send(Message::Binary(Vec::new().into())).await?;
     let changes = tokio::time::timeout(Duration::from_mins(1), reader).await??;
-    let (Some(onset), Some(end), Some(first), Some(last)) =
+    let (Some(onset), Some(end), Some((first, _)), Some((last, after))) =
         (onset_at, end_at, changes.first(), changes.last())
     else {
         anyhow::bail!("no words came back");
     };
-    Ok((
-        first.saturating_duration_since(onset).as_secs_f64() * 1000.0,
-        last.saturating_duration_since(end).as_secs_f64() * 1000.0,
-    ))
+    let before = changes
+        .len()
+        .checked_sub(2)
+        .map(|i| changes[i].1.clone())
+        .unwrap_or_default();
+    Ok(Session {
+        first_ms: first.saturating_duration_since(onset).as_secs_f64() * 1000.0,
+        last_ms: last.saturating_duration_since(end).as_secs_f64() * 1000.0,
+        last_change: (before, after.clone()),
+    })
 }

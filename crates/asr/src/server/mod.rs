@@ -1056,9 +1056,17 @@ async fn connection(
             let read = samples.len();
             if let Ok(t) = decode(&state, samples.clone(), language.as_deref()).await {
                 agreement.push(&t.text);
+                // At a pause this decode is likely the final one (it is reused when the speech
+                // has ended): show its text as the final will have it, so the words do not
+                // change again when the final comes. Mid-speech, the words decodes agree on.
+                let text = if pause_began {
+                    t.text.clone()
+                } else {
+                    agreement.text()
+                };
                 let msg = ServerMsg::Partial(TranscriptMsg {
                     language: Some(t.language.clone()),
-                    text: agreement.text(),
+                    text,
                     is_final: false,
                     timestamp: format_rfc3339(now_us()),
                     confidence: t.confidence,
