@@ -237,6 +237,7 @@ fn listed_within_5s(pulse: &Pulse, app: &str) {
             Instant::now() < end,
             "{app} was never listed as playing: {out}"
         );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -337,14 +338,17 @@ fn what_plays_one_application_and_a_meeting_become_text() {
     let mut player = pulse.start_playing(&clip);
     listed_within_5s(&pulse, "paplay");
     let (key, value) = pulse.env();
+    // The pause between the streams is longer than the server lets a client be silent
+    // (`--idle-timeout-secs 3` below): while it waits, the recording sends silence.
+    let (_server, addr) = asr_server(&["--idle-timeout-secs", "3"]);
     let c = record(
         &pulse,
         &addr,
         &db,
-        &["--source", "app:paplay", "--seconds", "16"],
+        &["--source", "app:paplay", "--seconds", "19"],
     );
     let _ = player.wait();
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(4));
     let next = dir.path().join("next.wav");
     with_silence_first(&speech(2), &next, 0.5);
     let _ = pulse.start_playing(&next).wait();

@@ -131,6 +131,9 @@ pub struct ServeArgs {
     /// Decoding workers (each ~190 MB for tiny.en); threads × workers should not pass the cores
     #[arg(long, value_name = "N", default_value_t = 1)]
     workers: usize,
+    /// A client that sends no audio this long is closed (code 1008), in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    idle_timeout_secs: u32,
     /// Clients at once
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_clients: usize,
@@ -191,6 +194,7 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         bus: bus.clone(),
         pause_ms: args.pause_ms,
         early_decode_ms: args.early_decode_ms,
+        idle_timeout_secs: args.idle_timeout_secs,
         wlk_webm: args.wlk_input == WlkInput::Webm,
         ..defaults
     };
@@ -219,11 +223,7 @@ pub async fn serve(args: ServeArgs, source: &super::SourceArgs) -> anyhow::Resul
         ),
         (backend, devices) => eprintln!(
             "candybar: whisper.cpp decodes with {backend} on {}",
-            if devices.is_empty() {
-                "the first device".to_owned()
-            } else {
-                devices.join(", ")
-            }
+            devices.first().map_or("the first device", String::as_str)
         ),
     }
     let parent = std::os::unix::process::parent_id();

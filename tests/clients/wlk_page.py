@@ -136,11 +136,19 @@ def main():
             if page.js("!!document.getElementById('recordButton')"):
                 break
             time.sleep(0.1)
-        # Point the page at the server, as a user types it into its settings.
-        page.js(
-            "(() => { const i = document.getElementById('websocketInput');"
-            f" i.value = {json.dumps(ws_url)}; i.dispatchEvent(new Event('change')); }})()"
-        )
+        # Point the page at the server, as a user types it into its settings — once its script
+        # listens (the button exists before the script at the end of the page has run; a change
+        # made earlier is overwritten by the page's default): until the page says it took it.
+        for _ in range(200):
+            page.js(
+                "(() => { const i = document.getElementById('websocketInput');"
+                f" i.value = {json.dumps(ws_url)}; i.dispatchEvent(new Event('change')); }})()"
+            )
+            if "WebSocket URL updated" in (page.js("document.getElementById('status').textContent") or ""):
+                break
+            time.sleep(0.1)
+        else:
+            sys.exit("the page never took the server's address")
         # Every status line the page shows, however briefly.
         page.js(
             "(() => { window.statuses = []; const s = document.getElementById('status');"

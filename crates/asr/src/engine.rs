@@ -31,14 +31,55 @@ pub const BACKEND: &str = if cfg!(feature = "cuda") {
 pub fn gpu_devices() -> &'static [String] {
     static DEVICES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     DEVICES.get_or_init(|| {
+        // ggml's Vulkan listing throws a C++ exception when no driver is installed, which
+        // aborts the process: it is asked only when the loader will find a driver.
         #[cfg(feature = "vulkan")]
-        let devices = whisper_rs::vulkan::list_devices()
-            .into_iter()
-            .map(|d| d.name)
-            .collect();
+        let devices = if vulkan_driver_installed() {
+            whisper_rs::vulkan::list_devices()
+                .into_iter()
+                .map(|d| d.name)
+                .collect()
+        } else {
+            Vec::new()
+        };
         #[cfg(not(feature = "vulkan"))]
         let devices = Vec::new();
         devices
+    })
+}
+
+/// Whether the Vulkan loader will find a driver: a manifest (`*.json`) where the loader looks
+/// for them on Linux, or the files `VK_DRIVER_FILES` / `VK_ICD_FILENAMES` name (which replace
+/// that search).
+#[cfg_attr(not(feature = "vulkan"), allow(dead_code))]
+fn vulkan_driver_installed() -> bool {
+    for var in ["VK_DRIVER_FILES", "VK_ICD_FILENAMES"] {
+        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            return std::env::split_paths(&v).any(|p| p.is_file());
+        }
+    }
+    let env_dirs = |var: &str, default: &str| -> Vec<PathBuf> {
+        std::env::var_os(var).filter(|v| !v.is_empty()).map_or_else(
+            || std::env::split_paths(default).collect(),
+            |v| std::env::split_paths(&v).collect(),
+        )
+    };
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let mut roots = vec![
+        std::env::var_os("XDG_CONFIG_HOME").map_or_else(|| home.join(".config"), PathBuf::from),
+        PathBuf::from("/etc"),
+        std::env::var_os("XDG_DATA_HOME").map_or_else(|| home.join(".local/share"), PathBuf::from),
+    ];
+    roots.extend(env_dirs("XDG_CONFIG_DIRS", "/etc/xdg"));
+    roots.extend(env_dirs("XDG_DATA_DIRS", "/usr/local/share:/usr/share"));
+    roots.iter().any(|root| {
+        std::fs::read_dir(root.join("vulkan/icd.d")).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+        })
     })
 }
 

@@ -43,7 +43,7 @@ pub async fn keep_and_send(
         Err(e) => Ok(Some(Delivered {
             sent: 0,
             pending: events.len(),
-            error: Some(e.to_string()),
+            error: Some(format!("the outbox could not be read: {e}")),
         })),
     }
 }

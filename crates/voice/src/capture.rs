@@ -209,9 +209,12 @@ impl Pipeline {
             Ordering::Relaxed,
         );
         downmix(interleaved, self.channels, &mut self.mono);
-        let rms =
-            (self.mono.iter().map(|s| s * s).sum::<f32>() / self.mono.len().max(1) as f32).sqrt();
-        shared.level.set(rms);
+        if self.mix.is_none() {
+            let rms = (self.mono.iter().map(|s| s * s).sum::<f32>()
+                / self.mono.len().max(1) as f32)
+                .sqrt();
+            shared.level.set(rms);
+        }
         let mono = std::mem::take(&mut self.mono);
         self.conv.push(&mono, &mut self.frame);
         self.mono = mono;
@@ -270,7 +273,10 @@ impl Capture {
         let target = match source {
             AudioSource::Mic => None,
             AudioSource::System | AudioSource::MicAndSystem => Some(Target::DefaultMonitor),
-            AudioSource::App(name) => Some(Target::App(system_audio::find_app(name)?)),
+            AudioSource::App(name) => Some(Target::App {
+                app: system_audio::find_app(name)?,
+                wanted: name.clone(),
+            }),
         };
         let with_mic = source.uses_mic();
         let shared = Arc::new(Shared {
@@ -652,7 +658,8 @@ fn start_playing(
 const APP_POLL: Duration = Duration::from_millis(250);
 
 /// Records `target` until stopped. One application is followed across its streams: when one
-/// ends, the recording waits (saying so) for the application's next one and goes on with it.
+/// ends, the recording waits (saying so, and sending silence meanwhile, so the server does not
+/// take the quiet for a client gone) for the application's next one and goes on with it.
 /// Returns why the recording ended by itself, or `None` when it was stopped.
 fn follow(
     recorder: &mut Recorder,
@@ -661,30 +668,52 @@ fn follow(
     take: &mut impl FnMut(&[f32]),
 ) -> Option<String> {
     let stopped = || s.stop.load(Ordering::Acquire);
+    let step_samples =
+        system_audio::RECORD_RATE_HZ as usize * system_audio::WAIT_STEP.as_millis() as usize / 1000;
+    let silence = vec![0.0f32; step_samples];
+    // Streams that end as soon as they are recorded (a stream listed but gone, a recorder
+    // refused): a few are waited out, more end the recording instead of a busy loop.
+    let mut quick_ends = 0;
+    let mut since = Instant::now();
     loop {
         let why = recorder.read_into(take);
         if stopped() {
             return None;
         }
-        let Target::App(app) = target else {
+        let Target::App { app, wanted } = target else {
             return Some(why);
         };
+        if since.elapsed() < Duration::from_secs(1) {
+            quick_ends += 1;
+            if quick_ends > 5 {
+                return Some(why);
+            }
+            std::thread::sleep(APP_POLL);
+        } else {
+            quick_ends = 0;
+        }
         let waiting = format!("{} stopped playing; waiting for it to play again", app.name);
         tracing::info!("{waiting} ({why})");
         *s.notice.lock() = Some(waiting);
-        let next = match system_audio::wait_for_app(&app.name, APP_POLL, stopped) {
+        let next = match system_audio::wait_for_app(wanted, APP_POLL, stopped, || take(&silence)) {
             Ok(Some(next)) => next,
             Ok(None) => return None,
             Err(e) => return Some(e.to_string()),
         };
-        if let Err(e) = recorder.restart(&Target::App(next.clone())) {
+        let again = format!("{} plays again; recording it", next.name);
+        let next = Target::App {
+            app: next,
+            wanted: wanted.clone(),
+        };
+        if let Err(e) = recorder.restart(&next) {
             return Some(e.to_string());
         }
-        // A stop that came while the new stream was being opened finds no recorder to end.
+        since = Instant::now();
+        // A stop that came while the new stream was being opened found no recorder to end
+        // (the pid is published under the lock the stopper signals under, before this check).
         if stopped() {
             recorder.stopper().stop();
         }
-        let again = format!("{} plays again; recording it", next.name);
         tracing::info!("{again}");
         *s.notice.lock() = Some(again);
     }
@@ -845,6 +874,12 @@ mod tests {
         let level = shared.level.level();
         assert!((0.15..0.3).contains(&level), "the meter shows {level}");
         assert!(rx.try_recv().is_ok(), "no frame was sent");
+        // A short read that completes no frame leaves the meter on the mix (no flicker to 0).
+        pipeline.take(&[0.0; 10], &shared);
+        assert!(
+            shared.level.level() > 0.15,
+            "the meter fell to the microphone alone"
+        );
         // The microphone alone (nothing plays): silence is silence.
         pipeline.mix = None;
         pipeline.take(&vec![0.0; FRAME_SAMPLES], &shared);

@@ -12,10 +12,10 @@
 use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use candybar_core::voice::PlayingApp;
+use parking_lot::Mutex;
 
 /// The rate what plays is recorded at.
 pub const RECORD_RATE_HZ: u32 = 48_000;
@@ -38,8 +38,9 @@ pub enum SystemAudioError {
 pub enum Target {
     /// The default output's monitor: everything the computer plays.
     DefaultMonitor,
-    /// One application's stream (a sink input, by index).
-    App(PlayingApp),
+    /// One application's stream (a sink input, by index), and the name the user asked for it
+    /// by (its next stream is looked for by that name).
+    App { app: PlayingApp, wanted: String },
 }
 
 impl Target {
@@ -47,8 +48,8 @@ impl Target {
     pub fn describe(&self) -> String {
         match self {
             Self::DefaultMonitor => "what the computer plays".to_owned(),
-            Self::App(app) if app.media.is_empty() => app.name.clone(),
-            Self::App(app) => format!("{} ({})", app.name, app.media),
+            Self::App { app, .. } if app.media.is_empty() => app.name.clone(),
+            Self::App { app, .. } => format!("{} ({})", app.name, app.media),
         }
     }
 }
@@ -131,14 +132,21 @@ pub fn parse_sink_inputs(json: &str) -> Result<Vec<PlayingApp>, String> {
         .collect())
 }
 
+/// How often a wait for an application looks whether it was stopped.
+pub const WAIT_STEP: Duration = Duration::from_millis(20);
+
 /// Waits until an application answering to `wanted` plays (a stream that is not paused), asking
 /// the sound server every `every`; `None` once `stopped` says so. What a recording of one
 /// application does when its stream ends: a meeting tab muted and unmuted, a player's next
 /// track, an app restarted — each is a new stream of the same application.
+///
+/// `tick` is called every 20 ms of waiting (the caller feeds silence: a server hearing nothing
+/// for a minute closes the connection).
 pub fn wait_for_app(
     wanted: &str,
     every: Duration,
     stopped: impl Fn() -> bool,
+    mut tick: impl FnMut(),
 ) -> Result<Option<PlayingApp>, SystemAudioError> {
     loop {
         if stopped() {
@@ -156,7 +164,8 @@ pub fn wait_for_app(
             if stopped() {
                 return Ok(None);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(WAIT_STEP);
+            tick();
         }
     }
 }
@@ -164,11 +173,10 @@ pub fn wait_for_app(
 /// A running `parec`: 48 kHz mono s16le on its stdout.
 pub struct Recorder {
     child: Child,
-    /// The child's pid, and whether it is still to be signalled: cleared before the child is
-    /// reaped, so a [`Stopper`] never signals a reused pid. Shared with the stoppers, which
-    /// follow the recorder across [`Recorder::restart`].
-    pid: Arc<AtomicU32>,
-    running: Arc<AtomicBool>,
+    /// The child's pid while it may be signalled: taken (under the lock a [`Stopper`] signals
+    /// under) before the child is reaped, so a stopper never signals a reused pid. Shared with
+    /// the stoppers, which follow the recorder across [`Recorder::restart`].
+    pid: Arc<Mutex<Option<u32>>>,
 }
 
 fn spawn_parec(target: &Target) -> Result<Child, SystemAudioError> {
@@ -185,7 +193,7 @@ fn spawn_parec(target: &Target) -> Result<Child, SystemAudioError> {
     ]);
     match target {
         Target::DefaultMonitor => cmd.args(["--device", "@DEFAULT_MONITOR@"]),
-        Target::App(app) => cmd.arg(format!("--monitor-stream={}", app.index)),
+        Target::App { app, .. } => cmd.arg(format!("--monitor-stream={}", app.index)),
     };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -201,21 +209,29 @@ impl Recorder {
     pub fn start(target: &Target) -> Result<Self, SystemAudioError> {
         let child = spawn_parec(target)?;
         Ok(Self {
-            pid: Arc::new(AtomicU32::new(child.id())),
+            pid: Arc::new(Mutex::new(Some(child.id()))),
             child,
-            running: Arc::new(AtomicBool::new(true)),
         })
     }
 
     /// Records `target` in place of the stream that ended (after [`Recorder::read_into`]
     /// returned); stoppers handed out before stop this one.
     pub fn restart(&mut self, target: &Target) -> Result<(), SystemAudioError> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.reap(true);
         self.child = spawn_parec(target)?;
-        self.pid.store(self.child.id(), Ordering::Release);
-        self.running.store(true, Ordering::Release);
+        *self.pid.lock() = Some(self.child.id());
         Ok(())
+    }
+
+    /// Reaps the child (ending it first when `end`) unless that was done; stoppers no longer
+    /// signal its pid.
+    fn reap(&mut self, end: bool) -> Option<std::io::Result<std::process::ExitStatus>> {
+        // Taken under the lock stoppers signal under: none signals this pid after this.
+        self.pid.lock().take()?;
+        if end {
+            let _ = self.child.kill();
+        }
+        Some(self.child.wait())
     }
 
     /// Reads samples until the stream ends, handing each read's samples (-1..1) to `take`;
@@ -250,8 +266,9 @@ impl Recorder {
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
-        self.running.store(false, Ordering::Release);
-        let status = self.child.wait();
+        let status = self
+            .reap(false)
+            .unwrap_or_else(|| Err(std::io::Error::other("the recorder was already reaped")));
         let said = first_line(stderr.as_bytes());
         match status {
             Ok(s) if s.success() => "it ended".to_owned(),
@@ -265,26 +282,29 @@ impl Recorder {
     pub fn stopper(&self) -> Stopper {
         Stopper {
             pid: self.pid.clone(),
-            running: self.running.clone(),
         }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.reap(true);
     }
 }
 
 /// Stops a [`Recorder`] (its stdout then ends), whichever stream it records by then.
 #[derive(Clone, Debug)]
 pub struct Stopper {
-    pid: Arc<AtomicU32>,
-    running: Arc<AtomicBool>,
+    pid: Arc<Mutex<Option<u32>>>,
 }
 
 impl Stopper {
     pub fn stop(&self) {
-        if !self.running.load(Ordering::Acquire) {
-            return;
-        }
-        // SIGTERM: parec exits; its pipe then ends the reader, which reaps it.
-        if let Some(pid) = i32::try_from(self.pid.load(Ordering::Acquire))
-            .ok()
+        // Signalled under the lock the recorder takes the pid under before reaping: never a
+        // reused pid. SIGTERM: parec exits; its pipe then ends the reader, which reaps it.
+        let pid = self.pid.lock();
+        if let Some(pid) = pid
+            .and_then(|p| i32::try_from(p).ok())
             .and_then(rustix::process::Pid::from_raw)
         {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
@@ -329,7 +349,11 @@ mod tests {
                 .contains("not JSON")
         );
         assert_eq!(
-            Target::App(apps[0].clone()).describe(),
+            Target::App {
+                app: apps[0].clone(),
+                wanted: "firefox".into()
+            }
+            .describe(),
             "Firefox (Weekly sync)"
         );
     }

@@ -1056,10 +1056,11 @@ async fn connection(
             let read = samples.len();
             if let Ok(t) = decode(&state, samples.clone(), language.as_deref()).await {
                 agreement.push(&t.text);
-                // At a pause this decode is likely the final one (it is reused when the speech
-                // has ended): show its text as the final will have it, so the words do not
-                // change again when the final comes. Mid-speech, the words decodes agree on.
-                let text = if pause_began {
+                // A decode that read all the speech (the voice has paused, however briefly) is
+                // the final one if no more speech comes (it is reused): show its text as the
+                // final will have it, so the words do not change again when the final comes.
+                // Mid-speech, the words decodes agree on.
+                let text = if pause_began || tracker.trailing_silence() > 0 {
                     t.text.clone()
                 } else {
                     agreement.text()
