@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
@@ -164,6 +165,67 @@ fn imported(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
     let (code, _, err) = run(&["import", path_str(&file), "--journal", path_str(&journal)]);
     assert_eq!(code, Some(0), "{err}");
     (dir, journal)
+}
+
+/// Free text screens the journal's events before anything is decoded (on every core, block by
+/// block): what it finds must be exactly what the window's filter finds, in order.
+#[test]
+fn text_queries_over_many_blocks_find_every_match_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let n = 5000;
+    let mut text = String::new();
+    for i in 0..n {
+        let kind = if i % 10 == 0 {
+            "agent.thread.error"
+        } else {
+            "agent.thread.prompt"
+        };
+        let (h, m, s) = (10 + i / 3600, (i / 60) % 60, i % 60);
+        writeln!(
+            text,
+            r#"{{"event_id":"t-{i}","event_type":"{kind}","timestamp":"2026-12-01T{h:02}:{m:02}:{s:02}Z","payload":{{"text":"Words about the work {i}"}}}}"#
+        )
+        .unwrap();
+    }
+    std::fs::write(&file, text).unwrap();
+    let journal = dir.path().join("journal");
+    let (code, _, err) = run(&["import", path_str(&file), "--journal", path_str(&journal)]);
+    assert_eq!(code, Some(0), "{err}");
+    let ids = |keep: &dyn Fn(usize) -> bool| -> Vec<String> {
+        (0..n)
+            .filter(|&i| keep(i))
+            .map(|i| format!("t-{i}"))
+            .collect()
+    };
+    let work = |i: usize, what: &str| format!("work {i}").contains(what);
+    for (filter, expected) in [
+        ("\"work 4321\"", ids(&|i| i == 4321)),
+        // Smart case: lower case finds any case, an upper-case letter only itself.
+        ("words", ids(&|_| true)),
+        ("WORDS", ids(&|_| false)),
+        ("Words", ids(&|_| true)),
+        (
+            "agent.thread.error \"work 1\"",
+            ids(&|i| i % 10 == 0 && work(i, "work 1")),
+        ),
+        (
+            "\"work 7\" OR agent.thread.error",
+            ids(&|i| i % 10 == 0 || work(i, "work 7")),
+        ),
+        ("-words OR \"work 12\"", ids(&|i| work(i, "work 12"))),
+        ("\"work 4\" -\"work 4\"", ids(&|_| false)),
+    ] {
+        assert_eq!(
+            query_ids(&journal, &["--filter", filter]),
+            expected,
+            "{filter}"
+        );
+    }
+    assert_eq!(
+        query_ids(&journal, &["--filter", "work", "-n", "3"]),
+        ["t-0", "t-1", "t-2"]
+    );
 }
 
 #[test]

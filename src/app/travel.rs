@@ -3,6 +3,7 @@
 //! that moment), built on a thread while the views keep drawing; the live store goes on filling
 //! meanwhile, so "Live" is instant. Paging the Stream back is travelling to its oldest event.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -522,8 +523,9 @@ fn load(
 }
 
 /// The newest `max` events of the whole journal that match `filter`, in a store of their own:
-/// blocks newest first, those the index rules out skipped, in the others only the events whose
-/// header may match tested by the filter itself (free text included).
+/// blocks newest first, those the index rules out skipped, the others read ahead on every core,
+/// where only the events whose header and text may match are kept and then tested by the
+/// filter itself.
 fn search(
     dir: &Path,
     filter: &Filter,
@@ -532,29 +534,39 @@ fn search(
     progress: &Progress,
 ) -> Result<EventStore, String> {
     let mut reader = JournalReader::open(dir).map_err(|e| e.to_string())?;
-    let blocks: Vec<BlockRef> = reader.blocks().copied().collect();
+    let blocks: Vec<BlockRef> = reader.blocks().rev().copied().collect();
     progress.blocks_total.store(blocks.len(), Ordering::Relaxed);
     let now = now_us();
-    let prefilter = filter.rules_out();
+    let blocks: Vec<BlockRef> = if filter.rules_out() {
+        let mut ruled_out = 0;
+        let may: Vec<BlockRef> = blocks
+            .into_iter()
+            .filter(|b| {
+                let may = reader
+                    .index(b)
+                    .is_none_or(|ix| filter.may_match_block(&ix, now));
+                ruled_out += usize::from(!may);
+                may
+            })
+            .collect();
+        progress.blocks_done.fetch_add(ruled_out, Ordering::Relaxed);
+        may
+    } else {
+        blocks
+    };
+    let screen = crate::cli::journal::Screen::new(filter, (Micros::MIN, Micros::MAX));
+    let workers = crate::cli::journal::all_cores();
     let mut found: Vec<Vec<RawMessage>> = Vec::new();
     let mut matches = 0usize;
-    for b in blocks.iter().rev() {
-        if matches >= max {
-            break;
-        }
+    let mut cancelled = false;
+    reader.read_each(&blocks, workers, &screen, &mut |_, entries| {
         if progress.cancelled.load(Ordering::Relaxed) {
-            return Err("cancelled".into());
+            cancelled = true;
+            return ControlFlow::Break(());
         }
         progress.blocks_done.fetch_add(1, Ordering::Relaxed);
-        let ruled_out = prefilter
-            && reader
-                .index(b)
-                .is_some_and(|ix| !filter.may_match_block(&ix, now));
-        if ruled_out {
-            continue;
-        }
-        let Some(entries) = reader.read(b) else {
-            continue;
+        let Some(entries) = entries else {
+            return ControlFlow::Continue(());
         };
         // Room for the whole block: a store evicts a sealed block of its own once the next
         // would pass `max_events`.
@@ -562,13 +574,15 @@ fn search(
             max_events: entries.len() + 2 * candybar_core::store::BLOCK_EVENTS,
             ..config.clone()
         });
-        let mut candidates = Vec::new();
-        for e in entries {
-            let Entry::Event(m) = e else { continue };
-            if !prefilter || filter.may_match_message(&m, now) {
-                scratch.insert(&m);
-                candidates.push(m);
-            }
+        let candidates: Vec<RawMessage> = entries
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Event(m) => Some(m),
+                Entry::Gap { .. } => None,
+            })
+            .collect();
+        for m in &candidates {
+            scratch.insert(m);
         }
         let mut view = FilteredView::new(filter.clone());
         view.update(&scratch, now, u64::MAX);
@@ -581,6 +595,14 @@ fn search(
         matches += hits.len();
         progress.events.store(matches, Ordering::Relaxed);
         found.push(hits);
+        if matches >= max {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    if cancelled {
+        return Err("cancelled".into());
     }
     let mut store = EventStore::new(StoreConfig {
         max_events: config.max_events.max(max),

@@ -14,7 +14,7 @@ use candybar_core::registry::Registry;
 use candybar_core::time::now_us;
 use candybar_journal::{JournalConfig, JournalReader, JournalWriter};
 
-use crate::cli::journal::{Matcher, QueryFormat, pass};
+use crate::cli::journal::{Matcher, QueryFormat, all_cores, pass};
 
 #[derive(Args, Debug)]
 pub struct JournalBenchArgs {
@@ -28,6 +28,10 @@ pub struct JournalBenchArgs {
     /// correlation id from the middle of the journal)
     #[arg(long = "query", value_name = "EXPR")]
     queries: Vec<String>,
+    /// Also time each query as `query` ran before it screened events (every event of the
+    /// blocks read stored and left to the store's filter, one thread): the same run's baseline
+    #[arg(long)]
+    baseline: bool,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -128,23 +132,40 @@ pub fn bench_journal(a: &JournalBenchArgs) -> anyhow::Result<serde_json::Value> 
     for expr in exprs {
         let filter = Filter::new(&expr).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut matcher = Matcher::new(filter, QueryFormat::Ndjson);
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let t = Instant::now();
-        let printed = pass(
-            &mut reader,
-            &mut matcher,
-            (i64::MIN, i64::MAX),
-            u64::MAX,
-            &mut out,
-            &mut |o| {
-                bytes += o.len();
-                o.clear();
-                true
-            },
-        )
-        .unwrap_or_default();
-        let elapsed = t.elapsed();
+        // One pass, timed: what it printed and how many bytes.
+        let mut time = |matcher: &mut Matcher, how: (usize, bool)| {
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            let t = Instant::now();
+            let printed = pass(
+                &mut reader,
+                matcher,
+                (i64::MIN, i64::MAX),
+                u64::MAX,
+                &mut out,
+                &mut |o| {
+                    bytes += o.len();
+                    o.clear();
+                    true
+                },
+                how,
+            )
+            .unwrap_or_default();
+            (printed, bytes + out.len(), t.elapsed())
+        };
+        let (printed, bytes, elapsed) = time(&mut matcher, (all_cores(), true));
+        let baseline = if a.baseline {
+            let filter = Filter::new(&expr).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (same, _, elapsed) =
+                time(&mut Matcher::new(filter, QueryFormat::Ndjson), (1, false));
+            anyhow::ensure!(
+                same == printed,
+                "the baseline of {expr} found {same} events, the screened pass {printed}"
+            );
+            Some(ms(elapsed))
+        } else {
+            None
+        };
         // How many blocks the index let through (outside the timing).
         let all: Vec<_> = reader.blocks().copied().collect();
         let read = all
@@ -160,10 +181,11 @@ pub fn bench_journal(a: &JournalBenchArgs) -> anyhow::Result<serde_json::Value> 
             key,
             json!({
                 "ms": ms(elapsed),
+                "baseline_ms": baseline,
                 "matches": printed,
                 "blocks_read": read,
                 "blocks": all.len(),
-                "output_mb": (bytes + out.len()) as f64 / 1e6,
+                "output_mb": bytes as f64 / 1e6,
             }),
         );
     }

@@ -58,7 +58,7 @@ pub enum BenchCommand {
     /// language detection.
     Languages(languages::LanguagesBenchArgs),
     /// The server as WhisperLiveKit's clients see it (speech onset → first words, speech end →
-    /// last words, in real time), and four clients at once (speech end → final, memory).
+    /// last words, in real time), and `--clients N` (4) at once (speech end → final, memory).
     Wlk(wlk::WlkBenchArgs),
     /// A long session (a meeting, what plays): an hour of audio through the dictation client
     /// and the built-in server in this process; resident memory every five minutes, the text's

@@ -1,12 +1,12 @@
-//! `candybar bench wlk`: the server as WhisperLiveKit's clients see it, and under four clients.
+//! `candybar bench wlk`: the server as WhisperLiveKit's clients see it, and under many clients.
 //!
 //! 1. Each fixture streamed in real time in WhisperLiveKit's protocol (a browser's `Origin`, raw
 //!    PCM in 100 ms frames, its empty frame at the end): from the first voiced frame sent to the
 //!    first message with words, and from the last voiced frame sent to the last message whose
 //!    words changed (what WhisperLiveKit's page shows).
-//! 2. Four clients of our protocol streaming the fixtures at once, in real time: end of speech →
-//!    final, p95, and the process's resident memory before and after (the server runs in this
-//!    process).
+//! 2. `--clients N` (4) clients of our protocol streaming the fixtures at once, in real time:
+//!    end of speech → final, p95, and the process's resident memory before and after (the
+//!    server runs in this process).
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,9 @@ pub struct WlkBenchArgs {
     /// default: the server's
     #[arg(long, value_name = "MS")]
     early_decode_ms: Option<u32>,
+    /// Clients streaming at once in the second part
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    clients: u16,
 }
 
 /// A clip as 16 kHz s16le bytes, with the first and last voiced 20 ms frame (in samples).
@@ -145,7 +148,7 @@ pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
     let rss_before = rss_mb();
     let mut finals = Vec::new();
     for _ in 0..a.rounds.max(1) {
-        let sessions = (0..4).map(|i| {
+        let sessions = (0..usize::from(a.clients)).map(|i| {
             let addr = addr.clone();
             let pcm = clips[i % clips.len()].pcm.clone();
             tokio::spawn(async move { super::stream_one(&addr, &pcm, 1.0).await })
@@ -166,7 +169,8 @@ pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
             "speech_end_to_last_text_ms": quantiles(last),
             "sessions": per_clip,
         },
-        "four_clients": {
+        "clients_at_once": {
+            "clients": a.clients,
             "speech_end_to_final_ms": quantiles(finals),
             "rss_mb_before": rss_before,
             "rss_mb_after": rss_after,

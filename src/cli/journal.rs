@@ -3,6 +3,7 @@
 
 use std::collections::BinaryHeap;
 use std::io::Write as _;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -13,12 +14,14 @@ use clap::{Args, ValueEnum};
 use candybar_bus::amqp::{QueueMode, StreamStart};
 use candybar_bus::{AckGate, SourceMsg};
 use candybar_core::config::Retention;
+use candybar_core::event::RawMessage;
 use candybar_core::export::{ExportEncoder, ExportFormat, read_ndjson_line};
 use candybar_core::filter::{Filter, FilteredView, parse_duration};
 use candybar_core::store::{EventStore, StoreConfig};
 use candybar_core::time::{Micros, now_us, parse_rfc3339_us};
 use candybar_journal::{
-    Appended, BlockRef, Entry, JournalConfig, JournalError, JournalReader, JournalWriter,
+    Appended, BlockRef, Entry, JournalConfig, JournalError, JournalReader, JournalWriter, Keep,
+    KeepAll,
 };
 
 use super::{FilterArg, Settings, SourceArgs, SourceChoice, StateReport, print_gap};
@@ -437,17 +440,19 @@ impl Matcher {
                 .is_none_or(|ix| filter.may_match_block(&ix, now_us()))
     }
 
-    /// The block's matching events within `[since, until)`, encoded.
-    fn block(&mut self, entries: &[Entry], since: Micros, until: Micros, out: &mut Vec<Pending>) {
-        let (filter, now) = (self.view.filter(), now_us());
-        let prefilter = filter.rules_out();
+    /// The block's matching events within `[since, until)`, encoded; `screened`: its events
+    /// already passed a [`Screen`].
+    fn block(
+        &mut self,
+        entries: &[Entry],
+        (since, until): (Micros, Micros),
+        screened: bool,
+        out: &mut Vec<Pending>,
+    ) {
+        let screen = Screen::new(self.view.filter(), (since, until));
         for e in entries {
             match e {
-                // What cannot match is not stored (a header decode instead of a store insert).
-                Entry::Event(m)
-                    if (since..until).contains(&m.received_us)
-                        && (!prefilter || filter.may_match_message(m, now)) =>
-                {
+                Entry::Event(m) if screened || screen.keeps(m) => {
                     self.store.insert(m);
                 }
                 // Text shows where nothing was received, in its place; the machine formats
@@ -494,10 +499,74 @@ impl Matcher {
     }
 }
 
+/// What cannot match is not worth storing: events outside `[since, until)`, bodies without the
+/// filter's text, headers the filter rules out (a text search or a header decode instead of a
+/// store insert).
+pub(crate) struct Screen<'f> {
+    filter: &'f Filter,
+    range: (Micros, Micros),
+    now: Micros,
+    bodies: bool,
+    messages: bool,
+}
+
+impl<'f> Screen<'f> {
+    pub(crate) fn new(filter: &'f Filter, range: (Micros, Micros)) -> Self {
+        Self {
+            filter,
+            range,
+            now: now_us(),
+            bodies: filter.screens_bodies(),
+            messages: filter.screens_messages(),
+        }
+    }
+
+    fn keeps(&self, m: &RawMessage) -> bool {
+        (self.range.0..self.range.1).contains(&m.received_us)
+            && (!self.bodies || self.filter.may_match_body(&m.body))
+            && self.event(m)
+    }
+}
+
+impl Keep for Screen<'_> {
+    fn wants_lower_case(&self) -> bool {
+        self.filter.screens_lower_case()
+    }
+
+    fn glance(
+        &self,
+        raw: &[u8],
+        lower: Option<&[u8]>,
+        events: &[(Micros, std::ops::Range<usize>)],
+        keep: &mut [bool],
+    ) {
+        for ((t, _), k) in events.iter().zip(keep.iter_mut()) {
+            *k = (self.range.0..self.range.1).contains(t);
+        }
+        if self.bodies {
+            let bodies: Vec<_> = events.iter().map(|(_, b)| b.clone()).collect();
+            self.filter.may_match_bodies(raw, lower, &bodies, keep);
+        }
+    }
+
+    fn event(&self, m: &RawMessage) -> bool {
+        !self.messages || self.filter.may_match_message(m, self.now)
+    }
+}
+
+/// Threads for reading a journal: one per core, at most eight.
+pub(crate) fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
 /// One pass over the journal's blocks within `[since, until)`: matches are encoded into `out`
 /// oldest first (a match waits until no block still to be read can hold an older event:
 /// journals are in time order, except what `import` added), `flush` hands `out` on when it grows
 /// (`false`: the reader went away). How many were printed; `None` when the reader went away.
+///
+/// The blocks are read on `workers` threads ([`all_cores`]); `screen: false` stores every event
+/// of the blocks read and leaves all to the store's filter (with one worker, how `query` ran
+/// before its events were screened: `bench journal --baseline`).
 pub(crate) fn pass(
     reader: &mut JournalReader,
     matcher: &mut Matcher,
@@ -505,6 +574,7 @@ pub(crate) fn pass(
     limit: u64,
     out: &mut Vec<u8>,
     flush: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+    (workers, screen): (usize, bool),
 ) -> Option<u64> {
     let in_range: Vec<_> = reader
         .blocks()
@@ -523,11 +593,22 @@ pub(crate) fn pass(
     let mut heap = BinaryHeap::new();
     let mut found = Vec::new();
     let mut printed = 0u64;
-    'pass: for (i, b) in blocks.iter().enumerate() {
-        let Some(entries) = reader.read(b) else {
-            continue;
+    // Blocks are read, decompressed and screened ahead on every core; matches are stored and
+    // encoded here, in block order.
+    let filter = matcher.view.filter().clone();
+    let screened = Screen::new(&filter, (since, until));
+    let keep: &dyn Keep = if screen { &screened } else { &KeepAll };
+    let mut gone = false;
+    reader.read_each(&blocks, workers, keep, &mut |i, entries| {
+        let Some(entries) = entries else {
+            return ControlFlow::Continue(());
         };
-        matcher.block(&entries, since, until, &mut found);
+        let range = if screen {
+            (since, until)
+        } else {
+            (Micros::MIN, Micros::MAX)
+        };
+        matcher.block(&entries, range, true, &mut found);
         heap.extend(found.drain(..));
         while heap
             .peek()
@@ -537,12 +618,17 @@ pub(crate) fn pass(
             out.extend_from_slice(&p.bytes);
             printed += u64::from(p.event);
             if printed >= limit {
-                break 'pass;
+                return ControlFlow::Break(());
             }
         }
         if out.len() > 1 << 16 && !flush(out) {
-            return None;
+            gone = true;
+            return ControlFlow::Break(());
         }
+        ControlFlow::Continue(())
+    });
+    if gone {
+        return None;
     }
     while printed < limit
         && let Some(p) = heap.pop()
@@ -614,6 +700,7 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
             limit,
             &mut out,
             &mut |o| write(o),
+            (all_cores(), true),
         )
     }) else {
         return Ok(ExitCode::SUCCESS);
@@ -650,7 +737,7 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
             let Some(entries) = tokio::task::block_in_place(|| reader.read(b)) else {
                 continue;
             };
-            matcher.block(&entries, since, Micros::MAX, &mut found);
+            matcher.block(&entries, (since, Micros::MAX), false, &mut found);
             for p in found.drain(..) {
                 out.extend_from_slice(&p.bytes);
                 printed += u64::from(p.event);

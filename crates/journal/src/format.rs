@@ -319,8 +319,58 @@ pub enum BlockError {
     Entry(u32),
 }
 
+/// What a reader keeps of a block's events (see [`decode_block_keeping`]).
+pub trait Keep: Sync {
+    /// Whether [`Self::glance`] wants the block lower-cased (ASCII) too.
+    fn wants_lower_case(&self) -> bool {
+        false
+    }
+    /// From the receive times and bodies alone, before anything is decoded or copied: sets
+    /// `keep[i]` to `false` for each event `i` to drop. `bodies[i]` is where event `i`'s body
+    /// lies in `raw`, the whole decompressed block (and at the same place in `lower`, it
+    /// lower-cased, when asked for).
+    fn glance(
+        &self,
+        _raw: &[u8],
+        _lower: Option<&[u8]>,
+        _events: &[(Micros, std::ops::Range<usize>)],
+        _keep: &mut [bool],
+    ) {
+    }
+    /// The whole event, once it passed [`Self::glance`].
+    fn event(&self, m: &RawMessage) -> bool;
+}
+
+/// Keeps everything.
+pub struct KeepAll;
+
+impl Keep for KeepAll {
+    fn event(&self, _: &RawMessage) -> bool {
+        true
+    }
+}
+
 /// The entries of a block's payload (frame already checked).
 pub fn decode_block(payload: &[u8]) -> Result<(BlockHeader, Vec<Entry>), BlockError> {
+    decode_block_keeping(payload, &KeepAll, &mut BlockScratch::default())
+}
+
+/// Buffers [`decode_block_keeping`] reuses from one block to the next (a pass over a journal
+/// decompresses thousands).
+#[derive(Default)]
+pub struct BlockScratch {
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    raw: Vec<u8>,
+    lower: Vec<u8>,
+}
+
+/// [`decode_block`] with only the events `keep` passes (gaps are all kept): an event dropped
+/// at a glance is not copied out of the block.
+pub fn decode_block_keeping(
+    payload: &[u8],
+    keep: &dyn Keep,
+    scratch: &mut BlockScratch,
+) -> Result<(BlockHeader, Vec<Entry>), BlockError> {
     let header = read_block_header(payload).ok_or(BlockError::NotABlock)?;
     if header.raw_len as usize > MAX_FRAME_BYTES {
         return Err(BlockError::Decompress("claims an absurd size".into()));
@@ -328,62 +378,134 @@ pub fn decode_block(payload: &[u8]) -> Result<(BlockHeader, Vec<Entry>), BlockEr
     let data = payload
         .get(header.data_offset()..)
         .ok_or_else(|| BlockError::Decompress("the index runs past the block".into()))?;
-    let raw = zstd::bulk::decompress(data, header.raw_len as usize)
+    let BlockScratch {
+        decompressor,
+        raw,
+        lower,
+    } = scratch;
+    let decompressor = match decompressor {
+        Some(d) => d,
+        None => decompressor.insert(
+            zstd::bulk::Decompressor::new().map_err(|e| BlockError::Decompress(e.to_string()))?,
+        ),
+    };
+    raw.clear();
+    raw.reserve(header.raw_len as usize);
+    let n = decompressor
+        .decompress_to_buffer(data, raw)
         .map_err(|e| BlockError::Decompress(e.to_string()))?;
-    let mut r = Cursor::new(&raw);
+    if n != header.raw_len as usize {
+        return Err(BlockError::Decompress(format!(
+            "{n} bytes where the header says {}",
+            header.raw_len
+        )));
+    }
+    let raw: &[u8] = raw;
+    let lower: Option<&[u8]> = if keep.wants_lower_case() {
+        lower.clear();
+        lower.extend_from_slice(raw);
+        lower.make_ascii_lowercase();
+        Some(lower)
+    } else {
+        None
+    };
+    let mut r = Cursor::new(raw);
     // The count is a claim: room for no more entries than the bytes can hold (the smallest, an
     // empty event, takes 13 bytes; found by the fuzz target: a forged count aborted on
     // allocation).
-    let mut entries = Vec::with_capacity((header.count as usize).min(raw.len() / 13 + 1));
+    let room = (header.count as usize).min(raw.len() / 13 + 1);
+    let mut parts = Vec::with_capacity(room);
     for i in 0..header.count {
-        entries.push(read_entry(&mut r).ok_or(BlockError::Entry(i))?);
+        parts.push(read_parts(&mut r).ok_or(BlockError::Entry(i))?);
+    }
+    let at = |b: &[u8]| b.as_ptr() as usize - raw.as_ptr() as usize;
+    let events: Vec<(Micros, std::ops::Range<usize>)> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Parts::Event(e) => Some((e.received_us, at(e.body)..at(e.body) + e.body.len())),
+            Parts::Gap(_) => None,
+        })
+        .collect();
+    let mut kept = vec![true; events.len()];
+    keep.glance(raw, lower, &events, &mut kept);
+    let mut kept = kept.into_iter();
+    let mut entries = Vec::with_capacity(room);
+    for (i, p) in (0u32..).zip(parts) {
+        let entry = match p {
+            Parts::Event(_) if !kept.next().unwrap_or(true) => continue,
+            Parts::Event(e) => match e.into_message().ok_or(BlockError::Entry(i))? {
+                m if !keep.event(&m) => continue,
+                m => Entry::Event(m),
+            },
+            Parts::Gap(g) => g,
+        };
+        entries.push(entry);
     }
     Ok((header, entries))
 }
 
-fn read_entry(r: &mut Cursor<'_>) -> Option<Entry> {
-    match r.u8()? {
-        ENTRY_EVENT => {
-            let received_us = r.i64()?;
-            let routing_key = String::from_utf8_lossy(r.bytes()?).into_owned();
-            let props = r.bytes()?;
-            let props = if props.is_empty() {
-                None
-            } else {
-                serde_json::from_slice::<AmqpProps>(props)
-                    .ok()
-                    .map(Box::new)
-            };
-            let body = r.bytes()?.to_vec();
-            let cut = r.bytes()?;
-            let precut = if cut.is_empty() {
-                None
-            } else {
-                let cut: Cut<'_> = serde_json::from_slice(cut).ok()?;
-                Some(Box::new(Precut {
-                    header: cut.header.into_owned(),
-                    size_bytes: cut.size,
-                }))
-            };
-            Some(Entry::Event(RawMessage {
-                received_us,
-                routing_key,
-                props,
-                body,
-                precut,
+/// An event's fields as they lie in the block.
+struct EventParts<'a> {
+    received_us: Micros,
+    routing_key: &'a [u8],
+    props: &'a [u8],
+    body: &'a [u8],
+    cut: &'a [u8],
+}
+
+impl EventParts<'_> {
+    fn into_message(self) -> Option<RawMessage> {
+        let props = if self.props.is_empty() {
+            None
+        } else {
+            serde_json::from_slice::<AmqpProps>(self.props)
+                .ok()
+                .map(Box::new)
+        };
+        let precut = if self.cut.is_empty() {
+            None
+        } else {
+            let cut: Cut<'_> = serde_json::from_slice(self.cut).ok()?;
+            Some(Box::new(Precut {
+                header: cut.header.into_owned(),
+                size_bytes: cut.size,
             }))
-        }
+        };
+        Some(RawMessage {
+            received_us: self.received_us,
+            routing_key: String::from_utf8_lossy(self.routing_key).into_owned(),
+            props,
+            body: self.body.to_vec(),
+            precut,
+        })
+    }
+}
+
+enum Parts<'a> {
+    Event(EventParts<'a>),
+    Gap(Entry),
+}
+
+fn read_parts<'a>(r: &mut Cursor<'a>) -> Option<Parts<'a>> {
+    match r.u8()? {
+        ENTRY_EVENT => Some(Parts::Event(EventParts {
+            received_us: r.i64()?,
+            routing_key: r.bytes()?,
+            props: r.bytes()?,
+            body: r.bytes()?,
+            cut: r.bytes()?,
+        })),
         ENTRY_GAP => {
             let start_us = r.i64()?;
             let end_us = r.i64()?;
             let lossless = r.u8()? != 0;
             let reason = String::from_utf8_lossy(r.bytes()?).into_owned();
-            Some(Entry::Gap {
+            Some(Parts::Gap(Entry::Gap {
                 start_us,
                 end_us,
                 reason,
                 lossless,
-            })
+            }))
         }
         _ => None,
     }

@@ -22,7 +22,7 @@ mod writer;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use format::Entry;
+pub use format::{Entry, Keep, KeepAll};
 pub use index::{BlockIndex, Tallies};
 pub use reader::{BlockRef, Damage, JournalReader};
 pub use writer::{Appended, JournalWriter, Notice};

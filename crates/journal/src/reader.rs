@@ -7,11 +7,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::format::{
     self, BLOCK_HEADER_LEN, BlockHeader, Entry, FRAME_HEADER_LEN, FRAME_MAGIC, HeaderProblem,
-    INDEXED_BLOCK_HEADER_LEN, SEGMENT_HEADER_LEN,
+    INDEXED_BLOCK_HEADER_LEN, Keep, SEGMENT_HEADER_LEN,
 };
 use crate::index::BlockIndex;
 use crate::{JournalError, format::FORMAT_VERSION};
@@ -339,27 +341,117 @@ impl JournalReader {
     /// and gives `None`; a block dropped by retention meanwhile gives `None` silently.
     pub fn read(&mut self, block: &BlockRef) -> Option<Vec<Entry>> {
         let (file, path) = self.file(block.segment)?;
-        let mut frame = vec![0u8; FRAME_HEADER_LEN + block.len as usize];
-        if let Err(e) = read_at(file, block.offset, &mut frame) {
-            self.note_damage(&path, block.offset, format!("cannot read the block: {e}"));
-            return None;
-        }
-        let (_, crc) = format::read_frame_header(&frame)?;
-        let payload = &frame[FRAME_HEADER_LEN..];
-        if crc32fast::hash(payload) != crc {
-            self.note_damage(
-                &path,
-                block.offset,
-                format!(
-                    "a block of {} events fails its checksum; skipped",
-                    block.header.count
-                ),
-            );
-            return None;
-        }
-        match format::decode_block(payload) {
+        let read = read_frame(file, block);
+        let decoded = match read {
+            Ok(Some(frame)) => format::decode_block(&frame[FRAME_HEADER_LEN..]),
+            Ok(None) => return None,
+            Err(what) => {
+                self.note_damage(&path, block.offset, what);
+                return None;
+            }
+        };
+        self.decoded(block, decoded)
+    }
+
+    /// The entries of `blocks`, handed to `each` in their order with only the events `keep`
+    /// passes (gaps are all kept; see [`format::decode_block_keeping`]) — what a long query
+    /// does. `workers` threads read, decompress and screen the blocks ahead of `each` (most of
+    /// a query's time), each with its own files; `each` gets `None` for a block that could not
+    /// be read (reported as [`Self::read`] does), and stops the reading with
+    /// [`ControlFlow::Break`].
+    pub fn read_each(
+        &mut self,
+        blocks: &[BlockRef],
+        workers: usize,
+        keep: &dyn Keep,
+        each: &mut dyn FnMut(usize, Option<Vec<Entry>>) -> ControlFlow<()>,
+    ) {
+        let paths: BTreeMap<u64, PathBuf> = self
+            .segments
+            .iter()
+            .map(|(i, s)| (*i, s.path.clone()))
+            .collect();
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        // Room for a few blocks per worker ahead of `each`: memory stays bounded.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Decoded)>(workers.max(1) * 4);
+        let work = |tx: std::sync::mpsc::SyncSender<(usize, Decoded)>| {
+            let mut files: BTreeMap<u64, File> = BTreeMap::new();
+            let mut scratch = format::BlockScratch::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(block) = blocks.get(i) else { break };
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let file = match files.entry(block.segment) {
+                    std::collections::btree_map::Entry::Occupied(f) => Some(f.into_mut()),
+                    std::collections::btree_map::Entry::Vacant(v) => paths
+                        .get(&block.segment)
+                        .and_then(|p| File::open(p).ok())
+                        .map(|f| &mut *v.insert(f)),
+                };
+                let decoded = match file.map(|f| read_frame(f, block)) {
+                    // Dropped by retention meanwhile.
+                    None | Some(Ok(None)) => Decoded::Gone,
+                    Some(Err(what)) => Decoded::Unreadable(what),
+                    Some(Ok(Some(frame))) => Decoded::Block(format::decode_block_keeping(
+                        &frame[FRAME_HEADER_LEN..],
+                        keep,
+                        &mut scratch,
+                    )),
+                };
+                if tx.send((i, decoded)).is_err() {
+                    break;
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..workers.max(1) {
+                let tx = tx.clone();
+                let work = &work;
+                scope.spawn(move || work(tx));
+            }
+            drop(tx);
+            // Blocks come back in any order; `each` takes them in theirs.
+            let mut waiting: BTreeMap<usize, Decoded> = BTreeMap::new();
+            let mut want = 0;
+            'read: for (i, decoded) in &rx {
+                waiting.insert(i, decoded);
+                while let Some(decoded) = waiting.remove(&want) {
+                    let block = &blocks[want];
+                    let entries = match decoded {
+                        Decoded::Gone => None,
+                        Decoded::Unreadable(what) => {
+                            if let Some(path) = paths.get(&block.segment) {
+                                self.note_damage(path, block.offset, what);
+                            }
+                            None
+                        }
+                        Decoded::Block(d) => self.decoded(block, d),
+                    };
+                    if each(want, entries).is_break() {
+                        stop.store(true, Ordering::Relaxed);
+                        break 'read;
+                    }
+                    want += 1;
+                }
+            }
+            // Workers blocked on a full channel are let go.
+            drop(rx);
+        });
+    }
+
+    /// A decoded block's entries, or its damage noted.
+    fn decoded(
+        &mut self,
+        block: &BlockRef,
+        decoded: Result<(BlockHeader, Vec<Entry>), format::BlockError>,
+    ) -> Option<Vec<Entry>> {
+        match decoded {
             Ok((_, entries)) => Some(entries),
             Err(e) => {
+                let path = self.segments.get(&block.segment)?.path.clone();
                 self.note_damage(&path, block.offset, format!("{e}; skipped"));
                 None
             }
@@ -392,6 +484,34 @@ impl JournalReader {
             })
             .collect()
     }
+}
+
+/// A block as a worker of [`JournalReader::read_each`] found it.
+enum Decoded {
+    Block(Result<(BlockHeader, Vec<Entry>), format::BlockError>),
+    /// What is wrong with it, to be reported.
+    Unreadable(String),
+    /// No longer there (retention dropped it).
+    Gone,
+}
+
+/// The block's frame, its checksum checked: `Err` says what is wrong, `Ok(None)` that the frame
+/// is not there.
+fn read_frame(file: &mut File, block: &BlockRef) -> Result<Option<Vec<u8>>, String> {
+    let mut frame = vec![0u8; FRAME_HEADER_LEN + block.len as usize];
+    if let Err(e) = read_at(file, block.offset, &mut frame) {
+        return Err(format!("cannot read the block: {e}"));
+    }
+    let Some((_, crc)) = format::read_frame_header(&frame) else {
+        return Ok(None);
+    };
+    if crc32fast::hash(&frame[FRAME_HEADER_LEN..]) != crc {
+        return Err(format!(
+            "a block of {} events fails its checksum; skipped",
+            block.header.count
+        ));
+    }
+    Ok(Some(frame))
 }
 
 fn read_at(file: &mut File, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
@@ -461,6 +581,7 @@ fn frame_checks_out(file: &mut File, at: u64, len: u64) -> std::io::Result<bool>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::KeepAll;
     use crate::{JournalConfig, JournalWriter};
     use candybar_core::event::RawMessage;
 
@@ -517,6 +638,71 @@ mod tests {
         assert_eq!(damage[0].offset, third.offset);
         assert_eq!(count(&mut r), 90);
         assert!(r.new_damage().is_empty(), "reported once");
+    }
+
+    /// Keeps events with an even receive time, at a glance or on the whole event.
+    struct Even {
+        at_a_glance: bool,
+    }
+
+    impl Keep for Even {
+        fn glance(
+            &self,
+            raw: &[u8],
+            _: Option<&[u8]>,
+            events: &[(i64, std::ops::Range<usize>)],
+            keep: &mut [bool],
+        ) {
+            for ((t, body), k) in events.iter().zip(keep) {
+                assert!(raw[body.clone()].starts_with(b"{\"event_id\""));
+                *k = !self.at_a_glance || t % 2 == 0;
+            }
+        }
+
+        fn event(&self, m: &RawMessage) -> bool {
+            self.at_a_glance || m.received_us % 2 == 0
+        }
+    }
+
+    #[test]
+    fn blocks_read_on_threads_come_in_order_screened_and_damage_is_reported_once() {
+        let (dir, seg) = journal(1000);
+        let mut r = JournalReader::open(dir.path()).unwrap();
+        let blocks: Vec<_> = r.blocks().copied().collect();
+        assert_eq!(blocks.len(), 100);
+        poke(&seg, blocks[37].offset + 60, |b| *b ^= 0x55);
+        for at_a_glance in [true, false] {
+            let mut seen = Vec::new();
+            let mut times = Vec::new();
+            r.read_each(&blocks, 3, &Even { at_a_glance }, &mut |i, entries| {
+                seen.push(i);
+                match entries {
+                    None => assert_eq!(i, 37, "only the damaged block is unreadable"),
+                    Some(e) => times.extend(e.iter().map(Entry::time_us)),
+                }
+                ControlFlow::Continue(())
+            });
+            assert_eq!(seen, (0..100).collect::<Vec<_>>());
+            let even: Vec<i64> = (0..1000)
+                .filter(|t| t % 2 == 0 && !(370..380).contains(t))
+                .collect();
+            assert_eq!(times, even);
+        }
+        let damage = r.new_damage().to_vec();
+        assert_eq!(damage.len(), 1, "reported once: {damage:?}");
+        assert!(damage[0].what.contains("checksum"), "{}", damage[0]);
+
+        // Stopping early: no block after the one that said so.
+        let mut seen = 0;
+        r.read_each(&blocks, 2, &KeepAll, &mut |_, _| {
+            seen += 1;
+            if seen == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(seen, 3);
     }
 
     #[test]

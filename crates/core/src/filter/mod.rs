@@ -86,6 +86,8 @@ struct TextTerm {
     needle: Vec<u8>,
     /// Smart case: an upper-case letter in the needle makes it case-sensitive.
     case_sensitive: bool,
+    /// The needle's searcher, built once: a query screens every journaled body with it.
+    finder: memmem::Finder<'static>,
 }
 
 /// A compiled filter expression.
@@ -170,6 +172,7 @@ impl Filter {
                         t.to_ascii_lowercase().into_bytes()
                     };
                     self.texts.push(TextTerm {
+                        finder: memmem::Finder::new(&needle).into_owned(),
                         needle,
                         case_sensitive,
                     });
@@ -319,6 +322,27 @@ impl Filter {
     }
 }
 
+/// Whether a conservative test of `node` can say no, when it can for the terms `decides` (a
+/// negation or an empty filter never can).
+fn can_rule_out(node: &Node, decides: &dyn Fn(&Node) -> bool) -> bool {
+    match node {
+        Node::True | Node::Not(_) => false,
+        Node::And(v) => v.iter().any(|n| can_rule_out(n, decides)),
+        Node::Or(v) => v.iter().all(|n| can_rule_out(n, decides)),
+        leaf => decides(leaf),
+    }
+}
+
+/// [`Filter::may_match_bodies`]' answer for body `i`, given which bodies hold each text.
+fn body_node(node: &Node, hits: &[Vec<bool>], i: usize) -> bool {
+    match node {
+        Node::And(v) => v.iter().all(|n| body_node(n, hits, i)),
+        Node::Or(v) => v.iter().any(|n| body_node(n, hits, i)),
+        Node::Text(t) => hits.get(*t).and_then(|h| h.get(i)).copied().unwrap_or(true),
+        _ => true,
+    }
+}
+
 fn props_end(view: &BlockView<'_>, i: usize) -> usize {
     // The next event's body starts where this one's properties end.
     if i + 1 < view.metas().len() {
@@ -392,6 +416,35 @@ impl BlockSummary for EventSummary<'_> {
     }
 }
 
+/// One message being screened: its header decoded and its body lower-cased when first needed.
+struct Screened<'m, 'l> {
+    m: &'m super::event::RawMessage,
+    decoded: Option<super::decode::Decoded<'m>>,
+    lower: Lower<'l>,
+}
+
+/// A body lower-cased into a buffer kept per thread (a query screens millions of bodies).
+struct Lower<'l> {
+    buf: &'l mut Vec<u8>,
+    filled: bool,
+}
+
+impl Lower<'_> {
+    fn of(&mut self, body: &[u8]) -> &[u8] {
+        if !self.filled {
+            self.buf.clear();
+            self.buf.extend_from_slice(body);
+            self.buf.make_ascii_lowercase();
+            self.filled = true;
+        }
+        self.buf
+    }
+}
+
+thread_local! {
+    static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl Filter {
     /// Whether any event `summary` describes may match: `false` only when none can, so a reader
     /// may skip the run. Free text and negations are not ruled out.
@@ -400,32 +453,145 @@ impl Filter {
         self.may_match_node(&self.root, summary, now_us)
     }
 
-    /// Whether the message may match, from its decoded header alone (free text and negations
-    /// are left to a store): what cannot is not worth storing.
+    /// Whether the message may match, from its decoded header and its body's text (negations are
+    /// left to a store): what cannot is not worth storing. The header is decoded only when a term
+    /// asks about it, and a body is searched as a store searches it (smart case, the body alone).
     #[must_use]
     pub fn may_match_message(&self, m: &super::event::RawMessage, now_us: Micros) -> bool {
-        let d = super::decode::decode(m);
-        let one = EventSummary {
-            decoded: &d,
-            routing_key: &m.routing_key,
-            received_us: m.received_us,
+        LOWER.with_borrow_mut(|lower| {
+            let mut one = Screened {
+                m,
+                decoded: None,
+                lower: Lower {
+                    buf: lower,
+                    filled: false,
+                },
+            };
+            self.screen_node(&self.root, &mut one, now_us)
+        })
+    }
+
+    /// Whether a body's text allows a match, every other term taken as passing (see
+    /// [`Self::screens_bodies`]).
+    #[must_use]
+    pub fn may_match_body(&self, body: &[u8]) -> bool {
+        let mut keep = [true];
+        let whole = std::iter::once(0..body.len()).collect::<Vec<_>>();
+        self.may_match_bodies(body, None, &whole, &mut keep);
+        keep[0]
+    }
+
+    /// [`Self::may_match_body`] for many bodies lying in one buffer, as a journal reader asks
+    /// before it decodes or copies a block's events: `keep[i]` is set to `false` for each body
+    /// `i` whose text rules a match out. `bodies` are where they lie in `raw`, in order and not
+    /// overlapping; `lower`, `raw` ASCII-lower-cased, when the caller has it. Each text is
+    /// searched once through the whole buffer.
+    pub fn may_match_bodies(
+        &self,
+        raw: &[u8],
+        lower: Option<&[u8]>,
+        bodies: &[std::ops::Range<usize>],
+        keep: &mut [bool],
+    ) {
+        if !self.screens_bodies() {
+            return;
+        }
+        let made;
+        let lower = match lower {
+            Some(l) if l.len() == raw.len() => l,
+            _ if self.texts.iter().any(|t| !t.case_sensitive) => {
+                made = raw.to_ascii_lowercase();
+                &made
+            }
+            _ => raw,
         };
-        self.may_match_block(&one, now_us)
+        let hits: Vec<Vec<bool>> = self
+            .texts
+            .iter()
+            .map(|t| {
+                let hay = if t.case_sensitive { raw } else { lower };
+                let mut hit = vec![false; bodies.len()];
+                let (mut ev, mut pos) = (0, 0);
+                while ev < bodies.len() && pos <= hay.len() {
+                    let Some(found) = t.finder.find(&hay[pos..]) else {
+                        break;
+                    };
+                    let (at, end) = (pos + found, pos + found + t.needle.len());
+                    // Bodies that end before this match ends hold none of the rest.
+                    while ev < bodies.len() && bodies[ev].end < end {
+                        ev += 1;
+                    }
+                    let Some(body) = bodies.get(ev) else { break };
+                    if body.start <= at {
+                        hit[ev] = true;
+                        pos = body.end.max(at + 1);
+                        ev += 1;
+                    } else {
+                        pos = body.start;
+                    }
+                }
+                hit
+            })
+            .collect();
+        for (i, k) in keep.iter_mut().enumerate() {
+            *k = *k && body_node(&self.root, &hits, i);
+        }
+    }
+
+    /// Whether some free text that decides [`Self::may_match_body`] ignores case: its callers
+    /// may then lower-case many bodies at once.
+    #[must_use]
+    pub fn screens_lower_case(&self) -> bool {
+        self.screens_bodies() && self.texts.iter().any(|t| !t.case_sensitive)
     }
 
     /// Whether [`Self::may_match_block`] can ever say no (a filter of free text alone, say,
     /// cannot: then asking costs more than it saves).
     #[must_use]
     pub fn rules_out(&self) -> bool {
-        fn can(node: &Node) -> bool {
-            match node {
-                Node::True | Node::Not(_) | Node::Text(_) => false,
-                Node::And(v) => v.iter().any(can),
-                Node::Or(v) => v.iter().all(can),
-                _ => true,
+        can_rule_out(&self.root, &|n| !matches!(n, Node::Text(_)))
+    }
+
+    /// Whether [`Self::may_match_body`] can ever say no: some free text every match contains.
+    #[must_use]
+    pub fn screens_bodies(&self) -> bool {
+        can_rule_out(&self.root, &|n| matches!(n, Node::Text(_)))
+    }
+
+    /// Whether [`Self::may_match_message`] can ever say no: [`Self::rules_out`], or free text
+    /// that every match must contain.
+    #[must_use]
+    pub fn screens_messages(&self) -> bool {
+        can_rule_out(&self.root, &|_| true)
+    }
+
+    fn screen_node(&self, node: &Node, one: &mut Screened<'_, '_>, now_us: Micros) -> bool {
+        match node {
+            Node::True | Node::Not(_) => true,
+            Node::And(v) => v.iter().all(|n| self.screen_node(n, one, now_us)),
+            Node::Or(v) => v.iter().any(|n| self.screen_node(n, one, now_us)),
+            Node::Text(i) => {
+                let Some(t) = self.texts.get(*i) else {
+                    return true;
+                };
+                let body = &one.m.body;
+                if t.case_sensitive {
+                    t.finder.find(body).is_some()
+                } else {
+                    t.finder.find(one.lower.of(body)).is_some()
+                }
+            }
+            _ => {
+                let m = one.m;
+                let d = one.decoded.get_or_insert_with(|| super::decode::decode(m));
+                let summary = EventSummary {
+                    decoded: d,
+                    routing_key: &m.routing_key,
+                    received_us: m.received_us,
+                };
+                self.may_match_node(node, &summary, now_us)
             }
         }
-        can(&self.root)
     }
 
     fn may_match_node(&self, node: &Node, s: &dyn BlockSummary, now_us: Micros) -> bool {
@@ -910,6 +1076,85 @@ mod tests {
             ("agent:rex OR corr:c1", true),
         ] {
             assert_eq!(Filter::new(expr).unwrap().rules_out(), rules_out, "{expr}");
+        }
+    }
+
+    #[test]
+    fn screening_one_message_drops_only_what_the_store_would_not_match() {
+        for (expr, screens) in [
+            ("hello", true),
+            ("agent:rex timeout", true),
+            ("agent:rex OR timeout", false),
+            ("hello OR \"done deal\"", true),
+            ("-hello", false),
+            ("agent:rex", false),
+        ] {
+            assert_eq!(
+                Filter::new(expr).unwrap().screens_bodies(),
+                screens,
+                "{expr}"
+            );
+        }
+        let hello = Filter::new("hello").unwrap();
+        assert!(!hello.may_match_body(b"nothing here"));
+        assert!(hello.may_match_body(b"Oh, HELLO."));
+        assert!(!Filter::new("Hello").unwrap().may_match_body(b"Oh, HELLO."));
+        // Many bodies in one buffer: a match spanning two, or outside any, counts for none.
+        let raw = b"[hel][lo hello]xhellox[Hello][]";
+        let bodies = [1..4, 6..14, 23..28, 30..30];
+        let mut keep = [true; 4];
+        hello.may_match_bodies(raw, None, &bodies, &mut keep);
+        assert_eq!(keep, [false, true, true, false]);
+        let mut keep = [true; 4];
+        let both = Filter::new("hel hello").unwrap();
+        both.may_match_bodies(raw, Some(&raw.to_ascii_lowercase()), &bodies, &mut keep);
+        assert_eq!(keep, [false, true, true, false]);
+        let mut keep = [true, true, false, true];
+        Filter::new("hel OR \"lo h\"")
+            .unwrap()
+            .may_match_bodies(raw, None, &bodies, &mut keep);
+        assert_eq!(keep, [true, true, false, false]);
+        assert!(hello.screens_lower_case());
+        assert!(!Filter::new("Hello").unwrap().screens_lower_case());
+        let events = [
+            ev("agent.thread.prompt", "momo", "Hello world", "c1"),
+            ev("llm.error", "rex", "Timeout talking to model", "c2"),
+            ev("bloodbank.v1.repo.decision.recorded", "rex", "x", "c3"),
+            ev("theboard.meeting.started", "ada", "hello again", "c2"),
+        ];
+        let store = store_with(&events);
+        for (expr, screens) in [
+            ("hello", true),
+            ("Hello", true),
+            ("HELLO", true),
+            ("timeout talking", true),
+            ("\"not in any body\"", true),
+            ("agent:rex timeout", true),
+            ("agent:rex OR hello", true),
+            ("agent.*.prompt OR \"no such text\"", true),
+            ("-hello", false),
+            ("hello OR -agent:rex", false),
+            ("", false),
+            // The routing key and the AMQP properties are not the body's text.
+            ("llm.error OR claude", true),
+            ("svc-ada", true),
+        ] {
+            let f = Filter::new(expr).unwrap();
+            assert_eq!(f.screens_messages(), screens, "{expr}");
+            let found = run(&store, expr);
+            for (i, e) in events.iter().enumerate() {
+                let matches = found.contains(&(i as u64));
+                assert!(
+                    f.may_match_body(&e.body) || !matches,
+                    "{expr}: the body alone dropped event {i}"
+                );
+                let kept = f.may_match_message(e, 0);
+                // Never drops a match; with nothing but text and header terms, keeps no other.
+                assert!(kept || !matches, "{expr} dropped event {i}");
+                if screens {
+                    assert_eq!(kept, matches, "{expr} on event {i}");
+                }
+            }
         }
     }
 
