@@ -52,6 +52,7 @@ pub async fn bench_languages(a: &LanguagesBenchArgs) -> anyhow::Result<serde_jso
             rounds: a.rounds,
             speed: 1.0,
             faster_whisper: None,
+            also_early_decode_ms: None,
         };
         let cfg = candybar_asr::server::ServerConfig {
             model: path.clone(),

@@ -144,6 +144,10 @@ pub struct AsrBenchArgs {
     /// faster-whisper (int8) in the same run for a ratio (see `benches/fw_compare.py`)
     #[arg(long, value_name = "PYTHON")]
     faster_whisper: Option<std::path::PathBuf>,
+    /// Also stream the clips to a server with this `--early-decode-ms`, in the same run (a
+    /// third way beside the shipped one and none)
+    #[arg(long, value_name = "MS")]
+    also_early_decode_ms: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -285,13 +289,9 @@ fn rss_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// CPU seconds (user + system) of this process, from /proc/self/stat (100 ticks per second).
+/// CPU seconds (user + system) of this process.
 fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    crate::procfs::process_cpu_secs().unwrap_or_default()
 }
 
 fn bench_store(a: &StoreArgs) -> serde_json::Value {
@@ -631,9 +631,18 @@ async fn bench_asr(a: &AsrBenchArgs) -> anyhow::Result<serde_json::Value> {
         early_decode_ms: 0,
         ..shipped.clone()
     };
+    let mut ways = vec![("shipped".to_owned(), shipped.clone())];
+    if let Some(ms) = a.also_early_decode_ms {
+        let cfg = candybar_asr::server::ServerConfig {
+            early_decode_ms: ms,
+            ..shipped.clone()
+        };
+        ways.push((format!("early_decode_{ms}"), cfg));
+    }
+    ways.push(("no_early_decode".to_owned(), baseline));
     let mut runs = serde_json::Map::new();
-    for (name, cfg) in [("shipped", shipped), ("no_early_decode", baseline)] {
-        runs.insert(name.into(), stream_clips(a, &clips, cfg).await?);
+    for (name, cfg) in ways {
+        runs.insert(name, stream_clips(a, &clips, cfg).await?);
     }
     let threads = candybar_asr::server::ServerConfig::default().threads;
     let comparison = tokio::task::block_in_place(|| compare_offline(a, &clips, &model, threads))?;

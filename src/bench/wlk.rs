@@ -146,8 +146,13 @@ pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
         }
     }
     let rss_before = rss_mb();
+    let cpu_before = crate::procfs::process_cpu_secs().unwrap_or_default();
+    let mut audio_secs = 0.0;
     let mut finals = Vec::new();
     for _ in 0..a.rounds.max(1) {
+        for i in 0..usize::from(a.clients) {
+            audio_secs += clips[i % clips.len()].pcm.len() as f64 / 32_000.0;
+        }
         let sessions = (0..usize::from(a.clients)).map(|i| {
             let addr = addr.clone();
             let pcm = clips[i % clips.len()].pcm.clone();
@@ -158,6 +163,7 @@ pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
         }
     }
     let rss_after = rss_mb();
+    let cpu = crate::procfs::process_cpu_secs().unwrap_or_default() - cpu_before;
     let _ = stop_tx.send(());
     let _ = server.await;
     Ok(json!({
@@ -172,6 +178,9 @@ pub async fn bench_wlk(a: &WlkBenchArgs) -> anyhow::Result<serde_json::Value> {
         "clients_at_once": {
             "clients": a.clients,
             "speech_end_to_final_ms": quantiles(finals),
+            // The process's CPU time (the server's decodes, and the clients' sending) per
+            // second of audio streamed: what a shorter pause before the final decode costs.
+            "cpu_secs_per_audio_sec": (cpu / audio_secs.max(1e-9) * 1000.0).round() / 1000.0,
             "rss_mb_before": rss_before,
             "rss_mb_after": rss_after,
         },

@@ -142,7 +142,7 @@ pub struct ServeArgs {
     pause_ms: u32,
     /// Silence after speech that starts decoding the final text at once, in ms (0: off); when
     /// no more speech comes, the final is ready at the end of speech
-    #[arg(long, value_name = "MS", default_value_t = 200)]
+    #[arg(long, value_name = "MS", default_value_t = 80)]
     early_decode_ms: u32,
     /// Routing key of the transcript events published with --amqp
     #[arg(

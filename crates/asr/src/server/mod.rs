@@ -121,7 +121,7 @@ impl Default for ServerConfig {
             max_utterance_secs: 30,
             idle_timeout_secs: 60,
             partial_every_ms: 1000,
-            early_decode_ms: 200,
+            early_decode_ms: 80,
             pause_ms: 800,
             vad_threshold_rms: DEFAULT_THRESHOLD_RMS,
             token: None,
