@@ -537,24 +537,27 @@ fn search(
     let blocks: Vec<BlockRef> = reader.blocks().rev().copied().collect();
     progress.blocks_total.store(blocks.len(), Ordering::Relaxed);
     let now = now_us();
+    // The blocks whose index rules a match out count as done at once.
     let blocks: Vec<BlockRef> = if filter.rules_out() {
-        let mut ruled_out = 0;
-        let may: Vec<BlockRef> = blocks
-            .into_iter()
-            .filter(|b| {
-                let may = reader
-                    .index(b)
-                    .is_none_or(|ix| filter.may_match_block(&ix, now));
-                ruled_out += usize::from(!may);
-                may
-            })
-            .collect();
-        progress.blocks_done.fetch_add(ruled_out, Ordering::Relaxed);
+        let mut may = Vec::new();
+        for b in blocks {
+            if progress.cancelled.load(Ordering::Relaxed) {
+                return Err("cancelled".into());
+            }
+            if reader
+                .index(&b)
+                .is_none_or(|ix| filter.may_match_block(&ix, now))
+            {
+                may.push(b);
+            } else {
+                progress.blocks_done.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         may
     } else {
         blocks
     };
-    let screen = crate::cli::journal::Screen::new(filter, (Micros::MIN, Micros::MAX));
+    let screen = crate::cli::journal::Screen::new(filter, (Micros::MIN, Micros::MAX), now);
     let workers = crate::cli::journal::all_cores();
     let mut found: Vec<Vec<RawMessage>> = Vec::new();
     let mut matches = 0usize;

@@ -21,7 +21,6 @@ use candybar_core::store::{EventStore, StoreConfig};
 use candybar_core::time::{Micros, now_us, parse_rfc3339_us};
 use candybar_journal::{
     Appended, BlockRef, Entry, JournalConfig, JournalError, JournalReader, JournalWriter, Keep,
-    KeepAll,
 };
 
 use super::{FilterArg, Settings, SourceArgs, SourceChoice, StateReport, print_gap};
@@ -449,7 +448,8 @@ impl Matcher {
         screened: bool,
         out: &mut Vec<Pending>,
     ) {
-        let screen = Screen::new(self.view.filter(), (since, until));
+        let now = now_us();
+        let screen = Screen::new(self.view.filter(), (since, until), now);
         for e in entries {
             match e {
                 Entry::Event(m) if screened || screen.keeps(m) => {
@@ -511,13 +511,23 @@ pub(crate) struct Screen<'f> {
 }
 
 impl<'f> Screen<'f> {
-    pub(crate) fn new(filter: &'f Filter, range: (Micros, Micros)) -> Self {
+    /// `now`: the moment the store's filter judges `last:` by (the same, or a match is lost).
+    pub(crate) fn new(filter: &'f Filter, range: (Micros, Micros), now: Micros) -> Self {
         Self {
             filter,
             range,
-            now: now_us(),
+            now,
             bodies: filter.screens_bodies(),
             messages: filter.screens_messages(),
+        }
+    }
+
+    /// Only the time range, everything else left to the store (`bench journal --baseline`).
+    fn range_only(filter: &'f Filter, range: (Micros, Micros)) -> Self {
+        Self {
+            bodies: false,
+            messages: false,
+            ..Self::new(filter, range, 0)
         }
     }
 
@@ -596,19 +606,17 @@ pub(crate) fn pass(
     // Blocks are read, decompressed and screened ahead on every core; matches are stored and
     // encoded here, in block order.
     let filter = matcher.view.filter().clone();
-    let screened = Screen::new(&filter, (since, until));
-    let keep: &dyn Keep = if screen { &screened } else { &KeepAll };
+    let keep = if screen {
+        Screen::new(&filter, (since, until), now_us())
+    } else {
+        Screen::range_only(&filter, (since, until))
+    };
     let mut gone = false;
-    reader.read_each(&blocks, workers, keep, &mut |i, entries| {
+    reader.read_each(&blocks, workers, &keep, &mut |i, entries| {
         let Some(entries) = entries else {
             return ControlFlow::Continue(());
         };
-        let range = if screen {
-            (since, until)
-        } else {
-            (Micros::MIN, Micros::MAX)
-        };
-        matcher.block(&entries, range, true, &mut found);
+        matcher.block(&entries, (since, until), true, &mut found);
         heap.extend(found.drain(..));
         while heap
             .peek()

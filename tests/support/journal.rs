@@ -66,6 +66,20 @@ pub fn wait_for_count(journal: &Path, n: usize, timeout: Duration) -> Vec<String
     }
 }
 
+/// Polls the journal until it holds every one of `expected` (or `timeout` passes); its ids.
+/// (A count is not enough where events published but never confirmed may be journaled too.)
+pub fn wait_for_ids(journal: &Path, expected: &[String], timeout: Duration) -> Vec<String> {
+    let end = Instant::now() + timeout;
+    loop {
+        let ids = query_ids(journal, &[]);
+        let have: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        if expected.iter().all(|id| have.contains(id.as_str())) || Instant::now() > end {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Every one of `expected` is in `got` exactly once; `context` (the recorder's stderr) is shown
 /// when not.
 pub fn assert_each_once(got: &[String], expected: &[String], context: &str) {

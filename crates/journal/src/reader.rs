@@ -372,74 +372,93 @@ impl JournalReader {
             .map(|(i, s)| (*i, s.path.clone()))
             .collect();
         let next = AtomicUsize::new(0);
+        // How many blocks `each` has taken: a worker runs at most `ahead` blocks past it, so
+        // memory stays bounded when one block is slow.
+        let taken = AtomicUsize::new(0);
+        let ahead = workers.max(1) * 4;
         let stop = AtomicBool::new(false);
-        // Room for a few blocks per worker ahead of `each`: memory stays bounded.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Decoded)>(workers.max(1) * 4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Decoded)>(ahead);
         let work = |tx: std::sync::mpsc::SyncSender<(usize, Decoded)>| {
-            let mut files: BTreeMap<u64, File> = BTreeMap::new();
+            let mut open = None;
             let mut scratch = format::BlockScratch::default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(block) = blocks.get(i) else { break };
+                while i >= taken.load(Ordering::Acquire) + ahead && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let file = match files.entry(block.segment) {
-                    std::collections::btree_map::Entry::Occupied(f) => Some(f.into_mut()),
-                    std::collections::btree_map::Entry::Vacant(v) => paths
-                        .get(&block.segment)
-                        .and_then(|p| File::open(p).ok())
-                        .map(|f| &mut *v.insert(f)),
-                };
-                let decoded = match file.map(|f| read_frame(f, block)) {
-                    // Dropped by retention meanwhile.
-                    None | Some(Ok(None)) => Decoded::Gone,
-                    Some(Err(what)) => Decoded::Unreadable(what),
-                    Some(Ok(Some(frame))) => Decoded::Block(format::decode_block_keeping(
-                        &frame[FRAME_HEADER_LEN..],
-                        keep,
-                        &mut scratch,
-                    )),
-                };
+                let decoded = fetch(&paths, &mut open, block, keep, &mut scratch);
                 if tx.send((i, decoded)).is_err() {
                     break;
                 }
             }
         };
-        std::thread::scope(|scope| {
+        let mut want = 0;
+        let spawned = std::thread::scope(|scope| {
+            let mut spawned = 0;
             for _ in 0..workers.max(1) {
                 let tx = tx.clone();
                 let work = &work;
-                scope.spawn(move || work(tx));
+                spawned += usize::from(
+                    std::thread::Builder::new()
+                        .name("journal-read".into())
+                        .spawn_scoped(scope, move || work(tx))
+                        .is_ok(),
+                );
             }
             drop(tx);
             // Blocks come back in any order; `each` takes them in theirs.
             let mut waiting: BTreeMap<usize, Decoded> = BTreeMap::new();
-            let mut want = 0;
             'read: for (i, decoded) in &rx {
                 waiting.insert(i, decoded);
                 while let Some(decoded) = waiting.remove(&want) {
-                    let block = &blocks[want];
-                    let entries = match decoded {
-                        Decoded::Gone => None,
-                        Decoded::Unreadable(what) => {
-                            if let Some(path) = paths.get(&block.segment) {
-                                self.note_damage(path, block.offset, what);
-                            }
-                            None
-                        }
-                        Decoded::Block(d) => self.decoded(block, d),
-                    };
+                    let entries = self.hand_over(&paths, &blocks[want], decoded);
                     if each(want, entries).is_break() {
                         stop.store(true, Ordering::Relaxed);
                         break 'read;
                     }
                     want += 1;
+                    taken.store(want, Ordering::Release);
                 }
             }
             // Workers blocked on a full channel are let go.
             drop(rx);
+            spawned
         });
+        if spawned == 0 {
+            // No thread could be started: the blocks are read here, one after another.
+            let (mut open, mut scratch) = (None, format::BlockScratch::default());
+            for (i, block) in blocks.iter().enumerate() {
+                let decoded = fetch(&paths, &mut open, block, keep, &mut scratch);
+                let entries = self.hand_over(&paths, block, decoded);
+                if each(i, entries).is_break() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A block as a worker found it, as [`Self::read_each`] hands it on: its entries, or `None`
+    /// with any damage noted.
+    fn hand_over(
+        &mut self,
+        paths: &BTreeMap<u64, PathBuf>,
+        block: &BlockRef,
+        decoded: Decoded,
+    ) -> Option<Vec<Entry>> {
+        match decoded {
+            Decoded::Gone => None,
+            Decoded::Unreadable(what) => {
+                if let Some(path) = paths.get(&block.segment) {
+                    self.note_damage(path, block.offset, what);
+                }
+                None
+            }
+            Decoded::Block(d) => self.decoded(block, d),
+        }
     }
 
     /// A decoded block's entries, or its damage noted.
@@ -493,6 +512,41 @@ enum Decoded {
     Unreadable(String),
     /// No longer there (retention dropped it).
     Gone,
+}
+
+/// One block read, checked, decompressed and screened by a worker of
+/// [`JournalReader::read_each`]; `open` is the worker's open segment, kept for the next block.
+fn fetch(
+    paths: &BTreeMap<u64, PathBuf>,
+    open: &mut Option<(u64, File)>,
+    block: &BlockRef,
+    keep: &dyn Keep,
+    scratch: &mut format::BlockScratch,
+) -> Decoded {
+    if open.as_ref().is_none_or(|(s, _)| *s != block.segment) {
+        *open = None;
+        let Some(path) = paths.get(&block.segment) else {
+            return Decoded::Gone;
+        };
+        match File::open(path) {
+            Ok(f) => *open = Some((block.segment, f)),
+            // Dropped by retention meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Decoded::Gone,
+            Err(e) => return Decoded::Unreadable(format!("cannot open the segment: {e}")),
+        }
+    }
+    let Some((_, file)) = open.as_mut() else {
+        return Decoded::Gone;
+    };
+    match read_frame(file, block) {
+        Ok(None) => Decoded::Gone,
+        Err(what) => Decoded::Unreadable(what),
+        Ok(Some(frame)) => Decoded::Block(format::decode_block_keeping(
+            &frame[FRAME_HEADER_LEN..],
+            keep,
+            scratch,
+        )),
+    }
 }
 
 /// The block's frame, its checksum checked: `Err` says what is wrong, `Ok(None)` that the frame
