@@ -551,7 +551,11 @@ fn talking_again_silences_the_reply_at_once() {
     drop(stdin);
     let end = Instant::now() + Duration::from_mins(1);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < end, "talk did not end with its input");
+        assert!(
+            Instant::now() < end,
+            "talk did not end with its input\n{}",
+            said()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = recorder.kill();
