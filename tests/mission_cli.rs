@@ -11,7 +11,7 @@ use candybar_core::registry::Registry;
 use candybar_core::time::format_rfc3339;
 use candybar_journal::{JournalConfig, JournalWriter};
 use serde_json::Value;
-use support::{bind_queue, path_str, run, shared_broker_url, take_messages, unique};
+use support::{Candybar, bind_queue, path_str, run, shared_broker_url, take_messages, unique};
 
 /// 2026-01-27T10:00:00Z.
 const T0_US: i64 = 1_769_508_000_000_000;
@@ -454,6 +454,75 @@ fn the_model_is_saved_beside_the_journal_and_the_next_read_starts_from_it() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("the saved model"), "{err}");
     assert_eq!(out2, out);
+}
+
+/// `candybar record` keeps the model saved beside the journal it writes: the first Mission view
+/// after it reads only what came since, not the whole journal, and answers the same.
+#[test]
+fn the_recorder_keeps_the_model_saved_for_the_next_first_view() {
+    // Five minutes of the demo feed up to now (a recorder drops what is older than its
+    // retention).
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let dir = tmp.path().join("journal");
+    {
+        let mut w = JournalWriter::open(JournalConfig::new(dir.clone()), "test").unwrap();
+        let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
+        let start = candybar_core::time::now_us() - EVENTS * STEP_US;
+        for i in 0..EVENTS {
+            w.append(&demo.next_message(start + i * STEP_US));
+        }
+        w.flush().unwrap();
+    }
+    let snapshot = dir.join("mission-snapshot.json");
+    assert!(!snapshot.exists());
+    let rec = Candybar::spawn(&["record", "--demo", "--journal", path_str(&dir)]);
+    let end = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while !snapshot.exists() {
+        assert!(
+            std::time::Instant::now() < end,
+            "the recorder saved no model within a minute; its stderr:\n{}",
+            rec.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    rec.signal("TERM");
+    let (code, err) = rec.wait(std::time::Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    // (project, status) of each card, as of now.
+    let portfolio = || {
+        let (code, out, err) = run(&[
+            "mission",
+            "portfolio",
+            "--journal",
+            path_str(&dir),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        let cards: Value = serde_json::from_str(&out).unwrap();
+        let cards: Vec<(String, String)> = cards
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].to_string(), c["status"].to_string()))
+            .collect();
+        (cards, err)
+    };
+    let (saved, err) = portfolio();
+    assert!(err.contains("the saved model and "), "{err}");
+    // The journal's 3,000 events were read by the recorder, not by this first view.
+    let blocks_read: usize = err
+        .split(" Mission Control events from ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(blocks_read <= 1, "{err}");
+    std::fs::remove_file(&snapshot).unwrap();
+    let (whole, err) = portfolio();
+    assert!(!err.contains("the saved model"), "{err}");
+    assert_eq!(saved, whole);
+    assert_eq!(saved.len(), 5, "{saved:?}");
 }
 
 /// A stand-in for an OpenAI-compatible chat endpoint (no local model server runs here): answers

@@ -418,6 +418,9 @@ pub struct JournalRecorder {
     stop: Option<SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
     pub dir: PathBuf,
+    /// Mission Control's model saved beside the journal every few minutes (the Mission view
+    /// saves it at the start), so the next start reads only what came since.
+    _saving: Option<crate::mission::KeepSaved>,
 }
 
 impl JournalRecorder {
@@ -446,6 +449,11 @@ impl JournalRecorder {
             stop: Some(stop_tx),
             thread: Some(thread),
             dir: dir.to_owned(),
+            _saving: crate::mission::KeepSaved::start(
+                dir.to_owned(),
+                crate::mission::SAVE_EVERY,
+                crate::mission::SAVE_EVERY,
+            ),
         })
     }
 

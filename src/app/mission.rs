@@ -149,10 +149,15 @@ impl MissionState {
             let spawned = std::thread::Builder::new()
                 .name("mission".into())
                 .spawn(move || {
-                    let result = crate::mission::load(&dir, until, &mut |n, of| {
-                        d.store(n, Ordering::Relaxed);
-                        t.store(of, Ordering::Relaxed);
-                    });
+                    let result = crate::mission::load(
+                        &dir,
+                        until,
+                        crate::cli::journal::all_cores(),
+                        &mut |n, of| {
+                            d.store(n, Ordering::Relaxed);
+                            t.store(of, Ordering::Relaxed);
+                        },
+                    );
                     // The view first; the model is saved for the next start after.
                     let saving = result
                         .as_ref()

@@ -70,7 +70,8 @@ pub fn bench_mission(a: &MissionBenchArgs) -> anyhow::Result<Value> {
 
     // The day's briefing, from nothing: what `candybar mission brief --since 24h` does.
     let t = Instant::now();
-    let loaded = crate::mission::load(&dir, end, &mut |_, _| {}).map_err(anyhow::Error::msg)?;
+    let loaded = crate::mission::load(&dir, end, crate::cli::journal::all_cores(), &mut |_, _| {})
+        .map_err(anyhow::Error::msg)?;
     let read_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     let brief = candybar_core::mission::brief(&loaded.mission, "bench", start, end, end);

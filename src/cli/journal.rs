@@ -179,6 +179,12 @@ pub async fn record(args: RecordArgs, source: &SourceArgs) -> anyhow::Result<Exi
         );
     }
     let mut handle = choice.spawn();
+    // A window's first Mission view then reads only the minutes since the last save.
+    let _saving = crate::mission::KeepSaved::start(
+        dir.clone(),
+        Duration::from_secs(5),
+        crate::mission::SAVE_EVERY,
+    );
     eprintln!(
         "candybar: recording into {} (keeping {}, at most {} MB)",
         dir.display(),

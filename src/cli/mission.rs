@@ -93,10 +93,11 @@ pub fn run(cmd: &MissionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode
         Err(e) => return Ok(bad(&e)),
     };
     let dir = journal_dir(args.journal.as_deref(), &settings)?;
-    let loaded = match crate::mission::load(&dir, until, &mut |_, _| {}) {
-        Ok(l) => l,
-        Err(e) => return Ok(bad(&e)),
-    };
+    let loaded =
+        match crate::mission::load(&dir, until, super::journal::all_cores(), &mut |_, _| {}) {
+            Ok(l) => l,
+            Err(e) => return Ok(bad(&e)),
+        };
     eprintln!(
         "candybar: {}{} Mission Control events from {} blocks of {} ({} ruled out by their \
          index) in {} ms",

@@ -63,6 +63,21 @@ pub const FILTER: &str = "lifecycle.# OR portfolio.# OR repo.decision.# OR repo.
      reporting.# OR theboard.meeting.comment_extracted OR jelmore.session.# OR agent.session.# OR \
      #.autonomous_review.decided";
 
+/// What every type [`wants`] takes holds one of: an event that names none of these in its body,
+/// routing key or AMQP type is not one of Mission Control's (a journal read screens a whole
+/// block for them before decoding a single event).
+pub const MARKS: [&str; 9] = [
+    "lifecycle.",
+    "portfolio.",
+    "repo.decision.",
+    "repo.task.",
+    "reporting.",
+    "theboard.meeting.comment_extracted",
+    "jelmore.session.",
+    "agent.session.",
+    "autonomous_review.decided",
+];
+
 /// Whether events of this type matter to Mission Control (cheap: no body is read).
 #[must_use]
 pub fn wants(kind: &str) -> bool {

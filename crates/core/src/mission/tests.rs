@@ -661,5 +661,33 @@ fn the_filter_picks_what_mission_control_reads() {
     assert_eq!(picked, wanted);
     for (kind, w) in kinds {
         assert_eq!(wants(kind), w, "{kind}");
+        // What a journal read screens blocks with: every wanted type names a mark.
+        if w {
+            assert!(
+                MARKS.iter().any(|m| kind.contains(m)),
+                "{kind} names no mark"
+            );
+        }
     }
+    // Every type of the demo's that Mission Control takes names one too.
+    let mut demo = crate::demo::Demo::new(
+        crate::demo::DemoConfig::default(),
+        &crate::registry::Registry::example(),
+    );
+    let mut taken = 0;
+    for i in 0..100_000 {
+        let m = demo.next_message(NOW + i * 10_000);
+        let kind = crate::decode::decode(&m).kind;
+        if wants(&kind) {
+            taken += 1;
+            assert!(
+                MARKS.iter().any(|k| kind.contains(k)),
+                "{kind} names no mark"
+            );
+        }
+    }
+    assert!(
+        taken > 50,
+        "the demo gave only {taken} of Mission Control's events"
+    );
 }
