@@ -271,6 +271,37 @@ pub fn load(
     })
 }
 
+/// After an import into the journal in `dir` whose oldest event was received at `oldest_us`:
+/// when that is before the saved model's moment, a read from the model would miss it, so the
+/// model is built anew from the whole journal (on every core) and saved. What was read, when it
+/// had to be.
+///
+/// # Errors
+/// The journal cannot be read (the saved model is gone then: the next read starts over).
+pub fn saved_after_import(dir: &Path, oldest_us: Micros) -> Result<Option<Loaded>, String> {
+    let Some(saved) = read_snapshot(dir) else {
+        return Ok(None);
+    };
+    if oldest_us > saved.until_us {
+        return Ok(None);
+    }
+    drop(saved);
+    std::fs::remove_file(dir.join(SNAPSHOT)).map_err(|e| {
+        format!(
+            "cannot remove the saved Mission Control model in {}: {e}",
+            dir.display()
+        )
+    })?;
+    let loaded = load(
+        dir,
+        now_us(),
+        crate::cli::journal::all_cores(),
+        &mut |_, _| {},
+    )?;
+    loaded.save(dir);
+    Ok(Some(loaded))
+}
+
 /// How often [`KeepSaved`] saves the model.
 pub const SAVE_EVERY: Duration = Duration::from_mins(10);
 

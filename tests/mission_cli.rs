@@ -11,6 +11,7 @@ use candybar_core::registry::Registry;
 use candybar_core::time::format_rfc3339;
 use candybar_journal::{JournalConfig, JournalWriter};
 use serde_json::Value;
+use support::llm::chat_stand_in;
 use support::{Candybar, bind_queue, path_str, run, shared_broker_url, take_messages, unique};
 
 /// 2026-01-27T10:00:00Z.
@@ -456,23 +457,26 @@ fn the_model_is_saved_beside_the_journal_and_the_next_read_starts_from_it() {
     assert_eq!(out2, out);
 }
 
+/// Five minutes of the demo feed up to now (what a recorder or an import writes into drops what
+/// is older than the retention): (a temporary directory, the journal in it).
+fn recent_demo_journal() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let dir = tmp.path().join("journal");
+    let mut w = JournalWriter::open(JournalConfig::new(dir.clone()), "test").expect("journal");
+    let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
+    let start = candybar_core::time::now_us() - EVENTS * STEP_US;
+    for i in 0..EVENTS {
+        w.append(&demo.next_message(start + i * STEP_US));
+    }
+    w.flush().expect("written");
+    (tmp, dir)
+}
+
 /// `candybar record` keeps the model saved beside the journal it writes: the first Mission view
 /// after it reads only what came since, not the whole journal, and answers the same.
 #[test]
 fn the_recorder_keeps_the_model_saved_for_the_next_first_view() {
-    // Five minutes of the demo feed up to now (a recorder drops what is older than its
-    // retention).
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    let dir = tmp.path().join("journal");
-    {
-        let mut w = JournalWriter::open(JournalConfig::new(dir.clone()), "test").unwrap();
-        let mut demo = Demo::new(DemoConfig::default(), &Registry::example());
-        let start = candybar_core::time::now_us() - EVENTS * STEP_US;
-        for i in 0..EVENTS {
-            w.append(&demo.next_message(start + i * STEP_US));
-        }
-        w.flush().unwrap();
-    }
+    let (_tmp, dir) = recent_demo_journal();
     let snapshot = dir.join("mission-snapshot.json");
     assert!(!snapshot.exists());
     let rec = Candybar::spawn(&["record", "--demo", "--journal", path_str(&dir)]);
@@ -525,54 +529,63 @@ fn the_recorder_keeps_the_model_saved_for_the_next_first_view() {
     assert_eq!(saved.len(), 5, "{saved:?}");
 }
 
-/// A stand-in for an OpenAI-compatible chat endpoint (no local model server runs here): answers
-/// each request with `reply(the user message)` as (status, the assistant's text or an error).
-/// Its address, and the requests it saw.
-fn chat_stand_in(
-    reply: fn(&str) -> (u16, String),
-) -> (String, std::sync::Arc<parking_lot::Mutex<Vec<Value>>>) {
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the stand-in");
-    let url = format!("http://{}/v1", listener.local_addr().expect("its address"));
-    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::Builder::new()
-        .name("chat-stand-in".into())
-        .spawn(move || {
-            for stream in listener.incoming().map_while(Result::ok) {
-                let mut reader = BufReader::new(stream);
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let user = request["messages"][1]["content"].as_str().unwrap_or("").to_owned();
-                log.lock().push(request);
-                let (status, text) = reply(&user);
-                let answer = if status == 200 {
-                    serde_json::json!({"choices": [{"message": {"role": "assistant", "content": text}}]})
-                } else {
-                    serde_json::json!({"error": {"message": text}})
-                };
-                let answer = answer.to_string();
-                let mut stream = reader.into_inner();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-            }
-        })
-        .expect("a thread for the stand-in");
-    (url, seen)
+/// An import of events older than the saved model's moment builds the model anew: the next
+/// read from it has them (a read from the old model would start after them).
+#[test]
+fn an_import_of_older_events_is_in_the_next_mission_view() {
+    let (tmp, dir) = recent_demo_journal();
+    let until = format_rfc3339(candybar_core::time::now_us());
+    let first = mission(&dir, "portfolio", &until, "json");
+    assert!(dir.join("mission-snapshot.json").exists(), "saved");
+    assert!(!first.contains("Old project"), "{first}");
+    // A project from before the journal's first event, exported from another journal.
+    let other = tmp.path().join("other");
+    {
+        let mut w = JournalWriter::open(JournalConfig::new(other.clone()), "test").unwrap();
+        w.append(&RawMessage {
+            received_us: candybar_core::time::now_us() - 3_600_000_000,
+            routing_key: "lifecycle.mission.created".into(),
+            body: br#"{"event_type":"lifecycle.mission.created","event_id":"old-1","payload":{"lifecycle_id":"lc-old","name":"Old project","repo":"old","status":"active","health":"nominal"}}"#.to_vec(),
+            ..RawMessage::default()
+        });
+        w.flush().unwrap();
+    }
+    let (code, ndjson, err) = run(&[
+        "query",
+        "--journal",
+        path_str(&other),
+        "--since",
+        "2020-01-01T00:00:00Z",
+        "--format",
+        "ndjson",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let file = tmp.path().join("old.ndjson");
+    std::fs::write(&file, ndjson).unwrap();
+    let (code, _, err) = run(&["import", "--journal", path_str(&dir), path_str(&file)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("Mission Control's saved model built anew with what was imported"),
+        "{err}"
+    );
+    let (code, out, err) = run(&[
+        "mission",
+        "portfolio",
+        "--journal",
+        path_str(&dir),
+        "--until",
+        &until,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("the saved model and 0 Mission Control events"),
+        "{err}"
+    );
+    let cards: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(cards.as_array().unwrap().len(), 6, "{out}");
+    assert!(out.contains("Old project"), "{out}");
 }
 
 #[test]

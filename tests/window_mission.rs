@@ -233,18 +233,30 @@ fn every_tab_exports_in_every_format() {
     wait_for_label(&mut harness, "the folder does not exist");
 }
 
-#[test]
-fn the_window_writes_the_scheduled_briefing_and_keeps_it() {
+/// Briefings kept in `archive`, one due a minute after the window's "now" (returned).
+fn due_in_a_minute(
+    archive: &std::path::Path,
+    rewriter: Option<candybar::app::mission::Rewriter>,
+) -> (candybar::app::mission::BriefingPlan, i64) {
     use chrono::{Local, TimeZone as _, Timelike as _};
-    let archive = tempfile::tempdir().unwrap();
-    // A briefing due a minute after the window's "now".
     let now = T0_US + EVENTS * STEP_US;
-    let due = Local.timestamp_micros(now + 60_000_000).single().unwrap();
+    let due = Local
+        .timestamp_micros(now + 60_000_000)
+        .single()
+        .expect("a local time");
     let plan = candybar::app::mission::BriefingPlan {
         times: vec![(due.hour(), due.minute())],
-        archive: Some(archive.path().to_owned()),
+        archive: Some(archive.to_owned()),
         bus: None,
+        rewriter,
     };
+    (plan, now)
+}
+
+#[test]
+fn the_window_writes_the_scheduled_briefing_and_keeps_it() {
+    let archive = tempfile::tempdir().unwrap();
+    let (plan, now) = due_in_a_minute(archive.path(), None);
     let mut harness = app_with(None, plan);
     harness.run_steps(5);
     assert!(
@@ -284,4 +296,83 @@ fn the_window_writes_the_scheduled_briefing_and_keeps_it() {
     harness.get_by_label(&name).click();
     harness.run_steps(2);
     wait_for_label(&mut harness, "opened");
+}
+
+/// With a model configured (`[mission] llm_url`), the Briefing tab offers a rewrite of the
+/// briefing shown: a rewrite that keeps every heading and source replaces it; one that drops a
+/// source is refused, said, and the briefing stays as written. The endpoint is a stand-in (see
+/// [`support::llm::chat_stand_in`]).
+#[test]
+fn a_configured_model_rewrites_the_briefing_shown_only_when_it_keeps_every_fact() {
+    let (good, seen) =
+        support::llm::chat_stand_in(|user| (200, format!("Rewritten for reading.\n\n{user}")));
+    let plan = |url: String| candybar::app::mission::BriefingPlan {
+        rewriter: Some(candybar::app::mission::Rewriter {
+            url,
+            model: "stand-in".into(),
+            key: None,
+        }),
+        ..candybar::app::mission::BriefingPlan::default()
+    };
+    let mut harness = app_with(None, plan(good));
+    tab(&mut harness, "Briefing");
+    assert!(
+        harness.query_by_label_contains("Rewrite with").is_none(),
+        "nothing to rewrite before a briefing is written"
+    );
+    harness.get_by_label("📝 Write the briefing").click();
+    harness.run_steps(3);
+    wait_for_label(&mut harness, "Needle-movers");
+    harness.get_by_label("✨ Rewrite with stand-in").click();
+    wait_for_label(&mut harness, "stand-in rewrote the briefing");
+    wait_for_label(&mut harness, "Rewritten for reading.");
+    assert_eq!(seen.lock().len(), 1, "one request");
+    assert_eq!(seen.lock()[0]["model"], "stand-in");
+    picture(&mut harness, "mission-briefing-rewritten");
+
+    // A model that drops a source: said, and the briefing as written.
+    let (bad, _) = support::llm::chat_stand_in(|user| (200, user.replace("[^1]", "")));
+    let mut harness = app_with(None, plan(bad));
+    tab(&mut harness, "Briefing");
+    harness.get_by_label("📝 Write the briefing").click();
+    harness.run_steps(3);
+    harness.get_by_label("✨ Rewrite with stand-in").click();
+    wait_for_label(&mut harness, "the briefing is as written");
+    assert!(
+        harness
+            .query_by_label_contains("the rewrite lost [^1]")
+            .is_some(),
+        "the toast says what it lost"
+    );
+    assert!(harness.query_by_label_contains("Rewritten").is_none());
+    harness.get_by_label("✨ Rewrite with stand-in");
+}
+
+/// A scheduled briefing is kept as the configured model rewrote it (stand-in endpoint, as above).
+#[test]
+fn a_scheduled_briefing_is_kept_rewritten() {
+    let (url, _) =
+        support::llm::chat_stand_in(|user| (200, format!("Rewritten for reading.\n\n{user}")));
+    let archive = tempfile::tempdir().unwrap();
+    let rewriter = candybar::app::mission::Rewriter {
+        url,
+        model: "stand-in".into(),
+        key: None,
+    };
+    let (plan, now) = due_in_a_minute(archive.path(), Some(rewriter));
+    let mut harness = app_with(None, plan);
+    harness.run_steps(5);
+    harness.state_mut().clock = Clock::Fixed(now + 120_000_000);
+    wait_for_label(&mut harness, "is ready:");
+    let text = std::fs::read_dir(archive.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|f| std::fs::read_to_string(f.path()).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("Rewritten for reading."), "{text}");
+    assert!(
+        text.contains("## Needle-movers") && text.contains("[^1]"),
+        "{text}"
+    );
 }

@@ -115,6 +115,12 @@ impl CandybarApp {
                         m.write_brief(since_us, until_us);
                     }
                 }
+                Command::Mission(candybar_ui::mission::MissionAction::Rewrite) => {
+                    let waker = self.ctx.clone();
+                    if let Some(m) = &mut self.mission {
+                        m.rewrite_brief(move || waker.request_repaint());
+                    }
+                }
                 c @ (Command::Conversation(_) | Command::Specs(_)) => self.ask_architect(c),
                 Command::Sessions(action) => {
                     let taken = self.sessions.as_mut().is_some_and(|w| w.ask(action));

@@ -29,6 +29,46 @@ pub struct BriefingPlan {
     pub archive: Option<PathBuf>,
     /// The broker their `reporting.report.*` events go to: (URL, exchange).
     pub bus: Option<(candybar_core::redact::SecretUrl, String)>,
+    /// The model that rewrites them for reading (`[mission] llm_url`): scheduled briefings are
+    /// kept rewritten, and the view offers it for the one shown.
+    pub rewriter: Option<Rewriter>,
+}
+
+/// An OpenAI-compatible endpoint that rewrites briefings ([`crate::mission::rewrite`]).
+#[derive(Clone, Debug)]
+pub struct Rewriter {
+    pub url: String,
+    pub model: String,
+    pub key: Option<candybar_core::redact::Secret>,
+}
+
+impl Rewriter {
+    /// From `[mission] llm_url` / `llm_model` and `CANDYBAR_LLM_KEY`.
+    #[must_use]
+    pub fn from_settings(m: &candybar_core::config::MissionSection) -> Option<Self> {
+        Some(Self {
+            url: m.llm_url.clone()?,
+            model: m.llm_model.clone().unwrap_or_else(|| "default".into()),
+            key: std::env::var("CANDYBAR_LLM_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+                .map(candybar_core::redact::Secret::new),
+        })
+    }
+
+    /// `b` rewritten, or why not (the caller keeps it as written). Blocks: on a thread.
+    fn rewrite(&self, b: &Briefing) -> Result<Briefing, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the rewrite: {e}"))?;
+        rt.block_on(crate::mission::rewrite(
+            b,
+            &self.url,
+            &self.model,
+            self.key.as_ref().map(candybar_core::redact::Secret::expose),
+        ))
+    }
 }
 
 /// When scheduled briefings fall due: the window looks every frame (cheap), whether or not
@@ -121,11 +161,15 @@ pub struct MissionState {
     pub archive: Vec<(PathBuf, String)>,
     /// Answers of the threads that keep briefings and list or read the archive.
     done: (std::sync::mpsc::SyncSender<Done>, Receiver<Done>),
+    /// The model is rewriting the briefing shown.
+    rewriting: bool,
 }
 
 /// What a background job of the briefings came back with.
 enum Done {
     Kept(Kept),
+    /// The briefing of (since, until) rewritten by the model, or why not.
+    Rewritten((Micros, Micros), Result<Briefing, String>),
     Listed(Vec<(PathBuf, String)>),
     Opened(PathBuf, Result<String, String>),
 }
@@ -191,6 +235,7 @@ impl MissionState {
             pending_brief: None,
             archive: Vec::new(),
             done: sync_channel(16),
+            rewriting: false,
         };
         s.scan(store);
         s.list_archive();
@@ -230,10 +275,25 @@ impl MissionState {
             return;
         };
         let bus = self.plan.bus.clone();
+        let rewriter = self.plan.rewriter.clone();
+        self.rewriting = rewriter.is_some();
         let tx = self.done.0.clone();
         let spawned = std::thread::Builder::new()
             .name("briefing".into())
             .spawn(move || {
+                // Kept rewritten when a model is configured and keeps every fact; else as
+                // written (the reason said).
+                let b = match rewriter.map(|r| r.rewrite(&b)) {
+                    Some(Ok(r)) => {
+                        let _ = tx.send(Done::Rewritten((b.since_us, b.until_us), Ok(r.clone())));
+                        r
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx.send(Done::Rewritten((b.since_us, b.until_us), Err(e)));
+                        b
+                    }
+                    None => b,
+                };
                 let kept = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -249,7 +309,34 @@ impl MissionState {
                 wake();
             });
         if let Err(e) = spawned {
+            self.rewriting = false;
             tracing::warn!("cannot keep the briefing: {e}");
+        }
+    }
+
+    /// Has the model rewrite the briefing shown (on a thread); the view shows the rewrite when it
+    /// comes, or says why it stays as written.
+    pub fn rewrite_brief(&mut self, wake: impl Fn() + Send + 'static) {
+        let (Some(b), Some(rewriter)) = (self.brief.clone(), self.plan.rewriter.clone()) else {
+            return;
+        };
+        if self.rewriting {
+            return;
+        }
+        self.rewriting = true;
+        let tx = self.done.0.clone();
+        let spawned = std::thread::Builder::new()
+            .name("briefing-rewrite".into())
+            .spawn(move || {
+                let _ = tx.send(Done::Rewritten(
+                    (b.since_us, b.until_us),
+                    rewriter.rewrite(&b),
+                ));
+                wake();
+            });
+        if let Err(e) = spawned {
+            self.rewriting = false;
+            tracing::warn!("cannot rewrite the briefing: {e}");
         }
     }
 
@@ -272,6 +359,31 @@ impl MissionState {
                         )));
                     }
                     self.list_archive();
+                }
+                Done::Rewritten(range, result) => {
+                    self.rewriting = false;
+                    let model = self
+                        .plan
+                        .rewriter
+                        .as_ref()
+                        .map_or("the model", |r| r.model.as_str());
+                    match result {
+                        // Shown unless another briefing took its place meanwhile.
+                        Ok(r) => {
+                            if self
+                                .brief
+                                .as_ref()
+                                .is_some_and(|b| (b.since_us, b.until_us) == range)
+                            {
+                                self.brief = Some(r);
+                            }
+                            said.push(Ok(format!("{model} rewrote the briefing")));
+                        }
+                        Err(e) => said.push(Err(format!(
+                            "{}; the briefing is as written",
+                            candybar_core::redact::mask_secrets_in(&e)
+                        ))),
+                    }
                 }
                 Done::Kept(Err(e)) | Done::Opened(_, Err(e)) => said.push(Err(e)),
                 Done::Listed(list) => self.archive = list,
@@ -469,6 +581,8 @@ impl MissionState {
             loading: self.loading(),
             source: &self.source,
             now_us: self.derived.now_us,
+            rewriter: self.plan.rewriter.as_ref().map(|r| r.model.as_str()),
+            rewriting: self.rewriting,
         }
     }
 }

@@ -257,6 +257,7 @@ pub fn run(args: &WindowArgs, source: &SourceArgs, started: Instant) -> anyhow::
             bus: source
                 .amqp_url(&settings)
                 .map(|u| (u, source.exchange(&settings))),
+            rewriter: super::mission::Rewriter::from_settings(&settings.file.mission),
         },
         notify: {
             let kinds = settings

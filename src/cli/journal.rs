@@ -828,6 +828,7 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
     let (mut kept, mut dups, mut broken, mut read_bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut last_progress = Instant::now();
     let now = now_us();
+    let mut oldest = Micros::MAX;
     for number in 1u64.. {
         line.clear();
         let n = match read_line_capped(&mut input, &mut line, candybar_bus::replay::MAX_LINE_BYTES)
@@ -857,7 +858,10 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
             match read_ndjson_line(&line, now) {
                 Ok(m) => {
                     match writer.append(&m) {
-                        Appended::Kept => kept += 1,
+                        Appended::Kept => {
+                            kept += 1;
+                            oldest = oldest.min(m.received_us);
+                        }
                         Appended::Duplicate => dups += 1,
                     }
                     None
@@ -906,6 +910,17 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
         "candybar: imported {kept} events into {} ({dups} already there, {broken} broken lines skipped)",
         dir.display()
     );
+    drop(writer);
+    // Events older than Mission Control's saved model would be missed by the next read from it.
+    match crate::mission::saved_after_import(&dir, oldest) {
+        Ok(Some(l)) => eprintln!(
+            "candybar: Mission Control's saved model built anew with what was imported ({} of its events, {} ms)",
+            l.events,
+            l.took.as_millis()
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!("candybar: {e}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

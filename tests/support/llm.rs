@@ -69,3 +69,58 @@ impl LlmServer {
         }
     }
 }
+
+/// A stand-in for an OpenAI-compatible chat endpoint, for answers a real model gives only by
+/// chance (a rewrite that keeps every fact, one that drops a source, a model not loaded — the
+/// small model [`LlmServer`] runs cannot be relied on for any of them): answers each request
+/// with `reply(the user message)` as (status, the assistant's text or an error). Its address,
+/// and the requests it saw.
+pub fn chat_stand_in(
+    reply: fn(&str) -> (u16, String),
+) -> (
+    String,
+    std::sync::Arc<parking_lot::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the stand-in");
+    let url = format!("http://{}/v1", listener.local_addr().expect("its address"));
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::Builder::new()
+        .name("chat-stand-in".into())
+        .spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                let user = request["messages"][1]["content"].as_str().unwrap_or("").to_owned();
+                log.lock().push(request);
+                let (status, text) = reply(&user);
+                let answer = if status == 200 {
+                    serde_json::json!({"choices": [{"message": {"role": "assistant", "content": text}}]})
+                } else {
+                    serde_json::json!({"error": {"message": text}})
+                };
+                let answer = answer.to_string();
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        })
+        .expect("a thread for the stand-in");
+    (url, seen)
+}

@@ -40,6 +40,10 @@ pub struct MissionInfo<'a> {
     pub source: &'a str,
     /// The moment the answers are as of.
     pub now_us: Micros,
+    /// The model that rewrites briefings for reading, when one is configured.
+    pub rewriter: Option<&'a str>,
+    /// It is rewriting the briefing shown.
+    pub rewriting: bool,
 }
 
 /// What the view asks of the app.
@@ -49,6 +53,8 @@ pub enum MissionAction {
     Wake,
     /// Write the briefing of this range.
     Brief { since_us: Micros, until_us: Micros },
+    /// Have the configured model rewrite the briefing shown for reading.
+    Rewrite,
     /// Show a kept briefing.
     OpenArchived(std::path::PathBuf),
     /// Save this tab as a file (a save dialog asks where).
@@ -239,6 +245,21 @@ impl MissionViewState {
                     since_us: info.now_us - i64::from(self.brief_hours) * 3_600_000_000,
                     until_us: info.now_us,
                 }));
+            }
+            if let (Some(model), Some(_)) = (info.rewriter, info.brief) {
+                if info.rewriting {
+                    ui.spinner();
+                    ui.label(format!("{model} is rewriting it…"));
+                } else if ui
+                    .button(format!("✨ Rewrite with {model}"))
+                    .on_hover_text(
+                        "The model set in [mission] llm_url rewrites it for reading. Every \
+                         heading and source must come back, else it stays as written.",
+                    )
+                    .clicked()
+                {
+                    cx.commands.push(Command::Mission(MissionAction::Rewrite));
+                }
             }
         });
         if !info.archive.is_empty() {
