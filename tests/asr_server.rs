@@ -339,6 +339,39 @@ fn a_pause_ends_the_utterance_and_silence_is_not_decoded() {
     });
 }
 
+/// The client ends the speech while a partial decode that lacks the last words still runs: it
+/// is given up, and the final (all the speech) comes next, as good.
+#[test]
+fn a_partial_decode_without_the_last_words_is_given_up_when_the_client_ends_the_speech() {
+    let _one_at_a_time = model_lock();
+    let (_server, addr) = server(&[]);
+    let given_up = || {
+        let (code, body) = http_get(&addr, "/status");
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["partials_given_up"].as_u64().unwrap()
+    };
+    assert_eq!(given_up(), 0);
+    rt().block_on(async {
+        // Sent at 100 times real time: the first words' decode begins after 0.8 s of it, and
+        // the rest of the clip and the end of speech arrive while it runs.
+        let (pcm, reference) = fixture(2);
+        let s = stream(&addr, &pcm, 100.0).await;
+        let fin = s.messages.iter().find(|m| m["type"] == "final").unwrap();
+        let text = fin["text"].as_str().unwrap();
+        assert!(
+            candybar_core::asr::wer::wer(&reference, text) <= 0.2,
+            "{text}"
+        );
+        assert!(
+            s.messages.iter().any(|m| m["type"] == "done"),
+            "{:?}",
+            s.messages
+        );
+    });
+    assert_eq!(given_up(), 1, "the first words' decode was given up");
+}
+
 #[test]
 fn a_final_after_a_pause_is_the_decode_begun_at_the_pause() {
     let _one_at_a_time = model_lock();

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -147,6 +147,11 @@ struct AppState {
     utterances: AtomicU64,
     /// Finals that a decode begun at the pause had already read (no decode after the end).
     early_finals: AtomicU64,
+    /// Decodes waiting for a decoder.
+    waiting: AtomicUsize,
+    /// Partial decodes given up because the speech ended while they waited or ran without its
+    /// last words.
+    partials_given_up: AtomicU64,
     rejected: AtomicU64,
     /// Connections closed on arrival (too many open, or too many still sending their head).
     refused_connections: AtomicU64,
@@ -184,6 +189,8 @@ pub async fn serve(
         clients: AtomicUsize::new(0),
         utterances: AtomicU64::new(0),
         early_finals: AtomicU64::new(0),
+        waiting: AtomicUsize::new(0),
+        partials_given_up: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
         refused_connections: AtomicU64::new(0),
         final_latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 2)?),
@@ -356,10 +363,27 @@ async fn decode_with(
     samples: Vec<f32>,
     opts: DecodeOptions,
 ) -> Result<Transcript, String> {
+    decode_unless(state, samples, opts, None).await
+}
+
+/// [`decode_with`], given up without decoding when `given_up` is set before a decoder is free
+/// (set while it runs, it stops only if `opts.abort` is the same flag).
+async fn decode_unless(
+    state: &Shared,
+    samples: Vec<f32>,
+    opts: DecodeOptions,
+    given_up: Option<&AtomicBool>,
+) -> Result<Transcript, String> {
     let Some(l) = loaded(state) else {
         return Err("the model is not loaded".into());
     };
-    let permit = l.permits.acquire().await.map_err(|e| e.to_string())?;
+    state.waiting.fetch_add(1, Ordering::Relaxed);
+    let permit = l.permits.acquire().await;
+    state.waiting.fetch_sub(1, Ordering::Relaxed);
+    let permit = permit.map_err(|e| e.to_string())?;
+    if given_up.is_some_and(|g| g.load(Ordering::Relaxed)) {
+        return Err("given up before it began".into());
+    }
     let Some(mut worker) = l.pool.lock().pop() else {
         return Err("no decoder free".into());
     };
@@ -510,6 +534,7 @@ async fn status(State(state): State<Shared>) -> Json<serde_json::Value> {
         "clients": state.clients.load(Ordering::Relaxed),
         "utterances": state.utterances.load(Ordering::Relaxed),
         "early_finals": state.early_finals.load(Ordering::Relaxed),
+        "partials_given_up": state.partials_given_up.load(Ordering::Relaxed),
         "rejected_connections": state.rejected.load(Ordering::Relaxed),
         "refused_connections": state.refused_connections.load(Ordering::Relaxed),
         "bus": { "published": state.bus_published.load(Ordering::Relaxed), "dropped": state.bus_dropped.load(Ordering::Relaxed) },
@@ -554,6 +579,12 @@ async fn metrics(State(state): State<Shared>) -> String {
         "counter",
         "Finals already decoded when the speech ended (a decode begun at the pause)",
         state.early_finals.load(Ordering::Relaxed).to_string(),
+    );
+    line(
+        "candybar_asr_partials_given_up_total",
+        "counter",
+        "Partial decodes given up: the speech ended while they waited or ran without its last words",
+        state.partials_given_up.load(Ordering::Relaxed).to_string(),
     );
     line(
         "candybar_asr_rejected_total",
@@ -784,6 +815,41 @@ impl Drop for ClientGuard {
     }
 }
 
+/// Takes an audio frame into the utterance (`samples`, its speech `tracker`, the audio since
+/// the last partial, where it starts in the connection's audio): whether it ends it — a pause
+/// after speech, or the length limit (`limits`: the largest frame in bytes, the longest utterance
+/// in samples) — or why the connection closes (a close code and words for the client).
+fn take_frame(
+    bytes: &[u8],
+    (max_frame_bytes, max_samples): (usize, usize),
+    input: &mut input::AudioInput,
+    samples: &mut Vec<f32>,
+    tracker: &mut SpeechTracker,
+    since_partial: &mut usize,
+    started_ms: &mut u64,
+) -> Result<bool, (u16, String)> {
+    if bytes.len() > max_frame_bytes {
+        return Err((
+            1009,
+            format!(
+                "frame of {} bytes is over the limit of {max_frame_bytes} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    let before = samples.len();
+    input.push(bytes, samples).map_err(|m| (1007, m))?;
+    *since_partial += samples.len() - before;
+    tracker.push(&samples[before..]);
+    if !tracker.heard_speech() && samples.len() > LEAD_IN {
+        // Skip silence before speech, keeping a short lead-in.
+        let cut = samples.len() - LEAD_IN;
+        samples.drain(..cut);
+        *started_ms += cut as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+    }
+    Ok(samples.len() >= max_samples || tracker.utterance_ended())
+}
+
 #[allow(clippy::too_many_lines)] // the connection's whole life, read top to bottom
 async fn connection(
     mut socket: WebSocket,
@@ -863,120 +929,115 @@ async fn connection(
     let mut started_ms = 0u64; // utterance start within the connection's audio
     let mut input = input::AudioInput::default();
     let idle = Duration::from_secs(u64::from(cfg.idle_timeout_secs.max(1)));
+    // What a partial decode read while it ran: where the frames it took left the utterance,
+    // and a message it stopped at (the next one to handle).
+    let mut carried: Option<End> = None;
+    let mut held = None;
     loop {
-        let msg = match tokio::time::timeout(idle, socket.recv()).await {
-            Err(_) => {
-                close(
-                    &mut socket,
-                    &mut reply,
-                    1008,
-                    &format!("no audio for {} s: closing", cfg.idle_timeout_secs),
-                )
-                .await;
-                return;
-            }
-            Ok(None) => return, // the client went away
-            Ok(Some(Err(e))) => {
-                // A frame over the limit is refused by the transport before it is read; say so
-                // (the socket still writes). Anything else: the client went away.
-                let text = e.to_string();
-                if text.contains("too long") || text.contains("Space limit") {
+        // A frame read during a decode was taken already: what it came to goes first.
+        let end = if let Some(end) = carried.take() {
+            end
+        } else {
+            let received = match held.take() {
+                Some(r) => Ok(r),
+                None => tokio::time::timeout(idle, socket.recv()).await,
+            };
+            let msg = match received {
+                Err(_) => {
                     close(
                         &mut socket,
                         &mut reply,
-                        1009,
-                        &format!(
-                            "a frame is over the limit of {} bytes: send audio in smaller frames \
-                             (100 ms is 3,200 bytes)",
-                            cfg.max_frame_bytes
-                        ),
-                    )
-                    .await;
-                }
-                return;
-            }
-            Ok(Some(Ok(m))) => m,
-        };
-        let end = match msg {
-            Message::Binary(bytes) if bytes.is_empty() => End::Eos,
-            Message::Binary(bytes) => {
-                if bytes.len() > cfg.max_frame_bytes {
-                    close(
-                        &mut socket,
-                        &mut reply,
-                        1009,
-                        &format!(
-                            "frame of {} bytes is over the limit of {} bytes",
-                            bytes.len(),
-                            cfg.max_frame_bytes
-                        ),
+                        1008,
+                        &format!("no audio for {} s: closing", cfg.idle_timeout_secs),
                     )
                     .await;
                     return;
                 }
-                let before = samples.len();
-                if let Err(m) = input.push(&bytes, &mut samples) {
-                    close(&mut socket, &mut reply, 1007, &m).await;
+                Ok(None) => return, // the client went away
+                Ok(Some(Err(e))) => {
+                    // A frame over the limit is refused by the transport before it is read; say so
+                    // (the socket still writes). Anything else: the client went away.
+                    let text = e.to_string();
+                    if text.contains("too long") || text.contains("Space limit") {
+                        close(
+                            &mut socket,
+                            &mut reply,
+                            1009,
+                            &format!(
+                                "a frame is over the limit of {} bytes: send audio in smaller frames \
+                                 (100 ms is 3,200 bytes)",
+                                cfg.max_frame_bytes
+                            ),
+                        )
+                        .await;
+                    }
                     return;
                 }
-                since_partial += samples.len() - before;
-                tracker.push(&samples[before..]);
-                if !tracker.heard_speech() && samples.len() > LEAD_IN {
-                    // Skip silence before speech, keeping a short lead-in.
-                    let cut = samples.len() - LEAD_IN;
-                    samples.drain(..cut);
-                    started_ms += cut as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
-                }
-                if samples.len() >= max_samples || tracker.utterance_ended() {
-                    End::Auto
-                } else {
-                    End::No
-                }
-            }
-            Message::Text(text) => match parse_client_text(&text) {
-                Ok(ClientText::Eos) => End::Eos,
-                Ok(ClientText::Config {
-                    sample_rate,
-                    language: asked,
-                }) => {
-                    if let Some(code) = asked.filter(|l| !l.is_empty()) {
-                        match check_language(&code, multilingual) {
-                            Ok(normalized) => language = Some(normalized),
-                            Err(m) => {
-                                if !reply
-                                    .send(&mut socket, &ServerMsg::Error { message: m })
-                                    .await
-                                {
-                                    return;
+                Ok(Some(Ok(m))) => m,
+            };
+            match msg {
+                Message::Binary(bytes) if bytes.is_empty() => End::Eos,
+                Message::Binary(bytes) => match take_frame(
+                    &bytes,
+                    (cfg.max_frame_bytes, max_samples),
+                    &mut input,
+                    &mut samples,
+                    &mut tracker,
+                    &mut since_partial,
+                    &mut started_ms,
+                ) {
+                    Ok(true) => End::Auto,
+                    Ok(false) => End::No,
+                    Err((code, why)) => {
+                        close(&mut socket, &mut reply, code, &why).await;
+                        return;
+                    }
+                },
+                Message::Text(text) => match parse_client_text(&text) {
+                    Ok(ClientText::Eos) => End::Eos,
+                    Ok(ClientText::Config {
+                        sample_rate,
+                        language: asked,
+                    }) => {
+                        if let Some(code) = asked.filter(|l| !l.is_empty()) {
+                            match check_language(&code, multilingual) {
+                                Ok(normalized) => language = Some(normalized),
+                                Err(m) => {
+                                    if !reply
+                                        .send(&mut socket, &ServerMsg::Error { message: m })
+                                        .await
+                                    {
+                                        return;
+                                    }
                                 }
                             }
                         }
+                        if let Some(rate) = sample_rate.filter(|&r| r != SAMPLE_RATE_HZ) {
+                            let m = format!(
+                                "sample_rate {rate} is not supported: send 16000 Hz mono s16le"
+                            );
+                            if !reply
+                                .send(&mut socket, &ServerMsg::Error { message: m })
+                                .await
+                            {
+                                return;
+                            }
+                        }
+                        End::No
                     }
-                    if let Some(rate) = sample_rate.filter(|&r| r != SAMPLE_RATE_HZ) {
-                        let m = format!(
-                            "sample_rate {rate} is not supported: send 16000 Hz mono s16le"
-                        );
+                    Err(m) => {
                         if !reply
                             .send(&mut socket, &ServerMsg::Error { message: m })
                             .await
                         {
                             return;
                         }
+                        End::No
                     }
-                    End::No
-                }
-                Err(m) => {
-                    if !reply
-                        .send(&mut socket, &ServerMsg::Error { message: m })
-                        .await
-                    {
-                        return;
-                    }
-                    End::No
-                }
-            },
-            Message::Close(_) => return,
-            Message::Ping(_) | Message::Pong(_) => End::No,
+                },
+                Message::Close(_) => return,
+                Message::Ping(_) | Message::Pong(_) => End::No,
+            }
         };
         if end != End::No {
             let speech_end = Instant::now();
@@ -1046,21 +1107,101 @@ async fn connection(
         let unread = latest.as_ref().is_none_or(|(read, _)| *read < spoken);
         let pause_began = early_after > 0 && tracker.trailing_silence() >= early_after;
         let first_words = latest.is_none() && samples.len() >= LEAD_IN + FIRST_PARTIAL;
+        // (A message waiting to be handled — the end of speech, say — goes first.)
         if tracker.heard_speech()
             && unread
+            && held.is_none()
             && (pause_began
                 || first_words
                 || (since_partial >= partial_every && samples.len() >= SAMPLE_RATE_HZ as usize))
         {
             since_partial = 0;
             let read = samples.len();
-            if let Ok(t) = decode(&state, samples.clone(), language.as_deref()).await {
+            let whole = pause_began || tracker.trailing_silence() > 0;
+            // Mid-speech, frames are still read while the decode waits and runs. When the
+            // client ends the speech meanwhile, a decode that lacks the last words is of no use
+            // (the final decodes it all): it is given up, and the final comes next rather than
+            // after it. When the voice pauses, it is given up only if another decode waits for
+            // the decoder — alone, it may well show the last words sooner than the early decode
+            // that comes after it.
+            let abort = (!pause_began).then(|| Arc::new(AtomicBool::new(false)));
+            let decoding = decode_unless(
+                &state,
+                samples.clone(),
+                DecodeOptions {
+                    language: language.clone(),
+                    abort: abort.clone(),
+                    ..DecodeOptions::default()
+                },
+                abort.as_deref(),
+            );
+            tokio::pin!(decoding);
+            let (mut taken, mut ended, mut refused) = (false, false, None);
+            let result = loop {
+                tokio::select! {
+                    r = &mut decoding => break r,
+                    m = socket.recv(), if abort.is_some() && held.is_none() && refused.is_none() => {
+                        // (Whether the speech is over, and whether the client said so.)
+                        let (speech_over, by_client) = match m {
+                            Some(Ok(Message::Binary(bytes))) if !bytes.is_empty() => {
+                                taken = true;
+                                match take_frame(
+                                    &bytes,
+                                    (cfg.max_frame_bytes, max_samples),
+                                    &mut input,
+                                    &mut samples,
+                                    &mut tracker,
+                                    &mut since_partial,
+                                    &mut started_ms,
+                                ) {
+                                    Ok(e) => ended |= e,
+                                    Err(why) => refused = Some(why),
+                                }
+                                let paused = early_after > 0
+                                    && tracker.trailing_silence() >= early_after;
+                                (ended || refused.is_some() || paused, ended || refused.is_some())
+                            }
+                            other => {
+                                let eos = match &other {
+                                    Some(Ok(Message::Text(t))) => {
+                                        matches!(parse_client_text(t), Ok(ClientText::Eos))
+                                    }
+                                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => false,
+                                    // The empty frame (eos), a close, the client gone.
+                                    _ => true,
+                                };
+                                held = Some(other);
+                                (eos, eos)
+                            }
+                        };
+                        // Unless it read all the speech there is: then it is the final text.
+                        let spoken = samples.len().saturating_sub(tracker.trailing_silence());
+                        let others_wait = state.waiting.load(Ordering::Relaxed) > 0;
+                        if speech_over
+                            && spoken > read
+                            && (by_client || others_wait)
+                            && let Some(flag) = &abort
+                            && !flag.swap(true, Ordering::Relaxed)
+                        {
+                            state.partials_given_up.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            };
+            if let Some((code, why)) = refused {
+                close(&mut socket, &mut reply, code, &why).await;
+                return;
+            }
+            if taken {
+                carried = Some(if ended { End::Auto } else { End::No });
+            }
+            if let Ok(t) = result {
                 agreement.push(&t.text);
                 // A decode that read all the speech (the voice has paused, however briefly) is
                 // the final one if no more speech comes (it is reused): show its text as the
                 // final will have it, so the words do not change again when the final comes.
                 // Mid-speech, the words decodes agree on.
-                let text = if pause_began || tracker.trailing_silence() > 0 {
+                let text = if whole {
                     t.text.clone()
                 } else {
                     agreement.text()
@@ -1072,7 +1213,7 @@ async fn connection(
                     timestamp: format_rfc3339(now_us()),
                     confidence: t.confidence,
                     start_ms: started_ms,
-                    end_ms: started_ms + samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ),
+                    end_ms: started_ms + read as u64 * 1000 / u64::from(SAMPLE_RATE_HZ),
                     segment,
                 });
                 latest = Some((read, t));
