@@ -271,27 +271,34 @@ pub fn load(
     })
 }
 
-/// After an import into the journal in `dir` whose oldest event was received at `oldest_us`:
-/// when that is before the saved model's moment, a read from the model would miss it, so the
-/// model is built anew from the whole journal (on every core) and saved. What was read, when it
-/// had to be.
+/// The moment of the model saved beside the journal in `dir` (every event received up to it is
+/// in the model), when there is one.
+#[must_use]
+pub fn saved_until(dir: &Path) -> Option<Micros> {
+    read_snapshot(dir).map(|s| s.until_us)
+}
+
+/// Forgets the model saved beside the journal in `dir`: an import is about to add events older
+/// than its moment, which a read starting from it would miss for good.
 ///
 /// # Errors
-/// The journal cannot be read (the saved model is gone then: the next read starts over).
-pub fn saved_after_import(dir: &Path, oldest_us: Micros) -> Result<Option<Loaded>, String> {
-    let Some(saved) = read_snapshot(dir) else {
-        return Ok(None);
-    };
-    if oldest_us > saved.until_us {
-        return Ok(None);
-    }
-    drop(saved);
-    std::fs::remove_file(dir.join(SNAPSHOT)).map_err(|e| {
-        format!(
+/// It cannot be removed (said with the path).
+pub fn forget_saved(dir: &Path) -> Result<(), String> {
+    match std::fs::remove_file(dir.join(SNAPSHOT)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!(
             "cannot remove the saved Mission Control model in {}: {e}",
             dir.display()
-        )
-    })?;
+        )),
+    }
+}
+
+/// Builds the model anew from the whole journal in `dir` (on every core) and saves it.
+///
+/// # Errors
+/// The journal cannot be read.
+pub fn save_anew(dir: &Path) -> Result<Loaded, String> {
     let loaded = load(
         dir,
         now_us(),
@@ -299,7 +306,7 @@ pub fn saved_after_import(dir: &Path, oldest_us: Micros) -> Result<Option<Loaded
         &mut |_, _| {},
     )?;
     loaded.save(dir);
-    Ok(Some(loaded))
+    Ok(loaded)
 }
 
 /// How often [`KeepSaved`] saves the model.

@@ -42,6 +42,15 @@ fn app_with(
     journal: Option<&std::path::Path>,
     briefings: candybar::app::mission::BriefingPlan,
 ) -> Harness<'static, CandybarApp> {
+    app_over(journal, briefings, |_| {})
+}
+
+/// [`app_with`]; `before` is given the journal written, before the window opens.
+fn app_over(
+    journal: Option<&std::path::Path>,
+    briefings: candybar::app::mission::BriefingPlan,
+    before: impl FnOnce(&mut JournalWriter),
+) -> Harness<'static, CandybarApp> {
     let messages = demo_messages();
     let mut live = Live::new(StoreConfig::default());
     let split = if let Some(dir) = journal {
@@ -51,6 +60,7 @@ fn app_with(
         for m in &messages[..half] {
             w.append(m);
         }
+        before(&mut w);
         w.flush().expect("the journal is written");
         half
     } else {
@@ -374,5 +384,41 @@ fn a_scheduled_briefing_is_kept_rewritten() {
     assert!(
         text.contains("## Needle-movers") && text.contains("[^1]"),
         "{text}"
+    );
+}
+
+/// A model a recorder saved after the oldest event in memory (the window loads the journal's
+/// newest events into memory, and a recorder saves every few minutes): the window starts from
+/// it, reads none of the journal, and counts the events in memory after it once.
+#[test]
+fn the_window_starts_from_a_model_saved_after_its_oldest_event_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let messages = demo_messages();
+    let half = messages.len() / 2;
+    // The journal holds all but the last quarter, the model saved with it; memory holds the
+    // second half: the third quarter is in both.
+    let plan = candybar::app::mission::BriefingPlan::default();
+    let mut harness = app_over(Some(&journal), plan, |w| {
+        for m in &messages[half..half + half / 2] {
+            w.append(m);
+        }
+        w.flush().expect("written");
+        let loaded = candybar::mission::load(&journal, i64::MAX, 1, &mut |_, _| {}).unwrap();
+        loaded.save(&journal);
+    });
+    wait_for_label(&mut harness, "from the journal (0 blocks read");
+    wait_for_label(&mut harness, "Portfolio (5)");
+    // The same answers as the whole feed read once.
+    let mut whole = candybar_core::mission::Mission::new();
+    for m in &messages {
+        whole.ingest_raw(m);
+    }
+    let m = &harness.state().mission.as_ref().unwrap().mission;
+    assert_eq!(m.projects.len(), whole.projects.len());
+    assert_eq!(
+        m.decisions.len(),
+        whole.decisions.len(),
+        "nothing counted twice"
     );
 }

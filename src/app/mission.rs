@@ -123,7 +123,8 @@ type Kept = Result<(PathBuf, Option<String>), String>;
 struct Loading {
     done: Arc<AtomicUsize>,
     total: Arc<AtomicUsize>,
-    rx: Receiver<Result<crate::mission::Loaded, String>>,
+    /// What was read: every event received up to the moment given is in it.
+    rx: Receiver<(Micros, Result<crate::mission::Loaded, String>)>,
 }
 
 /// What the view draws, derived from the model.
@@ -161,15 +162,21 @@ pub struct MissionState {
     pub archive: Vec<(PathBuf, String)>,
     /// Answers of the threads that keep briefings and list or read the archive.
     done: (std::sync::mpsc::SyncSender<Done>, Receiver<Done>),
-    /// The model is rewriting the briefing shown.
-    rewriting: bool,
+    /// Rewrites under way (the briefing shown, a scheduled one).
+    rewriting: u32,
+    /// Counts the briefings shown: a rewrite replaces the one it was asked for, not another
+    /// shown meanwhile.
+    brief_id: u64,
+    /// Events received up to here are in the model from the journal (the live store's are
+    /// read after it).
+    covered_until: Micros,
 }
 
 /// What a background job of the briefings came back with.
 enum Done {
     Kept(Kept),
-    /// The briefing of (since, until) rewritten by the model, or why not.
-    Rewritten((Micros, Micros), Result<Briefing, String>),
+    /// The briefing shown as this one (its id) rewritten by the model, or why not.
+    Rewritten(u64, Result<Briefing, String>),
     Listed(Vec<(PathBuf, String)>),
     Opened(PathBuf, Result<String, String>),
 }
@@ -185,7 +192,7 @@ impl MissionState {
     ) -> Self {
         let loading = journal.map(|dir| {
             // The journal up to the oldest event in memory: from there on the store has them.
-            let until = store.oldest_received_us().map_or(Micros::MAX, |t| t - 1);
+            let oldest = store.oldest_received_us().map_or(Micros::MAX, |t| t - 1);
             let done = Arc::new(AtomicUsize::new(0));
             let total = Arc::new(AtomicUsize::new(0));
             let (tx, rx) = sync_channel(1);
@@ -193,6 +200,9 @@ impl MissionState {
             let spawned = std::thread::Builder::new()
                 .name("mission".into())
                 .spawn(move || {
+                    // Or up to the model a recorder saved after that (every few minutes): the
+                    // events in memory after it are read on top.
+                    let until = crate::mission::saved_until(&dir).map_or(oldest, |s| s.max(oldest));
                     let result = crate::mission::load(
                         &dir,
                         until,
@@ -208,7 +218,7 @@ impl MissionState {
                         .ok()
                         .filter(|l| l.save_until.is_some())
                         .cloned();
-                    let _ = tx.send(result);
+                    let _ = tx.send((until, result));
                     wake();
                     if let Some(l) = saving {
                         l.save(&dir);
@@ -235,7 +245,9 @@ impl MissionState {
             pending_brief: None,
             archive: Vec::new(),
             done: sync_channel(16),
-            rewriting: false,
+            rewriting: 0,
+            brief_id: 0,
+            covered_until: Micros::MIN,
         };
         s.scan(store);
         s.list_archive();
@@ -276,7 +288,8 @@ impl MissionState {
         };
         let bus = self.plan.bus.clone();
         let rewriter = self.plan.rewriter.clone();
-        self.rewriting = rewriter.is_some();
+        self.rewriting += u32::from(rewriter.is_some());
+        let id = self.brief_id;
         let tx = self.done.0.clone();
         let spawned = std::thread::Builder::new()
             .name("briefing".into())
@@ -285,11 +298,11 @@ impl MissionState {
                 // written (the reason said).
                 let b = match rewriter.map(|r| r.rewrite(&b)) {
                     Some(Ok(r)) => {
-                        let _ = tx.send(Done::Rewritten((b.since_us, b.until_us), Ok(r.clone())));
+                        let _ = tx.send(Done::Rewritten(id, Ok(r.clone())));
                         r
                     }
                     Some(Err(e)) => {
-                        let _ = tx.send(Done::Rewritten((b.since_us, b.until_us), Err(e)));
+                        let _ = tx.send(Done::Rewritten(id, Err(e)));
                         b
                     }
                     None => b,
@@ -309,7 +322,9 @@ impl MissionState {
                 wake();
             });
         if let Err(e) = spawned {
-            self.rewriting = false;
+            self.rewriting = self
+                .rewriting
+                .saturating_sub(u32::from(self.plan.rewriter.is_some()));
             tracing::warn!("cannot keep the briefing: {e}");
         }
     }
@@ -320,22 +335,20 @@ impl MissionState {
         let (Some(b), Some(rewriter)) = (self.brief.clone(), self.plan.rewriter.clone()) else {
             return;
         };
-        if self.rewriting {
+        if self.rewriting > 0 {
             return;
         }
-        self.rewriting = true;
+        self.rewriting += 1;
+        let id = self.brief_id;
         let tx = self.done.0.clone();
         let spawned = std::thread::Builder::new()
             .name("briefing-rewrite".into())
             .spawn(move || {
-                let _ = tx.send(Done::Rewritten(
-                    (b.since_us, b.until_us),
-                    rewriter.rewrite(&b),
-                ));
+                let _ = tx.send(Done::Rewritten(id, rewriter.rewrite(&b)));
                 wake();
             });
         if let Err(e) = spawned {
-            self.rewriting = false;
+            self.rewriting -= 1;
             tracing::warn!("cannot rewrite the briefing: {e}");
         }
     }
@@ -360,8 +373,8 @@ impl MissionState {
                     }
                     self.list_archive();
                 }
-                Done::Rewritten(range, result) => {
-                    self.rewriting = false;
+                Done::Rewritten(id, result) => {
+                    self.rewriting = self.rewriting.saturating_sub(1);
                     let model = self
                         .plan
                         .rewriter
@@ -369,16 +382,12 @@ impl MissionState {
                         .map_or("the model", |r| r.model.as_str());
                     match result {
                         // Shown unless another briefing took its place meanwhile.
-                        Ok(r) => {
-                            if self
-                                .brief
-                                .as_ref()
-                                .is_some_and(|b| (b.since_us, b.until_us) == range)
-                            {
-                                self.brief = Some(r);
-                            }
+                        Ok(r) if id == self.brief_id => {
+                            self.brief = Some(r);
                             said.push(Ok(format!("{model} rewrote the briefing")));
                         }
+                        // Another briefing is shown now (a scheduled one is kept rewritten).
+                        Ok(_) => {}
                         Err(e) => said.push(Err(format!(
                             "{}; the briefing is as written",
                             candybar_core::redact::mask_secrets_in(&e)
@@ -392,6 +401,7 @@ impl MissionState {
                         .lines()
                         .next()
                         .map_or_else(String::new, |l| l.trim_start_matches("# ").to_owned());
+                    self.brief_id += 1;
                     self.brief = Some(Briefing {
                         title,
                         since_us: 0,
@@ -422,7 +432,7 @@ impl MissionState {
             let first = view.first_seq();
             for (i, m) in view.metas().iter().enumerate() {
                 let seq = first + i as u64;
-                if seq < from {
+                if seq < from || m.received_us <= self.covered_until {
                     continue;
                 }
                 let wanted = *self
@@ -452,10 +462,12 @@ impl MissionState {
         let Some(l) = &self.loading else {
             return false;
         };
-        let result = match l.rx.try_recv() {
+        let (until, result) = match l.rx.try_recv() {
             Ok(r) => r,
             Err(TryRecvError::Empty) => return false,
-            Err(TryRecvError::Disconnected) => Err("the reading thread stopped".into()),
+            Err(TryRecvError::Disconnected) => {
+                (Micros::MIN, Err("the reading thread stopped".into()))
+            }
         };
         self.loading = None;
         match result {
@@ -464,6 +476,7 @@ impl MissionState {
                 self.mission = loaded.mission;
                 self.live_events = 0;
                 self.next_seq = store.first_seq();
+                self.covered_until = until;
                 self.journal_note = Some(format!(
                     "{} from the journal ({} blocks read, {} ruled out, {} ms)",
                     loaded.events,
@@ -561,6 +574,7 @@ impl MissionState {
     /// Writes the briefing of `[since_us, until_us]`.
     pub fn write_brief(&mut self, since_us: Micros, until_us: Micros) {
         let title = crate::cli::mission::brief_title(until_us);
+        self.brief_id += 1;
         self.brief = Some(mission::brief(
             &self.mission,
             &title,
@@ -582,7 +596,7 @@ impl MissionState {
             source: &self.source,
             now_us: self.derived.now_us,
             rewriter: self.plan.rewriter.as_ref().map(|r| r.model.as_str()),
-            rewriting: self.rewriting,
+            rewriting: self.rewriting > 0,
         }
     }
 }

@@ -828,7 +828,8 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
     let (mut kept, mut dups, mut broken, mut read_bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut last_progress = Instant::now();
     let now = now_us();
-    let mut oldest = Micros::MAX;
+    let mut saved_until = crate::mission::saved_until(&dir);
+    let mut forgot = false;
     for number in 1u64.. {
         line.clear();
         let n = match read_line_capped(&mut input, &mut line, candybar_bus::replay::MAX_LINE_BYTES)
@@ -860,7 +861,15 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
                     match writer.append(&m) {
                         Appended::Kept => {
                             kept += 1;
-                            oldest = oldest.min(m.received_us);
+                            // Older than Mission Control's saved model: a read from it would
+                            // miss this for good, whatever happens to the import after.
+                            if saved_until.is_some_and(|u| m.received_us <= u) {
+                                saved_until = None;
+                                forgot = true;
+                                if let Err(e) = crate::mission::forget_saved(&dir) {
+                                    eprintln!("candybar: {e}");
+                                }
+                            }
                         }
                         Appended::Duplicate => dups += 1,
                     }
@@ -911,15 +920,16 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
         dir.display()
     );
     drop(writer);
-    // Events older than Mission Control's saved model would be missed by the next read from it.
-    match crate::mission::saved_after_import(&dir, oldest) {
-        Ok(Some(l)) => eprintln!(
-            "candybar: Mission Control's saved model built anew with what was imported ({} of its events, {} ms)",
-            l.events,
-            l.took.as_millis()
-        ),
-        Ok(None) => {}
-        Err(e) => eprintln!("candybar: {e}"),
+    // The saved model was forgotten for events older than it: built anew, with them.
+    if forgot {
+        match crate::mission::save_anew(&dir) {
+            Ok(l) => eprintln!(
+                "candybar: Mission Control's saved model built anew with what was imported ({} of its events, {} ms)",
+                l.events,
+                l.took.as_millis()
+            ),
+            Err(e) => eprintln!("candybar: {e}"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -366,23 +366,40 @@ async fn decode_with(
     decode_unless(state, samples, opts, None).await
 }
 
-/// [`decode_with`], given up without decoding when `given_up` is set before a decoder is free
+/// A decode that may be given up: `up` is set to give it up, `began` says it has a decoder.
+struct GiveUp<'a> {
+    up: &'a AtomicBool,
+    began: &'a AtomicBool,
+}
+
+/// [`decode_with`], given up without decoding when `give_up.up` is set before a decoder is free
 /// (set while it runs, it stops only if `opts.abort` is the same flag).
 async fn decode_unless(
     state: &Shared,
     samples: Vec<f32>,
     opts: DecodeOptions,
-    given_up: Option<&AtomicBool>,
+    give_up: Option<GiveUp<'_>>,
 ) -> Result<Transcript, String> {
     let Some(l) = loaded(state) else {
         return Err("the model is not loaded".into());
     };
-    state.waiting.fetch_add(1, Ordering::Relaxed);
-    let permit = l.permits.acquire().await;
-    state.waiting.fetch_sub(1, Ordering::Relaxed);
-    let permit = permit.map_err(|e| e.to_string())?;
-    if given_up.is_some_and(|g| g.load(Ordering::Relaxed)) {
-        return Err("given up before it began".into());
+    let permit = {
+        // Counted while it waits, also when the wait is dropped (a client gone meanwhile).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        state.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&state.waiting);
+        l.permits.acquire().await.map_err(|e| e.to_string())?
+    };
+    if let Some(g) = give_up {
+        if g.up.load(Ordering::Relaxed) {
+            return Err("given up before it began".into());
+        }
+        g.began.store(true, Ordering::Relaxed);
     }
     let Some(mut worker) = l.pool.lock().pop() else {
         return Err("no decoder free".into());
@@ -1125,7 +1142,8 @@ async fn connection(
             // the decoder — alone, it may well show the last words sooner than the early decode
             // that comes after it.
             let abort = (!pause_began).then(|| Arc::new(AtomicBool::new(false)));
-            let decoding = decode_unless(
+            let began = AtomicBool::new(false);
+            let mut decoding = Box::pin(decode_unless(
                 &state,
                 samples.clone(),
                 DecodeOptions {
@@ -1133,14 +1151,18 @@ async fn connection(
                     abort: abort.clone(),
                     ..DecodeOptions::default()
                 },
-                abort.as_deref(),
-            );
-            tokio::pin!(decoding);
+                abort.as_deref().map(|up| GiveUp { up, began: &began }),
+            ));
             let (mut taken, mut ended, mut refused) = (false, false, None);
             let result = loop {
                 tokio::select! {
                     r = &mut decoding => break r,
-                    m = socket.recv(), if abort.is_some() && held.is_none() && refused.is_none() => {
+                    // Frames up to the one that ends the utterance: the rest is the next one's.
+                    m = socket.recv(), if abort.is_some()
+                        && held.is_none()
+                        && refused.is_none()
+                        && !ended =>
+                    {
                         // (Whether the speech is over, and whether the client said so.)
                         let (speech_over, by_client) = match m {
                             Some(Ok(Message::Binary(bytes))) if !bytes.is_empty() => {
@@ -1184,10 +1206,16 @@ async fn connection(
                             && !flag.swap(true, Ordering::Relaxed)
                         {
                             state.partials_given_up.fetch_add(1, Ordering::Relaxed);
+                            // Still waiting for a decoder: out of the queue at once, so the
+                            // final's decode does not queue behind it.
+                            if !began.load(Ordering::Relaxed) {
+                                break Err("given up before it began".to_owned());
+                            }
                         }
                     }
                 }
             };
+            drop(decoding);
             if let Some((code, why)) = refused {
                 close(&mut socket, &mut reply, code, &why).await;
                 return;
