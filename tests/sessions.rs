@@ -84,7 +84,10 @@ fn a_session_is_announced_on_the_bus_when_it_starts_and_when_it_ends() {
     assert_eq!(code, Some(0), "{err}");
     let id = out.trim().to_owned();
     assert_eq!(id.len(), 36, "start prints the session id: {out}");
-    assert!(err.contains("attach -t cb-builder-"), "{err}");
+    assert!(
+        err.contains("in tmux") && err.contains("attach -t =cb-builder-"),
+        "{err}"
+    );
 
     let started = take_messages(&url, &queue, 1, Duration::from_secs(10));
     assert_eq!(started.len(), 1, "jelmore.session.started on the bus");

@@ -18,7 +18,7 @@ use candybar::app::sessions::SessionsInit;
 use candybar::app::{AppInit, CandybarApp};
 use candybar_bus::live::Live;
 use candybar_core::store::StoreConfig;
-use candybar_sessions::{MuxSocket, Sessions, SqliteStore, Tmux};
+use candybar_sessions::{Mux, MuxSocket, Sessions, SqliteStore, Tmux, Zellij};
 use candybar_ui::View;
 
 /// Asks, repeats the answer, then waits to be ended.
@@ -43,6 +43,36 @@ impl Drop for Lab {
             .arg("kill-server")
             .stderr(std::process::Stdio::null())
             .status();
+        if let Some(zellij) = std::env::var_os("CANDYBAR_TEST_ZELLIJ") {
+            let _ = std::process::Command::new(zellij)
+                .env("ZELLIJ_SOCKET_DIR", self.dir.path().join("zs"))
+                .args(["kill-all-sessions", "--yes"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The zellij the tests run (`CANDYBAR_TEST_ZELLIJ`, else `zellij` on `PATH`), sessions in
+/// `dir/zs`, the relay of the binary under test.
+fn zellij_in(dir: &Path) -> Zellij {
+    let program =
+        std::env::var_os("CANDYBAR_TEST_ZELLIJ").map_or_else(|| "zellij".into(), PathBuf::from);
+    assert!(
+        std::process::Command::new(&program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "this test needs zellij: `cargo install --locked zellij`, or .ci/zellij and \
+         CANDYBAR_TEST_ZELLIJ=the path it prints"
+    );
+    let sockets = dir.join("zs");
+    std::fs::create_dir_all(&sockets).expect("zellij's socket dir");
+    Zellij {
+        program,
+        socket_dir: Some(sockets),
+        relay: env!("CARGO_BIN_EXE_candybar").into(),
     }
 }
 
@@ -51,6 +81,15 @@ fn app() -> (Harness<'static, CandybarApp>, Lab) {
 }
 
 fn app_with(live: Live, terminal: Option<String>) -> (Harness<'static, CandybarApp>, Lab) {
+    app_with_mux(live, terminal, false)
+}
+
+/// The app over a lab's tmux server, and its zellij too when `zellij`.
+fn app_with_mux(
+    live: Live,
+    terminal: Option<String>,
+    zellij: bool,
+) -> (Harness<'static, CandybarApp>, Lab) {
     assert!(
         Tmux::version().is_ok(),
         "this test needs tmux: sudo apt-get install tmux"
@@ -66,6 +105,11 @@ fn app_with(live: Live, terminal: Option<String>) -> (Harness<'static, CandybarA
         .expect("a runtime");
     let state: PathBuf = dir.path().join("state");
     let socket = dir.path().join("tmux.sock");
+    let zellij = if zellij {
+        zellij_in(dir.path())
+    } else {
+        Zellij::default()
+    };
     let mut init = AppInit::new(live);
     init.view = Some(View::Sessions);
     init.sessions = Some(SessionsInit {
@@ -73,7 +117,11 @@ fn app_with(live: Live, terminal: Option<String>) -> (Harness<'static, CandybarA
             let store = SqliteStore::open(&state.join("sessions.sqlite3"))?;
             Ok(Sessions::new(
                 store,
-                Tmux::new(MuxSocket::Path(socket)),
+                Mux {
+                    tmux: Tmux::new(MuxSocket::Path(socket)),
+                    zellij,
+                    prefer: None,
+                },
                 state.join("logs"),
                 Duration::from_mins(1),
             ))
@@ -240,6 +288,29 @@ fn sessions_other_hosts_announce_on_the_bus_are_listed_too() {
     wait_for_label(&mut harness, "error: 3 warnings");
 }
 
+/// `[sessions] terminal`: a script running xterm on the test's X server (kept in the returned
+/// directory).
+fn xterm_on(x: &support::Xvfb) -> (tempfile::TempDir, String) {
+    assert!(
+        std::process::Command::new("xterm")
+            .arg("-version")
+            .output()
+            .is_ok(),
+        "this test needs a terminal emulator: sudo apt-get install xterm"
+    );
+    let scripts = tempfile::tempdir().expect("temp dir");
+    let term = scripts.path().join("term.sh");
+    std::fs::write(
+        &term,
+        format!("#!/bin/sh\nexec env DISPLAY={} xterm \"$@\"\n", x.display),
+    )
+    .expect("write the terminal script");
+    std::fs::set_permissions(&term, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make it executable");
+    let term = term.to_string_lossy().into_owned();
+    (scripts, term)
+}
+
 /// tmux's clients of the lab's server: a terminal attached to a session is one.
 fn clients(lab: &Lab) -> String {
     let out = std::process::Command::new("tmux")
@@ -254,27 +325,8 @@ fn clients(lab: &Lab) -> String {
 #[test]
 fn attach_opens_a_real_terminal_on_the_session() {
     let x = support::Xvfb::start();
-    assert!(
-        std::process::Command::new("xterm")
-            .arg("-version")
-            .output()
-            .is_ok(),
-        "this test needs a terminal emulator: sudo apt-get install xterm"
-    );
-    // `[sessions] terminal`: xterm on the test's X server.
-    let scripts = tempfile::tempdir().expect("temp dir");
-    let term = scripts.path().join("term.sh");
-    std::fs::write(
-        &term,
-        format!("#!/bin/sh\nexec env DISPLAY={} xterm \"$@\"\n", x.display),
-    )
-    .expect("write the terminal script");
-    std::fs::set_permissions(&term, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("make it executable");
-    let (mut harness, lab) = app_with(
-        Live::new(StoreConfig::default()),
-        Some(term.to_string_lossy().into_owned()),
-    );
+    let (_scripts, term) = xterm_on(&x);
+    let (mut harness, lab) = app_with(Live::new(StoreConfig::default()), Some(term));
     wait_for_label(&mut harness, "No sessions.");
     let before = harness.get_all_by_role(Role::TextInput).count();
     harness.get_by_label("+ New session").click();
@@ -301,4 +353,83 @@ fn attach_opens_a_real_terminal_on_the_session() {
     harness.get_by_label("Force end").click();
     harness.run_steps(2);
     wait_for_label(&mut harness, "ended by the user (--force)");
+}
+
+#[test]
+fn a_session_started_in_zellij_from_the_form_is_answered_and_attached_to() {
+    let x = support::Xvfb::start();
+    let (_scripts, term) = xterm_on(&x);
+    let (mut harness, lab) = app_with_mux(Live::new(StoreConfig::default()), Some(term), true);
+    wait_for_label(&mut harness, "No sessions.");
+    let before = harness.get_all_by_role(Role::TextInput).count();
+    harness.get_by_label("+ New session").click();
+    harness.run_steps(2);
+    type_into(&mut harness, before, "zellij-refactor");
+    let agent = lab.dir.path().join("agent.sh");
+    type_into(&mut harness, before + 2, path_str(&agent));
+
+    // "Runs in": zellij instead of the default.
+    harness
+        .get_all_by_role(Role::ComboBox)
+        .find(|n| n.value().is_some_and(|v| v.starts_with("default (tmux")))
+        .expect("the form's multiplexer choice")
+        .click();
+    harness.run_steps(2);
+    harness.get_by_label("zellij").click();
+    harness.run_steps(2);
+    harness.get_by_label("▶ Start").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "started zellij-refactor");
+
+    // It asks, on zellij's screen; the detail says where it runs.
+    wait_for_label(&mut harness, "waiting for input");
+    wait_for_label(&mut harness, "Proceed with the refactor? (y/n)");
+    assert!(
+        harness
+            .query_all_by_label_contains("· zellij")
+            .next()
+            .is_some(),
+        "the detail names the multiplexer"
+    );
+    let fields = harness.get_all_by_role(Role::TextInput).count();
+    type_into(&mut harness, fields - 1, "y");
+    harness.get_by_label("Send").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "you said: y");
+
+    // Attach: a real terminal opens on the zellij session (zellij counts it as a client).
+    let zellij = zellij_in(lab.dir.path());
+    let session = std::fs::read_dir(lab.dir.path().join("zs"))
+        .expect("zellij's sockets")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("cb-zellij-refactor-"))
+        .expect("the session's socket");
+    let clients = || {
+        let out = std::process::Command::new(&zellij.program)
+            .env(
+                "ZELLIJ_SOCKET_DIR",
+                zellij.socket_dir.as_ref().expect("set"),
+            )
+            .args(["--session", &session, "action", "list-clients"])
+            .output()
+            .expect("run zellij");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let alone = clients();
+    harness.get_by_label("Attach").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "on the session");
+    let start = Instant::now();
+    while clients() <= alone {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no terminal attached to the zellij session"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    harness.get_by_label("⏹ End").click();
+    harness.run_steps(2);
+    wait_for_label(&mut harness, "ended by the user (Ctrl-C");
 }

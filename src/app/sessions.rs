@@ -114,6 +114,7 @@ fn row(s: &Session, host: &str) -> SessionRow {
         reason: s.reason.clone(),
         command: candybar_sessions::events::masked_command(s).join(" "),
         local: s.host == host,
+        multiplexer: s.multiplexer.as_str().into(),
     }
 }
 
@@ -267,6 +268,7 @@ impl Worker {
                         dir,
                         prompt,
                         command,
+                        multiplexer,
                     } => {
                         let command: Vec<String> =
                             command.split_whitespace().map(str::to_owned).collect();
@@ -290,6 +292,7 @@ impl Worker {
                                 command,
                                 metadata: serde_json::json!({}),
                                 correlation_id: None,
+                                multiplexer: candybar_sessions::Multiplexer::parse(&multiplexer),
                             })
                             .map(|s| {
                                 self.selected = Some(s.id.clone());
@@ -316,7 +319,7 @@ impl Worker {
                         .resolve(&id)
                         .map_err(|e| e.to_string())
                         .and_then(|s| {
-                            let attach = sessions.mux.attach_command(&s.mux_name);
+                            let attach = sessions.mux.of(s.multiplexer).attach_command(&s.mux_name);
                             open_terminal(&attach, self.terminal.as_deref())
                         })
                         .map(|terminal| format!("opened {terminal} on the session")),
@@ -367,10 +370,18 @@ fn open_terminal(
             "-e"
         };
         let mut c = std::process::Command::new(path);
+        // The attach command's own environment (zellij's socket directory) goes with it.
+        for (key, value) in attach.get_envs() {
+            match value {
+                Some(v) => c.env(key, v),
+                None => c.env_remove(key),
+            };
+        }
         c.arg(separator)
             .arg(&program)
             .args(&args)
             .env_remove("TMUX")
+            .env_remove("ZELLIJ")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());

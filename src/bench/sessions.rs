@@ -3,7 +3,8 @@
 //!
 //! - start → started on the bus: from spawning `candybar session start` to a consumer on the
 //!   real broker receiving its `jelmore.session.started` (a private tmux server; the first
-//!   start also starts that server, so it is reported apart).
+//!   start also starts that server, so it is reported apart; `--mux zellij`: zellij sessions in
+//!   a private socket directory, each a server of its own).
 //! - list: `candybar session list --all` with N sessions in the SQLite store, exec to exit,
 //!   next to `candybar --version` (the process's own start-up) in the same run; and the same
 //!   with the sessions in Redis (a private redis-server the bench starts, when installed).
@@ -31,6 +32,10 @@ pub struct SessionsBenchArgs {
     /// Sessions in the store while `session list` is timed
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
+    /// The multiplexer the started sessions run in: tmux or zellij (`CANDYBAR_ZELLIJ` names
+    /// the program)
+    #[arg(long, default_value = "tmux", value_parser = ["tmux", "zellij"])]
+    mux: String,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -54,6 +59,7 @@ fn candybar(dir: &Path) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap_or_else(|_| "candybar".into()));
     c.env("CANDYBAR_SESSIONS_DIR", dir.join("state"))
         .env("CANDYBAR_TMUX_SOCKET", dir.join("tmux.sock"))
+        .env("CANDYBAR_ZELLIJ_SOCKET_DIR", dir.join("zs"))
         .env("CANDYBAR_CONFIG", "/nonexistent/candybar-bench-config.toml")
         .stdin(Stdio::null());
     c
@@ -67,14 +73,41 @@ pub async fn bench_sessions(
     let url = source
         .amqp_url(&settings)
         .context("bench sessions needs a broker: --amqp URL (or CANDYBAR_AMQP_URL)")?;
-    candybar_sessions::Tmux::version()?;
+    let zellij = std::env::var_os("CANDYBAR_ZELLIJ").unwrap_or_else(|| "zellij".into());
+    if a.mux == "zellij" {
+        candybar_sessions::Zellij {
+            program: zellij.clone().into(),
+            ..candybar_sessions::Zellij::default()
+        }
+        .version()?;
+    } else {
+        candybar_sessions::Tmux::version()?;
+    }
     let dir = tempfile::tempdir()?;
-    let (cold, starts) = time_starts(dir.path(), url.expose(), a.rounds).await?;
+    std::fs::create_dir_all(dir.path().join("zs"))?;
+    let started = time_starts(dir.path(), url.expose(), a.rounds, &a.mux).await;
     let _ = Command::new("tmux")
         .arg("-S")
         .arg(dir.path().join("tmux.sock"))
         .arg("kill-server")
+        .stderr(Stdio::null())
         .status();
+    let _ = Command::new(&zellij)
+        .env("ZELLIJ_SOCKET_DIR", dir.path().join("zs"))
+        .args(["kill-all-sessions", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let (cold, starts) = started?;
+    let zellij_alone = if a.mux == "zellij" {
+        summary(time_zellij_alone(
+            &zellij,
+            &dir.path().join("zs-alone"),
+            a.rounds,
+        )?)
+    } else {
+        json!(null)
+    };
     fill_store(dir.path(), a.sessions)?;
     let time = |args: &[&str]| -> anyhow::Result<Vec<Duration>> {
         let mut v = Vec::new();
@@ -114,8 +147,10 @@ pub async fn bench_sessions(
     Ok(json!({
         "bench": "sessions",
         "start_to_started_on_bus": {
-            "first_ms (starts the tmux server)": cold.map(millis),
+            "multiplexer": a.mux,
+            "first_ms (starts the tmux server, or zellij's first)": cold.map(millis),
             "then": summary(starts),
+            "baseline_zellij_attach_background_alone": zellij_alone,
         },
         "sessions_in_store": a.sessions + a.rounds,
         "list_all_exec_to_exit": summary(list_all),
@@ -125,12 +160,52 @@ pub async fn bench_sessions(
     }))
 }
 
+/// zellij's own part, for scale: `zellij attach --create-background` alone (a pane running
+/// `sleep`), `rounds` times, each exec → exit; the sessions are killed after.
+fn time_zellij_alone(
+    zellij: &std::ffi::OsStr,
+    sockets: &Path,
+    rounds: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    std::fs::create_dir_all(sockets)?;
+    let mut v = Vec::new();
+    let mut failed = None;
+    for i in 0..rounds.max(1) {
+        let t0 = Instant::now();
+        let out = Command::new(zellij)
+            .env("ZELLIJ_SOCKET_DIR", sockets)
+            .args([
+                "--layout-string",
+                "layout { pane command=\"sleep\" { args \"600\"; }; }",
+            ])
+            .args(["attach", "--create-background", &format!("alone-{i}")])
+            .stdin(Stdio::null())
+            .output()?;
+        v.push(t0.elapsed());
+        if !out.status.success() {
+            failed = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+    }
+    let _ = Command::new(zellij)
+        .env("ZELLIJ_SOCKET_DIR", sockets)
+        .args(["kill-all-sessions", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if let Some(e) = failed {
+        anyhow::bail!("zellij attach --create-background: {e}");
+    }
+    Ok(v)
+}
+
 /// `rounds` sessions started, each timed from spawning `candybar session start` to a consumer
 /// receiving its `jelmore.session.started`: the first (which starts the tmux server), the rest.
 async fn time_starts(
     dir: &Path,
     url: &str,
     rounds: usize,
+    mux: &str,
 ) -> anyhow::Result<(Option<Duration>, Vec<Duration>)> {
     let exchange = format!("candybar.bench.sessions.{}", std::process::id());
     let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
@@ -184,7 +259,7 @@ async fn time_starts(
         let name = format!("bench-{i}");
         let t0 = Instant::now();
         let child = candybar(dir)
-            .args(["session", "start", &name, "--amqp", url])
+            .args(["session", "start", &name, "--mux", mux, "--amqp", url])
             .args(["--exchange", &exchange, "--dir"])
             .arg(dir)
             .args(["--", "sleep", "600"])
@@ -237,6 +312,7 @@ fn sessions_like(dir: &Path, n: usize) -> Vec<Session> {
             command: vec!["claude".into(), "fix the flaky test".into()],
             prompt: Some("fix the flaky test".into()),
             host: "bench".into(),
+            multiplexer: candybar_sessions::Multiplexer::Tmux,
             mux_name: format!("cb-history-{i}"),
             log: dir.join(format!("state/logs/{i}.log")),
             state: SessionState::Initializing,

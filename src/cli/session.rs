@@ -1,4 +1,5 @@
-//! `candybar session …` and `candybar agent status`: coding-agent sessions run in tmux, their
+//! `candybar session …` and `candybar agent status`: coding-agent sessions run in tmux or
+//! zellij, their
 //! state kept in SQLite, their lifecycle published on the bus.
 
 use std::io::{IsTerminal as _, Write as _};
@@ -10,7 +11,8 @@ use anyhow::Context as _;
 use candybar_bus::publish::Publisher;
 use candybar_core::time::{checked_secs, format_span, now_us};
 use candybar_sessions::{
-    MuxSocket, Provider, Session, SessionError, Sessions, SqliteStore, StartRequest, Tmux,
+    Multiplexer, Mux, MuxSocket, Provider, Session, SessionError, Sessions, SqliteStore,
+    StartRequest, Tmux, Zellij,
 };
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand, ValueEnum};
@@ -24,10 +26,10 @@ const DEFAULT_GRACE_SECS: f64 = 5.0;
 
 #[derive(Subcommand, Debug)]
 pub enum SessionCommand {
-    /// Start an agent CLI (or any command) in a detached tmux session, its output logged;
-    /// prints the session's id. Sessions run on tmux's server named `candybar` (`tmux -L
-    /// candybar ls`; `[sessions] tmux_socket` or `CANDYBAR_TMUX_SOCKET` picks another). zellij is
-    /// not supported yet.
+    /// Start an agent CLI (or any command) in a detached tmux or zellij session (`--mux`), its
+    /// output logged; prints the session's id. tmux sessions run on tmux's server named
+    /// `candybar` (`tmux -L candybar ls`; `[sessions] tmux_socket` or `CANDYBAR_TMUX_SOCKET`
+    /// picks another); zellij sessions are named `cb-NAME-ID` (`zellij ls`).
     Start(StartArgs),
     /// The sessions: running ones, or `--all`.
     List(ListArgs),
@@ -35,7 +37,8 @@ pub enum SessionCommand {
     Status(IdArgs),
     /// What a session printed (`--follow` until it ends).
     Logs(LogsArgs),
-    /// Attach this terminal to a session (detach again with Ctrl-B d).
+    /// Attach this terminal to a session (detach again with Ctrl-B d in tmux, Ctrl-O d in
+    /// zellij).
     Attach(IdArgs),
     /// Type a line into a session and press Enter (an answer, the next prompt).
     Send(SendArgs),
@@ -49,6 +52,27 @@ pub enum SessionCommand {
     /// The headless control plane: start (or continue) sessions other services request on the
     /// bus (`agent.session.requested`), publish their lifecycle, keep their states current.
     Serve(ServeArgs),
+    /// What runs in a zellij session's pane: the command on a terminal of its own, every byte
+    /// it prints logged (zellij has no `pipe-pane`), its exit status kept.
+    #[command(hide = true)]
+    Relay(RelayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RelayArgs {
+    #[arg(long, value_name = "FILE")]
+    log: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    exit_file: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pid_file: PathBuf,
+    /// The zellij program: the session is closed with it when the command has ended
+    #[arg(long, value_name = "PROGRAM", requires = "session")]
+    close_zellij: Option<PathBuf>,
+    #[arg(long, value_name = "NAME")]
+    session: Option<String>,
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,11 +138,44 @@ pub struct StartArgs {
     /// JSON kept with the session and sent in its events
     #[arg(long, value_name = "JSON")]
     metadata: Option<String>,
+    /// The terminal multiplexer it runs in: tmux or zellij [default: `[sessions] multiplexer`,
+    /// else tmux where installed, else zellij]
+    #[arg(long, value_name = "NAME", value_parser = mux_parser(), help = mux_help())]
+    mux: Option<Multiplexer>,
     /// The command to run instead of the provider's CLI
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
     #[command(flatten)]
     state: StateArgs,
+}
+
+fn mux_parser() -> impl clap::builder::TypedValueParser<Value = Multiplexer> {
+    clap::builder::PossibleValuesParser::new(Multiplexer::ALL.map(Multiplexer::as_str))
+        // The parser lets only known names through.
+        .map(|s| Multiplexer::parse(&s).unwrap_or_default())
+}
+
+/// `--mux`'s help, saying which multiplexer a session gets here (from `PATH`: no program is
+/// run to build the help).
+fn mux_help() -> String {
+    let on_path =
+        |p: &str| candybar_sessions::manager::find_program(p, std::path::Path::new("/")).is_some();
+    let zellij =
+        std::env::var("CANDYBAR_ZELLIJ").map_or_else(|_| on_path("zellij"), |p| on_path(&p));
+    let here = match std::env::var("CANDYBAR_MULTIPLEXER").ok().as_deref() {
+        Some("tmux") => "tmux (CANDYBAR_MULTIPLEXER)",
+        Some("zellij") => "zellij (CANDYBAR_MULTIPLEXER)",
+        _ => match (on_path("tmux"), zellij) {
+            (true, true) => "tmux (zellij is installed too)",
+            (true, false) => "tmux (zellij is not installed)",
+            (false, true) => "zellij (tmux is not installed)",
+            (false, false) => "neither is installed: install tmux or zellij",
+        },
+    };
+    format!(
+        "The terminal multiplexer it runs in: tmux or zellij [default: `[sessions] multiplexer`, \
+         else tmux where installed, else zellij; on this machine: {here}]"
+    )
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, Default)]
@@ -260,12 +317,27 @@ fn open_with(
 ) -> anyhow::Result<Sessions> {
     let dir = sessions_dir(dir_flag, section)?;
     let store = SqliteStore::open(&dir.join("sessions.sqlite3"))?;
-    let mux = Tmux::new(
-        section
-            .tmux_socket
-            .clone()
-            .map_or_else(MuxSocket::default, MuxSocket::Path),
-    );
+    let prefer = match section.multiplexer.as_deref() {
+        None => None,
+        Some(name) => Some(Multiplexer::parse(name).with_context(|| {
+            format!("[sessions] multiplexer = {name:?}: give \"tmux\" or \"zellij\"")
+        })?),
+    };
+    let mut zellij = Zellij::default();
+    if let Some(program) = &section.zellij {
+        zellij.program.clone_from(program);
+    }
+    zellij.socket_dir.clone_from(&section.zellij_socket_dir);
+    let mux = Mux {
+        tmux: Tmux::new(
+            section
+                .tmux_socket
+                .clone()
+                .map_or_else(MuxSocket::default, MuxSocket::Path),
+        ),
+        zellij,
+        prefer,
+    };
     let idle = checked_secs(
         section.idle_secs.unwrap_or(DEFAULT_IDLE_SECS),
         1.0,
@@ -342,6 +414,21 @@ async fn deliver(sessions: &Sessions, source: &SourceArgs, settings: &Settings) 
     }
 }
 
+/// `session relay`: the command on a terminal of its own, its output logged; the command's
+/// exit code.
+fn relay(args: RelayArgs) -> ExitCode {
+    let code = tokio::task::block_in_place(|| {
+        candybar_sessions::relay::run(&candybar_sessions::relay::Relay {
+            log: args.log,
+            exit_file: args.exit_file,
+            pid_file: args.pid_file,
+            command: args.command,
+            close: args.close_zellij.zip(args.session),
+        })
+    });
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
 /// A session error as the person reads it; exit code 2.
 fn refused(e: &SessionError) -> ExitCode {
     eprintln!("candybar: {e}");
@@ -349,6 +436,11 @@ fn refused(e: &SessionError) -> ExitCode {
 }
 
 pub async fn run(cmd: SessionCommand, source: &SourceArgs) -> anyhow::Result<ExitCode> {
+    // In a zellij pane the relay reads no configuration (a broken one must not stop it).
+    let cmd = match cmd {
+        SessionCommand::Relay(args) => return Ok(relay(args)),
+        cmd => cmd,
+    };
     let settings = source.settings()?;
     match cmd {
         SessionCommand::Start(args) => start(args, source, &settings).await,
@@ -399,6 +491,7 @@ pub async fn run(cmd: SessionCommand, source: &SourceArgs) -> anyhow::Result<Exi
             }
         }
         SessionCommand::Serve(args) => serve(args, source, &settings).await,
+        SessionCommand::Relay(args) => Ok(relay(args)),
         SessionCommand::Pause(args) => pause_or_resume(&args, true, source, &settings).await,
         SessionCommand::Resume(args) => pause_or_resume(&args, false, source, &settings).await,
         SessionCommand::End(args) => {
@@ -487,17 +580,18 @@ async fn start(
             command: args.command,
             metadata,
             correlation_id: None,
+            multiplexer: args.mux,
         })
     });
     match started {
         Ok(s) => {
             println!("{}", s.id);
             eprintln!(
-                "candybar: started {} in {} ({} attach -t {}; `candybar session logs {}`)",
+                "candybar: started {} in {} in {} ({}; `candybar session logs {}`)",
                 s.name,
                 s.dir.display(),
-                sessions.mux.socket.words(),
-                s.mux_name,
+                s.multiplexer.as_str(),
+                sessions.mux.of(s.multiplexer).attach_words(&s.mux_name),
                 s.short_id()
             );
             deliver(&sessions, source, settings).await;
@@ -588,13 +682,15 @@ fn attach(args: &IdArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    // Replaces this process; it returns only when tmux could not be run.
+    // Replaces this process; it returns only when the multiplexer could not be run.
     let e = sessions
         .mux
+        .of(session.multiplexer)
         .attach_command(&session.mux_name)
         .env_remove("TMUX")
+        .env_remove("ZELLIJ")
         .exec();
-    eprintln!("candybar: cannot run tmux: {e}");
+    eprintln!("candybar: cannot run {}: {e}", session.multiplexer.as_str());
     Ok(ExitCode::from(2))
 }
 
@@ -701,7 +797,12 @@ fn print_status(s: &Session, format: ListFormat) -> anyhow::Result<()> {
         candybar_sessions::events::masked_command(s).join(" ")
     );
     println!("  directory  {}", s.dir.display());
-    println!("  host       {} (tmux session {})", s.host, s.mux_name);
+    println!(
+        "  host       {} ({} session {})",
+        s.host,
+        s.multiplexer.as_str(),
+        s.mux_name
+    );
     println!("  running    {}", format_span(s.duration_us(now)));
     println!("  prompts    {}", s.prompt_count);
     println!("  log        {}", s.log.display());
@@ -770,7 +871,8 @@ async fn serve(
             root.display()
         );
     }
-    if let Err(e) = Tmux::version() {
+    let mut sessions = open(&args.state, settings)?;
+    if let Err(e) = sessions.mux.choose(None) {
         eprintln!("candybar: {e}");
         return Ok(ExitCode::from(2));
     }
@@ -779,7 +881,6 @@ async fn serve(
         default_dir,
         allow_custom: args.allow_custom,
     };
-    let mut sessions = open(&args.state, settings)?;
     let exchange = source.exchange(settings);
     let gate = candybar_bus::AckGate::new();
     let cfg = AmqpConfig {

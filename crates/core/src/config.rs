@@ -190,6 +190,14 @@ pub struct SessionsSection {
     /// The tmux server's socket (default: tmux's socket named `candybar`)
     /// [env: `CANDYBAR_TMUX_SOCKET`].
     pub tmux_socket: Option<PathBuf>,
+    /// The multiplexer new sessions run in: `tmux` or `zellij` (default: tmux where installed,
+    /// else zellij) [env: `CANDYBAR_MULTIPLEXER`].
+    pub multiplexer: Option<String>,
+    /// The `zellij` program (default: `zellij` on `PATH`) [env: `CANDYBAR_ZELLIJ`].
+    pub zellij: Option<PathBuf>,
+    /// `ZELLIJ_SOCKET_DIR` for candybar's zellij sessions (default: zellij's own, so `zellij
+    /// ls` lists them) [env: `CANDYBAR_ZELLIJ_SOCKET_DIR`].
+    pub zellij_socket_dir: Option<PathBuf>,
     /// A session that printed nothing for this many seconds is idle (default 120).
     pub idle_secs: Option<f64>,
     /// Where sessions are kept: `sqlite` (default, the data dir) or a `redis://` URL shared by
@@ -436,6 +444,15 @@ impl FileConfig {
         }
         if let Some(v) = get("CANDYBAR_TMUX_SOCKET") {
             self.sessions.tmux_socket = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CANDYBAR_MULTIPLEXER") {
+            self.sessions.multiplexer = Some(v);
+        }
+        if let Some(v) = get("CANDYBAR_ZELLIJ") {
+            self.sessions.zellij = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CANDYBAR_ZELLIJ_SOCKET_DIR") {
+            self.sessions.zellij_socket_dir = Some(PathBuf::from(v));
         }
         if let Some(v) = get("CANDYBAR_MAX_EVENTS").and_then(|v| v.parse().ok()) {
             self.store.max_events = Some(v);

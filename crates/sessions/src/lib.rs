@@ -4,7 +4,8 @@
 //!
 //! ## Layout
 //! - [`model`]: a session, its provider and its state.
-//! - [`tmux`]: the terminal multiplexer the sessions run in, output logged from the first byte.
+//! - [`mux`]: the terminal multiplexers sessions run in, behind one face: [`tmux`] (output
+//!   logged by `pipe-pane`) or [`zellij`] (whose pane runs the [`relay`], which logs it).
 //! - [`detect`]: a session's screen as text, and whether the agent is asking something.
 //! - [`store`]: sessions and the outbox of their events in SQLite.
 //! - [`redis_state`]: sessions in Redis instead, for sessions that span hosts.
@@ -20,14 +21,19 @@ pub mod detect;
 pub mod events;
 pub mod manager;
 pub mod model;
+pub mod mux;
 pub mod outbox;
 pub mod redis_state;
+pub mod relay;
 pub mod requests;
 pub mod store;
 pub mod tmux;
 pub mod workflow;
+pub mod zellij;
 
 pub use manager::{SessionError, Sessions, StartRequest, StateStore};
-pub use model::{Provider, Session, SessionState};
+pub use model::{Multiplexer, Provider, Session, SessionState};
+pub use mux::{Mux, MuxError};
 pub use store::SqliteStore;
 pub use tmux::{MuxSocket, Tmux};
+pub use zellij::Zellij;

@@ -8,10 +8,10 @@ use candybar_core::time::{Micros, now_us};
 
 use crate::detect;
 use crate::events;
-use crate::model::{Provider, Session, SessionState};
+use crate::model::{Multiplexer, Provider, Session, SessionState};
+use crate::mux::{Launch, Mux, MuxError, mux_name};
 use crate::redis_state::{RedisState, RedisStateError};
 use crate::store::{Outgoing, ProviderSummary, SqliteStore, StoreError};
-use crate::tmux::{Launch, MuxError, Tmux, mux_name};
 
 /// How quiet a session must be before its screen is read for a question.
 const QUIET_BEFORE_ASKING_US: Micros = 1_500_000;
@@ -64,6 +64,8 @@ pub struct StartRequest {
     pub command: Vec<String>,
     pub metadata: serde_json::Value,
     pub correlation_id: Option<String>,
+    /// tmux or zellij; `None`: the configured one, else tmux where installed, else zellij.
+    pub multiplexer: Option<Multiplexer>,
 }
 
 /// Where sessions are kept.
@@ -79,7 +81,7 @@ pub struct Sessions {
     /// The outbox and the requests handled — and the sessions, unless `state` says Redis.
     pub store: SqliteStore,
     pub state: StateStore,
-    pub mux: Tmux,
+    pub mux: Mux,
     /// Logs and exit statuses live here.
     logs: PathBuf,
     pub host: String,
@@ -90,11 +92,11 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(store: SqliteStore, mux: Tmux, logs: PathBuf, idle: Duration) -> Self {
+    pub fn new(store: SqliteStore, mux: impl Into<Mux>, logs: PathBuf, idle: Duration) -> Self {
         Self {
             store,
             state: StateStore::Local,
-            mux,
+            mux: mux.into(),
             logs,
             host: candybar_bus::host_name(),
             idle_us: idle.as_micros().min(i64::MAX as u128) as Micros,
@@ -167,12 +169,23 @@ impl Sessions {
         self.logs.join(format!("{}.exit", s.id))
     }
 
+    /// Where a zellij session's relay keeps its process id.
+    fn pid_file(&self, s: &Session) -> PathBuf {
+        self.logs.join(format!("{}.pid", s.id))
+    }
+
+    /// Stops or continues the session's processes (see [`Mux::signal_stop`]).
+    fn signal_stop(&self, s: &Session, pause: bool) -> Result<(), MuxError> {
+        self.mux
+            .signal_stop(s.multiplexer, &s.mux_name, &self.pid_file(s), pause)
+    }
+
     /// Present while `end` ends the session: `refresh` leaves it to `end`.
     fn ending_file(&self, s: &Session) -> PathBuf {
         self.logs.join(format!("{}.ending", s.id))
     }
 
-    /// Starts a session; it runs detached in tmux with its output logged. The
+    /// Starts a session; it runs detached in tmux (or zellij) with its output logged. The
     /// `jelmore.session.started` event is queued with it.
     pub fn start(&mut self, req: StartRequest) -> Result<Session, SessionError> {
         let name = req.name.trim().to_owned();
@@ -207,7 +220,7 @@ impl Sessions {
             req.command.clone()
         };
         check_program(&command, req.provider, &dir)?;
-        Tmux::version()?;
+        let multiplexer = self.mux.choose(req.multiplexer)?;
         self.refresh()?;
         if let Some(twin) = self
             .by_name(&name)?
@@ -238,6 +251,7 @@ impl Sessions {
             reason,
         })?;
         let mut session = Session {
+            multiplexer,
             mux_name: mux_name(&name, &id),
             id,
             name,
@@ -260,12 +274,13 @@ impl Sessions {
             paused_us: None,
         };
         session.prompt_count = u32::from(session.prompt.is_some());
-        self.mux.start(&Launch {
+        self.mux.of(multiplexer).start(&Launch {
             name: &session.mux_name,
             dir: &session.dir,
             command: &session.command,
             log: &session.log,
             exit_file: &self.exit_file(&session),
+            pid_file: &self.pid_file(&session),
         })?;
         self.save(&session, &[events::started(&session)])?;
         Ok(session)
@@ -282,13 +297,19 @@ impl Sessions {
         if running.is_empty() {
             return Ok(());
         }
-        let alive = self.mux.running()?;
+        // Each multiplexer is asked once, and only for a session it cannot tell otherwise.
+        let mut listed: std::collections::HashMap<Multiplexer, std::collections::HashSet<String>> =
+            std::collections::HashMap::new();
         let now = now_us();
         for before in running {
             if file_mtime(&self.ending_file(&before)).is_some_and(|t| now - t < ENDING_MAX_US) {
                 continue;
             }
             let mut s = before.clone();
+            // Alive is looked at before the exit status is read: a command that ends writes its
+            // status before its session goes, so one gone without a status never had one (read
+            // the other way round, a session ending in between looked killed).
+            let alive = self.alive(&s, &mut listed)?;
             let exit = std::fs::read_to_string(self.exit_file(&s))
                 .ok()
                 .and_then(|t| t.trim().parse::<i32>().ok());
@@ -307,13 +328,13 @@ impl Sessions {
                     s.state = SessionState::Failed;
                     s.reason = Some(format!("exited with {code}"));
                 }
-            } else if !alive.contains(&s.mux_name) {
+            } else if !alive {
                 s.state = SessionState::Failed;
                 s.ended_us = Some(now);
-                s.reason = Some(
-                    "ended without an exit status: killed from outside, or its tmux server stopped"
-                        .into(),
-                );
+                s.reason = Some(match s.multiplexer {
+                    Multiplexer::Tmux => "ended without an exit status: killed from outside, or its tmux server stopped".into(),
+                    Multiplexer::Zellij => "ended without an exit status: killed from outside (its zellij session is gone)".into(),
+                });
             } else if s.state != SessionState::Paused {
                 s.state = self.running_state(&s, now);
             }
@@ -332,6 +353,23 @@ impl Sessions {
         Ok(())
     }
 
+    /// Whether `s` still runs in its multiplexer; `listed` keeps what each was asked.
+    fn alive(
+        &self,
+        s: &Session,
+        listed: &mut std::collections::HashMap<Multiplexer, std::collections::HashSet<String>>,
+    ) -> Result<bool, SessionError> {
+        let mux = self.mux.of(s.multiplexer);
+        if let Some(alive) = mux.is_alive(&s.mux_name, &self.pid_file(s)) {
+            return Ok(alive);
+        }
+        let names = match listed.entry(s.multiplexer) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(mux.running()?),
+        };
+        Ok(names.contains(&s.mux_name))
+    }
+
     /// A live session's state from its output's age and, when it has gone quiet, its screen.
     /// The screen changes only with output, so it is read once per quiet spell (a session that
     /// waits for an hour is not asked of tmux every second).
@@ -346,6 +384,7 @@ impl Sessions {
                 _ => {
                     let asks = self
                         .mux
+                        .of(s.multiplexer)
                         .screen(&s.mux_name)
                         .is_ok_and(|screen| detect::asks_for_input(&screen));
                     self.screens_read.insert(s.id.clone(), (last, asks));
@@ -422,29 +461,33 @@ impl Sessions {
         let mut s = self.running(key)?;
         if s.state == SessionState::Paused {
             // A stopped process hears no Ctrl-C (nor the hang-up) until it runs again.
-            let _ = self.mux.signal_stop(&s.mux_name, false);
+            let _ = self.signal_stop(&s, false);
         }
         let exit_file = self.exit_file(&s);
         let ending = self.ending_file(&s);
         // Other candybars' refreshes leave it to this one meanwhile.
         let _ = std::fs::write(&ending, b"");
-        let gone = |mux: &Tmux| {
-            exit_file.exists() || mux.running().is_ok_and(|r| !r.contains(&s.mux_name))
+        let mux = self.mux.of(s.multiplexer);
+        let gone = || {
+            exit_file.exists()
+                || self
+                    .alive(&s, &mut std::collections::HashMap::new())
+                    .is_ok_and(|alive| !alive)
         };
         if !force {
             let until = Instant::now() + grace;
             let mut presses = 0;
-            while !gone(&self.mux) && Instant::now() < until {
+            while !gone() && Instant::now() < until {
                 if presses < 2 {
-                    let _ = self.mux.interrupt(&s.mux_name);
+                    let _ = mux.interrupt(&s.mux_name);
                     presses += 1;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        let closed = !gone(&self.mux);
+        let closed = !gone();
         if closed {
-            self.mux.kill(&s.mux_name)?;
+            mux.kill(&s.mux_name)?;
         }
         let now = now_us();
         let tail = log_tail(&s.log);
@@ -485,7 +528,7 @@ impl Sessions {
                 what: "paused",
             });
         }
-        if let Err(e) = self.mux.signal_stop(&s.mux_name, true) {
+        if let Err(e) = self.signal_stop(&s, true) {
             self.save(&s, &[events::command(&s, "pause", Some(&e.to_string()))])?;
             return Err(e.into());
         }
@@ -506,7 +549,7 @@ impl Sessions {
                 what: "running (not paused)",
             });
         }
-        if let Err(e) = self.mux.signal_stop(&s.mux_name, false) {
+        if let Err(e) = self.signal_stop(&s, false) {
             self.save(&s, &[events::command(&s, "resume", Some(&e.to_string()))])?;
             return Err(e.into());
         }
@@ -520,7 +563,7 @@ impl Sessions {
     /// Types `text` and Enter into a running session (an answer, the next prompt).
     pub fn send(&mut self, key: &str, text: &str) -> Result<Session, SessionError> {
         let mut s = self.running(key)?;
-        match self.mux.send_line(&s.mux_name, text) {
+        match self.mux.of(s.multiplexer).send_line(&s.mux_name, text) {
             Ok(()) => {
                 s.prompt_count += 1;
                 self.save(&s, &[events::command(&s, "send", None)])?;

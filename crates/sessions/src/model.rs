@@ -104,6 +104,41 @@ impl Provider {
     }
 }
 
+/// The terminal multiplexer a session runs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Multiplexer {
+    #[default]
+    Tmux,
+    Zellij,
+}
+
+impl Multiplexer {
+    pub const ALL: [Self; 2] = [Self::Tmux, Self::Zellij];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tmux => "tmux",
+            Self::Zellij => "zellij",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// How to install it, for an error message.
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            Self::Tmux => "install it (Debian/Ubuntu: `sudo apt-get install tmux`)",
+            Self::Zellij => {
+                "install it (`cargo install --locked zellij`, or a release binary from \
+                 https://github.com/zellij-org/zellij/releases), or use tmux"
+            }
+        }
+    }
+}
+
 /// One agent session, as the state store keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -118,7 +153,10 @@ pub struct Session {
     pub prompt: Option<String>,
     /// The host whose tmux runs it.
     pub host: String,
-    /// The tmux session's name.
+    /// The terminal multiplexer it runs in (sessions saved before zellij came: tmux).
+    #[serde(default)]
+    pub multiplexer: Multiplexer,
+    /// The multiplexer's name for the session.
     pub mux_name: String,
     /// Everything the session printed, as the terminal received it.
     pub log: PathBuf,

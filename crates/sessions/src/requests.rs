@@ -306,6 +306,7 @@ impl Sessions {
             command,
             metadata,
             correlation_id: req.correlation_id.clone(),
+            multiplexer: None,
         })
         .map(Handled::Started)
     }

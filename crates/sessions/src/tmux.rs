@@ -9,6 +9,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::model::Multiplexer;
+use crate::mux::{Launch, Multiplex, MuxError, run_checked, spawn_error};
+
 /// Which tmux server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MuxSocket {
@@ -37,26 +40,6 @@ impl MuxSocket {
         let (flag, value) = self.flag();
         format!("tmux {flag} {}", value.to_string_lossy())
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MuxError {
-    #[error("tmux is not installed: install it (Debian/Ubuntu: `sudo apt-get install tmux`)")]
-    Missing,
-    #[error("tmux {what} failed: {reason}")]
-    Failed { what: &'static str, reason: String },
-}
-
-/// What a session runs.
-pub struct Launch<'a> {
-    /// The tmux session's name (see [`mux_name`]).
-    pub name: &'a str,
-    pub dir: &'a Path,
-    pub command: &'a [String],
-    /// Appended with everything the terminal shows.
-    pub log: &'a Path,
-    /// Written with the exit status when the command ends.
-    pub exit_file: &'a Path,
 }
 
 /// The wrapper: wait until the output is logged, run, keep the exit status (written whole:
@@ -96,24 +79,7 @@ impl Tmux {
         what: &'static str,
         args: &[S],
     ) -> Result<Output, MuxError> {
-        let out = self.command().args(args).output().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                MuxError::Missing
-            } else {
-                MuxError::Failed {
-                    what,
-                    reason: e.to_string(),
-                }
-            }
-        })?;
-        if out.status.success() {
-            Ok(out)
-        } else {
-            Err(MuxError::Failed {
-                what,
-                reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
+        run_checked(Multiplexer::Tmux, what, self.command().args(args))
     }
 
     /// tmux's version line; `Err(Missing)` when there is no tmux.
@@ -122,18 +88,13 @@ impl Tmux {
             .arg("-V")
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => MuxError::Missing,
-                _ => MuxError::Failed {
-                    what: "-V",
-                    reason: e.to_string(),
-                },
-            })?;
+            .map_err(|e| spawn_error(Multiplexer::Tmux, "-V", &e))?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
+}
 
-    /// Starts `launch` in a detached session, its output logged from the first byte.
-    pub fn start(&self, launch: &Launch<'_>) -> Result<(), MuxError> {
+impl Multiplex for Tmux {
+    fn start(&self, launch: &Launch<'_>) -> Result<(), MuxError> {
         let (flag, socket) = self.socket.flag();
         let go = format!("{}-go", launch.name);
         let env = |k: &str, v: &std::ffi::OsStr| {
@@ -180,8 +141,7 @@ impl Tmux {
         signalled.map(|_| ())
     }
 
-    /// The names of the sessions this server runs (none when no server runs).
-    pub fn running(&self) -> Result<HashSet<String>, MuxError> {
+    fn running(&self) -> Result<HashSet<String>, MuxError> {
         match self.run("list-sessions", &["list-sessions", "-F", "#{session_name}"]) {
             Ok(out) => Ok(String::from_utf8_lossy(&out.stdout)
                 .lines()
@@ -201,12 +161,54 @@ impl Tmux {
         }
     }
 
-    /// What the session's screen shows now, as text.
-    pub fn screen(&self, name: &str) -> Result<String, MuxError> {
+    fn screen(&self, name: &str) -> Result<String, MuxError> {
         let out = self.run("capture-pane", &["capture-pane", "-p", "-t", &pane(name)])?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    fn send_line(&self, name: &str, text: &str) -> Result<(), MuxError> {
+        // `--`: a line that begins with `-` is text, not an option of send-keys.
+        self.keys(name, &["-l", "--", text])?;
+        self.keys(name, &["Enter"])
+    }
+
+    fn interrupt(&self, name: &str) -> Result<(), MuxError> {
+        self.keys(name, &["C-c"])
+    }
+
+    /// The pane's process: the wrapper, leader of the process group the command runs in.
+    fn leader_pid(&self, name: &str, _pid_file: &Path) -> Result<u32, MuxError> {
+        let out = self.run(
+            "display-message",
+            &["display-message", "-p", "-t", &pane(name), "#{pane_pid}"],
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim().parse().map_err(|_| MuxError::Failed {
+            mux: Multiplexer::Tmux,
+            what: "display-message",
+            reason: format!("no pane process id in {:?}", text.trim()),
+        })
+    }
+
+    fn kill(&self, name: &str) -> Result<(), MuxError> {
+        self.run("kill-session", &["kill-session", "-t", &format!("={name}")])
+            .map(|_| ())
+    }
+
+    fn attach_command(&self, name: &str) -> Command {
+        let mut c = self.command();
+        c.stdin(Stdio::inherit())
+            .args(["attach-session", "-t"])
+            .arg(format!("={name}"));
+        c
+    }
+
+    fn attach_words(&self, name: &str) -> String {
+        format!("{} attach -t ={name}", self.socket.words())
+    }
+}
+
+impl Tmux {
     /// Presses `keys` in the session (tmux key names; after `-l`, literal text).
     fn keys(&self, name: &str, keys: &[&str]) -> Result<(), MuxError> {
         let target = pane(name);
@@ -214,119 +216,6 @@ impl Tmux {
         args.extend_from_slice(keys);
         self.run("send-keys", &args).map(|_| ())
     }
-
-    /// Types `text` into the session, then Enter.
-    pub fn send_line(&self, name: &str, text: &str) -> Result<(), MuxError> {
-        // `--`: a line that begins with `-` is text, not an option of send-keys.
-        self.keys(name, &["-l", "--", text])?;
-        self.keys(name, &["Enter"])
-    }
-
-    /// Ctrl-C, as a person would press it.
-    pub fn interrupt(&self, name: &str) -> Result<(), MuxError> {
-        self.keys(name, &["C-c"])
-    }
-
-    /// The process id of the session's pane: the wrapper, leader of the process group the
-    /// command runs in.
-    pub fn pane_pid(&self, name: &str) -> Result<u32, MuxError> {
-        let out = self.run(
-            "display-message",
-            &["display-message", "-p", "-t", &pane(name), "#{pane_pid}"],
-        )?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.trim().parse().map_err(|_| MuxError::Failed {
-            what: "display-message",
-            reason: format!("no pane process id in {:?}", text.trim()),
-        })
-    }
-
-    /// Stops (`pause`) or continues the session's command: SIGSTOP or SIGCONT to every process
-    /// under the pane's wrapper (the wrapper itself stays: tmux continues a pane whose own
-    /// process stops, and the wrapper only waits).
-    pub fn signal_stop(&self, name: &str, pause: bool) -> Result<(), MuxError> {
-        let what = if pause { "SIGSTOP" } else { "SIGCONT" };
-        let pane = self.pane_pid(name)?;
-        let signal = if pause {
-            rustix::process::Signal::STOP
-        } else {
-            rustix::process::Signal::CONT
-        };
-        let mut reached = 0;
-        for pid in descendants(pane) {
-            let Some(pid) = i32::try_from(pid)
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
-            else {
-                continue;
-            };
-            // One that exited meanwhile is no longer there to stop.
-            if rustix::process::kill_process(pid, signal).is_ok() {
-                reached += 1;
-            }
-        }
-        if reached == 0 {
-            return Err(MuxError::Failed {
-                what,
-                reason: "the session runs no command (it is starting or has just ended)".into(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Ends the session at once (its processes get SIGHUP).
-    pub fn kill(&self, name: &str) -> Result<(), MuxError> {
-        self.run("kill-session", &["kill-session", "-t", &format!("={name}")])
-            .map(|_| ())
-    }
-
-    /// The command that attaches a terminal to the session.
-    pub fn attach_command(&self, name: &str) -> Command {
-        let mut c = self.command();
-        c.stdin(Stdio::inherit())
-            .args(["attach-session", "-t"])
-            .arg(format!("={name}"));
-        c
-    }
-}
-
-/// Every process under `root` (children, theirs, …), parents first, from `/proc`.
-fn descendants(root: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut parent_of = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let parent = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(parent) = parent {
-            parent_of.push((pid, parent));
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(p) = frontier.pop() {
-        for &(child, _) in parent_of.iter().filter(|(_, pp)| *pp == p) {
-            if !out.contains(&child) {
-                out.push(child);
-                frontier.push(child);
-            }
-        }
-    }
-    out
 }
 
 /// The session's (only) pane, the session matched exactly.
@@ -339,33 +228,12 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// A tmux session name for `name` and `id`: tmux refuses `.` and `:`, so anything but letters,
-/// digits, `-` and `_` becomes `-`; the id's start keeps names unique.
-pub fn mux_name(name: &str, id: &str) -> String {
-    let clean: String = name
-        .chars()
-        .take(40)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("cb-{clean}-{}", id.get(..8).unwrap_or(id))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_tmux_accepts() {
-        assert_eq!(
-            mux_name("fix: the.build ✓", "0123456789ab"),
-            "cb-fix--the-build---01234567"
-        );
+    fn quotes_for_sh() {
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
     }
 }

@@ -664,6 +664,7 @@ fn begin_step(
                 command: s.command.clone(),
                 metadata: json!({"workflow_step": step.id}),
                 correlation_id: None,
+                multiplexer: None,
             });
             match started {
                 Err(e @ (SessionError::Store(_) | SessionError::Redis(_))) => return Err(e),

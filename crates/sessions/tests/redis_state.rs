@@ -86,6 +86,7 @@ impl Host {
                 command: vec!["sh".into(), "-c".into(), script.into()],
                 metadata: serde_json::json!({}),
                 correlation_id: None,
+                multiplexer: Some(candybar_sessions::Multiplexer::Tmux),
             })
             .expect("start")
     }

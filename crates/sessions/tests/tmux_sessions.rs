@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use candybar_sessions::mux::Multiplex as _;
 use candybar_sessions::store::OutboxItem;
 use candybar_sessions::{
     MuxSocket, Provider, Session, SessionError, SessionState, Sessions, SqliteStore, StartRequest,
@@ -68,6 +69,7 @@ impl Lab {
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             metadata: serde_json::json!({"ticket": 7}),
             correlation_id: Some("corr-1".into()),
+            multiplexer: Some(candybar_sessions::Multiplexer::Tmux),
         }
     }
 

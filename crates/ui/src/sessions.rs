@@ -31,6 +31,8 @@ pub struct SessionRow {
     pub command: String,
     /// It runs on this host (it can be attached to and ended from here).
     pub local: bool,
+    /// The terminal multiplexer it runs in (`tmux`, `zellij`; empty for another host's).
+    pub multiplexer: String,
 }
 
 impl SessionRow {
@@ -64,6 +66,8 @@ pub enum SessionAction {
         prompt: String,
         /// A command instead of the provider's CLI, as typed (split on whitespace).
         command: String,
+        /// `tmux` or `zellij`; empty: the configured one, else tmux where installed.
+        multiplexer: String,
     },
     End {
         id: String,
@@ -95,6 +99,8 @@ pub struct StartForm {
     pub dir: String,
     pub prompt: String,
     pub command: String,
+    /// Empty: the default multiplexer.
+    pub multiplexer: String,
 }
 
 /// What lasts between frames.
@@ -113,6 +119,12 @@ pub struct SessionsViewState {
 }
 
 const PROVIDERS: [&str; 4] = ["claude", "gemini", "codex", "custom"];
+/// The form's multiplexer choices: (value, label).
+const MULTIPLEXERS: [(&str, &str); 3] = [
+    ("", "default (tmux where installed, else zellij)"),
+    ("tmux", "tmux"),
+    ("zellij", "zellij"),
+];
 
 fn state_color(state: &str, theme: Theme) -> Color32 {
     match state {
@@ -244,6 +256,19 @@ impl SessionsViewState {
                         .desired_width(360.0),
                 );
                 ui.end_row();
+                ui.label("Runs in");
+                let chosen = MULTIPLEXERS
+                    .iter()
+                    .find(|(v, _)| *v == f.multiplexer)
+                    .map_or("default", |(_, l)| l);
+                egui::ComboBox::from_id_salt("session-multiplexer")
+                    .selected_text(chosen)
+                    .show_ui(ui, |ui| {
+                        for (value, label) in MULTIPLEXERS {
+                            ui.selectable_value(&mut f.multiplexer, value.to_owned(), label);
+                        }
+                    });
+                ui.end_row();
             });
         let ready = !f.name.trim().is_empty();
         if ui
@@ -258,6 +283,7 @@ impl SessionsViewState {
                 dir: f.dir.trim().to_owned(),
                 prompt: f.prompt.trim().to_owned(),
                 command: f.command.trim().to_owned(),
+                multiplexer: f.multiplexer.clone(),
             }));
             f.name.clear();
             f.prompt.clear();
@@ -361,9 +387,12 @@ impl SessionsViewState {
     ) {
         ui.horizontal(|ui| {
             ui.strong(&r.name);
-            ui.label(
-                RichText::new(format!("{} · {}", r.short_id(), r.host)).color(theme.weak_text()),
-            );
+            let place = if r.multiplexer.is_empty() {
+                format!("{} · {}", r.short_id(), r.host)
+            } else {
+                format!("{} · {} · {}", r.short_id(), r.host, r.multiplexer)
+            };
+            ui.label(RichText::new(place).color(theme.weak_text()));
             ui.label(RichText::new(state_label(&r.state)).color(state_color(&r.state, theme)));
             if let Some(reason) = &r.reason {
                 ui.label(reason);
