@@ -154,6 +154,15 @@ fn kill_9_of_the_recorder_and_of_the_broker_loses_no_confirmed_event() {
     support::journal::assert_each_once(&ids, &confirmed, &rec.stderr());
 }
 
+/// `candybar import FILE --journal JOURNAL`, keeping events for 10,000 days: the fixtures' fixed
+/// dates stay inside the journal's retention.
+fn import(file: &std::path::Path, journal: &std::path::Path) -> (Option<i32>, String, String) {
+    support::run_env(
+        &["import", path_str(file), "--journal", path_str(journal)],
+        &[("CANDYBAR_JOURNAL_MAX_AGE", "10000d")],
+    )
+}
+
 /// A journal written by `import` from a generated file: `n` events.
 fn imported(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -164,7 +173,7 @@ fn imported(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
         .collect();
     std::fs::write(&file, lines).unwrap();
     let journal = dir.path().join("journal");
-    let (code, _, err) = run(&["import", path_str(&file), "--journal", path_str(&journal)]);
+    let (code, _, err) = import(&file, &journal);
     assert_eq!(code, Some(0), "{err}");
     (dir, journal)
 }
@@ -192,7 +201,7 @@ fn text_queries_over_many_blocks_find_every_match_in_order() {
     }
     std::fs::write(&file, text).unwrap();
     let journal = dir.path().join("journal");
-    let (code, _, err) = run(&["import", path_str(&file), "--journal", path_str(&journal)]);
+    let (code, _, err) = import(&file, &journal);
     assert_eq!(code, Some(0), "{err}");
     let ids = |keep: &dyn Fn(usize) -> bool| -> Vec<String> {
         (0..n)
@@ -245,14 +254,27 @@ fn import_keeps_the_good_lines_names_the_broken_ones_and_never_doubles() {
     let mut bytes = text.into_bytes();
     bytes.extend_from_slice(&[0xff, 0xfe, 0x00, b'\n']);
     bytes.extend_from_slice(br#"{"event_id":"x-4","event_type":"agent.thread.prompt"}"#);
+    // Received longer ago than the journal keeps (10,000 days): said, not written (retention
+    // would drop it at once).
+    bytes.extend_from_slice(
+        br#"
+{"seq":9,"received_at":"1990-01-01T00:00:00Z","routing_key":"agent.thread.prompt","type":"agent.thread.prompt","domain":"agent","status":"other","size":60,"body_kind":"bloodbank_v1","body":{"event_id":"x-5","event_type":"agent.thread.prompt"}}
+"#,
+    );
     std::fs::write(&file, bytes).unwrap();
     let journal = dir.path().join("journal");
-    let (code, _, err) = run(&["import", path_str(&file), "--journal", path_str(&journal)]);
+    let (code, _, err) = import(&file, &journal);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("line 3: not JSON"), "{err}");
     assert!(err.contains("line 5: not JSON"), "{err}");
     assert!(
         err.contains("imported 3 events") && err.contains("2 broken lines"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "1 event was not imported: older than the journal keeps ([journal] max_age, 10000 d"
+        ),
         "{err}"
     );
     assert_eq!(query_ids(&journal, &[]), ["x-1", "x-2", "x-4"]);
@@ -271,7 +293,7 @@ fn import_keeps_the_good_lines_names_the_broken_ones_and_never_doubles() {
         "{out}"
     );
 
-    let (code, _, err) = run(&["import", path_str(&file), "--journal", path_str(&journal)]);
+    let (code, _, err) = import(&file, &journal);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("imported 0 events") && err.contains("3 already there"),

@@ -828,6 +828,9 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
     let (mut kept, mut dups, mut broken, mut read_bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut last_progress = Instant::now();
     let now = now_us();
+    // Retention would drop these as soon as they were written: they are counted and said.
+    let oldest_kept = now.saturating_sub(retention.max_age_us);
+    let mut too_old = 0u64;
     let mut saved_until = crate::mission::saved_until(&dir);
     let mut forgot = false;
     for number in 1u64.. {
@@ -857,6 +860,10 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
             Some(format!("not JSON ({e})"))
         } else {
             match read_ndjson_line(&line, now) {
+                Ok(m) if m.received_us < oldest_kept => {
+                    too_old += 1;
+                    None
+                }
                 Ok(m) => {
                     match writer.append(&m) {
                         Appended::Kept => {
@@ -919,6 +926,17 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
         "candybar: imported {kept} events into {} ({dups} already there, {broken} broken lines skipped)",
         dir.display()
     );
+    if too_old > 0 {
+        let (n, were) = if too_old == 1 {
+            ("1 event".to_owned(), "was")
+        } else {
+            (format!("{too_old} events"), "were")
+        };
+        eprintln!(
+            "candybar: {n} {were} not imported: older than the journal keeps ([journal] max_age, {}); a longer max_age (or CANDYBAR_JOURNAL_MAX_AGE) keeps them",
+            candybar_core::time::format_span(retention.max_age_us)
+        );
+    }
     drop(writer);
     // The saved model was forgotten for events older than it: built anew, with them.
     if forgot {

@@ -217,7 +217,7 @@ pub struct SessionsSection {
 pub struct JournalSection {
     /// The journal's directory (default: `journal` in the data dir) [env: `CANDYBAR_JOURNAL`].
     pub dir: Option<PathBuf>,
-    /// Keep events this long: `30d`, `12h` (default 30 days).
+    /// Keep events this long: `30d`, `12h` (default 30 days) [env: `CANDYBAR_JOURNAL_MAX_AGE`].
     pub max_age: Option<String>,
     /// Keep the journal under this many megabytes (default 10,240).
     pub max_size_mb: Option<u64>,
@@ -423,6 +423,9 @@ impl FileConfig {
         }
         if let Some(v) = get("CANDYBAR_JOURNAL") {
             self.journal.dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CANDYBAR_JOURNAL_MAX_AGE") {
+            self.journal.max_age = Some(v);
         }
         if let Some(v) = get("CANDYBAR_SESSIONS_DIR") {
             self.sessions.dir = Some(PathBuf::from(v));
