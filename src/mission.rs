@@ -183,6 +183,36 @@ fn write_snapshot(dir: &Path, mission: &Mission, until_us: Micros) {
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         tracing::debug!("cannot save the Mission model in {}: {e}", dir.display());
+        return;
+    }
+    remove_stale_saves(dir);
+}
+
+/// A save takes seconds; a temporary file older than this was left by a process killed while it
+/// saved.
+const STALE_SAVE: std::time::Duration = std::time::Duration::from_mins(10);
+
+/// Removes the temporary files of saves that never finished (a writer killed mid-save).
+fn remove_stale_saves(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{SNAPSHOT}.");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with(&prefix) || !name.ends_with(".tmp") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_SAVE);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -615,6 +645,35 @@ mod tests {
         format!(
             r#"{{"payload":{{"lifecycle_id":"{lifecycle}","name":"{lifecycle}","status":"active"}}}}"#
         )
+    }
+
+    /// A save leaves no temporary file behind, and clears those a writer killed mid-save left
+    /// (older than a save could take), not one another writer is writing now.
+    #[test]
+    fn a_save_clears_what_a_killed_save_left() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let stale = dir.join(format!(".{SNAPSHOT}.4242.ThreadId(7).tmp"));
+        let writing = dir.join(format!(".{SNAPSHOT}.4343.ThreadId(2).tmp"));
+        std::fs::write(&stale, b"{ half").unwrap();
+        std::fs::write(&writing, b"{ half").unwrap();
+        let hour_ago = std::time::SystemTime::now() - Duration::from_hours(1);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        write_snapshot(dir, &Mission::default(), 42);
+        assert_eq!(saved_until(dir), Some(42));
+        assert!(!stale.exists(), "a killed save's file is removed");
+        assert!(writing.exists(), "a save in progress is left alone");
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
     }
 
     /// The screen before decoding keeps an event that names its type only in its routing key
