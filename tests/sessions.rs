@@ -85,7 +85,7 @@ fn a_session_is_announced_on_the_bus_when_it_starts_and_when_it_ends() {
     let id = out.trim().to_owned();
     assert_eq!(id.len(), 36, "start prints the session id: {out}");
     assert!(
-        err.contains("in tmux") && err.contains("attach -t =cb-builder-"),
+        err.contains("in tmux") && err.contains("attach -t '=cb-builder-"),
         "{err}"
     );
 

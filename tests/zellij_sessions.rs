@@ -402,3 +402,65 @@ fn the_cli_starts_a_zellij_session_on_request_and_says_how_to_attach() {
         "{err}"
     );
 }
+
+#[test]
+fn odd_directories_and_an_end_right_after_the_start_leave_nothing_behind() {
+    let lab = Lab::new();
+    let mut sessions = lab.sessions(Duration::from_mins(1));
+    // zellij expands `$NAME` in a pane's directory; quotes and backslashes must survive KDL.
+    let odd = lab.path().join("wörk \"tree\" \\ $HOME #1");
+    std::fs::create_dir(&odd).expect("the odd directory");
+    let mut req = lab.request("odd", &["sh", "-c", "pwd; sleep 60"]);
+    req.dir.clone_from(&odd);
+    let s = sessions.start(req).expect("start in an odd directory");
+    let end = Instant::now() + Duration::from_secs(10);
+    let want = odd.canonicalize().unwrap().display().to_string();
+    while !candybar_sessions::manager::tail_text(&s.log, 1 << 16).contains(&want) {
+        assert!(
+            Instant::now() < end,
+            "it did not run in {want}: {}",
+            candybar_sessions::manager::tail_text(&s.log, 1 << 16)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Ended at once after its start: Ctrl-C reaches the command (not the relay), its status is
+    // kept, and no zellij session is left.
+    let quick = sessions
+        .start(lab.request("at-once", &["sh", "-c", "sleep 60"]))
+        .unwrap();
+    let ended = sessions
+        .end(&quick.id, false, Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(ended.exit_code, Some(130), "{ended:?}");
+    let end = Instant::now() + Duration::from_secs(5);
+    while lab.zellij().running().unwrap().contains(&quick.mux_name) {
+        assert!(Instant::now() < end, "the zellij session was left behind");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Its relay killed from outside: failed, and the zellij session it leaves is closed.
+    let pid_file = lab.path().join(format!("state/logs/{}.pid", s.id));
+    let pid = std::fs::read_to_string(&pid_file).expect("the relay's pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let dead = wait_for(&mut sessions, &s.id, SessionState::Failed);
+    assert!(
+        dead.reason
+            .as_deref()
+            .unwrap()
+            .contains("killed from outside"),
+        "{dead:?}"
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    while lab.zellij().running().unwrap().contains(&s.mux_name) {
+        assert!(
+            Instant::now() < end,
+            "the relay's zellij session was left behind"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -66,6 +66,9 @@ pub struct RelayArgs {
     exit_file: PathBuf,
     #[arg(long, value_name = "FILE")]
     pid_file: PathBuf,
+    /// Where the command runs
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
     /// The zellij program: the session is closed with it when the command has ended
     #[arg(long, value_name = "PROGRAM", requires = "session")]
     close_zellij: Option<PathBuf>,
@@ -423,6 +426,7 @@ fn relay(args: RelayArgs) -> ExitCode {
             exit_file: args.exit_file,
             pid_file: args.pid_file,
             command: args.command,
+            dir: args.dir,
             close: args.close_zellij.zip(args.session),
         })
     });

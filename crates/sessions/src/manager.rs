@@ -97,7 +97,8 @@ impl Sessions {
             store,
             state: StateStore::Local,
             mux: mux.into(),
-            logs,
+            // Absolute: a zellij session's relay runs in the session's directory.
+            logs: std::path::absolute(&logs).unwrap_or(logs),
             host: candybar_bus::host_name(),
             idle_us: idle.as_micros().min(i64::MAX as u128) as Micros,
             screens_read: std::collections::HashMap::new(),
@@ -329,6 +330,10 @@ impl Sessions {
                     s.reason = Some(format!("exited with {code}"));
                 }
             } else if !alive {
+                // What is left of it (a zellij session whose relay was killed) goes too.
+                if s.multiplexer == Multiplexer::Zellij {
+                    let _ = self.mux.of(s.multiplexer).kill(&s.mux_name);
+                }
                 s.state = SessionState::Failed;
                 s.ended_us = Some(now);
                 s.reason = Some(match s.multiplexer {

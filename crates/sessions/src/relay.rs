@@ -11,7 +11,7 @@ use std::io::{Read as _, Write as _};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -19,9 +19,11 @@ use rustix::termios::{OptionalActions, Termios, Winsize};
 
 /// How often the pane's size is compared with the command's terminal.
 const RESIZE_POLL: Duration = Duration::from_millis(250);
-/// After the command exits, how long output still on its way is waited for (a child it left
-/// behind may hold the terminal open for good).
-const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+/// After the command exits, output still on its way is waited for until none has come for
+/// this long (a child it left behind may hold the terminal open for good)…
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
+/// …and for this long at most.
+const DRAIN_MAX: Duration = Duration::from_secs(5);
 
 /// What `candybar session relay` was asked to do.
 #[derive(Clone, Debug)]
@@ -32,6 +34,8 @@ pub struct Relay {
     pub pid_file: PathBuf,
     /// The program and its arguments.
     pub command: Vec<String>,
+    /// Where it runs (given here, not as the pane's directory: zellij expands `$` there).
+    pub dir: Option<PathBuf>,
     /// The zellij program and the session to close when the command has ended.
     pub close: Option<(PathBuf, String)>,
 }
@@ -39,17 +43,22 @@ pub struct Relay {
 /// Runs the relay; its exit code is the command's (128 + the signal when one ended it, 127
 /// when it could not be started).
 pub fn run(relay: &Relay) -> i32 {
+    // Raw before anything can be typed in the pane: a Ctrl-C (the byte) goes to the command,
+    // never as SIGINT to the relay (which would leave no exit status and the session open).
+    let pane = std::io::stdin();
+    let raw = RawMode::enter(&pane);
     let _ = write_whole(&relay.pid_file, &format!("{}\n", std::process::id()));
-    let code = match relay_command(relay) {
+    let code = match relay_command(relay, &pane) {
         Ok(code) => code,
         Err(e) => {
             let program = relay.command.first().map_or("", String::as_str);
-            let message = format!("candybar: cannot run {program:?}: {e}\r\n");
+            let message = format!("candybar: cannot start {program:?}: {e}\r\n");
             let _ = std::io::stderr().write_all(message.as_bytes());
             let _ = append(&relay.log, message.as_bytes());
             127
         }
     };
+    drop(raw);
     let _ = write_whole(&relay.exit_file, &format!("{code}\n"));
     if let Some((zellij, session)) = &relay.close {
         // The pane's own session: this ends the relay too, the last thing it does.
@@ -63,7 +72,7 @@ pub fn run(relay: &Relay) -> i32 {
     code
 }
 
-fn relay_command(relay: &Relay) -> std::io::Result<i32> {
+fn relay_command(relay: &Relay, pane: &std::io::Stdin) -> std::io::Result<i32> {
     let Some((program, args)) = relay.command.split_first() else {
         return Err(std::io::Error::other("no command"));
     };
@@ -84,16 +93,18 @@ fn relay_command(relay: &Relay) -> std::io::Result<i32> {
         rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?;
-    let pane = std::io::stdin();
     if let Ok(size) = rustix::termios::tcgetwinsize(pane.as_fd()) {
         let _ = rustix::termios::tcsetwinsize(&terminal, size);
     }
     // util-linux `setsid --ctty` makes the command a session leader whose controlling terminal
     // is this one: Ctrl-C (the byte) becomes SIGINT for it, and it is the foreground job.
-    let mut child = command_on(&terminal, program, args)?.spawn()?;
+    let mut command = command_on(&terminal, program, args)?;
+    if let Some(dir) = &relay.dir {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn()?;
     drop(terminal);
 
-    let raw = RawMode::enter(&pane);
     let done = Arc::new(AtomicBool::new(false));
     {
         // Keys: pane → command. Ends with the process (a read blocks until a key comes).
@@ -126,28 +137,44 @@ fn relay_command(relay: &Relay) -> std::io::Result<i32> {
             }
         });
     }
-    // Output: command → pane and log, until the terminal is closed by all who hold it.
+    // Output: command → log, then pane, until the terminal is closed by all who hold it. The
+    // log comes first: it is what candybar reads; a pane that is slow to take it (zellij busy)
+    // must not keep the last lines from it.
     let (drained_tx, drained) = mpsc::sync_channel::<()>(1);
+    // When output last came, in ms since `began`.
+    let began = std::time::Instant::now();
+    let read_at = Arc::new(AtomicU64::new(0));
     let mut from_command = std::fs::File::from(master);
-    spawn("relay-output", move || {
-        let mut out = std::io::stdout();
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match from_command.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let _ = log.write_all(&buf[..n]);
-                    let _ = out.write_all(&buf[..n]);
-                    let _ = out.flush();
+    {
+        let read_at = Arc::clone(&read_at);
+        spawn("relay-output", move || {
+            let mut out = std::io::stdout();
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match from_command.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let _ = log.write_all(&buf[..n]);
+                        let ms = began.elapsed().as_millis();
+                        read_at.store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+                        let _ = out.write_all(&buf[..n]);
+                        let _ = out.flush();
+                    }
                 }
             }
-        }
-        let _ = drained_tx.send(());
-    });
+            let _ = drained_tx.send(());
+        });
+    }
     let status = child.wait()?;
-    let _ = drained.recv_timeout(DRAIN_AFTER_EXIT);
+    let exited = std::time::Instant::now();
+    while drained.recv_timeout(Duration::from_millis(50)).is_err() {
+        let last = Duration::from_millis(read_at.load(Ordering::Relaxed));
+        let quiet = began.elapsed().saturating_sub(last);
+        if quiet >= DRAIN_QUIET || exited.elapsed() >= DRAIN_MAX {
+            break;
+        }
+    }
     done.store(true, Ordering::Relaxed);
-    drop(raw);
     Ok(exit_code(status))
 }
 

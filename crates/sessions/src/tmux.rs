@@ -38,7 +38,10 @@ impl MuxSocket {
     /// How a person reaches the server by hand: `tmux -L candybar`.
     pub fn words(&self) -> String {
         let (flag, value) = self.flag();
-        format!("tmux {flag} {}", value.to_string_lossy())
+        format!(
+            "tmux {flag} {}",
+            crate::zellij::sh_word(&value.to_string_lossy())
+        )
     }
 }
 
@@ -204,7 +207,12 @@ impl Multiplex for Tmux {
     }
 
     fn attach_words(&self, name: &str) -> String {
-        format!("{} attach -t ={name}", self.socket.words())
+        // Quoted: zsh reads a word that begins with `=` as a command's path.
+        format!(
+            "{} attach -t {}",
+            self.socket.words(),
+            crate::zellij::sh_word(&format!("={name}"))
+        )
     }
 }
 

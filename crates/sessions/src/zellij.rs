@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::model::Multiplexer;
-use crate::mux::{Launch, Multiplex, MuxError, run_checked, spawn_error};
+use crate::mux::{Launch, Multiplex, MuxError, run_checked};
 
 /// candybar's configuration for the sessions' zellij servers.
 const CONFIG: &str = "// Written by candybar for its agent sessions; rewritten when it differs.
@@ -23,6 +23,18 @@ show_startup_tips false
 show_release_notes false
 session_serialization false
 ";
+
+/// The running binary, for the relay; after an upgrade in place Linux names it "… (deleted)",
+/// and the new one at the same path is the one to run.
+fn current_exe() -> PathBuf {
+    let Ok(exe) = std::env::current_exe() else {
+        return "candybar".into();
+    };
+    match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(path) if Path::new(path).exists() => path.into(),
+        _ => exe,
+    }
+}
 
 /// How long a new session's pane may take to start the relay.
 const RELAY_START_MAX: std::time::Duration = std::time::Duration::from_secs(10);
@@ -46,7 +58,7 @@ impl Default for Zellij {
         Self {
             program: "zellij".into(),
             socket_dir: None,
-            relay: std::env::current_exe().unwrap_or_else(|_| "candybar".into()),
+            relay: current_exe(),
         }
     }
 }
@@ -78,11 +90,11 @@ impl Zellij {
 
     /// The zellij version line; `Err(Missing)` when it is not installed.
     pub fn version(&self) -> Result<String, MuxError> {
-        let out = self
-            .command()
-            .arg("--version")
-            .output()
-            .map_err(|e| spawn_error(Multiplexer::Zellij, "--version", &e))?;
+        let out = run_checked(
+            Multiplexer::Zellij,
+            "--version",
+            self.command().arg("--version"),
+        )?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
@@ -97,18 +109,22 @@ impl Zellij {
             launch.exit_file.to_string_lossy().into_owned(),
             "--pid-file".into(),
             launch.pid_file.to_string_lossy().into_owned(),
+            "--dir".into(),
+            launch.dir.to_string_lossy().into_owned(),
             "--close-zellij".into(),
-            self.program.to_string_lossy().into_owned(),
+            absolute_program(&self.program)
+                .to_string_lossy()
+                .into_owned(),
             "--session".into(),
             launch.name.into(),
             "--".into(),
         ];
         args.extend(launch.command.iter().cloned());
         let args: Vec<String> = args.iter().map(|a| kdl_string(a)).collect();
+        // No `cwd=`: zellij expands `$NAME` in it (and in `command=`), not in `args`.
         format!(
-            "layout {{\n    pane command={} cwd={} {{\n        args {}\n    }}\n}}\n",
+            "layout {{\n    pane command={} close_on_exit=true {{\n        args {}\n    }}\n}}\n",
             kdl_string(&self.relay.to_string_lossy()),
-            kdl_string(&launch.dir.to_string_lossy()),
             args.join(" "),
         )
     }
@@ -121,12 +137,26 @@ impl Multiplex for Zellij {
             .parent()
             .unwrap_or_else(|| Path::new("."))
             .join("zellij.kdl");
-        if std::fs::read_to_string(&config).ok().as_deref() != Some(CONFIG) {
-            std::fs::write(&config, CONFIG).map_err(|e| MuxError::Failed {
+        if self.relay.to_string_lossy().contains('$') {
+            return Err(MuxError::Failed {
                 mux: Multiplexer::Zellij,
-                what: "configuration",
-                reason: format!("cannot write {}: {e}", config.display()),
-            })?;
+                what: "session relay",
+                reason: format!(
+                    "zellij would expand the `$` in candybar's path {}: run candybar from a path without one",
+                    self.relay.display()
+                ),
+            });
+        }
+        if std::fs::read_to_string(&config).ok().as_deref() != Some(CONFIG) {
+            // Whole or not at all: another candybar may start a session at the same moment.
+            let tmp = config.with_extension(format!("kdl.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, CONFIG)
+                .and_then(|()| std::fs::rename(&tmp, &config))
+                .map_err(|e| MuxError::Failed {
+                    mux: Multiplexer::Zellij,
+                    what: "configuration",
+                    reason: format!("cannot write {}: {e}", config.display()),
+                })?;
         }
         if let Some(dir) = &self.socket_dir {
             std::fs::create_dir_all(dir).map_err(|e| MuxError::Failed {
@@ -153,9 +183,12 @@ impl Multiplex for Zellij {
         // command that ended at once): from then on whether the session lives is told by that
         // process, not by `list-sessions`.
         let until = std::time::Instant::now() + RELAY_START_MAX;
-        while self.is_alive(launch.name, launch.pid_file) != Some(true)
-            && !launch.exit_file.exists()
-        {
+        let started = || match self.is_alive(launch.name, launch.pid_file) {
+            Some(alive) => alive,
+            // No `/proc` to look at the process: its pid file says it began.
+            None => launch.pid_file.exists(),
+        };
+        while !started() && !launch.exit_file.exists() {
             if std::time::Instant::now() >= until {
                 let _ = self.kill(launch.name);
                 return Err(MuxError::Failed {
@@ -206,13 +239,21 @@ impl Multiplex for Zellij {
         self.action(name, "write", &["3"]).map(|_| ())
     }
 
-    fn leader_pid(&self, _name: &str, pid_file: &Path) -> Result<u32, MuxError> {
+    fn leader_pid(&self, name: &str, pid_file: &Path) -> Result<u32, MuxError> {
         let text = std::fs::read_to_string(pid_file).unwrap_or_default();
-        text.trim().parse().map_err(|_| MuxError::Failed {
-            mux: Multiplexer::Zellij,
-            what: "relay",
-            reason: format!("no process id in {}", pid_file.display()),
-        })
+        let pid = text.trim().parse().ok();
+        // Only the session's own relay (a process id used again is someone else's).
+        match (pid, self.is_alive(name, pid_file)) {
+            (Some(pid), Some(true) | None) => Ok(pid),
+            _ => Err(MuxError::Failed {
+                mux: Multiplexer::Zellij,
+                what: "relay",
+                reason: format!(
+                    "the session's relay ({}) is not running",
+                    pid_file.display()
+                ),
+            }),
+        }
     }
 
     /// The relay's process is the session: it runs while the session does (zellij's
@@ -249,10 +290,35 @@ impl Multiplex for Zellij {
         let prefix = self
             .socket_dir
             .as_ref()
-            .map(|d| format!("ZELLIJ_SOCKET_DIR={} ", d.display()))
+            .map(|d| format!("ZELLIJ_SOCKET_DIR={} ", sh_word(&d.to_string_lossy())))
             .unwrap_or_default();
-        format!("{prefix}{} attach {name}", self.program.display())
+        format!(
+            "{prefix}{} attach {name}",
+            sh_word(&self.program.to_string_lossy())
+        )
     }
+}
+
+/// `s` as one word for a shell: as it is when it needs no quotes, else in single quotes.
+pub(crate) fn sh_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@%".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `program` with its directory: the relay runs in the session's directory, where a relative
+/// path or a name looked up on a different `PATH` would not find it.
+fn absolute_program(program: &Path) -> PathBuf {
+    if program.components().count() > 1 {
+        return std::path::absolute(program).unwrap_or_else(|_| program.to_owned());
+    }
+    crate::manager::find_program(&program.to_string_lossy(), Path::new("/"))
+        .unwrap_or_else(|| program.to_owned())
 }
 
 /// `s` as a KDL string: quoted, with `"`, `\` and control characters escaped.
@@ -284,5 +350,13 @@ mod tests {
     fn kdl_strings_keep_quotes_backslashes_and_newlines() {
         assert_eq!(kdl_string(r#"say "hi" \ now"#), r#""say \"hi\" \\ now""#);
         assert_eq!(kdl_string("a\nb\u{1}"), r#""a\nb\u{1}""#);
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(sh_word("/usr/bin/zellij"), "/usr/bin/zellij");
+        assert_eq!(sh_word("/tmp/my dir"), "'/tmp/my dir'");
+        assert_eq!(sh_word("=cb-x"), "'=cb-x'");
+        assert_eq!(sh_word("it's"), r"'it'\''s'");
     }
 }
