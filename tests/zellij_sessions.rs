@@ -118,6 +118,22 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Waits (5 s at most) until zellij no longer runs the session `name`; else fails with `why`.
+    fn wait_gone(&self, name: &str, why: &str) {
+        let end = Instant::now() + Duration::from_secs(5);
+        while self
+            .zellij()
+            .running()
+            .expect("zellij list-sessions")
+            .contains(name)
+        {
+            assert!(Instant::now() < end, "{why}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = std::process::Command::new(&self.zellij)
@@ -175,14 +191,7 @@ fn a_zellij_agent_asks_is_answered_and_its_exit_is_kept() {
     assert_eq!(ended.exit_code, Some(3));
     assert_eq!(ended.reason.as_deref(), Some("exited with 3"));
     assert_eq!(ended.last_line, "done");
-    let end = Instant::now() + Duration::from_secs(5);
-    while lab.zellij().running().unwrap().contains(&s.mux_name) {
-        assert!(
-            Instant::now() < end,
-            "the zellij session outlived its command"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_gone(&s.mux_name, "the zellij session outlived its command");
 
     // The log is what the terminal received, from the first byte, and nothing else.
     let log = std::fs::read(&ended.log).expect("the log");
@@ -433,11 +442,7 @@ fn odd_directories_and_an_end_right_after_the_start_leave_nothing_behind() {
         .end(&quick.id, false, Duration::from_secs(5))
         .unwrap();
     assert_eq!(ended.exit_code, Some(130), "{ended:?}");
-    let end = Instant::now() + Duration::from_secs(5);
-    while lab.zellij().running().unwrap().contains(&quick.mux_name) {
-        assert!(Instant::now() < end, "the zellij session was left behind");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_gone(&quick.mux_name, "the zellij session was left behind");
 
     // Its relay killed from outside: failed, and the zellij session it leaves is closed.
     let pid_file = lab.path().join(format!("state/logs/{}.pid", s.id));
@@ -455,12 +460,5 @@ fn odd_directories_and_an_end_right_after_the_start_leave_nothing_behind() {
             .contains("killed from outside"),
         "{dead:?}"
     );
-    let end = Instant::now() + Duration::from_secs(5);
-    while lab.zellij().running().unwrap().contains(&s.mux_name) {
-        assert!(
-            Instant::now() < end,
-            "the relay's zellij session was left behind"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_gone(&s.mux_name, "the relay's zellij session was left behind");
 }
