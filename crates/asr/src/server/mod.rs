@@ -832,39 +832,58 @@ impl Drop for ClientGuard {
     }
 }
 
-/// Takes an audio frame into the utterance (`samples`, its speech `tracker`, the audio since
-/// the last partial, where it starts in the connection's audio): whether it ends it — a pause
-/// after speech, or the length limit (`limits`: the largest frame in bytes, the longest utterance
-/// in samples) — or why the connection closes (a close code and words for the client).
-fn take_frame(
-    bytes: &[u8],
-    (max_frame_bytes, max_samples): (usize, usize),
-    input: &mut input::AudioInput,
-    samples: &mut Vec<f32>,
-    tracker: &mut SpeechTracker,
-    since_partial: &mut usize,
-    started_ms: &mut u64,
-) -> Result<bool, (u16, String)> {
-    if bytes.len() > max_frame_bytes {
-        return Err((
-            1009,
-            format!(
-                "frame of {} bytes is over the limit of {max_frame_bytes} bytes",
-                bytes.len()
-            ),
-        ));
+/// The utterance being heard on a connection: its audio and what is known of it.
+struct Utterance {
+    /// Turns the client's frames (PCM, or WebM/Opus) into samples.
+    input: input::AudioInput,
+    samples: Vec<f32>,
+    /// Where speech is, and whether a pause after it ended the utterance.
+    tracker: SpeechTracker,
+    /// Samples taken since the last partial decode began.
+    since_partial: usize,
+    /// Where the utterance starts within the connection's audio.
+    started_ms: u64,
+}
+
+impl Utterance {
+    /// Takes an audio frame: whether it ends the utterance — a pause after speech, or the
+    /// length limit (`limits`: the largest frame in bytes, the longest utterance in samples) —
+    /// or why the connection closes (a close code and words for the client).
+    fn take(
+        &mut self,
+        bytes: &[u8],
+        (max_frame_bytes, max_samples): (usize, usize),
+    ) -> Result<bool, (u16, String)> {
+        if bytes.len() > max_frame_bytes {
+            return Err((
+                1009,
+                format!(
+                    "frame of {} bytes is over the limit of {max_frame_bytes} bytes",
+                    bytes.len()
+                ),
+            ));
+        }
+        let before = self.samples.len();
+        self.input
+            .push(bytes, &mut self.samples)
+            .map_err(|m| (1007, m))?;
+        self.since_partial += self.samples.len() - before;
+        self.tracker.push(&self.samples[before..]);
+        if !self.tracker.heard_speech() && self.samples.len() > LEAD_IN {
+            // Skip silence before speech, keeping a short lead-in.
+            let cut = self.samples.len() - LEAD_IN;
+            self.samples.drain(..cut);
+            self.started_ms += cut as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+        }
+        Ok(self.samples.len() >= max_samples || self.tracker.utterance_ended())
     }
-    let before = samples.len();
-    input.push(bytes, samples).map_err(|m| (1007, m))?;
-    *since_partial += samples.len() - before;
-    tracker.push(&samples[before..]);
-    if !tracker.heard_speech() && samples.len() > LEAD_IN {
-        // Skip silence before speech, keeping a short lead-in.
-        let cut = samples.len() - LEAD_IN;
-        samples.drain(..cut);
-        *started_ms += cut as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+
+    /// Samples up to where the speech last stopped (what comes after is silence).
+    fn spoken(&self) -> usize {
+        self.samples
+            .len()
+            .saturating_sub(self.tracker.trailing_silence())
     }
-    Ok(samples.len() >= max_samples || tracker.utterance_ended())
 }
 
 #[allow(clippy::too_many_lines)] // the connection's whole life, read top to bottom
@@ -936,15 +955,17 @@ async fn connection(
     let max_samples = cfg.max_utterance_secs as usize * SAMPLE_RATE_HZ as usize;
     let partial_every = cfg.partial_every_ms as usize * SAMPLE_RATE_HZ as usize / 1000;
     let early_after = cfg.early_decode_ms as usize * SAMPLE_RATE_HZ as usize / 1000;
-    let mut samples: Vec<f32> = Vec::new();
-    let mut since_partial = 0usize;
+    let mut utt = Utterance {
+        input: input::AudioInput::default(),
+        samples: Vec::new(),
+        tracker: SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms),
+        since_partial: 0,
+        started_ms: 0,
+    };
     // The newest decode of this utterance and how many of its samples it read.
     let mut latest: Option<(usize, Transcript)> = None;
     let mut agreement = LocalAgreement::default();
-    let mut tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
     let mut segment = 0u32;
-    let mut started_ms = 0u64; // utterance start within the connection's audio
-    let mut input = input::AudioInput::default();
     let idle = Duration::from_secs(u64::from(cfg.idle_timeout_secs.max(1)));
     // What a partial decode read while it ran: where the frames it took left the utterance,
     // and a message it stopped at (the next one to handle).
@@ -994,22 +1015,16 @@ async fn connection(
             };
             match msg {
                 Message::Binary(bytes) if bytes.is_empty() => End::Eos,
-                Message::Binary(bytes) => match take_frame(
-                    &bytes,
-                    (cfg.max_frame_bytes, max_samples),
-                    &mut input,
-                    &mut samples,
-                    &mut tracker,
-                    &mut since_partial,
-                    &mut started_ms,
-                ) {
-                    Ok(true) => End::Auto,
-                    Ok(false) => End::No,
-                    Err((code, why)) => {
-                        close(&mut socket, &mut reply, code, &why).await;
-                        return;
+                Message::Binary(bytes) => {
+                    match utt.take(&bytes, (cfg.max_frame_bytes, max_samples)) {
+                        Ok(true) => End::Auto,
+                        Ok(false) => End::No,
+                        Err((code, why)) => {
+                            close(&mut socket, &mut reply, code, &why).await;
+                            return;
+                        }
                     }
-                },
+                }
                 Message::Text(text) => match parse_client_text(&text) {
                     Ok(ClientText::Eos) => End::Eos,
                     Ok(ClientText::Config {
@@ -1058,18 +1073,18 @@ async fn connection(
         };
         if end != End::No {
             let speech_end = Instant::now();
-            input.end_utterance();
-            let mut audio = std::mem::take(&mut samples);
-            since_partial = 0;
+            utt.input.end_utterance();
+            let mut audio = std::mem::take(&mut utt.samples);
+            utt.since_partial = 0;
             agreement = LocalAgreement::default();
-            let heard = tracker.heard_speech();
+            let heard = utt.tracker.heard_speech();
             // Where the last speech ended: everything after it is silence.
-            let spoken = audio.len().saturating_sub(tracker.trailing_silence());
-            tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
+            let spoken = audio.len().saturating_sub(utt.tracker.trailing_silence());
+            utt.tracker = SpeechTracker::new(cfg.vad_threshold_rms, cfg.pause_ms);
             let reuse = latest.take().filter(|(read, _)| *read >= spoken);
             if !heard {
                 // Silence only: nothing to decode (Whisper would invent words).
-                started_ms += audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
+                utt.started_ms += audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
             } else if !audio.is_empty() {
                 let audio_ms = audio.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ);
                 let result = if let Some((_, t)) = reuse {
@@ -1089,8 +1104,8 @@ async fn connection(
                             is_final: true,
                             timestamp: format_rfc3339(now_us()),
                             confidence: t.confidence,
-                            start_ms: started_ms,
-                            end_ms: started_ms + audio_ms,
+                            start_ms: utt.started_ms,
+                            end_ms: utt.started_ms + audio_ms,
                             segment,
                         })
                     }
@@ -1098,7 +1113,7 @@ async fn connection(
                         message: format!("transcription failed: {e}"),
                     },
                 };
-                started_ms += audio_ms;
+                utt.started_ms += audio_ms;
                 segment += 1;
                 state.utterances.fetch_add(1, Ordering::Relaxed);
                 let ok = reply.send(&mut socket, &msg).await;
@@ -1120,21 +1135,22 @@ async fn connection(
         // Decode again when there is speech no decode has read: every `partial_every` of new
         // audio, and at once when a pause begins, so that if the speech has ended the final text
         // is ready. The first words come sooner: after half a second of the utterance.
-        let spoken = samples.len().saturating_sub(tracker.trailing_silence());
+        let spoken = utt.spoken();
         let unread = latest.as_ref().is_none_or(|(read, _)| *read < spoken);
-        let pause_began = early_after > 0 && tracker.trailing_silence() >= early_after;
-        let first_words = latest.is_none() && samples.len() >= LEAD_IN + FIRST_PARTIAL;
+        let pause_began = early_after > 0 && utt.tracker.trailing_silence() >= early_after;
+        let first_words = latest.is_none() && utt.samples.len() >= LEAD_IN + FIRST_PARTIAL;
         // (A message waiting to be handled — the end of speech, say — goes first.)
-        if tracker.heard_speech()
+        if utt.tracker.heard_speech()
             && unread
             && held.is_none()
             && (pause_began
                 || first_words
-                || (since_partial >= partial_every && samples.len() >= SAMPLE_RATE_HZ as usize))
+                || (utt.since_partial >= partial_every
+                    && utt.samples.len() >= SAMPLE_RATE_HZ as usize))
         {
-            since_partial = 0;
-            let read = samples.len();
-            let whole = pause_began || tracker.trailing_silence() > 0;
+            utt.since_partial = 0;
+            let read = utt.samples.len();
+            let whole = pause_began || utt.tracker.trailing_silence() > 0;
             // Mid-speech, frames are still read while the decode waits and runs. When the
             // client ends the speech meanwhile, a decode that lacks the last words is of no use
             // (the final decodes it all): it is given up, and the final comes next rather than
@@ -1145,7 +1161,7 @@ async fn connection(
             let began = AtomicBool::new(false);
             let mut decoding = Box::pin(decode_unless(
                 &state,
-                samples.clone(),
+                utt.samples.clone(),
                 DecodeOptions {
                     language: language.clone(),
                     abort: abort.clone(),
@@ -1167,20 +1183,12 @@ async fn connection(
                         let (speech_over, by_client) = match m {
                             Some(Ok(Message::Binary(bytes))) if !bytes.is_empty() => {
                                 taken = true;
-                                match take_frame(
-                                    &bytes,
-                                    (cfg.max_frame_bytes, max_samples),
-                                    &mut input,
-                                    &mut samples,
-                                    &mut tracker,
-                                    &mut since_partial,
-                                    &mut started_ms,
-                                ) {
+                                match utt.take(&bytes, (cfg.max_frame_bytes, max_samples)) {
                                     Ok(e) => ended |= e,
                                     Err(why) => refused = Some(why),
                                 }
                                 let paused = early_after > 0
-                                    && tracker.trailing_silence() >= early_after;
+                                    && utt.tracker.trailing_silence() >= early_after;
                                 (ended || refused.is_some() || paused, ended || refused.is_some())
                             }
                             other => {
@@ -1197,7 +1205,7 @@ async fn connection(
                             }
                         };
                         // Unless it read all the speech there is: then it is the final text.
-                        let spoken = samples.len().saturating_sub(tracker.trailing_silence());
+                        let spoken = utt.spoken();
                         let others_wait = state.waiting.load(Ordering::Relaxed) > 0;
                         if speech_over
                             && spoken > read
@@ -1240,8 +1248,8 @@ async fn connection(
                     is_final: false,
                     timestamp: format_rfc3339(now_us()),
                     confidence: t.confidence,
-                    start_ms: started_ms,
-                    end_ms: started_ms + read as u64 * 1000 / u64::from(SAMPLE_RATE_HZ),
+                    start_ms: utt.started_ms,
+                    end_ms: utt.started_ms + read as u64 * 1000 / u64::from(SAMPLE_RATE_HZ),
                     segment,
                 });
                 latest = Some((read, t));
