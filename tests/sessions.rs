@@ -295,12 +295,16 @@ fn bad_input_and_missing_tools_get_a_clear_message() {
         );
         assert!(!err.contains("panicked"), "{err}");
     };
-    // No tmux on PATH (the command itself is given by its path).
+    // No tmux on PATH (the command itself is given by its path), nor zellij to fall back on.
     refused(
         &[
             "session", "start", "x", "--dir", dir, "--", "/bin/sh", "-c", "true",
         ],
-        &[("PATH", "/nonexistent")],
+        &[
+            ("PATH", "/nonexistent"),
+            ("CANDYBAR_ZELLIJ", "/nonexistent/zellij"),
+            ("CANDYBAR_MULTIPLEXER", ""),
+        ],
         "tmux is not installed",
     );
     refused(

@@ -113,6 +113,8 @@ impl Lab {
                 ("CANDYBAR_SESSIONS_DIR", path_str(&state)),
                 ("CANDYBAR_ZELLIJ", path_str(&self.zellij)),
                 ("CANDYBAR_ZELLIJ_SOCKET_DIR", path_str(&sockets)),
+                // (Unset: the default choice, whatever the developer's shell says.)
+                ("CANDYBAR_MULTIPLEXER", ""),
             ],
         )
     }
@@ -380,6 +382,41 @@ fn the_cli_starts_a_zellij_session_on_request_and_says_how_to_attach() {
     }
     let (_, logs, _) = lab.run(&["session", "logs", &id]);
     assert!(logs.contains("you said: y\ndone"), "{logs}");
+
+    // A candybar started with SIGINT ignored (as `cmd &` in a script, or CI, starts it): the
+    // agent still hears Ctrl-C — an ignored signal would stay ignored down to it.
+    let state = lab.path().join("cli-state");
+    let sockets = lab.path().join("zs");
+    let started = std::process::Command::new("sh")
+        .args(["-c", "trap '' INT QUIT; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_candybar"))
+        .args([
+            "session", "start", "deaf", "--mux", "zellij", "--dir", dir, "--",
+        ])
+        .args(["sh", "-c", "echo listening; sleep 60"])
+        .env("CANDYBAR_CONFIG", "/nonexistent/candybar-test-config.toml")
+        .env("CANDYBAR_SESSIONS_DIR", &state)
+        .env("CANDYBAR_ZELLIJ", &lab.zellij)
+        .env("CANDYBAR_ZELLIJ_SOCKET_DIR", &sockets)
+        .output()
+        .expect("run candybar with SIGINT ignored");
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !lab
+        .run(&["session", "logs", "deaf"])
+        .1
+        .contains("listening")
+    {
+        assert!(Instant::now() < end, "the session never printed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out, err) = lab.run(&["session", "end", "deaf"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Ctrl-C; exited with 130"), "{out}{err}");
 
     // `--help` says which multiplexer a session gets on this machine.
     let (_, help, _) = lab.run(&["session", "start", "--help"]);

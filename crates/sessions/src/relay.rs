@@ -43,12 +43,13 @@ pub struct Relay {
 /// Runs the relay; its exit code is the command's (128 + the signal when one ended it, 127
 /// when it could not be started).
 pub fn run(relay: &Relay) -> i32 {
+    let hung_up = handle_signals();
     // Raw before anything can be typed in the pane: a Ctrl-C (the byte) goes to the command,
     // never as SIGINT to the relay (which would leave no exit status and the session open).
     let pane = std::io::stdin();
     let raw = RawMode::enter(&pane);
     let _ = write_whole(&relay.pid_file, &format!("{}\n", std::process::id()));
-    let code = match relay_command(relay, &pane) {
+    let code = match relay_command(relay, &pane, hung_up) {
         Ok(code) => code,
         Err(e) => {
             let program = relay.command.first().map_or("", String::as_str);
@@ -72,7 +73,11 @@ pub fn run(relay: &Relay) -> i32 {
     code
 }
 
-fn relay_command(relay: &Relay, pane: &std::io::Stdin) -> std::io::Result<i32> {
+fn relay_command(
+    relay: &Relay,
+    pane: &std::io::Stdin,
+    hung_up: Arc<AtomicBool>,
+) -> std::io::Result<i32> {
     let Some((program, args)) = relay.command.split_first() else {
         return Err(std::io::Error::other("no command"));
     };
@@ -80,19 +85,7 @@ fn relay_command(relay: &Relay, pane: &std::io::Stdin) -> std::io::Result<i32> {
         .create(true)
         .append(true)
         .open(&relay.log)?;
-    let master = rustix::pty::openpt(
-        rustix::pty::OpenptFlags::RDWR
-            | rustix::pty::OpenptFlags::NOCTTY
-            | rustix::pty::OpenptFlags::CLOEXEC,
-    )?;
-    rustix::pty::grantpt(&master)?;
-    rustix::pty::unlockpt(&master)?;
-    let name = rustix::pty::ptsname(&master, Vec::new())?;
-    let terminal: OwnedFd = rustix::fs::open(
-        name.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
+    let (master, terminal) = open_pty()?;
     if let Ok(size) = rustix::termios::tcgetwinsize(pane.as_fd()) {
         let _ = rustix::termios::tcsetwinsize(&terminal, size);
     }
@@ -106,6 +99,16 @@ fn relay_command(relay: &Relay, pane: &std::io::Stdin) -> std::io::Result<i32> {
     drop(terminal);
 
     let done = Arc::new(AtomicBool::new(false));
+    // The pane hung up (its zellij session was killed): the relay ends as it would have by
+    // default; the command gets its hang-up as its terminal closes.
+    spawn("relay-hangup", move || {
+        loop {
+            if hung_up.load(Ordering::Relaxed) {
+                std::process::exit(128 + signal_hook::consts::SIGHUP);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
     {
         // Keys: pane → command. Ends with the process (a read blocks until a key comes).
         let mut to_command = std::fs::File::from(master.try_clone()?);
@@ -178,6 +181,24 @@ fn relay_command(relay: &Relay, pane: &std::io::Stdin) -> std::io::Result<i32> {
     Ok(exit_code(status))
 }
 
+/// A new terminal: its master side (the relay's) and the terminal the command gets.
+fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let master = rustix::pty::openpt(
+        rustix::pty::OpenptFlags::RDWR
+            | rustix::pty::OpenptFlags::NOCTTY
+            | rustix::pty::OpenptFlags::CLOEXEC,
+    )?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let name = rustix::pty::ptsname(&master, Vec::new())?;
+    let terminal = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    Ok((master, terminal))
+}
+
 /// `program args` on `terminal` (stdin, stdout, stderr), its controlling terminal where
 /// `setsid` is installed.
 fn command_on(terminal: &OwnedFd, program: &str, args: &[String]) -> std::io::Result<Command> {
@@ -193,6 +214,24 @@ fn command_on(terminal: &OwnedFd, program: &str, args: &[String]) -> std::io::Re
         .stdout(terminal.try_clone()?)
         .stderr(terminal.try_clone()?);
     Ok(c)
+}
+
+/// Catches the signals a terminal sends, so that the command starts with their default
+/// handling whatever the relay inherited: a process started in the background by a
+/// non-interactive shell (`cmd &`, as CI and services run things) has SIGINT and SIGQUIT
+/// ignored, `nohup` SIGHUP — and an ignored signal stays ignored across `exec`, so Ctrl-C
+/// would not stop the agent. A caught one goes back to its default at `exec`. The relay itself
+/// ignores SIGINT, SIGQUIT and SIGTSTP (the pane is raw; they can only come from `kill`) and
+/// ends on SIGHUP (the flag returned).
+fn handle_signals() -> Arc<AtomicBool> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTSTP};
+    let ignored = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGQUIT, SIGTSTP] {
+        let _ = signal_hook::flag::register(signal, Arc::clone(&ignored));
+    }
+    let hung_up = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(SIGHUP, Arc::clone(&hung_up));
+    hung_up
 }
 
 /// A named thread; one that cannot start leaves that part undone (the relay goes on).
