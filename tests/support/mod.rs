@@ -699,7 +699,9 @@ impl Pulse {
                 "this test needs PulseAudio and none is installed: run `sudo apt-get install pulseaudio pulseaudio-utils` (or .ci/install-deps)"
             ),
             _ => panic!(
-                "PulseAudio did not start: {}",
+                "PulseAudio did not start ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             ),
         }
