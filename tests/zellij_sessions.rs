@@ -176,11 +176,21 @@ fn a_zellij_agent_asks_is_answered_and_its_exit_is_kept() {
         .start(lab.request("fix: the.build", &[&agent, "hello \"world\""]))
         .expect("start");
     assert_eq!(s.multiplexer, Multiplexer::Zellij);
-    assert!(
-        lab.zellij().running().unwrap().contains(&s.mux_name),
-        "a zellij session named {} runs",
-        s.mux_name
-    );
+    // zellij lists it (`list-sessions` can pass over a server busy starting: asked again).
+    let end = Instant::now() + Duration::from_secs(5);
+    while !lab
+        .zellij()
+        .running()
+        .expect("zellij list-sessions")
+        .contains(&s.mux_name)
+    {
+        assert!(
+            Instant::now() < end,
+            "no zellij session named {} runs",
+            s.mux_name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // The question is on the screen (zellij's dump of the pane): waiting for input.
     let asking = wait_for(&mut sessions, &s.id, SessionState::WaitingInput);
@@ -498,4 +508,58 @@ fn odd_directories_and_an_end_right_after_the_start_leave_nothing_behind() {
         "{dead:?}"
     );
     lab.wait_gone(&s.mux_name, "the relay's zellij session was left behind");
+}
+
+#[test]
+fn the_agents_terminal_follows_the_size_of_the_terminal_attached() {
+    let lab = Lab::new();
+    let x = support::Xvfb::start();
+    assert!(
+        std::process::Command::new("xterm")
+            .arg("-version")
+            .output()
+            .is_ok(),
+        "this test needs a terminal emulator: sudo apt-get install xterm"
+    );
+    let mut sessions = lab.sessions(Duration::from_mins(1));
+    let s = sessions
+        .start(lab.request(
+            "sized",
+            &[
+                "sh",
+                "-c",
+                "trap 'echo resized $(stty size)' WINCH; echo ready; while true; do sleep 0.1; done",
+            ],
+        ))
+        .unwrap();
+    let log = || candybar_sessions::manager::tail_text(&s.log, 1 << 16);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !log().contains("ready") {
+        assert!(Instant::now() < end, "the agent never started: {}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A person attaches from a 120 × 40 terminal: the pane, and the agent's terminal, take its
+    // size (zellij draws no frame around a lone pane here).
+    let attach = lab.zellij().attach_command(&s.mux_name);
+    let mut xterm = std::process::Command::new("xterm")
+        .args(["-geometry", "120x40", "-e"])
+        .arg(attach.get_program())
+        .args(attach.get_args())
+        .envs(attach.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("DISPLAY", &x.display)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run xterm");
+    let end = Instant::now() + Duration::from_secs(15);
+    while !log().contains("resized 40 120") {
+        assert!(
+            Instant::now() < end,
+            "the agent's terminal did not follow the attached terminal's size: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = xterm.kill();
+    let _ = xterm.wait();
 }

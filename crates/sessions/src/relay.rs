@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use rustix::termios::{OptionalActions, Termios, Winsize};
+use rustix::termios::{OptionalActions, Termios};
+use signal_hook::consts::{SIGHUP, SIGWINCH};
+use signal_hook::iterator::Signals;
 
-/// How often the pane's size is compared with the command's terminal.
-const RESIZE_POLL: Duration = Duration::from_millis(250);
 /// After the command exits, output still on its way is waited for until none has come for
 /// this long (a child it left behind may hold the terminal open for good)…
 const DRAIN_QUIET: Duration = Duration::from_millis(500);
@@ -43,13 +43,13 @@ pub struct Relay {
 /// Runs the relay; its exit code is the command's (128 + the signal when one ended it, 127
 /// when it could not be started).
 pub fn run(relay: &Relay) -> i32 {
-    let hung_up = handle_signals();
+    let signals = handle_signals();
     // Raw before anything can be typed in the pane: a Ctrl-C (the byte) goes to the command,
     // never as SIGINT to the relay (which would leave no exit status and the session open).
     let pane = std::io::stdin();
     let raw = RawMode::enter(&pane);
     let _ = write_whole(&relay.pid_file, &format!("{}\n", std::process::id()));
-    let code = match relay_command(relay, &pane, hung_up) {
+    let code = match relay_command(relay, &pane, signals) {
         Ok(code) => code,
         Err(e) => {
             let program = relay.command.first().map_or("", String::as_str);
@@ -76,7 +76,7 @@ pub fn run(relay: &Relay) -> i32 {
 fn relay_command(
     relay: &Relay,
     pane: &std::io::Stdin,
-    hung_up: Arc<AtomicBool>,
+    signals: Option<Signals>,
 ) -> std::io::Result<i32> {
     let Some((program, args)) = relay.command.split_first() else {
         return Err(std::io::Error::other("no command"));
@@ -98,17 +98,23 @@ fn relay_command(
     let mut child = command.spawn()?;
     drop(terminal);
 
-    let done = Arc::new(AtomicBool::new(false));
-    // The pane hung up (its zellij session was killed): the relay ends as it would have by
-    // default; the command gets its hang-up as its terminal closes.
-    spawn("relay-hangup", move || {
-        loop {
-            if hung_up.load(Ordering::Relaxed) {
-                std::process::exit(128 + signal_hook::consts::SIGHUP);
+    if let Some(mut signals) = signals {
+        let resize_to = master.try_clone()?;
+        spawn("relay-signals", move || {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    // The pane hung up (its zellij session was killed): the relay ends as it
+                    // would have by default; the command gets its hang-up as its terminal
+                    // closes.
+                    std::process::exit(128 + SIGHUP);
+                }
+                // SIGWINCH: the pane was resized; the command's terminal follows.
+                if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin().as_fd()) {
+                    let _ = rustix::termios::tcsetwinsize(&resize_to, size);
+                }
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
+        });
+    }
     {
         // Keys: pane → command. Ends with the process (a read blocks until a key comes).
         let mut to_command = std::fs::File::from(master.try_clone()?);
@@ -119,24 +125,6 @@ fn relay_command(
                 if n == 0 || to_command.write_all(&buf[..n]).is_err() {
                     break;
                 }
-            }
-        });
-    }
-    {
-        let resize_to = master.try_clone()?;
-        let done = Arc::clone(&done);
-        spawn("relay-size", move || {
-            let mut last: Option<Winsize> = None;
-            while !done.load(Ordering::Relaxed) {
-                if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin().as_fd()) {
-                    let changed =
-                        last.is_none_or(|l| (l.ws_row, l.ws_col) != (size.ws_row, size.ws_col));
-                    if changed {
-                        let _ = rustix::termios::tcsetwinsize(&resize_to, size);
-                        last = Some(size);
-                    }
-                }
-                std::thread::sleep(RESIZE_POLL);
             }
         });
     }
@@ -177,7 +165,6 @@ fn relay_command(
             break;
         }
     }
-    done.store(true, Ordering::Relaxed);
     Ok(exit_code(status))
 }
 
@@ -221,17 +208,16 @@ fn command_on(terminal: &OwnedFd, program: &str, args: &[String]) -> std::io::Re
 /// non-interactive shell (`cmd &`, as CI and services run things) has SIGINT and SIGQUIT
 /// ignored, `nohup` SIGHUP — and an ignored signal stays ignored across `exec`, so Ctrl-C
 /// would not stop the agent. A caught one goes back to its default at `exec`. The relay itself
-/// ignores SIGINT, SIGQUIT and SIGTSTP (the pane is raw; they can only come from `kill`) and
-/// ends on SIGHUP (the flag returned).
-fn handle_signals() -> Arc<AtomicBool> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTSTP};
+/// ignores SIGINT, SIGQUIT and SIGTSTP (the pane is raw; they can only come from `kill`); the
+/// returned SIGHUP (end) and SIGWINCH (the pane resized) are waited for on a thread — a signal
+/// that comes before it starts waits for it.
+fn handle_signals() -> Option<Signals> {
+    use signal_hook::consts::{SIGINT, SIGQUIT, SIGTSTP};
     let ignored = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGQUIT, SIGTSTP] {
         let _ = signal_hook::flag::register(signal, Arc::clone(&ignored));
     }
-    let hung_up = Arc::new(AtomicBool::new(false));
-    let _ = signal_hook::flag::register(SIGHUP, Arc::clone(&hung_up));
-    hung_up
+    Signals::new([SIGHUP, SIGWINCH]).ok()
 }
 
 /// A named thread; one that cannot start leaves that part undone (the relay goes on).
