@@ -311,6 +311,130 @@ fn import_keeps_the_good_lines_names_the_broken_ones_and_never_doubles() {
     assert!(err.contains("cannot read /nonexistent/x.ndjson"), "{err}");
 }
 
+/// `candybar query --journal JOURNAL` with `extra`: exit code, stdout, stderr.
+fn query_out(journal: &std::path::Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec!["query", "--journal", path_str(journal)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// A journal whose blocks are out of time order (an import of older events after newer):
+/// `g-00`..`g-19`, received 2026-12-01 10:00–10:49.
+fn imported_out_of_order(dir: &std::path::Path) -> std::path::PathBuf {
+    let journal = dir.join("journal");
+    let line = |i: usize, minute: usize| {
+        format!(
+            r#"{{"seq":{i},"received_at":"2026-12-01T10:{minute:02}:00Z","routing_key":"agent.thread.prompt","body":{{"event_id":"g-{i:02}","event_type":"agent.thread.prompt"}}}}"#
+        ) + "\n"
+    };
+    let newer: String = (10..20).map(|i| line(i, 30 + i)).collect();
+    let older: String = (0..10).map(|i| line(i, i)).collect();
+    for (name, text) in [("newer.ndjson", newer), ("older.ndjson", older)] {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        let (code, _, err) = import(&file, &journal);
+        assert_eq!(code, Some(0), "{err}");
+    }
+    journal
+}
+
+/// Where nothing was recorded: a line in words in text; with `--gaps`, a record of its own in
+/// NDJSON and JSON, in its place among the events; never in CSV. JSON stays one valid array
+/// when the journal's blocks are out of time order. An import leaves gap lines out and says so;
+/// a replay shows them.
+#[test]
+fn gaps_come_out_in_their_place_for_scripts_that_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = imported_out_of_order(dir.path());
+    let expected: Vec<String> = (0..20).map(|i| format!("g-{i:02}")).collect();
+    let (code, json, err) = query_out(&journal, &["--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let array: Vec<Value> = serde_json::from_str(&json).expect("one valid JSON array");
+    assert_eq!(support::journal::ids_of(&array), expected, "oldest first");
+
+    // A recorder started long after the newest event marks the time between as a gap.
+    let keep_all = [("CANDYBAR_JOURNAL_MAX_AGE", "10000d")];
+    let rec = Candybar::spawn_env(
+        &["record", "--demo", "--journal", path_str(&journal)],
+        &keep_all,
+    );
+    rec.wait_stderr("recording the demo feed", 1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1500));
+    rec.signal("TERM");
+    let (code, err) = rec.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{err}");
+
+    let records = support::journal::query(&journal, &["--gaps"]);
+    let is_gap = |r: &Value| r.get("gap").is_some();
+    assert_eq!(
+        records.iter().filter(|r| is_gap(r)).count(),
+        1,
+        "{records:?}"
+    );
+    let at = records.iter().position(is_gap).unwrap();
+    assert_eq!(support::journal::ids_of(&records[..at]), expected);
+    assert!(records.len() > at + 1, "the demo's events follow the gap");
+    let gap = &records[at]["gap"];
+    let start = gap["start"].as_str().unwrap();
+    assert!(
+        start.starts_with("2026-12-01T10:49:00"),
+        "from the newest event: {gap}"
+    );
+    assert_eq!(gap["reason"], "nothing was recording");
+    assert_eq!(gap["lossless"], false, "the demo kept nothing meanwhile");
+    assert!(gap["seconds"].as_f64().unwrap() > 86_400.0, "{gap}");
+    // Without `--gaps`, events only; text always shows the gap, with its dates across days.
+    assert!(!support::journal::query(&journal, &[]).iter().any(is_gap));
+    let (_, text, _) = query_out(&journal, &[]);
+    assert!(text.contains("── gap 2026-12-01T10:49:00"), "{text}");
+    assert!(text.contains("nothing was recording"), "{text}");
+    let (_, json, _) = query_out(&journal, &["--format", "json", "--gaps"]);
+    let array: Vec<Value> = serde_json::from_str(&json).expect("one valid JSON array");
+    assert!(is_gap(&array[at]), "{:?}", array[at]);
+    let (code, _, err) = query_out(&journal, &["--format", "csv", "--gaps"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--gaps needs --format ndjson or json"),
+        "{err}"
+    );
+
+    // The export with its gap, imported elsewhere: the events, not the gap.
+    let (_, ndjson, _) = query_out(&journal, &["--format", "ndjson", "--gaps"]);
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, ndjson).unwrap();
+    let other = dir.path().join("other");
+    let (code, _, err) = import(&file, &other);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("1 gap lines") && err.contains("not imported"),
+        "{err}"
+    );
+    assert!(err.contains("0 broken lines"), "{err}");
+    let back = support::journal::query(&other, &["--gaps"]);
+    assert_eq!(back.len(), records.len() - 1);
+    assert!(!back.iter().any(is_gap));
+    // Replayed, it shows where nothing was received, as a live gap does.
+    let args = [
+        "tail",
+        "--replay",
+        path_str(&file),
+        "--replay-fast",
+        "--format",
+        "ndjson",
+    ];
+    let (code, out, err) = run(&args);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().count(),
+        records.len() - 1,
+        "events only on stdout"
+    );
+    assert!(
+        err.contains("gap ") && err.contains("nothing was recording"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_damaged_journal_is_reported_once_and_the_rest_is_read() {
     let (_dir, journal) = imported(5000);

@@ -131,7 +131,7 @@ pub fn bench_journal(a: &JournalBenchArgs) -> anyhow::Result<serde_json::Value> 
     };
     for expr in exprs {
         let filter = Filter::new(&expr).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut matcher = Matcher::new(filter, QueryFormat::Ndjson);
+        let mut matcher = Matcher::new(filter, QueryFormat::Ndjson, false);
         // One pass, timed: what it printed and how many bytes.
         let mut time = |matcher: &mut Matcher, how: (usize, bool)| {
             let mut out = Vec::new();
@@ -156,8 +156,10 @@ pub fn bench_journal(a: &JournalBenchArgs) -> anyhow::Result<serde_json::Value> 
         let (printed, bytes, elapsed) = time(&mut matcher, (all_cores(), true));
         let baseline = if a.baseline {
             let filter = Filter::new(&expr).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (same, _, elapsed) =
-                time(&mut Matcher::new(filter, QueryFormat::Ndjson), (1, false));
+            let (same, _, elapsed) = time(
+                &mut Matcher::new(filter, QueryFormat::Ndjson, false),
+                (1, false),
+            );
             anyhow::ensure!(
                 same == printed,
                 "the baseline of {expr} found {same} events, the screened pass {printed}"

@@ -15,7 +15,7 @@ use candybar_bus::amqp::{QueueMode, StreamStart};
 use candybar_bus::{AckGate, SourceMsg};
 use candybar_core::config::Retention;
 use candybar_core::event::RawMessage;
-use candybar_core::export::{ExportEncoder, ExportFormat, read_ndjson_line};
+use candybar_core::export::{ExportEncoder, ExportFormat, GapRecord, Record, read_ndjson_line};
 use candybar_core::filter::{Filter, FilteredView, parse_duration};
 use candybar_core::store::{EventStore, StoreConfig};
 use candybar_core::time::{Micros, now_us, parse_rfc3339_us};
@@ -364,6 +364,11 @@ pub struct QueryArgs {
     /// Keep going: print new events as they are journaled
     #[arg(long)]
     follow: bool,
+    /// NDJSON and JSON: also the times nothing was received, each a record of its own
+    /// (`{"gap":{"start","end","seconds","reason","lossless"}}`) in its place among the events;
+    /// text always shows them
+    #[arg(long)]
+    gaps: bool,
 }
 
 /// `2h` (ago) or an RFC 3339 moment.
@@ -412,11 +417,13 @@ pub(crate) struct Matcher {
     next_seq: u64,
     encoder: ExportEncoder,
     text: bool,
+    /// Gaps among the events: always in text, in the machine formats with `--gaps`.
+    gaps: bool,
     order: u64,
 }
 
 impl Matcher {
-    pub(crate) fn new(filter: Filter, format: QueryFormat) -> Self {
+    pub(crate) fn new(filter: Filter, format: QueryFormat, gaps: bool) -> Self {
         let export = match format {
             QueryFormat::Json => ExportFormat::Json,
             QueryFormat::Csv => ExportFormat::Csv,
@@ -432,6 +439,7 @@ impl Matcher {
             next_seq: 0,
             encoder: ExportEncoder::new(export),
             text: format == QueryFormat::Text,
+            gaps: gaps || format == QueryFormat::Text,
             order: 0,
         }
     }
@@ -461,20 +469,34 @@ impl Matcher {
                 Entry::Event(m) if screened || screen.keeps(m) => {
                     self.store.insert(m);
                 }
-                // Text shows where nothing was received, in its place; the machine formats
-                // stay one event per record.
+                // Where nothing was received, in its place: in words for people; a record of
+                // its own in the machine formats when asked (`--gaps`; scripts that expect
+                // events only get events by default).
                 Entry::Gap {
                     start_us,
                     end_us,
                     reason,
                     lossless,
-                } if self.text && (since..until).contains(end_us) => {
+                } if self.gaps && (since..until).contains(end_us) => {
                     self.order += 1;
-                    let line = super::gap_text(*start_us, *end_us, reason, *lossless);
+                    let bytes = if self.text {
+                        let line = super::gap_text(*start_us, *end_us, reason, *lossless);
+                        format!("── {line}\n").into_bytes()
+                    } else {
+                        let mut b = Vec::new();
+                        let gap = GapRecord {
+                            start_us: *start_us,
+                            end_us: *end_us,
+                            reason: reason.clone(),
+                            lossless: *lossless,
+                        };
+                        self.encoder.gap_record(&gap, &mut b);
+                        b
+                    };
                     out.push(Pending {
                         time: *end_us,
                         order: self.order,
-                        bytes: format!("── {line}\n").into_bytes(),
+                        bytes,
                         event: false,
                     });
                 }
@@ -490,7 +512,7 @@ impl Matcher {
                 if self.text {
                     super::tail::write_text(&event, &mut bytes);
                 } else {
-                    self.encoder.event(&event, &mut bytes);
+                    self.encoder.record(&event, &mut bytes);
                 }
                 self.order += 1;
                 out.push(Pending {
@@ -502,6 +524,12 @@ impl Matcher {
             }
         }
         self.next_seq = self.store.end_seq();
+    }
+
+    /// Appends a match where it is printed, with what the format puts between records (JSON's
+    /// commas follow the printed order, not the order blocks were read in).
+    fn put(&mut self, p: &Pending, out: &mut Vec<u8>) {
+        self.encoder.place(&p.bytes, out);
     }
 }
 
@@ -629,7 +657,7 @@ pub(crate) fn pass(
             .is_some_and(|p: &Pending| p.time < oldest_ahead[i + 1])
         {
             let Some(p) = heap.pop() else { break };
-            out.extend_from_slice(&p.bytes);
+            matcher.put(&p, out);
             printed += u64::from(p.event);
             if printed >= limit {
                 return ControlFlow::Break(());
@@ -647,7 +675,7 @@ pub(crate) fn pass(
     while printed < limit
         && let Some(p) = heap.pop()
     {
-        out.extend_from_slice(&p.bytes);
+        matcher.put(&p, out);
         printed += u64::from(p.event);
     }
     Some(printed)
@@ -693,7 +721,13 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
             return Ok(ExitCode::from(2));
         }
     };
-    let mut matcher = Matcher::new(filter, args.format);
+    if args.gaps && args.format == QueryFormat::Csv {
+        eprintln!(
+            "candybar: --gaps needs --format ndjson or json (CSV is a table of events; text always shows gaps)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let mut matcher = Matcher::new(filter, args.format, args.gaps);
     let mut out = Vec::with_capacity(1 << 16);
     matcher.encoder.begin(&mut out);
     let limit = args.count.unwrap_or(u64::MAX);
@@ -753,7 +787,7 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
             };
             matcher.block(&entries, (since, Micros::MAX), false, &mut found);
             for p in found.drain(..) {
-                out.extend_from_slice(&p.bytes);
+                matcher.put(&p, &mut out);
                 printed += u64::from(p.event);
                 if printed >= limit {
                     break;
@@ -830,7 +864,7 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
     let now = now_us();
     // Retention would drop these as soon as they were written: they are counted and said.
     let oldest_kept = now.saturating_sub(retention.max_age_us);
-    let mut too_old = 0u64;
+    let (mut too_old, mut gaps) = (0u64, 0u64);
     let mut saved_until = crate::mission::saved_until(&dir);
     let mut forgot = false;
     for number in 1u64.. {
@@ -860,11 +894,16 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
             Some(format!("not JSON ({e})"))
         } else {
             match read_ndjson_line(&line, now) {
-                Ok(m) if m.received_us < oldest_kept => {
+                // Where the exporting journal recorded nothing; this journal may well have.
+                Ok(Record::Gap(_)) => {
+                    gaps += 1;
+                    None
+                }
+                Ok(Record::Event(m)) if m.received_us < oldest_kept => {
                     too_old += 1;
                     None
                 }
-                Ok(m) => {
+                Ok(Record::Event(m)) => {
                     match writer.append(&m) {
                         Appended::Kept => {
                             kept += 1;
@@ -926,6 +965,11 @@ pub fn import(args: &ImportArgs, source: &SourceArgs) -> anyhow::Result<ExitCode
         "candybar: imported {kept} events into {} ({dups} already there, {broken} broken lines skipped)",
         dir.display()
     );
+    if gaps > 0 {
+        eprintln!(
+            "candybar: {gaps} gap lines (times the exporting journal recorded nothing) were not imported: they belong to that journal"
+        );
+    }
     if too_old > 0 {
         let (n, were) = if too_old == 1 {
             ("1 event".to_owned(), "was")

@@ -494,7 +494,8 @@ pub(crate) fn print_gap(start_us: Micros, end_us: Micros, reason: &str, lossless
     eprintln!("candybar: {}", gap_text(start_us, end_us, reason, lossless));
 }
 
-/// A gap in words: "gap 18:02:11.000 → 08:31:40.000 (52169.00 s): why; what it means".
+/// A gap in words: "gap 08:02:11.000 → 08:31:40.000 (29 min): why; what it means" (with the
+/// dates when it spans days).
 pub(crate) fn gap_text(start_us: Micros, end_us: Micros, reason: &str, lossless: bool) -> String {
     let (what, after) = if lossless {
         (
@@ -504,10 +505,19 @@ pub(crate) fn gap_text(start_us: Micros, end_us: Micros, reason: &str, lossless:
     } else {
         ("gap", "events published meanwhile may be missing")
     };
+    // The clock alone within a day; across days, the dates too.
+    let day = |us: Micros| us.div_euclid(86_400_000_000);
+    let moment = |us| {
+        if day(start_us) == day(end_us) {
+            format_clock(us)
+        } else {
+            candybar_core::time::format_rfc3339(us)
+        }
+    };
     format!(
         "{what} {} → {} ({}): {}; {after}",
-        format_clock(start_us),
-        format_clock(end_us),
+        moment(start_us),
+        moment(end_us),
         candybar_core::time::format_span(end_us - start_us),
         printable(reason)
     )

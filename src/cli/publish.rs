@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use candybar_bus::publish::Publisher;
 use candybar_core::demo::{Demo, DemoConfig};
 use candybar_core::event::RawMessage;
-use candybar_core::export::{LineError, read_ndjson_line};
+use candybar_core::export::{LineError, Record, read_ndjson_line};
 use candybar_core::time::checked_rate;
 use candybar_core::time::now_us;
 use clap::Args;
@@ -170,9 +170,10 @@ impl Input {
                     return Ok(None);
                 };
                 match read_ndjson_line(&line, now_us()) {
-                    Ok(m) if !m.routing_key.is_empty() => return Ok(Some(m)),
-                    Ok(_) | Err(LineError::Base64(_)) => self.skipped += 1,
-                    Err(LineError::Empty) => {}
+                    Ok(Record::Event(m)) if !m.routing_key.is_empty() => return Ok(Some(m)),
+                    Ok(Record::Event(_)) | Err(LineError::Base64(_)) => self.skipped += 1,
+                    // Not an event (a `query --gaps` line): nothing to publish.
+                    Ok(Record::Gap(_)) | Err(LineError::Empty) => {}
                 }
             },
         }

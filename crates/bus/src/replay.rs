@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use candybar_core::export::{LineError, read_ndjson_line};
+use candybar_core::export::{LineError, Record, read_ndjson_line};
 use candybar_core::time::{Micros, now_us};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
@@ -88,7 +88,20 @@ async fn run(cfg: ReplayConfig, tx: SourceTx) {
         }
         line_no += 1;
         let mut msg = match read_ndjson_line(&line, now_us()) {
-            Ok(m) => m,
+            Ok(Record::Event(m)) => m,
+            // A time nothing was received (`query --gaps`): shown where it was.
+            Ok(Record::Gap(g)) => {
+                let gap = SourceMsg::Gap {
+                    start_us: g.start_us,
+                    end_us: g.end_us,
+                    reason: g.reason,
+                    lossless: g.lossless,
+                };
+                if tx.send(gap).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Err(LineError::Empty) => continue,
             Err(err) => {
                 tracing::warn!("{} line {line_no}: {err}; skipped", cfg.path.display());

@@ -1,6 +1,9 @@
 //! candybar's NDJSON format: one event per line, decoded fields beside the exact body. `tail
 //! --format ndjson` and export write it; replay and `publish FILE` read it back (and also accept
-//! lines that are bare event bodies).
+//! lines that are bare event bodies). `query --gaps` also writes the times nothing was received,
+//! a line of their own (`{"gap":{…}}`), which readers tell from events.
+
+use std::borrow::Cow;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -187,10 +190,17 @@ impl ExportEncoder {
     }
 
     pub fn event(&mut self, event: &Event, out: &mut Vec<u8>) {
+        self.separate(out);
+        self.record(event, out);
+        self.written += 1;
+    }
+
+    /// One event's record alone, for a writer that places records itself ([`Self::place`]): an
+    /// NDJSON line, a JSON array element (no separator), a CSV row.
+    pub fn record(&self, event: &Event, out: &mut Vec<u8>) {
         match self.format {
             ExportFormat::Ndjson => write_ndjson(event, out),
             ExportFormat::Json => {
-                out.extend_from_slice(if self.written == 0 { b"\n" } else { b",\n" });
                 write_ndjson(event, out);
                 out.pop(); // the newline
             }
@@ -228,7 +238,35 @@ impl ExportEncoder {
                 csv_record(out, fields.iter().map(Vec::as_slice));
             }
         }
+    }
+
+    /// A gap's record alone (see [`Self::record`]); CSV, a table of events, has none.
+    pub fn gap_record(&self, gap: &GapRecord, out: &mut Vec<u8>) {
+        if self.format == ExportFormat::Csv {
+            return;
+        }
+        write_gap(gap, out);
+        if self.format == ExportFormat::Json {
+            out.pop(); // the newline
+        }
+    }
+
+    /// Appends a record [`Self::record`] or [`Self::gap_record`] wrote, with what the format
+    /// puts between records. Records written ahead and placed in another order stay a valid
+    /// JSON array.
+    pub fn place(&mut self, record: &[u8], out: &mut Vec<u8>) {
+        if record.is_empty() {
+            return;
+        }
+        self.separate(out);
+        out.extend_from_slice(record);
         self.written += 1;
+    }
+
+    fn separate(&self, out: &mut Vec<u8>) {
+        if self.format == ExportFormat::Json {
+            out.extend_from_slice(if self.written == 0 { b"\n" } else { b",\n" });
+        }
     }
 
     pub fn end(&mut self, out: &mut Vec<u8>) {
@@ -257,6 +295,78 @@ struct In<'a> {
     body_base64: Option<String>,
 }
 
+/// A time nothing was received (the source was disconnected, or nothing recorded), as `query
+/// --gaps` writes it among the events: `{"gap":{"start":…,"end":…,"seconds":…,"reason":…,
+/// "lossless":…}}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GapRecord {
+    pub start_us: Micros,
+    pub end_us: Micros,
+    pub reason: String,
+    /// The broker kept what was published meanwhile: nothing is missing.
+    pub lossless: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GapLine<'a> {
+    #[serde(borrow)]
+    gap: GapFields<'a>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GapFields<'a> {
+    start: Cow<'a, str>,
+    end: Cow<'a, str>,
+    /// For people and scripts reading the file; readers take `start` and `end`.
+    #[serde(default)]
+    seconds: f64,
+    #[serde(default, borrow)]
+    reason: Cow<'a, str>,
+    #[serde(default)]
+    lossless: bool,
+}
+
+/// Appends `gap` as one NDJSON line (with the newline).
+pub fn write_gap(gap: &GapRecord, out: &mut Vec<u8>) {
+    let line = GapLine {
+        gap: GapFields {
+            start: format_rfc3339(gap.start_us).into(),
+            end: format_rfc3339(gap.end_us).into(),
+            seconds: (gap.end_us - gap.start_us) as f64 / 1e6,
+            reason: gap.reason.as_str().into(),
+            lossless: gap.lossless,
+        },
+    };
+    // Serializing into a Vec only fails on a non-string map key, which this struct has none of.
+    let _ = serde_json::to_writer(&mut *out, &line);
+    out.push(b'\n');
+}
+
+/// The gap a line holds, if it is one of [`write_gap`]'s.
+fn read_gap(line: &[u8]) -> Option<GapRecord> {
+    if !line.starts_with(b"{\"gap\":") {
+        return None;
+    }
+    let rec: GapLine<'_> = serde_json::from_slice(line).ok()?;
+    let start_us = parse_rfc3339_us(&rec.gap.start)?;
+    let end_us = parse_rfc3339_us(&rec.gap.end)?.max(start_us);
+    Some(GapRecord {
+        start_us,
+        end_us,
+        reason: rec.gap.reason.into_owned(),
+        lossless: rec.gap.lossless,
+    })
+}
+
+/// What a line of candybar's NDJSON holds.
+#[derive(Debug)]
+pub enum Record {
+    Event(RawMessage),
+    /// A time nothing was received (`query --gaps`), not an event.
+    Gap(GapRecord),
+}
+
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LineError {
@@ -266,12 +376,16 @@ pub enum LineError {
     Empty,
 }
 
-/// Reads one NDJSON line: our format, or else the line itself as an event body (its routing key
-/// then comes from the envelope's type). `now_us` is the receive time for lines without one.
-pub fn read_ndjson_line(line: &[u8], now_us: Micros) -> Result<RawMessage, LineError> {
+/// Reads one NDJSON line: our format (an event, or a gap `query --gaps` wrote), or else the line
+/// itself as an event body (its routing key then comes from the envelope's type). `now_us` is
+/// the receive time for lines without one.
+pub fn read_ndjson_line(line: &[u8], now_us: Micros) -> Result<Record, LineError> {
     let trimmed = line.trim_ascii();
     if trimmed.is_empty() {
         return Err(LineError::Empty);
+    }
+    if let Some(gap) = read_gap(trimmed) {
+        return Ok(Record::Gap(gap));
     }
     if let Ok(rec) = serde_json::from_slice::<In<'_>>(trimmed) {
         let has_body = rec.body.is_some() || rec.body_text.is_some() || rec.body_base64.is_some();
@@ -289,25 +403,25 @@ pub fn read_ndjson_line(line: &[u8], now_us: Micros) -> Result<RawMessage, LineE
                 .as_deref()
                 .and_then(parse_rfc3339_us)
                 .unwrap_or(now_us);
-            return Ok(RawMessage {
+            return Ok(Record::Event(RawMessage {
                 received_us,
                 routing_key,
                 props: rec.props.filter(|p| !p.is_empty()).map(Box::new),
                 body,
                 precut: None,
-            });
+            }));
         }
     }
     // A bare body: the routing key is the type the decoder finds.
     let header = super::decode::read_header(trimmed);
     let routing_key = header.kind.as_deref().unwrap_or_default().to_owned();
-    Ok(RawMessage {
+    Ok(Record::Event(RawMessage {
         received_us: now_us,
         routing_key,
         props: None,
         body: trimmed.to_vec(),
         precut: None,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -399,7 +513,7 @@ mod tests {
         for (i, line) in lines.iter().enumerate() {
             let v: serde_json::Value = serde_json::from_slice(line).unwrap();
             assert_eq!(v["routing_key"], format!("rk.{i}"));
-            let m = read_ndjson_line(line, 0).unwrap();
+            let m = event(line, 0);
             assert_eq!(m.body, bodies[i], "line {i} body is byte-exact");
             assert_eq!(m.routing_key, format!("rk.{i}"));
             assert_eq!(m.received_us, 1_767_225_600_000_000 + i as i64);
@@ -411,12 +525,81 @@ mod tests {
         assert_eq!(first["body"]["payload"]["a"][2]["b"], "é");
     }
 
+    fn event(line: &[u8], now_us: Micros) -> RawMessage {
+        match read_ndjson_line(line, now_us) {
+            Ok(Record::Event(m)) => m,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gaps_read_back_as_gaps_and_stay_valid_json_among_events() {
+        let gap = GapRecord {
+            start_us: 1_767_225_600_000_000,
+            end_us: 1_767_225_660_500_000,
+            reason: "broker \"down\"\nagain".into(),
+            lossless: true,
+        };
+        let mut line = Vec::new();
+        write_gap(&gap, &mut line);
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["gap"]["seconds"], 60.5);
+        assert_eq!(v["gap"]["start"], "2026-01-01T00:00:00.000000Z");
+        match read_ndjson_line(&line, 0) {
+            Ok(Record::Gap(back)) => assert_eq!(back, gap),
+            other => panic!("a gap line read as {other:?}"),
+        }
+        // Not quite a gap (another key, a time that is not one): a bare body, as before.
+        for junk in [
+            &br#"{"gap":{"start":"2026-01-01T00:00:00Z","end":"x"}}"#[..],
+            br#"{"gap":{"start":"2026-01-01T00:00:00Z","end":"2026-01-01T00:00:01Z"},"b":1}"#,
+        ] {
+            assert!(matches!(read_ndjson_line(junk, 0), Ok(Record::Event(_))));
+        }
+
+        // Records written ahead and placed in another order make one valid array.
+        let mut store = EventStore::default();
+        for i in 0..2 {
+            store.insert(&RawMessage {
+                received_us: i,
+                routing_key: format!("rk.{i}"),
+                body: b"{}".to_vec(),
+                ..RawMessage::default()
+            });
+        }
+        let mut enc = ExportEncoder::new(ExportFormat::Json);
+        let mut records = Vec::new();
+        store.for_each_event(0..2, |e| {
+            let mut r = Vec::new();
+            enc.record(&e, &mut r);
+            records.push(r);
+        });
+        let mut r = Vec::new();
+        enc.gap_record(&gap, &mut r);
+        records.push(r);
+        let mut out = Vec::new();
+        enc.begin(&mut out);
+        for r in records.iter().rev() {
+            enc.place(r, &mut out);
+        }
+        enc.end(&mut out);
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0]["gap"]["lossless"], true);
+        assert_eq!(all[2]["routing_key"], "rk.0");
+        // CSV is a table of events: a gap has no row there.
+        let csv = ExportEncoder::new(ExportFormat::Csv);
+        let mut r = Vec::new();
+        csv.gap_record(&gap, &mut r);
+        assert!(r.is_empty());
+    }
+
     #[test]
     fn bare_envelopes_and_junk_lines() {
-        let m = read_ndjson_line(br#"{"event_type":"llm.response","payload":{}}"#, 5).unwrap();
+        let m = event(br#"{"event_type":"llm.response","payload":{}}"#, 5);
         assert_eq!(m.routing_key, "llm.response");
         assert_eq!(m.received_us, 5);
-        let m = read_ndjson_line(b"not json at all", 5).unwrap();
+        let m = event(b"not json at all", 5);
         assert_eq!(m.routing_key, "");
         assert_eq!(m.body, b"not json at all");
         assert_eq!(read_ndjson_line(b"   ", 5).unwrap_err(), LineError::Empty);

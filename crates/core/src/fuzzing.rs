@@ -45,6 +45,9 @@ pub fn decode(data: &[u8]) {
     let mut line = Vec::new();
     write_ndjson(&event, &mut line);
     let back = read_ndjson_line(&line, 0).expect("our own line reads back");
+    let crate::export::Record::Event(back) = back else {
+        panic!("our own event line read back as a gap");
+    };
     if !event.truncated {
         assert_eq!(back.body, event.body);
     }
