@@ -84,7 +84,11 @@ impl Live {
         loop {
             let msg = match source.rx.try_recv() {
                 Ok(m) => m,
-                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Empty) => {
+                    // Nothing waiting: the store's compressor may pack a flood's blocks tighter.
+                    self.store.tidy();
+                    break;
+                }
                 Err(TryRecvError::Disconnected) => {
                     if !self.ended {
                         self.ended = true;
