@@ -303,9 +303,18 @@ pub fn load(
 
 /// The moment of the model saved beside the journal in `dir` (every event received up to it is
 /// in the model), when there is one.
+/// Only the file's head is read into memory: the model itself (megabytes of JSON) is skipped,
+/// not built.
 #[must_use]
 pub fn saved_until(dir: &Path) -> Option<Micros> {
-    read_snapshot(dir).map(|s| s.until_us)
+    #[derive(serde::Deserialize)]
+    struct Head {
+        format: u32,
+        until_us: Micros,
+    }
+    let bytes = std::fs::read(dir.join(SNAPSHOT)).ok()?;
+    let head: Head = serde_json::from_slice(&bytes).ok()?;
+    (head.format == SNAPSHOT_FORMAT).then_some(head.until_us)
 }
 
 /// Forgets the model saved beside the journal in `dir`: an import is about to add events older
@@ -674,6 +683,15 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(left.len(), 2, "{left:?}");
+        // Another version's model, or a torn one: no saved moment.
+        std::fs::write(
+            dir.join(SNAPSHOT),
+            br#"{"format":999,"until_us":7,"mission":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(saved_until(dir), None);
+        std::fs::write(dir.join(SNAPSHOT), br#"{"format":1,"until_us":7,"mis"#).unwrap();
+        assert_eq!(saved_until(dir), None);
     }
 
     /// The screen before decoding keeps an event that names its type only in its routing key
