@@ -303,8 +303,7 @@ pub fn load(
 
 /// The moment of the model saved beside the journal in `dir` (every event received up to it is
 /// in the model), when there is one.
-/// Only the file's head is read into memory: the model itself (megabytes of JSON) is skipped,
-/// not built.
+/// The model itself (megabytes of JSON) is only skimmed by the parser, not built.
 #[must_use]
 pub fn saved_until(dir: &Path) -> Option<Micros> {
     #[derive(serde::Deserialize)]

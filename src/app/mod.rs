@@ -641,6 +641,9 @@ impl CandybarApp {
             ctx.request_repaint_after(Duration::from_millis(250));
         } else if self.live.rate_per_sec() > 0.0 {
             ctx.request_repaint_after(Duration::from_secs(1));
+        } else if self.live.store.tidying() {
+            // After a flood, the store packs its blocks tighter a few at each drain.
+            ctx.request_repaint_after(Duration::from_millis(100));
         }
     }
 
@@ -755,6 +758,7 @@ impl CandybarApp {
             self.grab_pending_hotkey();
         }
         let report = if self.paused {
+            self.live.store.tidy();
             DrainReport::default()
         } else if self.window_visible {
             self.live.drain(DRAIN_BUDGET)

@@ -525,12 +525,6 @@ impl Matcher {
         }
         self.next_seq = self.store.end_seq();
     }
-
-    /// Appends a match where it is printed, with what the format puts between records (JSON's
-    /// commas follow the printed order, not the order blocks were read in).
-    fn put(&mut self, p: &Pending, out: &mut Vec<u8>) {
-        self.encoder.place(&p.bytes, out);
-    }
 }
 
 /// What cannot match is not worth storing: events outside `[since, until)`, bodies without the
@@ -657,7 +651,7 @@ pub(crate) fn pass(
             .is_some_and(|p: &Pending| p.time < oldest_ahead[i + 1])
         {
             let Some(p) = heap.pop() else { break };
-            matcher.put(&p, out);
+            matcher.encoder.place(&p.bytes, out);
             printed += u64::from(p.event);
             if printed >= limit {
                 return ControlFlow::Break(());
@@ -675,7 +669,7 @@ pub(crate) fn pass(
     while printed < limit
         && let Some(p) = heap.pop()
     {
-        matcher.put(&p, out);
+        matcher.encoder.place(&p.bytes, out);
         printed += u64::from(p.event);
     }
     Some(printed)
@@ -786,8 +780,10 @@ pub async fn query(args: QueryArgs, source: &SourceArgs) -> anyhow::Result<ExitC
                 continue;
             };
             matcher.block(&entries, (since, Micros::MAX), false, &mut found);
+            // A block's gaps were found before its events: each in its place.
+            found.sort_by_key(|p| (p.time, p.order));
             for p in found.drain(..) {
-                matcher.put(&p, &mut out);
+                matcher.encoder.place(&p.bytes, &mut out);
                 printed += u64::from(p.event);
                 if printed >= limit {
                     break;

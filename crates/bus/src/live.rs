@@ -90,6 +90,7 @@ impl Live {
                     break;
                 }
                 Err(TryRecvError::Disconnected) => {
+                    self.store.tidy();
                     if !self.ended {
                         self.ended = true;
                         report.changed = true;

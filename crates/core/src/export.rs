@@ -315,6 +315,7 @@ struct GapLine<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct GapFields<'a> {
     start: Cow<'a, str>,
     end: Cow<'a, str>,

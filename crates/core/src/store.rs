@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
@@ -131,8 +131,12 @@ enum Job {
         raw: Arc<[u8]>,
         dense: bool,
     },
-    /// A loose block, packed again densely.
-    Repack { first_seq: u64, packed: Arc<[u8]> },
+    /// A loose block (`raw_len` bytes unpacked), packed again densely.
+    Repack {
+        first_seq: u64,
+        packed: Arc<[u8]>,
+        raw_len: usize,
+    },
 }
 
 /// Compresses full blocks on a named thread. Bounded both ways; when it falls behind, blocks
@@ -149,6 +153,16 @@ const COMPRESSOR_QUEUE: usize = 8;
 /// Jobs in the compressor's hands up to which it keeps up with dense packing: more, and new
 /// blocks are packed fast (and densely later).
 const DENSE_WHILE_PENDING: usize = 1;
+
+/// The compressor's buffers are let go when a block made them bigger than this.
+const SCRATCH_KEPT: usize = 8 << 20;
+
+/// Blocks packed again before the heap is trimmed (each trim walks the whole heap).
+const TRIM_AFTER_REPACKS: usize = 32;
+
+/// No block sealed for this long: the store is quiet, and the compressor may be given all the
+/// loose blocks it can queue.
+const QUIET_US: Micros = 300_000;
 
 impl Compressor {
     fn spawn() -> Option<Self> {
@@ -168,15 +182,22 @@ impl Compressor {
                             dense: true,
                         } => (first_seq, compress_dense(&raw, &mut out_buf), true),
                         Job::Seal { first_seq, raw, .. } => (first_seq, compress(&raw), false),
-                        Job::Repack { first_seq, packed } => {
-                            if unpack_into(&packed, &mut raw_buf) {
-                                (first_seq, compress_dense(&raw_buf, &mut out_buf), true)
-                            } else {
-                                // Never: the store packed it. Handed back as it came.
-                                (first_seq, packed, false)
-                            }
-                        }
+                        Job::Repack {
+                            first_seq,
+                            packed,
+                            raw_len,
+                        } => match unpack_into(&packed, raw_len, &mut raw_buf) {
+                            Ok(()) => (first_seq, compress_dense(&raw_buf, &mut out_buf), true),
+                            // Never (the store packed it): kept as it is, and never sent again.
+                            Err(_) => (first_seq, packed, true),
+                        },
                     };
+                    // A block of huge bodies leaves no buffer of its size behind.
+                    for buf in [&mut raw_buf, &mut out_buf] {
+                        if buf.capacity() > SCRATCH_KEPT {
+                            *buf = Vec::new();
+                        }
+                    }
                     if done_tx.send(result).is_err() {
                         break;
                     }
@@ -206,6 +227,11 @@ impl Block {
             spans: Vec::with_capacity(BLOCK_EVENTS),
             data: Data::Open(Vec::with_capacity(BLOCK_EVENTS * 400)),
         }
+    }
+
+    /// Length of the block's bytes (bodies and properties), packed or not.
+    fn raw_len(&self) -> usize {
+        self.spans.last().map_or(0, |s| s.end as usize)
     }
 
     fn memory_bytes(&self) -> usize {
@@ -281,22 +307,10 @@ impl<'a> BlockView<'a> {
         match &self.block.data {
             Data::Open(v) => v,
             Data::Sealing(a) => a,
-            Data::Sealed { packed: c, .. } => {
-                // Our own blocks are at most a few MB; the cap guards against a corrupt header.
-                let size = lz4_flex::block::uncompressed_size(c)
-                    .map_or(0, |(n, _)| n)
-                    .min(64 << 20);
-                if scratch.len() < size {
-                    scratch.resize(size, 0);
-                }
-                let result = lz4_flex::block::uncompressed_size(c)
-                    .and_then(|(_, packed)| lz4_flex::block::decompress_into(packed, scratch));
-                match result {
-                    Ok(n) => scratch.truncate(n),
-                    Err(err) => {
-                        scratch.clear();
-                        tracing::error!("store block {} is corrupt: {err}", self.block.first_seq);
-                    }
+            Data::Sealed { packed, .. } => {
+                if let Err(err) = unpack_into(packed, self.block.raw_len(), scratch) {
+                    scratch.clear();
+                    tracing::error!("store block {} is corrupt: {err}", self.block.first_seq);
                 }
                 scratch
             }
@@ -400,6 +414,8 @@ pub struct EventStore {
     loose: VecDeque<u64>,
     /// Blocks packed again densely since the heap was last trimmed.
     repacked: usize,
+    /// When the last block was sealed (the store's own clock, for [`Self::tidy`]).
+    last_seal: std::time::Instant,
 }
 
 impl Default for EventStore {
@@ -437,6 +453,7 @@ impl EventStore {
             compressor,
             loose: VecDeque::new(),
             repacked: 0,
+            last_seal: std::time::Instant::now(),
         }
     }
 
@@ -543,6 +560,7 @@ impl EventStore {
                     self.loose.push_back(last.first_seq);
                 }
                 self.sealed_bytes += last.memory_bytes();
+                self.last_seal = std::time::Instant::now();
             }
             self.blocks.push_back(Block::new(self.next_seq));
             self.enforce_limits();
@@ -585,6 +603,9 @@ impl EventStore {
             while self.gaps.front().is_some_and(|g| g.before_seq < first) {
                 self.gaps.pop_front();
             }
+            while self.loose.front().is_some_and(|&s| s < first) {
+                self.loose.pop_front();
+            }
         }
     }
 
@@ -620,55 +641,85 @@ impl EventStore {
         }
     }
 
-    /// Hands loose blocks to the compressor while it has nothing else to do (never waits). The
-    /// window calls it when no event is waiting; ingest calls it at every new block. When the
-    /// last of a flood's blocks is packed again, what the fast copies held goes back to the
-    /// system: they were freed among blocks that stay, where the allocator keeps the holes.
+    /// Hands loose blocks to the compressor while it has nothing else to do (never waits): one
+    /// at a time while events arrive, as many as it queues when the store is quiet. The window
+    /// calls it at each drain of its source (and asks for frames while [`Self::tidying`]);
+    /// ingest calls it at every new block. Once a flood's blocks are packed again, what their
+    /// fast copies held goes back to the system: they were freed among blocks that stay, where
+    /// the allocator keeps the holes.
     pub fn tidy(&mut self) {
+        let quiet = self.last_seal.elapsed().as_micros() >= QUIET_US as u128;
+        self.tidy_as(quiet);
+    }
+
+    /// [`Self::tidy`], `quiet` or not.
+    fn tidy_as(&mut self, quiet: bool) {
         self.collect_compressed(false);
         let Some(c) = self.compressor.as_mut() else {
             return;
         };
-        if self.repacked > 0 && self.loose.is_empty() && c.pending == 0 {
-            self.repacked = 0;
-            give_back_freed_memory();
-        }
-        while c.pending <= DENSE_WHILE_PENDING
+        let room = if quiet { COMPRESSOR_QUEUE } else { 1 };
+        while c.pending < room
             && let Some(first_seq) = self.loose.pop_front()
         {
             // Evicted meanwhile, or already dense: nothing to do.
-            let Some(Block {
-                data:
-                    Data::Sealed {
-                        packed,
-                        dense: false,
-                    },
-                ..
-            }) = block_at(&mut self.blocks, first_seq)
+            let Some(block) = block_at(&mut self.blocks, first_seq) else {
+                continue;
+            };
+            let Data::Sealed {
+                packed,
+                dense: false,
+            } = &block.data
             else {
                 continue;
             };
             let job = Job::Repack {
                 first_seq,
                 packed: packed.clone(),
+                raw_len: block.raw_len(),
             };
-            if c.jobs.try_send(job).is_err() {
-                self.loose.push_front(first_seq);
-                break;
+            match c.jobs.try_send(job) {
+                Ok(()) => c.pending += 1,
+                Err(TrySendError::Full(_)) => {
+                    self.loose.push_front(first_seq);
+                    break;
+                }
+                // The compressor thread is gone: blocks stay as they are.
+                Err(TrySendError::Disconnected(_)) => {
+                    self.compressor = None;
+                    self.loose.clear();
+                    return;
+                }
             }
-            c.pending += 1;
+        }
+        let settled = self.loose.is_empty() && c.pending == 0;
+        if settled && (self.repacked >= TRIM_AFTER_REPACKS || (quiet && self.repacked > 0)) {
+            self.repacked = 0;
+            give_back_freed_memory();
         }
     }
 
-    /// Waits until every full block is compressed, loose ones packed again densely (for
-    /// measurements and tests; ingestion does not need it).
+    /// Whether loose blocks wait to be packed again ([`Self::tidy`] has work).
+    #[must_use]
+    pub fn tidying(&self) -> bool {
+        self.compressor.as_ref().is_some_and(|c| c.pending > 0) || !self.loose.is_empty()
+    }
+
+    /// Waits until every full block is compressed (for measurements and for stores read at
+    /// once: time travel, search); loose blocks stay loose ([`Self::compact`] packs them).
     pub fn flush(&mut self) {
         self.collect_compressed(true);
+    }
+
+    /// [`Self::flush`], then every loose block packed again densely, waiting for it (for
+    /// measurements and tests).
+    pub fn compact(&mut self) {
+        self.collect_compressed(true);
         while !self.loose.is_empty() && self.compressor.is_some() {
-            self.tidy();
+            self.tidy_as(true);
             self.collect_compressed(true);
         }
-        self.tidy();
+        self.tidy_as(true);
     }
 
     /// How many sealed blocks are packed fast, waiting to be packed densely.
@@ -968,19 +1019,18 @@ fn give_back_freed_memory() {
     }
 }
 
-/// A packed block's bytes into `raw` (reused); `false` if they do not unpack.
-fn unpack_into(packed: &[u8], raw: &mut Vec<u8>) -> bool {
-    let Ok((size, body)) = lz4_flex::block::uncompressed_size(packed) else {
-        return false;
-    };
-    raw.resize(size.min(64 << 20), 0);
-    match lz4_flex::block::decompress_into(body, raw) {
-        Ok(n) => {
-            raw.truncate(n);
-            true
-        }
-        Err(_) => false,
-    }
+/// A packed block's `raw_len` bytes into `raw` (reused; the length the store knows, not the
+/// packed header's, which a corrupt block could make absurd).
+fn unpack_into(
+    packed: &[u8],
+    raw_len: usize,
+    raw: &mut Vec<u8>,
+) -> Result<(), lz4_flex::block::DecompressError> {
+    let (_, body) = lz4_flex::block::uncompressed_size(packed)?;
+    raw.resize(raw_len, 0);
+    let n = lz4_flex::block::decompress_into(body, raw)?;
+    raw.truncate(n);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1060,7 +1110,13 @@ mod tests {
         let fast_bytes = store.memory_bytes();
         store.compressor = Compressor::spawn();
         store.loose = store.blocks.iter().map(|b| b.first_seq).collect();
-        store.flush();
+        // As an idle window does: `tidy` now and then, never waiting.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while store.tidying() {
+            assert!(std::time::Instant::now() < deadline, "still tidying");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            store.tidy();
+        }
         assert_eq!(store.loose_blocks(), 0);
         assert!(
             store.memory_bytes() < fast_bytes,
@@ -1082,7 +1138,7 @@ mod tests {
         for m in &msgs {
             store.insert(m);
         }
-        store.flush();
+        store.compact();
         assert_eq!(store.loose_blocks(), 0);
         assert_eq!(store.get(4321).unwrap().body, msgs[4321].body);
     }
