@@ -614,16 +614,22 @@ impl EventStore {
         let Some(c) = self.compressor.as_mut() else {
             return;
         };
+        let mut gone = false;
         while c.pending > 0 {
             let (first_seq, packed, dense) = if wait {
-                match c.done.recv() {
-                    Ok(r) => r,
-                    Err(_) => break,
-                }
+                let Ok(r) = c.done.recv() else {
+                    gone = true;
+                    break;
+                };
+                r
             } else {
                 match c.done.try_recv() {
                     Ok(r) => r,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        gone = true;
+                        break;
+                    }
                 }
             };
             c.pending -= 1;
@@ -638,6 +644,12 @@ impl EventStore {
                     self.loose.push_back(first_seq);
                 }
             }
+        }
+        // The compressor thread is gone (it never ends on its own): what it had stays unpacked,
+        // loose blocks stay loose, and nobody waits for it.
+        if gone {
+            self.compressor = None;
+            self.loose.clear();
         }
     }
 
@@ -1141,6 +1153,29 @@ mod tests {
         store.compact();
         assert_eq!(store.loose_blocks(), 0);
         assert_eq!(store.get(4321).unwrap().body, msgs[4321].body);
+    }
+
+    /// A compressor thread that is gone leaves nothing waiting for it: no block stays "tidying"
+    /// (the window would ask for frames for ever), no flush hangs.
+    #[test]
+    fn a_gone_compressor_is_not_waited_for() {
+        let mut store = EventStore::single_threaded(StoreConfig::default());
+        for i in 0..3 * BLOCK_EVENTS {
+            store.insert(&v1(i, "agent.thread.prompt", "c"));
+        }
+        let (jobs, _) = sync_channel(COMPRESSOR_QUEUE);
+        let (_, done) = sync_channel(COMPRESSOR_QUEUE);
+        store.compressor = Some(Compressor {
+            jobs,
+            done,
+            pending: 2,
+        });
+        store.loose = store.blocks.iter().map(|b| b.first_seq).collect();
+        assert!(store.tidying());
+        store.tidy();
+        assert!(!store.tidying());
+        store.compact();
+        assert_eq!(store.get(1500).unwrap().id.as_deref(), Some("id-1500"));
     }
 
     #[test]
