@@ -291,13 +291,7 @@ fn sessions_other_hosts_announce_on_the_bus_are_listed_too() {
 /// `[sessions] terminal`: a script running xterm on the test's X server (kept in the returned
 /// directory).
 fn xterm_on(x: &support::Xvfb) -> (tempfile::TempDir, String) {
-    assert!(
-        std::process::Command::new("xterm")
-            .arg("-version")
-            .output()
-            .is_ok(),
-        "this test needs a terminal emulator: sudo apt-get install xterm"
-    );
+    support::require_xterm();
     let scripts = tempfile::tempdir().expect("temp dir");
     let term = scripts.path().join("term.sh");
     std::fs::write(

@@ -514,13 +514,7 @@ fn odd_directories_and_an_end_right_after_the_start_leave_nothing_behind() {
 fn the_agents_terminal_follows_the_size_of_the_terminal_attached() {
     let lab = Lab::new();
     let x = support::Xvfb::start();
-    assert!(
-        std::process::Command::new("xterm")
-            .arg("-version")
-            .output()
-            .is_ok(),
-        "this test needs a terminal emulator: sudo apt-get install xterm"
-    );
+    support::require_xterm();
     let mut sessions = lab.sessions(Duration::from_mins(1));
     let s = sessions
         .start(lab.request(

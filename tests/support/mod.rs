@@ -282,6 +282,15 @@ impl Drop for Candybar {
     }
 }
 
+/// Fails with what to install when no terminal emulator (xterm) is here: tests that attach a
+/// person's terminal to a session need one.
+pub fn require_xterm() {
+    assert!(
+        Command::new("xterm").arg("-version").output().is_ok(),
+        "this test needs a terminal emulator: sudo apt-get install xterm"
+    );
+}
+
 /// A private X server (Xvfb) for tests of the real window, killed when dropped.
 pub struct Xvfb {
     child: Child,
