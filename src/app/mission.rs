@@ -430,7 +430,7 @@ impl MissionState {
         let mut hits = Vec::new();
         for view in store.blocks_from(from) {
             let first = view.first_seq();
-            for (i, m) in view.metas().iter().enumerate() {
+            for (i, m) in view.metas().enumerate() {
                 let seq = first + i as u64;
                 if seq < from || m.received_us <= self.covered_until {
                     continue;

@@ -432,7 +432,7 @@ impl BusSessions {
         let mut hits = Vec::new();
         for view in store.blocks_from(from) {
             let first = view.first_seq();
-            for (i, m) in view.metas().iter().enumerate() {
+            for (i, m) in view.metas().enumerate() {
                 let seq = first + i as u64;
                 if seq >= from && (m.kind == started || others.contains(&Some(m.kind))) {
                     hits.push(seq);

@@ -1,7 +1,8 @@
 //! The event store: a ring of blocks bounded by a memory budget and an event count.
 //!
 //! Each block holds up to [`BLOCK_EVENTS`] events: a column of compact [`EventMeta`] (symbols,
-//! times, hashes — what tables, filters and aggregates read) and the raw bodies. The newest block
+//! times, hashes — what tables, filters and aggregates read; 36-byte rows once the block is
+//! full, see `metas`) and the raw bodies. The newest block
 //! stays open and uncompressed; a full block is compressed on a background thread (it stays
 //! readable meanwhile), which keeps 1M typical events well under their raw size and keeps
 //! compression off the ingest thread. Evicting the oldest block frees a thousand events at once.
@@ -25,6 +26,9 @@ use super::decode::{self, Header};
 use super::event::{AmqpProps, Event, RawMessage};
 use super::intern::{Interner, Sym};
 use super::time::Micros;
+
+mod metas;
+use metas::Metas;
 
 /// Events per block. A sealed block of ~300-byte events is ~300 KB before compression.
 pub const BLOCK_EVENTS: usize = 1024;
@@ -214,7 +218,7 @@ impl Compressor {
 
 struct Block {
     first_seq: u64,
-    metas: Vec<EventMeta>,
+    metas: Metas,
     spans: Vec<Span>,
     data: Data,
 }
@@ -223,7 +227,7 @@ impl Block {
     fn new(first_seq: u64) -> Self {
         Self {
             first_seq,
-            metas: Vec::with_capacity(BLOCK_EVENTS),
+            metas: Metas::with_capacity(BLOCK_EVENTS),
             spans: Vec::with_capacity(BLOCK_EVENTS),
             data: Data::Open(Vec::with_capacity(BLOCK_EVENTS * 400)),
         }
@@ -240,7 +244,7 @@ impl Block {
             Data::Sealing(a) => a.len(),
             Data::Sealed { packed, .. } => packed.len(),
         };
-        self.metas.capacity() * size_of::<EventMeta>()
+        self.metas.memory_bytes()
             + self.spans.capacity() * size_of::<Span>()
             + data
             + size_of::<Self>()
@@ -272,7 +276,7 @@ impl Block {
                 dense: false,
             }
         };
-        self.metas.shrink_to_fit();
+        self.metas.seal();
         self.spans.shrink_to_fit();
     }
 }
@@ -288,9 +292,27 @@ impl<'a> BlockView<'a> {
         self.block.first_seq
     }
 
+    /// Events in the block.
     #[must_use]
-    pub fn metas(&self) -> &'a [EventMeta] {
-        &self.block.metas
+    pub fn len(&self) -> usize {
+        self.block.metas.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Event `i`'s metadata.
+    #[must_use]
+    #[inline]
+    pub fn meta(&self, i: usize) -> Option<EventMeta> {
+        self.block.metas.get(i)
+    }
+
+    /// Each event's metadata, in order.
+    pub fn metas(&self) -> impl Iterator<Item = EventMeta> + 'a {
+        self.block.metas.iter()
     }
 
     /// Whether the block is full (no more events will join it).
@@ -596,8 +618,8 @@ impl EventStore {
             };
             self.sealed_bytes = self.sealed_bytes.saturating_sub(old.memory_bytes());
             self.evicted += old.metas.len() as u64;
-            for m in &old.metas {
-                self.counts.remove(m);
+            for m in old.metas.iter() {
+                self.counts.remove(&m);
             }
             let first = self.first_seq();
             while self.gaps.front().is_some_and(|g| g.before_seq < first) {
@@ -846,8 +868,8 @@ impl EventStore {
     }
 
     #[must_use]
-    pub fn meta(&self, seq: u64) -> Option<&EventMeta> {
-        self.locate(seq).map(|(b, i)| &b.metas[i])
+    pub fn meta(&self, seq: u64) -> Option<EventMeta> {
+        self.locate(seq).and_then(|(b, i)| b.metas.get(i))
     }
 
     /// When the oldest event held was received.
@@ -873,7 +895,7 @@ impl EventStore {
         let view = BlockView { block };
         let mut scratch = Vec::new();
         let data = view.data(&mut scratch);
-        Some(self.materialize(&view, data, i))
+        self.materialize(&view, data, i)
     }
 
     /// Calls `f` with each event in `range` (sequence numbers), decompressing each block once.
@@ -885,17 +907,19 @@ impl EventStore {
                 break;
             }
             let data = view.data(&mut scratch);
-            for i in 0..view.metas().len() {
+            for i in 0..view.len() {
                 let seq = first + i as u64;
-                if range.contains(&seq) {
-                    f(self.materialize(&view, data, i));
+                if range.contains(&seq)
+                    && let Some(event) = self.materialize(&view, data, i)
+                {
+                    f(event);
                 }
             }
         }
     }
 
-    fn materialize(&self, view: &BlockView<'_>, data: &[u8], i: usize) -> Event {
-        let m = &view.metas()[i];
+    fn materialize(&self, view: &BlockView<'_>, data: &[u8], i: usize) -> Option<Event> {
+        let m = view.meta(i)?;
         let body = data.get(view.body_range(i)).unwrap_or_default().to_vec();
         let slot = data.get(view.props_range(i)).filter(|p| !p.is_empty());
         let (props, header): (Option<Box<AmqpProps>>, Header<'_>) =
@@ -939,7 +963,7 @@ impl EventStore {
             .map(str::to_owned)
             .or_else(|| props.as_ref().and_then(|p| p.message_id.clone()));
         let s = |sym: Sym| self.interner.resolve_opt(sym).map(str::to_owned);
-        Event {
+        Some(Event {
             seq: view.first_seq() + i as u64,
             received_us: m.received_us,
             published_us: m.published(),
@@ -959,7 +983,7 @@ impl EventStore {
             truncated: m.truncated(),
             props,
             body,
-        }
+        })
     }
 
     /// Sequence numbers of events whose id, correlation or causation is `id`, oldest first.

@@ -36,7 +36,7 @@ pub fn events_of(store: &EventStore, key: &str) -> Vec<TraceEvent> {
     let mut out = Vec::new();
     for view in store.blocks_from(store.first_seq()) {
         let first = view.first_seq();
-        for (i, m) in view.metas().iter().enumerate() {
+        for (i, m) in view.metas().enumerate() {
             let mine = (hash != 0 && m.related_to(hash)) || session.is_some_and(|s| m.session == s);
             if !mine {
                 continue;

@@ -231,14 +231,16 @@ impl Filter {
         scratch: &mut Scratch,
         mut on_match: impl FnMut(u64),
     ) {
-        let metas = view.metas();
         if !self.texts.is_empty() {
             self.find_texts(view, range.clone(), scratch);
         }
         let first = view.first_seq();
         for i in range {
+            let Some(meta) = view.meta(i) else {
+                break;
+            };
             let ctx = Ctx {
-                meta: &metas[i],
+                meta: &meta,
                 interner,
                 now_us,
                 hits: &scratch.hits,
@@ -259,7 +261,7 @@ impl Filter {
         range: std::ops::Range<usize>,
         scratch: &mut Scratch,
     ) {
-        let n = view.metas().len();
+        let n = view.len();
         scratch.hits.resize_with(self.texts.len(), Vec::new);
         if range.is_empty() {
             return;
@@ -345,7 +347,7 @@ fn body_node(node: &Node, hits: &[Vec<bool>], i: usize) -> bool {
 
 fn props_end(view: &BlockView<'_>, i: usize) -> usize {
     // The next event's body starts where this one's properties end.
-    if i + 1 < view.metas().len() {
+    if i + 1 < view.len() {
         view.body_range(i + 1).start
     } else {
         usize::MAX
@@ -678,7 +680,7 @@ fn scan_parallel(
 ) -> Vec<Vec<u64>> {
     let slice = |v: &BlockView<'_>| {
         let lo = seqs.start.saturating_sub(v.first_seq()) as usize;
-        let hi = ((seqs.end - v.first_seq()) as usize).min(v.metas().len());
+        let hi = ((seqs.end - v.first_seq()) as usize).min(v.len());
         lo..hi.max(lo)
     };
     let per = views.len().div_ceil(workers.max(1)).max(1);
@@ -855,7 +857,7 @@ impl FilteredView {
             .collect();
         let slice = |v: &BlockView<'_>| {
             let lo = start.saturating_sub(v.first_seq()) as usize;
-            let hi = ((end - v.first_seq()) as usize).min(v.metas().len());
+            let hi = ((end - v.first_seq()) as usize).min(v.len());
             lo..hi.max(lo)
         };
         let workers = if self.filter.needs_bodies() && views.len() >= 8 {
