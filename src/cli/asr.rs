@@ -343,11 +343,7 @@ fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                 let e = catalogue_entry(&what)
                     .ok_or_else(|| models::ModelError::Unknown(what.clone()))?;
                 let url = format!("{}/ggml-{}.bin", from.trim_end_matches('/'), e.name);
-                (
-                    url,
-                    Checksum::Sha1(e.sha1.to_owned()),
-                    name.unwrap_or_else(|| e.name.to_owned()),
-                )
+                (url, e.checksum(), name.unwrap_or_else(|| e.name.to_owned()))
             };
             models::check_name(&short)?;
             let dir = model_dir().ok_or(models::ModelError::NoDir)?;
