@@ -194,3 +194,81 @@ fn wrong_sums_unknown_names_and_files_that_are_not_models_are_refused() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.trim().ends_with("ggml-mine.bin"), "{out}");
 }
+
+/// `models quantize` makes a `Q8_0` copy of an f16 model here, offline: about half the size, and
+/// whisper.cpp reads it and transcribes as well. What is not an f16/f32 model is refused with
+/// nothing left behind: a file that is no model, one cut short, one quantized already.
+#[test]
+fn a_model_is_quantized_here_and_transcribes_as_well() {
+    let model = test_model();
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let env = [("CANDYBAR_MODEL_DIR", path_str(&models))];
+    let (code, out, err) = run_env(&["asr", "models", "quantize", path_str(&model)], &env);
+    assert_eq!(code, Some(0), "{err}");
+    let q8 = models.join("ggml-tiny.en-q8_0.bin");
+    assert_eq!(out.trim(), path_str(&q8));
+    assert!(
+        err.contains("weight matrices quantized") && err.contains("77.7 MB -> "),
+        "{err}"
+    );
+    let (before, after) = (
+        std::fs::metadata(&model).unwrap().len(),
+        std::fs::metadata(&q8).unwrap().len(),
+    );
+    assert!(
+        after * 10 < before * 6 && after * 10 > before * 4,
+        "{before} -> {after} bytes"
+    );
+    let (code, out, _) = run_env(&["asr", "models", "list"], &env);
+    assert_eq!(code, Some(0));
+    let line = out.lines().find(|l| l.contains("tiny.en-q8_0 ")).unwrap();
+    assert!(
+        line.contains("English only") && line.contains("tiny (q8_0)"),
+        "{out}"
+    );
+    // Every fixture, scored against its script, as the f16 model does (17 % over the five).
+    let clips: Vec<String> = (1..=5)
+        .map(|n| {
+            path_str(&support::repo().join(format!("tests/fixtures/speech/utt{n:02}.wav")))
+                .to_owned()
+        })
+        .collect();
+    let mut args = vec!["asr", "transcribe", "--model", "tiny.en-q8_0", "--score"];
+    args.extend(clips.iter().map(String::as_str));
+    let (code, out, err) = run_env(&args, &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Please schedule a meeting"), "{out}");
+    let rate: f64 = err
+        .split("word error rate ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no word error rate in: {err}"));
+    assert!(rate <= 20.0, "{rate} % — {out}");
+
+    // Refused, nothing left: quantized already, not a model, cut short.
+    let (code, _, err) = run_env(&["asr", "models", "quantize", "tiny.en-q8_0"], &env);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("it is quantized already"), "{err}");
+    let junk = dir.path().join("ggml-notes.bin");
+    std::fs::write(&junk, "these are my notes, not a model".repeat(10)).unwrap();
+    let (code, _, err) = run_env(&["asr", "models", "quantize", path_str(&junk)], &env);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is not a Whisper ggml model"), "{err}");
+    let cut = dir.path().join("ggml-cut.bin");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, err) = run_env(&["asr", "models", "quantize", path_str(&cut)], &env);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("is not a Whisper ggml model") && err.contains("cut short"),
+        "{err}"
+    );
+    let mut left: Vec<_> = std::fs::read_dir(&models)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["ggml-tiny.en-q8_0.bin"]);
+}

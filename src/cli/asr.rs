@@ -70,6 +70,16 @@ pub enum ModelsCommand {
     },
     /// Delete a model from the model directory
     Remove { name: String },
+    /// Write a model's `Q8_0` copy into the model directory (as whisper.cpp's `quantize` does,
+    /// offline): about half the size and a quarter faster on a CPU, the same words
+    Quantize {
+        /// An f16 or f32 model: a file or a name in the model directory
+        #[arg(value_name = "PATH|NAME")]
+        model: String,
+        /// The copy's name (default: the model's name and `-q8_0`)
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -282,6 +292,12 @@ fn print_models() {
                 match h.ftype % 1000 {
                     0 => "f32",
                     1 => "f16",
+                    // ggml's file types.
+                    2 => "q4_0",
+                    3 => "q4_1",
+                    7 => "q8_0",
+                    8 => "q5_0",
+                    9 => "q5_1",
                     _ => "quantized",
                 }
             ),
@@ -318,6 +334,29 @@ fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
             let gone = models::remove(&name)?;
             eprintln!("candybar: removed {}", gone.display());
         }
+        ModelsCommand::Quantize { model, name } => {
+            let src = resolve_model(&model)?;
+            let short = name.unwrap_or_else(|| format!("{}-q8_0", models::short_name(&src)));
+            let dest = model_path(&short)?;
+            eprintln!(
+                "candybar: quantizing {} to Q8_0 into {}",
+                src.display(),
+                dest.display()
+            );
+            let mut bar = Progress::new();
+            let q = candybar_asr::quantize::quantize_q8_0(&src, &dest, |done, total| {
+                bar.show(done, Some(total));
+            })?;
+            bar.finish();
+            eprintln!(
+                "candybar: {} weight matrices quantized, {} tensors kept; {} -> {}",
+                q.quantized,
+                q.kept,
+                models::mb(q.bytes_in),
+                models::mb(q.bytes_out)
+            );
+            println!("{}", q.path.display());
+        }
         ModelsCommand::Pull {
             what,
             from,
@@ -345,10 +384,7 @@ fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
                 let url = format!("{}/ggml-{}.bin", from.trim_end_matches('/'), e.name);
                 (url, e.checksum(), name.unwrap_or_else(|| e.name.to_owned()))
             };
-            models::check_name(&short)?;
-            let dir = model_dir().ok_or(models::ModelError::NoDir)?;
-            std::fs::create_dir_all(&dir)?;
-            let dest = dir.join(format!("ggml-{short}.bin"));
+            let dest = model_path(&short)?;
             eprintln!(
                 "candybar: pulling {} into {}",
                 candybar_core::redact::mask_url(&url),
@@ -366,6 +402,15 @@ fn models(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the model named `short` goes in the model directory (made if missing).
+fn model_path(short: &str) -> anyhow::Result<std::path::PathBuf> {
+    use candybar_asr::models;
+    models::check_name(short)?;
+    let dir = model_dir().ok_or(models::ModelError::NoDir)?;
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join(format!("ggml-{short}.bin")))
 }
 
 /// A download's progress on stderr: one line redrawn on a terminal, a line per tenth otherwise.

@@ -8,6 +8,7 @@
 //!   OpenAI-compatible `/v1/audio/transcriptions` and `/v1/models`.
 //! - [`media`]: uploaded audio files of any common kind, decoded to 16 kHz mono.
 //! - [`models`]: the catalogue, the installed models, downloads (resumed, checked).
+//! - [`quantize`]: a model's weights to `Q8_0` (whisper.cpp's format), on this machine.
 //! - [`opus`]: Opus (browsers' WebM recordings, Ogg voice notes) to 16 kHz mono.
 //! - [`wav`]: 16 kHz mono WAV files.
 
@@ -15,5 +16,6 @@ pub mod engine;
 pub mod media;
 pub mod models;
 pub mod opus;
+pub mod quantize;
 pub mod server;
 pub mod wav;
