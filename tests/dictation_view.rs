@@ -194,3 +194,33 @@ fn the_installed_models_are_listed_and_their_speed_measured_here() {
     let saved = std::fs::read_to_string(dir.path().join("models/speeds.json")).unwrap();
     assert!(saved.contains("\"tiny.en\""), "{saved}");
 }
+
+#[test]
+fn an_f16_model_gets_its_q8_0_copy_from_the_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut harness = app(dir.path(), &rt);
+    harness.run_steps(3);
+    harness.get_by_label("⚡ q8_0 copy").click();
+    // The copy is written on a thread (under a second for tiny.en) and listed when done.
+    let end = Instant::now() + Duration::from_mins(1);
+    while harness.query_by_label("tiny.en-q8_0").is_none() {
+        assert!(Instant::now() < end, "no copy listed within a minute");
+        harness.run_steps(2);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.get_by_label_contains("made tiny.en-q8_0: 43.6 MB (from 77.7 MB)");
+    let copy = dir.path().join("models/ggml-tiny.en-q8_0.bin");
+    let header = candybar_asr::models::read_header(&copy).unwrap();
+    assert_eq!(header.ftype % 1000, 7, "q8_0");
+    // It is there now: no button for another, and the copy itself has none.
+    harness.run_steps(2);
+    assert!(harness.query_by_label("⚡ q8_0 copy").is_none());
+    // The original is untouched (the models dir links the shared one).
+    assert_eq!(
+        std::fs::metadata(dir.path().join("models/ggml-tiny.en.bin"))
+            .unwrap()
+            .len(),
+        std::fs::metadata(support::test_model()).unwrap().len()
+    );
+}

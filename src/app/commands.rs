@@ -147,6 +147,7 @@ impl CandybarApp {
                 }
                 Command::ListDevices => self.list_devices(),
                 Command::MeasureModels => self.measure_models(),
+                Command::QuantizeModel(name) => self.quantize_model(name),
                 Command::Quit => self.quit(ctx),
                 // The viewer's own; `Viewer::apply` took them.
                 Command::SetFilter(_)

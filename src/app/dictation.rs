@@ -63,8 +63,11 @@ pub(super) struct DictationParts {
     devices: Option<Result<Vec<InputDevice>, String>>,
     /// The model directory's models and their measured speeds.
     models: Vec<candybar_core::voice::ModelInfo>,
-    models_slot: super::models::SpeedSlot,
+    models_slot: super::models::ModelsSlot,
     measuring: bool,
+    /// The model whose `Q8_0` copy is being made.
+    quantizing: Option<String>,
+    models_note: Option<String>,
     model_dir: Option<PathBuf>,
 }
 
@@ -79,6 +82,8 @@ impl DictationParts {
             devices: self.devices.as_ref(),
             models: &self.models,
             measuring: self.measuring,
+            quantizing: self.quantizing.as_deref(),
+            models_note: self.models_note.as_deref(),
         }
     }
 }
@@ -132,6 +137,8 @@ impl CandybarApp {
                 .unwrap_or_default(),
             models_slot: Arc::default(),
             measuring: false,
+            quantizing: None,
+            models_note: None,
             model_dir: di.model_dir.clone(),
         };
         if let Some((listener, path)) = di.instance {
@@ -308,27 +315,41 @@ impl CandybarApp {
             if let Some(list) = parts.devices_slot.lock().take() {
                 parts.devices = Some(list);
             }
-            if let Some(models) = parts.models_slot.lock().take() {
+            if let Some((models, note)) = parts.models_slot.lock().take() {
                 parts.models = models;
+                parts.models_note = note;
                 parts.measuring = false;
+                parts.quantizing = None;
             }
         }
     }
 
+    /// The dictation parts, the model directory and a waker, when no model job runs.
+    fn models_idle(&mut self) -> Option<(&mut DictationParts, PathBuf, egui::Context)> {
+        let ctx = self.ctx.clone();
+        let parts = self.dictation.as_mut()?;
+        let dir = parts.model_dir.clone()?;
+        (!parts.measuring && parts.quantizing.is_none()).then_some((parts, dir, ctx))
+    }
+
     /// Measures each installed model's speed on a thread (the view shows "measuring…").
     pub(super) fn measure_models(&mut self) {
-        let Some(parts) = &mut self.dictation else {
+        let Some((parts, dir, ctx)) = self.models_idle() else {
             return;
         };
-        let Some(dir) = parts.model_dir.clone() else {
-            return;
-        };
-        if parts.measuring {
-            return;
-        }
         parts.measuring = true;
-        let ctx = self.ctx.clone();
         super::models::measure(dir, parts.models_slot.clone(), move || {
+            ctx.request_repaint();
+        });
+    }
+
+    /// Makes an installed model's `Q8_0` copy on a thread (the view shows it being made).
+    pub(super) fn quantize_model(&mut self, name: String) {
+        let Some((parts, dir, ctx)) = self.models_idle() else {
+            return;
+        };
+        parts.quantizing = Some(name.clone());
+        super::models::quantize(dir, name, parts.models_slot.clone(), move || {
             ctx.request_repaint();
         });
     }

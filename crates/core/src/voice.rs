@@ -372,6 +372,8 @@ pub struct ModelInfo {
     pub kind: String,
     /// Decode time over audio time on this machine, once measured (lower is faster).
     pub real_time_factor: Option<f32>,
+    /// In f16 or f32: a `Q8_0` copy can be made of it (`candybar asr models quantize`).
+    pub quantizable: bool,
 }
 
 #[derive(Clone, Debug, Default)]

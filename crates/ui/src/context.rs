@@ -193,6 +193,10 @@ pub struct DictationInfo<'a> {
     pub models: &'a [ModelInfo],
     /// Their speed is being measured.
     pub measuring: bool,
+    /// The model whose `Q8_0` copy is being made ([`crate::Command::QuantizeModel`]).
+    pub quantizing: Option<&'a str>,
+    /// What the last model job came to, in words (a copy made, or why not).
+    pub models_note: Option<&'a str>,
 }
 
 /// The hotkey as registered, for the view and the status bar.

@@ -395,8 +395,9 @@ fn models_ui(
         );
         return;
     }
+    let busy = info.measuring || info.quantizing.is_some();
     egui::Grid::new("installed-models")
-        .num_columns(4)
+        .num_columns(5)
         .spacing([8.0, 2.0])
         .show(ui, |ui| {
             for m in info.models {
@@ -425,16 +426,37 @@ fn models_ui(
                         ui.label("");
                     }
                 }
+                let copy = format!("{}-q8_0", m.name);
+                if info.quantizing == Some(m.name.as_str()) {
+                    ui.label(RichText::new("making its q8_0 copy…").small());
+                } else if m.quantizable && !info.models.iter().any(|o| o.name == copy) {
+                    if ui
+                        .add_enabled(!busy, egui::Button::new("⚡ q8_0 copy").small())
+                        .on_hover_text(format!(
+                            "make {copy}: about half the size and a quarter faster on a CPU, \
+                             the same words (candybar asr models quantize {})",
+                            m.name
+                        ))
+                        .clicked()
+                    {
+                        commands.push(Command::QuantizeModel(m.name.clone()));
+                    }
+                } else {
+                    ui.label("");
+                }
                 ui.end_row();
             }
         });
+    if let Some(note) = info.models_note {
+        ui.label(RichText::new(note).small().color(theme.weak_text()));
+    }
     let label = if info.measuring {
         "⏱ measuring…"
     } else {
         "⏱ Measure their speed"
     };
     if ui
-        .add_enabled(!info.measuring, egui::Button::new(label).small())
+        .add_enabled(!busy, egui::Button::new(label).small())
         .on_hover_text("decodes a 4 s sentence with each model, one after another")
         .clicked()
     {

@@ -157,6 +157,9 @@ pub enum Command {
     /// Measure each installed model's speed on this machine (the answer arrives in
     /// [`DictationInfo::models`]).
     MeasureModels,
+    /// Make a `Q8_0` copy of this installed model (`NAME-q8_0`) beside it; the list arrives in
+    /// [`DictationInfo::models`], what came of it in [`DictationInfo::models_note`].
+    QuantizeModel(String),
     /// Start (true) or stop the built-in ASR server.
     LocalServer(bool),
     /// Keep a token in the keychain: its name and value.
