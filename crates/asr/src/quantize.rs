@@ -29,6 +29,8 @@ const KEPT: [&str; 4] = [
     "encoder.positional_embedding",
     "decoder.positional_embedding",
 ];
+/// The convolutions' weights: f16 in every file but an f32 one (whisper.cpp loads them so).
+const CONV_WEIGHTS: [&str; 2] = ["encoder.conv1.weight", "encoder.conv2.weight"];
 
 /// What a quantization wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,7 +256,14 @@ impl Job {
         let mut data = vec![0u8; size];
         self.src.exact(&mut data, &format!("tensor {name}"))?;
         let quantize = n_dims == 2 && dims[0] % QK8_0 == 0 && !KEPT.contains(&name.as_str());
-        let out_type = if quantize { TYPE_Q8_0 } else { ttype };
+        let to_f16 = !quantize && ttype == TYPE_F32 && CONV_WEIGHTS.contains(&name.as_str());
+        let out_type = if quantize {
+            TYPE_Q8_0
+        } else if to_f16 {
+            TYPE_F16
+        } else {
+            ttype
+        };
         self.put(&n_dims.to_le_bytes())?;
         self.put(&name_len.to_le_bytes())?;
         self.put(&out_type.to_le_bytes())?;
@@ -275,6 +284,15 @@ impl Job {
             let packed = q8_0(&floats);
             self.put(&packed)?;
             self.quantized += 1;
+        } else if to_f16 {
+            let halves: Vec<u8> = data
+                .chunks_exact(4)
+                .flat_map(|b| {
+                    half::f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes()
+                })
+                .collect();
+            self.put(&halves)?;
+            self.kept += 1;
         } else {
             self.put(&data)?;
             self.kept += 1;
@@ -340,6 +358,120 @@ mod tests {
                 .iter()
                 .any(|&q| q as i8 == 127 || q as i8 == -127)
         );
+    }
+
+    /// A ggml Whisper file: the header (f32), two mel bands of two, one token, then `tensors`
+    /// (name, shape, f32 values).
+    fn model_file(tensors: &[(&str, &[i32])]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend(0x6767_6d6c_u32.to_le_bytes());
+        for hp in [51_864, 1500, 384, 6, 4, 448, 384, 6, 4, 80, 0] {
+            f.extend(i32::to_le_bytes(hp));
+        }
+        for w in [2, 2] {
+            f.extend(i32::to_le_bytes(w));
+        }
+        f.extend([0u8; 16]);
+        f.extend(1i32.to_le_bytes());
+        f.extend(1i32.to_le_bytes());
+        f.push(b'a');
+        for (name, shape) in tensors {
+            let n: i32 = shape.iter().product();
+            f.extend(i32::try_from(shape.len()).unwrap().to_le_bytes());
+            f.extend(i32::try_from(name.len()).unwrap().to_le_bytes());
+            f.extend(TYPE_F32.to_le_bytes());
+            for d in *shape {
+                f.extend(d.to_le_bytes());
+            }
+            f.extend(name.as_bytes());
+            for i in 0..n {
+                f.extend((i as f32 / 10.0).to_le_bytes());
+            }
+        }
+        f
+    }
+
+    /// The tensors of a written file: name, type, bytes of data.
+    fn tensors_of(f: &[u8]) -> Vec<(String, i32, usize)> {
+        let word = |at: usize| i32::from_le_bytes(f[at..at + 4].try_into().unwrap());
+        // Header, filters (2 × 2), one token of one byte.
+        let mut at = 48 + 8 + 16 + 4 + 4 + 1;
+        let mut out = Vec::new();
+        while at < f.len() {
+            let (n_dims, name_len, ttype) = (word(at), word(at + 4), word(at + 8));
+            at += 12;
+            let values: usize = (0..n_dims as usize)
+                .map(|i| word(at + 4 * i) as usize)
+                .product();
+            at += 4 * n_dims as usize;
+            let name = String::from_utf8(f[at..at + name_len as usize].to_vec()).unwrap();
+            at += name_len as usize;
+            let bytes = match ttype {
+                TYPE_F32 => values * 4,
+                TYPE_F16 => values * 2,
+                _ => values / QK8_0 * BLOCK_BYTES,
+            };
+            at += bytes;
+            out.push((name, ttype, bytes));
+        }
+        out
+    }
+
+    #[test]
+    fn an_f32_model_gets_q8_0_matrices_f16_convolutions_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("ggml-f32.bin");
+        std::fs::write(
+            &src,
+            model_file(&[
+                ("encoder.conv1.weight", &[3, 80, 2]),
+                ("encoder.conv1.bias", &[1, 2]),
+                ("encoder.positional_embedding", &[64, 2]),
+                ("decoder.blocks.0.mlp.0.weight", &[64, 3]),
+                ("decoder.blocks.0.mlp_ln.bias", &[64]),
+            ]),
+        )
+        .unwrap();
+        let dest = dir.path().join("ggml-f32-q8_0.bin");
+        let q = quantize_q8_0(&src, &dest, |_, _| {}).unwrap();
+        assert_eq!((q.quantized, q.kept), (1, 4));
+        let out = std::fs::read(&dest).unwrap();
+        assert_eq!(read_header(&dest).unwrap().ftype, 2007);
+        assert_eq!(
+            tensors_of(&out),
+            [
+                ("encoder.conv1.weight".to_owned(), TYPE_F16, 3 * 80 * 2 * 2),
+                ("encoder.conv1.bias".to_owned(), TYPE_F32, 2 * 4),
+                ("encoder.positional_embedding".to_owned(), TYPE_F32, 128 * 4),
+                (
+                    "decoder.blocks.0.mlp.0.weight".to_owned(),
+                    TYPE_Q8_0,
+                    6 * BLOCK_BYTES
+                ),
+                ("decoder.blocks.0.mlp_ln.bias".to_owned(), TYPE_F32, 64 * 4),
+            ]
+        );
+        assert!(!dir.path().join("ggml-f32-q8_0.bin.part").exists());
+    }
+
+    #[test]
+    fn a_header_that_claims_more_than_the_file_holds_is_refused_without_a_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("ggml-lies.bin");
+        let mut f = model_file(&[("decoder.blocks.0.mlp.0.weight", &[64, 3])]);
+        // The matrix's second dimension, 3 → 16 million: gigabytes the file does not have.
+        let at = f.len() - 64 * 3 * 4 - "decoder.blocks.0.mlp.0.weight".len() - 4;
+        f[at..at + 4].copy_from_slice(&(1i32 << 24).to_le_bytes());
+        std::fs::write(&src, f).unwrap();
+        let dest = dir.path().join("ggml-lies-q8_0.bin");
+        let e = quantize_q8_0(&src, &dest, |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("claims more bytes than the") && e.contains("cut short"),
+            "{e}"
+        );
+        assert!(!dest.exists() && !dir.path().join("ggml-lies-q8_0.bin.part").exists());
     }
 
     #[test]
